@@ -1,0 +1,28 @@
+//! The private platform layer: the only place in the crate that calls libc.
+//!
+//! What it provides, by file:
+//! - `fd`: `cvt`/`cvt_r` (errno to `io::Result`, EINTR retried in one place), `poll`,
+//!   `O_NONBLOCK`/`FD_CLOEXEC` control, `readv`/`writev`, `OwnedFd` construction.
+//! - `pipe`: `pipe2`, `F_GETPIPE_SZ`/`F_SETPIPE_SZ`, `mkfifo`, `eventfd`.
+//! - `socket`: `socket`/`bind`/`listen`/`accept4`/`connect` for `AF_UNIX` (paths and the
+//!   abstract namespace) including `SOCK_SEQPACKET`, `send`/`recv` with flags, `SO_PEERCRED`.
+//! - `proc`: `pidfd_open`, a process's start time from `/proc`, `boot_id`.
+//! - `mq`: POSIX message queues (`mq_open`, `mq_send`, `mq_receive`, `mq_unlink`, ...).
+//! - `sysv`: System V message queues (`msgget`, `msgsnd`, `msgrcv`, `msgctl`).
+//!
+//! Why libc and not rustix: the mechanisms ipckit covers need `mq_*`, `msg*`, `sigaction` and
+//! `sched_setaffinity`, which only libc has, and the crate keeps one syscall crate, not two.
+//!
+//! # Safety
+//!
+//! Every function here is safe to call. Each one keeps its `unsafe` blocks to a single FFI
+//! call whose pointer arguments come from live Rust references with the lengths the kernel is
+//! told, and turns every new file descriptor into an `OwnedFd` the moment the call returns.
+#![allow(unsafe_code)]
+
+pub(crate) mod fd;
+pub(crate) mod mq;
+pub(crate) mod pipe;
+pub(crate) mod proc;
+pub(crate) mod socket;
+pub(crate) mod sysv;

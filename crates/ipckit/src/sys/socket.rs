@@ -1,0 +1,174 @@
+//! `AF_UNIX` sockets of every type (stream, datagram, seqpacket), by path or in the abstract
+//! namespace, and the message calls the datagram transports share with IP sockets.
+//!
+//! # Safety
+//!
+//! Each `unsafe` block is one libc call. Socket addresses are built in a local, zeroed
+//! `sockaddr_un` whose length is computed from what was written; buffers are live slices
+//! passed with their exact lengths; new descriptors become `OwnedFd` at once.
+
+use super::fd::{cvt, cvt_r, owned};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Where a Unix socket lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UnixAddr<'a> {
+    Path(&'a Path),
+    /// Abstract namespace: no file, gone when the last socket closes.
+    Abstract(&'a [u8]),
+}
+
+fn sockaddr(addr: &UnixAddr<'_>) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: an all-zero sockaddr_un is valid.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let base = std::mem::offset_of!(libc::sockaddr_un, sun_path);
+    let (bytes, lead): (&[u8], usize) = match addr {
+        UnixAddr::Path(p) => (p.as_os_str().as_bytes(), 0),
+        UnixAddr::Abstract(n) => (n, 1),
+    };
+    // A path needs room for its NUL terminator; an abstract name starts with a NUL instead.
+    let need = lead + bytes.len() + usize::from(lead == 0);
+    if bytes.is_empty() || need > sa.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("unix socket address must be 1..={} bytes", sa.sun_path.len() - 1),
+        ));
+    }
+    if lead == 0 && bytes.contains(&0) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"));
+    }
+    for (i, b) in bytes.iter().enumerate() {
+        sa.sun_path[lead + i] = *b as libc::c_char;
+    }
+    let len = base + lead + bytes.len() + usize::from(lead == 0);
+    Ok((sa, len as libc::socklen_t))
+}
+
+/// `socket(AF_UNIX, ty | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)`.
+pub(crate) fn unix_socket(ty: i32) -> io::Result<OwnedFd> {
+    // SAFETY: socket takes no pointers.
+    let fd = cvt(unsafe {
+        libc::socket(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0)
+    })?;
+    Ok(owned(fd))
+}
+
+pub(crate) fn bind(fd: BorrowedFd<'_>, addr: &UnixAddr<'_>) -> io::Result<()> {
+    let (sa, len) = sockaddr(addr)?;
+    // SAFETY: `sa` is a live sockaddr_un and `len` is the number of bytes that are meaningful.
+    cvt(unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_un).cast(), len) })?;
+    Ok(())
+}
+
+pub(crate) fn connect(fd: BorrowedFd<'_>, addr: &UnixAddr<'_>) -> io::Result<()> {
+    let (sa, len) = sockaddr(addr)?;
+    // SAFETY: as in `bind`.
+    cvt_r(|| unsafe { libc::connect(fd.as_raw_fd(), (&sa as *const libc::sockaddr_un).cast(), len) })?;
+    Ok(())
+}
+
+pub(crate) fn listen(fd: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen takes no pointers.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
+    Ok(())
+}
+
+/// `accept4` with `SOCK_CLOEXEC | SOCK_NONBLOCK`.
+pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: null address pointers are allowed: we do not want the peer address.
+    let new = cvt_r(|| unsafe {
+        libc::accept4(
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+        )
+    })?;
+    Ok(owned(new))
+}
+
+/// `send(fd, buf, MSG_NOSIGNAL | flags)`: a closed peer is `EPIPE`, never a SIGPIPE.
+pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: i32) -> io::Result<usize> {
+    // SAFETY: `buf` is a live slice of `buf.len()` bytes.
+    cvt_r(|| unsafe {
+        libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags | libc::MSG_NOSIGNAL)
+    })
+    .map(|n| n as usize)
+}
+
+/// `sendmsg` of up to three buffers as one message (or one stream write).
+pub(crate) fn sendv(fd: BorrowedFd<'_>, bufs: &[&[u8]], flags: i32) -> io::Result<usize> {
+    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 3];
+    assert!(bufs.len() <= iov.len());
+    for (v, b) in iov.iter_mut().zip(bufs) {
+        v.iov_base = b.as_ptr() as *mut libc::c_void;
+        v.iov_len = b.len();
+    }
+    // SAFETY: an all-zero msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = bufs.len();
+    // SAFETY: `msg` points at `iov`, whose entries point into live slices; all outlive the call.
+    cvt_r(|| unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags | libc::MSG_NOSIGNAL) })
+        .map(|n| n as usize)
+}
+
+/// `recv(fd, buf, flags)`. With `MSG_TRUNC` the return value is the datagram's real length.
+pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], flags: i32) -> io::Result<usize> {
+    // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes.
+    cvt_r(|| unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) })
+        .map(|n| n as usize)
+}
+
+/// Credentials of the peer of a connected Unix socket (`SO_PEERCRED`).
+pub(crate) fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<libc::ucred> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are live locals of the sizes getsockopt is told.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(cred)
+}
+
+/// Reads a socket's pending error (`SO_ERROR`), used after a non-blocking connect.
+pub(crate) fn take_error(fd: BorrowedFd<'_>) -> io::Result<Option<io::Error>> {
+    let mut err: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: `err` and `len` are live locals of the sizes getsockopt is told.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut i32).cast(),
+            &mut len,
+        )
+    })?;
+    Ok((err != 0).then(|| io::Error::from_raw_os_error(err)))
+}
+
+/// Sets an integer socket option.
+pub(crate) fn set_int_opt(fd: BorrowedFd<'_>, level: i32, name: i32, val: i32) -> io::Result<()> {
+    // SAFETY: `val` is a live i32 and we pass its size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&val as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
