@@ -109,7 +109,10 @@ impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SendError::TooLarge { len, max } => {
-                write!(f, "message of {len} bytes exceeds the maximum of {max} bytes; nothing sent")
+                write!(
+                    f,
+                    "message of {len} bytes exceeds the maximum of {max} bytes; nothing sent"
+                )
             }
             SendError::Full => f.write_str("no room to send now"),
             SendError::Timeout => f.write_str("timed out waiting for room to send"),
@@ -126,7 +129,10 @@ impl fmt::Display for RecvError {
             RecvError::Timeout => f.write_str("timed out waiting for a message"),
             RecvError::PeerGone => f.write_str("peer is gone (closed, exited or killed)"),
             RecvError::BufferTooSmall { needed } => {
-                write!(f, "the waiting message needs a buffer of {needed} bytes; it was left unread")
+                write!(
+                    f,
+                    "the waiting message needs a buffer of {needed} bytes; it was left unread"
+                )
             }
             RecvError::Io(e) => write!(f, "{e}"),
         }
@@ -140,7 +146,9 @@ impl From<SendError> for io::Error {
     fn from(e: SendError) -> Self {
         match e {
             SendError::Io(e) => e,
-            SendError::TooLarge { .. } => io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+            SendError::TooLarge { .. } => {
+                io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+            }
             SendError::Full => io::Error::new(io::ErrorKind::WouldBlock, e.to_string()),
             SendError::Timeout => io::Error::new(io::ErrorKind::TimedOut, e.to_string()),
             SendError::PeerGone => io::Error::new(io::ErrorKind::BrokenPipe, e.to_string()),
@@ -155,7 +163,9 @@ impl From<RecvError> for io::Error {
             RecvError::Empty => io::Error::new(io::ErrorKind::WouldBlock, e.to_string()),
             RecvError::Timeout => io::Error::new(io::ErrorKind::TimedOut, e.to_string()),
             RecvError::PeerGone => io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string()),
-            RecvError::BufferTooSmall { .. } => io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+            RecvError::BufferTooSmall { .. } => {
+                io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+            }
         }
     }
 }

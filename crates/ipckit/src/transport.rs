@@ -67,7 +67,10 @@ impl Mechanism {
 
     /// True for byte streams, which ipckit frames with a length prefix.
     pub fn is_stream(self) -> bool {
-        matches!(self, Mechanism::Pipe | Mechanism::Fifo | Mechanism::Uds | Mechanism::Tcp)
+        matches!(
+            self,
+            Mechanism::Pipe | Mechanism::Fifo | Mechanism::Uds | Mechanism::Tcp
+        )
     }
 
     /// True if messages may be lost (UDP).
@@ -90,10 +93,17 @@ impl fmt::Display for Mechanism {
 impl FromStr for Mechanism {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Mechanism::ALL.iter().copied().find(|m| m.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Mechanism::ALL.iter().map(|m| m.name()).collect();
-            format!("unknown mechanism '{s}' (expected one of: {})", names.join(", "))
-        })
+        Mechanism::ALL
+            .iter()
+            .copied()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Mechanism::ALL.iter().map(|m| m.name()).collect();
+                format!(
+                    "unknown mechanism '{s}' (expected one of: {})",
+                    names.join(", ")
+                )
+            })
     }
 }
 

@@ -33,7 +33,9 @@ impl Wait {
     /// The default adaptive strategy: spin for 100 µs, then block. 100 µs covers a spinning
     /// round trip on any machine we know of (1-5 µs) with a wide margin, and bounds the CPU a
     /// waiting endpoint burns when no message comes.
-    pub const ADAPTIVE: Wait = Wait::Adaptive { spin: Duration::from_micros(100) };
+    pub const ADAPTIVE: Wait = Wait::Adaptive {
+        spin: Duration::from_micros(100),
+    };
 
     /// The name used by the CLI and the bench: `block`, `spin` or `adaptive`.
     pub fn name(&self) -> &'static str {

@@ -53,7 +53,11 @@ pub(crate) fn owned(fd: RawFd) -> OwnedFd {
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     // SAFETY: fcntl on a borrowed, open descriptor.
     let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
-    let new = if on { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+    let new = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
     if new != flags {
         // SAFETY: as above.
         cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, new) })?;
@@ -65,7 +69,11 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
 pub(crate) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     // SAFETY: fcntl on a borrowed, open descriptor.
     let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) })?;
-    let new = if on { flags | libc::FD_CLOEXEC } else { flags & !libc::FD_CLOEXEC };
+    let new = if on {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
     // SAFETY: as above.
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, new) })?;
     Ok(())
@@ -96,7 +104,11 @@ pub(crate) enum Ready {
 /// `poll(2)` on up to four descriptors; `None` waits forever. Retries `EINTR` with the
 /// remaining time.
 pub(crate) fn poll(fds: &[(BorrowedFd<'_>, i16)], timeout: Option<Duration>) -> io::Result<Ready> {
-    let mut pfds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; 4];
+    let mut pfds = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 4];
     assert!(fds.len() <= pfds.len());
     for (slot, (fd, ev)) in pfds.iter_mut().zip(fds) {
         slot.fd = fd.as_raw_fd();
@@ -151,7 +163,10 @@ pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
 
 /// `readv(2)` into up to three buffers; `EINTR` retried.
 pub(crate) fn readv(fd: BorrowedFd<'_>, bufs: &mut [&mut [u8]]) -> io::Result<usize> {
-    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 3];
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 3];
     assert!(bufs.len() <= iov.len());
     for (v, b) in iov.iter_mut().zip(bufs.iter_mut()) {
         v.iov_base = b.as_mut_ptr().cast();
@@ -164,7 +179,10 @@ pub(crate) fn readv(fd: BorrowedFd<'_>, bufs: &mut [&mut [u8]]) -> io::Result<us
 
 /// `writev(2)` from up to three buffers; `EINTR` retried.
 pub(crate) fn writev(fd: BorrowedFd<'_>, bufs: &[&[u8]]) -> io::Result<usize> {
-    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 3];
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 3];
     assert!(bufs.len() <= iov.len());
     for (v, b) in iov.iter_mut().zip(bufs) {
         v.iov_base = b.as_ptr() as *mut libc::c_void;
@@ -178,5 +196,19 @@ pub(crate) fn writev(fd: BorrowedFd<'_>, bufs: &[&[u8]]) -> io::Result<usize> {
 /// Number of open descriptors of this process (from `/proc/self/fd`).
 pub fn count_open_fds() -> io::Result<usize> {
     // The directory handle itself is one entry while we read it.
-    Ok(std::fs::read_dir("/proc/self/fd")?.count().saturating_sub(1))
+    Ok(std::fs::read_dir("/proc/self/fd")?
+        .count()
+        .saturating_sub(1))
+}
+
+/// The events `poll` reports for one descriptor right now (zero timeout).
+pub(crate) fn revents(fd: BorrowedFd<'_>, events: i16) -> io::Result<i16> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: `p` is one live pollfd.
+    cvt_r(|| unsafe { libc::poll(&mut p, 1, 0) })?;
+    Ok(p.revents)
 }

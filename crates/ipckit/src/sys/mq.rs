@@ -12,7 +12,12 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 fn cname(name: &str) -> io::Result<CString> {
-    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "queue name contains a NUL byte"))
+    CString::new(name).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "queue name contains a NUL byte",
+        )
+    })
 }
 
 /// Creation parameters: `None` opens an existing queue.
@@ -37,14 +42,23 @@ pub(crate) fn open(name: &str, create: Option<Create>) -> io::Result<OwnedFd> {
             cvt_r(|| unsafe {
                 libc::mq_open(
                     c.as_ptr(),
-                    libc::O_RDWR | libc::O_NONBLOCK | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+                    libc::O_RDWR
+                        | libc::O_NONBLOCK
+                        | libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_CLOEXEC,
                     cr.mode as libc::mode_t,
                     &mut attr as *mut libc::mq_attr,
                 )
             })?
         }
         // SAFETY: `c` outlives the call; without O_CREAT no further arguments are read.
-        None => cvt_r(|| unsafe { libc::mq_open(c.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) })?,
+        None => cvt_r(|| unsafe {
+            libc::mq_open(
+                c.as_ptr(),
+                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        })?,
     };
     Ok(owned(fd))
 }
@@ -78,7 +92,12 @@ pub(crate) fn receive(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, 
     let mut prio = 0u32;
     // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes and `prio` a live u32.
     let n = cvt_r(|| unsafe {
-        libc::mq_receive(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), &mut prio)
+        libc::mq_receive(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut prio,
+        )
     })?;
     Ok((n as usize, prio))
 }

@@ -80,7 +80,8 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
 
 /// `eventfd(initval, EFD_CLOEXEC | EFD_NONBLOCK [| EFD_SEMAPHORE])`.
 pub(crate) fn eventfd(semaphore: bool) -> io::Result<OwnedFd> {
-    let flags = libc::EFD_CLOEXEC | libc::EFD_NONBLOCK | if semaphore { libc::EFD_SEMAPHORE } else { 0 };
+    let flags =
+        libc::EFD_CLOEXEC | libc::EFD_NONBLOCK | if semaphore { libc::EFD_SEMAPHORE } else { 0 };
     // SAFETY: eventfd takes no pointers.
     let fd = cvt(unsafe { libc::eventfd(0, flags) })?;
     Ok(owned(fd))

@@ -31,7 +31,9 @@ pub fn is_alive(pid: u32, start: u64) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
-    let Some(close) = stat.rfind(')') else { return false };
+    let Some(close) = stat.rfind(')') else {
+        return false;
+    };
     let mut fields = stat[close + 1..].split_whitespace();
     let state = fields.next().unwrap_or("");
     if state == "Z" || state == "X" {
@@ -56,4 +58,39 @@ pub(crate) fn boot_id() -> [u8; 16] {
 /// Pid of the calling process.
 pub(crate) fn getpid() -> u32 {
     std::process::id()
+}
+
+/// Arranges for `fds` (close-on-exec in this process) to stay open across the exec of
+/// `cmd`'s child, and only that child: the flag is cleared after the fork, in the child.
+pub(crate) fn inherit_in_child(cmd: &mut std::process::Command, fds: Vec<std::os::fd::RawFd>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and calls only fcntl, which is
+    // async-signal-safe; it allocates nothing (the Vec was built before the fork).
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags == -1 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Adopts an inherited descriptor named by number (from an `fd:N` address).
+pub(crate) fn adopt_inherited(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
+    if fd < 3 || !super::fd::is_open(fd) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "descriptor {fd} was not inherited (is this process the peer it was made for?)"
+            ),
+        ));
+    }
+    let owned = owned(fd);
+    // Keep it from leaking into our own children.
+    super::fd::set_cloexec(std::os::fd::AsFd::as_fd(&owned), true)?;
+    Ok(owned)
 }

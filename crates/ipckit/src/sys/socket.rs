@@ -35,11 +35,17 @@ fn sockaddr(addr: &UnixAddr<'_>) -> io::Result<(libc::sockaddr_un, libc::socklen
     if bytes.is_empty() || need > sa.sun_path.len() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("unix socket address must be 1..={} bytes", sa.sun_path.len() - 1),
+            format!(
+                "unix socket address must be 1..={} bytes",
+                sa.sun_path.len() - 1
+            ),
         ));
     }
     if lead == 0 && bytes.contains(&0) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "path contains a NUL byte",
+        ));
     }
     for (i, b) in bytes.iter().enumerate() {
         sa.sun_path[lead + i] = *b as libc::c_char;
@@ -52,7 +58,11 @@ fn sockaddr(addr: &UnixAddr<'_>) -> io::Result<(libc::sockaddr_un, libc::socklen
 pub(crate) fn unix_socket(ty: i32) -> io::Result<OwnedFd> {
     // SAFETY: socket takes no pointers.
     let fd = cvt(unsafe {
-        libc::socket(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0)
+        libc::socket(
+            libc::AF_UNIX,
+            ty | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
     })?;
     Ok(owned(fd))
 }
@@ -60,14 +70,26 @@ pub(crate) fn unix_socket(ty: i32) -> io::Result<OwnedFd> {
 pub(crate) fn bind(fd: BorrowedFd<'_>, addr: &UnixAddr<'_>) -> io::Result<()> {
     let (sa, len) = sockaddr(addr)?;
     // SAFETY: `sa` is a live sockaddr_un and `len` is the number of bytes that are meaningful.
-    cvt(unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_un).cast(), len) })?;
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_un).cast(),
+            len,
+        )
+    })?;
     Ok(())
 }
 
 pub(crate) fn connect(fd: BorrowedFd<'_>, addr: &UnixAddr<'_>) -> io::Result<()> {
     let (sa, len) = sockaddr(addr)?;
     // SAFETY: as in `bind`.
-    cvt_r(|| unsafe { libc::connect(fd.as_raw_fd(), (&sa as *const libc::sockaddr_un).cast(), len) })?;
+    cvt_r(|| unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_un).cast(),
+            len,
+        )
+    })?;
     Ok(())
 }
 
@@ -95,14 +117,22 @@ pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: i32) -> io::Result<usize> {
     // SAFETY: `buf` is a live slice of `buf.len()` bytes.
     cvt_r(|| unsafe {
-        libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags | libc::MSG_NOSIGNAL)
+        libc::send(
+            fd.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            flags | libc::MSG_NOSIGNAL,
+        )
     })
     .map(|n| n as usize)
 }
 
 /// `sendmsg` of up to three buffers as one message (or one stream write).
 pub(crate) fn sendv(fd: BorrowedFd<'_>, bufs: &[&[u8]], flags: i32) -> io::Result<usize> {
-    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 3];
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 3];
     assert!(bufs.len() <= iov.len());
     for (v, b) in iov.iter_mut().zip(bufs) {
         v.iov_base = b.as_ptr() as *mut libc::c_void;
@@ -126,7 +156,11 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], flags: i32) -> io::Result
 
 /// Credentials of the peer of a connected Unix socket (`SO_PEERCRED`).
 pub(crate) fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<libc::ucred> {
-    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: `cred` and `len` are live locals of the sizes getsockopt is told.
     cvt(unsafe {
@@ -139,23 +173,6 @@ pub(crate) fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<libc::ucred> {
         )
     })?;
     Ok(cred)
-}
-
-/// Reads a socket's pending error (`SO_ERROR`), used after a non-blocking connect.
-pub(crate) fn take_error(fd: BorrowedFd<'_>) -> io::Result<Option<io::Error>> {
-    let mut err: i32 = 0;
-    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    // SAFETY: `err` and `len` are live locals of the sizes getsockopt is told.
-    cvt(unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut err as *mut i32).cast(),
-            &mut len,
-        )
-    })?;
-    Ok((err != 0).then(|| io::Error::from_raw_os_error(err)))
 }
 
 /// Sets an integer socket option.
@@ -171,4 +188,89 @@ pub(crate) fn set_int_opt(fd: BorrowedFd<'_>, level: i32, name: i32, val: i32) -
         )
     })?;
     Ok(())
+}
+
+/// A raw `AF_UNIX` peer address, as `recvfrom` filled it.
+#[derive(Clone, Copy)]
+pub(crate) struct RawUnixAddr {
+    sa: libc::sockaddr_un,
+    len: libc::socklen_t,
+}
+
+impl std::fmt::Debug for RawUnixAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawUnixAddr")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `recvfrom` on an `AF_UNIX` datagram socket: (length, sender address).
+pub(crate) fn recv_from_unix(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: i32,
+) -> io::Result<(usize, RawUnixAddr)> {
+    // SAFETY: an all-zero sockaddr_un is valid as an out-value.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: `buf` is a live, writable slice; `sa`/`len` are live locals sized as told.
+    let n = cvt_r(|| unsafe {
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            flags,
+            (&mut sa as *mut libc::sockaddr_un).cast(),
+            &mut len,
+        )
+    })?;
+    Ok((n as usize, RawUnixAddr { sa, len }))
+}
+
+/// `connect` to an address `recvfrom` returned.
+pub(crate) fn connect_raw(fd: BorrowedFd<'_>, addr: &RawUnixAddr) -> io::Result<()> {
+    // SAFETY: `addr.sa` is a sockaddr_un the kernel filled, `addr.len` its meaningful length.
+    cvt_r(|| unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&addr.sa as *const libc::sockaddr_un).cast(),
+            addr.len,
+        )
+    })?;
+    Ok(())
+}
+
+/// Binds an `AF_UNIX` socket to a kernel-chosen abstract address (autobind).
+pub(crate) fn autobind(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: an all-zero sockaddr_un is valid; only the family is set.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let len = std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t;
+    // SAFETY: binding with just the family asks the kernel to autobind; `sa` outlives the call.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_un).cast(),
+            len,
+        )
+    })?;
+    Ok(())
+}
+
+/// Send-buffer size the kernel granted (`SO_SNDBUF`).
+pub(crate) fn sndbuf(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut v: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are live locals sized as told.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&mut v as *mut i32).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(v as usize)
 }

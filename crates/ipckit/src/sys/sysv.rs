@@ -54,7 +54,15 @@ pub(crate) fn recv(id: i32, buf: &mut [u8], typ: i64, nowait: bool) -> io::Resul
     let room = buf.len() - TYPE_LEN;
     let flags = if nowait { libc::IPC_NOWAIT } else { 0 };
     // SAFETY: `buf` is a live, writable slice with room for the c_long type plus `room` bytes.
-    let n = cvt_r(|| unsafe { libc::msgrcv(id, buf.as_mut_ptr().cast(), room, typ as libc::c_long, flags) })?;
+    let n = cvt_r(|| unsafe {
+        libc::msgrcv(
+            id,
+            buf.as_mut_ptr().cast(),
+            room,
+            typ as libc::c_long,
+            flags,
+        )
+    })?;
     let mut t = [0u8; TYPE_LEN];
     t.copy_from_slice(&buf[..TYPE_LEN]);
     Ok((n as usize, libc::c_long::from_ne_bytes(t) as i64))

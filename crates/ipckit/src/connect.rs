@@ -1,0 +1,891 @@
+//! Making a connected pair of endpoints across two processes, for any mechanism, from a
+//! string address: the server creates the kernel objects ([`Server::create`]), hands
+//! [`Server::address`] to the peer (on its command line), and [`Server::accept`]s; the peer
+//! calls [`connect`]. The bench and the conformance suite drive every mechanism this way.
+//!
+//! Addresses: a path or `@name` (abstract) for Unix sockets, `host:port` for TCP and UDP, a
+//! path for FIFOs (the pair uses `PATH.c2s` and `PATH.s2c`), `/name` for POSIX queues (the
+//! pair uses `/name.c2s` and `/name.s2c`), a key for System V queues (the pair uses `KEY`
+//! and `KEY + 1`), `fd:R,W` for pipes.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use ipckit::connect::{connect, Options, Server};
+//! use ipckit::{Mechanism, Transport};
+//! # fn main() -> std::io::Result<()> {
+//! // Process 1
+//! let server = Server::create(Mechanism::Uds, &Options::default())?;
+//! let addr = server.address(); // pass to process 2
+//! let mut ep = server.accept()?;
+//! let mut buf = vec![0; ep.max_msg_size()];
+//! let n = ep.recv(&mut buf)?;
+//! // Process 2
+//! let mut ep2 = connect(Mechanism::Uds, &addr, &Options::default())?;
+//! ep2.send(b"hello")?;
+//! # Ok(()) }
+//! ```
+
+use crate::dgram::DgramEndpoint;
+use crate::error::invalid;
+use crate::fifo;
+use crate::mq::posix::{MqOptions, PosixMq};
+use crate::mq::sysv::{self as sysvmod, SysvMq, SysvOptions};
+use crate::peer::{self, Hello, HELLO_LEN};
+use crate::pipe::{self, PipePair};
+use crate::registry::{self, ObjectGuard, ObjectKind};
+use crate::stream::{StreamEndpoint, DEFAULT_STREAM_MAX};
+use crate::sys::{fd as sysfd, socket};
+use crate::transport::{Mechanism, PeerInfo, Transport};
+use crate::wait::{Deadline, Wait};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How to make an endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Wait strategy of the endpoint.
+    pub wait: Wait,
+    /// Largest message; `None` takes the mechanism's default (1 MiB for streams and Unix
+    /// datagrams, the system limit for queues and UDP).
+    pub max_msg_size: Option<usize>,
+    /// How long opening, connecting and accepting may wait for the peer.
+    pub timeout: Duration,
+    /// Permission bits of created objects (0600).
+    pub mode: u32,
+    /// Pipe capacity to set (pipes and FIFOs), within `/proc/sys/fs/pipe-max-size`.
+    pub pipe_capacity: Option<usize>,
+    /// Accept peers of any uid on Unix sockets (by default a peer of another uid is refused).
+    pub allow_other_users: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            wait: Wait::Block,
+            max_msg_size: None,
+            timeout: Duration::from_secs(5),
+            mode: 0o600,
+            pipe_capacity: None,
+            allow_other_users: false,
+        }
+    }
+}
+
+/// The largest UDP payload over IPv4 (65,535 - 8 - 20).
+pub const UDP_MAX_V4: usize = 65_507;
+/// The largest UDP payload over IPv6 (65,535 - 8).
+pub const UDP_MAX_V6: usize = 65_527;
+
+/// The server side of a pair, between creating the objects and the peer's arrival.
+#[derive(Debug)]
+pub struct Server {
+    mech: Mechanism,
+    address: String,
+    opts: Options,
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Pipe(PipePair),
+    Fifo {
+        base: PathBuf,
+        guards: Vec<ObjectGuard>,
+        c2s_r: OwnedFd,
+    },
+    UnixListener {
+        fd: OwnedFd,
+        guard: Option<ObjectGuard>,
+    },
+    UnixDgram {
+        fd: OwnedFd,
+        guard: Option<ObjectGuard>,
+    },
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+    MqPosix(PosixMq),
+    MqSysv(SysvMq),
+}
+
+fn default_path(mech: Mechanism) -> PathBuf {
+    std::env::temp_dir().join(registry::unique_name(mech.name()))
+}
+
+/// A Unix socket address parsed from `@name` or a path.
+fn unix_addr(addr: &str) -> io::Result<socket::UnixAddr<'_>> {
+    if let Some(name) = addr.strip_prefix('@') {
+        if name.is_empty() {
+            return Err(invalid("an abstract address needs a name after '@'"));
+        }
+        Ok(socket::UnixAddr::Abstract(name.as_bytes()))
+    } else if addr.is_empty() || addr.contains(':') && !addr.contains('/') {
+        Err(invalid(format!(
+            "'{addr}' is not a Unix socket address (a path or @name)"
+        )))
+    } else {
+        Ok(socket::UnixAddr::Path(Path::new(addr)))
+    }
+}
+
+/// Resolves `host:port`.
+pub fn ip_addr(addr: &str) -> io::Result<SocketAddr> {
+    addr.to_socket_addrs()
+        .map_err(|_| invalid(format!("'{addr}' is not a host:port address")))?
+        .next()
+        .ok_or_else(|| invalid(format!("'{addr}' resolves to no address")))
+}
+
+/// Binds a Unix socket of type `ty` at `addr`, owner-only, recorded in the registry.
+pub(crate) fn bind_unix(
+    ty: i32,
+    addr: &str,
+    mode: u32,
+) -> io::Result<(OwnedFd, Option<ObjectGuard>)> {
+    let ua = unix_addr(addr)?;
+    let fd = socket::unix_socket(ty)?;
+    let guard = match ua {
+        socket::UnixAddr::Path(p) => {
+            let mut g = registry::register(ObjectKind::UnixSocket, addr)?;
+            if let Err(e) = socket::bind(fd.as_fd(), &ua) {
+                g.forget_object();
+                return Err(if e.kind() == io::ErrorKind::AddrInUse {
+                    io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("{} already exists", p.display()),
+                    )
+                } else {
+                    e
+                });
+            }
+            // No peer can connect before listen(), and datagrams to a 0600 file need our
+            // uid: set the mode before anyone can use the socket.
+            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+            Some(g)
+        }
+        socket::UnixAddr::Abstract(_) => {
+            socket::bind(fd.as_fd(), &ua).map_err(|e| {
+                if e.kind() == io::ErrorKind::AddrInUse {
+                    io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("abstract address {addr} is in use"),
+                    )
+                } else {
+                    e
+                }
+            })?;
+            None
+        }
+    };
+    Ok((fd, guard))
+}
+
+/// Connects a Unix socket of type `ty` to `addr`.
+pub(crate) fn connect_unix(ty: i32, addr: &str) -> io::Result<OwnedFd> {
+    let ua = unix_addr(addr)?;
+    let fd = socket::unix_socket(ty)?;
+    if ty == libc::SOCK_DGRAM {
+        socket::autobind(fd.as_fd())?;
+    }
+    socket::connect(fd.as_fd(), &ua).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) => {
+            io::Error::new(io::ErrorKind::NotFound, format!("no socket at {addr}"))
+        }
+        Some(libc::ECONNREFUSED) => io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!("nothing is listening at {addr}"),
+        ),
+        _ => io::Error::new(e.kind(), format!("{addr}: {e}")),
+    })?;
+    Ok(fd)
+}
+
+/// Largest Unix datagram this socket can send: the send buffer, grown toward `want`.
+pub(crate) fn grow_dgram_buffers(fd: &OwnedFd, want: usize) -> io::Result<usize> {
+    let target =
+        i32::try_from(want.saturating_mul(2).saturating_add(64 * 1024)).unwrap_or(i32::MAX);
+    for (force, plain) in [
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+    ] {
+        if socket::set_int_opt(fd.as_fd(), libc::SOL_SOCKET, force, target).is_err() {
+            let _ = socket::set_int_opt(fd.as_fd(), libc::SOL_SOCKET, plain, target);
+        }
+    }
+    // The kernel doubles the value for its bookkeeping; a datagram must fit the half, less
+    // the skb overhead.
+    let sb = socket::sndbuf(fd.as_fd())?;
+    Ok((sb / 2).saturating_sub(4096).min(want))
+}
+
+fn unix_type(mech: Mechanism) -> i32 {
+    match mech {
+        Mechanism::Uds => libc::SOCK_STREAM,
+        Mechanism::UdsSeqpacket => libc::SOCK_SEQPACKET,
+        _ => libc::SOCK_DGRAM,
+    }
+}
+
+fn check_peer_uid(fd: &OwnedFd, allow_others: bool) -> io::Result<Option<PeerInfo>> {
+    let cred = socket::peer_cred(fd.as_fd())?;
+    if !allow_others && cred.uid != registry::euid() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refused a peer of uid {} (pid {}); only our own uid is accepted",
+                cred.uid, cred.pid
+            ),
+        ));
+    }
+    Ok((cred.pid > 0).then_some(PeerInfo {
+        pid: cred.pid as u32,
+        watched: false,
+    }))
+}
+
+fn max_for(mech: Mechanism, opts: &Options) -> usize {
+    opts.max_msg_size.unwrap_or(match mech {
+        Mechanism::Udp => UDP_MAX_V4,
+        _ => DEFAULT_STREAM_MAX,
+    })
+}
+
+fn deadline(opts: &Options) -> Deadline {
+    Deadline::after(opts.timeout)
+}
+
+fn timed_out(what: &str, opts: &Options) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("{what} within {:.1} s", opts.timeout.as_secs_f64()),
+    )
+}
+
+/// Waits for `fd` to become readable, at most the options' timeout.
+fn wait_readable(fd: &OwnedFd, opts: &Options, what: &str) -> io::Result<()> {
+    match sysfd::poll(&[(fd.as_fd(), libc::POLLIN)], Some(opts.timeout))? {
+        sysfd::Ready::Fd(_) => Ok(()),
+        sysfd::Ready::TimedOut => Err(timed_out(what, opts)),
+    }
+}
+
+impl Server {
+    /// Creates the server side at a fresh address of the mechanism (a new `ipckit-` name in
+    /// the temp dir or queue namespace; loopback with a kernel-chosen port for TCP and UDP).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for eventfd (not a message transport), or the OS error.
+    pub fn create(mech: Mechanism, opts: &Options) -> io::Result<Server> {
+        let addr = match mech {
+            Mechanism::Pipe => String::new(),
+            Mechanism::Fifo | Mechanism::Uds | Mechanism::UdsDgram | Mechanism::UdsSeqpacket => {
+                default_path(mech).to_string_lossy().into_owned()
+            }
+            Mechanism::Tcp | Mechanism::Udp => "127.0.0.1:0".to_owned(),
+            Mechanism::MqPosix => format!("/{}", registry::unique_name("mq")),
+            Mechanism::MqSysv => String::new(),
+            Mechanism::Eventfd => {
+                return Err(invalid("eventfd carries no messages: use ipckit::eventfd"))
+            }
+        };
+        Self::create_at(mech, &addr, opts)
+    }
+
+    /// Creates the server side at a given address (ignored for pipes and System V pairs,
+    /// which choose their own).
+    ///
+    /// # Errors
+    ///
+    /// `AlreadyExists` if the address is taken, `InvalidInput` for an address of the wrong
+    /// form, or the OS error.
+    pub fn create_at(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Server> {
+        let max = max_for(mech, opts);
+        let (inner, address) = match mech {
+            Mechanism::Pipe => {
+                let p = PipePair::new(opts.wait, Some(max))?;
+                if let Some(c) = opts.pipe_capacity {
+                    p.set_capacity(c)?;
+                }
+                let a = p.address();
+                (Inner::Pipe(p), a)
+            }
+            Mechanism::Fifo => {
+                let base = PathBuf::from(addr);
+                let c2s = with_ext(&base, "c2s");
+                let s2c = with_ext(&base, "s2c");
+                let g1 = fifo::create(&c2s, opts.mode)?;
+                let g2 = fifo::create(&s2c, opts.mode)?;
+                let c2s_r = fifo::open_read(&c2s)?;
+                (
+                    Inner::Fifo {
+                        base,
+                        guards: vec![g1, g2],
+                        c2s_r,
+                    },
+                    addr.to_owned(),
+                )
+            }
+            Mechanism::Uds | Mechanism::UdsSeqpacket => {
+                let (fd, guard) = bind_unix(unix_type(mech), addr, opts.mode)?;
+                socket::listen(fd.as_fd(), 128)?;
+                (Inner::UnixListener { fd, guard }, addr.to_owned())
+            }
+            Mechanism::UdsDgram => {
+                let (fd, guard) = bind_unix(libc::SOCK_DGRAM, addr, opts.mode)?;
+                (Inner::UnixDgram { fd, guard }, addr.to_owned())
+            }
+            Mechanism::Tcp => {
+                let l = TcpListener::bind(ip_addr(addr)?)?;
+                l.set_nonblocking(true)?;
+                let a = l.local_addr()?.to_string();
+                (Inner::Tcp(l), a)
+            }
+            Mechanism::Udp => {
+                let s = UdpSocket::bind(ip_addr(addr)?)?;
+                let a = s.local_addr()?.to_string();
+                (Inner::Udp(s), a)
+            }
+            Mechanism::MqPosix => {
+                let mo = MqOptions {
+                    msg_size: opts.max_msg_size,
+                    mode: opts.mode,
+                    wait: opts.wait,
+                    max_msgs: None,
+                };
+                (
+                    Inner::MqPosix(PosixMq::create_pair(addr, &mo)?),
+                    addr.to_owned(),
+                )
+            }
+            Mechanism::MqSysv => {
+                let (q, key) = SysvMq::create_pair(&SysvOptions {
+                    mode: opts.mode,
+                    wait: opts.wait,
+                })?;
+                (Inner::MqSysv(q), sysvmod::key_name(key))
+            }
+            Mechanism::Eventfd => {
+                return Err(invalid("eventfd carries no messages: use ipckit::eventfd"))
+            }
+        };
+        Ok(Server {
+            mech,
+            address,
+            opts: *opts,
+            inner,
+        })
+    }
+
+    /// The address to give the peer.
+    pub fn address(&self) -> String {
+        self.address.clone()
+    }
+
+    /// The mechanism.
+    pub fn mechanism(&self) -> Mechanism {
+        self.mech
+    }
+
+    /// Prepares `cmd` to be the peer: for pipes, its child inherits the child's ends.
+    /// Harmless for other mechanisms.
+    pub fn configure_child(&self, cmd: &mut std::process::Command) {
+        if let Inner::Pipe(p) = &self.inner {
+            p.configure_child(cmd);
+        }
+    }
+
+    /// Waits (at most the options' timeout) for the peer and returns the connected endpoint.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut` when no peer came, `PermissionDenied` for a peer of another uid, or the OS
+    /// error.
+    pub fn accept(self) -> io::Result<Box<dyn Transport>> {
+        let Server {
+            mech, opts, inner, ..
+        } = self;
+        let max = max_for(mech, &opts);
+        Ok(match inner {
+            Inner::Pipe(p) => Box::new(p.into_parent()?),
+            Inner::Fifo {
+                base,
+                guards,
+                c2s_r,
+            } => {
+                // The client opens c2s for writing first, then s2c for reading; once our
+                // write open of s2c succeeds, both directions are connected.
+                let w = fifo::open_write(&with_ext(&base, "s2c"), opts.timeout).map_err(|_| {
+                    timed_out(
+                        &format!("no peer opened the FIFO pair {}", base.display()),
+                        &opts,
+                    )
+                })?;
+                Box::new(
+                    StreamEndpoint::new(
+                        Mechanism::Fifo,
+                        Some(c2s_r),
+                        Some(w),
+                        false,
+                        opts.wait,
+                        max,
+                    )?
+                    .with_guards(guards),
+                )
+            }
+            Inner::UnixListener { fd, guard } => {
+                wait_readable(&fd, &opts, "no peer connected")?;
+                let c = socket::accept(fd.as_fd())?;
+                let peer = check_peer_uid(&c, opts.allow_other_users)?;
+                drop(fd);
+                let guards: Vec<ObjectGuard> = guard.into_iter().collect();
+                if mech == Mechanism::Uds {
+                    Box::new(
+                        StreamEndpoint::new(mech, Some(c), None, true, opts.wait, max)?
+                            .with_peer(peer)
+                            .with_guards(guards),
+                    )
+                } else {
+                    let max = grow_dgram_buffers(&c, max)?;
+                    Box::new(
+                        DgramEndpoint::new(mech, c, opts.wait, max)?
+                            .with_peer(peer, None)
+                            .with_guards(guards),
+                    )
+                }
+            }
+            Inner::UnixDgram { fd, guard } => {
+                let max = grow_dgram_buffers(&fd, max)?;
+                wait_readable(&fd, &opts, "no peer said hello")?;
+                let mut b = [0u8; HELLO_LEN + 1];
+                let (n, from) = socket::recv_from_unix(fd.as_fd(), &mut b, 0)?;
+                let hello = Hello::decode(&b[..n]).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "first datagram was not an ipckit hello",
+                    )
+                })?;
+                socket::connect_raw(fd.as_fd(), &from)?;
+                socket::send(fd.as_fd(), &Hello::mine().encode(), 0)?;
+                let (info, pidfd) = peer::watch(&hello);
+                Box::new(
+                    DgramEndpoint::new(mech, fd, opts.wait, max)?
+                        .with_peer(info, pidfd)
+                        .with_guards(guard.into_iter().collect()),
+                )
+            }
+            Inner::Tcp(l) => {
+                let fd: OwnedFd = l.into();
+                wait_readable(&fd, &opts, "no peer connected")?;
+                let l: TcpListener = fd.into();
+                let (s, _) = l.accept()?;
+                s.set_nodelay(true)?;
+                Box::new(StreamEndpoint::new(
+                    mech,
+                    Some(s.into()),
+                    None,
+                    true,
+                    opts.wait,
+                    max,
+                )?)
+            }
+            Inner::Udp(s) => {
+                grow_ip_buffers(&s);
+                let fd: OwnedFd = s.into();
+                wait_readable(&fd, &opts, "no peer said hello")?;
+                let s: UdpSocket = fd.into();
+                let mut b = [0u8; HELLO_LEN + 1];
+                let (n, from) = s.recv_from(&mut b)?;
+                let hello = Hello::decode(&b[..n]).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "first datagram was not an ipckit hello",
+                    )
+                })?;
+                s.connect(from)?;
+                s.send(&Hello::mine().encode())?;
+                let (info, pidfd) = peer::watch(&hello);
+                let max = max.min(if from.is_ipv4() {
+                    UDP_MAX_V4
+                } else {
+                    UDP_MAX_V6
+                });
+                Box::new(
+                    DgramEndpoint::new(mech, s.into(), opts.wait, max)?
+                        .with_peer(info, pidfd)
+                        .filter_hello(true),
+                )
+            }
+            Inner::MqPosix(q) => Box::new(q.accept(deadline(&opts))?),
+            Inner::MqSysv(q) => Box::new(q.accept(deadline(&opts))?),
+        })
+    }
+}
+
+fn with_ext(base: &Path, ext: &str) -> PathBuf {
+    let mut s = base.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+fn grow_ip_buffers(s: &UdpSocket) {
+    let fd = s.as_fd();
+    for (force, plain) in [
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+    ] {
+        if socket::set_int_opt(fd, libc::SOL_SOCKET, force, 4 << 20).is_err() {
+            let _ = socket::set_int_opt(fd, libc::SOL_SOCKET, plain, 4 << 20);
+        }
+    }
+}
+
+/// Connects to a [`Server`]'s address as its peer.
+///
+/// # Errors
+///
+/// `NotFound`/`ConnectionRefused` when nothing is there, `TimedOut` when the peer does not
+/// answer, `InvalidInput` for an address of the wrong form, or the OS error.
+pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box<dyn Transport>> {
+    let max = max_for(mech, opts);
+    Ok(match mech {
+        Mechanism::Pipe => Box::new(pipe::from_address(address, opts.wait, Some(max))?),
+        Mechanism::Fifo => {
+            let base = Path::new(address);
+            let w = fifo::open_write(&with_ext(base, "c2s"), opts.timeout)?;
+            let r = fifo::open_read(&with_ext(base, "s2c"))?;
+            Box::new(StreamEndpoint::new(
+                mech,
+                Some(r),
+                Some(w),
+                false,
+                opts.wait,
+                max,
+            )?)
+        }
+        Mechanism::Uds => {
+            let fd = connect_unix(libc::SOCK_STREAM, address)?;
+            let peer = check_peer_uid(&fd, opts.allow_other_users)?;
+            Box::new(
+                StreamEndpoint::new(mech, Some(fd), None, true, opts.wait, max)?.with_peer(peer),
+            )
+        }
+        Mechanism::UdsSeqpacket => {
+            let fd = connect_unix(libc::SOCK_SEQPACKET, address)?;
+            let peer = check_peer_uid(&fd, opts.allow_other_users)?;
+            let max = grow_dgram_buffers(&fd, max)?;
+            Box::new(DgramEndpoint::new(mech, fd, opts.wait, max)?.with_peer(peer, None))
+        }
+        Mechanism::UdsDgram => {
+            let fd = connect_unix(libc::SOCK_DGRAM, address)?;
+            let max = grow_dgram_buffers(&fd, max)?;
+            socket::send(fd.as_fd(), &Hello::mine().encode(), 0)?;
+            wait_readable(&fd, opts, "the peer did not answer the hello")?;
+            let mut b = [0u8; HELLO_LEN + 1];
+            let n = socket::recv(fd.as_fd(), &mut b, 0)?;
+            let hello = Hello::decode(&b[..n]).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the peer's first datagram was not an ipckit hello",
+                )
+            })?;
+            let (info, pidfd) = peer::watch(&hello);
+            Box::new(DgramEndpoint::new(mech, fd, opts.wait, max)?.with_peer(info, pidfd))
+        }
+        Mechanism::Tcp => {
+            let a = ip_addr(address)?;
+            let s = TcpStream::connect_timeout(&a, opts.timeout)
+                .map_err(|e| io::Error::new(e.kind(), format!("{address}: {e}")))?;
+            s.set_nodelay(true)?;
+            Box::new(StreamEndpoint::new(
+                mech,
+                Some(s.into()),
+                None,
+                true,
+                opts.wait,
+                max,
+            )?)
+        }
+        Mechanism::Udp => {
+            let a = ip_addr(address)?;
+            let local: SocketAddr = if a.is_ipv4() {
+                "0.0.0.0:0".parse()
+            } else {
+                "[::]:0".parse()
+            }
+            .map_err(|_| invalid("bad wildcard address"))?;
+            let s = UdpSocket::bind(local)?;
+            s.connect(a)?;
+            grow_ip_buffers(&s);
+            let fd: OwnedFd = s.into();
+            // The hello may be lost: repeat it until the answer comes.
+            let until = std::time::Instant::now() + opts.timeout;
+            let hello = loop {
+                socket::send(fd.as_fd(), &Hello::mine().encode(), 0)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{address}: {e}")))?;
+                if let sysfd::Ready::Fd(_) = sysfd::poll(
+                    &[(fd.as_fd(), libc::POLLIN)],
+                    Some(Duration::from_millis(100)),
+                )? {
+                    let mut b = [0u8; HELLO_LEN + 1];
+                    match socket::recv(fd.as_fd(), &mut b, 0) {
+                        Ok(n) => {
+                            if let Some(h) = Hello::decode(&b[..n]) {
+                                break h;
+                            }
+                        }
+                        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::ConnectionRefused,
+                                format!("nothing is listening at {address}"),
+                            ));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                if std::time::Instant::now() >= until {
+                    return Err(timed_out(&format!("no answer from {address}"), opts));
+                }
+            };
+            let (info, pidfd) = peer::watch(&hello);
+            let max = max.min(if a.is_ipv4() { UDP_MAX_V4 } else { UDP_MAX_V6 });
+            Box::new(
+                DgramEndpoint::new(mech, fd, opts.wait, max)?
+                    .with_peer(info, pidfd)
+                    .filter_hello(true),
+            )
+        }
+        Mechanism::MqPosix => Box::new(PosixMq::connect_pair(address, opts.wait, deadline(opts))?),
+        Mechanism::MqSysv => Box::new(SysvMq::connect_pair(
+            sysvmod::parse_key(address)?,
+            opts.wait,
+            deadline(opts),
+        )?),
+        Mechanism::Eventfd => {
+            return Err(invalid("eventfd carries no messages: use ipckit::eventfd"))
+        }
+    })
+}
+
+/// A listening stream or seqpacket socket (Unix or TCP) that accepts peers one after
+/// another; used by `ipckit recv`.
+#[derive(Debug)]
+pub struct Listener {
+    mech: Mechanism,
+    fd: OwnedFd,
+    opts: Options,
+    _guard: Option<ObjectGuard>,
+}
+
+impl Listener {
+    /// Accepts the next peer, waiting at most `timeout` (`None`: forever).
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut`, `PermissionDenied` for a Unix peer of another uid, or the OS error.
+    pub fn accept(&self, timeout: Option<Duration>) -> io::Result<Box<dyn Transport>> {
+        if let sysfd::Ready::TimedOut = sysfd::poll(&[(self.fd.as_fd(), libc::POLLIN)], timeout)? {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no peer connected in time",
+            ));
+        }
+        let c = socket::accept(self.fd.as_fd())?;
+        let max = max_for(self.mech, &self.opts);
+        Ok(match self.mech {
+            Mechanism::Tcp => {
+                socket::set_int_opt(c.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+                Box::new(StreamEndpoint::new(
+                    self.mech,
+                    Some(c),
+                    None,
+                    true,
+                    self.opts.wait,
+                    max,
+                )?)
+            }
+            Mechanism::Uds => {
+                let peer = check_peer_uid(&c, self.opts.allow_other_users)?;
+                Box::new(
+                    StreamEndpoint::new(self.mech, Some(c), None, true, self.opts.wait, max)?
+                        .with_peer(peer),
+                )
+            }
+            _ => {
+                let peer = check_peer_uid(&c, self.opts.allow_other_users)?;
+                let max = grow_dgram_buffers(&c, max)?;
+                Box::new(
+                    DgramEndpoint::new(self.mech, c, self.opts.wait, max)?.with_peer(peer, None),
+                )
+            }
+        })
+    }
+}
+
+/// What [`open_receiver`] made.
+#[derive(Debug)]
+pub enum Receiver {
+    /// Messages arrive on this endpoint directly (FIFO, datagram sockets, queues).
+    Endpoint(Box<dyn Transport>),
+    /// Peers connect here, each with its own stream (Unix stream/seqpacket, TCP).
+    Listener(Listener),
+}
+
+/// Opens the receiving side of a one-way channel at `addr`, creating the object (owner-only,
+/// recorded, removed on drop) when it does not exist and using it when it does (FIFOs and
+/// queues). No hello is expected: any program may send.
+///
+/// # Errors
+///
+/// `InvalidInput` for an address of the wrong form, `AlreadyExists` for a socket address in
+/// use, or the OS error.
+pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Receiver> {
+    let max = max_for(mech, opts);
+    Ok(match mech {
+        Mechanism::Fifo => {
+            let path = Path::new(addr);
+            let guard = match fifo::create(path, opts.mode) {
+                Ok(g) => Some(g),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
+                Err(e) => return Err(e),
+            };
+            let r = fifo::open_read(path)?;
+            Receiver::Endpoint(Box::new(
+                StreamEndpoint::new(mech, Some(r), None, false, opts.wait, max)?
+                    .with_guards(guard.into_iter().collect())
+                    .waiting_for_writer(),
+            ))
+        }
+        Mechanism::Uds | Mechanism::UdsSeqpacket => {
+            let (fd, guard) = bind_unix(unix_type(mech), addr, opts.mode)?;
+            socket::listen(fd.as_fd(), 128)?;
+            Receiver::Listener(Listener {
+                mech,
+                fd,
+                opts: *opts,
+                _guard: guard,
+            })
+        }
+        Mechanism::Tcp => {
+            let l = TcpListener::bind(ip_addr(addr)?)?;
+            Receiver::Listener(Listener {
+                mech,
+                fd: l.into(),
+                opts: *opts,
+                _guard: None,
+            })
+        }
+        Mechanism::UdsDgram => {
+            let (fd, guard) = bind_unix(libc::SOCK_DGRAM, addr, opts.mode)?;
+            let max = grow_dgram_buffers(&fd, max)?;
+            Receiver::Endpoint(Box::new(
+                DgramEndpoint::new(mech, fd, opts.wait, max)?
+                    .with_guards(guard.into_iter().collect()),
+            ))
+        }
+        Mechanism::Udp => {
+            let a = ip_addr(addr)?;
+            let s = UdpSocket::bind(a)?;
+            grow_ip_buffers(&s);
+            let max = max.min(if a.is_ipv4() { UDP_MAX_V4 } else { UDP_MAX_V6 });
+            Receiver::Endpoint(Box::new(DgramEndpoint::new(
+                mech,
+                s.into(),
+                opts.wait,
+                max,
+            )?))
+        }
+        Mechanism::MqPosix => {
+            let q = match PosixMq::open(addr, opts.wait) {
+                Ok(q) => q,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => PosixMq::create(
+                    addr,
+                    MqOptions {
+                        msg_size: opts.max_msg_size,
+                        mode: opts.mode,
+                        wait: opts.wait,
+                        max_msgs: None,
+                    },
+                )?,
+                Err(e) => return Err(e),
+            };
+            Receiver::Endpoint(Box::new(q))
+        }
+        Mechanism::MqSysv => {
+            let key = sysvmod::parse_key(addr)?;
+            let q = match SysvMq::open(key, opts.wait) {
+                Ok(q) => q,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => SysvMq::create(
+                    key,
+                    SysvOptions {
+                        mode: opts.mode,
+                        wait: opts.wait,
+                    },
+                )?,
+                Err(e) => return Err(e),
+            };
+            Receiver::Endpoint(Box::new(q))
+        }
+        Mechanism::Pipe | Mechanism::Eventfd => {
+            return Err(invalid(format!("{mech} has no address to receive at")))
+        }
+    })
+}
+
+/// Opens the sending side of a one-way channel to an existing receiver at `addr`.
+///
+/// # Errors
+///
+/// `NotFound`/`ConnectionRefused`/`TimedOut` when no receiver is there, `InvalidInput` for
+/// an address of the wrong form, or the OS error.
+pub fn open_sender(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Box<dyn Transport>> {
+    let max = max_for(mech, opts);
+    Ok(match mech {
+        Mechanism::Fifo => {
+            let path = Path::new(addr);
+            if !path.exists() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no FIFO at {addr}"),
+                ));
+            }
+            let w = fifo::open_write(path, opts.timeout)?;
+            Box::new(StreamEndpoint::new(
+                mech,
+                None,
+                Some(w),
+                false,
+                opts.wait,
+                max,
+            )?)
+        }
+        Mechanism::Uds | Mechanism::UdsSeqpacket | Mechanism::Tcp => connect(mech, addr, opts)?,
+        Mechanism::UdsDgram => {
+            let fd = connect_unix(libc::SOCK_DGRAM, addr)?;
+            let max = grow_dgram_buffers(&fd, max)?;
+            Box::new(DgramEndpoint::new(mech, fd, opts.wait, max)?)
+        }
+        Mechanism::Udp => {
+            let a = ip_addr(addr)?;
+            let local: SocketAddr = if a.is_ipv4() {
+                "0.0.0.0:0".parse()
+            } else {
+                "[::]:0".parse()
+            }
+            .map_err(|_| invalid("bad wildcard address"))?;
+            let s = UdpSocket::bind(local)?;
+            s.connect(a)?;
+            let max = max.min(if a.is_ipv4() { UDP_MAX_V4 } else { UDP_MAX_V6 });
+            Box::new(DgramEndpoint::new(mech, s.into(), opts.wait, max)?)
+        }
+        Mechanism::MqPosix => Box::new(PosixMq::open(addr, opts.wait)?),
+        Mechanism::MqSysv => Box::new(SysvMq::open(sysvmod::parse_key(addr)?, opts.wait)?),
+        Mechanism::Pipe | Mechanism::Eventfd => {
+            return Err(invalid(format!("{mech} has no address to send to")))
+        }
+    })
+}

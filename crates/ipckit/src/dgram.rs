@@ -1,0 +1,177 @@
+//! The message-socket endpoint shared by Unix datagram, Unix seqpacket and UDP sockets. The
+//! kernel keeps message boundaries, so there is no framing: one `send` is one message.
+
+use crate::error::{RecvError, SendError};
+use crate::peer::{Hello, HELLO_LEN};
+use crate::registry::ObjectGuard;
+use crate::sys::{fd as sysfd, socket};
+use crate::transport::{Mechanism, PeerInfo, RawHandle, Transport};
+use crate::wait::{drive, Deadline, Wait};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+/// A message-socket endpoint.
+#[derive(Debug)]
+pub struct DgramEndpoint {
+    mech: Mechanism,
+    fd: OwnedFd,
+    wait: Wait,
+    max: usize,
+    peer: Option<PeerInfo>,
+    /// Watches the peer where the socket cannot tell us it is gone (datagram, UDP).
+    pidfd: Option<OwnedFd>,
+    /// Drop stray hello datagrams (UDP retransmits them during the handshake).
+    filter_hello: bool,
+    _guards: Vec<ObjectGuard>,
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+impl DgramEndpoint {
+    pub(crate) fn new(mech: Mechanism, fd: OwnedFd, wait: Wait, max: usize) -> io::Result<Self> {
+        sysfd::set_nonblocking(fd.as_fd(), true)?;
+        Ok(DgramEndpoint {
+            mech,
+            fd,
+            wait,
+            max,
+            peer: None,
+            pidfd: None,
+            filter_hello: false,
+            _guards: Vec::new(),
+        })
+    }
+
+    pub(crate) fn with_peer(mut self, peer: Option<PeerInfo>, pidfd: Option<OwnedFd>) -> Self {
+        self.peer = peer;
+        self.pidfd = pidfd;
+        self
+    }
+
+    pub(crate) fn with_guards(mut self, guards: Vec<ObjectGuard>) -> Self {
+        self._guards = guards;
+        self
+    }
+
+    pub(crate) fn filter_hello(mut self, on: bool) -> Self {
+        self.filter_hello = on;
+        self
+    }
+
+    /// A seqpacket `recv` of 0 bytes is either an empty message or the end: the peer has
+    /// shut down if the socket reports `POLLRDHUP`.
+    fn seqpacket_eof(&self) -> bool {
+        rdhup(&self.fd)
+    }
+}
+
+/// True if the peer of a connected socket has shut down its sending side.
+fn rdhup(fd: &OwnedFd) -> bool {
+    // POLLHUP and POLLERR are always reported as well; any of them means no more messages.
+    matches!(
+        sysfd::poll(&[(fd.as_fd(), libc::POLLRDHUP)], Some(Duration::ZERO)),
+        Ok(sysfd::Ready::Fd(_))
+    )
+}
+
+impl Transport for DgramEndpoint {
+    fn mechanism(&self) -> Mechanism {
+        self.mech
+    }
+
+    fn max_msg_size(&self) -> usize {
+        self.max
+    }
+
+    fn wait(&self) -> Wait {
+        self.wait
+    }
+
+    fn set_wait(&mut self, wait: Wait) {
+        self.wait = wait;
+    }
+
+    fn send_deadline(&mut self, msg: &[u8], deadline: Deadline) -> Result<(), SendError> {
+        if msg.len() > self.max {
+            return Err(SendError::TooLarge {
+                len: msg.len(),
+                max: self.max,
+            });
+        }
+        let fd = self.fd.as_fd();
+        let pidfd = self.pidfd.as_ref().map(|p| p.as_fd());
+        drive(
+            self.wait,
+            deadline,
+            fd,
+            libc::POLLOUT,
+            pidfd,
+            || match socket::send(fd, msg, 0) {
+                Ok(_) => Ok(Some(())),
+                Err(e) if would_block(&e) => Ok(None),
+                // A UDP peer's port closing shows up as ECONNREFUSED on the next call.
+                Err(e) => Err(e.into()),
+            },
+        )
+    }
+
+    fn recv_deadline(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, RecvError> {
+        let fd = self.fd.as_fd();
+        let pidfd = self.pidfd.as_ref().map(|p| p.as_fd());
+        let small = buf.len() < self.max;
+        loop {
+            let n = drive(self.wait, deadline, fd, libc::POLLIN, pidfd, || {
+                // With a buffer smaller than the maximum, look at the length first so a message
+                // that does not fit stays queued.
+                let r = if small {
+                    socket::recv(fd, &mut [], libc::MSG_PEEK | libc::MSG_TRUNC)
+                } else {
+                    socket::recv(fd, buf, libc::MSG_TRUNC)
+                };
+                match r {
+                    Ok(n) => Ok(Some(n)),
+                    Err(e) if would_block(&e) => Ok(None),
+                    Err(e) => Err(RecvError::from(e)),
+                }
+            })?;
+            let n = if small {
+                if n > buf.len() {
+                    return Err(RecvError::BufferTooSmall { needed: n });
+                }
+                socket::recv(fd, buf, libc::MSG_TRUNC)?
+            } else {
+                n
+            };
+            if n > buf.len() {
+                return Err(RecvError::Io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "a {n}-byte datagram exceeded the {}-byte buffer and was truncated",
+                        buf.len()
+                    ),
+                )));
+            }
+            if n == 0 && self.mech == Mechanism::UdsSeqpacket && self.seqpacket_eof() {
+                return Err(RecvError::PeerGone);
+            }
+            if self.filter_hello && n == HELLO_LEN && Hello::decode(&buf[..n]).is_some() {
+                continue;
+            }
+            return Ok(n);
+        }
+    }
+
+    fn peer(&self) -> Option<PeerInfo> {
+        self.peer
+    }
+
+    fn raw(&self) -> RawHandle<'_> {
+        RawHandle::Fds {
+            read: Some(self.fd.as_fd()),
+            write: Some(self.fd.as_fd()),
+        }
+    }
+}

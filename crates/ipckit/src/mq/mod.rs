@@ -1,0 +1,5 @@
+//! Message queues: [`posix`] (`mq_open`, priorities, pollable descriptors) and [`sysv`]
+//! (`msgget`, message types, receive by type).
+
+pub mod posix;
+pub mod sysv;

@@ -1,0 +1,419 @@
+//! POSIX message queues (`mq_overview(7)`), with priorities: the highest priority waiting is
+//! received first, in send order within a priority.
+//!
+//! On Linux a queue descriptor is a file descriptor, so waiting uses `poll` like every other
+//! descriptor, and a queue endpoint whose peer said hello watches it with a pidfd.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use ipckit::mq::posix::PosixMq;
+//! use ipckit::Transport;
+//! # fn main() -> std::io::Result<()> {
+//! let mut q = PosixMq::create("/ipckit-doc-example", Default::default())?;
+//! q.send_priority(b"low", 1)?;
+//! q.send_priority(b"high", 9)?;
+//! let mut buf = vec![0; q.max_msg_size()];
+//! let (n, prio) = q.recv_priority(&mut buf)?;
+//! assert_eq!((&buf[..n], prio), (&b"high"[..], 9));
+//! # Ok(()) }
+//! ```
+//!
+//! # References
+//!
+//! `mq_overview(7)`, `mq_open(3)`, `mq_send(3)`, `mq_receive(3)`.
+
+use crate::error::{invalid, RecvError, SendError};
+use crate::peer::{self, Hello, HELLO_LEN};
+use crate::registry::{self, ObjectGuard, ObjectKind};
+use crate::sys::{fd as sysfd, mq};
+use crate::transport::{Mechanism, PeerInfo, RawHandle, Transport};
+use crate::wait::{drive, Deadline, Wait};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+/// Queue attributes used at creation.
+#[derive(Debug, Clone, Copy)]
+pub struct MqOptions {
+    /// Messages the queue holds (`mq_maxmsg`); `None`: `/proc/sys/fs/mqueue/msg_default`.
+    pub max_msgs: Option<usize>,
+    /// Largest message (`mq_msgsize`); `None`: `/proc/sys/fs/mqueue/msgsize_max`.
+    pub msg_size: Option<usize>,
+    /// Permission bits; 0600 by default.
+    pub mode: u32,
+    /// Wait strategy.
+    pub wait: Wait,
+}
+
+impl Default for MqOptions {
+    fn default() -> Self {
+        MqOptions {
+            max_msgs: None,
+            msg_size: None,
+            mode: 0o600,
+            wait: Wait::Block,
+        }
+    }
+}
+
+fn proc_limit(name: &str, dflt: usize) -> usize {
+    std::fs::read_to_string(format!("/proc/sys/fs/mqueue/{name}"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(dflt)
+}
+
+/// The system's largest POSIX message for unprivileged processes (`msgsize_max`).
+pub fn system_max_msg_size() -> usize {
+    proc_limit("msgsize_max", 8192)
+}
+
+/// Validates a queue name: `/` then 1..=255 bytes with no further `/`.
+pub fn check_name(name: &str) -> io::Result<()> {
+    let ok = name.len() >= 2
+        && name.len() <= 255
+        && name.starts_with('/')
+        && !name[1..].contains('/')
+        && !name.contains('\0');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "'{name}' is not a POSIX queue name (expected /name, no other '/')"
+        )))
+    }
+}
+
+/// A POSIX message-queue endpoint: receives from one queue and sends to one queue (the same
+/// queue when made by [`PosixMq::create`] or [`PosixMq::open`]).
+#[derive(Debug)]
+pub struct PosixMq {
+    rq: Option<OwnedFd>,
+    sq: Option<OwnedFd>,
+    wait: Wait,
+    max: usize,
+    priority: u32,
+    /// A message taken from the kernel that did not fit the caller's buffer.
+    stash: Option<(Vec<u8>, u32)>,
+    scratch: Vec<u8>,
+    peer: Option<PeerInfo>,
+    pidfd: Option<OwnedFd>,
+    _guards: Vec<ObjectGuard>,
+}
+
+fn create_queue(name: &str, opts: &MqOptions) -> io::Result<(OwnedFd, ObjectGuard)> {
+    check_name(name)?;
+    let msg_size = opts.msg_size.unwrap_or_else(system_max_msg_size);
+    let max_msgs = opts
+        .max_msgs
+        .unwrap_or_else(|| proc_limit("msg_default", 10));
+    let guard = registry::register(ObjectKind::MqPosix, name)?;
+    let fd = mq::open(
+        name,
+        Some(mq::Create {
+            mode: opts.mode,
+            max_msgs: max_msgs as i64,
+            msg_size: msg_size as i64,
+        }),
+    )
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::EINVAL) => invalid(format!(
+            "cannot create queue {name} with {max_msgs} messages of {msg_size} bytes: over the \
+                 system limits (msg_max {}, msgsize_max {})",
+            proc_limit("msg_max", 10),
+            system_max_msg_size()
+        )),
+        Some(libc::EMFILE) => io::Error::new(
+            e.kind(),
+            format!(
+                "cannot create queue {name}: RLIMIT_MSGQUEUE (bytes of queues per user) is used up"
+            ),
+        ),
+        _ => e,
+    });
+    match fd {
+        Ok(fd) => Ok((fd, guard)),
+        Err(e) => {
+            // The queue was not created: drop the record but do not unlink someone else's
+            // queue of the same name.
+            let mut guard = guard;
+            guard.forget_object();
+            Err(e)
+        }
+    }
+}
+
+impl PosixMq {
+    fn from_parts(
+        rq: Option<OwnedFd>,
+        sq: Option<OwnedFd>,
+        wait: Wait,
+        guards: Vec<ObjectGuard>,
+    ) -> io::Result<Self> {
+        let q = rq.as_ref().or(sq.as_ref()).expect("at least one queue");
+        let (_, msgsize, _) = mq::getattr(q.as_fd())?;
+        Ok(PosixMq {
+            rq,
+            sq,
+            wait,
+            max: msgsize as usize,
+            priority: 0,
+            stash: None,
+            scratch: Vec::new(),
+            peer: None,
+            pidfd: None,
+            _guards: guards,
+        })
+    }
+
+    /// Creates a queue, exclusively (it must not exist), owner-only unless `opts.mode` says
+    /// otherwise. The queue is removed when this endpoint is dropped.
+    ///
+    /// # Errors
+    ///
+    /// `AlreadyExists`, `InvalidInput` for a bad name or sizes over the system limits, or the
+    /// OS error (`EMFILE` when `RLIMIT_MSGQUEUE` is used up).
+    pub fn create(name: &str, opts: MqOptions) -> io::Result<PosixMq> {
+        let (fd, guard) = create_queue(name, &opts)?;
+        let dup = sysfd::dup(fd.as_fd())?;
+        Self::from_parts(Some(fd), Some(dup), opts.wait, vec![guard])
+    }
+
+    /// Opens an existing queue, created by ipckit or by any other program. No handshake: a
+    /// queue another program filled is read as it is.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such queue, `PermissionDenied`, or the OS error.
+    pub fn open(name: &str, wait: Wait) -> io::Result<PosixMq> {
+        check_name(name)?;
+        let fd = mq::open(name, None).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no POSIX queue named {name}"),
+                )
+            } else {
+                e
+            }
+        })?;
+        let dup = sysfd::dup(fd.as_fd())?;
+        Self::from_parts(Some(fd), Some(dup), wait, Vec::new())
+    }
+
+    /// The priority plain `send` uses (0 by default).
+    pub fn set_priority(&mut self, prio: u32) {
+        self.priority = prio;
+    }
+
+    /// Sends with an explicit priority (higher is received first).
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::send`].
+    pub fn send_priority(&mut self, msg: &[u8], prio: u32) -> Result<(), SendError> {
+        self.send_prio_deadline(msg, prio, Deadline::Never)
+    }
+
+    /// Receives the oldest message of the highest priority, returning (length, priority).
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::recv`].
+    pub fn recv_priority(&mut self, buf: &mut [u8]) -> Result<(usize, u32), RecvError> {
+        self.recv_prio_deadline(buf, Deadline::Never)
+    }
+
+    /// [`PosixMq::recv_priority`] with a deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::recv_deadline`].
+    pub fn recv_prio_deadline(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Deadline,
+    ) -> Result<(usize, u32), RecvError> {
+        if let Some((m, p)) = self.stash.take() {
+            if m.len() > buf.len() {
+                let needed = m.len();
+                self.stash = Some((m, p));
+                return Err(RecvError::BufferTooSmall { needed });
+            }
+            buf[..m.len()].copy_from_slice(&m);
+            return Ok((m.len(), p));
+        }
+        let fd = self
+            .rq
+            .as_ref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "send-only endpoint"))?
+            .as_fd();
+        let pidfd = self.pidfd.as_ref().map(|p| p.as_fd());
+        // mq_receive insists on a buffer of at least mq_msgsize.
+        let direct = buf.len() >= self.max;
+        if !direct && self.scratch.len() < self.max {
+            self.scratch.resize(self.max, 0);
+        }
+        let dst: &mut [u8] = if direct { buf } else { &mut self.scratch };
+        let (n, prio) = drive(
+            self.wait,
+            deadline,
+            fd,
+            libc::POLLIN,
+            pidfd,
+            || match mq::receive(fd, dst) {
+                Ok(v) => Ok(Some(v)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                Err(e) => Err(RecvError::from(e)),
+            },
+        )?;
+        if !direct {
+            if n > buf.len() {
+                self.stash = Some((self.scratch[..n].to_vec(), prio));
+                return Err(RecvError::BufferTooSmall { needed: n });
+            }
+            buf[..n].copy_from_slice(&self.scratch[..n]);
+        }
+        Ok((n, prio))
+    }
+
+    fn send_prio_deadline(
+        &mut self,
+        msg: &[u8],
+        prio: u32,
+        deadline: Deadline,
+    ) -> Result<(), SendError> {
+        if msg.len() > self.max {
+            return Err(SendError::TooLarge {
+                len: msg.len(),
+                max: self.max,
+            });
+        }
+        let fd = self
+            .sq
+            .as_ref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "receive-only endpoint"))?
+            .as_fd();
+        let pidfd = self.pidfd.as_ref().map(|p| p.as_fd());
+        drive(
+            self.wait,
+            deadline,
+            fd,
+            libc::POLLOUT,
+            pidfd,
+            || match mq::send(fd, msg, prio) {
+                Ok(()) => Ok(Some(())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                Err(e) => Err(SendError::from(e)),
+            },
+        )
+    }
+
+    /// Creates the two queues of a duplex pair (`NAME.c2s`, `NAME.s2c`); the server receives
+    /// on the first and sends on the second. [`PosixMq::accept`] completes it.
+    pub(crate) fn create_pair(name: &str, opts: &MqOptions) -> io::Result<PosixMq> {
+        let (c2s, g1) = create_queue(&format!("{name}.c2s"), opts)?;
+        let (s2c, g2) = create_queue(&format!("{name}.s2c"), opts)?;
+        Self::from_parts(Some(c2s), Some(s2c), opts.wait, vec![g1, g2])
+    }
+
+    /// Server side of the hello: waits for the client's, answers with ours, then watches the
+    /// client with a pidfd.
+    pub(crate) fn accept(mut self, deadline: Deadline) -> io::Result<PosixMq> {
+        let mut buf = vec![0u8; self.max.max(HELLO_LEN)];
+        let wait = self.wait;
+        self.wait = Wait::Block;
+        let n = self
+            .recv_deadline(&mut buf, deadline)
+            .map_err(|e| match e {
+                RecvError::Timeout => {
+                    io::Error::new(io::ErrorKind::TimedOut, "no peer connected in time")
+                }
+                e => e.into(),
+            })?;
+        let hello = Hello::decode(&buf[..n]).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "first message was not an ipckit hello",
+            )
+        })?;
+        self.send_deadline(&Hello::mine().encode(), deadline)?;
+        (self.peer, self.pidfd) = peer::watch(&hello);
+        self.wait = wait;
+        Ok(self)
+    }
+
+    /// Client side of a duplex pair made by [`PosixMq::create_pair`].
+    pub(crate) fn connect_pair(name: &str, wait: Wait, deadline: Deadline) -> io::Result<PosixMq> {
+        check_name(name)?;
+        let open = |n: String| {
+            mq::open(&n, None).map_err(|e| {
+                if e.raw_os_error() == Some(libc::ENOENT) {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("no POSIX queue named {n}: is the peer running?"),
+                    )
+                } else {
+                    e
+                }
+            })
+        };
+        let sq = open(format!("{name}.c2s"))?;
+        let rq = open(format!("{name}.s2c"))?;
+        let mut me = Self::from_parts(Some(rq), Some(sq), Wait::Block, Vec::new())?;
+        me.send_deadline(&Hello::mine().encode(), deadline)?;
+        let mut buf = vec![0u8; me.max.max(HELLO_LEN)];
+        let n = me.recv_deadline(&mut buf, deadline).map_err(|e| match e {
+            RecvError::Timeout => {
+                io::Error::new(io::ErrorKind::TimedOut, "the peer did not answer in time")
+            }
+            e => e.into(),
+        })?;
+        let hello = Hello::decode(&buf[..n]).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "peer's first message was not an ipckit hello",
+            )
+        })?;
+        (me.peer, me.pidfd) = peer::watch(&hello);
+        me.wait = wait;
+        Ok(me)
+    }
+}
+
+impl Transport for PosixMq {
+    fn mechanism(&self) -> Mechanism {
+        Mechanism::MqPosix
+    }
+
+    fn max_msg_size(&self) -> usize {
+        self.max
+    }
+
+    fn wait(&self) -> Wait {
+        self.wait
+    }
+
+    fn set_wait(&mut self, wait: Wait) {
+        self.wait = wait;
+    }
+
+    fn send_deadline(&mut self, msg: &[u8], deadline: Deadline) -> Result<(), SendError> {
+        self.send_prio_deadline(msg, self.priority, deadline)
+    }
+
+    fn recv_deadline(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, RecvError> {
+        self.recv_prio_deadline(buf, deadline).map(|(n, _)| n)
+    }
+
+    fn peer(&self) -> Option<PeerInfo> {
+        self.peer
+    }
+
+    fn raw(&self) -> RawHandle<'_> {
+        RawHandle::Fds {
+            read: self.rq.as_ref().map(|f| f.as_fd()),
+            write: self.sq.as_ref().map(|f| f.as_fd()),
+        }
+    }
+}

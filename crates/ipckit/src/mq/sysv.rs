@@ -1,0 +1,625 @@
+//! System V message queues (`sysvipc(7)`), with message types. Receiving follows
+//! `msgrcv(2)`'s rules for `msgtyp`: `0` takes the first message, a positive type the first
+//! message of that type, a negative type the first message of the lowest type up to its
+//! absolute value.
+//!
+//! System V queues have no descriptor to `poll`, so waiting works differently here:
+//! `Spin` retries `IPC_NOWAIT` calls; `Block` makes the blocking call; `Adaptive` spins and
+//! then blocks. Timed waits poll with `IPC_NOWAIT` and short sleeps. An endpoint whose peer
+//! said hello runs a small watcher thread on the peer's pidfd: when the peer dies it posts a
+//! wake-up message (tagged with a per-endpoint nonce, never delivered to the caller) behind
+//! everything the peer sent, so a blocked receiver drains the queue and then sees
+//! [`RecvError::PeerGone`]; and it takes one undeliverable message out of the queue to the
+//! dead peer, so a sender blocked on a full queue wakes too.
+//!
+//! # References
+//!
+//! `sysvipc(7)`, `msgget(2)`, `msgsnd(2)`, `msgrcv(2)`, `msgctl(2)`.
+
+use crate::error::{invalid, RecvError, SendError};
+use crate::peer::{self, Hello, HELLO_LEN};
+use crate::registry::{self, ObjectGuard, ObjectKind};
+use crate::sys::{fd as sysfd, pipe as syspipe, sysv};
+use crate::transport::{Mechanism, PeerInfo, RawHandle, Transport};
+use crate::wait::{Deadline, Wait};
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Options for creating a queue.
+#[derive(Debug, Clone, Copy)]
+pub struct SysvOptions {
+    /// Permission bits; 0600 by default.
+    pub mode: u32,
+    /// Wait strategy.
+    pub wait: Wait,
+}
+
+impl Default for SysvOptions {
+    fn default() -> Self {
+        SysvOptions {
+            mode: 0o600,
+            wait: Wait::Block,
+        }
+    }
+}
+
+/// The system's largest System V message (`/proc/sys/kernel/msgmax`).
+pub fn system_max_msg_size() -> usize {
+    sysv::msgmax()
+}
+
+/// The key's display form, used as its name in the registry: `0x` and 8 hex digits.
+pub fn key_name(key: i32) -> String {
+    format!("0x{:08x}", key as u32)
+}
+
+/// Parses a key: decimal or `0x` hex.
+///
+/// # Errors
+///
+/// `InvalidInput` if it is neither, or `IPC_PRIVATE` (0).
+pub fn parse_key(s: &str) -> io::Result<i32> {
+    let k = registry::parse_key(s)?;
+    if k == libc::IPC_PRIVATE {
+        return Err(invalid("key 0 is IPC_PRIVATE, not a shared queue"));
+    }
+    Ok(k)
+}
+
+/// A System V message-queue endpoint.
+#[derive(Debug)]
+pub struct SysvMq {
+    recv_id: i32,
+    recv_type: i64,
+    send_id: i32,
+    send_type: i64,
+    wait: Wait,
+    max: usize,
+    rbuf: Vec<u8>,
+    sbuf: Vec<u8>,
+    stash: Option<(Vec<u8>, i64)>,
+    nonce: [u8; 16],
+    watcher: Option<Watcher>,
+    peer: Option<PeerInfo>,
+    _guards: Vec<ObjectGuard>,
+}
+
+fn random_nonce() -> [u8; 16] {
+    let s = std::collections::hash_map::RandomState::new();
+    let mut a = s.build_hasher();
+    a.write_u64(std::process::id() as u64);
+    let mut b = s.build_hasher();
+    b.write_u128(Instant::now().elapsed().as_nanos() ^ 0x5bd1e995);
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&a.finish().to_le_bytes());
+    out[8..].copy_from_slice(&b.finish().to_le_bytes());
+    out
+}
+
+fn create_queue(key: i32, mode: u32) -> io::Result<(i32, ObjectGuard)> {
+    let mut guard = registry::register(ObjectKind::MqSysv, &key_name(key))?;
+    match sysv::get(key, Some(mode)) {
+        Ok(id) => Ok((id, guard)),
+        Err(e) => {
+            guard.forget_object();
+            Err(if e.raw_os_error() == Some(libc::EEXIST) {
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("System V queue {} exists", key_name(key)),
+                )
+            } else {
+                e
+            })
+        }
+    }
+}
+
+fn queue_max(id: i32) -> io::Result<usize> {
+    let ds = sysv::stat(id)?;
+    Ok(sysv::msgmax().min(ds.msg_qbytes as usize))
+}
+
+impl SysvMq {
+    fn from_parts(
+        recv_id: i32,
+        send_id: i32,
+        wait: Wait,
+        guards: Vec<ObjectGuard>,
+    ) -> io::Result<Self> {
+        let max = queue_max(recv_id)?.min(queue_max(send_id)?);
+        Ok(SysvMq {
+            recv_id,
+            recv_type: 0,
+            send_id,
+            send_type: 1,
+            wait,
+            max,
+            rbuf: vec![0; sysv::TYPE_LEN + max],
+            sbuf: vec![0; sysv::TYPE_LEN + max],
+            stash: None,
+            nonce: random_nonce(),
+            watcher: None,
+            peer: None,
+            _guards: guards,
+        })
+    }
+
+    /// Creates a queue with `key`, exclusively, owner-only unless `opts.mode` says otherwise;
+    /// removed when this endpoint is dropped. Sends use type 1 and receives take any type
+    /// until changed.
+    ///
+    /// # Errors
+    ///
+    /// `AlreadyExists`, or the OS error.
+    pub fn create(key: i32, opts: SysvOptions) -> io::Result<SysvMq> {
+        let (id, guard) = create_queue(key, opts.mode)?;
+        Self::from_parts(id, id, opts.wait, vec![guard])
+    }
+
+    /// Opens an existing queue (made by anyone; no handshake).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`, `PermissionDenied`, or the OS error.
+    pub fn open(key: i32, wait: Wait) -> io::Result<SysvMq> {
+        let id = sysv::get(key, None).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no System V queue with key {}", key_name(key)),
+                )
+            } else {
+                e
+            }
+        })?;
+        Self::from_parts(id, id, wait, Vec::new())
+    }
+
+    /// The type plain `send` gives messages (default 1; must be positive).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a type below 1.
+    pub fn set_send_type(&mut self, mtype: i64) -> io::Result<()> {
+        if mtype < 1 {
+            return Err(invalid("a System V message type must be 1 or more"));
+        }
+        self.send_type = mtype;
+        Ok(())
+    }
+
+    /// The `msgtyp` plain `recv` passes to `msgrcv` (default 0: any).
+    pub fn set_recv_type(&mut self, msgtyp: i64) {
+        self.recv_type = msgtyp;
+    }
+
+    /// Pid of the last process that sent to the receive queue (`msg_lspid`), if any.
+    ///
+    /// # Errors
+    ///
+    /// The `msgctl` error.
+    pub fn last_sender(&self) -> io::Result<Option<u32>> {
+        let ds = sysv::stat(self.recv_id)?;
+        Ok((ds.msg_lspid > 0).then_some(ds.msg_lspid as u32))
+    }
+
+    /// Sends a message of type `mtype`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::send`], and `InvalidInput` for a type below 1.
+    pub fn send_type(
+        &mut self,
+        msg: &[u8],
+        mtype: i64,
+        deadline: Deadline,
+    ) -> Result<(), SendError> {
+        if mtype < 1 {
+            return Err(SendError::Io(invalid(
+                "a System V message type must be 1 or more",
+            )));
+        }
+        if msg.len() > self.max {
+            return Err(SendError::TooLarge {
+                len: msg.len(),
+                max: self.max,
+            });
+        }
+        sysv::set_type(&mut self.sbuf, mtype);
+        self.sbuf[sysv::TYPE_LEN..sysv::TYPE_LEN + msg.len()].copy_from_slice(msg);
+        let (id, len) = (self.send_id, msg.len());
+        let dead = self.watcher.as_ref().map(|w| w.dead.clone());
+        let sbuf = &self.sbuf;
+        let r = run_wait(
+            self.wait,
+            deadline,
+            dead.as_deref(),
+            |nowait| match sysv::send(id, sbuf, len, nowait) {
+                Ok(()) => Ok(Some(())),
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
+                Err(e) => Err(SendError::from(e)),
+            },
+        );
+        if dead.is_some_and(|d| d.load(Ordering::Acquire)) {
+            return Err(SendError::PeerGone);
+        }
+        r
+    }
+
+    /// Receives following `msgrcv`'s rules for `msgtyp`; returns (length, type).
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::recv`].
+    pub fn recv_type(
+        &mut self,
+        buf: &mut [u8],
+        msgtyp: i64,
+        deadline: Deadline,
+    ) -> Result<(usize, i64), RecvError> {
+        if let Some((m, t)) = self.stash.take() {
+            if m.len() > buf.len() {
+                let needed = m.len();
+                self.stash = Some((m, t));
+                return Err(RecvError::BufferTooSmall { needed });
+            }
+            buf[..m.len()].copy_from_slice(&m);
+            return Ok((m.len(), t));
+        }
+        let id = self.recv_id;
+        let dead = self.watcher.as_ref().map(|w| w.dead.clone());
+        loop {
+            let rbuf = &mut self.rbuf;
+            let got = run_wait(
+                self.wait,
+                deadline,
+                dead.as_deref(),
+                |nowait| match sysv::recv(id, rbuf, msgtyp, nowait) {
+                    Ok(v) => Ok(Some(v)),
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::ENOMSG)
+                            || e.raw_os_error() == Some(libc::EAGAIN) =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(RecvError::from(e)),
+                },
+            );
+            let (n, t) = match got {
+                Ok(v) => v,
+                Err(RecvError::PeerGone) if dead.is_some() => {
+                    // Drain: anything the peer sent before dying is still delivered.
+                    match sysv::recv(id, &mut self.rbuf, msgtyp, true) {
+                        Ok(v) => v,
+                        Err(_) => return Err(RecvError::PeerGone),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            let payload = &self.rbuf[sysv::TYPE_LEN..sysv::TYPE_LEN + n];
+            if n == 16 && payload == self.nonce {
+                // Our watcher's wake-up: the peer is gone (or it is a stale one: go on).
+                if dead.as_ref().is_some_and(|d| d.load(Ordering::Acquire)) {
+                    return match sysv::recv(id, &mut self.rbuf, msgtyp, true) {
+                        Ok((n, t)) => self.deliver(buf, n, t),
+                        Err(_) => Err(RecvError::PeerGone),
+                    };
+                }
+                continue;
+            }
+            return self.deliver(buf, n, t);
+        }
+    }
+
+    fn deliver(&mut self, buf: &mut [u8], n: usize, t: i64) -> Result<(usize, i64), RecvError> {
+        let payload = &self.rbuf[sysv::TYPE_LEN..sysv::TYPE_LEN + n];
+        if n > buf.len() {
+            self.stash = Some((payload.to_vec(), t));
+            return Err(RecvError::BufferTooSmall { needed: n });
+        }
+        buf[..n].copy_from_slice(payload);
+        Ok((n, t))
+    }
+
+    /// Creates the two queues of a duplex pair with keys `k` (client to server) and `k + 1`.
+    pub(crate) fn create_pair(opts: &SysvOptions) -> io::Result<(SysvMq, i32)> {
+        let mut last = None;
+        for attempt in 0..64u32 {
+            let h = random_nonce();
+            let base = 0x1c00_0000 | (i32::from_le_bytes([h[0], h[1], h[2], 0]) & 0x00ff_fffe);
+            let _ = attempt;
+            let (c2s, g1) = match create_queue(base, opts.mode) {
+                Ok(v) => v,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    last = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let (s2c, g2) = match create_queue(base + 1, opts.mode) {
+                Ok(v) => v,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    drop(g1);
+                    last = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut me = Self::from_parts(c2s, s2c, opts.wait, vec![g1, g2])?;
+            me.recv_type = 1;
+            return Ok((me, base));
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no free System V key")))
+    }
+
+    /// Server side of the hello.
+    pub(crate) fn accept(mut self, deadline: Deadline) -> io::Result<SysvMq> {
+        let mut buf = vec![0u8; self.max.max(HELLO_LEN)];
+        let (n, _) = self.recv_type(&mut buf, 1, deadline).map_err(|e| match e {
+            RecvError::Timeout => {
+                io::Error::new(io::ErrorKind::TimedOut, "no peer connected in time")
+            }
+            e => e.into(),
+        })?;
+        let hello = Hello::decode(&buf[..n]).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "first message was not an ipckit hello",
+            )
+        })?;
+        self.send_type(&Hello::mine().encode(), 1, deadline)?;
+        self.watch(&hello);
+        Ok(self)
+    }
+
+    /// Client side of a pair made by [`SysvMq::create_pair`].
+    pub(crate) fn connect_pair(key: i32, wait: Wait, deadline: Deadline) -> io::Result<SysvMq> {
+        let open = |k: i32| {
+            sysv::get(k, None).map_err(|e| {
+                if e.raw_os_error() == Some(libc::ENOENT) {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!(
+                            "no System V queue with key {}: is the peer running?",
+                            key_name(k)
+                        ),
+                    )
+                } else {
+                    e
+                }
+            })
+        };
+        let c2s = open(key)?;
+        let s2c = open(key + 1)?;
+        let mut me = Self::from_parts(s2c, c2s, wait, Vec::new())?;
+        me.recv_type = 1;
+        me.send_type(&Hello::mine().encode(), 1, deadline)?;
+        let mut buf = vec![0u8; me.max.max(HELLO_LEN)];
+        let (n, _) = me.recv_type(&mut buf, 1, deadline).map_err(|e| match e {
+            RecvError::Timeout => {
+                io::Error::new(io::ErrorKind::TimedOut, "the peer did not answer in time")
+            }
+            e => e.into(),
+        })?;
+        let hello = Hello::decode(&buf[..n]).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "peer's first message was not an ipckit hello",
+            )
+        })?;
+        me.watch(&hello);
+        Ok(me)
+    }
+
+    fn watch(&mut self, hello: &Hello) {
+        let (info, pidfd) = peer::watch(hello);
+        self.peer = info;
+        if let Some(pidfd) = pidfd {
+            let wake_type = if self.recv_type > 0 {
+                self.recv_type
+            } else {
+                1
+            };
+            self.watcher = Watcher::start(
+                pidfd,
+                self.recv_id,
+                wake_type,
+                self.nonce,
+                (self.send_id != self.recv_id).then_some((self.send_id, self.send_type)),
+            )
+            .ok();
+        }
+    }
+}
+
+/// Runs a System V attempt under a wait strategy. `attempt(nowait)` returns `Ok(None)` when
+/// `nowait` was set and nothing could be done.
+fn run_wait<T, E: crate::error::WaitError>(
+    wait: Wait,
+    deadline: Deadline,
+    dead: Option<&AtomicBool>,
+    mut attempt: impl FnMut(bool) -> Result<Option<T>, E>,
+) -> Result<T, E> {
+    let is_dead = || dead.is_some_and(|d| d.load(Ordering::Acquire));
+    if let Some(v) = attempt(true)? {
+        return Ok(v);
+    }
+    if deadline == Deadline::Now {
+        return Err(if is_dead() {
+            E::peer_gone()
+        } else {
+            E::would_block()
+        });
+    }
+    let start = Instant::now();
+    let spin_for = match wait {
+        Wait::Block => Duration::ZERO,
+        Wait::Spin => Duration::MAX,
+        Wait::Adaptive { spin } => spin,
+    };
+    let mut n: u32 = 0;
+    // Spin phase.
+    if !spin_for.is_zero() {
+        loop {
+            if let Some(v) = attempt(true)? {
+                return Ok(v);
+            }
+            if is_dead() {
+                return Err(E::peer_gone());
+            }
+            n = n.wrapping_add(1);
+            if n % 64 == 0 {
+                let now = Instant::now();
+                if let Deadline::At(t) = deadline {
+                    if now >= t {
+                        return Err(E::timed_out());
+                    }
+                }
+                if now.duration_since(start) >= spin_for {
+                    break;
+                }
+            }
+        }
+    }
+    match deadline {
+        Deadline::Never => loop {
+            if is_dead() {
+                return Err(E::peer_gone());
+            }
+            // The blocking call: woken by a message, by our watcher's wake-up, or by the
+            // queue's removal (EIDRM, reported as PeerGone).
+            if let Some(v) = attempt(false)? {
+                return Ok(v);
+            }
+        },
+        Deadline::At(t) => {
+            let mut nap = Duration::from_micros(20);
+            loop {
+                if let Some(v) = attempt(true)? {
+                    return Ok(v);
+                }
+                if is_dead() {
+                    return Err(E::peer_gone());
+                }
+                let now = Instant::now();
+                if now >= t {
+                    return Err(E::timed_out());
+                }
+                std::thread::sleep(nap.min(t - now));
+                nap = (nap * 2).min(Duration::from_millis(2));
+            }
+        }
+        Deadline::Now => unreachable!("handled above"),
+    }
+}
+
+/// The peer-death watcher of a System V endpoint.
+#[derive(Debug)]
+struct Watcher {
+    dead: Arc<AtomicBool>,
+    stop: OwnedFd,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    fn start(
+        pidfd: OwnedFd,
+        recv_id: i32,
+        wake_type: i64,
+        nonce: [u8; 16],
+        steal_from: Option<(i32, i64)>,
+    ) -> io::Result<Watcher> {
+        let dead = Arc::new(AtomicBool::new(false));
+        let stop = syspipe::eventfd(false)?;
+        let stop_w = sysfd::dup(stop.as_fd())?;
+        let d = dead.clone();
+        let thread = std::thread::Builder::new()
+            .name("ipckit-sysv-watch".into())
+            .spawn(move || {
+                let ready = sysfd::poll(
+                    &[
+                        (pidfd.as_fd(), libc::POLLIN),
+                        (stop_w.as_fd(), libc::POLLIN),
+                    ],
+                    None,
+                );
+                if !matches!(ready, Ok(sysfd::Ready::Fd(0))) {
+                    return;
+                }
+                d.store(true, Ordering::Release);
+                let mut m = vec![0u8; sysv::TYPE_LEN + 16];
+                sysv::set_type(&mut m, wake_type);
+                m[sysv::TYPE_LEN..].copy_from_slice(&nonce);
+                let _ = sysv::send(recv_id, &m, 16, true);
+                if let Some((sid, stype)) = steal_from {
+                    // Free room in the queue to the dead peer, for a sender blocked on it.
+                    let mut sink = vec![0u8; sysv::TYPE_LEN + sysv::msgmax()];
+                    let _ = sysv::recv(sid, &mut sink, stype, true);
+                }
+            })?;
+        Ok(Watcher {
+            dead,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = sysfd::write(self.stop.as_fd(), &1u64.to_ne_bytes());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Transport for SysvMq {
+    fn mechanism(&self) -> Mechanism {
+        Mechanism::MqSysv
+    }
+
+    fn max_msg_size(&self) -> usize {
+        self.max
+    }
+
+    fn wait(&self) -> Wait {
+        self.wait
+    }
+
+    fn set_wait(&mut self, wait: Wait) {
+        self.wait = wait;
+    }
+
+    fn send_deadline(&mut self, msg: &[u8], deadline: Deadline) -> Result<(), SendError> {
+        self.send_type(msg, self.send_type, deadline)
+    }
+
+    fn recv_deadline(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, RecvError> {
+        self.recv_type(buf, self.recv_type, deadline)
+            .map(|(n, _)| n)
+    }
+
+    fn peer(&self) -> Option<PeerInfo> {
+        self.peer.or_else(|| {
+            // Without a hello, the last sender is the best we know.
+            self.last_sender().ok().flatten().map(|pid| PeerInfo {
+                pid,
+                watched: false,
+            })
+        })
+    }
+
+    fn raw(&self) -> RawHandle<'_> {
+        RawHandle::SysV {
+            recv_id: self.recv_id,
+            recv_type: self.recv_type,
+            send_id: self.send_id,
+            send_type: self.send_type,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Anonymous pipes: a parent and the child it spawns, connected by descriptors the child
+//! inherits. A duplex channel is two pipes.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use ipckit::pipe::PipePair;
+//! use ipckit::{Transport, Wait};
+//! # fn main() -> std::io::Result<()> {
+//! // Process 1 (parent)
+//! let pair = PipePair::new(Wait::Block, None)?;
+//! let mut cmd = std::process::Command::new("/proc/self/exe");
+//! cmd.arg(pair.address()); // e.g. "fd:5,8"
+//! pair.configure_child(&mut cmd);
+//! let _child = cmd.spawn()?;
+//! let mut ep = pair.into_parent()?; // closes the child's ends here
+//! ep.send(b"ping")?;
+//! // Process 2 (child): ipckit::pipe::from_address(&arg, Wait::Block, None)?
+//! # Ok(()) }
+//! ```
+//!
+//! # References
+//!
+//! `pipe(7)`, `pipe2(2)`, `fcntl(2)` (`F_GETPIPE_SZ`, `F_SETPIPE_SZ`).
+
+use crate::error::invalid;
+use crate::stream::{StreamEndpoint, DEFAULT_STREAM_MAX};
+use crate::sys::{pipe as syspipe, proc};
+use crate::transport::Mechanism;
+use crate::wait::Wait;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// The system's largest pipe capacity (`/proc/sys/fs/pipe-max-size`).
+///
+/// # Errors
+///
+/// If `/proc` cannot be read.
+pub fn max_capacity() -> io::Result<usize> {
+    syspipe::pipe_max_size()
+}
+
+/// A one-way pipe within this process: (receiving end, sending end), framed.
+///
+/// # Errors
+///
+/// The `pipe2` error.
+#[doc(alias = "pipe2")]
+pub fn pipe(wait: Wait, max: Option<usize>) -> io::Result<(StreamEndpoint, StreamEndpoint)> {
+    let (r, w) = syspipe::pipe2(true)?;
+    let max = max.unwrap_or(DEFAULT_STREAM_MAX);
+    Ok((
+        StreamEndpoint::new(Mechanism::Pipe, Some(r), None, false, wait, max)?,
+        StreamEndpoint::new(Mechanism::Pipe, None, Some(w), false, wait, max)?,
+    ))
+}
+
+/// Two pipes for a duplex parent/child channel, before the child is spawned.
+#[derive(Debug)]
+pub struct PipePair {
+    parent_r: OwnedFd,
+    parent_w: OwnedFd,
+    child_r: OwnedFd,
+    child_w: OwnedFd,
+    wait: Wait,
+    max: usize,
+}
+
+impl PipePair {
+    /// Creates both pipes (close-on-exec until [`PipePair::configure_child`] says otherwise
+    /// for one child).
+    ///
+    /// # Errors
+    ///
+    /// The `pipe2` error.
+    pub fn new(wait: Wait, max: Option<usize>) -> io::Result<PipePair> {
+        let (child_r, parent_w) = syspipe::pipe2(true)?;
+        let (parent_r, child_w) = syspipe::pipe2(true)?;
+        Ok(PipePair {
+            parent_r,
+            parent_w,
+            child_r,
+            child_w,
+            wait,
+            max: max.unwrap_or(DEFAULT_STREAM_MAX),
+        })
+    }
+
+    /// Sets both pipes' capacity; returns what the kernel set.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` over the system maximum (named in the message).
+    pub fn set_capacity(&self, size: usize) -> io::Result<usize> {
+        crate::stream::set_pipe_capacity_checked([&self.parent_w, &self.child_w].into_iter(), size)
+    }
+
+    /// The child's address: `fd:R,W`.
+    pub fn address(&self) -> String {
+        format!(
+            "fd:{},{}",
+            self.child_r.as_raw_fd(),
+            self.child_w.as_raw_fd()
+        )
+    }
+
+    /// Makes `cmd`'s child, and only it, inherit the child's ends.
+    pub fn configure_child(&self, cmd: &mut std::process::Command) {
+        proc::inherit_in_child(
+            cmd,
+            vec![self.child_r.as_raw_fd(), self.child_w.as_raw_fd()],
+        );
+    }
+
+    /// The parent's endpoint. Call after spawning the child: it closes the child's ends in
+    /// this process, so the parent sees EOF/EPIPE when the child dies.
+    ///
+    /// # Errors
+    ///
+    /// If the descriptors cannot be made non-blocking.
+    pub fn into_parent(self) -> io::Result<StreamEndpoint> {
+        let PipePair {
+            parent_r,
+            parent_w,
+            child_r,
+            child_w,
+            wait,
+            max,
+        } = self;
+        drop((child_r, child_w));
+        StreamEndpoint::new(
+            Mechanism::Pipe,
+            Some(parent_r),
+            Some(parent_w),
+            false,
+            wait,
+            max,
+        )
+    }
+}
+
+/// The child's endpoint, from the address its parent passed.
+///
+/// # Errors
+///
+/// `InvalidInput` for a malformed address or descriptors that were not inherited.
+pub fn from_address(addr: &str, wait: Wait, max: Option<usize>) -> io::Result<StreamEndpoint> {
+    let bad = || invalid(format!("'{addr}' is not a pipe address (fd:R,W)"));
+    let (r, w) = addr
+        .strip_prefix("fd:")
+        .and_then(|s| s.split_once(','))
+        .ok_or_else(bad)?;
+    let r: i32 = r.parse().map_err(|_| bad())?;
+    let w: i32 = w.parse().map_err(|_| bad())?;
+    let (r, w) = (proc::adopt_inherited(r)?, proc::adopt_inherited(w)?);
+    StreamEndpoint::new(
+        Mechanism::Pipe,
+        Some(r),
+        Some(w),
+        false,
+        wait,
+        max.unwrap_or(DEFAULT_STREAM_MAX),
+    )
+}

@@ -1,0 +1,550 @@
+//! The record of every kernel object ipckit creates.
+//!
+//! Each FIFO, socket file, POSIX queue and System V queue gets a small record file in the
+//! registry directory *before* the object is created, naming the object and its creator's pid
+//! and start time (the pair names one process for the whole uptime, so a reused pid is not
+//! mistaken for the owner). The owner's [`ObjectGuard`] removes the object and its record on
+//! drop; `ipckit list` reads the records and `ipckit clean` removes objects whose creator is
+//! dead and that no live process uses.
+//!
+//! The registry directory is `$IPCKIT_REGISTRY`, else `$XDG_RUNTIME_DIR/ipckit`, else
+//! `/tmp/ipckit-registry-<uid>`; it is created 0700 and refused if another user owns it or
+//! others can write it.
+
+use crate::sys::proc;
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// What kind of kernel object a record names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    /// A named FIFO (path).
+    Fifo,
+    /// A Unix socket file (path).
+    UnixSocket,
+    /// A POSIX message queue (`/name`).
+    MqPosix,
+    /// A System V message queue (numeric key).
+    MqSysv,
+}
+
+impl ObjectKind {
+    /// Name used in records and by `ipckit list`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectKind::Fifo => "fifo",
+            ObjectKind::UnixSocket => "socket",
+            ObjectKind::MqPosix => "mq-posix",
+            ObjectKind::MqSysv => "mq-sysv",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            ObjectKind::Fifo,
+            ObjectKind::UnixSocket,
+            ObjectKind::MqPosix,
+            ObjectKind::MqSysv,
+        ]
+        .into_iter()
+        .find(|k| k.name() == s)
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One registry record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Kind of object.
+    pub kind: ObjectKind,
+    /// The object's name: a path, `/name` for POSIX queues, `0x...` key for System V.
+    pub name: String,
+    /// Creator's pid.
+    pub pid: u32,
+    /// Creator's start time (clock ticks since boot).
+    pub start: u64,
+    /// Creation time, seconds since the epoch.
+    pub created: u64,
+}
+
+/// A record with what is true of it now.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The record.
+    pub record: Record,
+    /// The creator (same pid and start time) is still running.
+    pub owner_alive: bool,
+    /// The object still exists.
+    pub exists: bool,
+    /// Some live process has the object open (or, for System V, last used it).
+    pub in_use: bool,
+    /// Where the record file is.
+    pub record_path: PathBuf,
+}
+
+/// The prefix of every object name: `ipckit-<run id>-`.
+pub fn prefix() -> String {
+    format!("ipckit-{}-", run_id())
+}
+
+/// This process's run id: `$IPCKIT_RUN_ID` if set (tests use it to find what they left),
+/// else derived from the pid and the time.
+pub fn run_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| match std::env::var("IPCKIT_RUN_ID") {
+        Ok(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => s,
+        _ => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            format!("{:x}{:05x}", std::process::id(), nanos & 0xfffff)
+        }
+    })
+}
+
+/// A fresh object name `ipckit-<run id>-<tag>-<n>`.
+pub fn unique_name(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}{}-{}", prefix(), tag, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The registry directory (see the module docs), created if missing.
+///
+/// # Errors
+///
+/// If it cannot be created, or exists owned by another user or writable by others.
+pub fn dir() -> io::Result<PathBuf> {
+    let d = if let Some(p) = std::env::var_os("IPCKIT_REGISTRY") {
+        PathBuf::from(p)
+    } else if let Some(p) = std::env::var_os("XDG_RUNTIME_DIR") {
+        PathBuf::from(p).join("ipckit")
+    } else {
+        PathBuf::from(format!("/tmp/ipckit-registry-{}", euid()))
+    };
+    match fs::DirBuilder::new().mode(0o700).recursive(true).create(&d) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let md = fs::symlink_metadata(&d)?;
+    if !md.is_dir() || md.uid() != euid() || md.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "registry {} is not a directory owned by us and closed to others",
+                d.display()
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+/// Effective uid of this process.
+pub(crate) fn euid() -> u32 {
+    static UID: OnceLock<u32> = OnceLock::new();
+    *UID.get_or_init(|| {
+        fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .and_then(|l| l.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
+            })
+            .unwrap_or(0)
+    })
+}
+
+fn record_file(kind: ObjectKind, name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '%'
+            }
+        })
+        .collect();
+    // Keep distinct names distinct after sanitising.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in name.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    let tail: String = safe
+        .chars()
+        .rev()
+        .take(80)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("{}-{:016x}-{}.rec", kind.name(), h, tail)
+}
+
+/// Removes a kernel object by kind and name.
+fn remove_object(kind: ObjectKind, name: &str) -> io::Result<()> {
+    match kind {
+        ObjectKind::Fifo | ObjectKind::UnixSocket => fs::remove_file(name),
+        ObjectKind::MqPosix => crate::sys::mq::unlink(name),
+        ObjectKind::MqSysv => {
+            let key = parse_key(name)?;
+            let id = crate::sys::sysv::get(key, None)?;
+            crate::sys::sysv::remove(id)
+        }
+    }
+}
+
+pub(crate) fn parse_key(name: &str) -> io::Result<i32> {
+    let t = name.trim();
+    let v = if let Some(h) = t.strip_prefix("0x") {
+        i64::from_str_radix(h, 16)
+    } else {
+        t.parse::<i64>()
+    };
+    v.ok()
+        .and_then(|v| {
+            i32::try_from(v)
+                .ok()
+                .or_else(|| u32::try_from(v).ok().map(|u| u as i32))
+        })
+        .ok_or_else(|| crate::error::invalid(format!("'{name}' is not a System V key")))
+}
+
+/// Removes its object and record when dropped. Held by the endpoint that created the object.
+#[derive(Debug)]
+pub struct ObjectGuard {
+    kind: ObjectKind,
+    name: String,
+    record: PathBuf,
+    armed: bool,
+}
+
+impl ObjectGuard {
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Forgets the object: neither it nor its record will be removed on drop.
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    /// The object was never created by us (creation failed): drop only the record.
+    pub(crate) fn forget_object(&mut self) {
+        self.armed = false;
+        let _ = fs::remove_file(&self.record);
+    }
+}
+
+impl Drop for ObjectGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = remove_object(self.kind, &self.name);
+            let _ = fs::remove_file(&self.record);
+        }
+    }
+}
+
+/// Writes the record for an object about to be created by this process. Call before the
+/// object exists, so a crash in between leaves a record (cleaned up) rather than an orphan.
+///
+/// # Errors
+///
+/// If the registry cannot be written, or a record for this name exists already.
+pub(crate) fn register(kind: ObjectKind, name: &str) -> io::Result<ObjectGuard> {
+    let pid = proc::getpid();
+    let start = proc::start_time(pid).unwrap_or(0);
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let path = dir()?.join(record_file(kind, name));
+    let open = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+    };
+    let mut f = match open() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // A stale record from a creator that died: replace it. A live one is a conflict.
+            let stale = fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| parse_record(&t))
+                .is_none_or(|r| !proc::is_alive(r.pid, r.start));
+            if !stale {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{name} is registered to a live ipckit process"),
+                ));
+            }
+            fs::remove_file(&path)?;
+            open()?
+        }
+        r => r?,
+    };
+    writeln!(
+        f,
+        "kind={}\nname={}\npid={}\nstart={}\ncreated={}",
+        kind.name(),
+        name,
+        pid,
+        start,
+        created
+    )?;
+    Ok(ObjectGuard {
+        kind,
+        name: name.to_owned(),
+        record: path,
+        armed: true,
+    })
+}
+
+fn parse_record(text: &str) -> Option<Record> {
+    let mut kind = None;
+    let (mut name, mut pid, mut start, mut created) = (None, None, None, 0);
+    for line in text.lines() {
+        let (k, v) = line.split_once('=')?;
+        match k {
+            "kind" => kind = ObjectKind::parse(v),
+            "name" => name = Some(v.to_owned()),
+            "pid" => pid = v.parse().ok(),
+            "start" => start = v.parse().ok(),
+            "created" => created = v.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    Some(Record {
+        kind: kind?,
+        name: name?,
+        pid: pid?,
+        start: start?,
+        created,
+    })
+}
+
+/// True if the object exists.
+fn exists(kind: ObjectKind, name: &str) -> bool {
+    match kind {
+        ObjectKind::Fifo | ObjectKind::UnixSocket => fs::symlink_metadata(name).is_ok(),
+        ObjectKind::MqPosix => match crate::sys::mq::open(name, None) {
+            Ok(_) => true,
+            Err(e) => e.raw_os_error() != Some(libc::ENOENT),
+        },
+        ObjectKind::MqSysv => parse_key(name).is_ok_and(|k| crate::sys::sysv::get(k, None).is_ok()),
+    }
+}
+
+/// True if some live process has the object open.
+fn in_use(kind: ObjectKind, name: &str) -> bool {
+    match kind {
+        ObjectKind::Fifo => any_fd_links_to(|l| l == name),
+        ObjectKind::UnixSocket => unix_socket_bound(name),
+        // An mq descriptor reads back as the queue's name under the mqueue mount.
+        ObjectKind::MqPosix => any_fd_links_to(|l| l == name || l.ends_with(name)),
+        ObjectKind::MqSysv => sysv_users_alive(name),
+    }
+}
+
+fn any_fd_links_to(pred: impl Fn(&str) -> bool) -> bool {
+    let me = std::process::id().to_string();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return false;
+    };
+    for p in procs.flatten() {
+        let pname = p.file_name();
+        let Some(pid) = pname
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = fs::read_link(fd.path()) {
+                if target.to_str().is_some_and(&pred) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// A socket bound to `path` is still open somewhere (it is listed in /proc/net/unix).
+fn unix_socket_bound(path: &str) -> bool {
+    fs::read_to_string("/proc/net/unix")
+        .map(|t| {
+            t.lines()
+                .skip(1)
+                .any(|l| l.split_whitespace().nth(7) == Some(path))
+        })
+        .unwrap_or(false)
+}
+
+/// Last sender or receiver of a System V queue is alive.
+fn sysv_users_alive(name: &str) -> bool {
+    let Ok(key) = parse_key(name) else {
+        return false;
+    };
+    let Ok(text) = fs::read_to_string("/proc/sysvipc/msg") else {
+        return false;
+    };
+    for l in text.lines().skip(1) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // key msqid perms cbytes qnum lspid lrpid uid gid cuid cgid stime rtime ctime
+        if f.len() > 6 && f[0].parse::<i64>().ok() == Some(key as i64) {
+            for pid in [f[5], f[6]] {
+                if let Ok(p) = pid.parse::<u32>() {
+                    if p != 0
+                        && p != std::process::id()
+                        && Path::new(&format!("/proc/{p}")).exists()
+                    {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Every record in the registry, with what is true of it now.
+///
+/// # Errors
+///
+/// If the registry directory cannot be read.
+pub fn list() -> io::Result<Vec<Entry>> {
+    let d = dir()?;
+    let mut out = Vec::new();
+    for e in fs::read_dir(&d)?.flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "rec") {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        let Some(record) = parse_record(&text) else {
+            continue;
+        };
+        let owner_alive = proc::is_alive(record.pid, record.start);
+        let exists = exists(record.kind, &record.name);
+        let in_use = exists && in_use(record.kind, &record.name);
+        out.push(Entry {
+            record,
+            owner_alive,
+            exists,
+            in_use,
+            record_path: path,
+        });
+    }
+    out.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+    Ok(out)
+}
+
+/// What `clean` did with one entry.
+#[derive(Debug)]
+pub enum CleanAction {
+    /// Object (if it existed) and record removed.
+    Removed,
+    /// Kept: the owner is alive.
+    OwnerAlive,
+    /// Kept: a live process still uses it.
+    InUse,
+    /// Removal failed.
+    Failed(io::Error),
+}
+
+/// Removes every object whose creator is dead and that no live process uses, with its
+/// record. Returns what happened to each entry.
+///
+/// # Errors
+///
+/// If the registry cannot be read.
+pub fn clean(dry_run: bool) -> io::Result<Vec<(Entry, CleanAction)>> {
+    let mut out = Vec::new();
+    for e in list()? {
+        let action = if e.owner_alive {
+            CleanAction::OwnerAlive
+        } else if e.in_use {
+            CleanAction::InUse
+        } else if dry_run {
+            CleanAction::Removed
+        } else {
+            let r = if e.exists {
+                remove_object(e.record.kind, &e.record.name)
+            } else {
+                Ok(())
+            };
+            match r.and_then(|()| fs::remove_file(&e.record_path)) {
+                Ok(()) => CleanAction::Removed,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    let _ = fs::remove_file(&e.record_path);
+                    CleanAction::Removed
+                }
+                Err(err) => CleanAction::Failed(err),
+            }
+        };
+        out.push((e, action));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_roundtrip() {
+        let r = Record {
+            kind: ObjectKind::MqPosix,
+            name: "/ipckit-x-1".into(),
+            pid: 7,
+            start: 9,
+            created: 3,
+        };
+        let text = format!(
+            "kind={}\nname={}\npid={}\nstart={}\ncreated={}\n",
+            r.kind.name(),
+            r.name,
+            r.pid,
+            r.start,
+            r.created
+        );
+        assert_eq!(parse_record(&text), Some(r));
+    }
+
+    #[test]
+    fn keys_parse() {
+        assert_eq!(parse_key("0x1c000001").unwrap(), 0x1c00_0001);
+        assert_eq!(parse_key("42").unwrap(), 42);
+        assert!(parse_key("nope").is_err());
+    }
+
+    #[test]
+    fn record_files_stay_distinct() {
+        assert_ne!(
+            record_file(ObjectKind::Fifo, "/a/b"),
+            record_file(ObjectKind::Fifo, "/a%b")
+        );
+    }
+}

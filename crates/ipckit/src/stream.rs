@@ -1,0 +1,541 @@
+//! The framed byte-stream endpoint shared by pipes, FIFOs, Unix stream sockets and TCP.
+//!
+//! Sending is one `writev`/`sendmsg` of header and payload. Receiving reads the header and
+//! as much payload as the kernel has straight into the caller's buffer in one `readv`, so a
+//! small message costs one syscall and a large one is not copied twice; bytes read past the
+//! end of a message wait in a bounded [`FrameDecoder`].
+
+use crate::error::{RecvError, SendError};
+use crate::framing::{self, FrameDecoder, HEADER_LEN};
+use crate::registry::ObjectGuard;
+use crate::sys::{fd as sysfd, socket};
+use crate::transport::{Mechanism, PeerInfo, RawHandle, Transport};
+use crate::wait::{drive, Deadline, Wait};
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+/// Default largest message on a stream transport: 1 MiB.
+pub const DEFAULT_STREAM_MAX: usize = 1 << 20;
+/// Largest message a stream transport can be configured for (the header is 32 bits).
+pub const STREAM_MAX_LIMIT: usize = 1 << 30;
+
+/// How messages are delimited on a byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framing {
+    /// A 4-byte little-endian length, then the payload (any bytes).
+    #[default]
+    Length,
+    /// Each message ends with `\n` and must not contain one: what `cat`, `nc` and `socat`
+    /// read and write.
+    Line,
+}
+
+/// A framed byte-stream endpoint.
+pub struct StreamEndpoint {
+    mech: Mechanism,
+    framing: Framing,
+    /// A FIFO reader that has not seen a writer yet: a read of 0 means "no writer yet", not
+    /// the end, unless the FIFO reports a hang-up.
+    wait_writer: bool,
+    /// Read side (for sockets, the socket).
+    r: Option<OwnedFd>,
+    /// Write side when it differs from the read side (pipes and FIFOs).
+    w: Option<OwnedFd>,
+    socket: bool,
+    wait: Wait,
+    max: usize,
+    dec: FrameDecoder,
+    /// Bytes of a message accepted by a `try_`/timed send that did not all fit.
+    wpend: Vec<u8>,
+    wpos: usize,
+    peer: Option<PeerInfo>,
+    broken: bool,
+    _guards: Vec<ObjectGuard>,
+}
+
+impl fmt::Debug for StreamEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamEndpoint")
+            .field("mech", &self.mech)
+            .field("r", &self.r)
+            .field("w", &self.w)
+            .field("wait", &self.wait)
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+impl StreamEndpoint {
+    /// Builds an endpoint over non-blocking descriptors. `w == None` means `r` is a socket
+    /// used both ways.
+    pub(crate) fn new(
+        mech: Mechanism,
+        r: Option<OwnedFd>,
+        w: Option<OwnedFd>,
+        socket: bool,
+        wait: Wait,
+        max: usize,
+    ) -> io::Result<Self> {
+        if max > STREAM_MAX_LIMIT {
+            return Err(crate::error::invalid(format!(
+                "maximum message size {max} exceeds the stream limit of {STREAM_MAX_LIMIT}"
+            )));
+        }
+        for fd in r.iter().chain(w.iter()) {
+            sysfd::set_nonblocking(fd.as_fd(), true)?;
+        }
+        Ok(StreamEndpoint {
+            mech,
+            framing: Framing::Length,
+            wait_writer: false,
+            r,
+            w,
+            socket,
+            wait,
+            max,
+            dec: FrameDecoder::new(max),
+            wpend: Vec::new(),
+            wpos: 0,
+            peer: None,
+            broken: false,
+            _guards: Vec::new(),
+        })
+    }
+
+    /// Switches the framing (see [`Framing`]). With [`Framing::Line`] the maximum message
+    /// shrinks to what the receive buffer holds, 64 KiB less the newline.
+    pub fn set_framing(&mut self, framing: Framing) {
+        self.framing = framing;
+        if framing == Framing::Line {
+            self.max = self.max.min(self.dec.capacity() - 1);
+        }
+    }
+
+    pub(crate) fn waiting_for_writer(mut self) -> Self {
+        self.wait_writer = true;
+        self
+    }
+
+    pub(crate) fn with_peer(mut self, peer: Option<PeerInfo>) -> Self {
+        self.peer = peer;
+        self
+    }
+
+    pub(crate) fn with_guards(mut self, guards: Vec<ObjectGuard>) -> Self {
+        self._guards = guards;
+        self
+    }
+
+    fn rfd(&self) -> io::Result<BorrowedFd<'_>> {
+        self.r
+            .as_ref()
+            .map(|f| f.as_fd())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "this endpoint is send-only"))
+    }
+
+    fn wfd(&self) -> io::Result<BorrowedFd<'_>> {
+        match (&self.w, &self.r, self.socket) {
+            (Some(w), _, _) => Ok(w.as_fd()),
+            (None, Some(r), true) => Ok(r.as_fd()),
+            _ => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this endpoint is receive-only",
+            )),
+        }
+    }
+
+    fn write_bufs(fd: BorrowedFd<'_>, socket: bool, bufs: &[&[u8]]) -> io::Result<Option<usize>> {
+        let r = if socket {
+            socket::sendv(fd, bufs, 0)
+        } else {
+            sysfd::writev(fd, bufs)
+        };
+        match r {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if would_block(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes out what a previous `try_send`/`send_timeout` left pending.
+    fn flush_deadline(&mut self, deadline: Deadline) -> Result<(), SendError> {
+        while self.wpos < self.wpend.len() {
+            let fd = self.wfd()?;
+            let (wait, socket) = (self.wait, self.socket);
+            let pend = &self.wpend[self.wpos..];
+            let n = drive(wait, deadline, fd, libc::POLLOUT, None, || {
+                Self::write_bufs(fd, socket, &[pend]).map_err(SendError::from)
+            })?;
+            self.wpos += n;
+        }
+        self.wpend.clear();
+        self.wpos = 0;
+        Ok(())
+    }
+
+    /// Sends everything pending, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// `PeerGone` or `Io`.
+    pub fn flush(&mut self) -> Result<(), SendError> {
+        self.flush_deadline(Deadline::Never)
+    }
+
+    /// Reads the rest of a message whose first `got` bytes are already in `buf`.
+    fn read_rest(&mut self, buf: &mut [u8], mut got: usize, len: usize) -> Result<(), RecvError> {
+        let wait = self.wait;
+        let r = self
+            .r
+            .as_ref()
+            .map(|f| f.as_fd())
+            .expect("checked by caller");
+        while got < len {
+            let spare = self.dec.spare();
+            let dst = &mut buf[got..len];
+            let dst_len = dst.len();
+            // The message has begun: finish it whatever the caller's deadline (a partial
+            // message cannot be handed back), unless the peer goes away.
+            let n = drive(
+                wait,
+                Deadline::Never,
+                r,
+                libc::POLLIN,
+                None,
+                || match sysfd::readv(r, &mut [dst, spare]) {
+                    Ok(0) => Err(RecvError::PeerGone),
+                    Ok(n) => Ok(Some(n)),
+                    Err(e) if would_block(&e) => Ok(None),
+                    Err(e) => Err(e.into()),
+                },
+            );
+            let n = match n {
+                Ok(n) => n,
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e);
+                }
+            };
+            let into_buf = n.min(dst_len);
+            got += into_buf;
+            self.dec.commit(n - into_buf);
+        }
+        Ok(())
+    }
+
+    fn recv_inner(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, RecvError> {
+        if self.broken {
+            return Err(RecvError::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "stream is out of frame sync after an earlier error",
+            )));
+        }
+        self.rfd()?;
+        if self.framing == Framing::Line {
+            return self.recv_line(buf, deadline);
+        }
+        loop {
+            match self.dec.header() {
+                Err(e) => {
+                    self.broken = true;
+                    return Err(RecvError::Io(e.into()));
+                }
+                Ok(Some(len)) => {
+                    if buf.len() < len {
+                        return Err(RecvError::BufferTooSmall { needed: len });
+                    }
+                    if let Some(n) = self.dec.decode(buf).map_err(io::Error::from)? {
+                        return Ok(n);
+                    }
+                    // Part of the message is buffered: move it out, read the rest directly.
+                    let have = self.dec.len() - HEADER_LEN;
+                    buf[..have].copy_from_slice(&self.dec.buffered()[HEADER_LEN..]);
+                    self.dec.consume(HEADER_LEN + have);
+                    self.read_rest(buf, have, len)?;
+                    return Ok(len);
+                }
+                Ok(None) => {}
+            }
+            let wait = self.wait;
+            let r = self.r.as_ref().map(|f| f.as_fd()).expect("checked above");
+            if self.dec.is_empty() && buf.len() >= self.max && !self.wait_writer {
+                // Fast path: header into a local, payload straight into the caller's buffer.
+                let mut hdr = [0u8; HEADER_LEN];
+                // Bytes read past this message must fit the (empty) decoder.
+                let cap = buf.len().min(self.dec.capacity());
+                let dst = &mut buf[..cap];
+                let n = drive(
+                    wait,
+                    deadline,
+                    r,
+                    libc::POLLIN,
+                    None,
+                    || match sysfd::readv(r, &mut [&mut hdr, dst]) {
+                        Ok(0) => Err(RecvError::PeerGone),
+                        Ok(n) => Ok(Some(n)),
+                        Err(e) if would_block(&e) => Ok(None),
+                        Err(e) => Err(e.into()),
+                    },
+                )?;
+                if n < HEADER_LEN {
+                    self.dec.push(&hdr[..n]);
+                    continue;
+                }
+                let len = match framing::parse_header(&hdr, self.max) {
+                    Ok(Some(len)) => len,
+                    Ok(None) => unreachable!("four header bytes were read"),
+                    Err(e) => {
+                        self.broken = true;
+                        return Err(RecvError::Io(e.into()));
+                    }
+                };
+                let got = n - HEADER_LEN;
+                if got >= len {
+                    // Bytes past this message belong to the next ones.
+                    let pushed = self.dec.push(&buf[len..got]);
+                    debug_assert_eq!(pushed, got - len);
+                    return Ok(len);
+                }
+                self.read_rest(buf, got, len)?;
+                return Ok(len);
+            }
+            // Slow path: accumulate in the decoder until a header is complete.
+            let n = self.fill(deadline)?;
+            if n == 0 {
+                return Err(RecvError::PeerGone);
+            }
+            self.dec.commit(n);
+        }
+    }
+
+    /// Reads into the decoder; `Ok(0)` is the end of the stream.
+    fn fill(&mut self, deadline: Deadline) -> Result<usize, RecvError> {
+        let wait = self.wait;
+        let r = self
+            .r
+            .as_ref()
+            .map(|f| f.as_fd())
+            .expect("checked by caller");
+        let wait_writer = &mut self.wait_writer;
+        let spare = self.dec.spare();
+        if spare.is_empty() {
+            return Err(RecvError::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "line longer than the maximum message",
+            )));
+        }
+        drive(
+            wait,
+            deadline,
+            r,
+            libc::POLLIN,
+            None,
+            || match sysfd::read(r, spare) {
+                Ok(0) if *wait_writer => {
+                    // No writer yet, or one came and went without writing.
+                    let ev = sysfd::revents(r, libc::POLLIN)?;
+                    if ev & libc::POLLHUP != 0 {
+                        Ok(Some(0))
+                    } else {
+                        Ok(None)
+                    }
+                }
+                Ok(n) => {
+                    *wait_writer = false;
+                    Ok(Some(n))
+                }
+                Err(e) if would_block(&e) => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+        )
+    }
+
+    fn recv_line(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, RecvError> {
+        loop {
+            let data = self.dec.buffered();
+            if let Some(pos) = data.iter().position(|&b| b == b'\n') {
+                if buf.len() < pos {
+                    return Err(RecvError::BufferTooSmall { needed: pos });
+                }
+                buf[..pos].copy_from_slice(&data[..pos]);
+                self.dec.consume(pos + 1);
+                return Ok(pos);
+            }
+            let n = self.fill(deadline)?;
+            if n == 0 {
+                // The end: a last line without a newline is still a message.
+                let rest = self.dec.len();
+                if rest == 0 {
+                    return Err(RecvError::PeerGone);
+                }
+                if buf.len() < rest {
+                    return Err(RecvError::BufferTooSmall { needed: rest });
+                }
+                buf[..rest].copy_from_slice(self.dec.buffered());
+                self.dec.consume(rest);
+                return Ok(rest);
+            }
+            self.dec.commit(n);
+        }
+    }
+
+    /// Pipe capacity of the write side (`F_GETPIPE_SZ`), for pipes and FIFOs.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` on sockets, or the fcntl's error.
+    #[doc(alias = "F_GETPIPE_SZ")]
+    pub fn pipe_capacity(&self) -> io::Result<usize> {
+        if self.socket {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "not a pipe"));
+        }
+        crate::sys::pipe::pipe_size(self.wfd().or_else(|_| self.rfd())?)
+    }
+
+    /// Sets the pipe capacity of both directions (`F_SETPIPE_SZ`); returns the size the kernel
+    /// chose (a power-of-two number of pages, at least `size`).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` above `/proc/sys/fs/pipe-max-size` (the limit is in the message), or
+    /// `Unsupported` on sockets.
+    #[doc(alias = "F_SETPIPE_SZ")]
+    pub fn set_pipe_capacity(&self, size: usize) -> io::Result<usize> {
+        if self.socket {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "not a pipe"));
+        }
+        set_pipe_capacity_checked(
+            [self.r.as_ref(), self.w.as_ref()].into_iter().flatten(),
+            size,
+        )
+    }
+}
+
+/// The parts of `bufs` after the first `off` bytes.
+fn remaining<'a>(bufs: &[&'a [u8]; 3], mut off: usize) -> [&'a [u8]; 3] {
+    let mut out: [&[u8]; 3] = [&[], &[], &[]];
+    for (o, b) in out.iter_mut().zip(bufs) {
+        let skip = off.min(b.len());
+        *o = &b[skip..];
+        off -= skip;
+    }
+    out
+}
+
+/// Sets the capacity of every given pipe descriptor, checking the system maximum first.
+pub(crate) fn set_pipe_capacity_checked<'a>(
+    fds: impl Iterator<Item = &'a OwnedFd>,
+    size: usize,
+) -> io::Result<usize> {
+    let max = crate::sys::pipe::pipe_max_size()?;
+    if size > max {
+        return Err(crate::error::invalid(format!(
+            "pipe capacity {size} exceeds the system maximum of {max} (/proc/sys/fs/pipe-max-size)"
+        )));
+    }
+    let mut set = 0;
+    for fd in fds {
+        set = crate::sys::pipe::set_pipe_size(fd.as_fd(), size)?;
+    }
+    Ok(set)
+}
+
+impl Transport for StreamEndpoint {
+    fn mechanism(&self) -> Mechanism {
+        self.mech
+    }
+
+    fn max_msg_size(&self) -> usize {
+        self.max
+    }
+
+    fn wait(&self) -> Wait {
+        self.wait
+    }
+
+    fn set_wait(&mut self, wait: Wait) {
+        self.wait = wait;
+    }
+
+    fn send_deadline(&mut self, msg: &[u8], deadline: Deadline) -> Result<(), SendError> {
+        if msg.len() > self.max {
+            return Err(SendError::TooLarge {
+                len: msg.len(),
+                max: self.max,
+            });
+        }
+        self.flush_deadline(deadline)?;
+        let line = self.framing == Framing::Line;
+        if line && msg.contains(&b'\n') {
+            return Err(SendError::Io(crate::error::invalid(
+                "a line-framed message cannot contain a newline",
+            )));
+        }
+        let hdr = framing::encode_header(msg.len());
+        let (hdr, msg, tail): (&[u8], &[u8], &[u8]) = if line {
+            (&[], msg, b"\n")
+        } else {
+            (&hdr, msg, &[])
+        };
+        let hlen = hdr.len();
+        let total = hlen + msg.len() + tail.len();
+        let fd = self.wfd()?;
+        let (wait, socket) = (self.wait, self.socket);
+        let mut off = drive(wait, deadline, fd, libc::POLLOUT, None, || {
+            Self::write_bufs(fd, socket, &[hdr, msg, tail]).map_err(SendError::from)
+        })?;
+        while off < total {
+            let parts = remaining(&[hdr, msg, tail], off);
+            if deadline != Deadline::Never {
+                // Part of the message is in the stream; it cannot be taken back. Keep the
+                // rest and send it before anything else.
+                self.wpend = parts.concat();
+                self.wpos = 0;
+                return Ok(());
+            }
+            off += drive(wait, Deadline::Never, fd, libc::POLLOUT, None, || {
+                Self::write_bufs(fd, socket, &parts).map_err(SendError::from)
+            })?;
+        }
+        Ok(())
+    }
+
+    fn recv_deadline(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, RecvError> {
+        if self.wpos < self.wpend.len() {
+            match self.flush_deadline(deadline) {
+                Ok(()) | Err(SendError::PeerGone) => {}
+                Err(SendError::Full) => return Err(RecvError::Empty),
+                Err(SendError::Timeout) => return Err(RecvError::Timeout),
+                Err(SendError::Io(e)) => return Err(RecvError::Io(e)),
+                Err(SendError::TooLarge { .. }) => unreachable!("flush sends no new message"),
+            }
+        }
+        self.recv_inner(buf, deadline)
+    }
+
+    fn peer(&self) -> Option<PeerInfo> {
+        self.peer
+    }
+
+    fn raw(&self) -> RawHandle<'_> {
+        RawHandle::Fds {
+            read: self.r.as_ref().map(|f| f.as_fd()),
+            write: self.wfd().ok(),
+        }
+    }
+}
+
+impl Drop for StreamEndpoint {
+    fn drop(&mut self) {
+        // Best effort: a message accepted by try_send should not vanish on drop.
+        if self.wpos < self.wpend.len() {
+            let _ = self.flush_deadline(Deadline::after(Duration::from_secs(1)));
+        }
+    }
+}
