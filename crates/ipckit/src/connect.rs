@@ -558,14 +558,12 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
             let base = Path::new(address);
             let w = fifo::open_write(&with_ext(base, "c2s"), opts.timeout)?;
             let r = fifo::open_read(&with_ext(base, "s2c"))?;
-            Box::new(StreamEndpoint::new(
-                mech,
-                Some(r),
-                Some(w),
-                false,
-                opts.wait,
-                max,
-            )?)
+            // The server opens its write end only after seeing our read end: until then a
+            // read of 0 means "not yet", not the end.
+            Box::new(
+                StreamEndpoint::new(mech, Some(r), Some(w), false, opts.wait, max)?
+                    .waiting_for_writer(),
+            )
         }
         Mechanism::Uds => {
             let fd = connect_unix(libc::SOCK_STREAM, address)?;

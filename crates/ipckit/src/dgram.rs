@@ -2,7 +2,7 @@
 //! kernel keeps message boundaries, so there is no framing: one `send` is one message.
 
 use crate::error::{RecvError, SendError};
-use crate::peer::{Hello, HELLO_LEN};
+use crate::peer::{self, Hello, HELLO_LEN};
 use crate::registry::ObjectGuard;
 use crate::sys::{fd as sysfd, socket};
 use crate::transport::{Mechanism, PeerInfo, RawHandle, Transport};
@@ -23,6 +23,9 @@ pub struct DgramEndpoint {
     pidfd: Option<OwnedFd>,
     /// Drop stray hello datagrams (UDP retransmits them during the handshake).
     filter_hello: bool,
+    /// Paired by a hello: goodbyes are sent on drop and recognised on receipt.
+    paired: bool,
+    gone: bool,
     _guards: Vec<ObjectGuard>,
 }
 
@@ -41,11 +44,15 @@ impl DgramEndpoint {
             peer: None,
             pidfd: None,
             filter_hello: false,
+            paired: false,
+            gone: false,
             _guards: Vec::new(),
         })
     }
 
     pub(crate) fn with_peer(mut self, peer: Option<PeerInfo>, pidfd: Option<OwnedFd>) -> Self {
+        // A pidfd means a hello was exchanged: say goodbye on drop, and honour the peer's.
+        self.paired = pidfd.is_some() || self.paired;
         self.peer = peer;
         self.pidfd = pidfd;
         self
@@ -119,6 +126,9 @@ impl Transport for DgramEndpoint {
     }
 
     fn recv_deadline(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, RecvError> {
+        if self.gone {
+            return Err(RecvError::PeerGone);
+        }
         let fd = self.fd.as_fd();
         let pidfd = self.pidfd.as_ref().map(|p| p.as_fd());
         let small = buf.len() < self.max;
@@ -160,6 +170,10 @@ impl Transport for DgramEndpoint {
             if self.filter_hello && n == HELLO_LEN && Hello::decode(&buf[..n]).is_some() {
                 continue;
             }
+            if self.paired && peer::is_bye(&buf[..n], self.peer.map(|p| p.pid)) {
+                self.gone = true;
+                return Err(RecvError::PeerGone);
+            }
             return Ok(n);
         }
     }
@@ -172,6 +186,14 @@ impl Transport for DgramEndpoint {
         RawHandle::Fds {
             read: Some(self.fd.as_fd()),
             write: Some(self.fd.as_fd()),
+        }
+    }
+}
+
+impl Drop for DgramEndpoint {
+    fn drop(&mut self) {
+        if self.paired && !self.gone {
+            let _ = socket::send(self.fd.as_fd(), &peer::bye(), libc::MSG_DONTWAIT);
         }
     }
 }

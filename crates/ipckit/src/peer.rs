@@ -11,6 +11,23 @@ pub(crate) const HELLO_MAGIC: &[u8; 8] = b"IPCKIT\x01H";
 /// Length of a hello message.
 pub(crate) const HELLO_LEN: usize = 8 + 4 + 8 + 16;
 
+/// Magic of the goodbye an endpoint sends when it is dropped, so that a peer on a mechanism
+/// without a connection learns the end at once instead of at process exit.
+pub(crate) const BYE_MAGIC: &[u8; 8] = b"IPCKIT\x01B";
+
+/// The goodbye message.
+pub(crate) fn bye() -> [u8; 12] {
+    let mut b = [0u8; 12];
+    b[..8].copy_from_slice(BYE_MAGIC);
+    b[8..].copy_from_slice(&proc::getpid().to_le_bytes());
+    b
+}
+
+/// True if `m` is a goodbye from `peer` (or from anyone, when the pid is unknown).
+pub(crate) fn is_bye(m: &[u8], peer: Option<u32>) -> bool {
+    m.len() == 12 && &m[..8] == BYE_MAGIC && peer.is_none_or(|p| m[8..12] == p.to_le_bytes())
+}
+
 /// Who a process is: pid, start time, and which boot (kernel) it runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hello {

@@ -113,10 +113,16 @@ pub fn run_id() -> &'static str {
     })
 }
 
-/// A fresh object name `ipckit-<run id>-<tag>-<n>`.
+/// A fresh object name `ipckit-<run id>-<tag>-<pid>-<n>`.
 pub fn unique_name(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}{}-{}", prefix(), tag, N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}{}-{}-{}",
+        prefix(),
+        tag,
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The registry directory (see the module docs), created if missing.

@@ -108,15 +108,6 @@ impl StreamEndpoint {
         })
     }
 
-    /// Switches the framing (see [`Framing`]). With [`Framing::Line`] the maximum message
-    /// shrinks to what the receive buffer holds, 64 KiB less the newline.
-    pub fn set_framing(&mut self, framing: Framing) {
-        self.framing = framing;
-        if framing == Framing::Line {
-            self.max = self.max.min(self.dec.capacity() - 1);
-        }
-    }
-
     pub(crate) fn waiting_for_writer(mut self) -> Self {
         self.wait_writer = true;
         self

@@ -187,6 +187,12 @@ pub trait Transport: Send + fmt::Debug {
     /// The kernel objects behind this endpoint.
     fn raw(&self) -> RawHandle<'_>;
 
+    /// Chooses how a byte stream delimits messages ([`crate::Framing`]). Mechanisms that keep
+    /// message boundaries themselves ignore it.
+    fn set_framing(&mut self, framing: crate::Framing) {
+        let _ = framing;
+    }
+
     /// Sends, waiting as long as it takes.
     ///
     /// # Errors

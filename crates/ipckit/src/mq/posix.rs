@@ -98,6 +98,7 @@ pub struct PosixMq {
     scratch: Vec<u8>,
     peer: Option<PeerInfo>,
     pidfd: Option<OwnedFd>,
+    gone: bool,
     _guards: Vec<ObjectGuard>,
 }
 
@@ -162,6 +163,7 @@ impl PosixMq {
             scratch: Vec::new(),
             peer: None,
             pidfd: None,
+            gone: false,
             _guards: guards,
         })
     }
@@ -243,6 +245,9 @@ impl PosixMq {
             buf[..m.len()].copy_from_slice(&m);
             return Ok((m.len(), p));
         }
+        if self.gone {
+            return Err(RecvError::PeerGone);
+        }
         let fd = self
             .rq
             .as_ref()
@@ -267,6 +272,15 @@ impl PosixMq {
                 Err(e) => Err(RecvError::from(e)),
             },
         )?;
+        let got: &[u8] = if direct {
+            &buf[..n]
+        } else {
+            &self.scratch[..n]
+        };
+        if self.pidfd.is_some() && peer::is_bye(got, self.peer.map(|p| p.pid)) {
+            self.gone = true;
+            return Err(RecvError::PeerGone);
+        }
         if !direct {
             if n > buf.len() {
                 self.stash = Some((self.scratch[..n].to_vec(), prio));
@@ -378,6 +392,16 @@ impl PosixMq {
         (me.peer, me.pidfd) = peer::watch(&hello);
         me.wait = wait;
         Ok(me)
+    }
+}
+
+impl Drop for PosixMq {
+    fn drop(&mut self) {
+        if self.pidfd.is_some() && !self.gone {
+            if let Some(sq) = &self.sq {
+                let _ = mq::send(sq.as_fd(), &peer::bye(), 0);
+            }
+        }
     }
 }
 

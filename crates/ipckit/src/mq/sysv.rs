@@ -85,6 +85,7 @@ pub struct SysvMq {
     nonce: [u8; 16],
     watcher: Option<Watcher>,
     peer: Option<PeerInfo>,
+    gone: bool,
     _guards: Vec<ObjectGuard>,
 }
 
@@ -144,6 +145,7 @@ impl SysvMq {
             nonce: random_nonce(),
             watcher: None,
             peer: None,
+            gone: false,
             _guards: guards,
         })
     }
@@ -261,6 +263,9 @@ impl SysvMq {
         msgtyp: i64,
         deadline: Deadline,
     ) -> Result<(usize, i64), RecvError> {
+        if self.gone {
+            return Err(RecvError::PeerGone);
+        }
         if let Some((m, t)) = self.stash.take() {
             if m.len() > buf.len() {
                 let needed = m.len();
@@ -317,6 +322,10 @@ impl SysvMq {
 
     fn deliver(&mut self, buf: &mut [u8], n: usize, t: i64) -> Result<(usize, i64), RecvError> {
         let payload = &self.rbuf[sysv::TYPE_LEN..sysv::TYPE_LEN + n];
+        if self.watcher.is_some() && peer::is_bye(payload, self.peer.map(|p| p.pid)) {
+            self.gone = true;
+            return Err(RecvError::PeerGone);
+        }
         if n > buf.len() {
             self.stash = Some((payload.to_vec(), t));
             return Err(RecvError::BufferTooSmall { needed: n });
@@ -574,6 +583,18 @@ impl Drop for Watcher {
         let _ = sysfd::write(self.stop.as_fd(), &1u64.to_ne_bytes());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SysvMq {
+    fn drop(&mut self) {
+        if self.watcher.is_some() && !self.gone {
+            let b = peer::bye();
+            let mut m = vec![0u8; sysv::TYPE_LEN + b.len()];
+            sysv::set_type(&mut m, self.send_type);
+            m[sysv::TYPE_LEN..].copy_from_slice(&b);
+            let _ = sysv::send(self.send_id, &m, b.len(), true);
         }
     }
 }
