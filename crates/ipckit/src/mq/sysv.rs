@@ -243,7 +243,7 @@ impl SysvMq {
             |nowait| match sysv::send(id, sbuf, len, nowait) {
                 Ok(()) => Ok(Some(())),
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
-                Err(e) => Err(SendError::from(e)),
+                Err(e) => Err(SendError::from(removed_is_gone(e))),
             },
         );
         if dead.is_some_and(|d| d.load(Ordering::Acquire)) {
@@ -291,7 +291,7 @@ impl SysvMq {
                     {
                         Ok(None)
                     }
-                    Err(e) => Err(RecvError::from(e)),
+                    Err(e) => Err(RecvError::from(removed_is_gone(e))),
                 },
             );
             let (n, t) = match got {
@@ -442,6 +442,16 @@ impl SysvMq {
             )
             .ok();
         }
+    }
+}
+
+/// A queue removed under us (`EIDRM` while blocked, `EINVAL` for the stale id afterwards)
+/// means its owner is done with it: the peer is gone.
+fn removed_is_gone(e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(libc::EINVAL) {
+        io::Error::from_raw_os_error(libc::EIDRM)
+    } else {
+        e
     }
 }
 

@@ -31,6 +31,19 @@ pub fn init() -> &'static PathBuf {
         std::env::set_var("IPCKIT_REGISTRY", dir.join("registry"));
         std::env::set_var("TMPDIR", &dir);
         let _ = DIR.set(dir);
+        // At exit, remove the run's directory if (and only if) the tests left it empty, so
+        // a leftover stays visible to CI's check.
+        extern "C" fn tidy() {
+            if let Some(d) = DIR.get() {
+                let _ = std::fs::remove_dir(d.join("registry"));
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+        // SAFETY: `tidy` is a plain extern "C" function with no arguments, as atexit wants; it
+        // only removes directories.
+        unsafe {
+            libc::atexit(tidy);
+        }
     });
     DIR.get_or_init(std::env::temp_dir)
 }

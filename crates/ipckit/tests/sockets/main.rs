@@ -1,0 +1,111 @@
+//! Unix sockets by path and in the abstract namespace, TCP and UDP on IPv4 and IPv6
+//! loopback, and the one-way receiver/sender endpoints the CLI uses.
+
+#[path = "../util/mod.rs"]
+mod util;
+
+use ipckit::connect::{open_receiver, open_sender, Options, Receiver, Server};
+use ipckit::{Mechanism, Transport};
+use std::time::Duration;
+
+fn in_thread_pair(mech: Mechanism, addr: &str) {
+    util::init();
+    let opts = Options::default();
+    let server = Server::create_at(mech, addr, &opts).unwrap();
+    let a = server.address();
+    let t = std::thread::spawn(move || {
+        let mut c = ipckit::connect::connect(mech, &a, &Options::default()).unwrap();
+        c.send(b"hello").unwrap();
+        let mut b = vec![0u8; c.max_msg_size()];
+        let n = c.recv(&mut b).unwrap();
+        assert_eq!(&b[..n], b"world");
+    });
+    let mut s = server.accept().unwrap();
+    let mut b = vec![0u8; s.max_msg_size()];
+    let n = s.recv(&mut b).unwrap();
+    assert_eq!(&b[..n], b"hello");
+    s.send(b"world").unwrap();
+    t.join().unwrap();
+}
+
+#[test]
+fn abstract_namespace_stream_dgram_seqpacket() {
+    let tag = format!("@ipckit-{}-abs", std::process::id());
+    in_thread_pair(Mechanism::Uds, &format!("{tag}-s"));
+    in_thread_pair(Mechanism::UdsDgram, &format!("{tag}-d"));
+    in_thread_pair(Mechanism::UdsSeqpacket, &format!("{tag}-q"));
+}
+
+#[test]
+fn tcp_and_udp_on_ipv4_and_ipv6() {
+    in_thread_pair(Mechanism::Tcp, "127.0.0.1:0");
+    in_thread_pair(Mechanism::Udp, "127.0.0.1:0");
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        in_thread_pair(Mechanism::Tcp, "[::1]:0");
+        in_thread_pair(Mechanism::Udp, "[::1]:0");
+    }
+}
+
+#[test]
+fn socket_files_are_owner_only_and_removed() {
+    let dir = util::init();
+    let path = dir.join(ipckit::registry::unique_name("uds-perm"));
+    let p = path.to_str().unwrap().to_owned();
+    let server = Server::create_at(Mechanism::Uds, &p, &Options::default()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let e = Server::create_at(Mechanism::Uds, &p, &Options::default()).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+    drop(server);
+    assert!(!path.exists());
+}
+
+#[test]
+fn wrong_addresses_and_missing_peers_are_clear_errors() {
+    util::init();
+    let o = Options {
+        timeout: Duration::from_millis(200),
+        ..Options::default()
+    };
+    for (m, a) in [
+        (Mechanism::Tcp, "no-port"),
+        (Mechanism::Udp, "nohost"),
+        (Mechanism::Uds, "@"),
+        (Mechanism::MqSysv, "not-a-key"),
+        (Mechanism::MqPosix, "no-slash"),
+    ] {
+        let e = open_sender(m, a, &o).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{m} {a}: {e}");
+    }
+    let missing = format!("/tmp/ipckit-{}-missing.sock", std::process::id());
+    let e = open_sender(Mechanism::Uds, &missing, &o).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    let e = open_sender(Mechanism::Fifo, &missing, &o).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+}
+
+#[test]
+fn one_way_datagram_receiver_takes_any_sender() {
+    let dir = util::init();
+    let path = dir.join(ipckit::registry::unique_name("dgram-rx"));
+    let p = path.to_str().unwrap().to_owned();
+    let Receiver::Endpoint(mut rx) =
+        open_receiver(Mechanism::UdsDgram, &p, &Options::default()).unwrap()
+    else {
+        panic!("datagram receivers are endpoints")
+    };
+    for i in 0..3u8 {
+        let mut tx = open_sender(Mechanism::UdsDgram, &p, &Options::default()).unwrap();
+        tx.send(&[i; 10]).unwrap();
+    }
+    let mut b = vec![0u8; rx.max_msg_size()];
+    for i in 0..3u8 {
+        let n = rx.recv_timeout(&mut b, Duration::from_secs(2)).unwrap();
+        assert_eq!(&b[..n], &[i; 10]);
+    }
+    drop(rx);
+    assert!(!path.exists());
+}
