@@ -1,1 +1,257 @@
-//! placeholder
+//! The measurement harness behind `ipckit bench`.
+//!
+//! Two real processes (the bench re-executes its own binary as the peer, see [`peer`]), each
+//! pinned to its own CPU; the floor first ([`floor`]); then, for every (mechanism, wait,
+//! placement, size), a latency phase and a throughput phase ([`scenario`]) through ipckit and,
+//! with `--reference`, through the plain syscalls ([`reference`]). The rules it follows are
+//! in `METHOD.md`.
+
+pub mod floor;
+pub mod machine;
+pub mod options;
+pub mod pattern;
+pub mod peer;
+pub mod reference;
+pub mod report;
+pub mod scenario;
+pub mod session;
+pub mod stats;
+mod sys;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ipckit::{Mechanism, Wait};
+use options::{format_size, BenchOptions, Impl, Placement};
+use report::{Report, Row, Skipped};
+use stats::{median, spread_pct, Percentiles, NOISY_PCT};
+
+pub use peer::{peer_main, PEER_ARG};
+
+/// Why a run could not start.
+#[derive(Debug)]
+pub enum BenchError {
+    /// The options ask for something impossible here (exit status 2).
+    Usage(String),
+    /// Anything else.
+    Other(String),
+}
+
+impl std::fmt::Display for BenchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BenchError::Usage(s) | BenchError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl std::error::Error for BenchError {}
+
+/// One configuration to measure.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    mech: Mechanism,
+    wait: Wait,
+    placement: Placement,
+    size: usize,
+    imp: Impl,
+}
+
+/// Runs the whole benchmark: floor, then every configuration `opts.repeat` times.
+/// `progress` draws a bar on stderr.
+///
+/// # Errors
+///
+/// [`BenchError::Usage`] for CPUs that cannot be used; failures of single rows are recorded
+/// in the rows (`errors`), not returned.
+pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
+    let allowed =
+        sys::allowed_cpus().map_err(|e| BenchError::Other(format!("sched_getaffinity: {e}")))?;
+    let cpus = machine::choose_cpus(&allowed, opts.pin).map_err(BenchError::Usage)?;
+    if cfg!(debug_assertions) {
+        eprintln!("ipckit bench: warning: this is a debug build; its figures are not release figures (recorded as \"profile\": \"debug\")");
+    }
+    let machine = machine::probe(cpus, allowed.clone());
+
+    let mut plans = Vec::new();
+    let mut skipped = Vec::new();
+    for &mech in &opts.mechs {
+        let sizes: Vec<usize> = if mech.carries_payload() {
+            opts.sizes.clone()
+        } else {
+            vec![8]
+        };
+        for &size in &sizes {
+            for &wait in &opts.waits {
+                for &placement in &opts.placements {
+                    let pair = placement_cpus(placement, cpus);
+                    if wait.spins() && pair[0] == pair[1] {
+                        skipped.push(Skipped {
+                            mechanism: mech.name().into(),
+                            wait: wait.name().into(),
+                            placement: placement.name().into(),
+                            size,
+                            reason: format!(
+                                "{} waits busy-poll: two spinning processes on one CPU (CPU {}) would measure the scheduler, not the mechanism",
+                                wait.name(),
+                                pair[0]
+                            ),
+                        });
+                        continue;
+                    }
+                    plans.push(Plan {
+                        mech,
+                        wait,
+                        placement,
+                        size,
+                        imp: Impl::Ipckit,
+                    });
+                    if opts.reference {
+                        plans.push(Plan {
+                            mech,
+                            wait,
+                            placement,
+                            size,
+                            imp: Impl::Raw,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    let bar = if progress {
+        let b = ProgressBar::with_draw_target(
+            Some(1 + (plans.len() as u64) * u64::from(opts.repeat)),
+            ProgressDrawTarget::stderr(),
+        );
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_message("floor: cache-line ping-pong, memcpy, syscall");
+    let floor = floor::measure(cpus, opts.duration, opts.quick);
+    bar.inc(1);
+
+    let mut rows = Vec::new();
+    for p in &plans {
+        bar.set_message(format!(
+            "{} {} {} {} {}",
+            p.mech,
+            p.wait.name(),
+            p.placement.name(),
+            format_size(p.size),
+            p.imp.name()
+        ));
+        let cfg = session::Config {
+            mech: p.mech,
+            wait: p.wait,
+            imp: p.imp,
+            size: p.size,
+            cpus: placement_cpus(p.placement, cpus),
+        };
+        let mut results = Vec::new();
+        for _ in 0..opts.repeat {
+            results.push(session::run(&cfg, opts));
+            bar.inc(1);
+        }
+        rows.push(aggregate(p, &results, opts, &floor));
+    }
+    bar.finish_and_clear();
+    let _ = sys::set_affinity(&allowed);
+    report::add_raw_ratios(&mut rows);
+    Ok(Report::new(machine, floor, opts, rows, skipped))
+}
+
+fn placement_cpus(p: Placement, cpus: [usize; 2]) -> [usize; 2] {
+    match p {
+        Placement::Cross => cpus,
+        Placement::Same => [cpus[0], cpus[0]],
+    }
+}
+
+fn aggregate(
+    p: &Plan,
+    results: &[Result<session::Measured, String>],
+    opts: &BenchOptions,
+    floor: &floor::Floor,
+) -> Row {
+    let ok: Vec<&session::Measured> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    let med = |f: &dyn Fn(&session::Measured) -> Option<f64>| {
+        median(&ok.iter().filter_map(|m| f(m)).collect::<Vec<_>>())
+    };
+    let rtts: Vec<Percentiles> = ok.iter().filter_map(|m| m.rtt).collect();
+    let rtt = Percentiles::median_of(&rtts);
+    let msgs: Vec<f64> = ok.iter().map(|m| m.msgs_per_s).collect();
+    let p50s: Vec<f64> = rtts.iter().map(|r| r.p50).collect();
+    let spread = match (spread_pct(&msgs), spread_pct(&p50s)) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let first = ok.first();
+    let max_msg = first.map(|m| m.max_msg_size);
+    let lat_size = first.and_then(|m| m.lat_size);
+    let tput_size = first.map(|m| m.tput_size);
+    let mut notes = Vec::new();
+    if let (Some(max), None) = (max_msg, lat_size) {
+        if !ok.is_empty() {
+            notes.push(format!("latency n/a: {} carries at most {max} B", p.mech));
+        }
+    }
+    if let Some(t) = tput_size {
+        if t != p.size && p.mech.carries_payload() {
+            notes.push(format!("throughput measured at the largest message, {t} B"));
+        }
+    }
+    if !p.mech.carries_payload() {
+        notes.push("counter: msgs/s = notifications/s, sum verified".into());
+    }
+    for f in &failures {
+        notes.push(format!("run failed: {f}"));
+    }
+    let errors = ok.iter().map(|m| m.errors).sum::<u64>() + failures.len() as u64;
+    let first_error = ok
+        .iter()
+        .find_map(|m| m.first_error.clone())
+        .or_else(|| failures.first().map(|s| s.to_string()));
+    let mbps = med(&|m| m.mbps);
+    Row {
+        mechanism: p.mech.name().into(),
+        wait: p.wait.name().into(),
+        placement: p.placement.name().into(),
+        size: p.size,
+        imp: p.imp.name().into(),
+        latency_size: lat_size,
+        throughput_size: tput_size,
+        max_msg_size: max_msg,
+        rtt_ns: rtt,
+        rtt_batched_ns: med(&|m| m.rtt_batched_ns),
+        one_way_p50_ns: rtt.map(|r| r.p50 / 2.0),
+        throughput_mbps: mbps,
+        msgs_per_s: median(&msgs),
+        cpu_ns_per_msg: med(&|m| m.cpu_ns_per_msg),
+        cpu_ns_per_rtt: med(&|m| m.cpu_ns_per_rtt),
+        spread_pct: spread,
+        noisy: spread.is_some_and(|s| s > NOISY_PCT),
+        lost: ok.iter().map(|m| m.lost).sum(),
+        reordered: ok.iter().map(|m| m.reordered).sum(),
+        errors,
+        first_error,
+        ratio_to_floor: match (rtt, floor.cacheline_rtt_ns) {
+            (Some(r), Some(f)) if f.p50 > 0.0 => Some(r.p50 / f.p50),
+            _ => None,
+        },
+        throughput_vs_memcpy: mbps.map(|m| m / floor.memcpy_mbps),
+        ratio_to_raw_rtt: None,
+        ratio_to_raw_msgs: None,
+        repeats: results.len() as u32,
+        touch: opts.touch,
+        open_loop_rate: opts.rate,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+    }
+}

@@ -1,1 +1,106 @@
-fn main() {}
+//! `ipckit`: every way Linux processes talk, from the command line.
+//!
+//! `main` first hands the hidden peer mode of the bench (`ipckit __peer <spec>`) to the
+//! harness, then parses the command line and runs one command. A user's mistake is one line on
+//! stderr and exit status 2 (return a [`UserError`] from a command); any other failure exits 1;
+//! a closed stdout (`ipckit bench | head`) is success.
+
+mod cli;
+mod command;
+
+use clap::Parser;
+use std::fmt;
+use std::io;
+use std::process::ExitCode;
+
+/// A mistake in what the user asked for. Commands return it (through `anyhow`) to get exit
+/// status 2 and a single line on stderr:
+///
+/// ```ignore
+/// return Err(crate::UserError::new(format!("unknown address '{addr}'")).into());
+/// ```
+#[derive(Debug)]
+pub struct UserError(pub String);
+
+impl UserError {
+    /// A user error with this message.
+    pub fn new(msg: impl Into<String>) -> UserError {
+        UserError(msg.into())
+    }
+}
+
+impl fmt::Display for UserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+/// Exit status for usage errors.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(ipckit_bench::PEER_ARG) {
+        let code = ipckit_bench::peer_main(&args[2..]);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    return ExitCode::SUCCESS;
+                }
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    return ExitCode::from(EXIT_USAGE);
+                }
+                _ => {
+                    let text = e.to_string();
+                    let line = text
+                        .lines()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("invalid arguments");
+                    let line = line.strip_prefix("error: ").unwrap_or(line);
+                    let possible = text
+                        .lines()
+                        .find_map(|l| l.trim().strip_prefix("[possible values: "));
+                    match possible {
+                        Some(p) => eprintln!(
+                            "ipckit: {line}; expected one of: {}",
+                            p.trim_end_matches(']')
+                        ),
+                        None => eprintln!("ipckit: {line} (see 'ipckit --help')"),
+                    }
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            }
+        }
+    };
+    match command::run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            if let Some(u) = e.downcast_ref::<UserError>() {
+                eprintln!("ipckit: {u}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            eprintln!("ipckit: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// True if the error chain holds an `EPIPE` (stdout closed by the reader).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}

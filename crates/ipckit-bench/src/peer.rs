@@ -1,0 +1,395 @@
+//! The second process: how the bench re-executes itself as its own peer, the control pipe
+//! both sides talk over (JSON lines, never the measured transport), and the peer's main.
+//!
+//! Safety nets, so a run never hangs or leaves a process behind:
+//! - the peer gets `PR_SET_PDEATHSIG(SIGKILL)` before `exec` and checks its parent is still
+//!   the one that forked it;
+//! - every control-pipe read has a timeout;
+//! - a watchdog thread kills the peer if a session overruns its time limit (the parent's
+//!   blocked transport call then sees the peer gone), and [`PeerGuard`] kills and reaps the
+//!   peer on every early return.
+
+use crate::options::Impl;
+use crate::scenario::{self, Channel, IpcChannel, IpcCounter, RecvTotals};
+use crate::sys;
+use crate::{floor, reference};
+use ipckit::{Mechanism, Wait};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The hidden first argument that makes `ipckit` run as a bench peer.
+pub const PEER_ARG: &str = "__peer";
+
+/// What the peer is asked to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Role {
+    /// Receive/echo over a transport (or counters, for eventfd).
+    Transport,
+    /// The cache-line ping-pong of the floor, on a shared page.
+    Floor,
+}
+
+/// Everything the peer needs, passed as JSON on its command line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerSpec {
+    /// What to do.
+    pub role: Role,
+    /// Mechanism name.
+    pub mechanism: String,
+    /// Wait strategy name.
+    pub wait: String,
+    /// ipckit or raw loops.
+    pub imp: Impl,
+    /// Where to connect (eventfd: the counter we wait on).
+    pub address: String,
+    /// eventfd: the counter we notify.
+    pub address2: Option<String>,
+    /// CPU to pin to.
+    pub cpu: usize,
+    /// Control pipe, parent to peer.
+    pub ctl_in: RawFd,
+    /// Control pipe, peer to parent.
+    pub ctl_out: RawFd,
+    /// Floor: the shared page's memfd.
+    pub shm_fd: Option<RawFd>,
+    /// Unrecorded echoes before the latency phase.
+    pub warmup: u64,
+    /// Verify payloads.
+    pub touch: bool,
+    /// Largest message to ask the transport for (`None`: its default).
+    pub max_msg_size: Option<usize>,
+}
+
+/// Parent to peer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToPeer {
+    /// Start: the latency message size (`None`: no latency phase) and the throughput size.
+    Go {
+        /// Latency message size.
+        lat_size: Option<usize>,
+        /// Throughput message size.
+        tput_size: usize,
+    },
+}
+
+/// Peer to parent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum FromPeer {
+    /// Connected; its largest message.
+    Ready {
+        /// The peer endpoint's `max_msg_size`.
+        max_msg_size: usize,
+    },
+    /// Latency phase over; the peer's CPU time for it.
+    LatDone {
+        /// ns.
+        cpu_ns: u64,
+    },
+    /// Throughput phase over; the receiver's totals.
+    TputDone(RecvTotals),
+    /// Something failed in the peer.
+    Error(String),
+}
+
+/// Both directions of the control pipe.
+#[derive(Debug)]
+pub struct Control {
+    r: BufReader<File>,
+    w: File,
+}
+
+impl Control {
+    /// Sends one JSON line.
+    pub fn send<T: Serialize>(&mut self, msg: &T) -> io::Result<()> {
+        let mut line = serde_json::to_string(msg).map_err(io::Error::other)?;
+        line.push('\n');
+        self.w.write_all(line.as_bytes())
+    }
+
+    /// Reads one JSON line, waiting at most `timeout`.
+    pub fn recv<T: for<'de> Deserialize<'de>>(&mut self, timeout: Duration) -> io::Result<T> {
+        if self.r.buffer().is_empty() {
+            let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+            if !sys::poll_one(self.r.get_ref().as_raw_fd(), libc::POLLIN, ms)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "peer did not answer on the control pipe in time",
+                ));
+            }
+        }
+        let mut line = String::new();
+        if self.r.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "peer exited (control pipe closed)",
+            ));
+        }
+        serde_json::from_str(&line)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("control pipe: {e}")))
+    }
+
+    /// True if a line (or EOF) is waiting.
+    pub fn readable(&self, timeout_ms: i32) -> io::Result<bool> {
+        if !self.r.buffer().is_empty() {
+            return Ok(true);
+        }
+        sys::poll_one(self.r.get_ref().as_raw_fd(), libc::POLLIN, timeout_ms)
+    }
+}
+
+/// A running peer: killed and reaped when dropped, unless [`PeerGuard::finish`] reaped it.
+#[derive(Debug)]
+pub struct PeerGuard {
+    child: Option<Child>,
+    disarm: Option<mpsc::Sender<()>>,
+    watchdog: Option<JoinHandle<()>>,
+}
+
+impl PeerGuard {
+    fn stop_watchdog(&mut self) {
+        drop(self.disarm.take());
+        if let Some(h) = self.watchdog.take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Waits up to `timeout` for the peer to exit by itself, then kills it. Err if it had to
+    /// be killed or exited with a failure.
+    pub fn finish(mut self, timeout: Duration) -> Result<(), String> {
+        self.stop_watchdog();
+        let mut child = self.child.take().expect("child present until finished");
+        let end = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(st)) if st.success() => return Ok(()),
+                Ok(Some(st)) => return Err(format!("peer exited with {st}")),
+                Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(2)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err("peer did not exit in time; killed".into());
+                }
+            }
+        }
+    }
+}
+
+impl Drop for PeerGuard {
+    fn drop(&mut self) {
+        self.stop_watchdog();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Spawns this executable as the peer. `setup` lets the transport arrange what the child
+/// inherits; `keep` are further descriptors the child must inherit. The peer is killed if it
+/// is still running after `limit`.
+pub fn spawn(
+    spec: &mut PeerSpec,
+    setup: impl FnOnce(&mut Command),
+    keep: &[RawFd],
+    limit: Duration,
+) -> io::Result<(PeerGuard, Control)> {
+    let (to_peer_r, to_peer_w) = io::pipe()?;
+    let (from_peer_r, from_peer_w) = io::pipe()?;
+    let to_peer_r = OwnedFd::from(to_peer_r);
+    let from_peer_w = OwnedFd::from(from_peer_w);
+    spec.ctl_in = to_peer_r.as_raw_fd();
+    spec.ctl_out = from_peer_w.as_raw_fd();
+    let json = serde_json::to_string(spec).map_err(io::Error::other)?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg(PEER_ARG)
+        .arg(json)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    setup(&mut cmd);
+    let mut inherit: Vec<RawFd> = keep.to_vec();
+    inherit.push(spec.ctl_in);
+    inherit.push(spec.ctl_out);
+    let parent = std::process::id();
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
+    // (prctl, getppid, fcntl) on values captured before the fork; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            sys::set_parent_death_signal()?;
+            if sys::getppid() != parent {
+                return Err(io::Error::other("parent exited before the peer started"));
+            }
+            for &fd in &inherit {
+                sys::clear_cloexec(fd)?;
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    drop(to_peer_r);
+    drop(from_peer_w);
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            sys::kill_hard(pid);
+        }
+    });
+    let guard = PeerGuard {
+        child: Some(child),
+        disarm: Some(tx),
+        watchdog: Some(watchdog),
+    };
+    let ctl = Control {
+        r: BufReader::new(File::from(OwnedFd::from(from_peer_r))),
+        w: File::from(OwnedFd::from(to_peer_w)),
+    };
+    Ok((guard, ctl))
+}
+
+/// Entry point of the peer process (`ipckit __peer <json>`); returns the exit code.
+pub fn peer_main(args: &[String]) -> i32 {
+    let Some(json) = args.first() else {
+        eprintln!("ipckit: {PEER_ARG} needs a spec");
+        return 2;
+    };
+    let spec: PeerSpec = match serde_json::from_str(json) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ipckit: bad peer spec: {e}");
+            return 2;
+        }
+    };
+    // SAFETY: the parent created these pipe ends for us, cleared close-on-exec on them and
+    // named them in the spec; nothing else in this fresh process owns them.
+    let (r, w) = unsafe {
+        (
+            sys::owned_from_inherited(spec.ctl_in),
+            sys::owned_from_inherited(spec.ctl_out),
+        )
+    };
+    let mut ctl = Control {
+        r: BufReader::new(File::from(r)),
+        w: File::from(w),
+    };
+    match run_peer(&spec, &mut ctl) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = ctl.send(&FromPeer::Error(e.to_string()));
+            1
+        }
+    }
+}
+
+const GO_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn run_peer(spec: &PeerSpec, ctl: &mut Control) -> io::Result<()> {
+    sys::pin_current_thread(spec.cpu)?;
+    if let Role::Floor = spec.role {
+        let fd = spec
+            .shm_fd
+            .ok_or_else(|| io::Error::other("floor peer without a shared page"))?;
+        // SAFETY: the parent's memfd, inherited and named in the spec; unowned here.
+        let fd = unsafe { sys::owned_from_inherited(fd) };
+        return floor::peer(&fd, ctl);
+    }
+    let mech: Mechanism = spec.mechanism.parse().map_err(io::Error::other)?;
+    let wait = Wait::parse(&spec.wait).ok_or_else(|| io::Error::other("bad wait"))?;
+    if mech == Mechanism::Eventfd {
+        let rx = ipckit::eventfd::EventFd::from_address(&spec.address, wait)?;
+        let tx_addr = spec
+            .address2
+            .as_deref()
+            .ok_or_else(|| io::Error::other("eventfd needs two"))?;
+        let tx = ipckit::eventfd::EventFd::from_address(tx_addr, wait)?;
+        ctl.send(&FromPeer::Ready { max_msg_size: 8 })?;
+        let ToPeer::Go { lat_size, .. } = ctl.recv(GO_TIMEOUT)?;
+        return match spec.imp {
+            Impl::Ipckit => serve_counter(
+                &mut IpcCounter { tx, rx },
+                lat_size.is_some(),
+                spec.warmup,
+                ctl,
+            ),
+            Impl::Raw => {
+                let mut c = reference::RawCounter::new(
+                    tx.as_fd().as_raw_fd(),
+                    rx.as_fd().as_raw_fd(),
+                    wait,
+                )?;
+                serve_counter(&mut c, lat_size.is_some(), spec.warmup, ctl)
+            }
+        };
+    }
+    let opts = ipckit::connect::Options {
+        wait,
+        timeout: Duration::from_secs(10),
+        max_msg_size: spec.max_msg_size,
+        ..Default::default()
+    };
+    let t = ipckit::connect::connect(mech, &spec.address, &opts)?;
+    let cap = t.max_msg_size();
+    ctl.send(&FromPeer::Ready { max_msg_size: cap })?;
+    let ToPeer::Go {
+        lat_size,
+        tput_size,
+    } = ctl.recv(GO_TIMEOUT)?;
+    let lossy = mech.is_lossy();
+    match spec.imp {
+        Impl::Ipckit => serve(
+            &mut IpcChannel(t),
+            cap,
+            lat_size,
+            tput_size,
+            spec,
+            lossy,
+            ctl,
+        ),
+        Impl::Raw => {
+            let mut ch = reference::RawChannel::new(&*t, wait)?;
+            let r = serve(&mut ch, cap, lat_size, tput_size, spec, lossy, ctl);
+            drop(t);
+            r
+        }
+    }
+}
+
+fn serve<C: Channel>(
+    ch: &mut C,
+    cap: usize,
+    lat_size: Option<usize>,
+    tput_size: usize,
+    spec: &PeerSpec,
+    lossy: bool,
+    ctl: &mut Control,
+) -> io::Result<()> {
+    if let Some(size) = lat_size {
+        let cpu_ns = scenario::latency_server(ch, size, cap, spec.warmup, lossy)?;
+        ctl.send(&FromPeer::LatDone { cpu_ns })?;
+    }
+    let totals = scenario::stream_recv(ch, tput_size, cap, spec.touch, lossy)?;
+    ctl.send(&FromPeer::TputDone(totals))?;
+    Ok(())
+}
+
+fn serve_counter<C: scenario::Counter>(
+    c: &mut C,
+    latency: bool,
+    warmup: u64,
+    ctl: &mut Control,
+) -> io::Result<()> {
+    if latency {
+        let cpu_ns = scenario::counter_latency_server(c, warmup)?;
+        ctl.send(&FromPeer::LatDone { cpu_ns })?;
+    }
+    let totals = scenario::counter_stream_recv(c)?;
+    ctl.send(&FromPeer::TputDone(totals))?;
+    Ok(())
+}

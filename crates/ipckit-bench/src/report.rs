@@ -1,0 +1,474 @@
+//! The results: one [`Report`] rendered as a table, JSON (`"schema": 1`) or CSV.
+
+use crate::floor::Floor;
+use crate::machine::Machine;
+use crate::options::{format_size, BenchOptions, Format};
+use crate::stats::{Percentiles, NOISY_PCT};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// One row: a (mechanism, wait, placement, size) through one implementation, over its repeats
+/// (medians; `lost`, `reordered` and `errors` are sums).
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Mechanism name.
+    pub mechanism: String,
+    /// Wait strategy.
+    pub wait: String,
+    /// `cross` or `same`.
+    pub placement: String,
+    /// Requested message size, bytes.
+    pub size: usize,
+    /// `ipckit` or `raw` (the reference loop).
+    #[serde(rename = "impl")]
+    pub imp: String,
+    /// Size the latency phase used (`null`: the mechanism cannot carry `size`).
+    pub latency_size: Option<usize>,
+    /// Size the throughput phase used (the mechanism's largest if it cannot carry `size`).
+    pub throughput_size: Option<usize>,
+    /// The mechanism's largest message here.
+    pub max_msg_size: Option<usize>,
+    /// Round trip, ns.
+    pub rtt_ns: Option<Percentiles>,
+    /// Batched mean round trip, ns.
+    pub rtt_batched_ns: Option<f64>,
+    /// One-way latency estimated as RTT p50 / 2, ns.
+    pub one_way_p50_ns: Option<f64>,
+    /// MB/s (10^6 B/s) of verified payload; `null` for counters.
+    pub throughput_mbps: Option<f64>,
+    /// Messages (notifications for eventfd) per second.
+    pub msgs_per_s: Option<f64>,
+    /// CPU time (user + sys, both processes) per message in the throughput phase, ns.
+    pub cpu_ns_per_msg: Option<f64>,
+    /// CPU time (both processes) per round trip in the latency phase, ns.
+    pub cpu_ns_per_rtt: Option<f64>,
+    /// max-min over median of msgs/s and RTT p50 across repeats (the larger), percent.
+    pub spread_pct: Option<f64>,
+    /// Spread over 20%.
+    pub noisy: bool,
+    /// Lost messages (UDP).
+    pub lost: u64,
+    /// Reordered messages (UDP).
+    pub reordered: u64,
+    /// Verification failures and failed runs.
+    pub errors: u64,
+    /// The first error, described.
+    pub first_error: Option<String>,
+    /// RTT p50 / cache-line RTT p50 of the floor.
+    pub ratio_to_floor: Option<f64>,
+    /// MB/s / memcpy MB/s of the floor.
+    pub throughput_vs_memcpy: Option<f64>,
+    /// ipckit rows: RTT p50 ipckit / raw.
+    pub ratio_to_raw_rtt: Option<f64>,
+    /// ipckit rows: msgs/s ipckit / raw.
+    pub ratio_to_raw_msgs: Option<f64>,
+    /// Runs behind the medians.
+    pub repeats: u32,
+    /// Payload written and verified.
+    pub touch: bool,
+    /// Open-loop rate of the latency phase, if any.
+    pub open_loop_rate: Option<f64>,
+    /// What else the reader must know about this row.
+    pub note: Option<String>,
+}
+
+/// A configuration not measured, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// Mechanism.
+    pub mechanism: String,
+    /// Wait.
+    pub wait: String,
+    /// Placement.
+    pub placement: String,
+    /// Size.
+    pub size: usize,
+    /// Why.
+    pub reason: String,
+}
+
+/// The options, as recorded in the JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct OptionsView {
+    mechs: Vec<String>,
+    sizes: Vec<usize>,
+    waits: Vec<String>,
+    placements: Vec<String>,
+    pin: Option<(usize, usize)>,
+    rate: Option<f64>,
+    touch: bool,
+    duration_s: f64,
+    warmup: u64,
+    batch: u64,
+    repeat: u32,
+    quick: bool,
+    reference: bool,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Format version of this document.
+    pub schema: u32,
+    /// `ipckit` and its version.
+    pub tool: String,
+    /// The machine.
+    pub machine: Machine,
+    /// The floor.
+    pub floor: Floor,
+    /// What was asked for.
+    pub options: OptionsView,
+    /// The measurements.
+    pub rows: Vec<Row>,
+    /// Configurations not measured.
+    pub skipped: Vec<Skipped>,
+    /// Notes for the reader.
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// Assembles the report and its notes.
+    pub fn new(
+        machine: Machine,
+        floor: Floor,
+        o: &BenchOptions,
+        rows: Vec<Row>,
+        skipped: Vec<Skipped>,
+    ) -> Report {
+        let mut notes = Vec::new();
+        if machine.profile == "debug" {
+            notes.push("DEBUG BUILD: these figures are not release figures".into());
+        }
+        if !o.touch {
+            notes.push(
+                "--no-touch: payloads were neither written nor verified (only the sequence header)"
+                    .into(),
+            );
+        }
+        if let Some(r) = o.rate {
+            notes.push(format!("open loop: latency sends at {r}/s on a fixed schedule, measured from the scheduled time"));
+        }
+        if machine.siblings == Some(true) {
+            notes.push(format!(
+                "CPUs {} and {} are hyperthread siblings (share a core)",
+                machine.cpus_used[0], machine.cpus_used[1]
+            ));
+        }
+        for s in &skipped {
+            notes.push(format!(
+                "skipped {} {} {} {}: {}",
+                s.mechanism,
+                s.wait,
+                s.placement,
+                format_size(s.size),
+                s.reason
+            ));
+        }
+        for r in rows.iter().filter(|r| r.noisy) {
+            notes.push(format!(
+                "noisy: {} {} {} {} {} spread {:.0}% > {NOISY_PCT:.0}%",
+                r.mechanism,
+                r.wait,
+                r.placement,
+                format_size(r.size),
+                r.imp,
+                r.spread_pct.unwrap_or(0.0)
+            ));
+        }
+        for r in rows.iter().filter(|r| r.errors > 0) {
+            notes.push(format!(
+                "ERRORS: {} {} {} {} {}: {} ({})",
+                r.mechanism,
+                r.wait,
+                r.placement,
+                format_size(r.size),
+                r.imp,
+                r.errors,
+                r.first_error.as_deref().unwrap_or("")
+            ));
+        }
+        Report {
+            schema: 1,
+            tool: format!("ipckit {}", env!("CARGO_PKG_VERSION")),
+            machine,
+            floor,
+            options: OptionsView {
+                mechs: o.mechs.iter().map(|m| m.name().to_string()).collect(),
+                sizes: o.sizes.clone(),
+                waits: o.waits.iter().map(|w| w.name().to_string()).collect(),
+                placements: o.placements.iter().map(|p| p.name().to_string()).collect(),
+                pin: o.pin,
+                rate: o.rate,
+                touch: o.touch,
+                duration_s: o.duration.as_secs_f64(),
+                warmup: o.warmup,
+                batch: o.batch,
+                repeat: o.repeat,
+                quick: o.quick,
+                reference: o.reference,
+            },
+            rows,
+            skipped,
+            notes,
+        }
+    }
+
+    /// True if any row failed verification or did not run: the command exits non-zero.
+    pub fn has_errors(&self) -> bool {
+        self.rows.iter().any(|r| r.errors > 0)
+    }
+
+    /// Renders in `format`.
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Table => self.table(),
+            Format::Json => {
+                let mut s = serde_json::to_string_pretty(self)
+                    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+                s.push('\n');
+                s
+            }
+            Format::Csv => self.csv(),
+        }
+    }
+
+    fn table(&self) -> String {
+        let m = &self.machine;
+        let f = &self.floor;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "ipckit bench ({} build) on {}, kernel {}",
+            m.profile, m.cpu_model, m.kernel
+        );
+        let sib = match m.siblings {
+            Some(true) => "hyperthread siblings",
+            Some(false) => "not siblings",
+            None => "topology unknown",
+        };
+        let _ = writeln!(
+            s,
+            "CPUs: {} online ({}), allowed {:?}; using {} and {} ({sib})",
+            m.cpu_count, m.cpus_online, m.cpus_allowed, m.cpus_used[0], m.cpus_used[1]
+        );
+        let _ = writeln!(
+            s,
+            "clock: {}, Instant::now() {:.1} ns",
+            m.clock_source, m.clock_read_ns
+        );
+        match &f.cacheline_rtt_ns {
+            Some(p) => {
+                let _ = writeln!(
+                    s,
+                    "floor: cache-line RTT p50 {:.0} ns, p99 {:.0} ns (batched {:.0} ns); memcpy {:.0} MB/s; syscall {:.0} ns",
+                    p.p50,
+                    p.p99,
+                    f.cacheline_rtt_batched_ns.unwrap_or(f64::NAN),
+                    f.memcpy_mbps,
+                    f.syscall_ns
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "floor: cache-line RTT n/a ({}); memcpy {:.0} MB/s; syscall {:.0} ns",
+                    f.cacheline_note.as_deref().unwrap_or("not measured"),
+                    f.memcpy_mbps,
+                    f.syscall_ns
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "RTT = round trip (one-way = RTT/2); MB/s = 10^6 B/s; CPU = user+sys of both processes per message; xfloor = RTT p50 / cache-line RTT p50; medians of {} run(s)",
+            self.options.repeat
+        );
+        let _ = writeln!(s);
+        let header = [
+            "mechanism",
+            "wait",
+            "place",
+            "size",
+            "impl",
+            "MB/s",
+            "msgs/s",
+            "RTT p50 us",
+            "RTT p99 us",
+            "CPU us/msg",
+            "xfloor",
+            "xraw",
+            "",
+        ];
+        let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+        for r in &self.rows {
+            let (p50, p99) = match (&r.rtt_ns, r.latency_size, r.max_msg_size) {
+                (Some(p), _, _) => (format!("{:.2}", p.p50 / 1e3), format!("{:.2}", p.p99 / 1e3)),
+                (None, None, Some(max)) => (format!("n/a (max {max})"), "n/a".into()),
+                _ => ("-".into(), "-".into()),
+            };
+            let mut flags = Vec::new();
+            if r.errors > 0 {
+                flags.push(format!("ERRORS {}", r.errors));
+            }
+            if r.noisy {
+                flags.push("noisy".into());
+            }
+            if r.lost > 0 || r.reordered > 0 {
+                flags.push(format!("lost {} reordered {}", r.lost, r.reordered));
+            }
+            if let Some(n) = &r.note {
+                flags.push(n.clone());
+            }
+            table.push(vec![
+                r.mechanism.clone(),
+                r.wait.clone(),
+                r.placement.clone(),
+                format_size(r.size),
+                r.imp.clone(),
+                r.throughput_mbps.map_or("-".into(), |v| format!("{v:.1}")),
+                r.msgs_per_s.map_or("-".into(), human),
+                p50,
+                p99,
+                r.cpu_ns_per_msg
+                    .map_or("-".into(), |v| format!("{:.2}", v / 1e3)),
+                r.ratio_to_floor.map_or("-".into(), |v| format!("{v:.1}")),
+                r.ratio_to_raw_rtt.map_or("-".into(), |v| format!("{v:.2}")),
+                flags.join("; "),
+            ]);
+        }
+        let ncol = header.len();
+        let widths: Vec<usize> = (0..ncol)
+            .map(|c| {
+                table
+                    .iter()
+                    .map(|row| row[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for row in &table {
+            let mut line = String::new();
+            for (c, cell) in row.iter().enumerate() {
+                let w = widths[c];
+                if c == ncol - 1 {
+                    line.push_str(cell);
+                } else if c < 5 {
+                    let _ = write!(line, "{cell:<w$}  ");
+                } else {
+                    let _ = write!(line, "{cell:>w$}  ");
+                }
+            }
+            let _ = writeln!(s, "{}", line.trim_end());
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(s, "notes:");
+            for n in &self.notes {
+                let _ = writeln!(s, "  - {n}");
+            }
+        }
+        s
+    }
+
+    fn csv(&self) -> String {
+        let mut s = String::from(
+            "mechanism,wait,placement,size,impl,latency_size,throughput_size,max_msg_size,rtt_p50_ns,rtt_p99_ns,rtt_p999_ns,rtt_max_ns,rtt_batched_ns,throughput_mbps,msgs_per_s,cpu_ns_per_msg,cpu_ns_per_rtt,spread_pct,noisy,lost,reordered,errors,ratio_to_floor,ratio_to_raw_rtt,ratio_to_raw_msgs,profile,touch,note\n",
+        );
+        let o = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:.3}"));
+        let u = |v: Option<usize>| v.map_or(String::new(), |x| x.to_string());
+        for r in &self.rows {
+            let p = r.rtt_ns;
+            let fields = [
+                r.mechanism.clone(),
+                r.wait.clone(),
+                r.placement.clone(),
+                r.size.to_string(),
+                r.imp.clone(),
+                u(r.latency_size),
+                u(r.throughput_size),
+                u(r.max_msg_size),
+                o(p.map(|p| p.p50)),
+                o(p.map(|p| p.p99)),
+                o(p.map(|p| p.p999)),
+                o(p.map(|p| p.max)),
+                o(r.rtt_batched_ns),
+                o(r.throughput_mbps),
+                o(r.msgs_per_s),
+                o(r.cpu_ns_per_msg),
+                o(r.cpu_ns_per_rtt),
+                o(r.spread_pct),
+                r.noisy.to_string(),
+                r.lost.to_string(),
+                r.reordered.to_string(),
+                r.errors.to_string(),
+                o(r.ratio_to_floor),
+                o(r.ratio_to_raw_rtt),
+                o(r.ratio_to_raw_msgs),
+                self.machine.profile.to_string(),
+                r.touch.to_string(),
+                csv_quote(r.note.as_deref().unwrap_or("")),
+            ];
+            s.push_str(&fields.join(","));
+            s.push('\n');
+        }
+        s
+    }
+}
+
+fn csv_quote(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn human(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// Fills the ipckit/raw ratios of ipckit rows that have a raw twin.
+pub fn add_raw_ratios(rows: &mut [Row]) {
+    let raws: Vec<Row> = rows.iter().filter(|r| r.imp == "raw").cloned().collect();
+    for r in rows.iter_mut().filter(|r| r.imp == "ipckit") {
+        let Some(raw) = raws.iter().find(|x| {
+            x.mechanism == r.mechanism
+                && x.wait == r.wait
+                && x.placement == r.placement
+                && x.size == r.size
+        }) else {
+            continue;
+        };
+        if let (Some(a), Some(b)) = (r.rtt_ns, raw.rtt_ns) {
+            r.ratio_to_raw_rtt = (b.p50 > 0.0).then(|| a.p50 / b.p50);
+        }
+        if let (Some(a), Some(b)) = (r.msgs_per_s, raw.msgs_per_s) {
+            r.ratio_to_raw_msgs = (b > 0.0).then(|| a / b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quoting() {
+        assert_eq!(csv_quote("plain"), "plain");
+        assert_eq!(csv_quote("a, b"), "\"a, b\"");
+        assert_eq!(csv_quote("say \"x\""), "\"say \"\"x\"\"\"");
+    }
+
+    #[test]
+    fn human_rates() {
+        assert_eq!(human(950.0), "950");
+        assert_eq!(human(12_345.0), "12.3k");
+        assert_eq!(human(2_500_000.0), "2.50M");
+    }
+}

@@ -1,0 +1,318 @@
+//! One measured session: spawn the peer, connect, pin, run the latency phase then the
+//! throughput phase, collect both sides' totals over the control pipe, reap the peer.
+
+use crate::options::{BenchOptions, Impl};
+use crate::peer::{self, Control, FromPeer, PeerSpec, Role, ToPeer};
+use crate::reference::{RawChannel, RawCounter};
+use crate::scenario::{
+    self, Channel, Counter, IpcChannel, IpcCounter, LatencyParams, LatencyResult, RecvTotals,
+    SendTotals,
+};
+use crate::stats::Percentiles;
+use crate::sys;
+use ipckit::{Mechanism, Wait};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
+
+/// What one session runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Mechanism.
+    pub mech: Mechanism,
+    /// Wait strategy.
+    pub wait: Wait,
+    /// ipckit or raw loops.
+    pub imp: Impl,
+    /// Requested message size.
+    pub size: usize,
+    /// Parent's CPU, peer's CPU.
+    pub cpus: [usize; 2],
+}
+
+/// What one session measured.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    /// Smallest of the two endpoints' maximum message sizes.
+    pub max_msg_size: usize,
+    /// Latency message size (`None`: the mechanism cannot carry the requested size).
+    pub lat_size: Option<usize>,
+    /// Throughput message size (the requested one, or the mechanism's largest).
+    pub tput_size: usize,
+    /// Round-trip percentiles, ns.
+    pub rtt: Option<Percentiles>,
+    /// Batched mean round trip, ns.
+    pub rtt_batched_ns: Option<f64>,
+    /// CPU (both processes) per round trip, ns.
+    pub cpu_ns_per_rtt: Option<f64>,
+    /// MB/s (10^6 B/s) of payload received; `None` for counters.
+    pub mbps: Option<f64>,
+    /// Messages (or notifications) per second.
+    pub msgs_per_s: f64,
+    /// CPU (both processes) per message received, ns.
+    pub cpu_ns_per_msg: Option<f64>,
+    /// Lost messages (lossy transports; latency retries included).
+    pub lost: u64,
+    /// Reordered messages (lossy transports).
+    pub reordered: u64,
+    /// Verification failures.
+    pub errors: u64,
+    /// The first failure, described.
+    pub first_error: Option<String>,
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+const PHASE_SLACK: Duration = Duration::from_secs(30);
+
+fn expect_ready(ctl: &mut Control) -> io::Result<usize> {
+    match ctl.recv::<FromPeer>(READY_TIMEOUT)? {
+        FromPeer::Ready { max_msg_size } => Ok(max_msg_size),
+        FromPeer::Error(e) => Err(io::Error::other(format!("peer: {e}"))),
+        other => Err(io::Error::other(format!(
+            "peer sent {other:?} before ready"
+        ))),
+    }
+}
+
+fn expect_lat_done(ctl: &mut Control) -> io::Result<u64> {
+    match ctl.recv::<FromPeer>(PHASE_SLACK)? {
+        FromPeer::LatDone { cpu_ns } => Ok(cpu_ns),
+        FromPeer::Error(e) => Err(io::Error::other(format!("peer: {e}"))),
+        other => Err(io::Error::other(format!(
+            "peer sent {other:?}, expected the latency totals"
+        ))),
+    }
+}
+
+fn expect_tput_done(ctl: &mut Control) -> io::Result<RecvTotals> {
+    match ctl.recv::<FromPeer>(PHASE_SLACK)? {
+        FromPeer::TputDone(t) => Ok(t),
+        FromPeer::Error(e) => Err(io::Error::other(format!("peer: {e}"))),
+        other => Err(io::Error::other(format!(
+            "peer sent {other:?}, expected the throughput totals"
+        ))),
+    }
+}
+
+/// Runs one session. Errors are described for the row's note.
+pub fn run(cfg: &Config, opts: &BenchOptions) -> Result<Measured, String> {
+    run_inner(cfg, opts).map_err(|e| e.to_string())
+}
+
+fn base_spec(cfg: &Config, opts: &BenchOptions) -> PeerSpec {
+    PeerSpec {
+        role: Role::Transport,
+        mechanism: cfg.mech.name().into(),
+        wait: cfg.wait.name().into(),
+        imp: cfg.imp,
+        address: String::new(),
+        address2: None,
+        cpu: cfg.cpus[1],
+        ctl_in: -1,
+        ctl_out: -1,
+        shm_fd: None,
+        warmup: opts.warmup,
+        touch: opts.touch,
+        max_msg_size: None,
+    }
+}
+
+fn lat_params(opts: &BenchOptions, lossy: bool) -> LatencyParams {
+    LatencyParams {
+        warmup: opts.warmup,
+        duration: opts.duration,
+        batch: opts.batch,
+        rate: opts.rate,
+        lossy,
+    }
+}
+
+fn run_inner(cfg: &Config, opts: &BenchOptions) -> io::Result<Measured> {
+    let limit = PHASE_SLACK * 2 + opts.duration * 4;
+    let mut spec = base_spec(cfg, opts);
+    if cfg.mech == Mechanism::Eventfd {
+        let a = ipckit::eventfd::EventFd::new(cfg.wait)?; // parent notifies, peer waits
+        let b = ipckit::eventfd::EventFd::new(cfg.wait)?; // peer notifies, parent waits
+        spec.address = a.address();
+        spec.address2 = Some(b.address());
+        let (guard, mut ctl) = peer::spawn(
+            &mut spec,
+            |cmd| {
+                a.configure_child(cmd);
+                b.configure_child(cmd);
+            },
+            &[],
+            limit,
+        )?;
+        expect_ready(&mut ctl)?;
+        sys::pin_current_thread(cfg.cpus[0])?;
+        ctl.send(&ToPeer::Go {
+            lat_size: Some(8),
+            tput_size: 8,
+        })?;
+        let m = match cfg.imp {
+            Impl::Ipckit => drive_counter(&mut IpcCounter { tx: a, rx: b }, opts, &mut ctl)?,
+            Impl::Raw => {
+                let mut c =
+                    RawCounter::new(a.as_fd().as_raw_fd(), b.as_fd().as_raw_fd(), cfg.wait)?;
+                let m = drive_counter(&mut c, opts, &mut ctl)?;
+                drop((a, b));
+                m
+            }
+        };
+        guard
+            .finish(Duration::from_secs(5))
+            .map_err(io::Error::other)?;
+        return Ok(m);
+    }
+
+    // Streams carry 1 MiB by default; ask for more only when the run needs it.
+    let want_max = (cfg.mech.is_stream() && cfg.size > (1 << 20)).then_some(cfg.size);
+    spec.max_msg_size = want_max;
+    let iopts = ipckit::connect::Options {
+        wait: cfg.wait,
+        timeout: Duration::from_secs(10),
+        max_msg_size: want_max,
+        ..Default::default()
+    };
+    let server = ipckit::connect::Server::create(cfg.mech, &iopts)?;
+    spec.address = server.address();
+    let (guard, mut ctl) = peer::spawn(&mut spec, |cmd| server.configure_child(cmd), &[], limit)?;
+    let t = server.accept()?;
+    let peer_max = expect_ready(&mut ctl)?;
+    sys::pin_current_thread(cfg.cpus[0])?;
+    let max = t.max_msg_size().min(peer_max);
+    let lat_size = (cfg.size <= max).then_some(cfg.size);
+    let tput_size = cfg.size.min(max);
+    ctl.send(&ToPeer::Go {
+        lat_size,
+        tput_size,
+    })?;
+    let cap = t.max_msg_size();
+    let lossy = cfg.mech.is_lossy();
+    let mut m = match cfg.imp {
+        Impl::Ipckit => drive_channel(
+            &mut IpcChannel(t),
+            cap,
+            lat_size,
+            tput_size,
+            lossy,
+            opts,
+            &mut ctl,
+        )?,
+        Impl::Raw => {
+            let mut ch = RawChannel::new(&*t, cfg.wait)?;
+            let m = drive_channel(&mut ch, cap, lat_size, tput_size, lossy, opts, &mut ctl)?;
+            drop(t);
+            m
+        }
+    };
+    m.max_msg_size = max;
+    guard
+        .finish(Duration::from_secs(5))
+        .map_err(io::Error::other)?;
+    Ok(m)
+}
+
+fn latency_fields(m: &mut Measured, lat: &LatencyResult, peer_cpu: u64) {
+    m.rtt = Some(Percentiles::of(&lat.hist));
+    m.rtt_batched_ns = Some(lat.batched_ns);
+    if lat.round_trips > 0 {
+        m.cpu_ns_per_rtt = Some((lat.cpu_ns + peer_cpu) as f64 / lat.round_trips as f64);
+    }
+    m.lost += lat.lost;
+    m.errors += lat.errors;
+}
+
+fn throughput_fields(m: &mut Measured, s: &SendTotals, r: &RecvTotals, bytes: bool) {
+    let elapsed_ns = r.last_recv_ns.saturating_sub(s.first_send_ns).max(1) as f64;
+    m.msgs_per_s = r.received as f64 / elapsed_ns * 1e9;
+    if bytes {
+        m.mbps = Some(r.bytes as f64 / elapsed_ns * 1e3);
+    }
+    if r.received > 0 {
+        m.cpu_ns_per_msg = Some((s.cpu_ns + r.cpu_ns) as f64 / r.received as f64);
+    }
+    m.reordered += r.reordered;
+    m.errors += r.errors;
+    if m.first_error.is_none() {
+        m.first_error.clone_from(&r.first_error);
+    }
+}
+
+fn drive_channel<C: Channel>(
+    ch: &mut C,
+    cap: usize,
+    lat_size: Option<usize>,
+    tput_size: usize,
+    lossy: bool,
+    opts: &BenchOptions,
+    ctl: &mut Control,
+) -> io::Result<Measured> {
+    let mut m = Measured {
+        lat_size,
+        tput_size,
+        ..Default::default()
+    };
+    if let Some(size) = lat_size {
+        let lat = scenario::latency_client(ch, size, cap, &lat_params(opts, lossy))?;
+        let peer_cpu = expect_lat_done(ctl)?;
+        latency_fields(&mut m, &lat, peer_cpu);
+    }
+    let s = scenario::stream_send(ch, tput_size, opts.duration, opts.touch)?;
+    if lossy {
+        // The end marker may be lost too: repeat it until the receiver reports.
+        let mut tries = 0;
+        while !ctl.readable(10)? {
+            tries += 1;
+            if tries > 1000 {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "receiver never saw the end marker",
+                ));
+            }
+            scenario::send_end(ch, tput_size, s.sent)?;
+        }
+    }
+    let r = expect_tput_done(ctl)?;
+    throughput_fields(&mut m, &s, &r, true);
+    if lossy {
+        m.lost += s.sent.saturating_sub(r.received);
+    } else if r.received != s.sent {
+        m.errors += s.sent.abs_diff(r.received);
+        if m.first_error.is_none() {
+            m.first_error = Some(format!(
+                "sent {} messages, receiver counted {}",
+                s.sent, r.received
+            ));
+        }
+    }
+    Ok(m)
+}
+
+fn drive_counter<C: Counter>(
+    c: &mut C,
+    opts: &BenchOptions,
+    ctl: &mut Control,
+) -> io::Result<Measured> {
+    let mut m = Measured {
+        lat_size: Some(8),
+        tput_size: 8,
+        max_msg_size: 8,
+        ..Default::default()
+    };
+    let lat = scenario::counter_latency_client(c, &lat_params(opts, false))?;
+    let peer_cpu = expect_lat_done(ctl)?;
+    latency_fields(&mut m, &lat, peer_cpu);
+    let s = scenario::counter_stream_send(c, opts.duration)?;
+    let r = expect_tput_done(ctl)?;
+    throughput_fields(&mut m, &s, &r, false);
+    if r.sum != s.sent {
+        m.errors += 1;
+        m.first_error = Some(format!(
+            "notified {} in total, receiver summed {}",
+            s.sent, r.sum
+        ));
+    }
+    Ok(m)
+}

@@ -1,0 +1,265 @@
+//! The command line, declared with clap's derive API. Every command's arguments live here;
+//! `command/<verb>.rs` runs them.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipckit::Mechanism;
+use std::path::PathBuf;
+
+/// Every way Linux processes talk: pipes, FIFOs, Unix and IP sockets, POSIX and System V
+/// queues, eventfd.
+#[derive(Debug, Parser)]
+#[command(name = "ipckit", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Measure every mechanism on this machine (latency, throughput, CPU cost, the floor).
+    Bench(BenchArgs),
+    /// Send one message.
+    Send(SendArgs),
+    /// Receive messages.
+    Recv(RecvArgs),
+    /// List the IPC objects ipckit created that still exist.
+    List(ListArgs),
+    /// Remove IPC objects left behind by ipckit processes that are gone.
+    Clean(CleanArgs),
+    /// Walk through a mechanism with two processes.
+    Demo(DemoArgs),
+}
+
+/// A list of mechanisms (`pipe,uds` or `all`).
+#[derive(Debug, Clone)]
+pub struct MechList(pub Vec<Mechanism>);
+
+fn parse_mech_list(s: &str) -> Result<MechList, String> {
+    if s.trim() == "all" {
+        return Ok(MechList(Mechanism::ALL.to_vec()));
+    }
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| p.trim().parse())
+        .collect::<Result<_, _>>()
+        .map(MechList)
+}
+
+fn parse_mech(s: &str) -> Result<Mechanism, String> {
+    s.parse()
+}
+
+fn parse_positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("'{s}' is not a positive number")),
+    }
+}
+
+/// Wait strategies to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WaitArg {
+    /// Sleep in the kernel.
+    Block,
+    /// Busy-poll.
+    Spin,
+    /// Spin briefly, then block.
+    Adaptive,
+    /// All three.
+    All,
+}
+
+/// Placements to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlacementArg {
+    /// The two processes on two CPUs.
+    Cross,
+    /// Both on one CPU.
+    Same,
+    /// Both placements.
+    Both,
+}
+
+/// Report format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// A table for people.
+    Table,
+    /// JSON (`"schema": 1`).
+    Json,
+    /// CSV, one line per row.
+    Csv,
+}
+
+/// Message framing on byte streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FramingArg {
+    /// Newline-terminated messages.
+    Line,
+    /// 4-byte little-endian length, then the payload.
+    Length,
+}
+
+/// `ipckit bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Mechanisms, comma-separated, or `all` [default: all]: pipe fifo uds uds-dgram
+    /// uds-seqpacket tcp udp mq-posix mq-sysv eventfd.
+    #[arg(long, value_name = "LIST", value_parser = parse_mech_list)]
+    pub mech: Option<MechList>,
+    /// Message sizes, comma-separated: 64, 64K, 64KiB, 1M, 1MiB [default: 64,64KiB].
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = ipckit_bench::options::parse_size)]
+    pub size: Vec<usize>,
+    /// Wait strategies [default: all].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub wait: Vec<WaitArg>,
+    /// Cross-CPU, same CPU, or both.
+    #[arg(long, value_enum, default_value_t = PlacementArg::Cross)]
+    pub placement: PlacementArg,
+    /// The two CPUs to use, `A,B` [default: the first two this process may use].
+    #[arg(long, value_name = "A,B", value_parser = ipckit_bench::options::parse_pin)]
+    pub pin: Option<(usize, usize)>,
+    /// Open-loop latency: send N messages per second on a fixed schedule.
+    #[arg(long, value_name = "N", value_parser = parse_positive_f64)]
+    pub rate: Option<f64>,
+    /// Do not write or verify payloads (the report says so).
+    #[arg(long)]
+    pub no_touch: bool,
+    /// Length of each measured phase, seconds [default: 0.2; --quick 0.04].
+    #[arg(long, value_name = "SECS", value_parser = parse_positive_f64)]
+    pub duration: Option<f64>,
+    /// Runs per configuration [default: 3; --quick 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: Option<u32>,
+    /// One repeat, short phases: a quick look, not a publishable figure.
+    #[arg(long)]
+    pub quick: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
+    pub format: FormatArg,
+    /// Write the report to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Also run the raw-syscall reference loops and show ipckit/raw.
+    #[arg(long)]
+    pub reference: bool,
+}
+
+/// `ipckit send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Mechanism to send through.
+    #[arg(long, value_name = "MECH", value_parser = parse_mech)]
+    pub via: Mechanism,
+    /// Where to send (a path, @name, host:port, /queue or a SysV key).
+    #[arg(long, value_name = "ADDR")]
+    pub to: String,
+    /// Message priority (POSIX queues) or type (System V queues).
+    #[arg(long, value_name = "N")]
+    pub priority: Option<u32>,
+    /// Framing on byte streams.
+    #[arg(long, value_enum)]
+    pub framing: Option<FramingArg>,
+    /// The message (default: read stdin).
+    pub message: Option<String>,
+}
+
+/// `ipckit recv`.
+#[derive(Debug, Args)]
+pub struct RecvArgs {
+    /// Mechanism to receive from.
+    #[arg(long, value_name = "MECH", value_parser = parse_mech)]
+    pub via: Mechanism,
+    /// Where to receive (a path, @name, host:port, /queue or a SysV key).
+    #[arg(long, value_name = "ADDR")]
+    pub at: String,
+    /// Stop after N messages.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Give up after SECS without a message.
+    #[arg(long, value_name = "SECS", value_parser = parse_positive_f64)]
+    pub timeout: Option<f64>,
+    /// System V message type to receive (msgrcv's msgtyp).
+    #[arg(long = "type", value_name = "T", allow_negative_numbers = true)]
+    pub msg_type: Option<i64>,
+    /// Framing on byte streams.
+    #[arg(long, value_enum)]
+    pub framing: Option<FramingArg>,
+}
+
+/// `ipckit list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {}
+
+/// `ipckit clean`.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Show what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `ipckit demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// What to demonstrate (default: list the topics).
+    pub topic: Option<String>,
+    /// A shorter walk-through.
+    #[arg(long)]
+    pub short: bool,
+    /// Internal: run as the demo's second process, with this role and address.
+    #[arg(long, hide = true, value_name = "ROLE")]
+    pub child: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bench_parses_lists() {
+        let c = Cli::try_parse_from([
+            "ipckit",
+            "bench",
+            "--mech",
+            "pipe,udp",
+            "--size",
+            "64,64KiB,1M",
+            "--wait",
+            "spin",
+            "--pin",
+            "0,1",
+        ])
+        .unwrap();
+        let Command::Bench(b) = c.command else {
+            panic!("not bench")
+        };
+        assert_eq!(b.mech.unwrap().0, vec![Mechanism::Pipe, Mechanism::Udp]);
+        assert_eq!(b.size, vec![64, 65536, 1 << 20]);
+        assert_eq!(b.wait, vec![WaitArg::Spin]);
+        assert_eq!(b.pin, Some((0, 1)));
+    }
+
+    #[test]
+    fn bench_rejects_bad_values() {
+        for bad in [
+            &["ipckit", "bench", "--mech", "carrier-pigeon"][..],
+            &["ipckit", "bench", "--size", "12Q"],
+            &["ipckit", "bench", "--size", "0"],
+            &["ipckit", "bench", "--wait", "sometimes"],
+            &["ipckit", "bench", "--pin", "1"],
+            &["ipckit", "bench", "--repeat", "0"],
+            &["ipckit", "bench", "--rate", "-5"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

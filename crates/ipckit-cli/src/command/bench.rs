@@ -1,0 +1,82 @@
+//! `ipckit bench`: turn the arguments into [`BenchOptions`], run the harness, write the report.
+
+use crate::cli::{BenchArgs, FormatArg, PlacementArg, WaitArg};
+use crate::UserError;
+use anyhow::Context;
+use ipckit::Wait;
+use ipckit_bench::options::{BenchOptions, Format, Placement};
+use ipckit_bench::BenchError;
+use std::io::Write;
+use std::time::Duration;
+
+fn options(a: &BenchArgs) -> BenchOptions {
+    let mut o = BenchOptions::default();
+    if let Some(m) = &a.mech {
+        o.mechs = m.0.clone();
+    }
+    if !a.size.is_empty() {
+        o.sizes = a.size.clone();
+    }
+    if !a.wait.is_empty() && !a.wait.contains(&WaitArg::All) {
+        o.waits = a
+            .wait
+            .iter()
+            .map(|w| match w {
+                WaitArg::Block => Wait::Block,
+                WaitArg::Spin => Wait::Spin,
+                WaitArg::Adaptive | WaitArg::All => Wait::ADAPTIVE,
+            })
+            .collect();
+        o.waits.dedup();
+    }
+    o.placements = match a.placement {
+        PlacementArg::Cross => vec![Placement::Cross],
+        PlacementArg::Same => vec![Placement::Same],
+        PlacementArg::Both => vec![Placement::Cross, Placement::Same],
+    };
+    o.pin = a.pin;
+    o.rate = a.rate;
+    o.touch = !a.no_touch;
+    o.reference = a.reference;
+    o.format = match a.format {
+        FormatArg::Table => Format::Table,
+        FormatArg::Json => Format::Json,
+        FormatArg::Csv => Format::Csv,
+    };
+    if let Some(r) = a.repeat {
+        o.repeat = r;
+    }
+    if let Some(d) = a.duration {
+        o.duration = Duration::from_secs_f64(d);
+    }
+    if a.quick {
+        o = o.quick(a.duration.is_some(), a.repeat.is_some());
+    }
+    o
+}
+
+/// Runs `ipckit bench`.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let opts = options(args);
+    let report = match ipckit_bench::run(&opts, true) {
+        Ok(r) => r,
+        Err(BenchError::Usage(s)) => return Err(UserError(s).into()),
+        Err(e) => return Err(e.into()),
+    };
+    let text = report.render(opts.format);
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+    }
+    if report.has_errors() {
+        let n = report.rows.iter().filter(|r| r.errors > 0).count();
+        anyhow::bail!("{n} row(s) had errors (lost, corrupted or out-of-order messages, or failed runs); see the notes");
+    }
+    Ok(())
+}
