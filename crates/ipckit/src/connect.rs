@@ -320,6 +320,7 @@ impl Server {
                 let g1 = fifo::create(&c2s, opts.mode)?;
                 let g2 = fifo::create(&s2c, opts.mode)?;
                 let c2s_r = fifo::open_read(&c2s)?;
+                crate::stream::fit_pipe(c2s_r.as_fd(), max);
                 (
                     Inner::Fifo {
                         base,
@@ -424,6 +425,7 @@ impl Server {
                         &opts,
                     )
                 })?;
+                crate::stream::fit_pipe(w.as_fd(), max);
                 Box::new(
                     StreamEndpoint::new(
                         Mechanism::Fifo,

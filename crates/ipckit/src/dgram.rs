@@ -26,12 +26,16 @@ pub struct DgramEndpoint {
     /// Paired by a hello: goodbyes are sent on drop and recognised on receipt.
     paired: bool,
     gone: bool,
+    blocking: bool,
     _guards: Vec<ObjectGuard>,
 }
 
 fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
+
+/// How long a blocking call on a pidfd-watched endpoint sleeps before looking at the pidfd.
+pub(crate) const PEER_CHECK_US: libc::suseconds_t = 50_000;
 
 impl DgramEndpoint {
     pub(crate) fn new(mech: Mechanism, fd: OwnedFd, wait: Wait, max: usize) -> io::Result<Self> {
@@ -46,6 +50,7 @@ impl DgramEndpoint {
             filter_hello: false,
             paired: false,
             gone: false,
+            blocking: false,
             _guards: Vec::new(),
         })
     }
@@ -66,6 +71,26 @@ impl DgramEndpoint {
     pub(crate) fn filter_hello(mut self, on: bool) -> Self {
         self.filter_hello = on;
         self
+    }
+
+    /// A blocking wait with no deadline is one blocking syscall. Where a pidfd watches the
+    /// peer, the socket gets a 50 ms kernel timeout so a blocked call comes back to `poll`
+    /// the pidfd as well; while messages flow, that costs nothing.
+    fn mode_for(&mut self, deadline: Deadline) -> io::Result<()> {
+        let want = self.wait == Wait::Block && deadline == Deadline::Never;
+        if want != self.blocking {
+            sysfd::set_nonblocking(self.fd.as_fd(), !want)?;
+            if want && self.pidfd.is_some() {
+                let tv = libc::timeval {
+                    tv_sec: 0,
+                    tv_usec: PEER_CHECK_US,
+                };
+                socket::set_timeval_opt(self.fd.as_fd(), libc::SO_RCVTIMEO, tv)?;
+                socket::set_timeval_opt(self.fd.as_fd(), libc::SO_SNDTIMEO, tv)?;
+            }
+            self.blocking = want;
+        }
+        Ok(())
     }
 
     /// A seqpacket `recv` of 0 bytes is either an empty message or the end: the peer has
@@ -129,6 +154,7 @@ impl Transport for DgramEndpoint {
         if self.gone {
             return Err(RecvError::PeerGone);
         }
+        self.mode_for(deadline)?;
         let fd = self.fd.as_fd();
         let pidfd = self.pidfd.as_ref().map(|p| p.as_fd());
         let small = buf.len() < self.max;

@@ -29,7 +29,7 @@ use crate::sys::{pipe as syspipe, proc};
 use crate::transport::Mechanism;
 use crate::wait::Wait;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// The system's largest pipe capacity (`/proc/sys/fs/pipe-max-size`).
 ///
@@ -76,13 +76,16 @@ impl PipePair {
     pub fn new(wait: Wait, max: Option<usize>) -> io::Result<PipePair> {
         let (child_r, parent_w) = syspipe::pipe2(true)?;
         let (parent_r, child_w) = syspipe::pipe2(true)?;
+        let max = max.unwrap_or(DEFAULT_STREAM_MAX);
+        crate::stream::fit_pipe(parent_w.as_fd(), max);
+        crate::stream::fit_pipe(child_w.as_fd(), max);
         Ok(PipePair {
             parent_r,
             parent_w,
             child_r,
             child_w,
             wait,
-            max: max.unwrap_or(DEFAULT_STREAM_MAX),
+            max,
         })
     }
 

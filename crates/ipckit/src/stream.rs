@@ -16,6 +16,10 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
+/// Frames up to this size are sent with one contiguous write and received through the
+/// decoder; larger ones use vectored I/O straight from and into the caller's buffers.
+const SMALL_FRAME: usize = 4096;
+
 /// Default largest message on a stream transport: 1 MiB.
 pub const DEFAULT_STREAM_MAX: usize = 1 << 20;
 /// Largest message a stream transport can be configured for (the header is 32 bits).
@@ -24,7 +28,8 @@ pub const STREAM_MAX_LIMIT: usize = 1 << 30;
 /// How messages are delimited on a byte stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Framing {
-    /// A 4-byte little-endian length, then the payload (any bytes).
+    /// A 16-byte header holding the length, then the payload (any bytes); see
+    /// [`crate::framing`].
     #[default]
     Length,
     /// Each message ends with `\n` and must not contain one: what `cat`, `nc` and `socat`
@@ -52,6 +57,12 @@ pub struct StreamEndpoint {
     wpos: usize,
     peer: Option<PeerInfo>,
     broken: bool,
+    /// The descriptors are in blocking mode (see [`StreamEndpoint::mode_for`]).
+    blocking: bool,
+    /// Length of the last message received, to choose the next read's shape.
+    last_len: usize,
+    /// Scratch for assembling small frames.
+    sbuf: Vec<u8>,
     _guards: Vec<ObjectGuard>,
 }
 
@@ -104,6 +115,9 @@ impl StreamEndpoint {
             wpos: 0,
             peer: None,
             broken: false,
+            blocking: false,
+            last_len: 0,
+            sbuf: Vec::new(),
             _guards: Vec::new(),
         })
     }
@@ -121,6 +135,21 @@ impl StreamEndpoint {
     pub(crate) fn with_guards(mut self, guards: Vec<ObjectGuard>) -> Self {
         self._guards = guards;
         self
+    }
+
+    /// A blocking wait with no deadline is one plain blocking syscall: the descriptors are
+    /// switched to blocking mode (once, when the strategy or deadline kind changes), which
+    /// saves the `EAGAIN` + `poll` pair a non-blocking design pays on every wait. The end of
+    /// the stream still shows as EOF/EPIPE, so nothing can hang on a dead peer.
+    fn mode_for(&mut self, deadline: Deadline) -> io::Result<()> {
+        let want = self.wait == Wait::Block && deadline == Deadline::Never && !self.wait_writer;
+        if want != self.blocking {
+            for fd in self.r.iter().chain(self.w.iter()) {
+                sysfd::set_nonblocking(fd.as_fd(), !want)?;
+            }
+            self.blocking = want;
+        }
+        Ok(())
     }
 
     fn rfd(&self) -> io::Result<BorrowedFd<'_>> {
@@ -142,10 +171,16 @@ impl StreamEndpoint {
     }
 
     fn write_bufs(fd: BorrowedFd<'_>, socket: bool, bufs: &[&[u8]]) -> io::Result<Option<usize>> {
-        let r = if socket {
-            socket::sendv(fd, bufs, 0)
-        } else {
-            sysfd::writev(fd, bufs)
+        let nonempty = bufs.iter().filter(|b| !b.is_empty()).count();
+        let r = match (socket, nonempty) {
+            (true, 1) => socket::send(
+                fd,
+                bufs.iter().find(|b| !b.is_empty()).unwrap_or(&&[][..]),
+                0,
+            ),
+            (false, 1) => sysfd::write(fd, bufs.iter().find(|b| !b.is_empty()).unwrap_or(&&[][..])),
+            (true, _) => socket::sendv(fd, bufs, 0),
+            (false, _) => sysfd::writev(fd, bufs),
         };
         match r {
             Ok(n) => Ok(Some(n)),
@@ -156,6 +191,9 @@ impl StreamEndpoint {
 
     /// Writes out what a previous `try_send`/`send_timeout` left pending.
     fn flush_deadline(&mut self, deadline: Deadline) -> Result<(), SendError> {
+        if self.wpos < self.wpend.len() {
+            self.mode_for(deadline)?;
+        }
         while self.wpos < self.wpend.len() {
             let fd = self.wfd()?;
             let (wait, socket) = (self.wait, self.socket);
@@ -188,9 +226,18 @@ impl StreamEndpoint {
             .map(|f| f.as_fd())
             .expect("checked by caller");
         while got < len {
-            let spare = self.dec.spare();
             let dst = &mut buf[got..len];
             let dst_len = dst.len();
+            // Read past a large message only as far as the next header: a large over-read
+            // would land the next message in the decoder and cost it a copy. Small messages
+            // are worth batching.
+            let spare = self.dec.spare();
+            let spare_len = if len >= 4096 {
+                HEADER_LEN.min(spare.len())
+            } else {
+                spare.len()
+            };
+            let spare = &mut spare[..spare_len];
             // The message has begun: finish it whatever the caller's deadline (a partial
             // message cannot be handed back), unless the peer goes away.
             let n = drive(
@@ -228,6 +275,7 @@ impl StreamEndpoint {
             )));
         }
         self.rfd()?;
+        self.mode_for(deadline)?;
         if self.framing == Framing::Line {
             return self.recv_line(buf, deadline);
         }
@@ -255,7 +303,15 @@ impl StreamEndpoint {
             }
             let wait = self.wait;
             let r = self.r.as_ref().map(|f| f.as_fd()).expect("checked above");
-            if self.dec.is_empty() && buf.len() >= self.max && !self.wait_writer {
+            // Large messages read straight into the caller's buffer; small ones are batched
+            // through the decoder with plain reads (a read costs ~90 ns less than a readv, and
+            // one read may bring many small messages). The last message's size predicts the
+            // next one's.
+            if self.dec.is_empty()
+                && buf.len() >= self.max
+                && !self.wait_writer
+                && self.last_len >= SMALL_FRAME
+            {
                 // Fast path: header into a local, payload straight into the caller's buffer.
                 let mut hdr = [0u8; HEADER_LEN];
                 // Bytes read past this message must fit the (empty) decoder.
@@ -419,6 +475,17 @@ fn remaining<'a>(bufs: &[&'a [u8]; 3], mut off: usize) -> [&'a [u8]; 3] {
     out
 }
 
+/// Grows a pipe so one framed message of the common large size (64 KiB, or the maximum if
+/// smaller) fits whole: a 64 KiB payload plus its 16-byte header does not fit the default
+/// 64 KiB pipe, and splitting it costs two extra wake-ups per message. Best effort: a user
+/// over `pipe-user-pages-soft` keeps the default.
+pub(crate) fn fit_pipe(fd: BorrowedFd<'_>, max: usize) {
+    let want = (max.min(64 * 1024) + HEADER_LEN).next_power_of_two();
+    if crate::sys::pipe::pipe_size(fd).is_ok_and(|cur| cur < want) {
+        let _ = crate::sys::pipe::set_pipe_size(fd, want);
+    }
+}
+
 /// Sets the capacity of every given pipe descriptor, checking the system maximum first.
 pub(crate) fn set_pipe_capacity_checked<'a>(
     fds: impl Iterator<Item = &'a OwnedFd>,
@@ -462,6 +529,7 @@ impl Transport for StreamEndpoint {
             });
         }
         self.flush_deadline(deadline)?;
+        self.mode_for(deadline)?;
         let line = self.framing == Framing::Line;
         if line && msg.contains(&b'\n') {
             return Err(SendError::Io(crate::error::invalid(
@@ -474,6 +542,19 @@ impl Transport for StreamEndpoint {
         } else {
             (&hdr, msg, &[])
         };
+        // A small frame is copied into one buffer and written with one plain write: cheaper
+        // than the kernel importing a three-entry iovec (measured: ~250 ns a message).
+        let mut small = std::mem::take(&mut self.sbuf);
+        let (hdr, msg, tail): (&[u8], &[u8], &[u8]) =
+            if hdr.len() + msg.len() + tail.len() <= SMALL_FRAME {
+                small.clear();
+                small.extend_from_slice(hdr);
+                small.extend_from_slice(msg);
+                small.extend_from_slice(tail);
+                (&[], &small[..], &[])
+            } else {
+                (hdr, msg, tail)
+            };
         let hlen = hdr.len();
         let total = hlen + msg.len() + tail.len();
         let fd = self.wfd()?;
@@ -488,12 +569,14 @@ impl Transport for StreamEndpoint {
                 // rest and send it before anything else.
                 self.wpend = parts.concat();
                 self.wpos = 0;
+                self.sbuf = small;
                 return Ok(());
             }
             off += drive(wait, Deadline::Never, fd, libc::POLLOUT, None, || {
                 Self::write_bufs(fd, socket, &parts).map_err(SendError::from)
             })?;
         }
+        self.sbuf = small;
         Ok(())
     }
 
@@ -507,7 +590,9 @@ impl Transport for StreamEndpoint {
                 Err(SendError::TooLarge { .. }) => unreachable!("flush sends no new message"),
             }
         }
-        self.recv_inner(buf, deadline)
+        let n = self.recv_inner(buf, deadline)?;
+        self.last_len = n;
+        Ok(n)
     }
 
     fn peer(&self) -> Option<PeerInfo> {

@@ -23,6 +23,7 @@
 //!
 //! `mq_overview(7)`, `mq_open(3)`, `mq_send(3)`, `mq_receive(3)`.
 
+use crate::dgram::PEER_CHECK_US;
 use crate::error::{invalid, RecvError, SendError};
 use crate::peer::{self, Hello, HELLO_LEN};
 use crate::registry::{self, ObjectGuard, ObjectKind};
@@ -99,6 +100,7 @@ pub struct PosixMq {
     peer: Option<PeerInfo>,
     pidfd: Option<OwnedFd>,
     gone: bool,
+    blocking: bool,
     _guards: Vec<ObjectGuard>,
 }
 
@@ -164,6 +166,7 @@ impl PosixMq {
             peer: None,
             pidfd: None,
             gone: false,
+            blocking: false,
             _guards: guards,
         })
     }
@@ -201,6 +204,19 @@ impl PosixMq {
         })?;
         let dup = sysfd::dup(fd.as_fd())?;
         Self::from_parts(Some(fd), Some(dup), wait, Vec::new())
+    }
+
+    /// A blocking wait with no deadline is one blocking `mq_timedsend`/`mq_timedreceive`;
+    /// with a watched peer the call times out every 50 ms to look at the pidfd.
+    fn mode_for(&mut self, deadline: Deadline) -> io::Result<bool> {
+        let want = self.wait == Wait::Block && deadline == Deadline::Never;
+        if want != self.blocking {
+            for q in self.rq.iter().chain(self.sq.iter()) {
+                mq::set_nonblocking(q.as_fd(), !want)?;
+            }
+            self.blocking = want;
+        }
+        Ok(want)
     }
 
     /// The priority plain `send` uses (0 by default).
@@ -248,6 +264,7 @@ impl PosixMq {
         if self.gone {
             return Err(RecvError::PeerGone);
         }
+        self.mode_for(deadline)?;
         let fd = self
             .rq
             .as_ref()
@@ -259,14 +276,22 @@ impl PosixMq {
         if !direct && self.scratch.len() < self.max {
             self.scratch.resize(self.max, 0);
         }
+        let blocking = self.blocking;
         let dst: &mut [u8] = if direct { buf } else { &mut self.scratch };
+        let receive = |dst: &mut [u8]| {
+            if blocking {
+                mq::timed_receive(fd, dst, PEER_CHECK_US as i64)
+            } else {
+                mq::receive(fd, dst)
+            }
+        };
         let (n, prio) = drive(
             self.wait,
             deadline,
             fd,
             libc::POLLIN,
             pidfd,
-            || match mq::receive(fd, dst) {
+            || match receive(dst) {
                 Ok(v) => Ok(Some(v)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
                 Err(e) => Err(RecvError::from(e)),
@@ -303,24 +328,24 @@ impl PosixMq {
                 max: self.max,
             });
         }
+        let blocking = self.mode_for(deadline)?;
         let fd = self
             .sq
             .as_ref()
             .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "receive-only endpoint"))?
             .as_fd();
         let pidfd = self.pidfd.as_ref().map(|p| p.as_fd());
-        drive(
-            self.wait,
-            deadline,
-            fd,
-            libc::POLLOUT,
-            pidfd,
-            || match mq::send(fd, msg, prio) {
+        drive(self.wait, deadline, fd, libc::POLLOUT, pidfd, || {
+            match if blocking {
+                mq::timed_send(fd, msg, prio, PEER_CHECK_US as i64)
+            } else {
+                mq::send(fd, msg, prio)
+            } {
                 Ok(()) => Ok(Some(())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
                 Err(e) => Err(SendError::from(e)),
-            },
-        )
+            }
+        })
     }
 
     /// Creates the two queues of a duplex pair (`NAME.c2s`, `NAME.s2c`); the server receives

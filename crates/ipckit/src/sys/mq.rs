@@ -101,3 +101,64 @@ pub(crate) fn receive(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, 
     })?;
     Ok((n as usize, prio))
 }
+
+/// Sets or clears `O_NONBLOCK` on a queue descriptor (`mq_setattr`).
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    // SAFETY: an all-zero mq_attr is valid; mq_setattr reads only mq_flags.
+    let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+    attr.mq_flags = if on { libc::O_NONBLOCK as i64 } else { 0 };
+    // SAFETY: `attr` is a live local; the old-attributes pointer may be null.
+    cvt(unsafe { libc::mq_setattr(fd.as_raw_fd(), &attr, std::ptr::null_mut()) })?;
+    Ok(())
+}
+
+/// An absolute `CLOCK_REALTIME` time `us` microseconds from now, for the timed calls.
+fn realtime_after(us: i64) -> libc::timespec {
+    // SAFETY: an all-zero timespec is a valid out-value.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is a live local clock_gettime fills.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    let ns = ts.tv_nsec as i64 + us * 1000;
+    ts.tv_sec += (ns / 1_000_000_000) as libc::time_t;
+    ts.tv_nsec = (ns % 1_000_000_000) as _;
+    ts
+}
+
+/// `mq_timedsend` waiting at most `us` microseconds; `ETIMEDOUT` comes back as `WouldBlock`.
+pub(crate) fn timed_send(fd: BorrowedFd<'_>, msg: &[u8], prio: u32, us: i64) -> io::Result<()> {
+    let ts = realtime_after(us);
+    // SAFETY: `msg` is a live slice of `msg.len()` bytes and `ts` a live timespec.
+    match cvt_r(|| unsafe {
+        libc::mq_timedsend(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), prio, &ts)
+    }) {
+        Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        r => r.map(|_| ()),
+    }
+}
+
+/// `mq_timedreceive` waiting at most `us` microseconds; `ETIMEDOUT` comes back as `WouldBlock`.
+pub(crate) fn timed_receive(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    us: i64,
+) -> io::Result<(usize, u32)> {
+    let ts = realtime_after(us);
+    let mut prio = 0u32;
+    // SAFETY: `buf` is a live, writable slice; `prio` and `ts` are live locals.
+    match cvt_r(|| unsafe {
+        libc::mq_timedreceive(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut prio,
+            &ts,
+        )
+    }) {
+        Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        r => r.map(|n| (n as usize, prio)),
+    }
+}

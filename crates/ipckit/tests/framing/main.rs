@@ -30,6 +30,7 @@ proptest! {
                             prop_assert!(len > m);
                             break 'feed;
                         }
+                        Err(FrameError::BadHeader) => break 'feed,
                     }
                 }
                 if n == 0 {
