@@ -16,9 +16,10 @@ use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 /// How an endpoint waits when it cannot make progress at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Wait {
     /// Sleep in the kernel until the descriptor is ready.
+    #[default]
     Block,
     /// Busy-poll with non-blocking syscalls; never sleeps.
     Spin,
@@ -59,12 +60,6 @@ impl Wait {
     /// True if this strategy busy-polls at all (and so needs a CPU of its own).
     pub fn spins(&self) -> bool {
         !matches!(self, Wait::Block)
-    }
-}
-
-impl Default for Wait {
-    fn default() -> Self {
-        Wait::Block
     }
 }
 
@@ -141,7 +136,7 @@ pub(crate) fn drive<T, E: WaitError>(
             if let Some(v) = attempt()? {
                 return Ok(v);
             }
-            if n % CLOCK_EVERY == 0 {
+            if n.is_multiple_of(CLOCK_EVERY) {
                 let now = Instant::now();
                 if deadline.passed(now) {
                     return Err(E::timed_out());
@@ -152,7 +147,7 @@ pub(crate) fn drive<T, E: WaitError>(
                     }
                 }
             }
-            if n % PEER_EVERY == 0 && check_peer_now(peer).is_some() {
+            if n.is_multiple_of(PEER_EVERY) && check_peer_now(peer).is_some() {
                 return match attempt()? {
                     Some(v) => Ok(v),
                     None => Err(E::peer_gone()),

@@ -280,7 +280,7 @@ impl PosixMq {
         let dst: &mut [u8] = if direct { buf } else { &mut self.scratch };
         let receive = |dst: &mut [u8]| {
             if blocking {
-                mq::timed_receive(fd, dst, PEER_CHECK_US as i64)
+                mq::timed_receive(fd, dst, PEER_CHECK_US)
             } else {
                 mq::receive(fd, dst)
             }
@@ -337,7 +337,7 @@ impl PosixMq {
         let pidfd = self.pidfd.as_ref().map(|p| p.as_fd());
         drive(self.wait, deadline, fd, libc::POLLOUT, pidfd, || {
             match if blocking {
-                mq::timed_send(fd, msg, prio, PEER_CHECK_US as i64)
+                mq::timed_send(fd, msg, prio, PEER_CHECK_US)
             } else {
                 mq::send(fd, msg, prio)
             } {

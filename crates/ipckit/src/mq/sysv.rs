@@ -491,7 +491,7 @@ fn run_wait<T, E: crate::error::WaitError>(
                 return Err(E::peer_gone());
             }
             n = n.wrapping_add(1);
-            if n % 64 == 0 {
+            if n.is_multiple_of(64) {
                 let now = Instant::now();
                 if let Deadline::At(t) = deadline {
                     if now >= t {

@@ -65,7 +65,7 @@ pub(crate) fn recv(id: i32, buf: &mut [u8], typ: i64, nowait: bool) -> io::Resul
     })?;
     let mut t = [0u8; TYPE_LEN];
     t.copy_from_slice(&buf[..TYPE_LEN]);
-    Ok((n as usize, libc::c_long::from_ne_bytes(t) as i64))
+    Ok((n as usize, libc::c_long::from_ne_bytes(t)))
 }
 
 /// Writes the type header into a message buffer.

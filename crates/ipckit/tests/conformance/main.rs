@@ -196,7 +196,7 @@ fn integrity(mech: Mechanism, wait: Wait, count: u64) {
                 // queues with little room), and a few are empty.
                 let len = if n % 1000 == 999 {
                     max.min(64 * 1024)
-                } else if n % 97 == 0 {
+                } else if n.is_multiple_of(97) {
                     0
                 } else {
                     rng.next() as usize % (top + 1)

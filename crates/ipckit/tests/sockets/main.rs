@@ -5,7 +5,7 @@
 mod util;
 
 use ipckit::connect::{open_receiver, open_sender, Options, Receiver, Server};
-use ipckit::{Mechanism, Transport};
+use ipckit::Mechanism;
 use std::time::Duration;
 
 fn in_thread_pair(mech: Mechanism, addr: &str) {
