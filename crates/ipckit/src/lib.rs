@@ -2,7 +2,58 @@
 //!
 //! Every way Linux processes talk, behind one trait.
 //!
-//! (Crate docs are completed in a later commit.)
+//! Each mechanism that carries messages (anonymous pipes, named FIFOs, Unix stream, datagram
+//! and seqpacket sockets, TCP, UDP, POSIX and System V message queues) implements
+//! [`Transport`]: `send`/`try_send`/`send_timeout` a whole message, and
+//! `recv`/`try_recv`/`recv_timeout` one into your buffer. Byte streams are framed
+//! ([`framing`]); every endpoint enforces a maximum message size; every endpoint has a
+//! [`Wait`] strategy (block, spin, or spin-then-block). eventfd, a counter rather than a
+//! carrier, implements [`Notify`].
+//!
+//! ```
+//! use ipckit::{pipe, Transport, Wait};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (mut rx, mut tx) = pipe::pipe(Wait::Block, None)?;
+//! tx.send(b"hello")?;
+//! tx.send(b"")?; // empty messages are messages too
+//! let mut buf = vec![0; rx.max_msg_size()];
+//! let n = rx.recv(&mut buf)?;
+//! assert_eq!(&buf[..n], b"hello");
+//! assert_eq!(rx.recv(&mut buf)?, 0);
+//! assert!(tx.send(&vec![0; tx.max_msg_size() + 1]).is_err()); // over the maximum: refused
+//! # Ok(()) }
+//! ```
+//!
+//! Across processes, [`connect`] makes a connected pair of any mechanism from a string
+//! address:
+//!
+//! ```no_run
+//! use ipckit::connect::{connect, Options, Server};
+//! use ipckit::{Mechanism, Transport, Wait};
+//! # fn main() -> std::io::Result<()> {
+//! // Process 1
+//! let opts = Options { wait: Wait::ADAPTIVE, ..Options::default() };
+//! let server = Server::create(Mechanism::MqPosix, &opts)?; // owner-only, exclusive
+//! let address = server.address(); // "/ipckit-<run>-mq-<pid>-0": give it to process 2
+//! let mut ep = server.accept()?; // waits for process 2's hello
+//! let mut buf = vec![0; ep.max_msg_size()];
+//! let n = ep.recv(&mut buf)?; // PeerGone, never a hang, if process 2 dies
+//!
+//! // Process 2
+//! let mut ep = connect(Mechanism::MqPosix, &address, &opts)?;
+//! ep.send(b"ping")?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Safety and hygiene
+//!
+//! - Every object ipckit creates is owner-only (0600), created exclusively, named
+//!   `ipckit-<run>-...`, recorded in the [`registry`] with its creator's pid and start time,
+//!   and removed when its owner drops it; `ipckit clean` removes those of dead owners.
+//! - A peer that exits or is killed is noticed: by EOF/EPIPE on streams, and by a pidfd on
+//!   the mechanisms without a connection (datagrams, queues), whose endpoints exchange a
+//!   hello with their pids.
+//! - Raw syscalls live in a private `sys` layer; the crate root denies `unsafe_code`.
 #![deny(unsafe_code, missing_docs)]
 
 pub mod connect;
