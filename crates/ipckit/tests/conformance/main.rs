@@ -352,6 +352,13 @@ fn fdcheck_entry() {
         eprintln!("fd leak: {before} open before, {after} after three pairs");
         std::process::exit(3);
     }
+    // Nothing named with this run's prefix and this process's pid is left in the temp dir.
+    let mine = format!("-{}-", std::process::id());
+    let left: Vec<String> = util::leftover_files().into_iter().filter(|n| n.contains(&mine)).collect();
+    if !left.is_empty() {
+        eprintln!("left behind: {left:?}");
+        std::process::exit(4);
+    }
     std::process::exit(0);
 }
 
