@@ -35,7 +35,9 @@ fn would_block(e: &io::Error) -> bool {
 }
 
 /// How long a blocking call on a pidfd-watched endpoint sleeps before looking at the pidfd.
-pub(crate) const PEER_CHECK_US: libc::suseconds_t = 50_000;
+/// Only the first sleep of a blocking wait is bounded by it (after that the endpoint sleeps in
+/// `poll` on its descriptor and the pidfd together), so it costs nothing while messages flow.
+pub(crate) const PEER_CHECK_US: libc::suseconds_t = 10_000;
 
 impl DgramEndpoint {
     pub(crate) fn new(mech: Mechanism, fd: OwnedFd, wait: Wait, max: usize) -> io::Result<Self> {
@@ -74,7 +76,7 @@ impl DgramEndpoint {
     }
 
     /// A blocking wait with no deadline is one blocking syscall. Where a pidfd watches the
-    /// peer, the socket gets a 50 ms kernel timeout so a blocked call comes back to `poll`
+    /// peer, the socket gets a 10 ms kernel timeout so a blocked call comes back to `poll`
     /// the pidfd as well; while messages flow, that costs nothing.
     fn mode_for(&mut self, deadline: Deadline) -> io::Result<()> {
         let want = self.wait == Wait::Block && deadline == Deadline::Never;

@@ -207,7 +207,7 @@ impl PosixMq {
     }
 
     /// A blocking wait with no deadline is one blocking `mq_timedsend`/`mq_timedreceive`;
-    /// with a watched peer the call times out every 50 ms to look at the pidfd.
+    /// with a watched peer the call times out after 10 ms to look at the pidfd too.
     fn mode_for(&mut self, deadline: Deadline) -> io::Result<bool> {
         let want = self.wait == Wait::Block && deadline == Deadline::Never;
         if want != self.blocking {
@@ -424,7 +424,9 @@ impl Drop for PosixMq {
     fn drop(&mut self) {
         if self.pidfd.is_some() && !self.gone {
             if let Some(sq) = &self.sq {
-                let _ = mq::send(sq.as_fd(), &peer::bye(), 0);
+                // Never block in drop: a full queue (a peer that stopped reading) just misses
+                // the goodbye and learns of the end from its pidfd.
+                let _ = mq::timed_send(sq.as_fd(), &peer::bye(), 0, 0);
             }
         }
     }

@@ -73,6 +73,11 @@ fn peer_entry() {
             }
             0
         }
+        "sleeper" => {
+            let _ep = connect(mech, &addr, &opts).expect("peer connect");
+            std::thread::sleep(Duration::from_secs(60));
+            0
+        }
         other => panic!("unknown role {other}"),
     };
     std::process::exit(code);
@@ -314,6 +319,56 @@ fn peer_killed(mech: Mechanism) {
     assert_gone(mech, &address);
 }
 
+/// A peer killed while we are blocked sending to it (its buffer or queue full): the send
+/// fails with `PeerGone` instead of blocking forever.
+fn peer_killed_while_sending(mech: Mechanism) {
+    let _serial = (mech == Mechanism::MqPosix).then(scarce);
+    let mut pair = start(mech, "sleeper", Wait::Block);
+    let msg = payload(1, pair.ep.max_msg_size().min(1024));
+    if !mech.is_lossy() {
+        // Fill whatever buffer or queue sits between us.
+        loop {
+            match pair.ep.try_send(&msg) {
+                Ok(()) => {}
+                Err(SendError::Full) => break,
+                Err(e) => panic!("{mech}: filling: {e}"),
+            }
+        }
+    }
+    let pid = pair.child.0.id();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        Instant::now()
+    });
+    let mut tries = 0u32;
+    loop {
+        match pair.ep.send(&msg) {
+            // UDP sends never block; the peer's death shows up through ICMP or its pidfd.
+            Ok(()) if mech.is_lossy() => {
+                tries += 1;
+                assert!(
+                    tries < 10_000,
+                    "{mech}: sends to a dead peer kept succeeding"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(()) => {}
+            Err(SendError::PeerGone) => break,
+            Err(e) => panic!("{mech}: expected PeerGone, got {e}"),
+        }
+    }
+    let killed_at = killer.join().unwrap();
+    eprintln!(
+        "SEND-DETECTION {mech}: {:.2} ms after the kill",
+        killed_at.elapsed().as_secs_f64() * 1e3
+    );
+    let _ = pair.child.0.wait();
+    let Pair { ep, address, .. } = pair;
+    drop(ep);
+    assert_gone(mech, &address);
+}
+
 /// No descriptor leaks on the server side: checked in a child process, where no other test
 /// thread opens or closes descriptors meanwhile.
 fn no_fd_leak(mech: Mechanism) {
@@ -354,7 +409,10 @@ fn fdcheck_entry() {
     }
     // Nothing named with this run's prefix and this process's pid is left in the temp dir.
     let mine = format!("-{}-", std::process::id());
-    let left: Vec<String> = util::leftover_files().into_iter().filter(|n| n.contains(&mine)).collect();
+    let left: Vec<String> = util::leftover_files()
+        .into_iter()
+        .filter(|n| n.contains(&mine))
+        .collect();
     if !left.is_empty() {
         eprintln!("left behind: {left:?}");
         std::process::exit(4);
@@ -388,6 +446,11 @@ macro_rules! suite {
             fn peer_killed_mid_stream() {
                 if std::env::var(util::ROLE).is_ok() { return; }
                 watchdog(10, || peer_killed($mech));
+            }
+            #[test]
+            fn peer_killed_while_we_send() {
+                if std::env::var(util::ROLE).is_ok() { return; }
+                watchdog(10, || peer_killed_while_sending($mech));
             }
             #[test]
             fn no_fd_leak_and_nothing_left() {
