@@ -605,6 +605,15 @@ impl Transport for StreamEndpoint {
             write: self.wfd().ok(),
         }
     }
+
+    /// With [`Framing::Line`] the maximum message shrinks to what the receive buffer holds,
+    /// 64 KiB less the newline.
+    fn set_framing(&mut self, framing: Framing) {
+        self.framing = framing;
+        if framing == Framing::Line {
+            self.max = self.max.min(self.dec.capacity() - 1);
+        }
+    }
 }
 
 impl Drop for StreamEndpoint {

@@ -79,3 +79,33 @@ fn fifo_is_0600_exclusive_and_open_write_times_out() {
     );
     std::fs::remove_file(&plain).unwrap();
 }
+
+#[test]
+fn line_framing_speaks_plain_text() {
+    let (mut r, mut w) = pipe::pipe(Wait::Block, None).unwrap();
+    r.set_framing(ipckit::Framing::Line);
+    w.set_framing(ipckit::Framing::Line);
+    assert_eq!(
+        w.max_msg_size(),
+        64 * 1024 - 1,
+        "a line must fit the receive buffer"
+    );
+    w.send(b"first").unwrap();
+    w.send(b"").unwrap();
+    assert!(
+        w.send(b"two\nlines").is_err(),
+        "a newline cannot be inside a line message"
+    );
+    w.send(b"last").unwrap();
+    drop(w);
+    let mut buf = vec![0u8; 100];
+    let mut got = Vec::new();
+    loop {
+        match r.recv(&mut buf) {
+            Ok(n) => got.push(String::from_utf8(buf[..n].to_vec()).unwrap()),
+            Err(ipckit::RecvError::PeerGone) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got, ["first", "", "last"]);
+}

@@ -1,0 +1,211 @@
+//! `ipckit demo`: walks through a mechanism with two real processes, saying what each does,
+//! and ends with one measured number.
+//!
+//! The second process is this same binary, re-executed as `ipckit demo TOPIC --child ROLE`.
+//! Every demo cleans up after itself and stops cleanly on Ctrl-C (exit status 130).
+
+#[path = "demo_mq_priority.rs"]
+mod mq_priority;
+#[path = "demo_pipe.rs"]
+mod pipe;
+
+use crate::cli::DemoArgs;
+use crate::UserError;
+use std::io::{self, Write};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// One topic: its name, what it teaches, and its walk-through if written.
+struct Topic {
+    name: &'static str,
+    about: &'static str,
+    run: Option<fn(&DemoArgs) -> anyhow::Result<()>>,
+    child: Option<fn(&str) -> anyhow::Result<()>>,
+}
+
+/// The topics in learning order.
+const TOPICS: &[Topic] = &[
+    Topic {
+        name: "pipe",
+        about: "anonymous pipes: a parent and the child it spawns, round trips",
+        run: Some(pipe::run),
+        child: Some(pipe::child),
+    },
+    Topic {
+        name: "fifo",
+        about: "named FIFOs: a pipe with a path any process can open",
+        run: None,
+        child: None,
+    },
+    Topic {
+        name: "uds",
+        about: "Unix stream sockets: connections and peer credentials",
+        run: None,
+        child: None,
+    },
+    Topic {
+        name: "uds-dgram",
+        about: "Unix datagram and seqpacket sockets: message boundaries",
+        run: None,
+        child: None,
+    },
+    Topic {
+        name: "tcp-udp",
+        about: "TCP and UDP over loopback: Nagle, loss",
+        run: None,
+        child: None,
+    },
+    Topic {
+        name: "mq-priority",
+        about: "POSIX message queues: the highest priority is received first",
+        run: Some(mq_priority::run),
+        child: Some(mq_priority::child),
+    },
+    Topic {
+        name: "mq-sysv",
+        about: "System V queues: receiving by message type",
+        run: None,
+        child: None,
+    },
+    Topic {
+        name: "eventfd",
+        about: "eventfd: a counter, not a message carrier",
+        run: None,
+        child: None,
+    },
+];
+
+/// Runs `ipckit demo`.
+pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    let Some(name) = &args.topic else {
+        return list_topics();
+    };
+    let Some(topic) = TOPICS.iter().find(|t| t.name == name) else {
+        let names: Vec<_> = TOPICS.iter().map(|t| t.name).collect();
+        return Err(UserError::new(format!(
+            "unknown demo topic '{name}' (topics: {})",
+            names.join(", ")
+        ))
+        .into());
+    };
+    let (Some(run), Some(child)) = (topic.run, topic.child) else {
+        return Err(UserError::new(format!("the '{name}' demo is not written yet")).into());
+    };
+    if let Some(role) = &args.child {
+        return child(role);
+    }
+    interrupt::install();
+    let r = run(args);
+    // Whatever the demo made is dropped (children reaped, objects removed) by now.
+    interrupt::exit_if_interrupted();
+    r
+}
+
+fn list_topics() -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "Demo topics, in learning order (run 'ipckit demo TOPIC [--short]'):"
+    )?;
+    for (i, t) in TOPICS.iter().enumerate() {
+        let note = if t.run.is_some() {
+            ""
+        } else {
+            " (not written yet)"
+        };
+        writeln!(out, "  {:>2}. {:<12} {}{note}", i + 1, t.name, t.about)?;
+    }
+    Ok(())
+}
+
+/// Starts `ipckit demo TOPIC --child ROLE` (this binary again), letting `prepare` adjust the
+/// command (e.g. hand it descriptors) first.
+fn spawn_child(
+    topic: &str,
+    role: &str,
+    prepare: impl FnOnce(&mut Command),
+) -> anyhow::Result<ChildGuard> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["demo", topic, "--child", role]);
+    prepare(&mut cmd);
+    Ok(ChildGuard(cmd.spawn()?))
+}
+
+/// A child process that is killed and reaped if the demo stops early.
+#[derive(Debug)]
+struct ChildGuard(Child);
+
+impl ChildGuard {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Waits for the child to exit (at most `limit`), watching for Ctrl-C.
+    fn wait(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.0.try_wait()? {
+                anyhow::ensure!(st.success(), "child {} failed: {st}", self.pid());
+                return Ok(());
+            }
+            anyhow::ensure!(!interrupt::interrupted(), "interrupted");
+            anyhow::ensure!(
+                Instant::now() < until,
+                "child {} did not finish",
+                self.pid()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// SIGINT/SIGTERM as a flag: long-running commands wait in short slices and stop when it is
+/// set, so their endpoints are dropped and what they created is removed.
+pub(crate) mod interrupt {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn on_signal(_sig: libc::c_int) {
+        INTERRUPTED.store(true, Ordering::SeqCst);
+    }
+
+    /// Installs the handler for SIGINT and SIGTERM (without `SA_RESTART`).
+    pub(crate) fn install() {
+        let handler: extern "C" fn(libc::c_int) = on_signal;
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: (1) `sa` is zero-initialised, a valid `sigaction`, and every field the
+            // kernel reads is set before the call; (2) the handler only stores to an atomic,
+            // which is async-signal-safe; (3) the null old-action pointer is allowed.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = handler as libc::sighandler_t;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
+            }
+        }
+    }
+
+    /// True once SIGINT or SIGTERM has arrived.
+    pub(crate) fn interrupted() -> bool {
+        INTERRUPTED.load(Ordering::SeqCst)
+    }
+
+    /// Exits with status 130 if a signal came (call after dropping every endpoint).
+    pub(crate) fn exit_if_interrupted() {
+        if interrupted() {
+            eprintln!("ipckit: interrupted; cleaned up");
+            std::process::exit(130);
+        }
+    }
+}

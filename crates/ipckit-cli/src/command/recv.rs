@@ -1,0 +1,192 @@
+//! `ipckit recv`: prints each message it receives on its own line of stdout.
+//!
+//! The endpoint is created when it does not exist and used when it does. On listening
+//! mechanisms (uds, uds-seqpacket, tcp) peers are accepted one after another. It stops after
+//! `--count` messages, after `--timeout` seconds without one, or on SIGINT/SIGTERM, and removes
+//! what it created in every case (waits are sliced so the signal flag is seen).
+
+use super::demo::interrupt;
+use super::send::{check_address, framing_for, open_error};
+use crate::cli::RecvArgs;
+use crate::UserError;
+use ipckit::connect::{self, Listener, Options, Receiver};
+use ipckit::mq::sysv::{self, SysvMq, SysvOptions};
+use ipckit::{Mechanism, RecvError, Transport, Wait};
+use std::fs::File;
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+/// Longest single wait, so a signal is noticed promptly.
+const SLICE: Duration = Duration::from_millis(100);
+
+/// Runs `ipckit recv`.
+pub fn run(args: &RecvArgs) -> anyhow::Result<()> {
+    let mech = args.via;
+    let addr = check_address(mech, &args.at)?;
+    let framing = framing_for(mech, args.framing)?;
+    if args.msg_type.is_some() && mech != Mechanism::MqSysv {
+        return Err(UserError::new(format!("--type applies to mq-sysv, not {mech}")).into());
+    }
+    interrupt::install();
+    let r = receive(args, mech, &addr, framing);
+    // Everything receive() made is dropped (and removed) by now.
+    interrupt::exit_if_interrupted();
+    r
+}
+
+enum Source {
+    One(Box<dyn Transport>),
+    Listener(Listener),
+}
+
+enum Next {
+    Msg(usize),
+    PeerGone,
+    Stop,
+}
+
+struct Clock {
+    idle: Option<Duration>,
+    deadline: Option<Instant>,
+}
+
+impl Clock {
+    fn reset(&mut self) {
+        self.deadline = self.idle.map(|d| Instant::now() + d);
+    }
+
+    /// The next wait: a slice, shorter if the deadline is nearer; `None` once it has passed
+    /// or a signal came.
+    fn slice(&self) -> Option<Duration> {
+        if interrupt::interrupted() {
+            return None;
+        }
+        match self.deadline {
+            None => Some(SLICE),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                (!left.is_zero()).then(|| left.min(SLICE))
+            }
+        }
+    }
+}
+
+fn receive(
+    args: &RecvArgs,
+    mech: Mechanism,
+    addr: &str,
+    framing: ipckit::Framing,
+) -> anyhow::Result<()> {
+    let opts = Options::default();
+    // A FIFO reader sees end-of-file whenever the last writer closes; holding a write end of
+    // our own keeps it open for the next writer, as a listener keeps accepting.
+    let mut _hold: Option<File> = None;
+    let mut source = match mech {
+        Mechanism::MqSysv => Source::One(open_sysv(addr, args.msg_type)?),
+        _ => match connect::open_receiver(mech, addr, &opts) {
+            Ok(Receiver::Endpoint(ep)) => Source::One(ep),
+            Ok(Receiver::Listener(l)) => Source::Listener(l),
+            Err(e) => return Err(open_error(e, mech, addr, "receive at")),
+        },
+    };
+    if mech == Mechanism::Fifo {
+        use std::os::unix::fs::OpenOptionsExt;
+        _hold = Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(addr)?,
+        );
+    }
+    eprintln!("ipckit: receiving on {mech} at {addr}");
+    let mut clock = Clock {
+        idle: args.timeout.map(Duration::from_secs_f64),
+        deadline: None,
+    };
+    clock.reset();
+    let want = args.count.unwrap_or(u64::MAX);
+    let mut got = 0u64;
+    let mut out = io::stdout().lock();
+    'peers: while got < want {
+        let mut accepted;
+        let ep: &mut dyn Transport = match &mut source {
+            Source::One(ep) => ep.as_mut(),
+            Source::Listener(l) => match accept(l, &clock)? {
+                Some(ep) => {
+                    accepted = ep;
+                    accepted.as_mut()
+                }
+                None => break,
+            },
+        };
+        ep.set_framing(framing);
+        let mut buf = vec![0u8; ep.max_msg_size()];
+        while got < want {
+            match next(ep, &mut buf, &clock)? {
+                Next::Msg(n) => {
+                    out.write_all(&buf[..n])?;
+                    out.write_all(b"\n")?;
+                    out.flush()?;
+                    got += 1;
+                    clock.reset();
+                }
+                Next::PeerGone if matches!(source, Source::Listener(_)) => continue 'peers,
+                Next::PeerGone | Next::Stop => break 'peers,
+            }
+        }
+    }
+    if got < want && args.count.is_some() && !interrupt::interrupted() {
+        anyhow::bail!(
+            "received {got} of {want} messages: {}",
+            if clock.slice().is_none() {
+                "timed out"
+            } else {
+                "the sender closed"
+            }
+        );
+    }
+    Ok(())
+}
+
+fn open_sysv(addr: &str, msg_type: Option<i64>) -> anyhow::Result<Box<dyn Transport>> {
+    let open = || -> io::Result<SysvMq> {
+        let key = sysv::parse_key(addr)?;
+        match SysvMq::open(key, Wait::Block) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                SysvMq::create(key, SysvOptions::default())
+            }
+            r => r,
+        }
+    };
+    let mut q = open().map_err(|e| open_error(e, Mechanism::MqSysv, addr, "receive at"))?;
+    if let Some(t) = msg_type {
+        q.set_recv_type(t);
+    }
+    Ok(Box::new(q))
+}
+
+/// The next peer, or `None` when the time is up or a signal came.
+fn accept(l: &Listener, clock: &Clock) -> anyhow::Result<Option<Box<dyn Transport>>> {
+    while let Some(slice) = clock.slice() {
+        match l.accept(Some(slice)) {
+            Ok(ep) => return Ok(Some(ep)),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => eprintln!("ipckit: {e}"),
+            Err(e) => return Err(anyhow::Error::from(e).context("accepting a peer")),
+        }
+    }
+    Ok(None)
+}
+
+fn next(ep: &mut dyn Transport, buf: &mut Vec<u8>, clock: &Clock) -> anyhow::Result<Next> {
+    while let Some(slice) = clock.slice() {
+        match ep.recv_timeout(buf, slice) {
+            Ok(n) => return Ok(Next::Msg(n)),
+            Err(RecvError::Timeout) | Err(RecvError::Empty) => {}
+            Err(RecvError::PeerGone) => return Ok(Next::PeerGone),
+            Err(RecvError::BufferTooSmall { needed }) => buf.resize(needed, 0),
+            Err(e) => return Err(anyhow::Error::from(io::Error::from(e)).context("receiving")),
+        }
+    }
+    Ok(Next::Stop)
+}

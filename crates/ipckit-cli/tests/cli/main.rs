@@ -1,0 +1,617 @@
+//! The `ipckit` binary end to end: send/recv over every mechanism (and with sh, echo, cat),
+//! user errors, list/clean after a killed process, the demos, cleanup on SIGTERM.
+
+#[path = "../util/mod.rs"]
+mod util;
+
+use std::sync::Mutex;
+use util::{exists, free_port, run_tool, spawn_tool, TestEnv};
+
+/// POSIX queue tests run one at a time: RLIMIT_MSGQUEUE (bytes of queues per user) is small.
+static MQ_POSIX: Mutex<()> = Mutex::new(());
+
+fn mq_lock() -> std::sync::MutexGuard<'static, ()> {
+    MQ_POSIX.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A System V key for this test process (`n` tells tests apart).
+fn sysv_key(n: u32) -> String {
+    format!(
+        "0x{:08x}",
+        0x1c5e_0000u32 ^ ((std::process::id() & 0xfff) << 4) ^ n
+    )
+}
+
+/// `recv --count 2` at `addr`, then two `send`s; checks what came out and what is left.
+fn round_trip(env: &TestEnv, mech: &str, addr: &str, extra: &[&str]) {
+    let mut args = vec![
+        "recv",
+        "--via",
+        mech,
+        "--at",
+        addr,
+        "--count",
+        "2",
+        "--timeout",
+        "10",
+    ];
+    args.extend_from_slice(extra);
+    let mut r = env.spawn(&args);
+    r.wait_ready();
+    for msg in ["hello", "second message"] {
+        let mut a = vec!["send", "--via", mech, "--to", addr];
+        a.extend_from_slice(extra);
+        a.push(msg);
+        env.run(&a, b"").ok();
+    }
+    let out = r.finish();
+    assert_eq!(out.ok(), "hello\nsecond message\n", "{mech}");
+}
+
+#[test]
+fn fifo_round_trip_and_stdin() {
+    let env = TestEnv::new("fifo");
+    let p = env.path("fifo");
+    round_trip(&env, "fifo", &p, &[]);
+    // stdin: one message per line.
+    let mut r = env.spawn(&[
+        "recv",
+        "--via",
+        "fifo",
+        "--at",
+        &p,
+        "--count",
+        "3",
+        "--timeout",
+        "10",
+    ]);
+    r.wait_ready();
+    env.run(&["send", "--via", "fifo", "--to", &p], b"a\nb b\nc\n")
+        .ok();
+    assert_eq!(r.finish().ok(), "a\nb b\nc\n");
+    assert!(!exists(&p));
+    env.assert_clean();
+}
+
+#[test]
+fn fifo_with_sh_and_cat() {
+    let env = TestEnv::new("fifo-sh");
+    let p = env.path("fifo");
+    // sh writes plain lines into the FIFO ipckit created.
+    let mut r = env.spawn(&[
+        "recv",
+        "--via",
+        "fifo",
+        "--at",
+        &p,
+        "--count",
+        "2",
+        "--timeout",
+        "10",
+    ]);
+    r.wait_ready();
+    let sh = format!("echo hi > '{p}'; echo there > '{p}'");
+    run_tool("sh", &["-c", &sh]).ok();
+    assert_eq!(r.finish().ok(), "hi\nthere\n");
+    assert!(!exists(&p));
+    // ipckit sends raw lines, no header, into a FIFO that cat reads.
+    run_tool("mkfifo", &[&p]).ok();
+    let cat = spawn_tool("cat", &[&p]);
+    env.run(&["send", "--via", "fifo", "--to", &p, "plain bytes"], b"")
+        .ok();
+    assert_eq!(cat.finish().ok(), "plain bytes\n");
+    std::fs::remove_file(&p).unwrap();
+    env.assert_clean();
+}
+
+#[test]
+fn uds_round_trip() {
+    let env = TestEnv::new("uds");
+    let p = env.path("sock");
+    round_trip(&env, "uds", &p, &[]);
+    round_trip(&env, "uds", &p, &["--framing", "length"]);
+    assert!(!exists(&p));
+    env.assert_clean();
+}
+
+#[test]
+fn uds_dgram_round_trip_abstract() {
+    let env = TestEnv::new("dgram");
+    round_trip(
+        &env,
+        "uds-dgram",
+        &format!("@ipckit-cli-test-{}", env.tag),
+        &[],
+    );
+    let p = env.path("dgram");
+    round_trip(&env, "uds-dgram", &p, &[]);
+    env.assert_clean();
+}
+
+#[test]
+fn uds_seqpacket_round_trip() {
+    let env = TestEnv::new("seqpacket");
+    round_trip(&env, "uds-seqpacket", &env.path("seq"), &[]);
+    env.assert_clean();
+}
+
+#[test]
+fn tcp_round_trip() {
+    let env = TestEnv::new("tcp");
+    round_trip(&env, "tcp", &format!("127.0.0.1:{}", free_port(false)), &[]);
+    round_trip(
+        &env,
+        "tcp",
+        &format!("127.0.0.1:{}", free_port(false)),
+        &["--framing", "length"],
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn udp_round_trip() {
+    let env = TestEnv::new("udp");
+    round_trip(&env, "udp", &format!("127.0.0.1:{}", free_port(true)), &[]);
+    env.assert_clean();
+}
+
+#[test]
+fn mq_posix_round_trip() {
+    let _g = mq_lock();
+    let env = TestEnv::new("mqp");
+    let q = format!("/ipckit-cli-test-{}", env.tag);
+    round_trip(&env, "mq-posix", &q, &[]);
+    assert!(ipckit::mq::posix::PosixMq::open(&q, ipckit::Wait::Block).is_err());
+    env.assert_clean();
+}
+
+#[test]
+fn mq_posix_priorities_come_highest_first() {
+    let _g = mq_lock();
+    let env = TestEnv::new("mqp-prio");
+    let q = format!("/ipckit-cli-test-{}", env.tag);
+    // The receiver creates the queue; it reads after all three are in.
+    let mut r = env.spawn(&[
+        "recv",
+        "--via",
+        "mq-posix",
+        "--at",
+        &q,
+        "--count",
+        "3",
+        "--timeout",
+        "10",
+    ]);
+    r.wait_ready();
+    r.signal(libc::SIGSTOP);
+    for (m, p) in [("low", "1"), ("high", "9"), ("mid", "5")] {
+        env.run(
+            &["send", "--via", "mq-posix", "--to", &q, "--priority", p, m],
+            b"",
+        )
+        .ok();
+    }
+    r.signal(libc::SIGCONT);
+    assert_eq!(r.finish().ok(), "high\nmid\nlow\n");
+    env.assert_clean();
+}
+
+#[test]
+fn mq_sysv_round_trip_and_types() {
+    let env = TestEnv::new("sysv");
+    let key = sysv_key(1);
+    round_trip(&env, "mq-sysv", &key, &[]);
+    // --type picks messages of one type; --priority sets the type.
+    let mut r = env.spawn(&[
+        "recv",
+        "--via",
+        "mq-sysv",
+        "--at",
+        &key,
+        "--count",
+        "1",
+        "--timeout",
+        "10",
+        "--type",
+        "7",
+    ]);
+    r.wait_ready();
+    env.run(
+        &[
+            "send",
+            "--via",
+            "mq-sysv",
+            "--to",
+            &key,
+            "--priority",
+            "3",
+            "three",
+        ],
+        b"",
+    )
+    .ok();
+    env.run(
+        &[
+            "send",
+            "--via",
+            "mq-sysv",
+            "--to",
+            &key,
+            "--priority",
+            "7",
+            "seven",
+        ],
+        b"",
+    )
+    .ok();
+    assert_eq!(r.finish().ok(), "seven\n");
+    let k = ipckit::mq::sysv::parse_key(&key).unwrap();
+    assert!(ipckit::mq::sysv::SysvMq::open(k, ipckit::Wait::Block).is_err());
+    env.assert_clean();
+}
+
+#[test]
+fn bad_input_is_one_line_and_status_2() {
+    let env = TestEnv::new("bad");
+    env.run(&["send", "--via", "carrier-pigeon", "--to", "x", "hi"], b"")
+        .user_error("unknown mechanism");
+    env.run(&["send", "--via", "mq-posix", "--to", "noslash", "hi"], b"")
+        .user_error("noslash");
+    env.run(&["recv", "--via", "mq-posix", "--at", "noslash"], b"")
+        .user_error("noslash");
+    env.run(
+        &["send", "--via", "tcp", "--to", "/not/host/port", "hi"],
+        b"",
+    )
+    .user_error("host:port");
+    env.run(&["send", "--via", "mq-sysv", "--to", "/q", "hi"], b"")
+        .user_error("System V key");
+    env.run(&["send", "--via", "pipe", "--to", "x", "hi"], b"")
+        .user_error("no address");
+    let missing = env.path("nobody-here");
+    for mech in ["uds", "uds-dgram", "uds-seqpacket", "fifo"] {
+        env.run(&["send", "--via", mech, "--to", &missing, "hi"], b"")
+            .user_error("no receiver");
+    }
+    env.run(
+        &[
+            "send",
+            "--via",
+            "tcp",
+            "--to",
+            &format!("127.0.0.1:{}", free_port(false)),
+            "hi",
+        ],
+        b"",
+    )
+    .user_error("no receiver");
+    env.run(
+        &[
+            "send",
+            "--via",
+            "mq-posix",
+            "--to",
+            &format!("/ipckit-cli-none-{}", env.tag),
+            "hi",
+        ],
+        b"",
+    )
+    .user_error("no receiver");
+    env.run(&["recv", "--via", "uds", "--at", "@"], b"")
+        .user_error("'@'");
+    env.run(
+        &["recv", "--via", "udp", "--at", "127.0.0.1:1", "--type", "3"],
+        b"",
+    )
+    .user_error("--type");
+    env.run(&["demo", "no-such-topic"], b"")
+        .user_error("unknown demo topic");
+    env.assert_clean();
+}
+
+#[test]
+fn oversize_and_empty_messages_are_refused() {
+    let _g = mq_lock();
+    let env = TestEnv::new("oversize");
+    let q = format!("/ipckit-cli-test-{}", env.tag);
+    let limit: usize = std::fs::read_to_string("/proc/sys/fs/mqueue/msgsize_max")
+        .map(|s| s.trim().parse().unwrap())
+        .unwrap_or(8192);
+    let mut r = env.spawn(&[
+        "recv",
+        "--via",
+        "mq-posix",
+        "--at",
+        &q,
+        "--count",
+        "1",
+        "--timeout",
+        "10",
+    ]);
+    r.wait_ready();
+    let big = "x".repeat(limit + 1);
+    env.run(&["send", "--via", "mq-posix", "--to", &q, &big], b"")
+        .user_error(&format!("limit of {limit} bytes"));
+    env.run(&["send", "--via", "mq-posix", "--to", &q, "fits"], b"")
+        .ok();
+    assert_eq!(r.finish().ok(), "fits\n");
+
+    let p = env.path("seq");
+    let mut r = env.spawn(&[
+        "recv",
+        "--via",
+        "uds-seqpacket",
+        "--at",
+        &p,
+        "--count",
+        "1",
+        "--timeout",
+        "10",
+    ]);
+    r.wait_ready();
+    env.run(&["send", "--via", "uds-seqpacket", "--to", &p, ""], b"")
+        .user_error("empty message");
+    env.run(&["send", "--via", "uds-seqpacket", "--to", &p, "ok"], b"")
+        .ok();
+    assert_eq!(r.finish().ok(), "ok\n");
+
+    let f = env.path("fifo");
+    let mut r = env.spawn(&[
+        "recv",
+        "--via",
+        "fifo",
+        "--at",
+        &f,
+        "--count",
+        "1",
+        "--timeout",
+        "10",
+    ]);
+    r.wait_ready();
+    env.run(&["send", "--via", "fifo", "--to", &f, "two\nlines"], b"")
+        .user_error("newline");
+    env.run(&["send", "--via", "fifo", "--to", &f, "one line"], b"")
+        .ok();
+    assert_eq!(r.finish().ok(), "one line\n");
+    env.assert_clean();
+}
+
+#[test]
+fn recv_times_out_and_cleans_up_on_sigterm() {
+    let env = TestEnv::new("timeout");
+    let p = env.path("fifo");
+    let out = env.run(
+        &[
+            "recv",
+            "--via",
+            "fifo",
+            "--at",
+            &p,
+            "--count",
+            "1",
+            "--timeout",
+            "0.3",
+        ],
+        b"",
+    );
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("timed out"), "{out:?}");
+    assert!(!exists(&p));
+    let s = env.path("sock");
+    let mut r = env.spawn(&["recv", "--via", "uds", "--at", &s]);
+    r.wait_ready();
+    assert!(exists(&s));
+    r.signal(libc::SIGTERM);
+    let out = r.finish();
+    assert_eq!(out.code(), Some(130), "{out:?}");
+    assert!(!exists(&s));
+    env.assert_clean();
+}
+
+#[test]
+fn closed_stdout_is_success() {
+    let env = TestEnv::new("epipe");
+    let p = env.path("sock");
+    let mut r = env.spawn(&[
+        "recv",
+        "--via",
+        "uds-dgram",
+        "--at",
+        &p,
+        "--count",
+        "2",
+        "--timeout",
+        "10",
+    ]);
+    r.wait_ready();
+    r.close_stdout();
+    env.run(
+        &[
+            "send",
+            "--via",
+            "uds-dgram",
+            "--to",
+            &p,
+            "nobody reads this",
+        ],
+        b"",
+    )
+    .ok();
+    let out = r.finish();
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(!exists(&p));
+    env.assert_clean();
+}
+
+#[test]
+fn clean_removes_what_a_killed_process_left_and_nothing_else() {
+    let env = TestEnv::new("clean");
+    let dead = env.path("dead-fifo");
+    let live = env.path("live-fifo");
+    let mut victim = env.spawn(&["recv", "--via", "fifo", "--at", &dead]);
+    victim.wait_ready();
+    let mut keeper = env.spawn(&[
+        "recv",
+        "--via",
+        "fifo",
+        "--at",
+        &live,
+        "--count",
+        "1",
+        "--timeout",
+        "15",
+    ]);
+    keeper.wait_ready();
+    let victim_pid = victim.pid();
+    victim.signal(libc::SIGKILL);
+    let _ = victim.finish();
+    assert!(exists(&dead), "SIGKILL leaves the FIFO behind");
+
+    let list = env.run(&["list"], b"");
+    let text = list.ok();
+    let dead_line = text.lines().find(|l| l.ends_with(&dead)).expect(text);
+    assert!(
+        dead_line.contains("dead") && dead_line.contains(&victim_pid.to_string()),
+        "{text}"
+    );
+    let live_line = text.lines().find(|l| l.ends_with(&live)).expect(text);
+    assert!(live_line.contains("alive"), "{text}");
+
+    let dry = env.run(&["clean", "--dry-run"], b"");
+    assert!(dry.ok().contains("would remove fifo"), "{dry:?}");
+    assert!(exists(&dead));
+
+    let clean = env.run(&["clean"], b"");
+    let text = clean.ok();
+    assert!(text.contains(&format!("removed fifo {dead}")), "{text}");
+    assert!(text.contains(&format!("kept fifo {live}")), "{text}");
+    assert!(!exists(&dead));
+    assert!(exists(&live));
+
+    env.run(&["send", "--via", "fifo", "--to", &live, "bye"], b"")
+        .ok();
+    assert_eq!(keeper.finish().ok(), "bye\n");
+    assert!(!exists(&live));
+    env.assert_clean();
+}
+
+#[test]
+fn demo_lists_and_runs_topics() {
+    let _g = mq_lock();
+    let env = TestEnv::new("demo");
+    let list = env.run(&["demo"], b"");
+    let text = list.ok();
+    let pipe = text.find("pipe").unwrap();
+    let mq = text.find("mq-priority").unwrap();
+    assert!(pipe < mq, "{text}");
+
+    let out = env.run(&["demo", "pipe", "--short"], b"");
+    let text = out.ok();
+    assert!(text.contains("[child"), "{text}");
+    assert!(
+        text.trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .contains("per round trip"),
+        "{text}"
+    );
+
+    let out = env.run(&["demo", "mq-priority", "--short"], b"");
+    let text = out.ok();
+    assert!(
+        text.contains("sent in order 1,5,9,3, received 9,5,3,1"),
+        "{text}"
+    );
+    assert!(
+        text.trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .contains("receive latency"),
+        "{text}"
+    );
+    env.assert_clean();
+}
+
+/// `bench --quick --format json` parses, names every mechanism, reports no errors, and
+/// leaves nothing behind. Serialised with the POSIX queue tests: the bench makes queues too.
+#[test]
+fn bench_quick_json_has_every_mechanism() {
+    let _q = mq_lock();
+    let env = TestEnv::new("bench-json");
+    let mut cmd = env.cmd(&["bench", "--quick", "--format", "json"]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // The bench's own limit is 30 s on an idle machine; other tests run beside it here.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(o) => o.unwrap(),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            panic!("bench --quick did not finish within 120 s");
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(v["schema"], 1);
+    for key in [
+        "cpu_model",
+        "cpu_count",
+        "kernel",
+        "clock_source",
+        "profile",
+    ] {
+        assert!(!v["machine"][key].is_null(), "machine.{key} missing");
+    }
+    assert!(v["floor"]["cacheline_rtt_ns"]["p50"].as_f64().unwrap() > 0.0);
+    let rows = v["rows"].as_array().unwrap();
+    let mechs: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["mechanism"].as_str().unwrap())
+        .collect();
+    for m in [
+        "pipe",
+        "fifo",
+        "uds",
+        "uds-dgram",
+        "uds-seqpacket",
+        "tcp",
+        "udp",
+        "mq-posix",
+        "mq-sysv",
+        "eventfd",
+    ] {
+        assert!(mechs.contains(m), "{m} missing from {mechs:?}");
+    }
+    for r in rows {
+        for key in [
+            "wait",
+            "placement",
+            "size",
+            "rtt_ns",
+            "rtt_batched_ns",
+            "throughput_mbps",
+            "msgs_per_s",
+            "cpu_ns_per_msg",
+            "spread_pct",
+            "lost",
+            "reordered",
+            "errors",
+        ] {
+            assert!(r.get(key).is_some(), "row lacks {key}: {r}");
+        }
+        assert_eq!(r["errors"], 0, "row with errors: {r}");
+        assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    env.assert_clean();
+}
