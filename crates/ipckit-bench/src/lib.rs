@@ -5,6 +5,7 @@
 //! placement, size), a latency phase and a throughput phase ([`scenario`]) through ipckit and,
 //! with `--reference`, through the plain syscalls ([`reference`]). The rules it follows are
 //! in `METHOD.md`.
+#![deny(unsafe_code)]
 
 pub mod floor;
 pub mod machine;

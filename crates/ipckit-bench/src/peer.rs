@@ -8,6 +8,7 @@
 //! - a watchdog thread kills the peer if a session overruns its time limit (the parent's
 //!   blocked transport call then sees the peer gone), and [`PeerGuard`] kills and reaps the
 //!   peer on every early return.
+#![allow(unsafe_code)]
 
 use crate::options::Impl;
 use crate::scenario::{self, Channel, IpcChannel, IpcCounter, RecvTotals};

@@ -6,6 +6,7 @@
 //! Every function here is safe to call. Each `unsafe` block is one FFI call whose pointer
 //! arguments come from live Rust references with the lengths the kernel is told; the one
 //! mapping ([`SharedPage`]) is unmapped only by its own `Drop`.
+#![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

@@ -4,6 +4,7 @@
 //! harness, then parses the command line and runs one command. A user's mistake is one line on
 //! stderr and exit status 2 (return a [`UserError`] from a command); any other failure exits 1;
 //! a closed stdout (`ipckit bench | head`) is success.
+#![deny(unsafe_code)]
 
 mod cli;
 mod command;

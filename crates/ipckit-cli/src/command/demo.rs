@@ -3,6 +3,8 @@
 //!
 //! The second process is this same binary, re-executed as `ipckit demo TOPIC --child ROLE`.
 //! Every demo cleans up after itself and stops cleanly on Ctrl-C (exit status 130).
+// The demos install a Ctrl-C handler (sigaction) until the library's signal module exists.
+#![allow(unsafe_code)]
 
 #[path = "demo_mq_priority.rs"]
 mod mq_priority;
