@@ -138,33 +138,71 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
     let floor = floor::measure(cpus, opts.duration, opts.quick);
     bar.inc(1);
 
+    // With --reference, the ipckit and raw runs of one configuration alternate repeat by
+    // repeat (ipckit first on even repeats, raw first on odd ones), and the ratio reported is
+    // the median of the per-repeat ratios: on a machine whose speed drifts over seconds (a VM
+    // waking idle CPUs), comparing two medians taken a minute apart would measure the drift.
     let mut rows = Vec::new();
-    for p in &plans {
-        bar.set_message(format!(
-            "{} {} {} {} {}",
-            p.mech,
-            p.wait.name(),
-            p.placement.name(),
-            format_size(p.size),
-            p.imp.name()
-        ));
-        let cfg = session::Config {
-            mech: p.mech,
-            wait: p.wait,
-            imp: p.imp,
-            size: p.size,
-            cpus: placement_cpus(p.placement, cpus),
+    let mut i = 0;
+    while i < plans.len() {
+        let group = if opts.reference {
+            &plans[i..(i + 2).min(plans.len())]
+        } else {
+            &plans[i..i + 1]
         };
-        let mut results = Vec::new();
-        for _ in 0..opts.repeat {
-            results.push(session::run(&cfg, opts));
-            bar.inc(1);
+        let mut results: Vec<Vec<Result<session::Measured, String>>> =
+            vec![Vec::new(); group.len()];
+        for rep in 0..opts.repeat {
+            for k in 0..group.len() {
+                let k = if rep % 2 == 1 { group.len() - 1 - k } else { k };
+                let p = &group[k];
+                bar.set_message(format!(
+                    "{} {} {} {} {}",
+                    p.mech,
+                    p.wait.name(),
+                    p.placement.name(),
+                    format_size(p.size),
+                    p.imp.name()
+                ));
+                let cfg = session::Config {
+                    mech: p.mech,
+                    wait: p.wait,
+                    imp: p.imp,
+                    size: p.size,
+                    cpus: placement_cpus(p.placement, cpus),
+                };
+                results[k].push(session::run(&cfg, opts));
+                bar.inc(1);
+            }
         }
-        rows.push(aggregate(p, &results, opts, &floor));
+        let mut group_rows: Vec<Row> = group
+            .iter()
+            .zip(&results)
+            .map(|(p, r)| aggregate(p, r, opts, &floor))
+            .collect();
+        if let [ipc, raw] = &results[..] {
+            let paired = |f: &dyn Fn(&session::Measured) -> Option<f64>| {
+                let ratios: Vec<f64> = ipc
+                    .iter()
+                    .zip(raw)
+                    .filter_map(|(a, b)| match (a, b) {
+                        (Ok(a), Ok(b)) => match (f(a), f(b)) {
+                            (Some(x), Some(y)) if y > 0.0 => Some(x / y),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .collect();
+                median(&ratios)
+            };
+            group_rows[0].ratio_to_raw_rtt = paired(&|m| m.rtt.map(|r| r.p50));
+            group_rows[0].ratio_to_raw_msgs = paired(&|m| Some(m.msgs_per_s));
+        }
+        rows.extend(group_rows);
+        i += group.len();
     }
     bar.finish_and_clear();
     let _ = sys::set_affinity(&allowed);
-    report::add_raw_ratios(&mut rows);
     Ok(Report::new(machine, floor, opts, rows, skipped))
 }
 

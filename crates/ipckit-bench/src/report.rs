@@ -58,9 +58,9 @@ pub struct Row {
     pub ratio_to_floor: Option<f64>,
     /// MB/s / memcpy MB/s of the floor.
     pub throughput_vs_memcpy: Option<f64>,
-    /// ipckit rows: RTT p50 ipckit / raw.
+    /// ipckit rows: RTT p50 ipckit / raw, the median of the ratios of runs made back to back.
     pub ratio_to_raw_rtt: Option<f64>,
-    /// ipckit rows: msgs/s ipckit / raw.
+    /// ipckit rows: msgs/s ipckit / raw, the median of the ratios of runs made back to back.
     pub ratio_to_raw_msgs: Option<f64>,
     /// Runs behind the medians.
     pub repeats: u32,
@@ -280,7 +280,7 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "RTT = round trip (one-way = RTT/2); MB/s = 10^6 B/s; CPU = user+sys of both processes per message; xfloor = RTT p50 / cache-line RTT p50; medians of {} run(s)",
+            "RTT = round trip (one-way = RTT/2); MB/s = 10^6 B/s; CPU = user+sys of both processes per message; xfloor = RTT p50 / cache-line RTT p50; xraw = ipckit RTT p50 / raw RTT p50 and xraw tput = ipckit msgs/s / raw msgs/s, medians of paired runs; medians of {} run(s)",
             self.options.repeat
         );
         let _ = writeln!(s);
@@ -297,6 +297,7 @@ impl Report {
             "CPU us/msg",
             "xfloor",
             "xraw",
+            "xraw tput",
             "",
         ];
         let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
@@ -333,6 +334,8 @@ impl Report {
                     .map_or("-".into(), |v| format!("{:.2}", v / 1e3)),
                 r.ratio_to_floor.map_or("-".into(), |v| format!("{v:.1}")),
                 r.ratio_to_raw_rtt.map_or("-".into(), |v| format!("{v:.2}")),
+                r.ratio_to_raw_msgs
+                    .map_or("-".into(), |v| format!("{v:.2}")),
                 flags.join("; "),
             ]);
         }
@@ -430,27 +433,6 @@ fn human(v: f64) -> String {
         format!("{:.1}k", v / 1e3)
     } else {
         format!("{v:.0}")
-    }
-}
-
-/// Fills the ipckit/raw ratios of ipckit rows that have a raw twin.
-pub fn add_raw_ratios(rows: &mut [Row]) {
-    let raws: Vec<Row> = rows.iter().filter(|r| r.imp == "raw").cloned().collect();
-    for r in rows.iter_mut().filter(|r| r.imp == "ipckit") {
-        let Some(raw) = raws.iter().find(|x| {
-            x.mechanism == r.mechanism
-                && x.wait == r.wait
-                && x.placement == r.placement
-                && x.size == r.size
-        }) else {
-            continue;
-        };
-        if let (Some(a), Some(b)) = (r.rtt_ns, raw.rtt_ns) {
-            r.ratio_to_raw_rtt = (b.p50 > 0.0).then(|| a.p50 / b.p50);
-        }
-        if let (Some(a), Some(b)) = (r.msgs_per_s, raw.msgs_per_s) {
-            r.ratio_to_raw_msgs = (b > 0.0).then(|| a / b);
-        }
     }
 }
 
