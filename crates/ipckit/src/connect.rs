@@ -131,6 +131,46 @@ fn unix_addr(addr: &str) -> io::Result<socket::UnixAddr<'_>> {
     }
 }
 
+/// Refuses a queue that was already there unless it is ours and closed to writers of other
+/// users (they could inject messages, or read ours), or the options allow other users.
+/// `owner` comes from [`PosixMq::owner`] or [`SysvMq::owner`].
+///
+/// # Errors
+///
+/// `PermissionDenied`, naming the owner and mode.
+pub fn check_existing_queue(name: &str, owner: (u32, u32), opts: &Options) -> io::Result<()> {
+    let (uid, mode) = owner;
+    if opts.allow_other_users || (uid == registry::euid() && mode & 0o022 == 0) {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "queue {name} belongs to uid {uid} with mode {mode:03o}; refusing a queue other users \
+             own or may write (allow other users to use it anyway)"
+        ),
+    ))
+}
+
+/// Opens a FIFO's read end, accepting FIFOs of other users (or open to them) only when the
+/// options say so.
+fn fifo_read(path: &Path, opts: &Options) -> io::Result<OwnedFd> {
+    if opts.allow_other_users || opts.mode & 0o022 != 0 {
+        fifo::open_read_any(path)
+    } else {
+        fifo::open_read(path)
+    }
+}
+
+/// Opens a FIFO's write end; see [`fifo_read`].
+fn fifo_write(path: &Path, opts: &Options) -> io::Result<OwnedFd> {
+    if opts.allow_other_users || opts.mode & 0o022 != 0 {
+        fifo::open_write_any(path, opts.timeout)
+    } else {
+        fifo::open_write(path, opts.timeout)
+    }
+}
+
 /// Resolves `host:port`.
 pub fn ip_addr(addr: &str) -> io::Result<SocketAddr> {
     addr.to_socket_addrs()
@@ -319,7 +359,7 @@ impl Server {
                 let s2c = with_ext(&base, "s2c");
                 let g1 = fifo::create(&c2s, opts.mode)?;
                 let g2 = fifo::create(&s2c, opts.mode)?;
-                let c2s_r = fifo::open_read(&c2s)?;
+                let c2s_r = fifo_read(&c2s, opts)?;
                 crate::stream::fit_pipe(c2s_r.as_fd(), max);
                 (
                     Inner::Fifo {
@@ -337,6 +377,8 @@ impl Server {
             }
             Mechanism::UdsDgram => {
                 let (fd, guard) = bind_unix(libc::SOCK_DGRAM, addr, opts.mode)?;
+                // The hello's sender credentials are checked in accept.
+                socket::set_int_opt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_PASSCRED, 1)?;
                 (Inner::UnixDgram { fd, guard }, addr.to_owned())
             }
             Mechanism::Tcp => {
@@ -419,7 +461,7 @@ impl Server {
             } => {
                 // The client opens c2s for writing first, then s2c for reading; once our
                 // write open of s2c succeeds, both directions are connected.
-                let w = fifo::open_write(&with_ext(&base, "s2c"), opts.timeout).map_err(|_| {
+                let w = fifo_write(&with_ext(&base, "s2c"), &opts).map_err(|_| {
                     timed_out(
                         &format!("no peer opened the FIFO pair {}", base.display()),
                         &opts,
@@ -463,13 +505,37 @@ impl Server {
                 let max = grow_dgram_buffers(&fd, max)?;
                 wait_readable(&fd, &opts, "no peer said hello")?;
                 let mut b = [0u8; HELLO_LEN + 1];
-                let (n, from) = socket::recv_from_unix(fd.as_fd(), &mut b, 0)?;
+                let (n, from, cred) = socket::recv_from_unix_cred(fd.as_fd(), &mut b)?;
                 let hello = Hello::decode(&b[..n]).ok_or_else(|| {
                     io::Error::new(
                         io::ErrorKind::InvalidData,
                         "first datagram was not an ipckit hello",
                     )
                 })?;
+                // The kernel vouches for the sender (SO_PASSCRED): same checks as SO_PEERCRED
+                // on a connection, and the hello must name the process that sent it.
+                let cred = cred.ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        "hello carried no credentials",
+                    )
+                })?;
+                if !opts.allow_other_users && cred.uid != registry::euid() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "refused a peer of uid {} (pid {}); only our own uid is accepted",
+                            cred.uid, cred.pid
+                        ),
+                    ));
+                }
+                if hello.pidns == peer::pid_namespace() && hello.pid != cred.pid as u32 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        "the hello names another process than the one that sent it",
+                    ));
+                }
+                socket::set_int_opt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_PASSCRED, 0)?;
                 socket::connect_raw(fd.as_fd(), &from)?;
                 socket::send(fd.as_fd(), &Hello::mine().encode(), 0)?;
                 let (info, pidfd) = peer::watch(&hello);
@@ -558,8 +624,8 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
         Mechanism::Pipe => Box::new(pipe::from_address(address, opts.wait, Some(max))?),
         Mechanism::Fifo => {
             let base = Path::new(address);
-            let w = fifo::open_write(&with_ext(base, "c2s"), opts.timeout)?;
-            let r = fifo::open_read(&with_ext(base, "s2c"))?;
+            let w = fifo_write(&with_ext(base, "c2s"), opts)?;
+            let r = fifo_read(&with_ext(base, "s2c"), opts)?;
             // The server opens its write end only after seeing our read end: until then a
             // read of 0 means "not yet", not the end.
             Box::new(
@@ -623,7 +689,7 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
             grow_ip_buffers(&s);
             let fd: OwnedFd = s.into();
             // The hello may be lost: repeat it until the answer comes.
-            let until = std::time::Instant::now() + opts.timeout;
+            let until = std::time::Instant::now().checked_add(opts.timeout);
             let hello = loop {
                 socket::send(fd.as_fd(), &Hello::mine().encode(), 0)
                     .map_err(|e| io::Error::new(e.kind(), format!("{address}: {e}")))?;
@@ -647,7 +713,7 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
                         Err(e) => return Err(e),
                     }
                 }
-                if std::time::Instant::now() >= until {
+                if until.is_some_and(|u| std::time::Instant::now() >= u) {
                     return Err(timed_out(&format!("no answer from {address}"), opts));
                 }
             };
@@ -753,7 +819,7 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
                 Err(e) => return Err(e),
             };
-            let r = fifo::open_read(path)?;
+            let r = fifo_read(path, opts)?;
             Receiver::Endpoint(Box::new(
                 StreamEndpoint::new(mech, Some(r), None, false, opts.wait, max)?
                     .with_guards(guard.into_iter().collect())
@@ -801,7 +867,10 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
         }
         Mechanism::MqPosix => {
             let q = match PosixMq::open(addr, opts.wait) {
-                Ok(q) => q,
+                Ok(q) => {
+                    check_existing_queue(addr, q.owner()?, opts)?;
+                    q
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => PosixMq::create(
                     addr,
                     MqOptions {
@@ -818,7 +887,10 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
         Mechanism::MqSysv => {
             let key = sysvmod::parse_key(addr)?;
             let q = match SysvMq::open(key, opts.wait) {
-                Ok(q) => q,
+                Ok(q) => {
+                    check_existing_queue(addr, q.owner()?, opts)?;
+                    q
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => SysvMq::create(
                     key,
                     SysvOptions {
@@ -853,7 +925,7 @@ pub fn open_sender(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Bo
                     format!("no FIFO at {addr}"),
                 ));
             }
-            let w = fifo::open_write(path, opts.timeout)?;
+            let w = fifo_write(path, opts)?;
             Box::new(StreamEndpoint::new(
                 mech,
                 None,
@@ -882,8 +954,16 @@ pub fn open_sender(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Bo
             let max = max.min(if a.is_ipv4() { UDP_MAX_V4 } else { UDP_MAX_V6 });
             Box::new(DgramEndpoint::new(mech, s.into(), opts.wait, max)?)
         }
-        Mechanism::MqPosix => Box::new(PosixMq::open(addr, opts.wait)?),
-        Mechanism::MqSysv => Box::new(SysvMq::open(sysvmod::parse_key(addr)?, opts.wait)?),
+        Mechanism::MqPosix => {
+            let q = PosixMq::open(addr, opts.wait)?;
+            check_existing_queue(addr, q.owner()?, opts)?;
+            Box::new(q)
+        }
+        Mechanism::MqSysv => {
+            let q = SysvMq::open(sysvmod::parse_key(addr)?, opts.wait)?;
+            check_existing_queue(addr, q.owner()?, opts)?;
+            Box::new(q)
+        }
         Mechanism::Pipe | Mechanism::Eventfd => {
             return Err(invalid(format!("{mech} has no address to send to")))
         }

@@ -97,8 +97,12 @@ impl DgramEndpoint {
 
     /// A seqpacket `recv` of 0 bytes is either an empty message or the end: the peer has
     /// shut down if the socket reports `POLLRDHUP`.
+    ///
+    /// With the peer shut down, bytes still queued mean this 0 was an empty record with more
+    /// behind it. Left ambiguous: empty records that are the very last before the close, which
+    /// are reported as the end.
     fn seqpacket_eof(&self) -> bool {
-        rdhup(&self.fd)
+        rdhup(&self.fd) && socket::bytes_queued(self.fd.as_fd()).map_or(true, |n| n == 0)
     }
 }
 
@@ -135,6 +139,7 @@ impl Transport for DgramEndpoint {
                 max: self.max,
             });
         }
+        self.mode_for(deadline)?;
         let fd = self.fd.as_fd();
         let pidfd = self.pidfd.as_ref().map(|p| p.as_fd());
         drive(

@@ -60,13 +60,15 @@ impl EventFd {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for a malformed address or a descriptor that is not an inherited one.
+    /// `InvalidInput` for a malformed address or a descriptor that is not an eventfd this
+    /// process inherited (stdio, a descriptor not open, or one something in this process
+    /// already owns); nothing is closed then.
     pub fn from_address(addr: &str, wait: Wait) -> io::Result<EventFd> {
         let n: i32 = addr
             .strip_prefix("fd:")
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| invalid(format!("'{addr}' is not an eventfd address (fd:N)")))?;
-        let fd = proc::adopt_inherited(n)?;
+        let fd = proc::adopt_inherited(n, proc::Inherited::EventFd)?;
         sysfd::set_nonblocking(fd.as_fd(), true)?;
         Ok(EventFd { fd, wait })
     }

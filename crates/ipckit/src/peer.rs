@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 /// Magic that opens a hello message.
 pub(crate) const HELLO_MAGIC: &[u8; 8] = b"IPCKIT\x01H";
 /// Length of a hello message.
-pub(crate) const HELLO_LEN: usize = 8 + 4 + 8 + 16;
+pub(crate) const HELLO_LEN: usize = 8 + 4 + 8 + 16 + 8;
 
 /// Magic of the goodbye an endpoint sends when it is dropped, so that a peer on a mechanism
 /// without a connection learns the end at once instead of at process exit.
@@ -28,12 +28,23 @@ pub(crate) fn is_bye(m: &[u8], peer: Option<u32>) -> bool {
     m.len() == 12 && &m[..8] == BYE_MAGIC && peer.is_none_or(|p| m[8..12] == p.to_le_bytes())
 }
 
-/// Who a process is: pid, start time, and which boot (kernel) it runs under.
+/// Who a process is: pid, start time, which boot (kernel) it runs under, and which pid
+/// namespace its pid is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hello {
     pub(crate) pid: u32,
     pub(crate) start: u64,
     pub(crate) boot: [u8; 16],
+    pub(crate) pidns: u64,
+}
+
+/// Inode of this process's pid namespace: two processes with the same boot id and the same
+/// namespace inode see the same pids.
+pub(crate) fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid")
+        .map(|m| m.ino())
+        .unwrap_or(0)
 }
 
 impl Hello {
@@ -43,6 +54,7 @@ impl Hello {
             pid,
             start: proc::start_time(pid).unwrap_or(0),
             boot: proc::boot_id(),
+            pidns: pid_namespace(),
         }
     }
 
@@ -52,6 +64,7 @@ impl Hello {
         b[8..12].copy_from_slice(&self.pid.to_le_bytes());
         b[12..20].copy_from_slice(&self.start.to_le_bytes());
         b[20..36].copy_from_slice(&self.boot);
+        b[36..44].copy_from_slice(&self.pidns.to_le_bytes());
         b
     }
 
@@ -65,42 +78,50 @@ impl Hello {
             pid: u32::from_le_bytes(b[8..12].try_into().ok()?),
             start: u64::from_le_bytes(b[12..20].try_into().ok()?),
             boot,
+            pidns: u64::from_le_bytes(b[36..44].try_into().ok()?),
         })
     }
 }
 
-/// Opens a pidfd on the peer named by `hello`, if it runs on this kernel and is the same
-/// process (pid and start time) that said hello.
+/// Opens a pidfd on the peer named by `hello`, if it shares our kernel and pid namespace.
+///
+/// The descriptor returned becomes readable when the peer is gone. If the peer is already
+/// gone when we look (no such pid, or the pid now belongs to a process with another start
+/// time), it is an eventfd that is readable from the start, so every wait reports the peer
+/// gone instead of watching an unrelated process or nothing at all.
 pub(crate) fn watch(hello: &Hello) -> (Option<PeerInfo>, Option<OwnedFd>) {
-    if hello.boot != proc::boot_id() {
-        // Another machine: its pid means nothing here; only the protocol can tell.
+    if hello.boot != proc::boot_id() || hello.pidns != pid_namespace() {
+        // Another machine or pid namespace: its pid means nothing here; only the protocol
+        // (goodbye, EOF, errors) can tell.
         return (None, None);
     }
+    let info = Some(PeerInfo {
+        pid: hello.pid,
+        watched: true,
+    });
     match proc::pidfd_open(hello.pid) {
-        Ok(fd) if proc::is_alive(hello.pid, hello.start) => (
-            Some(PeerInfo {
-                pid: hello.pid,
-                watched: true,
-            }),
-            Some(fd),
-        ),
-        // It already exited (or pidfd is unavailable): report it watched-but-gone by keeping
-        // the pid; the first wait will find it gone through `is_alive`.
-        Ok(fd) => (
-            Some(PeerInfo {
-                pid: hello.pid,
-                watched: true,
-            }),
-            Some(fd),
-        ),
-        Err(_) => (
-            Some(PeerInfo {
-                pid: hello.pid,
-                watched: false,
-            }),
-            None,
-        ),
+        Ok(fd) if proc::is_alive(hello.pid, hello.start) => (info, Some(fd)),
+        Err(e) if e.raw_os_error() != Some(libc::ESRCH) => {
+            // pidfd_open is unavailable (kernels before 5.3): unwatched.
+            (
+                Some(PeerInfo {
+                    pid: hello.pid,
+                    watched: false,
+                }),
+                None,
+            )
+        }
+        // Gone already, or the pid was reused by another process.
+        _ => (info, gone_marker()),
     }
+}
+
+/// A descriptor that polls readable at once: stands in for the pidfd of a peer known dead.
+fn gone_marker() -> Option<OwnedFd> {
+    use std::os::fd::AsFd;
+    let fd = crate::sys::pipe::eventfd(false).ok()?;
+    crate::sys::fd::write(fd.as_fd(), &1u64.to_ne_bytes()).ok()?;
+    Some(fd)
 }
 
 #[cfg(test)]

@@ -25,7 +25,8 @@
 
 use crate::error::invalid;
 use crate::stream::{StreamEndpoint, DEFAULT_STREAM_MAX};
-use crate::sys::{pipe as syspipe, proc};
+use crate::sys::pipe as syspipe;
+use crate::sys::proc::{self, Inherited};
 use crate::transport::Mechanism;
 use crate::wait::Wait;
 use std::io;
@@ -146,7 +147,10 @@ impl PipePair {
 ///
 /// # Errors
 ///
-/// `InvalidInput` for a malformed address or descriptors that were not inherited.
+/// `InvalidInput` for a malformed address, the same descriptor named twice, or descriptors
+/// that are not a pipe's read and write ends inherited by this process (stdio, descriptors
+/// not open, and descriptors something in this process already owns are refused; nothing is
+/// closed then).
 pub fn from_address(addr: &str, wait: Wait, max: Option<usize>) -> io::Result<StreamEndpoint> {
     let bad = || invalid(format!("'{addr}' is not a pipe address (fd:R,W)"));
     let (r, w) = addr
@@ -155,7 +159,14 @@ pub fn from_address(addr: &str, wait: Wait, max: Option<usize>) -> io::Result<St
         .ok_or_else(bad)?;
     let r: i32 = r.parse().map_err(|_| bad())?;
     let w: i32 = w.parse().map_err(|_| bad())?;
-    let (r, w) = (proc::adopt_inherited(r)?, proc::adopt_inherited(w)?);
+    if r == w {
+        // One descriptor cannot be both ends, and adopting it twice would close it twice.
+        return Err(invalid(format!(
+            "'{addr}' names descriptor {r} as both ends; a pipe address is fd:R,W with R != W"
+        )));
+    }
+    let r = proc::adopt_inherited(r, Inherited::PipeRead)?;
+    let w = proc::adopt_inherited(w, Inherited::PipeWrite)?;
     StreamEndpoint::new(
         Mechanism::Pipe,
         Some(r),

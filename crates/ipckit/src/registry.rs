@@ -7,6 +7,11 @@
 //! drop; `ipckit list` reads the records and `ipckit clean` removes objects whose creator is
 //! dead and that no live process uses.
 //!
+//! FIFO and socket paths are recorded absolute, so `clean` run from any directory removes the
+//! right file. A record is written to a temporary file and hard-linked into place, so it
+//! appears complete or not at all and never over another; only a record that parses and
+//! whose owner is dead is replaced, under a lock on the directory that `clean` also takes.
+//!
 //! The registry directory is `$IPCKIT_REGISTRY`, else `$XDG_RUNTIME_DIR/ipckit`, else
 //! `/tmp/ipckit-registry-<uid>`; it is created 0700 and refused if another user owns it or
 //! others can write it.
@@ -14,7 +19,7 @@
 use crate::sys::proc;
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -237,7 +242,7 @@ pub struct ObjectGuard {
 }
 
 impl ObjectGuard {
-    /// The object's name.
+    /// The object's name, as recorded: for FIFOs and socket files, the absolute path.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -263,57 +268,185 @@ impl Drop for ObjectGuard {
     }
 }
 
-/// Writes the record for an object about to be created by this process. Call before the
-/// object exists, so a crash in between leaves a record (cleaned up) rather than an orphan.
+/// `path` made absolute: joined to the current directory if relative, with its parent
+/// directory canonicalized (symbolic links and `..` resolved) and its last component kept as
+/// given. This is the form `/proc/PID/fd` links show, and it names the same file from any
+/// current directory, so records of path objects always hold it.
 ///
 /// # Errors
 ///
-/// If the registry cannot be written, or a record for this name exists already.
+/// `InvalidInput` for an empty path or one that does not end in a file name (`/`, `..`);
+/// the error of canonicalizing the parent (`NotFound` if it does not exist).
+pub(crate) fn absolute_path(path: &Path) -> io::Result<PathBuf> {
+    if path.as_os_str().is_empty() {
+        return Err(crate::error::invalid("an object path cannot be empty"));
+    }
+    let full = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    let (Some(parent), Some(file)) = (full.parent(), full.file_name()) else {
+        return Err(crate::error::invalid(format!(
+            "{} does not end in a file name",
+            path.display()
+        )));
+    };
+    let parent = fs::canonicalize(parent)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", parent.display())))?;
+    Ok(parent.join(file))
+}
+
+/// Refuses names that could break a record's line format (`\n`, `\r`, NUL and the other
+/// control characters).
+fn check_name(name: &str) -> io::Result<()> {
+    if name.chars().any(char::is_control) {
+        return Err(crate::error::invalid(format!(
+            "object name {name:?} contains a control character"
+        )));
+    }
+    Ok(())
+}
+
+/// Locks the registry directory (`flock`, released when the returned file is dropped).
+/// Held by whoever removes a record it does not own, so that the record it checked is the
+/// one it removes: a record only appears through `hard_link` (never over an existing one) and
+/// only its living owner removes it unlocked.
+fn lock_dir(d: &Path) -> io::Result<fs::File> {
+    let f = fs::File::open(d)?;
+    f.lock()?;
+    Ok(f)
+}
+
+/// Prefix of the temporary files records are written to before they are linked in place.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// Writes `content` to a fresh 0600 file in `d` (never one that exists) and returns its path.
+fn write_temp(d: &Path, content: &str) -> io::Result<PathBuf> {
+    static N: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.subsec_nanos())
+            .unwrap_or(0);
+        let tmp = d.join(format!(
+            "{TEMP_PREFIX}{}-{}-{nanos:x}",
+            proc::getpid(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut f = match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+        {
+            // Left by a crashed process that had our pid: pick another name.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            r => r?,
+        };
+        if let Err(e) = f.write_all(content.as_bytes()) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        return Ok(tmp);
+    }
+}
+
+/// Puts the complete record `tmp` at `path`, replacing only a record whose owner is dead.
+fn link_record(d: &Path, tmp: &Path, path: &Path, name: &str) -> io::Result<()> {
+    let taken = |why: String| {
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{name} is registered already: {why}"),
+        )
+    };
+    match fs::hard_link(tmp, path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        r => return r,
+    }
+    let _lock = lock_dir(d)?;
+    match fs::read_to_string(path) {
+        // Its owner dropped it meanwhile: the name is free.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+        Ok(text) => match parse_record(&text) {
+            Some(r) if !proc::is_alive(r.pid, r.start) => {
+                // A stale record from a creator that died: replace it.
+                match fs::remove_file(path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            Some(r) => return Err(taken(format!("its owner, pid {}, is alive", r.pid))),
+            None => {
+                return Err(taken(format!(
+                    "record {} cannot be parsed; remove it by hand if nothing uses {name}",
+                    path.display()
+                )))
+            }
+        },
+    }
+    fs::hard_link(tmp, path).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            taken("another process registered it just now".into())
+        } else {
+            e
+        }
+    })
+}
+
+/// Writes the record for an object about to be created by this process. Call before the
+/// object exists, so a crash in between leaves a record (cleaned up) rather than an orphan.
+///
+/// The names of FIFOs and socket files are recorded absolute (see [`absolute_path`]); the
+/// guard's [`ObjectGuard::name`] is that absolute path, and it is what the guard removes.
+/// The record appears complete or not at all, and never replaces another process's record
+/// unless that one parses and its owner is dead.
+///
+/// # Errors
+///
+/// `InvalidInput` for a name with a control character (or a path without a file name),
+/// `AlreadyExists` if a record for this name exists and its owner is alive or it cannot be
+/// parsed, or the error writing the registry.
 pub(crate) fn register(kind: ObjectKind, name: &str) -> io::Result<ObjectGuard> {
+    check_name(name)?;
+    let name = match kind {
+        ObjectKind::Fifo | ObjectKind::UnixSocket => absolute_path(Path::new(name))?
+            .into_os_string()
+            .into_string()
+            .map_err(|p| {
+                crate::error::invalid(format!(
+                    "the absolute form of {name}, {}, is not UTF-8",
+                    Path::new(&p).display()
+                ))
+            })?,
+        ObjectKind::MqPosix | ObjectKind::MqSysv => name.to_owned(),
+    };
+    // The current directory may hold control characters too.
+    check_name(&name)?;
     let pid = proc::getpid();
     let start = proc::start_time(pid).unwrap_or(0);
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let path = dir()?.join(record_file(kind, name));
-    let open = || {
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-    };
-    let mut f = match open() {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            // A stale record from a creator that died: replace it. A live one is a conflict.
-            let stale = fs::read_to_string(&path)
-                .ok()
-                .and_then(|t| parse_record(&t))
-                .is_none_or(|r| !proc::is_alive(r.pid, r.start));
-            if !stale {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("{name} is registered to a live ipckit process"),
-                ));
-            }
-            fs::remove_file(&path)?;
-            open()?
-        }
-        r => r?,
-    };
-    writeln!(
-        f,
-        "kind={}\nname={}\npid={}\nstart={}\ncreated={}",
+    let d = dir()?;
+    let path = d.join(record_file(kind, &name));
+    let content = format!(
+        "kind={}\nname={}\npid={}\nstart={}\ncreated={}\n",
         kind.name(),
         name,
         pid,
         start,
         created
-    )?;
+    );
+    let tmp = write_temp(&d, &content)?;
+    let linked = link_record(&d, &tmp, &path, &name);
+    let _ = fs::remove_file(&tmp);
+    linked?;
     Ok(ObjectGuard {
         kind,
-        name: name.to_owned(),
+        name,
         record: path,
         armed: true,
     })
@@ -395,13 +528,27 @@ fn any_fd_links_to(pred: impl Fn(&str) -> bool) -> bool {
     false
 }
 
-/// A socket bound to `path` is still open somewhere (it is listed in /proc/net/unix).
+/// A socket bound to `path` (absolute, as recorded) is still open somewhere: it is listed in
+/// /proc/net/unix. That file shows the path as given to `bind`, which may be relative to the
+/// binder's directory or pass through symbolic links; a relative one that could be `path`
+/// counts as a match, since keeping an unused file is the safe mistake.
 fn unix_socket_bound(path: &str) -> bool {
+    let matches = |bound: &str| {
+        bound == path
+            || if bound.starts_with('/') {
+                absolute_path(Path::new(bound)).is_ok_and(|p| p.as_os_str() == path)
+            } else {
+                let rel = bound.trim_start_matches("./");
+                path.strip_suffix(rel)
+                    .is_some_and(|head| head.ends_with('/'))
+            }
+    };
     fs::read_to_string("/proc/net/unix")
         .map(|t| {
             t.lines()
                 .skip(1)
-                .any(|l| l.split_whitespace().nth(7) == Some(path))
+                .filter_map(|l| l.split_whitespace().nth(7))
+                .any(matches)
         })
         .unwrap_or(false)
 }
@@ -487,8 +634,16 @@ pub enum CleanAction {
 ///
 /// If the registry cannot be read.
 pub fn clean(dry_run: bool) -> io::Result<Vec<(Entry, CleanAction)>> {
+    let entries = list()?;
+    let d = dir()?;
+    // Removing records we do not own: hold the lock so none is replaced between our check and
+    // the removal (see `lock_dir`).
+    let _lock = if dry_run { None } else { Some(lock_dir(&d)?) };
+    if !dry_run {
+        remove_old_temps(&d);
+    }
     let mut out = Vec::new();
-    for e in list()? {
+    for e in entries {
         let action = if e.owner_alive {
             CleanAction::OwnerAlive
         } else if e.in_use {
@@ -496,23 +651,63 @@ pub fn clean(dry_run: bool) -> io::Result<Vec<(Entry, CleanAction)>> {
         } else if dry_run {
             CleanAction::Removed
         } else {
-            let r = if e.exists {
-                remove_object(e.record.kind, &e.record.name)
-            } else {
-                Ok(())
-            };
-            match r.and_then(|()| fs::remove_file(&e.record_path)) {
-                Ok(()) => CleanAction::Removed,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                    let _ = fs::remove_file(&e.record_path);
-                    CleanAction::Removed
-                }
-                Err(err) => CleanAction::Failed(err),
-            }
+            clean_one(&e)
         };
         out.push((e, action));
     }
     Ok(out)
+}
+
+/// Removes a dead owner's object and record, if the record is still the one `list` read.
+fn clean_one(e: &Entry) -> CleanAction {
+    match fs::read_to_string(&e.record_path) {
+        // Removed since `list` (by another clean): so was its object.
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return CleanAction::Removed,
+        Err(err) => return CleanAction::Failed(err),
+        Ok(text) if parse_record(&text).as_ref() != Some(&e.record) => {
+            // Replaced since `list` by a new registrant of the same name: the object is theirs.
+            return match parse_record(&text) {
+                Some(r) if proc::is_alive(r.pid, r.start) => CleanAction::OwnerAlive,
+                _ => CleanAction::Failed(io::Error::other(format!(
+                    "record {} changed while cleaning; left alone",
+                    e.record_path.display()
+                ))),
+            };
+        }
+        Ok(_) => {}
+    }
+    let r = if e.exists {
+        remove_object(e.record.kind, &e.record.name)
+    } else {
+        Ok(())
+    };
+    match r.and_then(|()| fs::remove_file(&e.record_path)) {
+        Ok(()) => CleanAction::Removed,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            let _ = fs::remove_file(&e.record_path);
+            CleanAction::Removed
+        }
+        Err(err) => CleanAction::Failed(err),
+    }
+}
+
+/// Removes temporary record files a crashed registrant left (older than a minute; a live
+/// one exists for microseconds).
+fn remove_old_temps(d: &Path) {
+    let Ok(rd) = fs::read_dir(d) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(60));
+        if old && e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -59,6 +59,8 @@ pub struct StreamEndpoint {
     broken: bool,
     /// The descriptors are in blocking mode (see [`StreamEndpoint::mode_for`]).
     blocking: bool,
+    /// A frame whose header was consumed when a deadline passed: (payload so far, length).
+    partial: Option<(Vec<u8>, usize)>,
     /// Length of the last message received, to choose the next read's shape.
     last_len: usize,
     /// Scratch for assembling small frames.
@@ -116,6 +118,7 @@ impl StreamEndpoint {
             peer: None,
             broken: false,
             blocking: false,
+            partial: None,
             last_len: 0,
             sbuf: Vec::new(),
             _guards: Vec::new(),
@@ -218,7 +221,16 @@ impl StreamEndpoint {
     }
 
     /// Reads the rest of a message whose first `got` bytes are already in `buf`.
-    fn read_rest(&mut self, buf: &mut [u8], mut got: usize, len: usize) -> Result<(), RecvError> {
+    /// Reads the rest of a frame whose first `got` payload bytes are in `buf`. If the
+    /// deadline passes first, the bytes so far are kept (bounded by the maximum message) and
+    /// the next receive resumes the frame: a partial message is never handed out.
+    fn read_rest(
+        &mut self,
+        buf: &mut [u8],
+        mut got: usize,
+        len: usize,
+        deadline: Deadline,
+    ) -> Result<(), RecvError> {
         let wait = self.wait;
         let r = self
             .r
@@ -238,11 +250,9 @@ impl StreamEndpoint {
                 spare.len()
             };
             let spare = &mut spare[..spare_len];
-            // The message has begun: finish it whatever the caller's deadline (a partial
-            // message cannot be handed back), unless the peer goes away.
             let n = drive(
                 wait,
-                Deadline::Never,
+                deadline,
                 r,
                 libc::POLLIN,
                 None,
@@ -255,7 +265,12 @@ impl StreamEndpoint {
             );
             let n = match n {
                 Ok(n) => n,
+                Err(e @ (RecvError::Empty | RecvError::Timeout)) => {
+                    self.partial = Some((buf[..got].to_vec(), len));
+                    return Err(e);
+                }
                 Err(e) => {
+                    // The peer went away mid-frame (or worse): the stream is done.
                     self.broken = true;
                     return Err(e);
                 }
@@ -276,6 +291,15 @@ impl StreamEndpoint {
         }
         self.rfd()?;
         self.mode_for(deadline)?;
+        if let Some((part, len)) = self.partial.take() {
+            if buf.len() < len {
+                self.partial = Some((part, len));
+                return Err(RecvError::BufferTooSmall { needed: len });
+            }
+            buf[..part.len()].copy_from_slice(&part);
+            self.read_rest(buf, part.len(), len, deadline)?;
+            return Ok(len);
+        }
         if self.framing == Framing::Line {
             return self.recv_line(buf, deadline);
         }
@@ -296,7 +320,7 @@ impl StreamEndpoint {
                     let have = self.dec.len() - HEADER_LEN;
                     buf[..have].copy_from_slice(&self.dec.buffered()[HEADER_LEN..]);
                     self.dec.consume(HEADER_LEN + have);
-                    self.read_rest(buf, have, len)?;
+                    self.read_rest(buf, have, len, deadline)?;
                     return Ok(len);
                 }
                 Ok(None) => {}
@@ -349,7 +373,7 @@ impl StreamEndpoint {
                     debug_assert_eq!(pushed, got - len);
                     return Ok(len);
                 }
-                self.read_rest(buf, got, len)?;
+                self.read_rest(buf, got, len, deadline)?;
                 return Ok(len);
             }
             // Slow path: accumulate in the decoder until a header is complete.
@@ -369,6 +393,13 @@ impl StreamEndpoint {
             .as_ref()
             .map(|f| f.as_fd())
             .expect("checked by caller");
+        // A FIFO client waiting for the server's write end also watches its own write end:
+        // it reports POLLERR once the server, the only reader of it, is gone.
+        let watch = if self.wait_writer {
+            self.w.as_ref().map(|w| w.as_fd())
+        } else {
+            None
+        };
         let wait_writer = &mut self.wait_writer;
         let spare = self.dec.spare();
         if spare.is_empty() {
@@ -382,7 +413,7 @@ impl StreamEndpoint {
             deadline,
             r,
             libc::POLLIN,
-            None,
+            watch,
             || match sysfd::read(r, spare) {
                 Ok(0) if *wait_writer => {
                     // No writer yet, or one came and went without writing.
@@ -429,6 +460,50 @@ impl StreamEndpoint {
                 return Ok(rest);
             }
             self.dec.commit(n);
+        }
+    }
+
+    /// Receives while the rest of a message accepted by `try_send`/`send_timeout` is still
+    /// unsent: waiting only to receive could deadlock with a peer that waits for that rest,
+    /// so this waits for either direction and makes progress on both.
+    fn recv_while_flushing(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Deadline,
+    ) -> Result<usize, RecvError> {
+        loop {
+            match self.flush_deadline(Deadline::Now) {
+                Ok(()) | Err(SendError::Full) => {}
+                // The peer is gone: what it sent before may still be read.
+                Err(SendError::PeerGone) => {
+                    self.wpend.clear();
+                    self.wpos = 0;
+                }
+                Err(SendError::Io(e)) => return Err(RecvError::Io(e)),
+                Err(e @ (SendError::Timeout | SendError::TooLarge { .. })) => {
+                    return Err(RecvError::Io(e.into()))
+                }
+            }
+            if self.wpos >= self.wpend.len() {
+                return self.recv_inner(buf, deadline);
+            }
+            match self.recv_inner(buf, Deadline::Now) {
+                Err(RecvError::Empty) => {}
+                other => return other,
+            }
+            let timeout = match deadline {
+                Deadline::Now => return Err(RecvError::Empty),
+                Deadline::At(t) => {
+                    let left = t.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(RecvError::Timeout);
+                    }
+                    Some(left)
+                }
+                Deadline::Never => None,
+            };
+            let (r, w) = (self.rfd()?, self.wfd()?);
+            sysfd::poll(&[(r, libc::POLLIN), (w, libc::POLLOUT)], timeout)?;
         }
     }
 
@@ -581,16 +656,11 @@ impl Transport for StreamEndpoint {
     }
 
     fn recv_deadline(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, RecvError> {
-        if self.wpos < self.wpend.len() {
-            match self.flush_deadline(deadline) {
-                Ok(()) | Err(SendError::PeerGone) => {}
-                Err(SendError::Full) => return Err(RecvError::Empty),
-                Err(SendError::Timeout) => return Err(RecvError::Timeout),
-                Err(SendError::Io(e)) => return Err(RecvError::Io(e)),
-                Err(SendError::TooLarge { .. }) => unreachable!("flush sends no new message"),
-            }
-        }
-        let n = self.recv_inner(buf, deadline)?;
+        let n = if self.wpos < self.wpend.len() {
+            self.recv_while_flushing(buf, deadline)?
+        } else {
+            self.recv_inner(buf, deadline)?
+        };
         self.last_len = n;
         Ok(n)
     }

@@ -155,6 +155,10 @@ fn open_sysv(addr: &str, msg_type: Option<i64>) -> anyhow::Result<Box<dyn Transp
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 SysvMq::create(key, SysvOptions::default())
             }
+            Ok(q) => {
+                connect::check_existing_queue(addr, q.owner()?, &Default::default())?;
+                Ok(q)
+            }
             r => r,
         }
     };

@@ -108,9 +108,10 @@ fn open_sender(
         Mechanism::MqPosix if priority.is_some_and(|p| p >= 32768) => {
             return Err(UserError::new("a POSIX priority (--priority) must be below 32768").into());
         }
-        Mechanism::MqPosix => PosixMq::open(addr, Wait::Block).map(|mut q| {
+        Mechanism::MqPosix => PosixMq::open(addr, Wait::Block).and_then(|mut q| {
+            connect::check_existing_queue(addr, q.owner()?, &opts)?;
             q.set_priority(priority.unwrap_or(0));
-            Box::new(q) as Box<dyn Transport>
+            Ok(Box::new(q) as Box<dyn Transport>)
         }),
         Mechanism::MqSysv => {
             let mtype = i64::from(priority.unwrap_or(1));
@@ -123,6 +124,7 @@ fn open_sender(
             sysv::parse_key(addr)
                 .and_then(|key| SysvMq::open(key, Wait::Block))
                 .and_then(|mut q| {
+                    connect::check_existing_queue(addr, q.owner()?, &opts)?;
                     q.set_send_type(mtype)?;
                     Ok(Box::new(q) as Box<dyn Transport>)
                 })

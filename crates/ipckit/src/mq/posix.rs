@@ -219,6 +219,22 @@ impl PosixMq {
         Ok(want)
     }
 
+    /// The queue's owner uid and permission bits, to decide whether to trust a queue that
+    /// was already there.
+    ///
+    /// # Errors
+    ///
+    /// The `fstat` error.
+    pub fn owner(&self) -> io::Result<(u32, u32)> {
+        let q = self
+            .rq
+            .as_ref()
+            .or(self.sq.as_ref())
+            .expect("at least one queue");
+        let st = crate::sys::pipe::fstat(q.as_fd())?;
+        Ok((st.st_uid, st.st_mode & 0o777))
+    }
+
     /// The priority plain `send` uses (0 by default).
     pub fn set_priority(&mut self, prio: u32) {
         self.priority = prio;

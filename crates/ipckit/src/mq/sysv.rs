@@ -7,10 +7,12 @@
 //! `Spin` retries `IPC_NOWAIT` calls; `Block` makes the blocking call; `Adaptive` spins and
 //! then blocks. Timed waits poll with `IPC_NOWAIT` and short sleeps. An endpoint whose peer
 //! said hello runs a small watcher thread on the peer's pidfd: when the peer dies it posts a
-//! wake-up message (tagged with a per-endpoint nonce, never delivered to the caller) behind
-//! everything the peer sent, so a blocked receiver drains the queue and then sees
-//! [`RecvError::PeerGone`]; and it takes one undeliverable message out of the queue to the
-//! dead peer, so a sender blocked on a full queue wakes too.
+//! wake-up message (tagged with a per-endpoint nonce, never delivered to the caller, and of
+//! the type the blocked receive is waiting for) behind everything the peer sent, so a blocked
+//! receiver drains the queue and then sees [`RecvError::PeerGone`]; and it empties the queue
+//! only the dead peer read, so a sender blocked on it wakes too. It repeats both every 5 ms
+//! while a call is still blocked. One case is beyond it: a receive blocked on a type that is
+//! absent from a queue that is full of other types cannot be sent a wake-up.
 //!
 //! # References
 //!
@@ -25,7 +27,7 @@ use crate::wait::{Deadline, Wait};
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -199,6 +201,17 @@ impl SysvMq {
         self.recv_type = msgtyp;
     }
 
+    /// The queue's owner uid and permission bits (`msg_perm`), to decide whether to trust a
+    /// queue that was already there.
+    ///
+    /// # Errors
+    ///
+    /// The `msgctl` error.
+    pub fn owner(&self) -> io::Result<(u32, u32)> {
+        let ds = sysv::stat(self.recv_id)?;
+        Ok((ds.msg_perm.uid, u32::from(ds.msg_perm.mode) & 0o777))
+    }
+
     /// Pid of the last process that sent to the receive queue (`msg_lspid`), if any.
     ///
     /// # Errors
@@ -234,19 +247,20 @@ impl SysvMq {
         sysv::set_type(&mut self.sbuf, mtype);
         self.sbuf[sysv::TYPE_LEN..sysv::TYPE_LEN + msg.len()].copy_from_slice(msg);
         let (id, len) = (self.send_id, msg.len());
-        let dead = self.watcher.as_ref().map(|w| w.dead.clone());
+        let shared = self.watcher.as_ref().map(|w| w.shared.clone());
         let sbuf = &self.sbuf;
         let r = run_wait(
             self.wait,
             deadline,
-            dead.as_deref(),
+            shared.as_deref().map(|s| (s, Blocked::Send)),
             |nowait| match sysv::send(id, sbuf, len, nowait) {
                 Ok(()) => Ok(Some(())),
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
                 Err(e) => Err(SendError::from(removed_is_gone(e))),
             },
         );
-        if dead.is_some_and(|d| d.load(Ordering::Acquire)) {
+        if shared.is_some_and(|s| s.dead.load(Ordering::SeqCst)) {
+            // Sent or not, nobody will read it.
             return Err(SendError::PeerGone);
         }
         r
@@ -276,13 +290,18 @@ impl SysvMq {
             return Ok((m.len(), t));
         }
         let id = self.recv_id;
-        let dead = self.watcher.as_ref().map(|w| w.dead.clone());
+        let shared = self.watcher.as_ref().map(|w| w.shared.clone());
+        let is_dead = || {
+            shared
+                .as_ref()
+                .is_some_and(|s| s.dead.load(Ordering::SeqCst))
+        };
         loop {
             let rbuf = &mut self.rbuf;
             let got = run_wait(
                 self.wait,
                 deadline,
-                dead.as_deref(),
+                shared.as_deref().map(|s| (s, Blocked::Recv(msgtyp))),
                 |nowait| match sysv::recv(id, rbuf, msgtyp, nowait) {
                     Ok(v) => Ok(Some(v)),
                     Err(e)
@@ -296,27 +315,28 @@ impl SysvMq {
             );
             let (n, t) = match got {
                 Ok(v) => v,
-                Err(RecvError::PeerGone) if dead.is_some() => {
-                    // Drain: anything the peer sent before dying is still delivered.
-                    match sysv::recv(id, &mut self.rbuf, msgtyp, true) {
-                        Ok(v) => v,
-                        Err(_) => return Err(RecvError::PeerGone),
-                    }
-                }
+                Err(RecvError::PeerGone) if shared.is_some() => return self.drain(buf, msgtyp),
                 Err(e) => return Err(e),
             };
-            let payload = &self.rbuf[sysv::TYPE_LEN..sysv::TYPE_LEN + n];
-            if n == 16 && payload == self.nonce {
+            if n == 16 && self.rbuf[sysv::TYPE_LEN..sysv::TYPE_LEN + 16] == self.nonce {
                 // Our watcher's wake-up: the peer is gone (or it is a stale one: go on).
-                if dead.as_ref().is_some_and(|d| d.load(Ordering::Acquire)) {
-                    return match sysv::recv(id, &mut self.rbuf, msgtyp, true) {
-                        Ok((n, t)) => self.deliver(buf, n, t),
-                        Err(_) => Err(RecvError::PeerGone),
-                    };
+                if is_dead() {
+                    return self.drain(buf, msgtyp);
                 }
                 continue;
             }
             return self.deliver(buf, n, t);
+        }
+    }
+
+    /// After the peer died: deliver what it sent before dying, then `PeerGone`.
+    fn drain(&mut self, buf: &mut [u8], msgtyp: i64) -> Result<(usize, i64), RecvError> {
+        loop {
+            match sysv::recv(self.recv_id, &mut self.rbuf, msgtyp, true) {
+                Ok((16, _)) if self.rbuf[sysv::TYPE_LEN..sysv::TYPE_LEN + 16] == self.nonce => {}
+                Ok((n, t)) => return self.deliver(buf, n, t),
+                Err(_) => return Err(RecvError::PeerGone),
+            }
         }
     }
 
@@ -428,17 +448,11 @@ impl SysvMq {
         let (info, pidfd) = peer::watch(hello);
         self.peer = info;
         if let Some(pidfd) = pidfd {
-            let wake_type = if self.recv_type > 0 {
-                self.recv_type
-            } else {
-                1
-            };
             self.watcher = Watcher::start(
                 pidfd,
                 self.recv_id,
-                wake_type,
                 self.nonce,
-                (self.send_id != self.recv_id).then_some((self.send_id, self.send_type)),
+                (self.send_id != self.recv_id).then_some(self.send_id),
             )
             .ok();
         }
@@ -455,15 +469,47 @@ fn removed_is_gone(e: io::Error) -> io::Error {
     }
 }
 
+/// What a blocking call is waiting for, published to the watcher so it can wake it.
+#[derive(Debug, Clone, Copy)]
+enum Blocked {
+    Send,
+    Recv(i64),
+}
+
+/// State shared by an endpoint and its watcher thread.
+#[derive(Debug, Default)]
+struct Shared {
+    dead: AtomicBool,
+    send_blocked: AtomicBool,
+    recv_blocked: AtomicBool,
+    recv_msgtyp: AtomicI64,
+}
+
+impl Shared {
+    /// Marks a blocking call as about to start (or finished). The endpoint stores this flag
+    /// and then loads `dead`; the watcher stores `dead` and then loads the flags (all SeqCst):
+    /// so either the endpoint sees the death and does not block, or the watcher sees the
+    /// blocked call and wakes it.
+    fn set(&self, what: Blocked, on: bool) {
+        match what {
+            Blocked::Send => self.send_blocked.store(on, Ordering::SeqCst),
+            Blocked::Recv(t) => {
+                self.recv_msgtyp.store(t, Ordering::SeqCst);
+                self.recv_blocked.store(on, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
 /// Runs a System V attempt under a wait strategy. `attempt(nowait)` returns `Ok(None)` when
 /// `nowait` was set and nothing could be done.
 fn run_wait<T, E: crate::error::WaitError>(
     wait: Wait,
     deadline: Deadline,
-    dead: Option<&AtomicBool>,
+    shared: Option<(&Shared, Blocked)>,
     mut attempt: impl FnMut(bool) -> Result<Option<T>, E>,
 ) -> Result<T, E> {
-    let is_dead = || dead.is_some_and(|d| d.load(Ordering::Acquire));
+    let is_dead = || shared.is_some_and(|(s, _)| s.dead.load(Ordering::SeqCst));
     if let Some(v) = attempt(true)? {
         return Ok(v);
     }
@@ -506,13 +552,20 @@ fn run_wait<T, E: crate::error::WaitError>(
     }
     match deadline {
         Deadline::Never => loop {
+            // The blocking call: woken by a message, by our watcher (a wake-up message, or
+            // room made in the dead peer's queue), or by the queue's removal (EIDRM).
+            if let Some((s, what)) = shared {
+                s.set(what, true);
+            }
+            let r = if is_dead() { Ok(None) } else { attempt(false) };
+            if let Some((s, what)) = shared {
+                s.set(what, false);
+            }
+            if let Some(v) = r? {
+                return Ok(v);
+            }
             if is_dead() {
                 return Err(E::peer_gone());
-            }
-            // The blocking call: woken by a message, by our watcher's wake-up, or by the
-            // queue's removal (EIDRM, reported as PeerGone).
-            if let Some(v) = attempt(false)? {
-                return Ok(v);
             }
         },
         Deadline::At(t) => {
@@ -539,7 +592,7 @@ fn run_wait<T, E: crate::error::WaitError>(
 /// The peer-death watcher of a System V endpoint.
 #[derive(Debug)]
 struct Watcher {
-    dead: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     stop: OwnedFd,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -548,14 +601,13 @@ impl Watcher {
     fn start(
         pidfd: OwnedFd,
         recv_id: i32,
-        wake_type: i64,
         nonce: [u8; 16],
-        steal_from: Option<(i32, i64)>,
+        steal_from: Option<i32>,
     ) -> io::Result<Watcher> {
-        let dead = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared::default());
         let stop = syspipe::eventfd(false)?;
         let stop_w = sysfd::dup(stop.as_fd())?;
-        let d = dead.clone();
+        let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ipckit-sysv-watch".into())
             .spawn(move || {
@@ -569,19 +621,41 @@ impl Watcher {
                 if !matches!(ready, Ok(sysfd::Ready::Fd(0))) {
                     return;
                 }
-                d.store(true, Ordering::Release);
-                let mut m = vec![0u8; sysv::TYPE_LEN + 16];
-                sysv::set_type(&mut m, wake_type);
-                m[sysv::TYPE_LEN..].copy_from_slice(&nonce);
-                let _ = sysv::send(recv_id, &m, 16, true);
-                if let Some((sid, stype)) = steal_from {
-                    // Free room in the queue to the dead peer, for a sender blocked on it.
-                    let mut sink = vec![0u8; sysv::TYPE_LEN + sysv::msgmax()];
-                    let _ = sysv::recv(sid, &mut sink, stype, true);
+                sh.dead.store(true, Ordering::SeqCst);
+                let mut wake = vec![0u8; sysv::TYPE_LEN + 16];
+                wake[sysv::TYPE_LEN..].copy_from_slice(&nonce);
+                let mut sink = vec![0u8; sysv::TYPE_LEN + sysv::msgmax()];
+                let mut wakes = 0u32;
+                // Keep waking whatever is blocked until nothing is: a blocked receive gets a
+                // wake-up of the type it waits for, queued behind everything the peer sent;
+                // a blocked send gets room, by emptying the queue only the dead peer read.
+                loop {
+                    let recv_blocked = sh.recv_blocked.load(Ordering::SeqCst);
+                    let send_blocked = sh.send_blocked.load(Ordering::SeqCst);
+                    if !recv_blocked && !send_blocked {
+                        return;
+                    }
+                    if recv_blocked && wakes < 64 {
+                        let t = sh.recv_msgtyp.load(Ordering::SeqCst);
+                        sysv::set_type(&mut wake, if t > 0 { t } else { 1 });
+                        if sysv::send(recv_id, &wake, 16, true).is_ok() {
+                            wakes += 1;
+                        }
+                    }
+                    if let (true, Some(sid)) = (send_blocked, steal_from) {
+                        while sysv::recv(sid, &mut sink, 0, true).is_ok() {}
+                    }
+                    let again = sysfd::poll(
+                        &[(stop_w.as_fd(), libc::POLLIN)],
+                        Some(Duration::from_millis(5)),
+                    );
+                    if matches!(again, Ok(sysfd::Ready::Fd(_))) {
+                        return;
+                    }
                 }
             })?;
         Ok(Watcher {
-            dead,
+            shared,
             stop,
             thread: Some(thread),
         })

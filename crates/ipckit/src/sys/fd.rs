@@ -114,7 +114,7 @@ pub(crate) fn poll(fds: &[(BorrowedFd<'_>, i16)], timeout: Option<Duration>) -> 
         slot.fd = fd.as_raw_fd();
         slot.events = *ev;
     }
-    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
     loop {
         let ms: i32 = match deadline {
             None => -1,

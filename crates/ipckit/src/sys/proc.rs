@@ -3,10 +3,15 @@
 //! # Safety
 //!
 //! `pidfd_open` is a raw syscall taking two integers; its result becomes an `OwnedFd` at once.
+//! `adopt_inherited` is the one place a descriptor number from outside (an `fd:N` address)
+//! becomes an `OwnedFd`; its comment lists what is checked first and why that makes the
+//! ownership ours. The `fcntl`/`fstat` calls it makes on the raw number take no pointer other
+//! than a local `stat`, and an unknown number only yields `EBADF`.
 
 use super::fd::{cvt, owned};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
 
 /// `pidfd_open(pid, 0)`: a descriptor that becomes readable when `pid` exits.
 pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
@@ -79,18 +84,125 @@ pub(crate) fn inherit_in_child(cmd: &mut std::process::Command, fds: Vec<std::os
     }
 }
 
+/// What an inherited descriptor must be for [`adopt_inherited`] to take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inherited {
+    /// The read end of a pipe (a FIFO opened for reading only).
+    PipeRead,
+    /// The write end of a pipe.
+    PipeWrite,
+    /// An eventfd counter.
+    EventFd,
+}
+
+impl Inherited {
+    fn name(self) -> &'static str {
+        match self {
+            Inherited::PipeRead => "the read end of a pipe",
+            Inherited::PipeWrite => "the write end of a pipe",
+            Inherited::EventFd => "an eventfd",
+        }
+    }
+}
+
 /// Adopts an inherited descriptor named by number (from an `fd:N` address).
-pub(crate) fn adopt_inherited(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
-    if fd < 3 || !super::fd::is_open(fd) {
-        return Err(io::Error::new(
+///
+/// A number is only a claim, so before taking ownership this checks that the descriptor is
+/// one this process inherited and nothing in it owns yet:
+/// - it is not stdio (0, 1, 2) and it is open;
+/// - `FD_CLOEXEC` is clear. A descriptor survives `exec` only with the flag clear (the parent
+///   clears it in the child alone, see [`inherit_in_child`]), while everything Rust std and
+///   ipckit open has it set. Adoption sets it, so the same number cannot be adopted twice;
+/// - it is of the `expected` kind (`fstat` for pipes, the `/proc/self/fd` link for eventfd).
+///
+/// The check and the setting of `FD_CLOEXEC` happen under one lock, so two threads adopting
+/// the same number cannot both succeed.
+///
+/// # Errors
+///
+/// `InvalidInput` naming the descriptor and what is wrong with it; nothing is closed then.
+pub(crate) fn adopt_inherited(fd: RawFd, expected: Inherited) -> io::Result<OwnedFd> {
+    static ADOPTING: Mutex<()> = Mutex::new(());
+    let refuse = |why: String| {
+        io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "descriptor {fd} was not inherited (is this process the peer it was made for?)"
+                "descriptor {fd} cannot be adopted as {}: {why}",
+                expected.name()
             ),
+        )
+    };
+    if fd < 3 {
+        return Err(refuse(
+            "0, 1 and 2 are stdio, never an inherited channel".into(),
         ));
     }
-    let owned = owned(fd);
-    // Keep it from leaking into our own children.
-    super::fd::set_cloexec(std::os::fd::AsFd::as_fd(&owned), true)?;
+    let _serial = ADOPTING.lock().unwrap_or_else(|e| e.into_inner());
+    if !super::fd::is_open(fd) {
+        return Err(refuse(
+            "it is not open (is this process the peer it was made for?)".into(),
+        ));
+    }
+    // SAFETY: F_GETFD takes no pointer and only reads the descriptor table; a number that is
+    // not open yields EBADF.
+    let fd_flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if fd_flags == -1 {
+        return Err(refuse(io::Error::last_os_error().to_string()));
+    }
+    if fd_flags & libc::FD_CLOEXEC != 0 {
+        return Err(refuse(
+            "it is close-on-exec, so it was not inherited; something in this process already \
+             owns it"
+                .into(),
+        ));
+    }
+    // SAFETY: F_GETFL takes no pointer; a number that is not open yields EBADF.
+    let fl_flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if fl_flags == -1 {
+        return Err(refuse(io::Error::last_os_error().to_string()));
+    }
+    match expected {
+        Inherited::PipeRead | Inherited::PipeWrite => {
+            // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: `st` is a live, writable stat struct; fstat takes no other pointer.
+            if unsafe { libc::fstat(fd, &mut st) } == -1 {
+                return Err(refuse(io::Error::last_os_error().to_string()));
+            }
+            if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+                return Err(refuse("it is not a pipe".into()));
+            }
+            let want = if expected == Inherited::PipeRead {
+                libc::O_RDONLY
+            } else {
+                libc::O_WRONLY
+            };
+            if fl_flags & libc::O_ACCMODE != want {
+                return Err(refuse("it is open in the other direction".into()));
+            }
+        }
+        Inherited::EventFd => {
+            let link = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .map_err(|e| refuse(format!("cannot read /proc/self/fd/{fd}: {e}")))?;
+            if link.as_os_str() != "anon_inode:[eventfd]" {
+                return Err(refuse(format!("it is {}", link.display())));
+            }
+        }
+    }
+    // SAFETY: ownership of `fd` is ours to take: it is open, it is not stdio, and its
+    // FD_CLOEXEC flag is clear, which no descriptor opened by Rust std or ipckit in this
+    // process has (they are all opened close-on-exec), so it can only be one this process
+    // inherited across exec and has not wrapped yet. We set the flag below before releasing
+    // the `ADOPTING` lock, so no other adoption can wrap it a second time. Code outside ipckit
+    // that clears FD_CLOEXEC on a descriptor it still owns and then names that number in an
+    // address would break this, as would any `from_raw_fd` on a number it does not own.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Keep it from leaking into our own children, and mark it owned: a second adoption of
+    // this number now fails the FD_CLOEXEC check above.
+    if let Err(e) = super::fd::set_cloexec(owned.as_fd(), true) {
+        // Leave the descriptor as we found it rather than close it.
+        let _ = owned.into_raw_fd();
+        return Err(refuse(e.to_string()));
+    }
     Ok(owned)
 }

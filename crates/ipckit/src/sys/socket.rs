@@ -205,29 +205,6 @@ impl std::fmt::Debug for RawUnixAddr {
     }
 }
 
-/// `recvfrom` on an `AF_UNIX` datagram socket: (length, sender address).
-pub(crate) fn recv_from_unix(
-    fd: BorrowedFd<'_>,
-    buf: &mut [u8],
-    flags: i32,
-) -> io::Result<(usize, RawUnixAddr)> {
-    // SAFETY: an all-zero sockaddr_un is valid as an out-value.
-    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-    // SAFETY: `buf` is a live, writable slice; `sa`/`len` are live locals sized as told.
-    let n = cvt_r(|| unsafe {
-        libc::recvfrom(
-            fd.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            flags,
-            (&mut sa as *mut libc::sockaddr_un).cast(),
-            &mut len,
-        )
-    })?;
-    Ok((n as usize, RawUnixAddr { sa, len }))
-}
-
 /// `connect` to an address `recvfrom` returned.
 pub(crate) fn connect_raw(fd: BorrowedFd<'_>, addr: &RawUnixAddr) -> io::Result<()> {
     // SAFETY: `addr.sa` is a sockaddr_un the kernel filled, `addr.len` its meaningful length.
@@ -288,4 +265,61 @@ pub(crate) fn set_timeval_opt(fd: BorrowedFd<'_>, name: i32, tv: libc::timeval) 
         )
     })?;
     Ok(())
+}
+
+/// Bytes queued for reading (`FIONREAD`); for seqpacket sockets, the sum over all records.
+pub(crate) fn bytes_queued(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to the live local `n`.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) })?;
+    Ok(n.max(0) as usize)
+}
+
+/// `recvmsg` on an `AF_UNIX` datagram socket with `SO_PASSCRED` set: (length, sender address,
+/// sender credentials as the kernel vouches for them).
+pub(crate) fn recv_from_unix_cred(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, RawUnixAddr, Option<libc::ucred>)> {
+    // SAFETY: an all-zero sockaddr_un is a valid out-value.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for one SCM_CREDENTIALS message, 8-aligned.
+    let mut control = [0u64; 8];
+    // SAFETY: an all-zero msghdr is valid; we point it at live locals below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut sa as *mut libc::sockaddr_un).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: every pointer in `msg` refers to a live local or to `buf`, with its true size.
+    let n = cvt_r(|| unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, 0) })?;
+    let mut cred = None;
+    // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR walk the control buffer the kernel filled, within
+    // msg_controllen; CMSG_DATA of an SCM_CREDENTIALS message holds one ucred, which we copy
+    // out unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS {
+                cred = Some(std::ptr::read_unaligned(
+                    libc::CMSG_DATA(c).cast::<libc::ucred>(),
+                ));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((
+        n as usize,
+        RawUnixAddr {
+            sa,
+            len: msg.msg_namelen,
+        },
+        cred,
+    ))
 }

@@ -109,3 +109,170 @@ fn line_framing_speaks_plain_text() {
     }
     assert_eq!(got, ["first", "", "last"]);
 }
+
+#[test]
+fn from_address_refuses_descriptors_it_does_not_own() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let kind = |addr: &str| {
+        pipe::from_address(addr, Wait::Block, None)
+            .unwrap_err()
+            .kind()
+    };
+    assert_eq!(kind("fd:5,5"), std::io::ErrorKind::InvalidInput);
+    assert_eq!(kind("fd:0,1"), std::io::ErrorKind::InvalidInput);
+    assert_eq!(kind("fd:100000,100001"), std::io::ErrorKind::InvalidInput);
+
+    // A descriptor a File owns is close-on-exec, so it was not inherited: refused, not closed.
+    let mut f = std::fs::File::open("/dev/null").unwrap();
+    let n = f.as_raw_fd();
+    assert_eq!(
+        kind(&format!("fd:{n},{n}")),
+        std::io::ErrorKind::InvalidInput
+    );
+    let other = std::fs::File::open("/dev/null").unwrap();
+    let e = pipe::from_address(&format!("fd:{n},{}", other.as_raw_fd()), Wait::Block, None)
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(e.to_string().contains(&n.to_string()), "{e}");
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        f.read(&mut buf).unwrap(),
+        0,
+        "the File still owns a working descriptor"
+    );
+    assert!(f.metadata().is_ok());
+
+    // The child's ends of a PipePair are still owned here (close-on-exec until the fork).
+    let pair = PipePair::new(Wait::Block, None).unwrap();
+    assert_eq!(kind(&pair.address()), std::io::ErrorKind::InvalidInput);
+    drop(pair);
+}
+
+#[test]
+fn fifo_open_refuses_links_and_other_users_modes() {
+    let dir = util::init();
+    let path = dir.join(ipckit::registry::unique_name("fifo-rules"));
+    let guard = fifo::create(&path, 0o600).unwrap();
+    assert!(std::path::Path::new(guard.name()).is_absolute());
+
+    // A symbolic link to our own FIFO is not followed.
+    let link = dir.join(ipckit::registry::unique_name("fifo-link"));
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let e = fifo::open_read(&link).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    assert_eq!(
+        fifo::open_read_any(&link).unwrap_err().kind(),
+        std::io::ErrorKind::InvalidInput
+    );
+    std::fs::remove_file(&link).unwrap();
+
+    // Open to the group: refused unless the caller opts in.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
+    let e = fifo::open_read(&path).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+    assert!(
+        e.to_string().contains("660"),
+        "the error names the mode: {e}"
+    );
+    let r = fifo::open_read_any(&path).unwrap();
+    assert_eq!(
+        fifo::open_write(&path, Duration::from_millis(50))
+            .unwrap_err()
+            .kind(),
+        std::io::ErrorKind::PermissionDenied
+    );
+    drop(fifo::open_write_any(&path, Duration::from_millis(50)).unwrap());
+    drop(r);
+
+    // Back to 0600; a timeout too large for the clock means no deadline, not a panic.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let r = fifo::open_read(&path).unwrap();
+    drop(fifo::open_write(&path, Duration::MAX).unwrap());
+    drop(r);
+    drop(guard);
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_frame_cut_by_a_deadline_resumes_whole() {
+    let (mut r, mut w) = pipe::pipe(Wait::Block, None).unwrap();
+    let msg = util::payload(3, 200_000);
+    // The pipe holds 64 KiB: try_send writes part and keeps the rest pending.
+    w.try_send(&msg).unwrap();
+    let mut buf = vec![0u8; r.max_msg_size()];
+    // Mid-frame, a try_recv must not block and must not hand out a partial message.
+    assert!(matches!(
+        r.try_recv(&mut buf),
+        Err(ipckit::RecvError::Empty)
+    ));
+    assert!(matches!(
+        r.recv_timeout(&mut buf, Duration::from_millis(20)),
+        Err(ipckit::RecvError::Timeout)
+    ));
+    let t = std::thread::spawn(move || {
+        w.flush().unwrap();
+        w
+    });
+    let n = r.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+    assert_eq!(n, msg.len());
+    assert!(
+        buf[..n] == msg[..],
+        "the resumed frame is the whole message"
+    );
+    drop(t.join().unwrap());
+}
+
+#[test]
+fn receiving_while_a_send_is_pending_cannot_deadlock() {
+    // Both ends of one duplex stream have a large message half-sent (try_send keeps the rest
+    // pending) and then both wait to receive: each receive must keep flushing its own rest
+    // while it waits, or each would wait for the other forever.
+    use ipckit::connect::{connect, Options, Server};
+    util::init();
+    let server = Server::create(ipckit::Mechanism::Uds, &Options::default()).unwrap();
+    let addr = server.address();
+    let msg = util::payload(9, 900_000);
+    let m2 = msg.clone();
+    let t = std::thread::spawn(move || {
+        let mut b = connect(ipckit::Mechanism::Uds, &addr, &Options::default()).unwrap();
+        b.try_send(&m2).unwrap();
+        let mut buf = vec![0u8; b.max_msg_size()];
+        let n = b.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap();
+        assert!(buf[..n] == m2[..]);
+    });
+    let mut a = server.accept().unwrap();
+    a.try_send(&msg).unwrap();
+    let mut buf = vec![0u8; a.max_msg_size()];
+    let n = a.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap();
+    assert!(buf[..n] == msg[..]);
+    // Whatever of a's message is still pending goes out with a's next call, or its drop.
+    drop(a);
+    t.join().unwrap();
+}
+
+#[test]
+fn fifo_client_sees_a_server_that_died_before_accepting() {
+    use ipckit::connect::{connect, Options, Server};
+    util::init();
+    let server = Server::create(ipckit::Mechanism::Fifo, &Options::default()).unwrap();
+    let mut client = connect(
+        ipckit::Mechanism::Fifo,
+        &server.address(),
+        &Options::default(),
+    )
+    .unwrap();
+    drop(server); // never accepted: its read end of the client's FIFO closes
+    let mut buf = vec![0u8; client.max_msg_size()];
+    let t = Instant::now();
+    assert!(matches!(
+        client.recv_timeout(&mut buf, Duration::from_secs(5)),
+        Err(ipckit::RecvError::PeerGone)
+    ));
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "seen through POLLERR, not the timeout"
+    );
+}

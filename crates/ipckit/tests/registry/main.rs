@@ -33,7 +33,8 @@ fn peer_entry() {
 fn clean_removes_a_killed_creators_objects_and_nothing_else() {
     watchdog(30, || {
         let _s = util::scarce();
-        let dir = util::init();
+        // Canonical, as the registry records paths.
+        let dir = &std::fs::canonicalize(util::init()).unwrap();
         // A live object of ours, which clean must keep.
         let mine = dir.join(registry::unique_name("live-fifo"));
         let _live =
@@ -99,4 +100,116 @@ fn clean_removes_a_killed_creators_objects_and_nothing_else() {
             .any(|(e, a)| e.record.name == mine.to_str().unwrap()
                 && matches!(a, CleanAction::OwnerAlive)));
     });
+}
+
+/// The registry's record files (`*.rec`) and temporary files, by name.
+fn registry_files() -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(registry::dir().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+fn record_of(name: &str) -> std::path::PathBuf {
+    registry_files()
+        .into_iter()
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "rec")
+                && std::fs::read_to_string(p)
+                    .is_ok_and(|t| t.lines().any(|l| l == format!("name={name}")))
+        })
+        .unwrap_or_else(|| panic!("no record names {name}"))
+}
+
+#[test]
+fn relative_paths_are_recorded_absolute() {
+    let _s = util::scarce();
+    let dir = util::init();
+    let file = registry::unique_name("rel-fifo");
+    // The same file named relative to the current directory.
+    let cwd = std::env::current_dir().unwrap();
+    let ups = "../".repeat(cwd.components().count() - 1);
+    let rel = format!(
+        "{ups}{}",
+        dir.join(&file).to_str().unwrap().trim_start_matches('/')
+    );
+    assert!(std::path::Path::new(&rel).is_relative());
+    let guard = ipckit::fifo::create(std::path::Path::new(&rel), 0o600).unwrap();
+    let abs = std::fs::canonicalize(dir).unwrap().join(&file);
+    assert_eq!(guard.name(), abs.to_str().unwrap());
+    assert!(abs.exists());
+    let rec = record_of(guard.name());
+    assert!(registry::list()
+        .unwrap()
+        .iter()
+        .any(|e| e.record.name == guard.name() && e.owner_alive && e.exists));
+    drop(guard);
+    assert!(!abs.exists(), "the guard removes the absolute path");
+    assert!(!rec.exists());
+}
+
+#[test]
+fn names_with_control_characters_are_refused() {
+    let dir = util::init();
+    for bad in ["a\nb", "a\rb", "a\u{1}b"] {
+        let p = dir.join(format!("{}{bad}", registry::unique_name("ctl")));
+        let e = ipckit::fifo::create(&p, 0o600).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{bad:?}: {e}");
+        assert!(!p.exists());
+    }
+}
+
+#[test]
+fn records_are_replaced_only_when_stale() {
+    let _s = util::scarce();
+    let dir = util::init();
+    let path = dir.join(registry::unique_name("stale-fifo"));
+    let mut guard = ipckit::fifo::create(&path, 0o600).unwrap();
+    let name = guard.name().to_owned();
+    let rec = record_of(&name);
+    // Leave the record behind as if we had crashed, but take the FIFO away.
+    guard.disarm();
+    drop(guard);
+    std::fs::remove_file(&path).unwrap();
+
+    // An unparsable record is someone's: left alone, and the name stays taken.
+    std::fs::write(&rec, "not a record").unwrap();
+    let e = ipckit::fifo::create(&path, 0o600).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+    assert_eq!(std::fs::read_to_string(&rec).unwrap(), "not a record");
+    assert!(!path.exists());
+
+    // A record whose owner is dead (our pid, but another start time) is replaced.
+    std::fs::write(
+        &rec,
+        format!(
+            "kind=fifo\nname={name}\npid={}\nstart=1\ncreated=0\n",
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let guard = ipckit::fifo::create(&path, 0o600).unwrap();
+    let text = std::fs::read_to_string(&rec).unwrap();
+    assert!(!text.contains("start=1\n"), "replaced: {text}");
+    // A live owner's record is not.
+    assert_eq!(
+        ipckit::fifo::create(&path, 0o600).unwrap_err().kind(),
+        std::io::ErrorKind::AlreadyExists
+    );
+    assert_eq!(std::fs::read_to_string(&rec).unwrap(), text);
+    drop(guard);
+    assert!(!rec.exists() && !path.exists());
+    let temps: Vec<_> = registry_files()
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".tmp-")
+        })
+        .collect();
+    assert!(temps.is_empty(), "temporary record files left: {temps:?}");
 }
