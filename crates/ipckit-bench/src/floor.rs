@@ -32,6 +32,11 @@ pub struct Floor {
     pub clock_read_ns: f64,
     /// The clocksource.
     pub clock_source: String,
+    /// A blocking round trip (eventfd, both processes sleeping in the kernel) across the two
+    /// CPUs, p50 ns: what waking an idle CPU costs here.
+    pub blocking_rtt_cross_ns: Option<f64>,
+    /// The same with both processes on one CPU, p50 ns.
+    pub blocking_rtt_same_ns: Option<f64>,
 }
 
 /// Measures the floor with the parent on `cpus[0]` and the peer on `cpus[1]`.
@@ -69,6 +74,8 @@ pub fn measure(cpus: [usize; 2], duration: Duration, quick: bool) -> Floor {
         syscall_ns: syscall_ns(),
         clock_read_ns: crate::machine::clock_read_ns(),
         clock_source: crate::machine::clock_source(),
+        blocking_rtt_cross_ns: None,
+        blocking_rtt_same_ns: None,
     }
 }
 

@@ -24,6 +24,7 @@ use ipckit::{Mechanism, Wait};
 use options::{format_size, BenchOptions, Impl, Placement};
 use report::{Report, Row, Skipped};
 use stats::{median, spread_pct, Percentiles, NOISY_PCT};
+use std::time::Duration;
 
 pub use peer::{peer_main, PEER_ARG};
 
@@ -135,7 +136,31 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
         ProgressBar::hidden()
     };
     bar.set_message("floor: cache-line ping-pong, memcpy, syscall");
-    let floor = floor::measure(cpus, opts.duration, opts.quick);
+    let mut floor = floor::measure(cpus, opts.duration, opts.quick);
+    // How much placement matters for anything that blocks: one blocking eventfd round trip
+    // across the two CPUs and on one CPU. On a VM where waking an idle CPU is slow the two
+    // differ several times over, and every blocking row inherits that.
+    if cpus[0] != cpus[1] {
+        let mut short = opts.clone();
+        short.duration = opts.duration.min(Duration::from_millis(150));
+        short.rate = None;
+        for (pair, slot) in [
+            ([cpus[0], cpus[1]], &mut floor.blocking_rtt_cross_ns),
+            ([cpus[0], cpus[0]], &mut floor.blocking_rtt_same_ns),
+        ] {
+            let cfg = session::Config {
+                mech: Mechanism::Eventfd,
+                wait: Wait::Block,
+                imp: Impl::Ipckit,
+                size: 8,
+                cpus: pair,
+            };
+            *slot = session::run(&cfg, &short)
+                .ok()
+                .and_then(|m| m.rtt)
+                .map(|r| r.p50);
+        }
+    }
     bar.inc(1);
 
     // With --reference, the ipckit and raw runs of one configuration alternate repeat by

@@ -278,6 +278,18 @@ impl Report {
                 );
             }
         }
+        if let (Some(c), Some(o)) = (f.blocking_rtt_cross_ns, f.blocking_rtt_same_ns) {
+            let _ = writeln!(
+                s,
+                "wake-up: a blocking round trip (eventfd) takes {:.1} us across CPUs {} and {}, {:.1} us on CPU {} alone ({:.1}x): blocking rows depend on placement; compare with --placement both",
+                c / 1e3,
+                f.cpus[0],
+                f.cpus[1],
+                o / 1e3,
+                f.cpus[0],
+                c / o
+            );
+        }
         let _ = writeln!(
             s,
             "RTT = round trip (one-way = RTT/2); MB/s = 10^6 B/s; CPU = user+sys of both processes per message; xfloor = RTT p50 / cache-line RTT p50; xraw = ipckit RTT p50 / raw RTT p50 and xraw tput = ipckit msgs/s / raw msgs/s, medians of paired runs; medians of {} run(s)",
