@@ -164,6 +164,22 @@ impl FrameDecoder {
         Ok(Some(len))
     }
 
+    /// Copies out a whole frame of `len` payload bytes whose header was already parsed with
+    /// [`FrameDecoder::header`]; `false` (and nothing consumed) if it is not all here yet.
+    ///
+    /// # Panics
+    ///
+    /// If `out` is shorter than `len`.
+    pub fn take_frame(&mut self, len: usize, out: &mut [u8]) -> bool {
+        if self.len() < HEADER_LEN + len {
+            return false;
+        }
+        let s = self.start + HEADER_LEN;
+        out[..len].copy_from_slice(&self.buf[s..s + len]);
+        self.consume(HEADER_LEN + len);
+        true
+    }
+
     /// Heap bytes held (for the property test that the decoder stays bounded).
     pub fn allocated(&self) -> usize {
         self.buf.capacity()
