@@ -34,11 +34,6 @@ fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
 
-/// How long a blocking call on a pidfd-watched endpoint sleeps before looking at the pidfd.
-/// Only the first sleep of a blocking wait is bounded by it (after that the endpoint sleeps in
-/// `poll` on its descriptor and the pidfd together), so it costs nothing while messages flow.
-pub(crate) const PEER_CHECK_US: libc::suseconds_t = 10_000;
-
 impl DgramEndpoint {
     pub(crate) fn new(mech: Mechanism, fd: OwnedFd, wait: Wait, max: usize) -> io::Result<Self> {
         sysfd::set_nonblocking(fd.as_fd(), true)?;
@@ -75,21 +70,16 @@ impl DgramEndpoint {
         self
     }
 
-    /// A blocking wait with no deadline is one blocking syscall. Where a pidfd watches the
-    /// peer, the socket gets a 10 ms kernel timeout so a blocked call comes back to `poll`
-    /// the pidfd as well; while messages flow, that costs nothing.
+    /// A blocking wait with no deadline is one blocking syscall, where the socket itself
+    /// reports the peer's end (seqpacket, or endpoints with no peer to watch). Where a pidfd
+    /// watches the peer (datagram pairs, UDP), the socket stays non-blocking and waits in
+    /// `poll` on the socket and the pidfd together: a kernel receive timeout would do too, but
+    /// arming its timer for every sleep cost ~10 us a round trip on a VM (measured on UDP:
+    /// paired ratio to the raw loop 1.14 with it, 1.01 without), the extra `poll` ~0.5 us.
     fn mode_for(&mut self, deadline: Deadline) -> io::Result<()> {
-        let want = self.wait == Wait::Block && deadline == Deadline::Never;
+        let want = self.wait == Wait::Block && deadline == Deadline::Never && self.pidfd.is_none();
         if want != self.blocking {
             sysfd::set_nonblocking(self.fd.as_fd(), !want)?;
-            if want && self.pidfd.is_some() {
-                let tv = libc::timeval {
-                    tv_sec: 0,
-                    tv_usec: PEER_CHECK_US,
-                };
-                socket::set_timeval_opt(self.fd.as_fd(), libc::SO_RCVTIMEO, tv)?;
-                socket::set_timeval_opt(self.fd.as_fd(), libc::SO_SNDTIMEO, tv)?;
-            }
             self.blocking = want;
         }
         Ok(())

@@ -23,7 +23,6 @@
 //!
 //! `mq_overview(7)`, `mq_open(3)`, `mq_send(3)`, `mq_receive(3)`.
 
-use crate::dgram::PEER_CHECK_US;
 use crate::error::{invalid, RecvError, SendError};
 use crate::peer::{self, Hello, HELLO_LEN};
 use crate::registry::{self, ObjectGuard, ObjectKind};
@@ -32,6 +31,11 @@ use crate::transport::{Mechanism, PeerInfo, RawHandle, Transport};
 use crate::wait::{drive, Deadline, Wait};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+
+/// How long a blocking call on a pidfd-watched endpoint sleeps before looking at the pidfd.
+/// Only the first sleep of a blocking wait is bounded by it (after that the endpoint sleeps in
+/// `poll` on its descriptor and the pidfd together), so it costs nothing while messages flow.
+pub(crate) const PEER_CHECK_US: i64 = 10_000;
 
 /// Queue attributes used at creation.
 #[derive(Debug, Clone, Copy)]

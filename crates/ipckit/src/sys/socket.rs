@@ -252,21 +252,6 @@ pub(crate) fn sndbuf(fd: BorrowedFd<'_>) -> io::Result<usize> {
     Ok(v as usize)
 }
 
-/// Sets a `timeval` socket option (`SO_RCVTIMEO`, `SO_SNDTIMEO`).
-pub(crate) fn set_timeval_opt(fd: BorrowedFd<'_>, name: i32, tv: libc::timeval) -> io::Result<()> {
-    // SAFETY: `tv` is a live timeval and we pass its size.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            name,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    })?;
-    Ok(())
-}
-
 /// Bytes queued for reading (`FIONREAD`); for seqpacket sockets, the sum over all records.
 pub(crate) fn bytes_queued(fd: BorrowedFd<'_>) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
