@@ -171,6 +171,19 @@ fn fifo_write(path: &Path, opts: &Options) -> io::Result<OwnedFd> {
     }
 }
 
+/// A UDP socket on an ephemeral port of the right family, connected to `address`.
+fn udp_connected(address: &str) -> io::Result<(UdpSocket, SocketAddr)> {
+    let a = ip_addr(address)?;
+    let local = if a.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    let s = UdpSocket::bind(local)?;
+    s.connect(a)?;
+    Ok((s, a))
+}
+
 /// Resolves `host:port`.
 pub fn ip_addr(addr: &str) -> io::Result<SocketAddr> {
     addr.to_socket_addrs()
@@ -677,15 +690,7 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
             )?)
         }
         Mechanism::Udp => {
-            let a = ip_addr(address)?;
-            let local: SocketAddr = if a.is_ipv4() {
-                "0.0.0.0:0".parse()
-            } else {
-                "[::]:0".parse()
-            }
-            .map_err(|_| invalid("bad wildcard address"))?;
-            let s = UdpSocket::bind(local)?;
-            s.connect(a)?;
+            let (s, a) = udp_connected(address)?;
             grow_ip_buffers(&s);
             let fd: OwnedFd = s.into();
             // The hello may be lost: repeat it until the answer comes.
@@ -942,15 +947,7 @@ pub fn open_sender(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Bo
             Box::new(DgramEndpoint::new(mech, fd, opts.wait, max)?)
         }
         Mechanism::Udp => {
-            let a = ip_addr(addr)?;
-            let local: SocketAddr = if a.is_ipv4() {
-                "0.0.0.0:0".parse()
-            } else {
-                "[::]:0".parse()
-            }
-            .map_err(|_| invalid("bad wildcard address"))?;
-            let s = UdpSocket::bind(local)?;
-            s.connect(a)?;
+            let (s, a) = udp_connected(addr)?;
             let max = max.min(if a.is_ipv4() { UDP_MAX_V4 } else { UDP_MAX_V6 });
             Box::new(DgramEndpoint::new(mech, s.into(), opts.wait, max)?)
         }

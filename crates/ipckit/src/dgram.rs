@@ -106,21 +106,7 @@ fn rdhup(fd: &OwnedFd) -> bool {
 }
 
 impl Transport for DgramEndpoint {
-    fn mechanism(&self) -> Mechanism {
-        self.mech
-    }
-
-    fn max_msg_size(&self) -> usize {
-        self.max
-    }
-
-    fn wait(&self) -> Wait {
-        self.wait
-    }
-
-    fn set_wait(&mut self, wait: Wait) {
-        self.wait = wait;
-    }
+    crate::transport::endpoint_accessors!(field mech);
 
     fn send_deadline(&mut self, msg: &[u8], deadline: Deadline) -> Result<(), SendError> {
         if msg.len() > self.max {

@@ -107,6 +107,37 @@ impl FromStr for Mechanism {
     }
 }
 
+/// The accessors every endpoint type implements the same way: the mechanism (a field or a
+/// constant), and the `max` and `wait` fields.
+macro_rules! endpoint_accessors {
+    (field $f:ident) => {
+        fn mechanism(&self) -> $crate::Mechanism {
+            self.$f
+        }
+        $crate::transport::endpoint_accessors!(@common);
+    };
+    (fixed $m:expr) => {
+        fn mechanism(&self) -> $crate::Mechanism {
+            $m
+        }
+        $crate::transport::endpoint_accessors!(@common);
+    };
+    (@common) => {
+        fn max_msg_size(&self) -> usize {
+            self.max
+        }
+
+        fn wait(&self) -> $crate::Wait {
+            self.wait
+        }
+
+        fn set_wait(&mut self, wait: $crate::Wait) {
+            self.wait = wait;
+        }
+    };
+}
+pub(crate) use endpoint_accessors;
+
 /// The kernel objects behind an endpoint, for code that must make the raw syscalls itself
 /// (the bench's reference loops do, to measure what ipckit adds).
 #[derive(Debug, Clone, Copy)]

@@ -453,21 +453,7 @@ impl Drop for PosixMq {
 }
 
 impl Transport for PosixMq {
-    fn mechanism(&self) -> Mechanism {
-        Mechanism::MqPosix
-    }
-
-    fn max_msg_size(&self) -> usize {
-        self.max
-    }
-
-    fn wait(&self) -> Wait {
-        self.wait
-    }
-
-    fn set_wait(&mut self, wait: Wait) {
-        self.wait = wait;
-    }
+    crate::transport::endpoint_accessors!(fixed Mechanism::MqPosix);
 
     fn send_deadline(&mut self, msg: &[u8], deadline: Deadline) -> Result<(), SendError> {
         self.send_prio_deadline(msg, self.priority, deadline)

@@ -684,21 +684,7 @@ impl Drop for SysvMq {
 }
 
 impl Transport for SysvMq {
-    fn mechanism(&self) -> Mechanism {
-        Mechanism::MqSysv
-    }
-
-    fn max_msg_size(&self) -> usize {
-        self.max
-    }
-
-    fn wait(&self) -> Wait {
-        self.wait
-    }
-
-    fn set_wait(&mut self, wait: Wait) {
-        self.wait = wait;
-    }
+    crate::transport::endpoint_accessors!(fixed Mechanism::MqSysv);
 
     fn send_deadline(&mut self, msg: &[u8], deadline: Deadline) -> Result<(), SendError> {
         self.send_type(msg, self.send_type, deadline)
