@@ -32,11 +32,6 @@ use crate::wait::{drive, Deadline, Wait};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
-/// How long a blocking call on a pidfd-watched endpoint sleeps before looking at the pidfd.
-/// Only the first sleep of a blocking wait is bounded by it (after that the endpoint sleeps in
-/// `poll` on its descriptor and the pidfd together), so it costs nothing while messages flow.
-pub(crate) const PEER_CHECK_US: i64 = 10_000;
-
 /// Queue attributes used at creation.
 #[derive(Debug, Clone, Copy)]
 pub struct MqOptions {
@@ -210,10 +205,13 @@ impl PosixMq {
         Self::from_parts(Some(fd), Some(dup), wait, Vec::new())
     }
 
-    /// A blocking wait with no deadline is one blocking `mq_timedsend`/`mq_timedreceive`;
-    /// with a watched peer the call times out after 10 ms to look at the pidfd too.
+    /// A blocking wait with no deadline is one blocking `mq_send`/`mq_receive` when no peer is
+    /// watched. With a watched peer the queue stays non-blocking and waits in `poll` on the
+    /// queue and the pidfd together: a timed call would do too, but arming its timer for
+    /// every sleep costs more than the extra `poll` on a VM (measured: 8 KiB throughput 0.93
+    /// of the raw loop with timed calls).
     fn mode_for(&mut self, deadline: Deadline) -> io::Result<bool> {
-        let want = self.wait == Wait::Block && deadline == Deadline::Never;
+        let want = self.wait == Wait::Block && deadline == Deadline::Never && self.pidfd.is_none();
         if want != self.blocking {
             for q in self.rq.iter().chain(self.sq.iter()) {
                 mq::set_nonblocking(q.as_fd(), !want)?;
@@ -296,15 +294,8 @@ impl PosixMq {
         if !direct && self.scratch.len() < self.max {
             self.scratch.resize(self.max, 0);
         }
-        let blocking = self.blocking;
         let dst: &mut [u8] = if direct { buf } else { &mut self.scratch };
-        let receive = |dst: &mut [u8]| {
-            if blocking {
-                mq::timed_receive(fd, dst, PEER_CHECK_US)
-            } else {
-                mq::receive(fd, dst)
-            }
-        };
+        let receive = |dst: &mut [u8]| mq::receive(fd, dst);
         let (n, prio) = drive(
             self.wait,
             deadline,
@@ -348,24 +339,25 @@ impl PosixMq {
                 max: self.max,
             });
         }
-        let blocking = self.mode_for(deadline)?;
+        self.mode_for(deadline)?;
         let fd = self
             .sq
             .as_ref()
             .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "receive-only endpoint"))?
             .as_fd();
         let pidfd = self.pidfd.as_ref().map(|p| p.as_fd());
-        drive(self.wait, deadline, fd, libc::POLLOUT, pidfd, || {
-            match if blocking {
-                mq::timed_send(fd, msg, prio, PEER_CHECK_US)
-            } else {
-                mq::send(fd, msg, prio)
-            } {
+        drive(
+            self.wait,
+            deadline,
+            fd,
+            libc::POLLOUT,
+            pidfd,
+            || match mq::send(fd, msg, prio) {
                 Ok(()) => Ok(Some(())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
                 Err(e) => Err(SendError::from(e)),
-            }
-        })
+            },
+        )
     }
 
     /// Creates the two queues of a duplex pair (`NAME.c2s`, `NAME.s2c`); the server receives

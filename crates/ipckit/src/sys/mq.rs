@@ -137,28 +137,3 @@ pub(crate) fn timed_send(fd: BorrowedFd<'_>, msg: &[u8], prio: u32, us: i64) -> 
         r => r.map(|_| ()),
     }
 }
-
-/// `mq_timedreceive` waiting at most `us` microseconds; `ETIMEDOUT` comes back as `WouldBlock`.
-pub(crate) fn timed_receive(
-    fd: BorrowedFd<'_>,
-    buf: &mut [u8],
-    us: i64,
-) -> io::Result<(usize, u32)> {
-    let ts = realtime_after(us);
-    let mut prio = 0u32;
-    // SAFETY: `buf` is a live, writable slice; `prio` and `ts` are live locals.
-    match cvt_r(|| unsafe {
-        libc::mq_timedreceive(
-            fd.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut prio,
-            &ts,
-        )
-    }) {
-        Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => {
-            Err(io::ErrorKind::WouldBlock.into())
-        }
-        r => r.map(|n| (n as usize, prio)),
-    }
-}
