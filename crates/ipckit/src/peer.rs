@@ -83,6 +83,42 @@ impl Hello {
     }
 }
 
+/// The hello exchange of a queue pair, over the pair itself: the client speaks first, the
+/// server answers. Waits by blocking until `deadline` whatever the endpoint's strategy.
+pub(crate) fn exchange_hello(
+    ep: &mut dyn crate::Transport,
+    client: bool,
+    deadline: crate::Deadline,
+) -> std::io::Result<Hello> {
+    use std::io::{Error, ErrorKind};
+    let wait = ep.wait();
+    ep.set_wait(crate::Wait::Block);
+    let mine = Hello::mine().encode();
+    if client {
+        ep.send_deadline(&mine, deadline)?;
+    }
+    let mut buf = vec![0u8; ep.max_msg_size().max(HELLO_LEN)];
+    let n = ep.recv_deadline(&mut buf, deadline).map_err(|e| match e {
+        crate::RecvError::Timeout if client => Error::new(
+            ErrorKind::TimedOut,
+            "the peer did not answer the hello in time",
+        ),
+        crate::RecvError::Timeout => Error::new(ErrorKind::TimedOut, "no peer connected in time"),
+        e => e.into(),
+    })?;
+    let hello = Hello::decode(&buf[..n]).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidData,
+            "the peer's first message was not an ipckit hello",
+        )
+    })?;
+    if !client {
+        ep.send_deadline(&mine, deadline)?;
+    }
+    ep.set_wait(wait);
+    Ok(hello)
+}
+
 /// Opens a pidfd on the peer named by `hello`, if it shares our kernel and pid namespace.
 ///
 /// The descriptor returned becomes readable when the peer is gone. If the peer is already

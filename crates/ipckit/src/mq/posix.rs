@@ -24,7 +24,7 @@
 //! `mq_overview(7)`, `mq_open(3)`, `mq_send(3)`, `mq_receive(3)`.
 
 use crate::error::{invalid, RecvError, SendError};
-use crate::peer::{self, Hello, HELLO_LEN};
+use crate::peer;
 use crate::registry::{self, ObjectGuard, ObjectKind};
 use crate::sys::{fd as sysfd, mq};
 use crate::transport::{Mechanism, PeerInfo, RawHandle, Transport};
@@ -371,26 +371,8 @@ impl PosixMq {
     /// Server side of the hello: waits for the client's, answers with ours, then watches the
     /// client with a pidfd.
     pub(crate) fn accept(mut self, deadline: Deadline) -> io::Result<PosixMq> {
-        let mut buf = vec![0u8; self.max.max(HELLO_LEN)];
-        let wait = self.wait;
-        self.wait = Wait::Block;
-        let n = self
-            .recv_deadline(&mut buf, deadline)
-            .map_err(|e| match e {
-                RecvError::Timeout => {
-                    io::Error::new(io::ErrorKind::TimedOut, "no peer connected in time")
-                }
-                e => e.into(),
-            })?;
-        let hello = Hello::decode(&buf[..n]).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "first message was not an ipckit hello",
-            )
-        })?;
-        self.send_deadline(&Hello::mine().encode(), deadline)?;
+        let hello = peer::exchange_hello(&mut self, false, deadline)?;
         (self.peer, self.pidfd) = peer::watch(&hello);
-        self.wait = wait;
         Ok(self)
     }
 
@@ -411,23 +393,9 @@ impl PosixMq {
         };
         let sq = open(format!("{name}.c2s"))?;
         let rq = open(format!("{name}.s2c"))?;
-        let mut me = Self::from_parts(Some(rq), Some(sq), Wait::Block, Vec::new())?;
-        me.send_deadline(&Hello::mine().encode(), deadline)?;
-        let mut buf = vec![0u8; me.max.max(HELLO_LEN)];
-        let n = me.recv_deadline(&mut buf, deadline).map_err(|e| match e {
-            RecvError::Timeout => {
-                io::Error::new(io::ErrorKind::TimedOut, "the peer did not answer in time")
-            }
-            e => e.into(),
-        })?;
-        let hello = Hello::decode(&buf[..n]).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "peer's first message was not an ipckit hello",
-            )
-        })?;
+        let mut me = Self::from_parts(Some(rq), Some(sq), wait, Vec::new())?;
+        let hello = peer::exchange_hello(&mut me, true, deadline)?;
         (me.peer, me.pidfd) = peer::watch(&hello);
-        me.wait = wait;
         Ok(me)
     }
 }

@@ -19,7 +19,7 @@
 //! `sysvipc(7)`, `msgget(2)`, `msgsnd(2)`, `msgrcv(2)`, `msgctl(2)`.
 
 use crate::error::{invalid, RecvError, SendError};
-use crate::peer::{self, Hello, HELLO_LEN};
+use crate::peer::{self, Hello};
 use crate::registry::{self, ObjectGuard, ObjectKind};
 use crate::sys::{fd as sysfd, pipe as syspipe, sysv};
 use crate::transport::{Mechanism, PeerInfo, RawHandle, Transport};
@@ -387,20 +387,7 @@ impl SysvMq {
 
     /// Server side of the hello.
     pub(crate) fn accept(mut self, deadline: Deadline) -> io::Result<SysvMq> {
-        let mut buf = vec![0u8; self.max.max(HELLO_LEN)];
-        let (n, _) = self.recv_type(&mut buf, 1, deadline).map_err(|e| match e {
-            RecvError::Timeout => {
-                io::Error::new(io::ErrorKind::TimedOut, "no peer connected in time")
-            }
-            e => e.into(),
-        })?;
-        let hello = Hello::decode(&buf[..n]).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "first message was not an ipckit hello",
-            )
-        })?;
-        self.send_type(&Hello::mine().encode(), 1, deadline)?;
+        let hello = peer::exchange_hello(&mut self, false, deadline)?;
         self.watch(&hello);
         Ok(self)
     }
@@ -426,20 +413,7 @@ impl SysvMq {
         let s2c = open(key + 1)?;
         let mut me = Self::from_parts(s2c, c2s, wait, Vec::new())?;
         me.recv_type = 1;
-        me.send_type(&Hello::mine().encode(), 1, deadline)?;
-        let mut buf = vec![0u8; me.max.max(HELLO_LEN)];
-        let (n, _) = me.recv_type(&mut buf, 1, deadline).map_err(|e| match e {
-            RecvError::Timeout => {
-                io::Error::new(io::ErrorKind::TimedOut, "the peer did not answer in time")
-            }
-            e => e.into(),
-        })?;
-        let hello = Hello::decode(&buf[..n]).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "peer's first message was not an ipckit hello",
-            )
-        })?;
+        let hello = peer::exchange_hello(&mut me, true, deadline)?;
         me.watch(&hello);
         Ok(me)
     }
