@@ -66,6 +66,7 @@ pub mod mq;
 mod peer;
 pub mod pipe;
 pub mod registry;
+pub mod shm;
 mod stream;
 mod sys;
 mod transport;
