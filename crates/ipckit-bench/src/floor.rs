@@ -119,6 +119,8 @@ fn cacheline(cpus: [usize; 2], duration: Duration, batch: u64) -> io::Result<(Pe
         warmup: 0,
         touch: false,
         max_msg_size: None,
+        zero_copy: false,
+        shm_capacity: None,
     };
     let (guard, mut ctl) = peer::spawn(
         &mut spec,

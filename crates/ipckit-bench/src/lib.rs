@@ -13,6 +13,7 @@ pub mod options;
 pub mod pattern;
 pub mod peer;
 pub mod reference;
+pub mod refring;
 pub mod report;
 pub mod scenario;
 pub mod session;
@@ -55,6 +56,18 @@ struct Plan {
     placement: Placement,
     size: usize,
     imp: Impl,
+    zero_copy: bool,
+}
+
+impl Plan {
+    /// The row's mechanism name: `shm-zerocopy` for the zero-copy API of `shm`.
+    fn name(&self) -> String {
+        if self.zero_copy {
+            format!("{}-zerocopy", self.mech)
+        } else {
+            self.mech.name().to_owned()
+        }
+    }
 }
 
 /// Runs the whole benchmark: floor, then every configuration `opts.repeat` times.
@@ -99,21 +112,31 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
                         });
                         continue;
                     }
-                    plans.push(Plan {
-                        mech,
-                        wait,
-                        placement,
-                        size,
-                        imp: Impl::Ipckit,
-                    });
-                    if opts.reference {
+                    // Shared memory has two APIs: copy (the Transport) and zero-copy.
+                    let variants: &[bool] = if mech == Mechanism::Shm {
+                        &[false, true]
+                    } else {
+                        &[false]
+                    };
+                    for &zero_copy in variants {
                         plans.push(Plan {
                             mech,
                             wait,
                             placement,
                             size,
-                            imp: Impl::Raw,
+                            imp: Impl::Ipckit,
+                            zero_copy,
                         });
+                        if opts.reference {
+                            plans.push(Plan {
+                                mech,
+                                wait,
+                                placement,
+                                size,
+                                imp: Impl::Raw,
+                                zero_copy,
+                            });
+                        }
                     }
                 }
             }
@@ -154,6 +177,7 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
                 imp: Impl::Ipckit,
                 size: 8,
                 cpus: pair,
+                zero_copy: false,
             };
             *slot = session::run(&cfg, &short)
                 .ok()
@@ -183,7 +207,7 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
                 let p = &group[k];
                 bar.set_message(format!(
                     "{} {} {} {} {}",
-                    p.mech,
+                    p.name(),
                     p.wait.name(),
                     p.placement.name(),
                     format_size(p.size),
@@ -195,6 +219,7 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
                     imp: p.imp,
                     size: p.size,
                     cpus: placement_cpus(p.placement, cpus),
+                    zero_copy: p.zero_copy,
                 };
                 results[k].push(session::run(&cfg, opts));
                 bar.inc(1);
@@ -285,7 +310,7 @@ fn aggregate(
         .or_else(|| failures.first().map(|s| s.to_string()));
     let mbps = med(&|m| m.mbps);
     Row {
-        mechanism: p.mech.name().into(),
+        mechanism: p.name(),
         wait: p.wait.name().into(),
         placement: p.placement.name().into(),
         size: p.size,

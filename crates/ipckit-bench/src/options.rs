@@ -89,6 +89,8 @@ pub struct BenchOptions {
     pub reference: bool,
     /// Output format.
     pub format: Format,
+    /// Shared memory: each ring's data area (`None`: ipckit's default).
+    pub shm_capacity: Option<usize>,
 }
 
 impl Default for BenchOptions {
@@ -108,6 +110,7 @@ impl Default for BenchOptions {
             quick: false,
             reference: false,
             format: Format::Table,
+            shm_capacity: None,
         }
     }
 }

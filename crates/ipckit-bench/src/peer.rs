@@ -66,6 +66,12 @@ pub struct PeerSpec {
     pub touch: bool,
     /// Largest message to ask the transport for (`None`: its default).
     pub max_msg_size: Option<usize>,
+    /// Shared memory: use the zero-copy API.
+    #[serde(default)]
+    pub zero_copy: bool,
+    /// Shared memory: ring capacity (the reference ring's, for `Raw`).
+    #[serde(default)]
+    pub shm_capacity: Option<usize>,
 }
 
 /// Parent to peer.
@@ -329,6 +335,9 @@ fn run_peer(spec: &PeerSpec, ctl: &mut Control) -> io::Result<()> {
             }
         };
     }
+    if mech == Mechanism::Shm {
+        return serve_shm(spec, wait, ctl);
+    }
     let opts = ipckit::connect::Options {
         wait,
         timeout: Duration::from_secs(10),
@@ -360,6 +369,50 @@ fn run_peer(spec: &PeerSpec, ctl: &mut Control) -> io::Result<()> {
             r
         }
     }
+}
+
+/// The peer of a shared-memory session: ipckit's ring pair, or the reference ring.
+fn serve_shm(spec: &PeerSpec, wait: Wait, ctl: &mut Control) -> io::Result<()> {
+    match spec.imp {
+        Impl::Ipckit => {
+            let ep = ipckit::shm::connect(
+                &spec.address,
+                &ipckit::shm::PairOptions {
+                    wait,
+                    timeout: Duration::from_secs(10),
+                    ..Default::default()
+                },
+            )?;
+            let mut ch = crate::refring::ShmChannel {
+                ep,
+                zero_copy: spec.zero_copy,
+            };
+            serve_ready(&mut ch, ctl, spec)
+        }
+        Impl::Raw => {
+            let fd = spec
+                .shm_fd
+                .ok_or_else(|| io::Error::other("reference ring without its memfd"))?;
+            let cap = spec
+                .shm_capacity
+                .ok_or_else(|| io::Error::other("reference ring without a capacity"))?;
+            // SAFETY: the parent's memfd, inherited and named in the spec; unowned here.
+            let fd = unsafe { sys::owned_from_inherited(fd) };
+            let mem = sys::SharedPage::map_len(fd.as_fd(), crate::refring::pair_len(cap))?;
+            let mut ch = crate::refring::RefRing::new(mem, cap, false, wait);
+            serve_ready(&mut ch, ctl, spec)
+        }
+    }
+}
+
+fn serve_ready<C: Channel>(ch: &mut C, ctl: &mut Control, spec: &PeerSpec) -> io::Result<()> {
+    let cap = spec.max_msg_size.unwrap_or(0);
+    ctl.send(&FromPeer::Ready { max_msg_size: cap })?;
+    let ToPeer::Go {
+        lat_size,
+        tput_size,
+    } = ctl.recv(GO_TIMEOUT)?;
+    serve(ch, cap, lat_size, tput_size, spec, false, ctl)
 }
 
 fn serve<C: Channel>(

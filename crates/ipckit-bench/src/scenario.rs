@@ -31,6 +31,35 @@ pub trait Channel {
         expect: usize,
         timeout: Duration,
     ) -> io::Result<Option<usize>>;
+
+    /// Sends a message of `len` bytes that `fill` writes. By default `fill` writes into
+    /// `scratch[prefix..]` and the message is sent from there (a copy); a zero-copy channel
+    /// lets `fill` write straight into the transport's memory instead.
+    #[inline]
+    fn send_with(
+        &mut self,
+        scratch: &mut [u8],
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> io::Result<()> {
+        let pre = self.prefix();
+        fill(&mut scratch[pre..pre + len]);
+        self.send(&mut scratch[..pre + len])
+    }
+
+    /// Receives one message and hands it to `look`. By default it is received into
+    /// `scratch` (a copy); a zero-copy channel lends the transport's memory instead.
+    #[inline]
+    fn recv_with<R>(
+        &mut self,
+        scratch: &mut [u8],
+        expect: usize,
+        look: impl FnOnce(&[u8]) -> R,
+    ) -> io::Result<R> {
+        let pre = self.prefix();
+        let n = self.recv(scratch, expect)?;
+        Ok(look(&scratch[pre..pre + n]))
+    }
 }
 
 /// ipckit's side of [`Channel`].
@@ -322,8 +351,7 @@ pub fn stream_send<C: Channel>(
     duration: Duration,
     touch: bool,
 ) -> io::Result<SendTotals> {
-    let pre = ch.prefix();
-    let mut tx = vec![0u8; pre + size];
+    let mut tx = vec![0u8; ch.prefix() + size];
     let mask = pattern::seq_mask(size);
     let cpu0 = sys::thread_cpu_ns();
     let first_send_ns = sys::mono_ns();
@@ -331,11 +359,12 @@ pub fn stream_send<C: Channel>(
     let mut seq: u64 = 0;
     loop {
         let h = seq & mask;
-        pattern::write_header(&mut tx[pre..], h);
-        if touch {
-            pattern::fill(&mut tx[pre..], h);
-        }
-        ch.send(&mut tx)?;
+        ch.send_with(&mut tx, size, |m| {
+            pattern::write_header(m, h);
+            if touch {
+                pattern::fill(m, h);
+            }
+        })?;
         seq += 1;
         if seq.is_multiple_of(16) && start.elapsed() >= duration {
             break;
@@ -368,8 +397,7 @@ pub fn stream_recv<C: Channel>(
     touch: bool,
     lossy: bool,
 ) -> io::Result<RecvTotals> {
-    let pre = ch.prefix();
-    let mut rx = vec![0u8; pre + cap.max(size)];
+    let mut rx = vec![0u8; ch.prefix() + cap.max(size)];
     let mask = pattern::seq_mask(size);
     let end = pattern::end_bit(size);
     let mut t = RecvTotals::default();
@@ -382,56 +410,61 @@ pub fn stream_recv<C: Channel>(
         }
     };
     loop {
-        let n = ch.recv(&mut rx, size)?;
-        let msg = &rx[pre..pre + n];
-        let h = pattern::read_header(msg);
-        if h & end != 0 {
-            if !lossy {
+        let done = ch.recv_with(&mut rx, size, |msg| {
+            let n = msg.len();
+            let h = pattern::read_header(msg);
+            if h & end != 0 {
+                if !lossy {
+                    t.last_recv_ns = sys::mono_ns();
+                }
+                return true;
+            }
+            if lossy {
                 t.last_recv_ns = sys::mono_ns();
             }
-            break;
-        }
-        if lossy {
-            t.last_recv_ns = sys::mono_ns();
-        }
-        if n != size {
-            let at = t.received;
-            note(
-                &mut t,
-                format!("message {at} has {n} bytes, expected {size}"),
-            );
-            continue;
-        }
-        if h != expected {
-            if lossy {
-                let ahead = h.wrapping_sub(expected) & mask;
-                if ahead < mask / 2 {
-                    expected = h; // the ones in between were lost (counted by the sender's total)
-                } else {
-                    t.reordered += 1;
-                    t.received += 1;
-                    t.bytes += n as u64;
-                    if touch && !pattern::verify(msg, h) {
-                        note(&mut t, format!("message with sequence {h} is corrupted"));
-                    }
-                    continue;
-                }
-            } else {
+            if n != size {
+                let at = t.received;
                 note(
                     &mut t,
-                    format!(
-                        "expected sequence {expected}, got {h} (lost, duplicated or reordered)"
-                    ),
+                    format!("message {at} has {n} bytes, expected {size}"),
                 );
-                expected = h;
+                return false;
             }
+            if h != expected {
+                if lossy {
+                    let ahead = h.wrapping_sub(expected) & mask;
+                    if ahead < mask / 2 {
+                        expected = h; // the ones in between were lost (counted by the sender's total)
+                    } else {
+                        t.reordered += 1;
+                        t.received += 1;
+                        t.bytes += n as u64;
+                        if touch && !pattern::verify(msg, h) {
+                            note(&mut t, format!("message with sequence {h} is corrupted"));
+                        }
+                        return false;
+                    }
+                } else {
+                    note(
+                        &mut t,
+                        format!(
+                            "expected sequence {expected}, got {h} (lost, duplicated or reordered)"
+                        ),
+                    );
+                    expected = h;
+                }
+            }
+            if touch && !pattern::verify(msg, h) {
+                note(&mut t, format!("message with sequence {h} is corrupted"));
+            }
+            expected = (expected + 1) & mask;
+            t.received += 1;
+            t.bytes += n as u64;
+            false
+        })?;
+        if done {
+            break;
         }
-        if touch && !pattern::verify(msg, h) {
-            note(&mut t, format!("message with sequence {h} is corrupted"));
-        }
-        expected = (expected + 1) & mask;
-        t.received += 1;
-        t.bytes += n as u64;
     }
     t.cpu_ns = sys::thread_cpu_ns().saturating_sub(cpu0);
     Ok(t)

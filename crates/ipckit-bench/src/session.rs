@@ -28,6 +28,8 @@ pub struct Config {
     pub size: usize,
     /// Parent's CPU, peer's CPU.
     pub cpus: [usize; 2],
+    /// Shared memory: the zero-copy API.
+    pub zero_copy: bool,
 }
 
 /// What one session measured.
@@ -114,6 +116,8 @@ fn base_spec(cfg: &Config, opts: &BenchOptions) -> PeerSpec {
         warmup: opts.warmup,
         touch: opts.touch,
         max_msg_size: None,
+        zero_copy: cfg.zero_copy,
+        shm_capacity: opts.shm_capacity,
     }
 }
 
@@ -166,6 +170,10 @@ fn run_inner(cfg: &Config, opts: &BenchOptions) -> io::Result<Measured> {
         return Ok(m);
     }
 
+    if cfg.mech == Mechanism::Shm {
+        return run_shm(cfg, opts, spec, limit);
+    }
+
     // Streams carry 1 MiB by default; ask for more only when the run needs it.
     let want_max = (cfg.mech.is_stream() && cfg.size > (1 << 20)).then_some(cfg.size);
     spec.max_msg_size = want_max;
@@ -211,6 +219,80 @@ fn run_inner(cfg: &Config, opts: &BenchOptions) -> io::Result<Measured> {
     guard
         .finish(Duration::from_secs(5))
         .map_err(io::Error::other)?;
+    Ok(m)
+}
+
+/// A shared-memory session: ipckit's ring pair (copy or zero-copy API) or the reference
+/// ring, both on rings of the same capacity.
+fn run_shm(
+    cfg: &Config,
+    opts: &BenchOptions,
+    mut spec: PeerSpec,
+    limit: Duration,
+) -> io::Result<Measured> {
+    use ipckit::shm::{PairOptions, ShmListener, DEFAULT_CAPACITY};
+    let popts = PairOptions {
+        wait: cfg.wait,
+        max_msg_size: Some(cfg.size),
+        capacity: opts.shm_capacity,
+        timeout: Duration::from_secs(10),
+        ..Default::default()
+    };
+    let finish = |m: io::Result<Measured>, guard: peer::PeerGuard| -> io::Result<Measured> {
+        let m = m?;
+        guard
+            .finish(Duration::from_secs(5))
+            .map_err(io::Error::other)?;
+        Ok(m)
+    };
+    match cfg.imp {
+        Impl::Ipckit => {
+            let name = format!("/{}", ipckit::registry::unique_name("bench-shm"));
+            let l = ShmListener::create(&name, &popts)?;
+            spec.address = name;
+            spec.max_msg_size = Some(cfg.size);
+            let (guard, mut ctl) = peer::spawn(&mut spec, |_| {}, &[], limit)?;
+            let ep = l.accept()?;
+            let mut ch = crate::refring::ShmChannel {
+                ep,
+                zero_copy: cfg.zero_copy,
+            };
+            let m = shm_drive(&mut ch, cfg, opts, &mut ctl);
+            finish(m, guard)
+        }
+        Impl::Raw => {
+            let cap = opts
+                .shm_capacity
+                .unwrap_or(DEFAULT_CAPACITY)
+                .max(((cfg.size + 8) * 2).next_power_of_two());
+            let len = crate::refring::pair_len(cap);
+            let fd = sys::SharedPage::create_fd_len(len)?;
+            let mem = sys::SharedPage::map_len(fd.as_fd(), len)?;
+            spec.shm_fd = Some(fd.as_raw_fd());
+            spec.shm_capacity = Some(cap);
+            spec.max_msg_size = Some(cfg.size);
+            let (guard, mut ctl) = peer::spawn(&mut spec, |_| {}, &[fd.as_raw_fd()], limit)?;
+            let mut ch = crate::refring::RefRing::new(mem, cap, true, cfg.wait);
+            let m = shm_drive(&mut ch, cfg, opts, &mut ctl);
+            finish(m, guard)
+        }
+    }
+}
+
+fn shm_drive<C: Channel>(
+    ch: &mut C,
+    cfg: &Config,
+    opts: &BenchOptions,
+    ctl: &mut Control,
+) -> io::Result<Measured> {
+    expect_ready(ctl)?;
+    sys::pin_current_thread(cfg.cpus[0])?;
+    ctl.send(&ToPeer::Go {
+        lat_size: Some(cfg.size),
+        tput_size: cfg.size,
+    })?;
+    let mut m = drive_channel(ch, cfg.size, Some(cfg.size), cfg.size, false, opts, ctl)?;
+    m.max_msg_size = cfg.size;
     Ok(m)
 }
 

@@ -11,7 +11,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
@@ -242,10 +242,12 @@ pub fn msgrcv(id: i32, buf: &mut [u8], mtype: i64, nowait: bool) -> io::Result<u
     })
 }
 
-/// A page of memory shared between two processes through a memfd.
+/// Memory shared between two processes through a memfd: one page for the floor, a ring pair
+/// for the reference ring.
 #[derive(Debug)]
 pub struct SharedPage {
     ptr: NonNull<u8>,
+    len: usize,
 }
 
 const PAGE: usize = 4096;
@@ -253,24 +255,34 @@ const PAGE: usize = 4096;
 impl SharedPage {
     /// Creates a one-page memfd (close-on-exec; the spawner clears that for its child).
     pub fn create_fd() -> io::Result<OwnedFd> {
+        Self::create_fd_len(PAGE)
+    }
+
+    /// Creates a memfd of `len` bytes.
+    pub fn create_fd_len(len: usize) -> io::Result<OwnedFd> {
         // SAFETY: the name is a NUL-terminated literal.
         let fd = cvt(unsafe { libc::memfd_create(c"ipckit-floor".as_ptr(), libc::MFD_CLOEXEC) })?;
         // SAFETY: memfd_create returned a new descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: ftruncate on a descriptor we own.
-        cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), PAGE as libc::off_t) })?;
+        cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) })?;
         Ok(fd)
     }
 
-    /// Maps the page `MAP_SHARED`, read-write.
+    /// Maps one page `MAP_SHARED`, read-write.
     pub fn map(fd: BorrowedFd<'_>) -> io::Result<SharedPage> {
+        Self::map_len(fd, PAGE)
+    }
+
+    /// Maps `len` bytes `MAP_SHARED | MAP_POPULATE`, read-write.
+    pub fn map_len(fd: BorrowedFd<'_>, len: usize) -> io::Result<SharedPage> {
         // SAFETY: a fresh mapping chosen by the kernel; no existing memory is affected.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                PAGE,
+                len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
                 fd.as_raw_fd(),
                 0,
             )
@@ -280,24 +292,102 @@ impl SharedPage {
         }
         Ok(SharedPage {
             ptr: NonNull::new(p.cast()).expect("mmap returned null"),
+            len,
         })
     }
 
-    /// The atomic at the start of cache line `line` (0..64).
+    /// The atomic at the start of cache line `line`.
     pub fn atomic(&self, line: usize) -> &AtomicU64 {
-        assert!(line < PAGE / 64);
-        // SAFETY: 1. the page is mapped for as long as `self` lives, readable and writable;
-        // 2. the offset is 64-byte aligned inside the page, so the u64 is aligned;
+        self.atomic_at(line * 64)
+    }
+
+    /// The atomic at byte offset `off` (a multiple of 8).
+    #[inline]
+    pub fn atomic_at(&self, off: usize) -> &AtomicU64 {
+        assert!(off + 8 <= self.len && off.is_multiple_of(8));
+        // SAFETY: 1. the memory is mapped for as long as `self` lives, readable and writable;
+        // 2. the offset is 8-byte aligned inside it (checked), so the u64 is aligned;
         // 3. the other process only touches it through atomics too.
-        unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(line * 64).cast()) }
+        unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(off).cast()) }
+    }
+
+    /// The 32-bit atomic at byte offset `off` (a multiple of 4), for futexes.
+    #[inline]
+    pub fn atomic32_at(&self, off: usize) -> &AtomicU32 {
+        assert!(off + 4 <= self.len && off.is_multiple_of(4));
+        // SAFETY: as `atomic_at`.
+        unsafe { AtomicU32::from_ptr(self.ptr.as_ptr().add(off).cast()) }
+    }
+
+    /// Copies `src` to offset `off`.
+    #[inline]
+    pub fn copy_in(&self, off: usize, src: &[u8]) {
+        assert!(off + src.len() <= self.len);
+        // SAFETY: in bounds (checked); `src` is a Rust slice, not inside the mapping; the
+        // reference ring's protocol gives these bytes to the writer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(off), src.len())
+        }
+    }
+
+    /// Copies into `dst` from offset `off`.
+    #[inline]
+    pub fn copy_out(&self, off: usize, dst: &mut [u8]) {
+        assert!(off + dst.len() <= self.len);
+        // SAFETY: as `copy_in`, reading bytes the protocol published to us.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(off), dst.as_mut_ptr(), dst.len())
+        }
     }
 }
 
 impl Drop for SharedPage {
     fn drop(&mut self) {
-        // SAFETY: the mapping was made by `map` with this length and is unmapped once, here;
-        // no reference from `atomic` outlives `self`.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), PAGE) };
+        // SAFETY: the mapping was made by `map_len` with this length and is unmapped once,
+        // here; no reference from `atomic` outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// `FUTEX_WAIT` on a shared word while it holds `expected`, at most `timeout_ms` (0: no
+/// limit, and no timer to arm).
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout_ms: u64) {
+    let ts = libc::timespec {
+        tv_sec: (timeout_ms / 1000) as libc::time_t,
+        tv_nsec: ((timeout_ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    let tsp = if timeout_ms == 0 {
+        std::ptr::null()
+    } else {
+        &ts as *const libc::timespec
+    };
+    // SAFETY: `word` is a live AtomicU32 in shared memory; `tsp` NULL or a live timespec.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            tsp,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+/// `FUTEX_WAKE` of every waiter on a shared word.
+pub fn futex_wake(word: &AtomicU32) {
+    // SAFETY: as `futex_wait`; waking touches no memory.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            i32::MAX,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
     }
 }
 

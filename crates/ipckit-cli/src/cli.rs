@@ -106,7 +106,8 @@ pub enum FramingArg {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Mechanisms, comma-separated, or `all` [default: all]: pipe fifo uds uds-dgram
-    /// uds-seqpacket tcp udp mq-posix mq-sysv eventfd.
+    /// uds-seqpacket tcp udp mq-posix mq-sysv eventfd shm (shm also runs its zero-copy API,
+    /// as shm-zerocopy).
     #[arg(long, value_name = "LIST", value_parser = parse_mech_list)]
     pub mech: Option<MechList>,
     /// Message sizes, comma-separated: 64, 64K, 64KiB, 1M, 1MiB [default: 64,64KiB].
@@ -142,9 +143,21 @@ pub struct BenchArgs {
     /// Write the report to FILE instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Also run the raw-syscall reference loops and show ipckit/raw.
+    /// Also run the raw-syscall reference loops (for shm, the reference ring) and show
+    /// ipckit/raw.
     #[arg(long)]
     pub reference: bool,
+    /// Shared memory: each ring's data area, a power of two (e.g. 256K) [default: ipckit's].
+    #[arg(long, value_name = "SIZE", value_parser = parse_capacity)]
+    pub shm_capacity: Option<usize>,
+}
+
+fn parse_capacity(s: &str) -> Result<usize, String> {
+    let n = ipckit_bench::options::parse_size(s)?;
+    if n < 4096 || !n.is_power_of_two() {
+        return Err(format!("{n} is not a power of two of at least 4096"));
+    }
+    Ok(n)
 }
 
 /// `ipckit send`.

@@ -776,7 +776,7 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
 pub struct Listener {
     mech: Mechanism,
     fd: Option<OwnedFd>,
-    shm: Option<std::sync::Mutex<ShmListener>>,
+    shm: Option<Box<std::sync::Mutex<ShmListener>>>,
     opts: Options,
     _guard: Option<ObjectGuard>,
 }
@@ -891,10 +891,10 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
         Mechanism::Shm => Receiver::Listener(Listener {
             mech,
             fd: None,
-            shm: Some(std::sync::Mutex::new(ShmListener::create(
+            shm: Some(Box::new(std::sync::Mutex::new(ShmListener::create(
                 addr,
                 &opts.pair(),
-            )?)),
+            )?))),
             opts: *opts,
             _guard: None,
         }),

@@ -38,6 +38,7 @@ fn options(a: &BenchArgs) -> BenchOptions {
     o.rate = a.rate;
     o.touch = !a.no_touch;
     o.reference = a.reference;
+    o.shm_capacity = a.shm_capacity;
     o.format = match a.format {
         FormatArg::Table => Format::Table,
         FormatArg::Json => Format::Json,

@@ -13,11 +13,10 @@
 use super::region::Region;
 use super::ring::{self, Consumer, Found, Producer, RingCtl, RingMem, WaitLine};
 use super::segment::{Layout, Segment, SegmentBuilder};
-use super::sync::{AtomicU32, AtomicU64, Ordering};
+use super::sync::{futex_wait, futex_wake, AtomicU32, AtomicU64, Ordering};
 use crate::error::invalid;
 use crate::peer::{self, Hello, HELLO_LEN};
 use crate::sys::fd as sysfd;
-use crate::sys::shm::{futex_wait, futex_wake};
 use crate::transport::{PeerInfo, RawHandle, Transport};
 use crate::wait::{Deadline, Wait};
 use crate::{RecvError, SendError};
@@ -60,7 +59,6 @@ struct PairHeader {
     client_hello: [AtomicU64; 6],
 }
 
-#[cfg(not(ipckit_loom))]
 // SAFETY: atomics only; any bit pattern is a valid value.
 #[allow(unsafe_code)]
 unsafe impl super::region::Shared for PairHeader {}

@@ -81,7 +81,7 @@ impl<'a> Region<'a> {
     /// The sub-region `off..off+len`. Panics if it is out of bounds (a bug in ipckit, never
     /// input: every offset here is computed from sizes checked at creation).
     pub(crate) fn sub(&self, off: usize, len: usize) -> Region<'a> {
-        assert!(off.checked_add(len).is_some_and(|e| e <= self.len) && off % 64 == 0);
+        assert!(off.checked_add(len).is_some_and(|e| e <= self.len) && off.is_multiple_of(64));
         Region {
             // In bounds, checked above.
             ptr: self.ptr.wrapping_add(off),
@@ -155,3 +155,11 @@ impl<'a> Region<'a> {
 unsafe impl Shared for std::sync::atomic::AtomicU64 {}
 // SAFETY: as above.
 unsafe impl Shared for std::sync::atomic::AtomicU32 {}
+
+// SAFETY: under loom the shm endpoints are compiled but never run (only the ring and queue
+// cores are, over heap memory); these impls only let that code type-check.
+#[cfg(ipckit_loom)]
+unsafe impl Shared for loom::sync::atomic::AtomicU64 {}
+// SAFETY: as above.
+#[cfg(ipckit_loom)]
+unsafe impl Shared for loom::sync::atomic::AtomicU32 {}

@@ -15,3 +15,23 @@ pub(crate) fn spin() {
     #[cfg(not(ipckit_loom))]
     std::hint::spin_loop();
 }
+
+/// Futex wait and wake on a word in shared memory; under loom, a yield and nothing (the
+/// model explores the spinning protocol; the sleeping half is tested across processes).
+#[cfg(not(ipckit_loom))]
+pub(crate) use crate::sys::shm::{futex_wait, futex_wake};
+
+/// See above.
+#[cfg(ipckit_loom)]
+pub(crate) fn futex_wait(
+    _word: &AtomicU32,
+    _expected: u32,
+    _timeout: Option<std::time::Duration>,
+) -> std::io::Result<bool> {
+    loom::thread::yield_now();
+    Ok(true)
+}
+
+/// See above.
+#[cfg(ipckit_loom)]
+pub(crate) fn futex_wake(_word: &AtomicU32) {}
