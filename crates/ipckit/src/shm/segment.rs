@@ -204,7 +204,7 @@ impl SegmentBuilder {
         // From here the guard unlinks the object if anything fails.
         sys::fchmod(fd.as_fd(), self.mode)?;
         sys::ftruncate(fd.as_fd(), total)?;
-        let mut seg = self.init(fd, total, Some(name), false)?;
+        let mut seg = self.init(fd, total, Some(name), None)?;
         if self.keep {
             // Left to `ipckit clean`: the record stays, the object is not unlinked on drop.
             guard.disarm();
@@ -222,31 +222,39 @@ impl SegmentBuilder {
     ///
     /// `InvalidInput` for a bad size, or the OS error.
     pub fn create_memfd(&self) -> io::Result<Segment> {
-        let mut total = self.total()?;
-        let mut hugetlb = false;
-        let fd = if self.huge == HugePages::No {
-            sys::memfd_create("ipckit-shm", false)?
-        } else {
-            match sys::memfd_create("ipckit-shm", true) {
-                Ok(fd) => {
-                    // hugetlb objects are sized in whole huge pages.
-                    let hp = huge_page_size();
-                    total = total.div_ceil(hp) * hp;
-                    match sys::ftruncate(fd.as_fd(), total) {
-                        Ok(()) => {
-                            hugetlb = true;
-                            fd
-                        }
-                        Err(_) => sys::memfd_create("ipckit-shm", false)?,
-                    }
+        let total = self.total()?;
+        let mut why = None;
+        if self.huge != HugePages::No {
+            match Self::hugetlb_memfd(total) {
+                Ok((fd, map, total)) => return self.init(fd, total, None, Some(map)),
+                Err(e) if self.huge == HugePages::Require => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!("huge pages required: hugetlb memfd failed ({e}); reserve some in /proc/sys/vm/nr_hugepages"),
+                    ))
                 }
-                Err(_) => sys::memfd_create("ipckit-shm", false)?,
+                Err(e) => why = Some(e),
             }
-        };
-        if !hugetlb {
-            sys::ftruncate(fd.as_fd(), total)?;
         }
-        self.init(fd, total, None, hugetlb)
+        let fd = sys::memfd_create("ipckit-shm", false)?;
+        sys::ftruncate(fd.as_fd(), total)?;
+        let mut seg = self.init(fd, total, None, None)?;
+        if let (Some(e), HugeStatus::FellBack(t)) = (why, &mut seg.huge) {
+            *t = format!("hugetlb: {e}; transparent: {t}");
+        }
+        Ok(seg)
+    }
+
+    /// A hugetlb memfd of `total` bytes rounded up to whole huge pages, mapped and populated
+    /// (hugetlb pages are reserved at fault time: populating turns a later SIGBUS into an
+    /// error now).
+    fn hugetlb_memfd(total: usize) -> io::Result<(OwnedFd, Mapping, usize)> {
+        let fd = sys::memfd_create("ipckit-shm", true)?;
+        let hp = huge_page_size();
+        let total = total.div_ceil(hp) * hp;
+        sys::ftruncate(fd.as_fd(), total)?;
+        let map = Mapping::new(fd.as_fd(), total, true)?;
+        Ok((fd, map, total))
     }
 
     /// Maps `fd` and writes a fresh header.
@@ -255,14 +263,15 @@ impl SegmentBuilder {
         fd: OwnedFd,
         total: usize,
         name: Option<String>,
-        hugetlb: bool,
+        hugetlb: Option<Mapping>,
     ) -> io::Result<Segment> {
-        // hugetlb pages must be populated to be reserved; they cannot be refused later.
-        let map = Mapping::new(fd.as_fd(), total, self.populate || hugetlb)?;
-        let huge = if hugetlb {
-            HugeStatus::Hugetlb
-        } else {
-            self.advise_huge(&map)?
+        let (map, huge) = match hugetlb {
+            Some(m) => (m, HugeStatus::Hugetlb),
+            None => {
+                let m = Mapping::new(fd.as_fd(), total, self.populate)?;
+                let h = self.advise_huge(&m)?;
+                (m, h)
+            }
         };
         if self.mlock {
             map.lock().map_err(|e| {
