@@ -60,8 +60,92 @@ pub fn read_header(msg: &[u8]) -> u64 {
 }
 
 /// Fills every payload word after the header from the pattern seeded by `seq`.
+///
+/// On x86-64 the loop is compiled three times (baseline SSE2, AVX2, AVX-512) and the widest
+/// the CPU has is chosen at run time: the check must not be what limits a ring that moves
+/// 40 GB/s. Every mechanism and the reference loops use the same code.
 #[inline]
 pub fn fill(msg: &mut [u8], seq: u64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if msg.len() >= 512 {
+            return wide::fill(msg, seq);
+        }
+    }
+    fill_words(msg, seq);
+}
+
+/// True if every payload word after the header matches the pattern seeded by `seq`.
+#[inline]
+pub fn verify(msg: &[u8], seq: u64) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if msg.len() >= 512 {
+            return wide::verify(msg, seq);
+        }
+    }
+    verify_words(msg, seq)
+}
+
+/// The vector versions of [`fill`] and [`verify`], chosen by CPU feature at run time.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod wide {
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+    fn fill_avx512(msg: &mut [u8], seq: u64) {
+        super::fill_words(msg, seq);
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn fill_avx2(msg: &mut [u8], seq: u64) {
+        super::fill_words(msg, seq);
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+    fn verify_avx512(msg: &[u8], seq: u64) -> bool {
+        super::verify_words(msg, seq)
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn verify_avx2(msg: &[u8], seq: u64) -> bool {
+        super::verify_words(msg, seq)
+    }
+
+    fn avx512() -> bool {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+    }
+
+    #[inline]
+    pub(super) fn fill(msg: &mut [u8], seq: u64) {
+        if avx512() {
+            // SAFETY: the CPU has AVX-512F/BW/VL and AVX2 (checked just above).
+            unsafe { fill_avx512(msg, seq) }
+        } else if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { fill_avx2(msg, seq) }
+        } else {
+            super::fill_words(msg, seq);
+        }
+    }
+
+    #[inline]
+    pub(super) fn verify(msg: &[u8], seq: u64) -> bool {
+        if avx512() {
+            // SAFETY: the CPU has AVX-512F/BW/VL and AVX2 (checked just above).
+            unsafe { verify_avx512(msg, seq) }
+        } else if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { verify_avx2(msg, seq) }
+        } else {
+            super::verify_words(msg, seq)
+        }
+    }
+}
+
+#[inline(always)]
+fn fill_words(msg: &mut [u8], seq: u64) {
     if msg.len() <= 8 {
         return;
     }
@@ -78,9 +162,8 @@ pub fn fill(msg: &mut [u8], seq: u64) {
     tail.copy_from_slice(&base.wrapping_add(i.wrapping_mul(GOLDEN)).to_le_bytes()[..n]);
 }
 
-/// True if every payload word after the header matches the pattern seeded by `seq`.
-#[inline]
-pub fn verify(msg: &[u8], seq: u64) -> bool {
+#[inline(always)]
+fn verify_words(msg: &[u8], seq: u64) -> bool {
     if msg.len() <= 8 {
         return true;
     }
