@@ -10,6 +10,8 @@
 mod mq_priority;
 #[path = "demo_pipe.rs"]
 mod pipe;
+#[path = "demo_shm_ring.rs"]
+mod shm_ring;
 
 use crate::cli::DemoArgs;
 use crate::UserError;
@@ -74,6 +76,12 @@ const TOPICS: &[Topic] = &[
         about: "eventfd: a counter, not a message carrier",
         run: None,
         child: None,
+    },
+    Topic {
+        name: "shm-ring",
+        about: "shared memory rings: zero-copy messages, spinning vs blocking waits",
+        run: Some(shm_ring::run),
+        child: Some(shm_ring::child),
     },
 ];
 

@@ -156,6 +156,15 @@ fn udp_round_trip() {
 }
 
 #[test]
+fn shm_round_trip() {
+    let env = TestEnv::new("shm");
+    let name = format!("/ipckit-cli-test-shm-{}", env.tag);
+    round_trip(&env, "shm", &name, &[]);
+    assert!(!exists(&format!("/dev/shm{name}")), "segment left behind");
+    env.assert_clean();
+}
+
+#[test]
 fn mq_posix_round_trip() {
     let _g = mq_lock();
     let env = TestEnv::new("mqp");
@@ -531,6 +540,15 @@ fn demo_lists_and_runs_topics() {
             .contains("receive latency"),
         "{text}"
     );
+
+    let out = env.run(&["demo", "shm-ring", "--short"], b"");
+    let text = out.ok();
+    assert!(
+        text.contains("read in place without a copy: \"hello"),
+        "{text}"
+    );
+    assert!(text.contains("result: block waits"), "{text}");
+    assert!(!text.contains("correct out of"), "{text}");
     env.assert_clean();
 }
 
