@@ -21,7 +21,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Params {
     /// Length of each measured phase.
-    #[serde(serialize_with = "as_secs")]
+    #[serde(rename = "duration_s", serialize_with = "as_secs")]
     pub duration: Duration,
     /// Unrecorded round trips first.
     pub warmup: u64,

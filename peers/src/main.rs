@@ -14,6 +14,7 @@ use ipckit::Wait;
 use ipckit_bench::options::{format_size, parse_pin, parse_size, BenchOptions};
 use ipckit_bench::{machine, os, PEER_ARG};
 use report::{Report, Row, Skipped, VERSIONS};
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 use target::{Target, LIB_NAMES, TARGETS};
@@ -116,6 +117,15 @@ fn selected_targets(cli: &Cli) -> Result<Vec<Target>, Usage> {
 /// Runs everything; `Ok(false)` if any row had errors (the report says which).
 fn run(cli: &Cli) -> Result<bool, Usage> {
     let targets = selected_targets(cli)?;
+    // Open the JSON file first: a bad path should fail now, not after the whole run.
+    let json_out = match &cli.json {
+        Some(path) => Some((
+            path,
+            std::fs::File::create(path)
+                .map_err(|e| Usage(format!("--json {}: {e}", path.display())))?,
+        )),
+        None => None,
+    };
     let mut bopts = BenchOptions::default();
     if cli.quick {
         bopts = bopts.quick(cli.duration.is_some(), cli.repeat.is_some());
@@ -212,10 +222,10 @@ fn run(cli: &Cli) -> Result<bool, Usage> {
         notes: report::notes(),
     };
     print!("{}", report.table());
-    if let Some(path) = &cli.json {
+    if let Some((path, mut file)) = json_out {
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| Usage(format!("cannot encode the report: {e}")))?;
-        std::fs::write(path, json + "\n")
+        file.write_all((json + "\n").as_bytes())
             .map_err(|e| Usage(format!("--json {}: {e}", path.display())))?;
         eprintln!("ipckit-peers: wrote {}", path.display());
     }
