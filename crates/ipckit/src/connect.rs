@@ -34,6 +34,7 @@ use crate::mq::sysv::{self as sysvmod, SysvMq, SysvOptions};
 use crate::peer::{self, Hello, HELLO_LEN};
 use crate::pipe::{self, PipePair};
 use crate::registry::{self, ObjectGuard, ObjectKind};
+use crate::shm::{self, PairOptions, ShmListener};
 use crate::stream::{StreamEndpoint, DEFAULT_STREAM_MAX};
 use crate::sys::{fd as sysfd, socket};
 use crate::transport::{Mechanism, PeerInfo, Transport};
@@ -60,6 +61,9 @@ pub struct Options {
     pub pipe_capacity: Option<usize>,
     /// Accept peers of any uid on Unix sockets (by default a peer of another uid is refused).
     pub allow_other_users: bool,
+    /// Shared memory: the data area of each ring (a power of two; `None` for
+    /// [`crate::shm::DEFAULT_CAPACITY`], or more if `max_msg_size` needs it).
+    pub shm_capacity: Option<usize>,
 }
 
 impl Default for Options {
@@ -71,6 +75,21 @@ impl Default for Options {
             mode: 0o600,
             pipe_capacity: None,
             allow_other_users: false,
+            shm_capacity: None,
+        }
+    }
+}
+
+impl Options {
+    /// The shared-memory pair options these options mean.
+    fn pair(&self) -> PairOptions {
+        PairOptions {
+            wait: self.wait,
+            max_msg_size: self.max_msg_size,
+            capacity: self.shm_capacity,
+            timeout: self.timeout,
+            mode: self.mode,
+            populate: true,
         }
     }
 }
@@ -109,6 +128,7 @@ enum Inner {
     Udp(UdpSocket),
     MqPosix(PosixMq),
     MqSysv(SysvMq),
+    Shm(ShmListener),
 }
 
 fn default_path(mech: Mechanism) -> PathBuf {
@@ -341,6 +361,7 @@ impl Server {
             Mechanism::Tcp | Mechanism::Udp => "127.0.0.1:0".to_owned(),
             Mechanism::MqPosix => format!("/{}", registry::unique_name("mq")),
             Mechanism::MqSysv => String::new(),
+            Mechanism::Shm => format!("/{}", registry::unique_name("shm")),
             Mechanism::Eventfd => {
                 return Err(invalid("eventfd carries no messages: use ipckit::eventfd"))
             }
@@ -423,6 +444,11 @@ impl Server {
                     wait: opts.wait,
                 })?;
                 (Inner::MqSysv(q), sysvmod::key_name(key))
+            }
+            Mechanism::Shm => {
+                let l = ShmListener::create(addr, &opts.pair())?;
+                let a = l.name().to_owned();
+                (Inner::Shm(l), a)
             }
             Mechanism::Eventfd => {
                 return Err(invalid("eventfd carries no messages: use ipckit::eventfd"))
@@ -602,6 +628,7 @@ impl Server {
             }
             Inner::MqPosix(q) => Box::new(q.accept(deadline(&opts))?),
             Inner::MqSysv(q) => Box::new(q.accept(deadline(&opts))?),
+            Inner::Shm(l) => Box::new(l.accept()?),
         })
     }
 }
@@ -731,6 +758,7 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
             )
         }
         Mechanism::MqPosix => Box::new(PosixMq::connect_pair(address, opts.wait, deadline(opts))?),
+        Mechanism::Shm => Box::new(shm::connect(address, &opts.pair())?),
         Mechanism::MqSysv => Box::new(SysvMq::connect_pair(
             sysvmod::parse_key(address)?,
             opts.wait,
@@ -747,7 +775,8 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
 #[derive(Debug)]
 pub struct Listener {
     mech: Mechanism,
-    fd: OwnedFd,
+    fd: Option<OwnedFd>,
+    shm: Option<std::sync::Mutex<ShmListener>>,
     opts: Options,
     _guard: Option<ObjectGuard>,
 }
@@ -759,13 +788,20 @@ impl Listener {
     ///
     /// `TimedOut`, `PermissionDenied` for a Unix peer of another uid, or the OS error.
     pub fn accept(&self, timeout: Option<Duration>) -> io::Result<Box<dyn Transport>> {
-        if let sysfd::Ready::TimedOut = sysfd::poll(&[(self.fd.as_fd(), libc::POLLIN)], timeout)? {
+        if let Some(l) = &self.shm {
+            let mut l = l.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            return Ok(Box::new(l.accept_next(timeout)?));
+        }
+        let Some(fd) = &self.fd else {
+            return Err(invalid("listener without a socket"));
+        };
+        if let sysfd::Ready::TimedOut = sysfd::poll(&[(fd.as_fd(), libc::POLLIN)], timeout)? {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "no peer connected in time",
             ));
         }
-        let c = socket::accept(self.fd.as_fd())?;
+        let c = socket::accept(fd.as_fd())?;
         let max = max_for(self.mech, &self.opts);
         Ok(match self.mech {
             Mechanism::Tcp => {
@@ -836,7 +872,8 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
             socket::listen(fd.as_fd(), 128)?;
             Receiver::Listener(Listener {
                 mech,
-                fd,
+                fd: Some(fd),
+                shm: None,
                 opts: *opts,
                 _guard: guard,
             })
@@ -845,11 +882,22 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
             let l = TcpListener::bind(ip_addr(addr)?)?;
             Receiver::Listener(Listener {
                 mech,
-                fd: l.into(),
+                fd: Some(l.into()),
+                shm: None,
                 opts: *opts,
                 _guard: None,
             })
         }
+        Mechanism::Shm => Receiver::Listener(Listener {
+            mech,
+            fd: None,
+            shm: Some(std::sync::Mutex::new(ShmListener::create(
+                addr,
+                &opts.pair(),
+            )?)),
+            opts: *opts,
+            _guard: None,
+        }),
         Mechanism::UdsDgram => {
             let (fd, guard) = bind_unix(libc::SOCK_DGRAM, addr, opts.mode)?;
             let max = grow_dgram_buffers(&fd, max)?;
@@ -940,7 +988,9 @@ pub fn open_sender(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Bo
                 max,
             )?)
         }
-        Mechanism::Uds | Mechanism::UdsSeqpacket | Mechanism::Tcp => connect(mech, addr, opts)?,
+        Mechanism::Uds | Mechanism::UdsSeqpacket | Mechanism::Tcp | Mechanism::Shm => {
+            connect(mech, addr, opts)?
+        }
         Mechanism::UdsDgram => {
             let fd = connect_unix(libc::SOCK_DGRAM, addr)?;
             let max = grow_dgram_buffers(&fd, max)?;

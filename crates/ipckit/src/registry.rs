@@ -36,6 +36,8 @@ pub enum ObjectKind {
     MqPosix,
     /// A System V message queue (numeric key).
     MqSysv,
+    /// A POSIX shared memory segment (`/name`).
+    Shm,
 }
 
 impl ObjectKind {
@@ -46,6 +48,7 @@ impl ObjectKind {
             ObjectKind::UnixSocket => "socket",
             ObjectKind::MqPosix => "mq-posix",
             ObjectKind::MqSysv => "mq-sysv",
+            ObjectKind::Shm => "shm",
         }
     }
 
@@ -55,6 +58,7 @@ impl ObjectKind {
             ObjectKind::UnixSocket,
             ObjectKind::MqPosix,
             ObjectKind::MqSysv,
+            ObjectKind::Shm,
         ]
         .into_iter()
         .find(|k| k.name() == s)
@@ -213,6 +217,7 @@ fn remove_object(kind: ObjectKind, name: &str) -> io::Result<()> {
             let id = crate::sys::sysv::get(key, None)?;
             crate::sys::sysv::remove(id)
         }
+        ObjectKind::Shm => crate::sys::shm::shm_unlink(name),
     }
 }
 
@@ -420,7 +425,7 @@ pub(crate) fn register(kind: ObjectKind, name: &str) -> io::Result<ObjectGuard> 
                     Path::new(&p).display()
                 ))
             })?,
-        ObjectKind::MqPosix | ObjectKind::MqSysv => name.to_owned(),
+        ObjectKind::MqPosix | ObjectKind::MqSysv | ObjectKind::Shm => name.to_owned(),
     };
     // The current directory may hold control characters too.
     check_name(&name)?;
@@ -484,6 +489,7 @@ fn exists(kind: ObjectKind, name: &str) -> bool {
             Err(e) => e.raw_os_error() != Some(libc::ENOENT),
         },
         ObjectKind::MqSysv => parse_key(name).is_ok_and(|k| crate::sys::sysv::get(k, None).is_ok()),
+        ObjectKind::Shm => fs::symlink_metadata(shm_path(name)).is_ok(),
     }
 }
 
@@ -495,7 +501,48 @@ fn in_use(kind: ObjectKind, name: &str) -> bool {
         // An mq descriptor reads back as the queue's name under the mqueue mount.
         ObjectKind::MqPosix => any_fd_links_to(|l| l == name || l.ends_with(name)),
         ObjectKind::MqSysv => sysv_users_alive(name),
+        // Open, or mapped after its descriptor was closed.
+        ObjectKind::Shm => {
+            let path = shm_path(name);
+            any_fd_links_to(|l| l == path) || any_maps(&path)
+        }
     }
+}
+
+/// Where a POSIX shared memory object `/name` lives: `/dev/shm/name`.
+fn shm_path(name: &str) -> String {
+    format!("/dev/shm/{}", name.trim_start_matches('/'))
+}
+
+/// True if another live process maps the file at `path` (its `/proc/PID/maps` names it).
+fn any_maps(path: &str) -> bool {
+    let me = std::process::id().to_string();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return false;
+    };
+    for p in procs.flatten() {
+        let pname = p.file_name();
+        let Some(pid) = pname
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(maps) = fs::read_to_string(p.path().join("maps")) else {
+            continue;
+        };
+        // A mapped file is the sixth field; an unlinked one gets " (deleted)" after it.
+        if maps
+            .lines()
+            .any(|l| l.split_whitespace().nth(5).is_some_and(|f| f == path))
+        {
+            return true;
+        }
+    }
+    false
 }
 
 fn any_fd_links_to(pred: impl Fn(&str) -> bool) -> bool {

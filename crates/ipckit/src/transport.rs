@@ -32,11 +32,13 @@ pub enum Mechanism {
     MqSysv,
     /// eventfd: a counter, not a message carrier (see [`Notify`]).
     Eventfd,
+    /// A pair of shared-memory SPSC rings ([`crate::shm`]).
+    Shm,
 }
 
 impl Mechanism {
     /// Every mechanism, in the order reports list them.
-    pub const ALL: [Mechanism; 10] = [
+    pub const ALL: [Mechanism; 11] = [
         Mechanism::Pipe,
         Mechanism::Fifo,
         Mechanism::Uds,
@@ -47,6 +49,7 @@ impl Mechanism {
         Mechanism::MqPosix,
         Mechanism::MqSysv,
         Mechanism::Eventfd,
+        Mechanism::Shm,
     ];
 
     /// The mechanism's name in the CLI, the bench and the JSON.
@@ -62,6 +65,7 @@ impl Mechanism {
             Mechanism::MqPosix => "mq-posix",
             Mechanism::MqSysv => "mq-sysv",
             Mechanism::Eventfd => "eventfd",
+            Mechanism::Shm => "shm",
         }
     }
 

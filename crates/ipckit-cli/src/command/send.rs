@@ -164,7 +164,7 @@ pub(crate) fn check_address(mech: Mechanism, addr: &str) -> anyhow::Result<Strin
     match mech {
         Mechanism::Pipe | Mechanism::Eventfd => Err(UserError::new(format!(
             "{mech} has no address; use one of fifo, uds, uds-dgram, uds-seqpacket, tcp, udp, \
-             mq-posix, mq-sysv"
+             mq-posix, mq-sysv, shm"
         ))
         .into()),
         Mechanism::Fifo => {
@@ -201,6 +201,7 @@ pub(crate) fn check_address(mech: Mechanism, addr: &str) -> anyhow::Result<Strin
             sysv::parse_key(addr).map_err(|e| bad(&e.to_string()))?;
             Ok(addr.to_owned())
         }
+        Mechanism::Shm => ipckit::shm::check_name(addr).map_err(|e| bad(&e.to_string())),
     }
 }
 

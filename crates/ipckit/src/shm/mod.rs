@@ -1,2 +1,20 @@
 //! Shared memory: segments, a lock-free SPSC ring, an MPSC queue, a robust process-shared
 //! mutex and condition variable, and fork copy-on-write snapshots.
+//!
+//! - [`SegmentBuilder`] / [`Segment`]: `shm_open` and `memfd` segments with a checked header.
+//! - [`ShmListener`], [`connect`], [`ShmEndpoint`]: a duplex pair of SPSC rings. The endpoint
+//!   implements [`crate::Transport`] (copy API) and lends the ring's memory directly
+//!   ([`ShmEndpoint::loan`], [`ShmEndpoint::recv_ref`]) for zero-copy use.
+
+mod endpoint;
+mod region;
+pub mod ring;
+mod segment;
+mod sync;
+
+pub use endpoint::{
+    connect, Loan, Msg, PairOptions, ShmEndpoint, ShmListener, DEFAULT_CAPACITY, PAIR_LAYOUT,
+};
+pub use segment::{
+    check_name, HugePages, HugeStatus, Layout, Segment, SegmentBuilder, HEADER_LEN, NAME_MAX,
+};

@@ -8,6 +8,7 @@
 //!   abstract namespace) including `SOCK_SEQPACKET`, `send`/`recv` with flags, `SO_PEERCRED`.
 //! - `proc`: `pidfd_open`, a process's start time from `/proc`, `boot_id`.
 //! - `mq`: POSIX message queues (`mq_open`, `mq_send`, `mq_receive`, `mq_unlink`, ...).
+//! - `shm`: `shm_open`, `memfd_create`, `mmap` (the [`shm::Mapping`] owner), `futex`.
 //! - `sysv`: System V message queues (`msgget`, `msgsnd`, `msgrcv`, `msgctl`).
 //!
 //! Why libc and not rustix: the mechanisms ipckit covers need `mq_*`, `msg*`, `sigaction` and
@@ -24,5 +25,6 @@ pub(crate) mod fd;
 pub(crate) mod mq;
 pub(crate) mod pipe;
 pub(crate) mod proc;
+pub(crate) mod shm;
 pub(crate) mod socket;
 pub(crate) mod sysv;

@@ -143,6 +143,10 @@ fn assert_gone(mech: Mechanism, address: &str) {
                 assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
             }
         }
+        Mechanism::Shm => {
+            let p = format!("/dev/shm/{}", address.trim_start_matches('/'));
+            assert!(!std::path::Path::new(&p).exists(), "{p} left behind");
+        }
         _ => {}
     }
     let recs: Vec<_> = ipckit::registry::list()
@@ -471,4 +475,5 @@ suite! {
     udp => Mechanism::Udp,
     mq_posix => Mechanism::MqPosix,
     mq_sysv => Mechanism::MqSysv,
+    shm => Mechanism::Shm,
 }
