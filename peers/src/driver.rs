@@ -95,6 +95,13 @@ fn with_peer_reason(ctl: &mut Control, e: io::Error) -> io::Error {
     }
 }
 
+/// ipckit's `max_msg_size` for a row: its defaults carry 64 KiB on every mechanism that can
+/// (1 MiB on streams, half the 256 KiB ring on shm), as `ipckit bench` uses them; a larger
+/// row asks for its size, on both sides alike.
+fn max_msg_for(size: usize) -> Option<usize> {
+    (size > 64 * 1024).then_some(size)
+}
+
 /// Runs one session of `t` at `size` bytes, parent on `cpus[0]`, peer on `cpus[1]`.
 pub fn run(t: &Target, size: usize, cpus: [usize; 2], p: &Params) -> Result<Measured, String> {
     run_inner(t, size, cpus, p).map_err(|e| e.to_string())
@@ -122,7 +129,7 @@ fn run_inner(t: &Target, size: usize, cpus: [usize; 2], p: &Params) -> io::Resul
             let opts = ipckit::connect::Options {
                 wait: t.wait,
                 timeout: Duration::from_secs(10),
-                max_msg_size: (size > (1 << 20)).then_some(size),
+                max_msg_size: max_msg_for(size),
                 ..Default::default()
             };
             let server = ipckit::connect::Server::create(mech, &opts)?;
@@ -274,7 +281,7 @@ pub fn serve_peer(spec: &PeerSpec, ctl: &mut Control) -> io::Result<()> {
             let opts = ipckit::connect::Options {
                 wait: t.wait,
                 timeout: Duration::from_secs(10),
-                max_msg_size: (size > (1 << 20)).then_some(size),
+                max_msg_size: max_msg_for(size),
                 ..Default::default()
             };
             let tr = ipckit::connect::connect(mech, &spec.address, &opts)?;

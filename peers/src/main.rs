@@ -17,7 +17,7 @@ use report::{Report, Row, Skipped, VERSIONS};
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
-use target::{Target, LIB_NAMES, TARGETS};
+use target::{Target, LIB_NAMES};
 
 /// ipckit beside iceoryx2 and ipc-channel: round-trip latency and verified one-way throughput,
 /// two pinned processes, one run.
@@ -34,6 +34,9 @@ struct Cli {
         default_value = "ipckit,iceoryx2,ipc-channel"
     )]
     libs: Vec<String>,
+    /// ipckit's mechanisms, comma-separated (each runs spin and block): shm, uds, pipe, ...
+    #[arg(long, value_delimiter = ',', default_value = "shm", value_parser = target::parse_ipckit_mech)]
+    ipckit: Vec<ipckit::Mechanism>,
     /// Wait strategies to run, comma-separated: spin, block.
     #[arg(long, value_delimiter = ',', default_value = "spin,block")]
     waits: Vec<String>,
@@ -103,10 +106,11 @@ fn selected_targets(cli: &Cli) -> Result<Vec<Target>, Usage> {
             }
         }
     }
-    let targets: Vec<Target> = TARGETS
-        .iter()
+    let mut mechs = cli.ipckit.clone();
+    mechs.dedup();
+    let targets: Vec<Target> = target::targets(&mechs)
+        .into_iter()
         .filter(|t| cli.libs.iter().any(|l| l == t.lib.name()) && waits.contains(&t.wait))
-        .copied()
         .collect();
     if targets.is_empty() {
         return Err(Usage("no row matches --libs and --waits".into()));

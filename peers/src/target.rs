@@ -22,19 +22,11 @@ pub struct Target {
     pub wait: Wait,
 }
 
-const fn kit(mech: Mechanism, wait: Wait) -> Target {
-    Target {
-        lib: Lib::Ipckit(mech),
-        wait,
-    }
-}
+/// ipckit's waits: each mechanism gets a busy-polling and a sleeping row, like iceoryx2.
+pub const IPCKIT_WAITS: [Wait; 2] = [Wait::Spin, Wait::Block];
 
-/// Every row, in report order. An ipckit mechanism is one line here, per wait strategy.
-pub const TARGETS: &[Target] = &[
-    // ipckit's own rows. Unix stream sockets stand in until the shared-memory transport lands.
-    kit(Mechanism::Uds, Wait::Spin),
-    kit(Mechanism::Uds, Wait::Block),
-    // The peers.
+/// The peers' rows, in report order (after ipckit's).
+pub const PEER_TARGETS: &[Target] = &[
     Target {
         lib: Lib::Iceoryx2,
         wait: Wait::Spin,
@@ -48,6 +40,38 @@ pub const TARGETS: &[Target] = &[
         wait: Wait::Block,
     },
 ];
+
+/// Every row, in report order: each ipckit mechanism with each of [`IPCKIT_WAITS`], then the
+/// peers.
+pub fn targets(ipckit: &[Mechanism]) -> Vec<Target> {
+    let mut v: Vec<Target> = ipckit
+        .iter()
+        .flat_map(|&m| {
+            IPCKIT_WAITS.iter().map(move |&wait| Target {
+                lib: Lib::Ipckit(m),
+                wait,
+            })
+        })
+        .collect();
+    v.extend_from_slice(PEER_TARGETS);
+    v
+}
+
+/// Parses one `--ipckit` mechanism: any reliable mechanism that carries payloads.
+pub fn parse_ipckit_mech(s: &str) -> Result<Mechanism, String> {
+    let m: Mechanism = s.parse()?;
+    if !m.carries_payload() {
+        return Err(format!(
+            "{m} carries no payload: it cannot stand beside the peers"
+        ));
+    }
+    if m.is_lossy() {
+        return Err(format!(
+            "{m} may lose messages, and the peers' streams are verified as reliable"
+        ));
+    }
+    Ok(m)
+}
 
 impl Lib {
     /// `ipckit`, `iceoryx2` or `ipc-channel`: what `--libs` names.
@@ -106,10 +130,21 @@ mod tests {
 
     #[test]
     fn keys_round_trip() {
-        for t in TARGETS {
-            assert_eq!(Target::parse(&t.key(), t.wait.name()), Ok(*t));
+        for t in targets(&[Mechanism::Shm, Mechanism::Uds]) {
+            assert_eq!(Target::parse(&t.key(), t.wait.name()), Ok(t));
         }
         assert!(Target::parse("zeromq", "spin").is_err());
         assert!(Target::parse("iceoryx2", "adaptive").is_err());
+    }
+
+    #[test]
+    fn ipckit_mechs() {
+        assert_eq!(parse_ipckit_mech("shm"), Ok(Mechanism::Shm));
+        assert!(parse_ipckit_mech("udp").is_err());
+        assert!(parse_ipckit_mech("eventfd").is_err());
+        assert!(parse_ipckit_mech("carrier-pigeon").is_err());
+        let t = targets(&[Mechanism::Shm]);
+        assert_eq!(t.len(), 2 + PEER_TARGETS.len());
+        assert_eq!(t[0].lib, Lib::Ipckit(Mechanism::Shm));
     }
 }
