@@ -27,7 +27,13 @@ use report::{Report, Row, Skipped};
 use stats::{median, spread_pct, Percentiles, NOISY_PCT};
 use std::time::Duration;
 
-pub use peer::{peer_main, PEER_ARG};
+pub use peer::{peer_main, peer_main_with, PEER_ARG};
+
+/// The few system calls a driver outside this crate needs to follow the harness's rules (the
+/// `peers` comparison crate): the same pinning, per-thread CPU time and shared monotonic clock.
+pub mod os {
+    pub use crate::sys::{allowed_cpus, mono_ns, pin_current_thread, set_affinity, thread_cpu_ns};
+}
 
 /// Why a run could not start.
 #[derive(Debug)]

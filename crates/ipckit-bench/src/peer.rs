@@ -263,6 +263,18 @@ pub fn spawn(
 
 /// Entry point of the peer process (`ipckit __peer <json>`); returns the exit code.
 pub fn peer_main(args: &[String]) -> i32 {
+    peer_main_with(args, run_peer)
+}
+
+/// As [`peer_main`], with the peer's work done by `run` instead of this crate's transports:
+/// for a driver outside the harness (the `peers` comparison crate) that measures another
+/// library through the same spawn, control pipe, watchdog and totals. `run` gets the spec
+/// the parent passed to [`spawn`] and the peer's end of the control pipe; it should pin
+/// itself to `spec.cpu` first. An error is sent to the parent as [`FromPeer::Error`].
+pub fn peer_main_with(
+    args: &[String],
+    run: impl FnOnce(&PeerSpec, &mut Control) -> io::Result<()>,
+) -> i32 {
     let Some(json) = args.first() else {
         eprintln!("ipckit: {PEER_ARG} needs a spec");
         return 2;
@@ -286,7 +298,7 @@ pub fn peer_main(args: &[String]) -> i32 {
         r: BufReader::new(File::from(r)),
         w: File::from(w),
     };
-    match run_peer(&spec, &mut ctl) {
+    match run(&spec, &mut ctl) {
         Ok(()) => 0,
         Err(e) => {
             let _ = ctl.send(&FromPeer::Error(e.to_string()));
