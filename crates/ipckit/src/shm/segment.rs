@@ -223,10 +223,15 @@ impl SegmentBuilder {
     /// `InvalidInput` for a bad size, or the OS error.
     pub fn create_memfd(&self) -> io::Result<Segment> {
         let total = self.total()?;
+        // A memfd is born 0777, which the check `from_fd` makes for segments other users can
+        // write refuses: give it the builder's mode, as a named segment gets.
         let mut why = None;
         if self.huge != HugePages::No {
             match Self::hugetlb_memfd(total) {
-                Ok((fd, map, total)) => return self.init(fd, total, None, Some(map)),
+                Ok((fd, map, total)) => {
+                    sys::fchmod(fd.as_fd(), self.mode)?;
+                    return self.init(fd, total, None, Some(map));
+                }
                 Err(e) if self.huge == HugePages::Require => {
                     return Err(io::Error::new(
                         io::ErrorKind::Unsupported,
@@ -237,6 +242,7 @@ impl SegmentBuilder {
             }
         }
         let fd = sys::memfd_create("ipckit-shm", false)?;
+        sys::fchmod(fd.as_fd(), self.mode)?;
         sys::ftruncate(fd.as_fd(), total)?;
         let mut seg = self.init(fd, total, None, None)?;
         if let (Some(e), HugeStatus::FellBack(t)) = (why, &mut seg.huge) {
