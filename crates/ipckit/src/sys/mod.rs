@@ -9,6 +9,8 @@
 //! - `proc`: `pidfd_open`, a process's start time from `/proc`, `boot_id`.
 //! - `mq`: POSIX message queues (`mq_open`, `mq_send`, `mq_receive`, `mq_unlink`, ...).
 //! - `shm`: `shm_open`, `memfd_create`, `mmap` (the [`shm::Mapping`] owner), `futex`.
+//! - `pthread`: process-shared robust mutexes and condition variables (`pthread_mutex_*`,
+//!   `pthread_cond_*`), the only `unsafe fn`s here: see that file's `# Safety`.
 //! - `sysv`: System V message queues (`msgget`, `msgsnd`, `msgrcv`, `msgctl`).
 //!
 //! Why libc and not rustix: the mechanisms ipckit covers need `mq_*`, `msg*`, `sigaction` and
@@ -25,6 +27,7 @@ pub(crate) mod fd;
 pub(crate) mod mq;
 pub(crate) mod pipe;
 pub(crate) mod proc;
+pub(crate) mod pthread;
 pub(crate) mod shm;
 pub(crate) mod socket;
 pub(crate) mod sysv;
