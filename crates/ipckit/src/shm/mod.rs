@@ -5,8 +5,13 @@
 //! - [`ShmListener`], [`connect`], [`ShmEndpoint`]: a duplex pair of SPSC rings. The endpoint
 //!   implements [`crate::Transport`] (copy API) and lends the ring's memory directly
 //!   ([`ShmEndpoint::loan`], [`ShmEndpoint::recv_ref`]) for zero-copy use.
+//! - [`ShmMutex`], [`ShmCondvar`]: a robust process-shared mutex over a [`Plain`] value, and
+//!   its condition variable; a holder's death is reported to the next locker
+//!   ([`LockError::OwnerDied`]), who repairs the value and calls
+//!   [`MutexGuard::make_consistent`].
 
 mod endpoint;
+mod mutex;
 mod region;
 pub mod ring;
 mod segment;
@@ -14,6 +19,9 @@ mod sync;
 
 pub use endpoint::{
     connect, Loan, Msg, PairOptions, ShmEndpoint, ShmListener, DEFAULT_CAPACITY, PAIR_LAYOUT,
+};
+pub use mutex::{
+    LockError, LockResult, MutexGuard, Plain, ShmCondvar, ShmMutex, WaitTimeoutResult, MUTEX_LAYOUT,
 };
 pub use segment::{
     check_name, HugePages, HugeStatus, Layout, Segment, SegmentBuilder, HEADER_LEN, NAME_MAX,

@@ -1,0 +1,956 @@
+//! A robust, process-shared mutex over a plain value in shared memory, and its condition
+//! variable.
+//!
+//! [`ShmMutex<T>`] keeps a `pthread_mutex_t` (process-shared, robust, error-checking), a
+//! process-shared `pthread_cond_t` and a `T` in one segment of [`MUTEX_LAYOUT`]. Every process
+//! that maps the segment locks the mutex to read or write the value; [`ShmCondvar`] (from
+//! [`ShmMutex::condvar`]) sleeps until another process changes it.
+//!
+//! ```
+//! use ipckit::shm::{LockError, ShmMutex};
+//! # fn main() -> std::io::Result<()> {
+//! let m = ShmMutex::create_memfd([0u64; 2])?; // or ShmMutex::create("/name", ..)
+//! let mut g = match m.lock() {
+//!     Ok(g) => g,
+//!     // The last holder died while holding it: the value is as it left it. Repair it,
+//!     // then say so; otherwise the mutex is unusable for everyone from now on.
+//!     Err(LockError::OwnerDied(mut g)) => {
+//!         g[1] = g[0];
+//!         g.make_consistent()?;
+//!         g
+//!     }
+//!     Err(e) => return Err(e.into()),
+//! };
+//! g[0] += 1;
+//! g[1] += 1;
+//! drop(g);
+//! assert_eq!(*m.lock()?, [1, 1]);
+//! # Ok(()) }
+//! ```
+//!
+//! Across processes, one creates the segment and the others open it by name:
+//!
+//! ```no_run
+//! use ipckit::shm::ShmMutex;
+//! use std::time::Duration;
+//! # fn main() -> std::io::Result<()> {
+//! // Process 1
+//! let m = ShmMutex::create("/jobs", 0u64)?; // owner-only, exclusive; unlinked on drop
+//! let ready = m.condvar();
+//! let g = ready.wait_while(m.lock()?, |jobs| *jobs == 0)?;
+//!
+//! // Process 2
+//! let m = ShmMutex::<u64>::open("/jobs")?; // checks the layout and the value's size
+//! *m.lock_timeout(Duration::from_secs(1))? += 1;
+//! m.condvar().notify_all();
+//! # Ok(()) }
+//! ```
+//!
+//! # When a holder dies
+//!
+//! A process (or thread) that dies holding the lock does not leave it locked: the kernel
+//! marks it, and the next locker gets [`LockError::OwnerDied`] carrying the guard. That
+//! locker holds the mutex; the value is exactly as the dead holder left it, perhaps
+//! half-updated. Repair it and call [`MutexGuard::make_consistent`]. **A guard from
+//! `OwnerDied` dropped without `make_consistent` makes the mutex unrecoverable**: every later
+//! lock, wait or try, in every process, returns [`LockError::NotRecoverable`], and the only
+//! way on is a new segment. This is POSIX's robust-mutex protocol (`EOWNERDEAD`,
+//! `pthread_mutex_consistent`, `ENOTRECOVERABLE`): the conservative default for a state
+//! nobody vouched for. A wait on the condition variable that reacquires such a mutex returns
+//! `OwnerDied` the same way.
+//!
+//! # Limits
+//!
+//! - Every process must use the same `T`: its size and alignment are recorded and checked at
+//!   [`ShmMutex::open`], and so are the size of the C library's pthread types and which C
+//!   library made them (glibc and musl mutexes are both 40 bytes but differ inside). A
+//!   segment that fails a check is refused with `InvalidData`, never used.
+//! - A process that dies inside [`ShmCondvar::wait`] may absorb a later
+//!   [`ShmCondvar::notify_one`] (glibc counts it as a waiter still); use
+//!   [`ShmCondvar::notify_all`] where waiters can die.
+//! - Lock and unlock happen on one thread: [`MutexGuard`] is not `Send`.
+//!
+//! # References
+//!
+//! `pthread_mutexattr_setrobust(3)`, `pthread_mutex_consistent(3)`,
+//! `pthread_mutex_lock(3p)`, `pthread_cond_wait(3p)`, `set_robust_list(2)`.
+// Opting in to unsafe (the crate root denies it): the pthread calls need initialized objects,
+// which only this module knows it made, and the guard lends the value, which only the lock
+// makes exclusive. Every block says which of the two it relies on.
+#![allow(unsafe_code)]
+
+use super::region::Shared;
+use super::segment::{Layout, Segment, SegmentBuilder, HEADER_LEN};
+use crate::error::invalid;
+use crate::sys::pthread::{self, Acquire, RawCond, RawMutex, Wake};
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::mem::{align_of, size_of, ManuallyDrop};
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The layout of a robust-mutex segment: [`ShmMutex`]'s header, its mutex and condition
+/// variable, then the value.
+pub const MUTEX_LAYOUT: Layout = Layout {
+    kind: 3,
+    version: 1,
+};
+
+/// Where things are in the segment's data. 64-byte slots: the pthread types are at most 48
+/// bytes on every Linux target.
+const MUTEX_OFF: usize = 64;
+const COND_OFF: usize = 128;
+/// The value starts here, or at the next multiple of its alignment.
+const DATA_MIN_OFF: usize = 192;
+const _: () = assert!(size_of::<MutexHeader>() <= MUTEX_OFF);
+const _: () = assert!(pthread::MUTEX_SIZE <= COND_OFF - MUTEX_OFF);
+const _: () = assert!(pthread::COND_SIZE <= DATA_MIN_OFF - COND_OFF);
+
+/// `"MUTX"`: the creator initialized the mutex, the condition variable and the value.
+const MUTEX_MAGIC: u32 = u32::from_le_bytes(*b"MUTX");
+
+/// Plain data that can live in shared memory under a [`ShmMutex`]: integers, floats, arrays of
+/// plain data, and your own `#[repr(C)]` structs of them.
+///
+/// ```
+/// use ipckit::shm::Plain;
+///
+/// #[repr(C)]
+/// #[derive(Clone, Copy)]
+/// struct Account {
+///     balance: i64,
+///     pending: [u32; 4],
+/// }
+/// // SAFETY: repr(C); integers only, so every bit pattern is an Account; no pointers.
+/// unsafe impl Plain for Account {}
+/// ```
+///
+/// # Safety
+///
+/// Implement only for a type that is:
+/// - `#[repr(C)]` or `#[repr(transparent)]` (or a primitive), so every process built from the
+///   same source lays it out alike;
+/// - valid for every bit pattern: no `bool`, `char`, enums, `NonZero*` or references. A holder
+///   that died mid-write leaves torn bytes, and another process may be another build;
+/// - free of pointers and file descriptors, which mean nothing in another process.
+pub unsafe trait Plain: Copy + Send + Sync + 'static {}
+
+macro_rules! plain {
+    ($($t:ty)*) => ($(
+        // SAFETY: a primitive number: every bit pattern is a value, no pointers.
+        unsafe impl Plain for $t {}
+    )*)
+}
+plain! { u8 u16 u32 u64 u128 usize i8 i16 i32 i64 i128 isize f32 f64 }
+
+// SAFETY: an array of plain data is laid out element by element, with no padding of its own.
+unsafe impl<T: Plain, const N: usize> Plain for [T; N] {}
+
+/// ipckit's header at the start of the segment's data. Atomics only, so an opener reads it
+/// safely whatever another process wrote.
+#[repr(C)]
+struct MutexHeader {
+    /// [`MUTEX_MAGIC`] once everything else is written and initialized.
+    magic: AtomicU32,
+    /// [`pthread::LIBC`] of the creator.
+    libc: AtomicU32,
+    /// `size_of::<pthread_mutex_t>()` of the creator.
+    mutex_size: AtomicU32,
+    /// `size_of::<pthread_cond_t>()` of the creator.
+    cond_size: AtomicU32,
+    /// Offset of the value in the data.
+    data_off: AtomicU64,
+    /// `size_of::<T>()` of the creator.
+    data_size: AtomicU64,
+    /// `align_of::<T>()` of the creator.
+    data_align: AtomicU64,
+}
+
+// SAFETY: atomics only; any bit pattern is a valid value.
+unsafe impl Shared for MutexHeader {}
+// SAFETY: an `UnsafeCell` of the C library's opaque integers: any bit pattern is a valid Rust
+// value and it has no drop glue. Its contents (including the robust-list addresses the C
+// library keeps in it) are only ever touched by the pthread calls, never read as Rust data.
+unsafe impl Shared for RawMutex {}
+// SAFETY: as for `RawMutex`.
+unsafe impl Shared for RawCond {}
+
+/// The value, written only under the lock.
+#[repr(transparent)]
+struct DataCell<T>(UnsafeCell<T>);
+
+// SAFETY: `T: Plain` is valid for any bit pattern, holds no pointers and has no drop glue;
+// the `UnsafeCell` tells Rust that other holders of the lock write it.
+unsafe impl<T: Plain> Shared for DataCell<T> {}
+
+/// Where a `T` goes in the segment's data: its offset, and the data size the segment needs.
+fn placement<T>() -> io::Result<(usize, usize)> {
+    let align = align_of::<T>();
+    if align > HEADER_LEN {
+        // The data starts page-aligned: an alignment above a page cannot be honoured.
+        return Err(invalid(format!(
+            "a value aligned to {align} bytes cannot live in shared memory (at most \
+             {HEADER_LEN})"
+        )));
+    }
+    let off = DATA_MIN_OFF.next_multiple_of(align);
+    let total = off
+        .checked_add(size_of::<T>())
+        .ok_or_else(|| invalid("the value is too large for a segment"))?;
+    Ok((off, total))
+}
+
+/// Why a lock (or a wait, which relocks) did not simply succeed. `G` is what a successful
+/// call returns: the guard, or the guard and a [`WaitTimeoutResult`].
+///
+/// Converts into `io::Error` for callers that only want `?`; an `OwnerDied` guard dropped that
+/// way leaves the mutex unrecoverable (see the [module docs](self#when-a-holder-dies)).
+#[non_exhaustive]
+pub enum LockError<G> {
+    /// The previous holder died holding the lock. The lock is yours (the guard is here), but
+    /// the value may be half-updated: repair it and call [`MutexGuard::make_consistent`], or
+    /// the mutex becomes unrecoverable when the guard drops.
+    OwnerDied(G),
+    /// A holder died and its successor unlocked without [`MutexGuard::make_consistent`]: the
+    /// mutex can never be locked again, in any process. Make a new segment.
+    NotRecoverable,
+    /// [`ShmMutex::try_lock`]: another thread (of any process) holds it.
+    WouldBlock,
+    /// [`ShmMutex::lock_timeout`]: the time passed before the lock was free.
+    Timeout,
+    /// Any other error: `Deadlock` if this thread already holds the lock, or an OS error.
+    Io(io::Error),
+}
+
+/// The result of a lock or a wait.
+pub type LockResult<G> = Result<G, LockError<G>>;
+
+impl<G> LockError<G> {
+    /// The guard of an [`LockError::OwnerDied`]; `None` for the other errors.
+    pub fn into_guard(self) -> Option<G> {
+        match self {
+            LockError::OwnerDied(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
+        match self {
+            LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
+            LockError::NotRecoverable => LockError::NotRecoverable,
+            LockError::WouldBlock => LockError::WouldBlock,
+            LockError::Timeout => LockError::Timeout,
+            LockError::Io(e) => LockError::Io(e),
+        }
+    }
+}
+
+impl<G> fmt::Debug for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
+            LockError::NotRecoverable => f.write_str("NotRecoverable"),
+            LockError::WouldBlock => f.write_str("WouldBlock"),
+            LockError::Timeout => f.write_str("Timeout"),
+            LockError::Io(e) => f.debug_tuple("Io").field(e).finish(),
+        }
+    }
+}
+
+impl<G> fmt::Display for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::OwnerDied(_) => f.write_str(
+                "the mutex's previous holder died holding it; the state it guards may be \
+                 inconsistent",
+            ),
+            LockError::NotRecoverable => f.write_str(
+                "the mutex is not recoverable: a holder died and nobody marked the state \
+                 consistent",
+            ),
+            LockError::WouldBlock => f.write_str("the mutex is held"),
+            LockError::Timeout => f.write_str("timed out waiting for the mutex"),
+            LockError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<G> std::error::Error for LockError<G> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LockError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl<G> From<LockError<G>> for io::Error {
+    /// `EOWNERDEAD` (the guard is dropped: the mutex becomes unrecoverable),
+    /// `ENOTRECOVERABLE`, `WouldBlock`, `TimedOut`, or the error itself.
+    fn from(e: LockError<G>) -> io::Error {
+        let msg = e.to_string();
+        match e {
+            LockError::OwnerDied(_) => os_error(libc::EOWNERDEAD, msg),
+            LockError::NotRecoverable => os_error(libc::ENOTRECOVERABLE, msg),
+            LockError::WouldBlock => io::Error::new(io::ErrorKind::WouldBlock, msg),
+            LockError::Timeout => io::Error::new(io::ErrorKind::TimedOut, msg),
+            LockError::Io(e) => e,
+        }
+    }
+}
+
+fn os_error(code: i32, msg: String) -> io::Error {
+    io::Error::new(io::Error::from_raw_os_error(code).kind(), msg)
+}
+
+/// A mutex over a `T` in shared memory that survives its holder's death (see the [module
+/// docs](self)).
+///
+/// A named segment is unlinked when its creator's `ShmMutex` drops; other processes keep
+/// their mapping, so nothing is left behind whoever dies first.
+pub struct ShmMutex<T: Plain> {
+    /// Guards of this handle alive now: see `Drop`.
+    live_guards: AtomicUsize,
+    data_off: usize,
+    seg: ManuallyDrop<Segment>,
+    _value: PhantomData<T>,
+}
+
+impl<T: Plain> fmt::Debug for ShmMutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShmMutex")
+            .field("segment", &*self.seg)
+            .field("value", &std::any::type_name::<T>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Plain> ShmMutex<T> {
+    /// Creates the segment `name` (`/name` or `name`) holding `init`, exclusively and
+    /// owner-only (0600), recorded in the [`crate::registry`] and unlinked on drop.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a bad name (empty, a '/' after the first, over
+    /// [`super::NAME_MAX`] bytes) or a `T` aligned above a page; `AlreadyExists`; or the OS
+    /// error.
+    pub fn create(name: &str, init: T) -> io::Result<ShmMutex<T>> {
+        let (off, total) = placement::<T>()?;
+        let seg = SegmentBuilder::new(total)
+            .layout(MUTEX_LAYOUT)
+            .create(name)?;
+        ShmMutex::init(seg, off, init)
+    }
+
+    /// Creates an anonymous segment holding `init` (`memfd_create`), to be handed to another
+    /// process by descriptor ([`AsFd`]) and opened there with [`ShmMutex::from_fd`].
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a `T` aligned above a page, or the OS error.
+    pub fn create_memfd(init: T) -> io::Result<ShmMutex<T>> {
+        let (off, total) = placement::<T>()?;
+        let seg = SegmentBuilder::new(total)
+            .layout(MUTEX_LAYOUT)
+            .create_memfd()?;
+        ShmMutex::init(seg, off, init)
+    }
+
+    /// Opens the segment `name` made by [`ShmMutex::create`] with the same `T`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a bad name; `NotFound`; `PermissionDenied` for a segment another
+    /// user can write; `InvalidData` for a segment of another layout (not a mutex), a mutex
+    /// over a value of another size or alignment, or one made with other pthread types.
+    pub fn open(name: &str) -> io::Result<ShmMutex<T>> {
+        let seg = SegmentBuilder::new(1)
+            .layout(MUTEX_LAYOUT)
+            .open_existing(name)?;
+        ShmMutex::adopt(seg)
+    }
+
+    /// Opens a segment from a descriptor (a memfd from [`ShmMutex::create_memfd`] or a named
+    /// segment's, received from another process), checking it as [`ShmMutex::open`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmMutex::open`].
+    pub fn from_fd(fd: OwnedFd) -> io::Result<ShmMutex<T>> {
+        let seg = SegmentBuilder::new(1).layout(MUTEX_LAYOUT).from_fd(fd)?;
+        ShmMutex::adopt(seg)
+    }
+
+    /// Writes the header, initializes the pthread objects and the value, then publishes the
+    /// segment to openers.
+    fn init(mut seg: Segment, off: usize, init: T) -> io::Result<ShmMutex<T>> {
+        {
+            let r = seg.region();
+            let m: &RawMutex = r.at(MUTEX_OFF);
+            let c: &RawCond = r.at(COND_OFF);
+            // SAFETY: the segment is new and not yet published: no other process can use it
+            // (openers wait for the segment's magic), and nothing here has touched `m`.
+            unsafe { pthread::mutex_init(m)? };
+            // SAFETY: as above, for `c`.
+            if let Err(e) = unsafe { pthread::cond_init(c) } {
+                // SAFETY: initialized just above, never locked, and nobody else can see it.
+                unsafe { pthread::mutex_destroy(m) };
+                return Err(e);
+            }
+            let cell: &DataCell<T> = r.at(off);
+            // SAFETY: not yet published, so no one else reads or writes these bytes; the
+            // zeroes overwritten are a `T: Plain`, which has no drop glue.
+            unsafe { cell.0.get().write(init) };
+            let h: &MutexHeader = r.at(0);
+            h.libc.store(pthread::LIBC, Ordering::Relaxed);
+            h.mutex_size
+                .store(pthread::MUTEX_SIZE as u32, Ordering::Relaxed);
+            h.cond_size
+                .store(pthread::COND_SIZE as u32, Ordering::Relaxed);
+            h.data_off.store(off as u64, Ordering::Relaxed);
+            h.data_size.store(size_of::<T>() as u64, Ordering::Relaxed);
+            h.data_align
+                .store(align_of::<T>() as u64, Ordering::Relaxed);
+            h.magic.store(MUTEX_MAGIC, Ordering::Relaxed);
+        }
+        // The segment's magic is stored with `Release`: an opener that sees it sees all this.
+        seg.publish();
+        Ok(ShmMutex::new(seg, off))
+    }
+
+    /// Checks an opened segment's header against this build and this `T`.
+    fn adopt(seg: Segment) -> io::Result<ShmMutex<T>> {
+        let (off, total) = placement::<T>()?;
+        let what = seg.name().unwrap_or("the segment").to_owned();
+        let bad = |msg: String| io::Error::new(io::ErrorKind::InvalidData, format!("{what} {msg}"));
+        if seg.len() < DATA_MIN_OFF {
+            return Err(bad(format!(
+                "is {} bytes, too small for a robust mutex",
+                seg.len()
+            )));
+        }
+        let r = seg.region();
+        let h: &MutexHeader = r.at(0);
+        // `open_existing` saw the segment's magic with `Acquire`: the header is complete.
+        if h.magic.load(Ordering::Relaxed) != MUTEX_MAGIC {
+            return Err(bad(
+                "has the robust-mutex layout but its mutex was never initialized (not made by \
+                 ShmMutex)"
+                    .into(),
+            ));
+        }
+        let (lib, ms, cs) = (
+            h.libc.load(Ordering::Relaxed),
+            h.mutex_size.load(Ordering::Relaxed) as usize,
+            h.cond_size.load(Ordering::Relaxed) as usize,
+        );
+        if (lib, ms, cs) != (pthread::LIBC, pthread::MUTEX_SIZE, pthread::COND_SIZE) {
+            return Err(bad(format!(
+                "holds a {ms}-byte pthread_mutex_t and a {cs}-byte pthread_cond_t from {}; \
+                 this build's are {} and {} bytes from {}: they cannot share a lock",
+                pthread::libc_name(lib),
+                pthread::MUTEX_SIZE,
+                pthread::COND_SIZE,
+                pthread::libc_name(pthread::LIBC),
+            )));
+        }
+        let (size, align, at) = (
+            h.data_size.load(Ordering::Relaxed),
+            h.data_align.load(Ordering::Relaxed),
+            h.data_off.load(Ordering::Relaxed),
+        );
+        if (size, align) != (size_of::<T>() as u64, align_of::<T>() as u64) {
+            return Err(bad(format!(
+                "guards a {size}-byte value aligned to {align}; a ShmMutex<{}> guards {} bytes \
+                 aligned to {}",
+                std::any::type_name::<T>(),
+                size_of::<T>(),
+                align_of::<T>()
+            )));
+        }
+        if at != off as u64 || seg.len() < total {
+            return Err(bad(format!(
+                "puts its value at offset {at} of {} bytes; expected offset {off} of at least \
+                 {total}",
+                seg.len()
+            )));
+        }
+        Ok(ShmMutex::new(seg, off))
+    }
+
+    fn new(seg: Segment, data_off: usize) -> ShmMutex<T> {
+        ShmMutex {
+            live_guards: AtomicUsize::new(0),
+            data_off,
+            seg: ManuallyDrop::new(seg),
+            _value: PhantomData,
+        }
+    }
+
+    fn raw(&self) -> &RawMutex {
+        self.seg.region().at(MUTEX_OFF)
+    }
+
+    fn raw_cond(&self) -> &RawCond {
+        self.seg.region().at(COND_OFF)
+    }
+
+    fn cell(&self) -> &DataCell<T> {
+        self.seg.region().at(self.data_off)
+    }
+
+    /// Locks, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::OwnerDied`] (locked: repair, then [`MutexGuard::make_consistent`]),
+    /// [`LockError::NotRecoverable`], or [`LockError::Io`] (`Deadlock` if this thread holds
+    /// it already).
+    #[doc(alias = "pthread_mutex_lock")]
+    pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
+        // SAFETY: the mutex was initialized before the segment was published (`init`), which
+        // `adopt` checked through the header's magic; `self` keeps it mapped.
+        self.guard(unsafe { pthread::mutex_lock(self.raw()) })
+    }
+
+    /// Locks if no one holds the mutex; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::WouldBlock`] if someone does; otherwise as [`ShmMutex::lock`].
+    #[doc(alias = "pthread_mutex_trylock")]
+    pub fn try_lock(&self) -> LockResult<MutexGuard<'_, T>> {
+        // SAFETY: as in `lock`.
+        self.guard(unsafe { pthread::mutex_trylock(self.raw()) })
+    }
+
+    /// Locks, waiting at most `timeout` (measured on `CLOCK_MONOTONIC` where the C library
+    /// has `pthread_mutex_clocklock`).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`]; otherwise as [`ShmMutex::lock`].
+    #[doc(alias = "pthread_mutex_timedlock")]
+    #[doc(alias = "pthread_mutex_clocklock")]
+    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<MutexGuard<'_, T>> {
+        // SAFETY: as in `lock`.
+        self.guard(unsafe { pthread::mutex_timedlock(self.raw(), timeout) })
+    }
+
+    fn guard(&self, r: io::Result<Acquire>) -> LockResult<MutexGuard<'_, T>> {
+        match r {
+            Ok(Acquire::Locked) => Ok(MutexGuard::new(self, false)),
+            Ok(Acquire::OwnerDied) => Err(LockError::OwnerDied(MutexGuard::new(self, true))),
+            Ok(Acquire::Busy) => Err(LockError::WouldBlock),
+            Ok(Acquire::TimedOut) => Err(LockError::Timeout),
+            Ok(Acquire::NotRecoverable) => Err(LockError::NotRecoverable),
+            Err(e) => Err(LockError::Io(e)),
+        }
+    }
+
+    /// The condition variable that goes with this mutex.
+    pub fn condvar(&self) -> ShmCondvar<'_, T> {
+        ShmCondvar { mutex: self }
+    }
+
+    /// The segment's name (`/name`), or `None` for a memfd.
+    pub fn name(&self) -> Option<&str> {
+        self.seg.name()
+    }
+
+    /// The segment: its creator, its size, whether this process owns its name.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+impl<T: Plain> AsFd for ShmMutex<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.seg.as_fd()
+    }
+}
+
+impl<T: Plain> Drop for ShmMutex<T> {
+    fn drop(&mut self) {
+        // Every guard borrows `self`, so a guard still counted here was leaked
+        // (`mem::forget`): this thread may hold the mutex yet, and the C library's robust
+        // list then points into the mapping. Unmapping it would let this thread's next robust
+        // lock write wherever the list points. Keep the mapping (and its descriptor) for the
+        // life of the process; drop only the name.
+        if self.live_guards.load(Ordering::Relaxed) != 0 {
+            let _ = self.seg.unlink();
+            return;
+        }
+        // SAFETY: dropped once, here, and `self.seg` is not used again.
+        unsafe { ManuallyDrop::drop(&mut self.seg) }
+    }
+}
+
+/// The lock, held: derefs to the value. Unlocks on drop, on the thread that locked (so it is
+/// not `Send`).
+#[must_use = "the mutex unlocks as soon as the guard drops"]
+pub struct MutexGuard<'a, T: Plain> {
+    mutex: &'a ShmMutex<T>,
+    /// Locked with `EOWNERDEAD` and not yet made consistent.
+    inconsistent: bool,
+    /// pthread mutexes are unlocked by the thread that locked them.
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: a `&MutexGuard` only lends `&T`, and `T: Plain` is `Sync`.
+unsafe impl<T: Plain> Sync for MutexGuard<'_, T> {}
+
+impl<'a, T: Plain> MutexGuard<'a, T> {
+    fn new(mutex: &'a ShmMutex<T>, inconsistent: bool) -> MutexGuard<'a, T> {
+        mutex.live_guards.fetch_add(1, Ordering::Relaxed);
+        MutexGuard {
+            mutex,
+            inconsistent,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Says the value a dead holder left has been repaired: the mutex goes on as normal. Call
+    /// it on the guard of a [`LockError::OwnerDied`] before dropping it, or the mutex becomes
+    /// unrecoverable. On any other guard it does nothing.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `pthread_mutex_consistent` (none is expected).
+    #[doc(alias = "pthread_mutex_consistent")]
+    pub fn make_consistent(&mut self) -> io::Result<()> {
+        if self.inconsistent {
+            // SAFETY: initialized (see `ShmMutex::lock`) and held by this thread: the guard
+            // exists, and it is not `Send`.
+            unsafe { pthread::mutex_consistent(self.mutex.raw())? };
+            self.inconsistent = false;
+        }
+        Ok(())
+    }
+
+    /// Forgets the guard without unlocking: for a wait that came back without the lock.
+    fn disarm(self) {
+        self.mutex.live_guards.fetch_sub(1, Ordering::Relaxed);
+        std::mem::forget(self);
+    }
+}
+
+impl<T: Plain> Deref for MutexGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: this thread holds the lock, and every process touches the value only under
+        // it (ShmMutex offers no other access), so nobody writes it while this borrow lives;
+        // `T: Plain` is valid for whatever bytes a previous holder, even one that died
+        // mid-write, left there.
+        unsafe { &*self.mutex.cell().0.get() }
+    }
+}
+
+impl<T: Plain> DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only borrow of the value.
+        unsafe { &mut *self.mutex.cell().0.get() }
+    }
+}
+
+impl<T: Plain> Drop for MutexGuard<'_, T> {
+    fn drop(&mut self) {
+        // Unlocking an inconsistent mutex is what makes it unrecoverable (POSIX): that is the
+        // documented result of dropping an `OwnerDied` guard without `make_consistent`.
+        // SAFETY: initialized (see `ShmMutex::lock`) and held by this thread.
+        let _ = unsafe { pthread::mutex_unlock(self.mutex.raw()) };
+        self.mutex.live_guards.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl<T: Plain + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// Whether a [`ShmCondvar::wait_timeout`] returned because its time passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitTimeoutResult(bool);
+
+impl WaitTimeoutResult {
+    /// True if the time passed (the condition may still have changed: check it).
+    pub fn timed_out(&self) -> bool {
+        self.0
+    }
+}
+
+/// The process-shared condition variable in a [`ShmMutex`]'s segment, used with that mutex's
+/// guards only. Wake-ups may be spurious: wait in a loop, or with [`ShmCondvar::wait_while`].
+pub struct ShmCondvar<'a, T: Plain> {
+    mutex: &'a ShmMutex<T>,
+}
+
+impl<T: Plain> Clone for ShmCondvar<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: Plain> Copy for ShmCondvar<'_, T> {}
+
+impl<T: Plain> fmt::Debug for ShmCondvar<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShmCondvar")
+            .field("mutex", self.mutex)
+            .finish()
+    }
+}
+
+impl<'a, T: Plain> ShmCondvar<'a, T> {
+    fn check_guard(&self, guard: &MutexGuard<'_, T>) {
+        assert!(
+            std::ptr::eq(guard.mutex, self.mutex),
+            "ShmCondvar: a guard of another ShmMutex than the condition variable's"
+        );
+    }
+
+    /// Unlocks, sleeps until notified, and locks again.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::OwnerDied`] if a holder died while this thread slept (locked again:
+    /// repair, then [`MutexGuard::make_consistent`]), [`LockError::NotRecoverable`] (not
+    /// locked), or [`LockError::Io`].
+    ///
+    /// # Panics
+    ///
+    /// If `guard` is of another [`ShmMutex`] than the one this came from.
+    #[doc(alias = "pthread_cond_wait")]
+    pub fn wait<'g>(&self, guard: MutexGuard<'g, T>) -> LockResult<MutexGuard<'g, T>> {
+        self.check_guard(&guard);
+        // SAFETY: both objects were initialized with the mutex (see `ShmMutex::lock`); this
+        // thread holds the mutex (`guard`); every waiter on this condition variable uses this
+        // mutex, the only one in the segment.
+        let r = unsafe { pthread::cond_wait(self.mutex.raw_cond(), self.mutex.raw()) };
+        rearm(guard, r)
+            .map(|(g, _)| g)
+            .map_err(|e| e.map(|(g, _)| g))
+    }
+
+    /// As [`ShmCondvar::wait`], waiting at most `timeout` (`CLOCK_MONOTONIC`).
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmCondvar::wait`]. An `OwnerDied` wait reports that it did not time out.
+    ///
+    /// # Panics
+    ///
+    /// As [`ShmCondvar::wait`].
+    #[doc(alias = "pthread_cond_timedwait")]
+    pub fn wait_timeout<'g>(
+        &self,
+        guard: MutexGuard<'g, T>,
+        timeout: Duration,
+    ) -> LockResult<(MutexGuard<'g, T>, WaitTimeoutResult)> {
+        self.check_guard(&guard);
+        // SAFETY: as in `wait`.
+        let r =
+            unsafe { pthread::cond_timedwait(self.mutex.raw_cond(), self.mutex.raw(), timeout) };
+        rearm(guard, r)
+    }
+
+    /// Waits while `condition` holds for the value, checking it first and after every
+    /// wake-up.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmCondvar::wait`]: an `OwnerDied` returns at once, before `condition` is checked
+    /// again, so the value can be repaired first.
+    ///
+    /// # Panics
+    ///
+    /// As [`ShmCondvar::wait`].
+    pub fn wait_while<'g>(
+        &self,
+        mut guard: MutexGuard<'g, T>,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> LockResult<MutexGuard<'g, T>> {
+        while condition(&mut guard) {
+            guard = self.wait(guard)?;
+        }
+        Ok(guard)
+    }
+
+    /// As [`ShmCondvar::wait_while`], waiting at most `timeout` in all.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmCondvar::wait_while`].
+    ///
+    /// # Panics
+    ///
+    /// As [`ShmCondvar::wait`].
+    pub fn wait_timeout_while<'g>(
+        &self,
+        mut guard: MutexGuard<'g, T>,
+        timeout: Duration,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> LockResult<(MutexGuard<'g, T>, WaitTimeoutResult)> {
+        let end = Instant::now().checked_add(timeout);
+        while condition(&mut guard) {
+            let left = end.map_or(timeout, |e| e.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
+                return Ok((guard, WaitTimeoutResult(true)));
+            }
+            guard = self.wait_timeout(guard, left)?.0;
+        }
+        Ok((guard, WaitTimeoutResult(false)))
+    }
+
+    /// Wakes one waiter, if any (in any process).
+    #[doc(alias = "pthread_cond_signal")]
+    pub fn notify_one(&self) {
+        // SAFETY: initialized with the mutex (see `ShmMutex::lock`); `self` keeps it mapped.
+        // It cannot fail on an initialized condition variable.
+        let _ = unsafe { pthread::cond_signal(self.mutex.raw_cond()) };
+    }
+
+    /// Wakes every waiter (in every process).
+    #[doc(alias = "pthread_cond_broadcast")]
+    pub fn notify_all(&self) {
+        // SAFETY: as in `notify_one`.
+        let _ = unsafe { pthread::cond_broadcast(self.mutex.raw_cond()) };
+    }
+}
+
+/// The guard back from a wait, as the wait ended.
+fn rearm<T: Plain>(
+    mut guard: MutexGuard<'_, T>,
+    r: io::Result<Wake>,
+) -> LockResult<(MutexGuard<'_, T>, WaitTimeoutResult)> {
+    match r {
+        Ok(Wake::Woken) => Ok((guard, WaitTimeoutResult(false))),
+        Ok(Wake::TimedOut) => Ok((guard, WaitTimeoutResult(true))),
+        Ok(Wake::OwnerDied) => {
+            guard.inconsistent = true;
+            Err(LockError::OwnerDied((guard, WaitTimeoutResult(false))))
+        }
+        Ok(Wake::NotRecoverable) => {
+            // The wait came back without the lock: there is nothing to unlock.
+            guard.disarm();
+            Err(LockError::NotRecoverable)
+        }
+        // The C library fails a wait before it unlocks: the guard still holds the lock.
+        Err(e) => Err(LockError::Io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    fn reopen<U: Plain>(m: &ShmMutex<impl Plain>) -> io::Result<ShmMutex<U>> {
+        ShmMutex::from_fd(m.as_fd().try_clone_to_owned()?)
+    }
+
+    #[test]
+    fn placement_follows_alignment() {
+        assert_eq!(placement::<u8>().unwrap(), (DATA_MIN_OFF, DATA_MIN_OFF + 1));
+        assert_eq!(placement::<()>().unwrap(), (DATA_MIN_OFF, DATA_MIN_OFF));
+        #[repr(C, align(256))]
+        #[derive(Clone, Copy)]
+        struct Wide(u8);
+        assert_eq!(placement::<Wide>().unwrap(), (256, 512));
+        #[repr(C, align(8192))]
+        struct Huge(u8);
+        assert!(placement::<Huge>().is_err());
+    }
+
+    #[test]
+    fn pthread_types_of_another_build_are_refused() {
+        let m = ShmMutex::create_memfd(7u64).unwrap();
+        let h: &MutexHeader = m.seg.region().at(0);
+        h.mutex_size
+            .store(pthread::MUTEX_SIZE as u32 + 8, Ordering::Relaxed);
+        let e = reopen::<u64>(&m).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("pthread_mutex_t"), "{e}");
+        h.mutex_size
+            .store(pthread::MUTEX_SIZE as u32, Ordering::Relaxed);
+        h.libc.store(pthread::LIBC ^ 3, Ordering::Relaxed);
+        let e = reopen::<u64>(&m).unwrap_err();
+        assert!(e.to_string().contains("cannot share a lock"), "{e}");
+        h.libc.store(pthread::LIBC, Ordering::Relaxed);
+        assert_eq!(*reopen::<u64>(&m).unwrap().lock().unwrap(), 7);
+    }
+
+    #[test]
+    fn another_value_type_is_refused() {
+        let m = ShmMutex::create_memfd(7u64).unwrap();
+        for e in [
+            reopen::<u32>(&m).unwrap_err(),
+            reopen::<[u64; 2]>(&m).unwrap_err(),
+            reopen::<[u32; 2]>(&m).unwrap_err(), // same size, other alignment
+        ] {
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+            assert!(e.to_string().contains("value"), "{e}");
+        }
+    }
+
+    #[test]
+    fn relocking_from_the_holder_is_deadlock_not_a_hang() {
+        let m = ShmMutex::create_memfd(0u8).unwrap();
+        let _g = m.lock().unwrap();
+        match m.lock() {
+            Err(LockError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::Deadlock),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            m.lock_timeout(Duration::from_millis(1)),
+            Err(LockError::Io(_) | LockError::Timeout)
+        ));
+    }
+
+    #[test]
+    fn a_thread_that_exits_holding_it_leaves_it_owner_died() {
+        let m = ShmMutex::create_memfd(1u32).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut g = m.lock().unwrap();
+                *g = 2;
+                // The thread ends holding the lock, as if it had died.
+                std::mem::forget(g);
+            });
+        });
+        let mut g = m.lock().unwrap_err().into_guard().unwrap();
+        assert_eq!(*g, 2);
+        g.make_consistent().unwrap();
+        drop(g);
+        assert_eq!(*m.lock().unwrap(), 2);
+        // The forgotten guard is still counted: dropping `m` keeps the mapping (leaked on
+        // purpose, see `Drop`), and must not crash.
+        drop(m);
+    }
+
+    #[test]
+    fn timed_waits_time_out() {
+        let m = ShmMutex::create_memfd(0u64).unwrap();
+        let cv = m.condvar();
+        let (g, r) = cv
+            .wait_timeout(m.lock().unwrap(), Duration::from_millis(20))
+            .unwrap();
+        assert!(r.timed_out());
+        let (g, r) = cv
+            .wait_timeout_while(g, Duration::from_millis(20), |v| *v == 0)
+            .unwrap();
+        assert!(r.timed_out());
+        drop(g);
+        let other = ShmMutex::create_memfd(0u64).unwrap();
+        let g = other.lock().unwrap();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cv.wait(g)));
+        assert!(caught.is_err(), "a guard of another mutex is refused");
+        assert!(other.try_lock().is_ok(), "and unlocked on the way out");
+    }
+}
