@@ -935,6 +935,27 @@ mod tests {
     }
 
     #[test]
+    fn not_recoverable_stays_not_recoverable_whatever_tries_it() {
+        let m = ShmMutex::create_memfd(0u8).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| std::mem::forget(m.lock().unwrap()));
+        });
+        drop(m.lock().unwrap_err().into_guard().unwrap()); // not made consistent
+                                                           // glibc's pthread_mutex_trylock would leave the lock word ours here (see
+                                                           // sys::pthread::mutex_trylock): the lock after it would be Deadlock, not this.
+        for _ in 0..2 {
+            assert!(matches!(m.try_lock(), Err(LockError::NotRecoverable)));
+        }
+        assert!(matches!(m.lock(), Err(LockError::NotRecoverable)));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let r = m.lock_timeout(Duration::from_secs(5));
+                assert!(matches!(r, Err(LockError::NotRecoverable)), "{r:?}");
+            });
+        });
+    }
+
+    #[test]
     fn timed_waits_time_out() {
         let m = ShmMutex::create_memfd(0u64).unwrap();
         let cv = m.condvar();

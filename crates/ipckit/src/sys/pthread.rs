@@ -9,6 +9,8 @@
 //! uses `pthread_mutex_clocklock(CLOCK_MONOTONIC)` where the C library has it (glibc 2.30+,
 //! found at run time), else `pthread_mutex_timedlock` on `CLOCK_REALTIME`, retried while a
 //! monotonic clock says time is left (so a wall-clock jump forward cannot cut a wait short).
+//! A try-lock is a timed lock that ends now (see [`mutex_trylock`] for the glibc bug that
+//! rules out `pthread_mutex_trylock`).
 //!
 //! # Safety
 //!
@@ -201,14 +203,24 @@ pub(crate) unsafe fn mutex_lock(m: &RawMutex) -> io::Result<Acquire> {
     acquired(unsafe { libc::pthread_mutex_lock(m.get()) })
 }
 
-/// `pthread_mutex_trylock`: never waits; `Busy` if another thread holds it.
+/// Takes the mutex if it is free; never waits: `Busy` if another thread holds it.
+///
+/// Not `pthread_mutex_trylock`: glibc's (2.36, seen here) returns `ENOTRECOVERABLE` for a
+/// not-recoverable robust mutex but leaves its lock word holding the caller's thread id,
+/// outside the caller's robust list, so every later lock fails with `EDEADLK` in this thread
+/// and hangs in every other, even after this one exits. A timed lock whose deadline is now
+/// takes the same paths as [`mutex_lock`], which release that word, and times out where
+/// trylock would be busy.
 ///
 /// # Safety
 ///
 /// As [`mutex_lock`].
 pub(crate) unsafe fn mutex_trylock(m: &RawMutex) -> io::Result<Acquire> {
-    // SAFETY: as in `mutex_lock`.
-    acquired(unsafe { libc::pthread_mutex_trylock(m.get()) })
+    // SAFETY: the caller's contract is `mutex_timedlock`'s.
+    Ok(match unsafe { mutex_timedlock(m, Duration::ZERO) }? {
+        Acquire::TimedOut => Acquire::Busy,
+        a => a,
+    })
 }
 
 /// The signature of glibc's `pthread_mutex_clocklock`.
