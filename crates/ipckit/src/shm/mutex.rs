@@ -1,79 +1,12 @@
 //! A robust, process-shared mutex over a plain value in shared memory, and its condition
-//! variable.
+//! variable: [`ShmMutex`] (whose docs say how it behaves when a holder dies), [`ShmCondvar`],
+//! the [`Plain`] trait for the value, and [`LockError`].
 //!
-//! [`ShmMutex<T>`] keeps a `pthread_mutex_t` (process-shared, robust, error-checking), a
-//! process-shared `pthread_cond_t` and a `T` in one segment of [`MUTEX_LAYOUT`]. Every process
-//! that maps the segment locks the mutex to read or write the value; [`ShmCondvar`] (from
-//! [`ShmMutex::condvar`]) sleeps until another process changes it.
-//!
-//! ```
-//! use ipckit::shm::{LockError, ShmMutex};
-//! # fn main() -> std::io::Result<()> {
-//! let m = ShmMutex::create_memfd([0u64; 2])?; // or ShmMutex::create("/name", ..)
-//! let mut g = match m.lock() {
-//!     Ok(g) => g,
-//!     // The last holder died while holding it: the value is as it left it. Repair it,
-//!     // then say so; otherwise the mutex is unusable for everyone from now on.
-//!     Err(LockError::OwnerDied(mut g)) => {
-//!         g[1] = g[0];
-//!         g.make_consistent()?;
-//!         g
-//!     }
-//!     Err(e) => return Err(e.into()),
-//! };
-//! g[0] += 1;
-//! g[1] += 1;
-//! drop(g);
-//! assert_eq!(*m.lock()?, [1, 1]);
-//! # Ok(()) }
-//! ```
-//!
-//! Across processes, one creates the segment and the others open it by name:
-//!
-//! ```no_run
-//! use ipckit::shm::ShmMutex;
-//! use std::time::Duration;
-//! # fn main() -> std::io::Result<()> {
-//! // Process 1
-//! let m = ShmMutex::create("/jobs", 0u64)?; // owner-only, exclusive; unlinked on drop
-//! let ready = m.condvar();
-//! let g = ready.wait_while(m.lock()?, |jobs| *jobs == 0)?;
-//!
-//! // Process 2
-//! let m = ShmMutex::<u64>::open("/jobs")?; // checks the layout and the value's size
-//! *m.lock_timeout(Duration::from_secs(1))? += 1;
-//! m.condvar().notify_all();
-//! # Ok(()) }
-//! ```
-//!
-//! # When a holder dies
-//!
-//! A process (or thread) that dies holding the lock does not leave it locked: the kernel
-//! marks it, and the next locker gets [`LockError::OwnerDied`] carrying the guard. That
-//! locker holds the mutex; the value is exactly as the dead holder left it, perhaps
-//! half-updated. Repair it and call [`MutexGuard::make_consistent`]. **A guard from
-//! `OwnerDied` dropped without `make_consistent` makes the mutex unrecoverable**: every later
-//! lock, wait or try, in every process, returns [`LockError::NotRecoverable`], and the only
-//! way on is a new segment. This is POSIX's robust-mutex protocol (`EOWNERDEAD`,
-//! `pthread_mutex_consistent`, `ENOTRECOVERABLE`): the conservative default for a state
-//! nobody vouched for. A wait on the condition variable that reacquires such a mutex returns
-//! `OwnerDied` the same way.
-//!
-//! # Limits
-//!
-//! - Every process must use the same `T`: its size and alignment are recorded and checked at
-//!   [`ShmMutex::open`], and so are the size of the C library's pthread types and which C
-//!   library made them (glibc and musl mutexes are both 40 bytes but differ inside). A
-//!   segment that fails a check is refused with `InvalidData`, never used.
-//! - A process that dies inside [`ShmCondvar::wait`] may absorb a later
-//!   [`ShmCondvar::notify_one`] (glibc counts it as a waiter still); use
-//!   [`ShmCondvar::notify_all`] where waiters can die.
-//! - Lock and unlock happen on one thread: [`MutexGuard`] is not `Send`.
-//!
-//! # References
-//!
-//! `pthread_mutexattr_setrobust(3)`, `pthread_mutex_consistent(3)`,
-//! `pthread_mutex_lock(3p)`, `pthread_cond_wait(3p)`, `set_robust_list(2)`.
+//! One segment of [`MUTEX_LAYOUT`] holds, in its data: ipckit's `MutexHeader` (the pthread
+//! type sizes, the C library, the value's size and alignment, checked by every opener), the
+//! `pthread_mutex_t` at 64, the `pthread_cond_t` at 128, and the value from 192 (or its
+//! alignment).
+
 // Opting in to unsafe (the crate root denies it): the pthread calls need initialized objects,
 // which only this module knows it made, and the guard lends the value, which only the lock
 // makes exclusive. Every block says which of the two it relies on.
@@ -95,6 +28,9 @@ use std::time::{Duration, Instant};
 
 /// The layout of a robust-mutex segment: [`ShmMutex`]'s header, its mutex and condition
 /// variable, then the value.
+// Version 1 names the header and offsets below; a change to them bumps it. The pthread types'
+// sizes and C library vary by build, not by version, so the header records them and every
+// opener compares (`adopt`).
 pub const MUTEX_LAYOUT: Layout = Layout {
     kind: 3,
     version: 1,
@@ -208,7 +144,7 @@ fn placement<T>() -> io::Result<(usize, usize)> {
 /// call returns: the guard, or the guard and a [`WaitTimeoutResult`].
 ///
 /// Converts into `io::Error` for callers that only want `?`; an `OwnerDied` guard dropped that
-/// way leaves the mutex unrecoverable (see the [module docs](self#when-a-holder-dies)).
+/// way leaves the mutex unrecoverable (see [`ShmMutex`](ShmMutex#when-a-holder-dies)).
 #[non_exhaustive]
 pub enum LockError<G> {
     /// The previous holder died holding the lock. The lock is yours (the guard is here), but
@@ -307,11 +243,82 @@ fn os_error(code: i32, msg: String) -> io::Error {
     io::Error::new(io::Error::from_raw_os_error(code).kind(), msg)
 }
 
-/// A mutex over a `T` in shared memory that survives its holder's death (see the [module
-/// docs](self)).
+/// A mutex over a `T` in shared memory that survives its holder's death.
 ///
-/// A named segment is unlinked when its creator's `ShmMutex` drops; other processes keep
-/// their mapping, so nothing is left behind whoever dies first.
+/// The segment holds a `pthread_mutex_t` (process-shared, robust, error-checking), a
+/// process-shared `pthread_cond_t` and the `T`. Every process that maps it locks the mutex to
+/// read or write the value; [`ShmCondvar`] (from [`ShmMutex::condvar`]) sleeps until another
+/// process changes it. A named segment is unlinked when its creator's `ShmMutex` drops; other
+/// processes keep their mapping, so nothing is left behind whoever dies first.
+///
+/// ```
+/// use ipckit::shm::{LockError, ShmMutex};
+/// # fn main() -> std::io::Result<()> {
+/// let m = ShmMutex::create_memfd([0u64; 2])?; // or ShmMutex::create("/name", ..)
+/// let mut g = match m.lock() {
+///     Ok(g) => g,
+///     // The last holder died while holding it: the value is as it left it. Repair it,
+///     // then say so; otherwise the mutex is unusable for everyone from now on.
+///     Err(LockError::OwnerDied(mut g)) => {
+///         g[1] = g[0];
+///         g.make_consistent()?;
+///         g
+///     }
+///     Err(e) => return Err(e.into()),
+/// };
+/// g[0] += 1;
+/// g[1] += 1;
+/// drop(g);
+/// assert_eq!(*m.lock()?, [1, 1]);
+/// # Ok(()) }
+/// ```
+///
+/// Across processes, one creates the segment and the others open it by name:
+///
+/// ```no_run
+/// use ipckit::shm::ShmMutex;
+/// use std::time::Duration;
+/// # fn main() -> std::io::Result<()> {
+/// // Process 1
+/// let m = ShmMutex::create("/jobs", 0u64)?; // owner-only, exclusive; unlinked on drop
+/// let ready = m.condvar();
+/// let g = ready.wait_while(m.lock()?, |jobs| *jobs == 0)?;
+///
+/// // Process 2
+/// let m = ShmMutex::<u64>::open("/jobs")?; // checks the layout and the value's size
+/// *m.lock_timeout(Duration::from_secs(1))? += 1;
+/// m.condvar().notify_all();
+/// # Ok(()) }
+/// ```
+///
+/// # When a holder dies
+///
+/// A process (or thread) that dies holding the lock does not leave it locked: the kernel
+/// marks it, and the next locker gets [`LockError::OwnerDied`] carrying the guard. That
+/// locker holds the mutex; the value is exactly as the dead holder left it, perhaps
+/// half-updated. Repair it and call [`MutexGuard::make_consistent`]. **A guard from
+/// `OwnerDied` dropped without `make_consistent` makes the mutex unrecoverable**: every later
+/// lock, wait or try, in every process, returns [`LockError::NotRecoverable`], and the only
+/// way on is a new segment. This is POSIX's robust-mutex protocol (`EOWNERDEAD`,
+/// `pthread_mutex_consistent`, `ENOTRECOVERABLE`): the conservative default for a state
+/// nobody vouched for. A wait on the condition variable that reacquires such a mutex returns
+/// `OwnerDied` the same way.
+///
+/// # Limits
+///
+/// - Every process must use the same `T`: its size and alignment are recorded and checked at
+///   [`ShmMutex::open`], and so are the size of the C library's pthread types and which C
+///   library made them (glibc and musl mutexes are both 40 bytes but differ inside). A
+///   segment that fails a check is refused with `InvalidData`, never used.
+/// - A process that dies inside [`ShmCondvar::wait`] may absorb a later
+///   [`ShmCondvar::notify_one`] (the condition variable can still count it as a waiter); use
+///   [`ShmCondvar::notify_all`] where waiters can die.
+/// - Lock and unlock happen on one thread: [`MutexGuard`] is not `Send`.
+///
+/// # References
+///
+/// `pthread_mutexattr_setrobust(3)`, `pthread_mutex_consistent(3)`,
+/// `pthread_mutex_lock(3p)`, `pthread_cond_wait(3p)`, `set_robust_list(2)`.
 pub struct ShmMutex<T: Plain> {
     /// Guards of this handle alive now: see `Drop`.
     live_guards: AtomicUsize,
