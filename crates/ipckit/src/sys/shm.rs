@@ -166,6 +166,7 @@ impl Drop for Mapping {
 /// `FUTEX_WAIT` on a shared (not process-private) word: sleeps while `*word == expected`, at
 /// most `timeout`. Returns `Ok(false)` on timeout, `Ok(true)` when woken, when the value
 /// differed, or on a signal.
+#[cfg_attr(ipckit_loom, allow(dead_code))]
 pub(crate) fn futex_wait(
     word: &AtomicU32,
     expected: u32,
@@ -203,6 +204,7 @@ pub(crate) fn futex_wait(
 }
 
 /// `FUTEX_WAKE` of every waiter on a shared word.
+#[cfg_attr(ipckit_loom, allow(dead_code))]
 pub(crate) fn futex_wake(word: &AtomicU32) {
     // SAFETY: as in `futex_wait`; waking has no effect on memory.
     unsafe {
