@@ -9,6 +9,8 @@
 //! - `proc`: `pidfd_open`, a process's start time from `/proc`, `boot_id`.
 //! - `mq`: POSIX message queues (`mq_open`, `mq_send`, `mq_receive`, `mq_unlink`, ...).
 //! - `sysv`: System V message queues (`msgget`, `msgsnd`, `msgrcv`, `msgctl`).
+//! - `fork`: a forked child that `pwrite`s a buffer to a file and `_exit`s (async-signal-safe
+//!   calls only), `wait4` with the child's usage, `getrusage`, `pidfd_send_signal`.
 //!
 //! Why libc and not rustix: the mechanisms ipckit covers need `mq_*`, `msg*`, `sigaction` and
 //! `sched_setaffinity`, which only libc has, and the crate keeps one syscall crate, not two.
@@ -18,9 +20,12 @@
 //! Every function here is safe to call. Each one keeps its `unsafe` blocks to a single FFI
 //! call whose pointer arguments come from live Rust references with the lengths the kernel is
 //! told, and turns every new file descriptor into an `OwnedFd` the moment the call returns.
+//! The one call with more to it, `fork`, is argued in `fork.rs`: its child runs a fixed
+//! routine of async-signal-safe calls and ends in `_exit`, never returning into Rust code.
 #![allow(unsafe_code)]
 
 pub(crate) mod fd;
+pub(crate) mod fork;
 pub(crate) mod mq;
 pub(crate) mod pipe;
 pub(crate) mod proc;
