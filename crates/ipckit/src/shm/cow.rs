@@ -514,7 +514,8 @@ mod tests {
 
     #[test]
     fn parses_smaps_rollup() {
-        let text = "55d0c0a00000-7ffd3c5fe000 ---p 00000000 00:00 0                          [rollup]\n\
+        let text =
+            "55d0c0a00000-7ffd3c5fe000 ---p 00000000 00:00 0                          [rollup]\n\
                     Rss:              263412 kB\n\
                     Pss:              131730 kB\n\
                     Pss_Anon:         131000 kB\n\

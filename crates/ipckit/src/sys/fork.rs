@@ -291,14 +291,8 @@ fn child_write(fd: libc::c_int, data: *const u8, len: usize, report: libc::c_int
         // SAFETY: `data..data + len` is the parent's slice as of the fork, mapped in this
         // copy of its address space, and `off + chunk <= len`; only the kernel reads it.
         // `len` fits in `off_t` because a slice is at most `isize::MAX` bytes.
-        let n = unsafe {
-            libc::pwrite(
-                fd,
-                data.wrapping_add(off).cast(),
-                chunk,
-                off as libc::off_t,
-            )
-        };
+        let n =
+            unsafe { libc::pwrite(fd, data.wrapping_add(off).cast(), chunk, off as libc::off_t) };
         if n < 0 {
             let e = last_errno();
             if e == libc::EINTR {
