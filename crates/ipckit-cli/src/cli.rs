@@ -58,6 +58,18 @@ fn parse_positive_f64(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Largest table `demo cow-snapshot --size` accepts, in MiB (64 GiB).
+pub const MAX_TABLE_MB: u64 = 64 << 10;
+
+fn parse_table_mb(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if (1..=MAX_TABLE_MB).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "the table size is a whole number of MiB from 1 to {MAX_TABLE_MB}"
+        )),
+    }
+}
+
 /// Wait strategies to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WaitArg {
@@ -222,6 +234,9 @@ pub struct DemoArgs {
     /// A shorter walk-through.
     #[arg(long)]
     pub short: bool,
+    /// cow-snapshot only: the table's size in MiB [default: 256].
+    #[arg(long, value_name = "MB", value_parser = parse_table_mb)]
+    pub size: Option<u64>,
     /// Internal: run as the demo's second process, with this role and address.
     #[arg(long, hide = true, value_name = "ROLE")]
     pub child: Option<String>,
@@ -271,6 +286,9 @@ mod tests {
             &["ipckit", "bench", "--pin", "1"],
             &["ipckit", "bench", "--repeat", "0"],
             &["ipckit", "bench", "--rate", "-5"],
+            &["ipckit", "demo", "cow-snapshot", "--size", "0"],
+            &["ipckit", "demo", "cow-snapshot", "--size", "65537"],
+            &["ipckit", "demo", "cow-snapshot", "--size", "1.5"],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} accepted");
         }

@@ -1,11 +1,14 @@
 //! `ipckit demo`: walks through a mechanism with two real processes, saying what each does,
 //! and ends with one measured number.
 //!
-//! The second process is this same binary, re-executed as `ipckit demo TOPIC --child ROLE`.
+//! The second process is this same binary, re-executed as `ipckit demo TOPIC --child ROLE`
+//! (or, in `cow-snapshot`, a fork of the first, which is the point of that demo).
 //! Every demo cleans up after itself and stops cleanly on Ctrl-C (exit status 130).
 // The demos install a Ctrl-C handler (sigaction) until the library's signal module exists.
 #![allow(unsafe_code)]
 
+#[path = "demo_cow.rs"]
+mod cow;
 #[path = "demo_mq_priority.rs"]
 mod mq_priority;
 #[path = "demo_pipe.rs"]
@@ -83,6 +86,12 @@ const TOPICS: &[Topic] = &[
         run: Some(shm_ring::run),
         child: Some(shm_ring::child),
     },
+    Topic {
+        name: "cow-snapshot",
+        about: "fork copy-on-write: snapshot a table while it takes writes (Redis BGSAVE)",
+        run: Some(cow::run),
+        child: None,
+    },
 ];
 
 /// Runs `ipckit demo`.
@@ -98,10 +107,17 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ))
         .into());
     };
-    let (Some(run), Some(child)) = (topic.run, topic.child) else {
+    let Some(run) = topic.run else {
         return Err(UserError::new(format!("the '{name}' demo is not written yet")).into());
     };
+    if args.size.is_some() && name != "cow-snapshot" {
+        return Err(UserError::new("--size applies to the cow-snapshot demo only").into());
+    }
     if let Some(role) = &args.child {
+        // A demo whose second process is a fork, not this binary again, has no child role.
+        let Some(child) = topic.child else {
+            return Err(UserError::new(format!("the '{name}' demo has no --child role")).into());
+        };
         return child(role);
     }
     interrupt::install();

@@ -633,3 +633,52 @@ fn bench_quick_json_has_every_mechanism() {
     }
     env.assert_clean();
 }
+
+/// `demo cow-snapshot`: a forked child snapshots an 8 MiB table while the parent writes to
+/// it; the demo verifies the file against the table at fork time, says so, and removes the
+/// file (its TMPDIR is the test's directory, which must be left empty). A size of 0 is a
+/// user error.
+#[test]
+fn demo_cow_snapshot_verifies_and_cleans_up() {
+    let env = TestEnv::new("demo-cow");
+    let mut cmd = env.cmd(&["demo", "cow-snapshot", "--size", "8", "--short"]);
+    cmd.env("TMPDIR", &env.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(util::WATCHDOG * 3) {
+        Ok(o) => o.unwrap(),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            panic!(
+                "demo cow-snapshot did not finish within {:?}",
+                util::WATCHDOG * 3
+            );
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "failed: {text}{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        text.contains("verified: the 8 MiB snapshot equals the table at fork time"),
+        "{text}"
+    );
+    let last = text.trim_end().lines().last().unwrap();
+    assert!(
+        last.starts_with("result:") && last.contains("verified"),
+        "{text}"
+    );
+    env.assert_clean();
+
+    env.run(&["demo", "cow-snapshot", "--size", "0"], b"")
+        .user_error("from 1 to");
+}

@@ -9,7 +9,10 @@
 //!   its condition variable; a holder's death is reported to the next locker
 //!   ([`LockError::OwnerDied`]), who repairs the value and calls
 //!   [`MutexGuard::make_consistent`].
+//! - [`cow`]: fork copy-on-write snapshots (the Redis `BGSAVE` pattern): a forked child writes
+//!   memory as it was at the fork to a file while the parent keeps writing.
 
+pub mod cow;
 mod endpoint;
 mod mutex;
 mod region;

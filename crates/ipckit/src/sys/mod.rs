@@ -12,6 +12,8 @@
 //! - `pthread`: process-shared robust mutexes and condition variables (`pthread_mutex_*`,
 //!   `pthread_cond_*`), the only `unsafe fn`s here: see that file's `# Safety`.
 //! - `sysv`: System V message queues (`msgget`, `msgsnd`, `msgrcv`, `msgctl`).
+//! - `fork`: a forked child that `pwrite`s a buffer to a file and `_exit`s (async-signal-safe
+//!   calls only), `wait4` with the child's usage, `getrusage`, `pidfd_send_signal`.
 //!
 //! Why libc and not rustix: the mechanisms ipckit covers need `mq_*`, `msg*`, `sigaction` and
 //! `sched_setaffinity`, which only libc has, and the crate keeps one syscall crate, not two.
@@ -21,9 +23,12 @@
 //! Every function here is safe to call. Each one keeps its `unsafe` blocks to a single FFI
 //! call whose pointer arguments come from live Rust references with the lengths the kernel is
 //! told, and turns every new file descriptor into an `OwnedFd` the moment the call returns.
+//! The one call with more to it, `fork`, is argued in `fork.rs`: its child runs a fixed
+//! routine of async-signal-safe calls and ends in `_exit`, never returning into Rust code.
 #![allow(unsafe_code)]
 
 pub(crate) mod fd;
+pub(crate) mod fork;
 pub(crate) mod mq;
 pub(crate) mod pipe;
 pub(crate) mod proc;
