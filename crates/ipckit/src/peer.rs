@@ -152,6 +152,57 @@ pub(crate) fn watch(hello: &Hello) -> (Option<PeerInfo>, Option<OwnedFd>) {
     }
 }
 
+/// A thread asleep in `poll` on a peer's pidfd. If the peer dies first it runs `on_death`
+/// (given the stop descriptor, readable once the watcher is being dropped, for actions that
+/// repeat); dropping the watcher stops and joins the thread, so nothing it touches may go away
+/// before it.
+#[derive(Debug)]
+pub(crate) struct Watcher {
+    stop: OwnedFd,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    pub(crate) fn start(
+        name: &str,
+        pidfd: OwnedFd,
+        on_death: impl FnOnce(std::os::fd::BorrowedFd<'_>) + Send + 'static,
+    ) -> std::io::Result<Watcher> {
+        use crate::sys::fd as sysfd;
+        use std::os::fd::AsFd;
+        let stop = crate::sys::pipe::eventfd(false)?;
+        let stop_w = sysfd::dup(stop.as_fd())?;
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let ready = sysfd::poll(
+                    &[
+                        (pidfd.as_fd(), libc::POLLIN),
+                        (stop_w.as_fd(), libc::POLLIN),
+                    ],
+                    None,
+                );
+                if matches!(ready, Ok(sysfd::Ready::Fd(0))) {
+                    on_death(stop_w.as_fd());
+                }
+            })?;
+        Ok(Watcher {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        use std::os::fd::AsFd;
+        let _ = crate::sys::fd::write(self.stop.as_fd(), &1u64.to_ne_bytes());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A descriptor that polls readable at once: stands in for the pidfd of a peer known dead.
 fn gone_marker() -> Option<OwnedFd> {
     use std::os::fd::AsFd;

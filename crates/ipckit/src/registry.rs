@@ -516,63 +516,37 @@ fn shm_path(name: &str) -> String {
 
 /// True if another live process maps the file at `path` (its `/proc/PID/maps` names it).
 fn any_maps(path: &str) -> bool {
-    let me = std::process::id().to_string();
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return false;
-    };
-    for p in procs.flatten() {
-        let pname = p.file_name();
-        let Some(pid) = pname
-            .to_str()
-            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(maps) = fs::read_to_string(p.path().join("maps")) else {
-            continue;
-        };
+    other_processes().any(|p| {
         // A mapped file is the sixth field; an unlinked one gets " (deleted)" after it.
-        if maps
-            .lines()
-            .any(|l| l.split_whitespace().nth(5).is_some_and(|f| f == path))
-        {
-            return true;
-        }
-    }
-    false
+        fs::read_to_string(p.join("maps")).is_ok_and(|maps| {
+            maps.lines()
+                .any(|l| l.split_whitespace().nth(5).is_some_and(|f| f == path))
+        })
+    })
+}
+
+/// `/proc/PID` of every process but this one.
+fn other_processes() -> impl Iterator<Item = PathBuf> {
+    let me = std::process::id().to_string();
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(move |p| {
+            p.file_name()
+                .to_str()
+                .is_some_and(|s| s != me && s.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|p| p.path())
 }
 
 fn any_fd_links_to(pred: impl Fn(&str) -> bool) -> bool {
-    let me = std::process::id().to_string();
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return false;
-    };
-    for p in procs.flatten() {
-        let pname = p.file_name();
-        let Some(pid) = pname
-            .to_str()
-            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(fds) = fs::read_dir(p.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if let Ok(target) = fs::read_link(fd.path()) {
-                if target.to_str().is_some_and(&pred) {
-                    return true;
-                }
-            }
-        }
-    }
-    false
+    other_processes().any(|p| {
+        fs::read_dir(p.join("fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.to_str().is_some_and(&pred)))
+        })
+    })
 }
 
 /// A socket bound to `path` (absolute, as recorded) is still open somewhere: it is listed in

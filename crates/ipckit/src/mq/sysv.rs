@@ -21,12 +21,12 @@
 use crate::error::{invalid, RecvError, SendError};
 use crate::peer::{self, Hello};
 use crate::registry::{self, ObjectGuard, ObjectKind};
-use crate::sys::{fd as sysfd, pipe as syspipe, sysv};
+use crate::sys::{fd as sysfd, sysv};
 use crate::transport::{Mechanism, PeerInfo, RawHandle, Transport};
 use crate::wait::{Deadline, Wait};
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -563,12 +563,12 @@ fn run_wait<T, E: crate::error::WaitError>(
     }
 }
 
-/// The peer-death watcher of a System V endpoint.
+/// The peer-death watcher of a System V endpoint: a [`peer::Watcher`] and the state it
+/// shares with the endpoint.
 #[derive(Debug)]
 struct Watcher {
     shared: Arc<Shared>,
-    stop: OwnedFd,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _thread: peer::Watcher,
 }
 
 impl Watcher {
@@ -579,69 +579,42 @@ impl Watcher {
         steal_from: Option<i32>,
     ) -> io::Result<Watcher> {
         let shared = Arc::new(Shared::default());
-        let stop = syspipe::eventfd(false)?;
-        let stop_w = sysfd::dup(stop.as_fd())?;
         let sh = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("ipckit-sysv-watch".into())
-            .spawn(move || {
-                let ready = sysfd::poll(
-                    &[
-                        (pidfd.as_fd(), libc::POLLIN),
-                        (stop_w.as_fd(), libc::POLLIN),
-                    ],
-                    None,
-                );
-                if !matches!(ready, Ok(sysfd::Ready::Fd(0))) {
+        let thread = peer::Watcher::start("ipckit-sysv-watch", pidfd, move |stop| {
+            sh.dead.store(true, Ordering::SeqCst);
+            let mut wake = vec![0u8; sysv::TYPE_LEN + 16];
+            wake[sysv::TYPE_LEN..].copy_from_slice(&nonce);
+            let mut sink = vec![0u8; sysv::TYPE_LEN + sysv::msgmax()];
+            let mut wakes = 0u32;
+            // Keep waking whatever is blocked until nothing is: a blocked receive gets a
+            // wake-up of the type it waits for, queued behind everything the peer sent;
+            // a blocked send gets room, by emptying the queue only the dead peer read.
+            loop {
+                let recv_blocked = sh.recv_blocked.load(Ordering::SeqCst);
+                let send_blocked = sh.send_blocked.load(Ordering::SeqCst);
+                if !recv_blocked && !send_blocked {
                     return;
                 }
-                sh.dead.store(true, Ordering::SeqCst);
-                let mut wake = vec![0u8; sysv::TYPE_LEN + 16];
-                wake[sysv::TYPE_LEN..].copy_from_slice(&nonce);
-                let mut sink = vec![0u8; sysv::TYPE_LEN + sysv::msgmax()];
-                let mut wakes = 0u32;
-                // Keep waking whatever is blocked until nothing is: a blocked receive gets a
-                // wake-up of the type it waits for, queued behind everything the peer sent;
-                // a blocked send gets room, by emptying the queue only the dead peer read.
-                loop {
-                    let recv_blocked = sh.recv_blocked.load(Ordering::SeqCst);
-                    let send_blocked = sh.send_blocked.load(Ordering::SeqCst);
-                    if !recv_blocked && !send_blocked {
-                        return;
-                    }
-                    if recv_blocked && wakes < 64 {
-                        let t = sh.recv_msgtyp.load(Ordering::SeqCst);
-                        sysv::set_type(&mut wake, if t > 0 { t } else { 1 });
-                        if sysv::send(recv_id, &wake, 16, true).is_ok() {
-                            wakes += 1;
-                        }
-                    }
-                    if let (true, Some(sid)) = (send_blocked, steal_from) {
-                        while sysv::recv(sid, &mut sink, 0, true).is_ok() {}
-                    }
-                    let again = sysfd::poll(
-                        &[(stop_w.as_fd(), libc::POLLIN)],
-                        Some(Duration::from_millis(5)),
-                    );
-                    if matches!(again, Ok(sysfd::Ready::Fd(_))) {
-                        return;
+                if recv_blocked && wakes < 64 {
+                    let t = sh.recv_msgtyp.load(Ordering::SeqCst);
+                    sysv::set_type(&mut wake, if t > 0 { t } else { 1 });
+                    if sysv::send(recv_id, &wake, 16, true).is_ok() {
+                        wakes += 1;
                     }
                 }
-            })?;
+                if let (true, Some(sid)) = (send_blocked, steal_from) {
+                    while sysv::recv(sid, &mut sink, 0, true).is_ok() {}
+                }
+                let again = sysfd::poll(&[(stop, libc::POLLIN)], Some(Duration::from_millis(5)));
+                if matches!(again, Ok(sysfd::Ready::Fd(_))) {
+                    return;
+                }
+            }
+        })?;
         Ok(Watcher {
             shared,
-            stop,
-            thread: Some(thread),
+            _thread: thread,
         })
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        let _ = sysfd::write(self.stop.as_fd(), &1u64.to_ne_bytes());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

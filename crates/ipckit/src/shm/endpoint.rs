@@ -16,13 +16,12 @@ use super::segment::{Layout, Segment, SegmentBuilder};
 use super::sync::{futex_wait, futex_wake, AtomicU32, AtomicU64, Ordering};
 use crate::error::invalid;
 use crate::peer::{self, Hello, HELLO_LEN};
-use crate::sys::fd as sysfd;
 use crate::transport::{PeerInfo, RawHandle, Transport};
 use crate::wait::{Deadline, Wait};
 use crate::{RecvError, SendError};
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -384,7 +383,7 @@ pub struct ShmEndpoint {
     woke_up_at: Option<Instant>,
     peer: Option<PeerInfo>,
     dead: Arc<AtomicBool>,
-    watcher: Option<Watcher>,
+    watcher: Option<peer::Watcher>,
     seg: Segment,
 }
 
@@ -412,7 +411,7 @@ impl ShmEndpoint {
         let (peer, pidfd) = peer::watch(hello);
         let dead = Arc::new(AtomicBool::new(false));
         let watcher = match pidfd {
-            Some(fd) => Some(Watcher::start(fd, dead.clone(), [&rx.ctl.rx, &tx.ctl.tx])?),
+            Some(fd) => Some(watch(fd, dead.clone(), [&rx.ctl.rx, &tx.ctl.tx])?),
             None => None,
         };
         let mut ep = ShmEndpoint {
@@ -791,50 +790,17 @@ fn wait_on<T, E: crate::error::WaitError>(
     }
 }
 
-/// The peer-death watcher: a thread asleep in `poll` on the peer's pidfd.
-struct Watcher {
-    stop: OwnedFd,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Watcher {
-    fn start(
-        pidfd: OwnedFd,
-        dead: Arc<AtomicBool>,
-        lines: [&'static WaitLine; 2],
-    ) -> io::Result<Watcher> {
-        let stop = crate::sys::pipe::eventfd(false)?;
-        let stop_w = sysfd::dup(stop.as_fd())?;
-        let thread = std::thread::Builder::new()
-            .name("ipckit-shm-watch".into())
-            .spawn(move || {
-                let ready = sysfd::poll(
-                    &[
-                        (pidfd.as_fd(), libc::POLLIN),
-                        (stop_w.as_fd(), libc::POLLIN),
-                    ],
-                    None,
-                );
-                if matches!(ready, Ok(sysfd::Ready::Fd(0))) {
-                    dead.store(true, Ordering::SeqCst);
-                    for l in lines {
-                        l.seq.fetch_add(1, Ordering::SeqCst);
-                        futex_wake(&l.seq);
-                    }
-                }
-            })?;
-        Ok(Watcher {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        let _ = sysfd::write(self.stop.as_fd(), &1u64.to_ne_bytes());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+/// The peer-death watcher: raises `dead` and wakes whatever this side sleeps on.
+fn watch(
+    pidfd: OwnedFd,
+    dead: Arc<AtomicBool>,
+    lines: [&'static WaitLine; 2],
+) -> io::Result<peer::Watcher> {
+    peer::Watcher::start("ipckit-shm-watch", pidfd, move |_| {
+        dead.store(true, Ordering::SeqCst);
+        for l in lines {
+            l.seq.fetch_add(1, Ordering::SeqCst);
+            futex_wake(&l.seq);
         }
-    }
+    })
 }
