@@ -103,6 +103,8 @@ pub struct OptionsView {
     repeat: u32,
     quick: bool,
     reference: bool,
+    /// Shared memory: each ring's data area, bytes (`None`: ipckit's default).
+    shm_capacity: Option<usize>,
 }
 
 /// A whole run.
@@ -206,6 +208,7 @@ impl Report {
                 repeat: o.repeat,
                 quick: o.quick,
                 reference: o.reference,
+                shm_capacity: o.shm_capacity,
             },
             rows,
             skipped,
