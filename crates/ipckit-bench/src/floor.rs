@@ -102,7 +102,13 @@ fn bounce(line: &std::sync::atomic::AtomicU64, v: u64) -> io::Result<()> {
     Ok(())
 }
 
-fn cacheline(cpus: [usize; 2], duration: Duration, batch: u64) -> io::Result<(Percentiles, f64)> {
+/// Cache-line ping-pong between `cpus` for `duration` (after `batch` unrecorded and `batch`
+/// batched round trips): the percentiles and the batched mean, ns.
+pub(crate) fn cacheline(
+    cpus: [usize; 2],
+    duration: Duration,
+    batch: u64,
+) -> io::Result<(Percentiles, f64)> {
     let fd: OwnedFd = SharedPage::create_fd()?;
     let page = SharedPage::map(fd.as_fd())?;
     let mut spec = PeerSpec {

@@ -337,10 +337,18 @@ fn aggregate(
         reordered: ok.iter().map(|m| m.reordered).sum(),
         errors,
         first_error,
+        // Rows that probed the cache line beside each session are compared with those
+        // probes (median of the per-session ratios); the others with the run's floor.
         ratio_to_floor: match (rtt, floor.cacheline_rtt_ns) {
+            _ if ok.iter().any(|m| m.cacheline_p50_ns.is_some()) => median(
+                &ok.iter()
+                    .filter_map(|m| Some(m.rtt?.p50 / m.cacheline_p50_ns?))
+                    .collect::<Vec<_>>(),
+            ),
             (Some(r), Some(f)) if f.p50 > 0.0 => Some(r.p50 / f.p50),
             _ => None,
         },
+        cacheline_p50_ns: med(&|m| m.cacheline_p50_ns),
         throughput_vs_memcpy: mbps.map(|m| m / floor.memcpy_mbps),
         ratio_to_raw_rtt: None,
         ratio_to_raw_msgs: None,

@@ -54,8 +54,11 @@ pub struct Row {
     pub errors: u64,
     /// The first error, described.
     pub first_error: Option<String>,
-    /// RTT p50 / cache-line RTT p50 of the floor.
+    /// RTT p50 / cache-line RTT p50: of the floor, or (shm spin rows) of a probe run just
+    /// before each session, median of the per-session ratios.
     pub ratio_to_floor: Option<f64>,
+    /// shm spin rows: the cache-line RTT p50 probed beside the sessions (median), ns.
+    pub cacheline_p50_ns: Option<f64>,
     /// MB/s / memcpy MB/s of the floor.
     pub throughput_vs_memcpy: Option<f64>,
     /// ipckit rows: RTT p50 ipckit / raw, the median of the ratios of runs made back to back.

@@ -61,6 +61,10 @@ pub struct Measured {
     pub errors: u64,
     /// The first failure, described.
     pub first_error: Option<String>,
+    /// Shared memory, spinning: the cache-line round trip p50 measured just before this
+    /// session, ns. This VM's cross-CPU cost changes over seconds (as the host moves its
+    /// virtual CPUs), so a shm row is compared with the floor of its own moment.
+    pub cacheline_p50_ns: Option<f64>,
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -231,6 +235,10 @@ fn run_shm(
     limit: Duration,
 ) -> io::Result<Measured> {
     use ipckit::shm::{PairOptions, ShmListener, DEFAULT_CAPACITY};
+    let probe = (cfg.wait == Wait::Spin && cfg.cpus[0] != cfg.cpus[1])
+        .then(|| crate::floor::cacheline(cfg.cpus, Duration::from_millis(30), 500).ok())
+        .flatten()
+        .map(|(p, _)| p.p50);
     let popts = PairOptions {
         wait: cfg.wait,
         max_msg_size: Some(cfg.size),
@@ -239,7 +247,8 @@ fn run_shm(
         ..Default::default()
     };
     let finish = |m: io::Result<Measured>, guard: peer::PeerGuard| -> io::Result<Measured> {
-        let m = m?;
+        let mut m = m?;
+        m.cacheline_p50_ns = probe;
         guard
             .finish(Duration::from_secs(5))
             .map_err(io::Error::other)?;
