@@ -62,7 +62,9 @@ struct PairHeader {
 #[allow(unsafe_code)]
 unsafe impl super::region::Shared for PairHeader {}
 
-fn put_hello(dst: &[AtomicU64; 6], h: &Hello) {
+/// Writes a hello into six words of shared memory (`Relaxed`: the caller publishes them with
+/// a `Release` store after, and readers load them after an `Acquire`).
+pub(super) fn put_hello(dst: &[AtomicU64; 6], h: &Hello) {
     let mut b = [0u8; 48];
     b[..HELLO_LEN].copy_from_slice(&h.encode());
     for (i, w) in dst.iter().enumerate() {
@@ -71,7 +73,8 @@ fn put_hello(dst: &[AtomicU64; 6], h: &Hello) {
     }
 }
 
-fn get_hello(src: &[AtomicU64; 6]) -> Option<Hello> {
+/// Reads a hello written by [`put_hello`]; `None` if it is not one.
+pub(super) fn get_hello(src: &[AtomicU64; 6]) -> Option<Hello> {
     let mut b = [0u8; 48];
     for (i, w) in src.iter().enumerate() {
         b[i * 8..i * 8 + 8].copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());

@@ -5,6 +5,9 @@
 //! - [`ShmListener`], [`connect`], [`ShmEndpoint`]: a duplex pair of SPSC rings. The endpoint
 //!   implements [`crate::Transport`] (copy API) and lends the ring's memory directly
 //!   ([`ShmEndpoint::loan`], [`ShmEndpoint::recv_ref`]) for zero-copy use.
+//! - [`MpscReceiver`], [`MpscSender`]: a queue from many producer processes to one consumer,
+//!   in fixed-size slots (Vyukov's sequence numbers); a producer killed mid-send costs one
+//!   skipped slot, never a wedged queue.
 //! - [`ShmMutex`], [`ShmCondvar`]: a robust process-shared mutex over a [`Plain`] value, and
 //!   its condition variable; a holder's death is reported to the next locker
 //!   ([`LockError::OwnerDied`]), who repairs the value and calls
@@ -14,6 +17,7 @@
 
 pub mod cow;
 mod endpoint;
+mod mpsc;
 mod mutex;
 mod region;
 pub mod ring;
@@ -22,6 +26,10 @@ mod sync;
 
 pub use endpoint::{
     connect, Loan, Msg, PairOptions, ShmEndpoint, ShmListener, DEFAULT_CAPACITY, PAIR_LAYOUT,
+};
+pub use mpsc::{
+    MpscOptions, MpscReceiver, MpscSender, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE, MAX_PRODUCERS,
+    MAX_SLOTS, MAX_SLOT_SIZE, MPSC_LAYOUT,
 };
 pub use mutex::{
     LockError, LockResult, MutexGuard, Plain, ShmCondvar, ShmMutex, WaitTimeoutResult, MUTEX_LAYOUT,
