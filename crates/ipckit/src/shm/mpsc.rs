@@ -857,6 +857,37 @@ impl Watch {
 /// tx.send(b"job 1")?; // PeerGone, never a hang, if the consumer dies
 /// # Ok(()) }
 /// ```
+///
+/// # Producers that come and go
+///
+/// [`MpscReceiver::recv`] returns [`RecvError::PeerGone`] once at least one producer has
+/// opened the queue, none is attached now, and every message published has been read.
+/// Before the first producer opens, `recv` waits; after `PeerGone`, a producer that opens
+/// makes it wait and deliver again.
+///
+/// The receiver looks at the producer table at once when a producer is dropped, and every
+/// 20 ms while it waits, watching each producer with a pidfd (a look is one `poll` per
+/// producer). So a producer that exits or is SIGKILLed is noticed within about 20 ms of
+/// waiting: measured here, `PeerGone` came 16-28 ms after the last producer was killed.
+///
+/// A producer killed between claiming a slot and publishing it leaves the slot claimed.
+/// While the claimer lives, the receiver waits for it (it is a send in progress); once it is
+/// dead, the next look skips the slot and counts it in [`MpscReceiver::lost`] (measured:
+/// 21 ms after the kill). Everything it published before is delivered.
+///
+/// # Limits
+///
+/// - Slots are taken in order, so a producer *stopped* (SIGSTOP, a debugger) between its
+///   claim and its publish holds up the receiver until it runs again; the others fill the
+///   queue and wait. Only death is detected, not slowness.
+/// - A producer in another pid namespace or on another kernel cannot be watched: its death
+///   is never noticed (its claim is never skipped, and `PeerGone` does not come while it is
+///   registered). Its clean drop is seen as any other.
+/// - At most [`MAX_PRODUCERS`] producers at once.
+/// - A receiver that is killed cannot unlink the segment: `ipckit clean` removes it, as its
+///   registry record names a dead creator.
+/// - A slot freed wakes every producer asleep on a full queue; they race for it and the
+///   others sleep again.
 pub struct MpscReceiver {
     q: ShmQueue,
     cons: Consumer,
@@ -1063,8 +1094,12 @@ impl MpscReceiver {
                                 ),
                             )));
                         }
-                        Head::Claimed(_) => {
-                            if scanned || !slow || !watch.due(&q) {
+                        Head::Claimed(idx) => {
+                            // A claim in progress, unless its producer is known dead (found
+                            // so by an earlier scan, while the consumer was further back).
+                            let dead =
+                                q.entry(idx).state.load(Ordering::Acquire) & TAG_MASK == ENTRY_DEAD;
+                            if scanned || !(dead || slow && watch.due(&q)) {
                                 return Ok(None);
                             }
                         }
@@ -1106,7 +1141,20 @@ impl Drop for MpscReceiver {
 // The producers.
 
 /// One producer of an MPSC queue. Any number of processes (up to [`MAX_PRODUCERS`] at once)
-/// may each open their own.
+/// may each open their own; see [`MpscReceiver`] for an example.
+///
+/// A send claims a slot with one compare-and-swap on the slot, moves the shared enqueue
+/// position on with another, copies the message and publishes it: it never waits for
+/// another producer.
+///
+/// # The receiver dies
+///
+/// Each sender watches the receiver with a pidfd, in a small thread. When the receiver exits
+/// or is killed, a `send` blocked on a full queue returns [`SendError::PeerGone`] (measured
+/// here: 0.3-0.7 ms after a SIGKILL, under every wait strategy) and every later call returns
+/// it at once. A dropped receiver marks the queue closed, with the same effect. Messages still
+/// queued then are lost with the receiver. A receiver in another pid namespace cannot be
+/// watched: only its clean drop is seen.
 pub struct MpscSender {
     q: ShmQueue,
     idx: usize,
@@ -1117,6 +1165,8 @@ pub struct MpscSender {
     receiver: Option<PeerInfo>,
     dead: Arc<AtomicBool>,
     watcher: Option<Watcher>,
+    /// A claim of ours will never be published (see `abandon_claim`).
+    abandoned: bool,
     seg: Segment,
 }
 
@@ -1215,6 +1265,7 @@ impl MpscSender {
             receiver,
             dead: dead.clone(),
             watcher: None,
+            abandoned: false,
             seg,
         };
         // From here, dropping `tx` deregisters.
@@ -1344,9 +1395,28 @@ impl MpscSender {
     }
 }
 
+impl MpscSender {
+    /// Claims a slot and never publishes it: what a producer killed in the middle of a send
+    /// leaves behind, for tests of that case. The entry stays registered after this sender
+    /// is dropped, so the consumer skips the claim only once this process is gone.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Full`] if no slot is free, [`SendError::PeerGone`] if the receiver is.
+    #[doc(hidden)]
+    pub fn abandon_claim(&mut self) -> Result<(), SendError> {
+        if Self::receiver_gone(&self.q, &self.dead) {
+            return Err(SendError::PeerGone);
+        }
+        try_claim(&self.q, self.mask, self.idx).ok_or(SendError::Full)?;
+        self.abandoned = true;
+        Ok(())
+    }
+}
+
 /// Takes a free producer entry and writes our hello in it; `None` if all are taken.
 fn register(q: &ShmQueue) -> Option<usize> {
-    let mut hello = Hello::mine();
+    let hello = Hello::mine();
     'again: loop {
         for idx in 0..MAX_PRODUCERS {
             let e = q.entry(idx);
@@ -1369,7 +1439,6 @@ fn register(q: &ShmQueue) -> Option<usize> {
                 )
                 .is_err()
             {
-                hello = Hello::mine();
                 continue 'again;
             }
             q.hdr.opened.fetch_add(1, Ordering::SeqCst);
@@ -1386,11 +1455,14 @@ impl Drop for MpscSender {
         tx.may_sleep.fetch_and(bit, Ordering::SeqCst);
         tx.sleeping.fetch_and(bit, Ordering::SeqCst);
         // Every claim of ours is published (send claims and publishes in one call), so the
-        // entry can be reused at once.
-        self.q
-            .entry(self.idx)
-            .state
-            .store(ENTRY_FREE, Ordering::Release);
+        // entry can be reused at once; unless one was abandoned: then it stays ours until
+        // this process is gone, and the consumer skips the claim and retires the entry.
+        if !self.abandoned {
+            self.q
+                .entry(self.idx)
+                .state
+                .store(ENTRY_FREE, Ordering::Release);
+        }
         self.q.hdr.left.fetch_add(1, Ordering::SeqCst);
         let rx = &self.q.ctl.rx;
         rx.seq.fetch_add(1, Ordering::SeqCst);
