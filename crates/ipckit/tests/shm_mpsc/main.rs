@@ -1,0 +1,641 @@
+//! The MPSC queue across real processes (this test binary re-executed as producers or as the
+//! receiver): integrity from four producers under each wait strategy, a receiver killed
+//! under a blocked producer, producers killed mid-stream and mid-send, bad input, and
+//! nothing left behind.
+
+#[path = "../util/mod.rs"]
+mod util;
+
+use ipckit::registry;
+use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender, PairOptions, ShmListener};
+use ipckit::{RecvError, SendError, Wait};
+use std::io::{BufRead, BufReader, Lines, Write};
+use std::process::{ChildStdout, Stdio};
+use std::time::{Duration, Instant};
+use util::{init, payload, peer_command, watchdog, KillOnDrop, Rng};
+
+const PRODUCERS: u32 = 4;
+const PER_PRODUCER: u64 = 20_000;
+/// Bytes before a message's payload: producer id and sequence number.
+const ID_LEN: usize = 12;
+
+// ---------------------------------------------------------------------------------------
+// Peer processes.
+
+fn env(k: &str) -> String {
+    std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"))
+}
+
+fn wait_of(s: &str) -> Wait {
+    Wait::parse(s).unwrap_or_else(|| panic!("bad wait {s}"))
+}
+
+/// Message `seq` of producer `id`, of a length from `rng` (at least the id and sequence).
+fn message(id: u32, seq: u64, rng: &mut Rng, max: usize) -> Vec<u8> {
+    let len = ID_LEN + (rng.next() as usize) % (max - ID_LEN + 1);
+    let mut m = Vec::with_capacity(len);
+    m.extend_from_slice(&id.to_le_bytes());
+    m.extend_from_slice(&seq.to_le_bytes());
+    m.extend_from_slice(&payload(seq ^ (u64::from(id) << 40), len - ID_LEN));
+    m
+}
+
+/// Checks a received message and returns its producer id and sequence number.
+fn check(m: &[u8]) -> (u32, u64) {
+    assert!(
+        m.len() >= ID_LEN,
+        "message of {} bytes is too short",
+        m.len()
+    );
+    let id = u32::from_le_bytes(m[..4].try_into().unwrap());
+    let seq = u64::from_le_bytes(m[4..12].try_into().unwrap());
+    assert!(
+        m[ID_LEN..] == payload(seq ^ (u64::from(id) << 40), m.len() - ID_LEN)[..],
+        "payload of message {seq} from producer {id} is corrupt"
+    );
+    (id, seq)
+}
+
+/// Entry point for peer processes; does nothing in a normal test run.
+#[test]
+fn peer_entry() {
+    let Ok(role) = std::env::var(util::ROLE) else {
+        return;
+    };
+    let name = env("NAME");
+    match role.as_str() {
+        "producer" | "endless" => {
+            let id: u32 = env("ID").parse().unwrap();
+            let count: u64 = if role == "endless" {
+                u64::MAX
+            } else {
+                env("COUNT").parse().unwrap()
+            };
+            let mut tx = MpscSender::open(&name, wait_of(&env("WAIT"))).expect("open");
+            println!("ready");
+            if role == "producer" {
+                // Start together: the receiver's PeerGone means "all gone" only once every
+                // producer has registered.
+                let mut go = String::new();
+                std::io::stdin().read_line(&mut go).unwrap();
+            }
+            let mut rng = Rng(0x5eed ^ u64::from(id));
+            let max = tx.max_msg_size();
+            for seq in 0..count {
+                if let Err(e) = tx.send(&message(id, seq, &mut rng, max)) {
+                    eprintln!("producer {id}: send {seq}: {e}");
+                    std::process::exit(2);
+                }
+            }
+        }
+        "abandon" => {
+            let mut tx = MpscSender::open(&name, Wait::Block).expect("open");
+            let count: u64 = env("COUNT").parse().unwrap();
+            let mut rng = Rng(7);
+            for seq in 0..count {
+                tx.send(&message(9, seq, &mut rng, tx.max_msg_size()))
+                    .unwrap();
+            }
+            tx.abandon_claim().unwrap();
+            println!("claimed");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        "receiver" => {
+            let opts = MpscOptions {
+                slots: env("SLOTS").parse().unwrap(),
+                slot_size: 64,
+                ..MpscOptions::default()
+            };
+            let _rx = MpscReceiver::create(&name, &opts).expect("create");
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers.
+
+fn queue_name() -> String {
+    init();
+    format!("/{}", registry::unique_name("mpsc"))
+}
+
+struct Peer {
+    child: KillOnDrop,
+    out: Lines<BufReader<ChildStdout>>,
+}
+
+impl Peer {
+    fn spawn(role: &str, vars: &[(&str, String)]) -> Peer {
+        let mut cmd = peer_command(role, vars);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = KillOnDrop(cmd.spawn().expect("spawn peer"));
+        let out = BufReader::new(child.0.stdout.take().unwrap()).lines();
+        Peer { child, out }
+    }
+
+    /// Waits for the line `want` (skipping the test harness's own output).
+    fn expect(&mut self, want: &str) {
+        for l in self.out.by_ref() {
+            if l.unwrap() == want {
+                return;
+            }
+        }
+        panic!("peer exited before saying {want:?}");
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.child.0.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn kill(&mut self) {
+        self.child.0.kill().unwrap();
+        self.child.0.wait().unwrap();
+    }
+
+    fn exit_code(&mut self) -> Option<i32> {
+        self.child.0.wait().unwrap().code()
+    }
+}
+
+/// After the receiver is dropped, neither the object nor its registry record may remain.
+fn assert_gone(name: &str) {
+    let path = format!("/dev/shm/{}", name.trim_start_matches('/'));
+    assert!(!std::path::Path::new(&path).exists(), "{path} left behind");
+    let recs: Vec<_> = registry::list()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.record.name == name)
+        .collect();
+    assert!(recs.is_empty(), "registry records left behind: {recs:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Integrity.
+
+/// Four producer processes send 20,000 messages each, of random sizes up to the slot size,
+/// into a 64-slot queue (so it is often full): each arrives once, in its producer's order,
+/// intact; then the receiver sees PeerGone.
+fn integrity(wait: Wait) {
+    let _serial = wait.spins().then(util::scarce);
+    let name = queue_name();
+    let opts = MpscOptions {
+        slots: 64,
+        slot_size: 200,
+        wait,
+        ..MpscOptions::default()
+    };
+    let mut rx = MpscReceiver::create(&name, &opts).unwrap();
+    let mut peers: Vec<Peer> = (0..PRODUCERS)
+        .map(|id| {
+            Peer::spawn(
+                "producer",
+                &[
+                    ("NAME", name.clone()),
+                    ("ID", id.to_string()),
+                    ("COUNT", PER_PRODUCER.to_string()),
+                    ("WAIT", wait.name().into()),
+                ],
+            )
+        })
+        .collect();
+    for p in &mut peers {
+        p.expect("ready");
+    }
+    for p in &mut peers {
+        p.say("go");
+    }
+    let mut next = vec![0u64; PRODUCERS as usize];
+    let mut buf = vec![0u8; rx.max_msg_size()];
+    let mut total = 0u64;
+    let t = Instant::now();
+    loop {
+        match rx.recv(&mut buf) {
+            Ok(n) => {
+                let (id, seq) = check(&buf[..n]);
+                assert_eq!(seq, next[id as usize], "producer {id} out of order");
+                next[id as usize] += 1;
+                total += 1;
+            }
+            Err(RecvError::PeerGone) => break,
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    eprintln!(
+        "{}: {total} messages from {PRODUCERS} producers in {:?}",
+        wait.name(),
+        t.elapsed()
+    );
+    assert_eq!(next, vec![PER_PRODUCER; PRODUCERS as usize]);
+    assert_eq!(rx.lost(), 0);
+    for p in &mut peers {
+        assert_eq!(p.exit_code(), Some(0), "a producer failed");
+    }
+    drop(rx);
+    assert_gone(&name);
+}
+
+#[test]
+fn four_producers_block() {
+    watchdog(120, || integrity(Wait::Block));
+}
+
+#[test]
+fn four_producers_adaptive() {
+    watchdog(120, || integrity(Wait::ADAPTIVE));
+}
+
+#[test]
+fn four_producers_spin() {
+    watchdog(180, || integrity(Wait::Spin));
+}
+
+// ---------------------------------------------------------------------------------------
+// A receiver that dies.
+
+/// A producer blocked on a full queue whose receiver is SIGKILLed gets PeerGone (under each
+/// wait strategy), and `ipckit clean` then removes what the receiver left.
+#[test]
+fn receiver_killed_under_a_blocked_producer() {
+    watchdog(60, || {
+        for wait in [Wait::Block, Wait::ADAPTIVE, Wait::Spin] {
+            let _serial = wait.spins().then(util::scarce);
+            let name = queue_name();
+            let mut rx = Peer::spawn("receiver", &[("NAME", name.clone()), ("SLOTS", "8".into())]);
+            rx.expect("ready");
+            let mut tx = MpscSender::open(&name, wait).unwrap();
+            let mut n = 0;
+            while tx.try_send(b"fill").is_ok() {
+                n += 1;
+            }
+            assert_eq!(n, 8);
+            assert!(matches!(tx.try_send(b"x"), Err(SendError::Full)));
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            let sender = std::thread::spawn(move || {
+                let r = tx.send(b"blocked");
+                done_tx.send(Instant::now()).unwrap();
+                (r, tx)
+            });
+            std::thread::sleep(Duration::from_millis(50)); // let it block (or spin)
+            let killed = Instant::now();
+            rx.kill();
+            let noticed = done_rx.recv().unwrap();
+            let (r, mut tx) = sender.join().unwrap();
+            assert!(matches!(r, Err(SendError::PeerGone)), "{r:?}");
+            eprintln!(
+                "{}: producer noticed the receiver's death after {:?}",
+                wait.name(),
+                noticed.duration_since(killed)
+            );
+            // Every later call says so too, at once.
+            assert!(matches!(tx.try_send(b"x"), Err(SendError::PeerGone)));
+            drop(tx);
+            // A queue whose receiver is gone refuses new producers.
+            let e = MpscSender::open(&name, wait).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+            // The receiver could not unlink its segment: clean does, as its owner is dead.
+            registry::clean(false).unwrap();
+            assert_gone(&name);
+        }
+    });
+}
+
+/// A producer blocked on a full queue whose receiver is dropped gets PeerGone.
+#[test]
+fn receiver_dropped_under_a_blocked_producer() {
+    watchdog(30, || {
+        let name = queue_name();
+        let opts = MpscOptions {
+            slots: 2,
+            ..MpscOptions::default()
+        };
+        let rx = MpscReceiver::create(&name, &opts).unwrap();
+        let mut tx = MpscSender::open(&name, Wait::Block).unwrap();
+        tx.send(b"1").unwrap();
+        tx.send(b"2").unwrap();
+        let sender = std::thread::spawn(move || tx.send(b"3"));
+        std::thread::sleep(Duration::from_millis(50));
+        drop(rx);
+        assert!(matches!(sender.join().unwrap(), Err(SendError::PeerGone)));
+        assert_gone(&name);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Producers that die.
+
+/// A producer SIGKILLed while streaming: the receiver keeps receiving from the others, in
+/// order, loses at most the one message the dead producer may have claimed, and gets
+/// PeerGone once every producer is gone.
+#[test]
+fn producer_killed_mid_stream() {
+    watchdog(120, || {
+        let name = queue_name();
+        let opts = MpscOptions {
+            slots: 64,
+            slot_size: 200,
+            ..MpscOptions::default()
+        };
+        let mut rx = MpscReceiver::create(&name, &opts).unwrap();
+        let vars = |id: u32| {
+            vec![
+                ("NAME", name.clone()),
+                ("ID", id.to_string()),
+                ("COUNT", PER_PRODUCER.to_string()),
+                ("WAIT", "block".to_string()),
+            ]
+        };
+        let mut victim = Peer::spawn("endless", &vars(0));
+        victim.expect("ready");
+        let mut others: Vec<Peer> = (1..3)
+            .map(|id| Peer::spawn("producer", &vars(id)))
+            .collect();
+        for p in &mut others {
+            p.expect("ready");
+        }
+        for p in &mut others {
+            p.say("go");
+        }
+        let mut next = [0u64; 3];
+        let mut buf = vec![0u8; rx.max_msg_size()];
+        let mut killed = false;
+        loop {
+            match rx.recv(&mut buf) {
+                Ok(n) => {
+                    let (id, seq) = check(&buf[..n]);
+                    assert_eq!(seq, next[id as usize], "producer {id} out of order");
+                    next[id as usize] += 1;
+                    if !killed && next[0] == 5_000 {
+                        victim.kill();
+                        killed = true;
+                    }
+                }
+                Err(RecvError::PeerGone) => break,
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+        assert!(killed);
+        assert_eq!(&next[1..], &[PER_PRODUCER; 2]);
+        assert!(rx.lost() <= 1, "lost {}", rx.lost());
+        eprintln!(
+            "victim: {} messages received after its death was decided, {} lost",
+            next[0] - 5_000,
+            rx.lost()
+        );
+        for p in &mut others {
+            assert_eq!(p.exit_code(), Some(0));
+        }
+        drop(rx);
+        assert_gone(&name);
+    });
+}
+
+/// The last producer SIGKILLed while the receiver waits: PeerGone, never a hang.
+#[test]
+fn last_producer_killed_under_a_waiting_receiver() {
+    watchdog(60, || {
+        for wait in [Wait::Block, Wait::ADAPTIVE, Wait::Spin] {
+            let _serial = wait.spins().then(util::scarce);
+            let name = queue_name();
+            let opts = MpscOptions {
+                slots: 8,
+                wait,
+                ..MpscOptions::default()
+            };
+            let mut rx = MpscReceiver::create(&name, &opts).unwrap();
+            let mut victim = Peer::spawn(
+                "endless",
+                &[
+                    ("NAME", name.clone()),
+                    ("ID", "0".into()),
+                    ("WAIT", wait.name().into()),
+                ],
+            );
+            victim.expect("ready");
+            let mut buf = vec![0u8; rx.max_msg_size()];
+            let mut next = 0;
+            while next < 1000 {
+                let n = rx.recv(&mut buf).unwrap();
+                assert_eq!(check(&buf[..n]), (0, next));
+                next += 1;
+            }
+            // Stop it first, so the queue fills and the receiver then waits on an empty one.
+            let killed = Instant::now();
+            victim.kill();
+            loop {
+                match rx.recv(&mut buf) {
+                    Ok(n) => {
+                        assert_eq!(check(&buf[..n]), (0, next));
+                        next += 1;
+                    }
+                    Err(RecvError::PeerGone) => break,
+                    Err(e) => panic!("recv: {e}"),
+                }
+            }
+            eprintln!(
+                "{}: receiver saw PeerGone {:?} after the last producer was killed ({} lost)",
+                wait.name(),
+                killed.elapsed(),
+                rx.lost()
+            );
+            assert!(rx.lost() <= 1);
+            drop(rx);
+            assert_gone(&name);
+        }
+    });
+}
+
+/// A producer killed between claiming a slot and publishing it: while it lives, the
+/// receiver waits for it (a claim in progress); once it is dead, the receiver skips the slot,
+/// counts it lost, and delivers what other producers queued behind it.
+#[test]
+fn claim_of_a_killed_producer_is_skipped() {
+    watchdog(60, || {
+        let name = queue_name();
+        let opts = MpscOptions {
+            slots: 16,
+            ..MpscOptions::default()
+        };
+        let mut rx = MpscReceiver::create(&name, &opts).unwrap();
+        let mut claimer = Peer::spawn("abandon", &[("NAME", name.clone()), ("COUNT", "10".into())]);
+        claimer.expect("claimed");
+        let mut buf = vec![0u8; rx.max_msg_size()];
+        for seq in 0..10 {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(check(&buf[..n]), (9, seq));
+        }
+        // A live claimer is a send in progress: wait for it, past several scans.
+        assert!(matches!(
+            rx.recv_timeout(&mut buf, Duration::from_millis(100)),
+            Err(RecvError::Timeout)
+        ));
+        assert!(matches!(rx.try_recv(&mut buf), Err(RecvError::Empty)));
+        // Another producer queues messages behind the claim.
+        let mut tx = MpscSender::open(&name, Wait::Block).unwrap();
+        for i in 0..5u8 {
+            tx.send(&[i; 3]).unwrap();
+        }
+        let killed = Instant::now();
+        claimer.kill();
+        for i in 0..5u8 {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &[i; 3]);
+            if i == 0 {
+                eprintln!(
+                    "receiver skipped the dead producer's claim {:?} after the kill",
+                    killed.elapsed()
+                );
+            }
+        }
+        assert_eq!(rx.lost(), 1);
+        // The queue goes on working (and the dead producer's entry is retired).
+        for _ in 0..100 {
+            tx.send(b"more").unwrap();
+            assert_eq!(rx.recv(&mut buf).unwrap(), 4);
+        }
+        drop(tx);
+        assert!(matches!(rx.recv(&mut buf), Err(RecvError::PeerGone)));
+        drop(rx);
+        assert_gone(&name);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Semantics and input.
+
+/// PeerGone means "producers came and none is left now": not before any producer opens,
+/// not while messages remain, and not after a new producer opens.
+#[test]
+fn peer_gone_semantics() {
+    watchdog(30, || {
+        let name = queue_name();
+        let mut rx = MpscReceiver::create(&name, &MpscOptions::default()).unwrap();
+        let mut buf = vec![0u8; rx.max_msg_size()];
+        assert!(matches!(rx.try_recv(&mut buf), Err(RecvError::Empty)));
+        assert!(matches!(
+            rx.recv_timeout(&mut buf, Duration::from_millis(60)),
+            Err(RecvError::Timeout)
+        ));
+        let mut tx = MpscSender::open(&name, Wait::Block).unwrap();
+        for i in 0..3u8 {
+            tx.send(&[i]).unwrap();
+        }
+        tx.send(b"").unwrap(); // an empty message is a message
+        drop(tx);
+        for i in 0..3u8 {
+            assert_eq!(rx.recv(&mut buf).unwrap(), 1);
+            assert_eq!(buf[0], i);
+        }
+        assert_eq!(rx.recv(&mut buf).unwrap(), 0);
+        let t = Instant::now();
+        assert!(matches!(rx.recv(&mut buf), Err(RecvError::PeerGone)));
+        eprintln!("PeerGone after a clean drop: {:?}", t.elapsed());
+        assert!(matches!(rx.try_recv(&mut buf), Err(RecvError::PeerGone)));
+        let mut tx = MpscSender::open(&name, Wait::Block).unwrap();
+        assert!(matches!(
+            rx.recv_timeout(&mut buf, Duration::from_millis(60)),
+            Err(RecvError::Timeout)
+        ));
+        tx.send(b"back").unwrap();
+        assert_eq!(rx.recv(&mut buf).unwrap(), 4);
+        drop(tx);
+        assert!(matches!(rx.recv(&mut buf), Err(RecvError::PeerGone)));
+        drop(rx);
+        assert_gone(&name);
+    });
+}
+
+fn invalid_input(r: std::io::Result<MpscReceiver>, what: &str) {
+    match r {
+        Err(e) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{what}: {e}");
+            eprintln!("{what}: {e}");
+        }
+        Ok(_) => panic!("{what}: accepted"),
+    }
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    watchdog(30, || {
+        let name = queue_name();
+        let with = |slots, slot_size| MpscOptions {
+            slots,
+            slot_size,
+            ..MpscOptions::default()
+        };
+        invalid_input(MpscReceiver::create(&name, &with(16, 0)), "slot size 0");
+        invalid_input(MpscReceiver::create(&name, &with(3, 64)), "3 slots");
+        invalid_input(MpscReceiver::create(&name, &with(0, 64)), "0 slots");
+        invalid_input(
+            MpscReceiver::create(&name, &with(1 << 25, 64)),
+            "too many slots",
+        );
+        invalid_input(
+            MpscReceiver::create(&format!("{name}/x"), &with(16, 64)),
+            "a name with '/'",
+        );
+        invalid_input(MpscReceiver::create("", &with(16, 64)), "an empty name");
+        assert_gone(&name);
+
+        let e = MpscSender::open(&name, Wait::Block).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+
+        let mut rx = MpscReceiver::create(&name, &with(4, 8)).unwrap();
+        let e = MpscReceiver::create(&name, &with(4, 8)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+        let mut tx = MpscSender::open(&name, Wait::Block).unwrap();
+        assert_eq!(tx.max_msg_size(), 8);
+        assert!(matches!(
+            tx.send(&[0; 9]),
+            Err(SendError::TooLarge { len: 9, max: 8 })
+        ));
+        let mut buf = [0u8; 8];
+        assert!(
+            matches!(rx.try_recv(&mut buf), Err(RecvError::Empty)),
+            "nothing sent"
+        );
+        tx.send(&[7; 8]).unwrap();
+        let mut small = [0u8; 4];
+        assert!(matches!(
+            rx.try_recv(&mut small),
+            Err(RecvError::BufferTooSmall { needed: 8 })
+        ));
+        assert_eq!(rx.try_recv(&mut buf).unwrap(), 8, "left in place");
+        drop(tx);
+        drop(rx);
+        assert_gone(&name);
+
+        // A segment of another layout is refused.
+        let pair = ShmListener::create(&name, &PairOptions::default()).unwrap();
+        let e = MpscSender::open(&name, Wait::Block).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+        eprintln!("another layout: {e}");
+        drop(pair);
+        assert_gone(&name);
+    });
+}
+
+/// At most 64 producers at once; a dropped one's entry is free again at once.
+#[test]
+fn producer_table_is_bounded_and_reused() {
+    watchdog(30, || {
+        let name = queue_name();
+        let rx = MpscReceiver::create(&name, &MpscOptions::default()).unwrap();
+        let mut txs: Vec<_> = (0..ipckit::shm::MAX_PRODUCERS)
+            .map(|_| MpscSender::open(&name, Wait::Block).unwrap())
+            .collect();
+        let e = MpscSender::open(&name, Wait::Block).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
+        txs.pop();
+        txs.push(MpscSender::open(&name, Wait::Block).unwrap());
+        drop(txs);
+        drop(rx);
+        assert_gone(&name);
+    });
+}
