@@ -1491,6 +1491,13 @@ mod tests {
     }
 
     #[test]
+    fn handles_move_between_threads() {
+        fn send<T: Send>() {}
+        send::<MpscReceiver>();
+        send::<MpscSender>();
+    }
+
+    #[test]
     fn geometry_checks() {
         assert!(geometry(0, 8).is_err());
         assert!(geometry(3, 8).is_err());
