@@ -127,6 +127,8 @@ pub(crate) fn cacheline(
         max_msg_size: None,
         zero_copy: false,
         shm_capacity: None,
+        producer: None,
+        duration_ms: 0,
     };
     let (guard, mut ctl) = peer::spawn(
         &mut spec,

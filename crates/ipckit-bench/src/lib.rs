@@ -9,6 +9,7 @@
 
 pub mod floor;
 pub mod machine;
+mod mpsc;
 pub mod options;
 pub mod pattern;
 pub mod peer;
@@ -63,12 +64,17 @@ struct Plan {
     size: usize,
     imp: Impl,
     zero_copy: bool,
+    /// MPSC rows: producer processes (0: not an MPSC row).
+    producers: u32,
 }
 
 impl Plan {
-    /// The row's mechanism name: `shm-zerocopy` for the zero-copy API of `shm`.
+    /// The row's mechanism name: `shm-zerocopy` for the zero-copy API of `shm`, `shm-mpsc`
+    /// for its many-to-one queue.
     fn name(&self) -> String {
-        if self.zero_copy {
+        if self.producers > 0 {
+            format!("{}-mpsc", self.mech)
+        } else if self.zero_copy {
             format!("{}-zerocopy", self.mech)
         } else {
             self.mech.name().to_owned()
@@ -132,6 +138,7 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
                             size,
                             imp: Impl::Ipckit,
                             zero_copy,
+                            producers: 0,
                         });
                         if opts.reference {
                             plans.push(Plan {
@@ -141,8 +148,50 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
                                 size,
                                 imp: Impl::Raw,
                                 zero_copy,
+                                producers: 0,
                             });
                         }
+                    }
+                    if mech != Mechanism::Shm {
+                        continue;
+                    }
+                    // The MPSC queue: one consumer on the first CPU, every producer on the
+                    // second. With more processes than CPUs only blocking waits mean anything.
+                    for &n in &opts.mpsc_producers {
+                        let procs = n as usize + 1;
+                        let distinct = if pair[0] == pair[1] { 1 } else { 2 };
+                        let why = if size < 8 {
+                            Some(
+                                "an MPSC message needs 8 bytes for its producer id and sequence"
+                                    .to_string(),
+                            )
+                        } else if wait.spins() && procs > distinct {
+                            Some(format!(
+                                "{procs} processes ({n} producers, 1 consumer) on {distinct} CPU(s): {} waits busy-poll and would measure the scheduler; only blocking waits are measured",
+                                wait.name()
+                            ))
+                        } else {
+                            None
+                        };
+                        if let Some(reason) = why {
+                            skipped.push(Skipped {
+                                mechanism: format!("shm-mpsc x{n}"),
+                                wait: wait.name().into(),
+                                placement: placement.name().into(),
+                                size,
+                                reason,
+                            });
+                            continue;
+                        }
+                        plans.push(Plan {
+                            mech,
+                            wait,
+                            placement,
+                            size,
+                            imp: Impl::Ipckit,
+                            zero_copy: false,
+                            producers: n,
+                        });
                     }
                 }
             }
@@ -184,6 +233,7 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
                 size: 8,
                 cpus: pair,
                 zero_copy: false,
+                producers: 0,
             };
             *slot = session::run(&cfg, &short)
                 .ok()
@@ -200,8 +250,11 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
     let mut rows = Vec::new();
     let mut i = 0;
     while i < plans.len() {
-        let group = if opts.reference {
-            &plans[i..(i + 2).min(plans.len())]
+        let paired = opts.reference
+            && plans.get(i + 1).is_some_and(|q| q.imp == Impl::Raw)
+            && plans[i].imp == Impl::Ipckit;
+        let group = if paired {
+            &plans[i..i + 2]
         } else {
             &plans[i..i + 1]
         };
@@ -226,6 +279,7 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
                     size: p.size,
                     cpus: placement_cpus(p.placement, cpus),
                     zero_copy: p.zero_copy,
+                    producers: p.producers,
                 };
                 results[k].push(session::run(&cfg, opts));
                 bar.inc(1);
@@ -293,7 +347,12 @@ fn aggregate(
     let lat_size = first.and_then(|m| m.lat_size);
     let tput_size = first.map(|m| m.tput_size);
     let mut notes = Vec::new();
-    if let (Some(max), None) = (max_msg, lat_size) {
+    if p.producers > 0 {
+        notes.push(format!(
+            "throughput only: {} producer process(es) into one consumer; every message's producer, sequence and words checked",
+            p.producers
+        ));
+    } else if let (Some(max), None) = (max_msg, lat_size) {
         if !ok.is_empty() {
             notes.push(format!("latency n/a: {} carries at most {max} B", p.mech));
         }
@@ -321,6 +380,7 @@ fn aggregate(
         placement: p.placement.name().into(),
         size: p.size,
         imp: p.imp.name().into(),
+        producers: (p.producers > 0).then_some(p.producers),
         latency_size: lat_size,
         throughput_size: tput_size,
         max_msg_size: max_msg,

@@ -91,6 +91,8 @@ pub struct BenchOptions {
     pub format: Format,
     /// Shared memory: each ring's data area (`None`: ipckit's default).
     pub shm_capacity: Option<usize>,
+    /// Shared memory: producer counts of the MPSC rows (empty: no MPSC rows).
+    pub mpsc_producers: Vec<u32>,
 }
 
 impl Default for BenchOptions {
@@ -111,6 +113,7 @@ impl Default for BenchOptions {
             reference: false,
             format: Format::Table,
             shm_capacity: None,
+            mpsc_producers: vec![1, 2, 4],
         }
     }
 }

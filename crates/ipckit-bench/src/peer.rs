@@ -72,6 +72,12 @@ pub struct PeerSpec {
     /// Shared memory: ring capacity (the reference ring's, for `Raw`).
     #[serde(default)]
     pub shm_capacity: Option<usize>,
+    /// MPSC: this peer is producer number N.
+    #[serde(default)]
+    pub producer: Option<u32>,
+    /// Length of the throughput phase, ms (MPSC producers time it themselves).
+    #[serde(default)]
+    pub duration_ms: u64,
 }
 
 /// Parent to peer.
@@ -101,6 +107,13 @@ pub enum FromPeer {
     },
     /// Throughput phase over; the receiver's totals.
     TputDone(RecvTotals),
+    /// An MPSC producer is done: what it sent and its CPU time.
+    SendDone {
+        /// Messages sent (the end marker excluded).
+        sent: u64,
+        /// ns.
+        cpu_ns: u64,
+    },
     /// Something failed in the peer.
     Error(String),
 }
@@ -307,7 +320,7 @@ pub fn peer_main_with(
     }
 }
 
-const GO_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const GO_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn run_peer(spec: &PeerSpec, ctl: &mut Control) -> io::Result<()> {
     sys::pin_current_thread(spec.cpu)?;
@@ -346,6 +359,9 @@ fn run_peer(spec: &PeerSpec, ctl: &mut Control) -> io::Result<()> {
                 serve_counter(&mut c, lat_size.is_some(), spec.warmup, ctl)
             }
         };
+    }
+    if mech == Mechanism::Shm && spec.producer.is_some() {
+        return crate::mpsc::produce(spec, wait, ctl);
     }
     if mech == Mechanism::Shm {
         return serve_shm(spec, wait, ctl);

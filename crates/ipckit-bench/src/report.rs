@@ -22,6 +22,8 @@ pub struct Row {
     /// `ipckit` or `raw` (the reference loop).
     #[serde(rename = "impl")]
     pub imp: String,
+    /// `shm-mpsc` rows: the number of producer processes (one consumer).
+    pub producers: Option<u32>,
     /// Size the latency phase used (`null`: the mechanism cannot carry `size`).
     pub latency_size: Option<usize>,
     /// Size the throughput phase used (the mechanism's largest if it cannot carry `size`).
@@ -108,6 +110,8 @@ pub struct OptionsView {
     reference: bool,
     /// Shared memory: each ring's data area, bytes (`None`: ipckit's default).
     shm_capacity: Option<usize>,
+    /// Producer counts of the `shm-mpsc` rows.
+    mpsc_producers: Vec<u32>,
 }
 
 /// A whole run.
@@ -212,6 +216,7 @@ impl Report {
                 quick: o.quick,
                 reference: o.reference,
                 shm_capacity: o.shm_capacity,
+                mpsc_producers: o.mpsc_producers.clone(),
             },
             rows,
             skipped,
@@ -321,6 +326,7 @@ impl Report {
         let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
         for r in &self.rows {
             let (p50, p99) = match (&r.rtt_ns, r.latency_size, r.max_msg_size) {
+                _ if r.producers.is_some() => ("-".into(), "-".into()),
                 (Some(p), _, _) => (format!("{:.2}", p.p50 / 1e3), format!("{:.2}", p.p99 / 1e3)),
                 (None, None, Some(max)) => (format!("n/a (max {max})"), "n/a".into()),
                 _ => ("-".into(), "-".into()),
@@ -339,7 +345,10 @@ impl Report {
                 flags.push(n.clone());
             }
             table.push(vec![
-                r.mechanism.clone(),
+                match r.producers {
+                    Some(n) => format!("{} x{n}", r.mechanism),
+                    None => r.mechanism.clone(),
+                },
                 r.wait.clone(),
                 r.placement.clone(),
                 format_size(r.size),

@@ -30,6 +30,8 @@ pub struct Config {
     pub cpus: [usize; 2],
     /// Shared memory: the zero-copy API.
     pub zero_copy: bool,
+    /// Shared memory: MPSC producer processes (0: not an MPSC session).
+    pub producers: u32,
 }
 
 /// What one session measured.
@@ -70,7 +72,7 @@ pub struct Measured {
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 const PHASE_SLACK: Duration = Duration::from_secs(30);
 
-fn expect_ready(ctl: &mut Control) -> io::Result<usize> {
+pub(crate) fn expect_ready(ctl: &mut Control) -> io::Result<usize> {
     match ctl.recv::<FromPeer>(READY_TIMEOUT)? {
         FromPeer::Ready { max_msg_size } => Ok(max_msg_size),
         FromPeer::Error(e) => Err(io::Error::other(format!("peer: {e}"))),
@@ -122,6 +124,8 @@ fn base_spec(cfg: &Config, opts: &BenchOptions) -> PeerSpec {
         max_msg_size: None,
         zero_copy: cfg.zero_copy,
         shm_capacity: opts.shm_capacity,
+        producer: None,
+        duration_ms: opts.duration.as_millis() as u64,
     }
 }
 
@@ -174,6 +178,9 @@ fn run_inner(cfg: &Config, opts: &BenchOptions) -> io::Result<Measured> {
         return Ok(m);
     }
 
+    if cfg.mech == Mechanism::Shm && cfg.producers > 0 {
+        return crate::mpsc::run(cfg, opts, spec, limit);
+    }
     if cfg.mech == Mechanism::Shm {
         return run_shm(cfg, opts, spec, limit);
     }

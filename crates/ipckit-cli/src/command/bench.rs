@@ -39,6 +39,9 @@ fn options(a: &BenchArgs) -> BenchOptions {
     o.touch = !a.no_touch;
     o.reference = a.reference;
     o.shm_capacity = a.shm_capacity;
+    if !a.mpsc_producers.is_empty() {
+        o.mpsc_producers = a.mpsc_producers.clone();
+    }
     o.format = match a.format {
         FormatArg::Table => Format::Table,
         FormatArg::Json => Format::Json,

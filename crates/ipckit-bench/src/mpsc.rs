@@ -1,0 +1,192 @@
+//! The `shm-mpsc` rows: N producer processes stream into one consumer through
+//! `ipckit::shm`'s MPSC queue. Throughput only (a many-to-one queue has no echo path).
+//!
+//! Every message starts with an 8-byte header, `producer << 56 | seq` (bit 55 marks a
+//! producer's end), and its words follow the pattern seeded by that header, so the consumer
+//! checks, per message, which producer sent it, that it is that producer's next one, and every
+//! word. The rate is bytes received over the time from the start signal to the last message.
+
+use crate::options::BenchOptions;
+use crate::pattern;
+use crate::peer::{self, Control, FromPeer, PeerSpec, ToPeer, GO_TIMEOUT};
+use crate::session::{expect_ready, Config, Measured};
+use crate::sys;
+use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender};
+use ipckit::Wait;
+use std::io;
+use std::time::{Duration, Instant};
+
+const END: u64 = 1 << 55;
+const SEQ: u64 = END - 1;
+
+/// Bytes of queue to aim for: slots × slot size, within the queue's limits.
+const QUEUE_BYTES: usize = 4 << 20;
+
+fn slots_for(size: usize) -> usize {
+    (QUEUE_BYTES / size.max(1))
+        .next_power_of_two()
+        .clamp(4, ipckit::shm::DEFAULT_SLOTS)
+}
+
+/// The consumer's side, in the bench process.
+pub(crate) fn run(
+    cfg: &Config,
+    opts: &BenchOptions,
+    spec: PeerSpec,
+    limit: Duration,
+) -> io::Result<Measured> {
+    let n = cfg.producers as usize;
+    let name = format!("/{}", ipckit::registry::unique_name("bench-mpsc"));
+    let mut rx = MpscReceiver::create(
+        &name,
+        &MpscOptions {
+            slots: slots_for(cfg.size),
+            slot_size: cfg.size,
+            wait: cfg.wait,
+            ..Default::default()
+        },
+    )?;
+    let mut peers = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut s = spec.clone();
+        s.address = name.clone();
+        s.producer = Some(i as u32);
+        let (guard, mut ctl) = peer::spawn(&mut s, |_| {}, &[], limit)?;
+        expect_ready(&mut ctl)?;
+        peers.push((guard, ctl));
+    }
+    sys::pin_current_thread(cfg.cpus[0])?;
+    let go = ToPeer::Go {
+        lat_size: None,
+        tput_size: cfg.size,
+    };
+    let mut buf = vec![0u8; cfg.size];
+    let mut next = vec![0u64; n];
+    let mut ended = 0usize;
+    let (mut received, mut bytes, mut errors) = (0u64, 0u64, 0u64);
+    let mut first_error: Option<String> = None;
+    let mut note = |errors: &mut u64, msg: String| {
+        *errors += 1;
+        if first_error.is_none() {
+            first_error = Some(msg);
+        }
+    };
+    let cpu0 = sys::thread_cpu_ns();
+    let start_ns = sys::mono_ns();
+    for (_, ctl) in &mut peers {
+        ctl.send(&go)?;
+    }
+    let mut last_ns = start_ns;
+    let deadline = Instant::now() + opts.duration * 4 + Duration::from_secs(20);
+    while ended < n {
+        let len = match rx.recv_timeout(&mut buf, Duration::from_millis(100)) {
+            Ok(len) => len,
+            Err(ipckit::RecvError::Timeout) if Instant::now() < deadline => continue,
+            Err(e) => return Err(io::Error::other(format!("mpsc receive: {e}"))),
+        };
+        let msg = &buf[..len];
+        let h = pattern::read_header(msg);
+        let (id, seq) = ((h >> 56) as usize, h & SEQ);
+        if len != cfg.size || id >= n {
+            note(
+                &mut errors,
+                format!(
+                    "message of {len} B from producer {id} (expected {} B, < {n})",
+                    cfg.size
+                ),
+            );
+            continue;
+        }
+        if h & END != 0 {
+            ended += 1;
+            continue;
+        }
+        last_ns = sys::mono_ns();
+        if seq != next[id] {
+            note(
+                &mut errors,
+                format!("producer {id}: expected message {}, got {seq}", next[id]),
+            );
+        }
+        next[id] = seq + 1;
+        if opts.touch && !pattern::verify(msg, h) {
+            note(
+                &mut errors,
+                format!("producer {id}: message {seq} is corrupted"),
+            );
+        }
+        received += 1;
+        bytes += len as u64;
+    }
+    let mut cpu = sys::thread_cpu_ns().saturating_sub(cpu0);
+    for (i, (guard, mut ctl)) in peers.into_iter().enumerate() {
+        match ctl.recv::<FromPeer>(Duration::from_secs(10))? {
+            FromPeer::SendDone { sent, cpu_ns } => {
+                cpu += cpu_ns;
+                if sent != next[i] {
+                    note(
+                        &mut errors,
+                        format!("producer {i} sent {sent} messages, {} arrived", next[i]),
+                    );
+                }
+            }
+            FromPeer::Error(e) => return Err(io::Error::other(format!("producer {i}: {e}"))),
+            other => return Err(io::Error::other(format!("producer {i} sent {other:?}"))),
+        }
+        guard
+            .finish(Duration::from_secs(5))
+            .map_err(io::Error::other)?;
+    }
+    if rx.lost() > 0 {
+        note(
+            &mut errors,
+            format!("{} claimed slots were lost", rx.lost()),
+        );
+    }
+    let elapsed = last_ns.saturating_sub(start_ns).max(1) as f64;
+    Ok(Measured {
+        max_msg_size: rx.max_msg_size(),
+        lat_size: None,
+        tput_size: cfg.size,
+        msgs_per_s: received as f64 / elapsed * 1e9,
+        mbps: Some(bytes as f64 / elapsed * 1e3),
+        cpu_ns_per_msg: (received > 0).then(|| cpu as f64 / received as f64),
+        errors,
+        first_error,
+        ..Default::default()
+    })
+}
+
+/// A producer's side, in a peer process.
+pub(crate) fn produce(spec: &PeerSpec, wait: Wait, ctl: &mut Control) -> io::Result<()> {
+    let id = u64::from(spec.producer.unwrap_or(0));
+    let mut tx = MpscSender::open(&spec.address, wait)?;
+    ctl.send(&FromPeer::Ready {
+        max_msg_size: tx.max_msg_size(),
+    })?;
+    let ToPeer::Go { tput_size, .. } = ctl.recv(GO_TIMEOUT)?;
+    let mut msg = vec![0u8; tput_size];
+    let duration = Duration::from_millis(spec.duration_ms);
+    let cpu0 = sys::thread_cpu_ns();
+    let start = Instant::now();
+    let mut seq = 0u64;
+    loop {
+        let h = id << 56 | seq;
+        pattern::write_header(&mut msg, h);
+        if spec.touch {
+            pattern::fill(&mut msg, h);
+        }
+        tx.send(&msg).map_err(io::Error::from)?;
+        seq += 1;
+        if seq.is_multiple_of(16) && start.elapsed() >= duration {
+            break;
+        }
+    }
+    pattern::write_header(&mut msg, id << 56 | END | seq);
+    tx.send(&msg).map_err(io::Error::from)?;
+    ctl.send(&FromPeer::SendDone {
+        sent: seq,
+        cpu_ns: sys::thread_cpu_ns().saturating_sub(cpu0),
+    })?;
+    Ok(())
+}
