@@ -162,8 +162,8 @@ pub struct BenchArgs {
     /// Shared memory: each ring's data area, a power of two (e.g. 256K) [default: ipckit's].
     #[arg(long, value_name = "SIZE", value_parser = parse_capacity)]
     pub shm_capacity: Option<usize>,
-    /// Shared memory: producer counts of the shm-mpsc rows [default: 1,2,4].
-    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Shared memory: producer counts of the shm-mpsc rows, 0 for none [default: 1,2,4].
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(0..=64))]
     pub mpsc_producers: Vec<u32>,
 }
 
