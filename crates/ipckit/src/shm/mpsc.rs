@@ -1533,6 +1533,16 @@ mod loom_tests {
     const LEN: usize = 8 * WORDS;
     const TRIES: usize = 2;
 
+    /// Checks `f` with at most `cap` preemptions, or `LOOM_MAX_PREEMPTIONS` if lower. The
+    /// caps keep `.ci/loom` (3 by default) near a minute on two cores; measured there, the
+    /// four-message model takes 60 s at 2 preemptions and over 10 minutes at 3, the dead
+    /// claim model 5 s at 2 and 105 s at 3, the one-slot model 18 s at 3.
+    fn model(cap: usize, f: impl Fn() + Sync + Send + 'static) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(b.preemption_bound.map_or(cap, |p| p.min(cap)));
+        b.check(f);
+    }
+
     struct HeapMem {
         ctl: QueueCtl,
         seq: Vec<AtomicU64>,
@@ -1662,8 +1672,8 @@ mod loom_tests {
         assert_eq!(mine, sent, "producer {p}: received {got:?}");
     }
 
-    fn run(slots: usize, each: u64) {
-        loom::model(move || {
+    fn run(slots: usize, each: u64, cap: usize) {
+        model(cap, move || {
             let m = Arc::new(HeapMem::new(slots));
             let producers: Vec<_> = (0..2)
                 .map(|p| {
@@ -1683,13 +1693,13 @@ mod loom_tests {
     /// reused): every message sent arrives once, in each producer's order, intact.
     #[test]
     fn loom_two_producers_one_consumer() {
-        run(2, 2);
+        run(2, 2, 2);
     }
 
     /// One slot: each message must be consumed before the next can be claimed.
     #[test]
     fn loom_one_slot() {
-        run(1, 1);
+        run(1, 1, 3);
     }
 
     /// Producer 1 claims a slot and dies before moving `tail` on or publishing; producer 0
@@ -1697,7 +1707,7 @@ mod loom_tests {
     /// consumer skips the dead claim exactly once.
     #[test]
     fn loom_dead_claim_is_skipped() {
-        loom::model(|| {
+        model(2, || {
             const SLOTS: usize = 2;
             let m = Arc::new(HeapMem::new(SLOTS));
             let dead = Arc::new(LoomBool::new(false));
