@@ -40,7 +40,12 @@ fn options(a: &BenchArgs) -> BenchOptions {
     o.reference = a.reference;
     o.shm_capacity = a.shm_capacity;
     if !a.mpsc_producers.is_empty() {
-        o.mpsc_producers = a.mpsc_producers.iter().copied().filter(|&n| n > 0).collect();
+        o.mpsc_producers = a
+            .mpsc_producers
+            .iter()
+            .copied()
+            .filter(|&n| n > 0)
+            .collect();
     }
     o.format = match a.format {
         FormatArg::Table => Format::Table,
