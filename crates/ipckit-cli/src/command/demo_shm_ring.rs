@@ -79,7 +79,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
 fn l_capacity(opts: &PairOptions) -> usize {
     opts.capacity.unwrap_or(shm::DEFAULT_CAPACITY).max(
-        ((opts.max_msg_size.unwrap_or(0) + ipckit::shm::ring::RECORD_HEADER) * 2)
+        ((opts.max_msg_size.unwrap_or(0) + ipckit::shm::ring::RECORD_ALIGN) * 2)
             .next_power_of_two(),
     )
 }

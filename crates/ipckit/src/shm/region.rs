@@ -107,6 +107,12 @@ impl<'a> Region<'a> {
     #[inline]
     pub(crate) fn copy_in(&self, off: usize, src: &[u8]) {
         assert!(off.checked_add(src.len()).is_some_and(|e| e <= self.len));
+        #[cfg(target_arch = "x86_64")]
+        if src.len() >= STREAM_COPY {
+            // SAFETY: as below; `stream_copy` reads and writes exactly `src.len()` bytes.
+            unsafe { stream_copy(src.as_ptr(), self.ptr.add(off), src.len()) };
+            return;
+        }
         // SAFETY: the destination is in bounds (checked) and cannot overlap `src`, a Rust
         // slice outside... or inside the region only through `slice`, whose callers never
         // pass it back here. The bytes are owned by the writer under the ring protocol.
@@ -119,6 +125,12 @@ impl<'a> Region<'a> {
     #[inline]
     pub(crate) fn copy_out(&self, off: usize, dst: &mut [u8]) {
         assert!(off.checked_add(dst.len()).is_some_and(|e| e <= self.len));
+        #[cfg(target_arch = "x86_64")]
+        if dst.len() >= STREAM_COPY {
+            // SAFETY: as below; `stream_copy` reads and writes exactly `dst.len()` bytes.
+            unsafe { stream_copy(self.ptr.add(off), dst.as_mut_ptr(), dst.len()) };
+            return;
+        }
         // SAFETY: as `copy_in`, reading; the bytes were published to us by the protocol.
         unsafe {
             std::ptr::copy_nonoverlapping(self.ptr.add(off), dst.as_mut_ptr(), dst.len());
@@ -151,6 +163,45 @@ impl<'a> Region<'a> {
         // SAFETY: in bounds; the caller guarantees exclusive access.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(off), len) }
     }
+}
+
+/// Copies at least this long out of a ring use [`stream_copy`].
+#[cfg(target_arch = "x86_64")]
+const STREAM_COPY: usize = 4096;
+
+/// Copies `len` bytes with plain 16-byte SSE2 loads and stores, four at a time.
+///
+/// Reading a large message that the other process has just written, glibc's `memcpy` (`rep
+/// movsb` on CPUs with fast string moves) ran at half the speed of plain vector loads here:
+/// the loads keep the hardware prefetcher streaming lines out of the writer's cache.
+///
+/// # Safety
+///
+/// `src..src+len` readable, `dst..dst+len` writable, the two not overlapping.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+unsafe fn stream_copy(src: *const u8, dst: *mut u8, len: usize) {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_storeu_si128};
+    let mut i = 0;
+    while i + 64 <= len {
+        // SAFETY: i + 64 <= len: every 16-byte access is in bounds (the caller's contract);
+        // SSE2 is part of x86-64, unaligned forms used.
+        unsafe {
+            let s = src.add(i).cast::<__m128i>();
+            let d = dst.add(i).cast::<__m128i>();
+            let a = _mm_loadu_si128(s);
+            let b = _mm_loadu_si128(s.add(1));
+            let c = _mm_loadu_si128(s.add(2));
+            let e = _mm_loadu_si128(s.add(3));
+            _mm_storeu_si128(d, a);
+            _mm_storeu_si128(d.add(1), b);
+            _mm_storeu_si128(d.add(2), c);
+            _mm_storeu_si128(d.add(3), e);
+        }
+        i += 64;
+    }
+    // SAFETY: the tail, i..len, is in bounds.
+    unsafe { std::ptr::copy_nonoverlapping(src.add(i), dst.add(i), len - i) };
 }
 
 // SAFETY: atomics of plain integers are valid for any bit pattern.

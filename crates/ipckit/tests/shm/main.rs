@@ -246,7 +246,12 @@ fn zero_copy_round_trips_across_processes() {
     watchdog(30, || {
         init();
         let name = format!("/{}", registry::unique_name("zc"));
-        let l = ShmListener::create(&name, &PairOptions::default()).unwrap();
+        // A small ring, so the largest messages (half of it) wrap it often.
+        let small = PairOptions {
+            capacity: Some(256 << 10),
+            ..PairOptions::default()
+        };
+        let l = ShmListener::create(&name, &small).unwrap();
         let _child = KillOnDrop(
             peer_command("zc-echo", &[("NAME", name.clone())])
                 .spawn()
