@@ -123,6 +123,10 @@ fn run_inner(t: &Target, size: usize, cpus: [usize; 2], p: &Params) -> io::Resul
         warmup: p.warmup,
         touch: true,
         max_msg_size: Some(size),
+        zero_copy: false,
+        shm_capacity: None,
+        producer: None,
+        duration_ms: 0,
     };
     match t.lib {
         Lib::Ipckit(mech) => {
