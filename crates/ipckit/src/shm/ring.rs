@@ -433,15 +433,17 @@ mod loom_tests {
     }
 
     fn msg(i: usize) -> Vec<u8> {
-        // Lengths that take one line, two lines, and force a wrap in a 256-byte ring.
-        let len = [8, 72, 16, 100, 8][i % 5];
+        // Lengths that take one, two and three lines, the last forcing a wrap (a pad record)
+        // in a 512-byte ring.
+        let len = [8, 72, 16, 100, 150][i % 5];
         (0..len).map(|k| (i * 31 + k) as u8).collect()
     }
 
     #[test]
     fn loom_ring_delivers_in_order_intact() {
-        const CAP: usize = 256;
+        const CAP: usize = 512;
         const N: usize = 5;
+        assert!(max_payload(CAP) >= 150);
         loom::model(|| {
             let mem = Arc::new(HeapMem::new(CAP));
             let m2 = mem.clone();
