@@ -14,6 +14,7 @@ use super::region::Region;
 use super::ring::{self, Consumer, Found, Producer, RingCtl, RingMem, WaitLine};
 use super::segment::{Layout, Segment, SegmentBuilder};
 use super::sync::{futex_wait, futex_wake, AtomicU32, AtomicU64, Ordering};
+use super::wait::wait_on;
 use crate::error::invalid;
 use crate::peer::{self, Hello, HELLO_LEN};
 use crate::transport::{PeerInfo, RawHandle, Transport};
@@ -479,7 +480,7 @@ impl ShmEndpoint {
                 let (tx, wait, dead) = (self.tx, self.wait, &*self.dead);
                 let prod = &mut self.prod;
                 let woke = &mut self.woke_up_at;
-                wait_on(wait, deadline, &tx.ctl.tx, woke, || {
+                wait_on(wait, deadline, &tx.ctl.tx, woke, None, |_| {
                     if let Some(s) = prod.reserve(&tx, len) {
                         return Ok(Some(s));
                     }
@@ -518,19 +519,26 @@ impl ShmEndpoint {
         }
         let (rx, wait, dead) = (self.rx, self.wait, &*self.dead);
         let cons = &mut self.cons;
-        wait_on(wait, deadline, &rx.ctl.rx, &mut self.woke_up_at, || {
-            if let Some(f) = cons.peek(&rx).map_err(corrupt)? {
-                return Ok(Some(f));
-            }
-            if rx.ctl.tx.closed.load(Ordering::Acquire) != 0 || dead.load(Ordering::Acquire) {
-                // Whatever the peer published before closing or dying is delivered first.
-                return match cons.peek(&rx).map_err(corrupt)? {
-                    Some(f) => Ok(Some(f)),
-                    None => Err(RecvError::PeerGone),
-                };
-            }
-            Ok(None)
-        })
+        wait_on(
+            wait,
+            deadline,
+            &rx.ctl.rx,
+            &mut self.woke_up_at,
+            None,
+            |_| {
+                if let Some(f) = cons.peek(&rx).map_err(corrupt)? {
+                    return Ok(Some(f));
+                }
+                if rx.ctl.tx.closed.load(Ordering::Acquire) != 0 || dead.load(Ordering::Acquire) {
+                    // Whatever the peer published before closing or dying is delivered first.
+                    return match cons.peek(&rx).map_err(corrupt)? {
+                        Some(f) => Ok(Some(f)),
+                        None => Err(RecvError::PeerGone),
+                    };
+                }
+                Ok(None)
+            },
+        )
     }
 }
 
@@ -705,94 +713,6 @@ impl Drop for ShmEndpoint {
         }
         // Join the watcher before the segment (and the lines it wakes) is unmapped.
         self.watcher.take();
-    }
-}
-
-/// For this long after a side starts to sleep, having only spun before, its sleeps are
-/// capped at [`TRANSITION_NAP`]: the peer may have published with the old "never sleeps"
-/// flag in view and skipped the wake-up.
-const TRANSITION: Duration = Duration::from_millis(10);
-const TRANSITION_NAP: Duration = Duration::from_millis(1);
-
-/// Spins between clock reads.
-const CLOCK_EVERY: u32 = 64;
-
-/// Runs `attempt` under `wait` until it yields, the deadline passes, or it fails. Sleeps on
-/// `line` (this side's wait line) with the Dekker handshake `ring::wake` completes.
-#[inline]
-fn wait_on<T, E: crate::error::WaitError>(
-    wait: Wait,
-    deadline: Deadline,
-    line: &WaitLine,
-    woke: &mut Option<Instant>,
-    mut attempt: impl FnMut() -> Result<Option<T>, E>,
-) -> Result<T, E> {
-    if let Some(v) = attempt()? {
-        return Ok(v);
-    }
-    if deadline == Deadline::Now {
-        return Err(E::would_block());
-    }
-    let spin_for = match wait {
-        Wait::Spin => None,
-        Wait::Block => Some(Duration::ZERO),
-        Wait::Adaptive { spin } => Some(spin),
-    };
-    let mut n: u32 = 0;
-    let start = Instant::now();
-    loop {
-        super::sync::spin();
-        if let Some(v) = attempt()? {
-            return Ok(v);
-        }
-        n = n.wrapping_add(1);
-        if n.is_multiple_of(CLOCK_EVERY) || spin_for == Some(Duration::ZERO) {
-            let now = Instant::now();
-            if let Deadline::At(t) = deadline {
-                if now >= t {
-                    return Err(E::timed_out());
-                }
-            }
-            if spin_for.is_some_and(|s| now.duration_since(start) >= s) {
-                break;
-            }
-        }
-    }
-    // Sleep.
-    loop {
-        let s = line.seq.load(Ordering::SeqCst);
-        line.sleeping.store(1, Ordering::SeqCst);
-        super::sync::fence(Ordering::SeqCst);
-        match attempt() {
-            Ok(None) => {}
-            Ok(Some(v)) => {
-                line.sleeping.store(0, Ordering::Relaxed);
-                return Ok(v);
-            }
-            Err(e) => {
-                line.sleeping.store(0, Ordering::Relaxed);
-                return Err(e);
-            }
-        }
-        let now = Instant::now();
-        let mut timeout = match deadline {
-            Deadline::At(t) if now >= t => {
-                line.sleeping.store(0, Ordering::Relaxed);
-                return Err(E::timed_out());
-            }
-            Deadline::At(t) => Some(t - now),
-            _ => None,
-        };
-        if let Some(w) = *woke {
-            if now.duration_since(w) < TRANSITION {
-                timeout = Some(timeout.map_or(TRANSITION_NAP, |t| t.min(TRANSITION_NAP)));
-            } else {
-                *woke = None;
-            }
-        }
-        let r = futex_wait(&line.seq, s, timeout);
-        line.sleeping.store(0, Ordering::Relaxed);
-        r?;
     }
 }
 

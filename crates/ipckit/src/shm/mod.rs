@@ -23,6 +23,7 @@ mod region;
 pub mod ring;
 mod segment;
 mod sync;
+mod wait;
 
 pub use endpoint::{
     connect, Loan, Msg, PairOptions, ShmEndpoint, ShmListener, DEFAULT_CAPACITY, PAIR_LAYOUT,
