@@ -156,6 +156,9 @@ fn unsafe_region(seg: &Segment) -> Region<'static> {
     unsafe { seg.region().detach() }
 }
 
+/// Polls of the tight receive loop before the general wait loop takes over.
+const FAST_POLLS: u32 = 256;
+
 /// How to make a ring pair.
 #[derive(Debug, Clone, Copy)]
 pub struct PairOptions {
@@ -516,6 +519,16 @@ impl ShmEndpoint {
     fn next(&mut self, deadline: Deadline) -> Result<Found, RecvError> {
         if let Some(f) = self.cons.peek(&self.rx).map_err(corrupt)? {
             return Ok(f);
+        }
+        // The hot wait of a spinning receiver: a tight loop on the one header word, before
+        // the general loop with its clock, deadline and liveness checks (a few µs at most).
+        if self.wait != Wait::Block && deadline != Deadline::Now {
+            for _ in 0..FAST_POLLS {
+                super::sync::spin();
+                if let Some(f) = self.cons.peek(&self.rx).map_err(corrupt)? {
+                    return Ok(f);
+                }
+            }
         }
         let (rx, wait, dead) = (self.rx, self.wait, &*self.dead);
         let cons = &mut self.cons;
