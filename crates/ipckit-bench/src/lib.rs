@@ -3,7 +3,7 @@
 //! Two real processes (the bench re-executes its own binary as the peer, see [`peer`]), each
 //! pinned to its own CPU; the floor first ([`floor`]); then, for every (mechanism, wait,
 //! placement, size), a latency phase and a throughput phase ([`scenario`]) through ipckit and,
-//! with `--reference`, through the plain syscalls ([`reference`]). The rules it follows are
+//! with `--reference`, through the plain syscalls ([`mod@reference`], and [`refring`] for shared memory). The rules it follows are
 //! in `METHOD.md`.
 #![deny(unsafe_code)]
 
