@@ -67,6 +67,7 @@ mod peer;
 pub mod pipe;
 pub mod registry;
 pub mod shm;
+pub mod signal;
 mod stream;
 mod sys;
 mod transport;
