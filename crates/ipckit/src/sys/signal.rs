@@ -15,7 +15,7 @@
 use super::fd::{cvt, cvt_r, owned};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 
 /// `si_code` values the libc crate does not name on every target.
 pub(crate) const SI_SIGIO: i32 = -5;
@@ -162,6 +162,9 @@ struct Slot {
     flag: AtomicPtr<AtomicBool>,
     /// Claimed by an installed handler.
     busy: AtomicBool,
+    /// Handlers running right now (on any thread): `restore` waits for zero before the
+    /// caller may close the eventfd, so a late handler never writes to a reused number.
+    active: AtomicUsize,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -169,6 +172,7 @@ const EMPTY: Slot = Slot {
     fd: AtomicI32::new(-1),
     flag: AtomicPtr::new(std::ptr::null_mut()),
     busy: AtomicBool::new(false),
+    active: AtomicUsize::new(0),
 };
 
 /// One slot per signal number (index 0 unused).
@@ -179,12 +183,14 @@ extern "C" fn on_signal(sig: libc::c_int, _info: *mut libc::siginfo_t, _ctx: *mu
     let Some(slot) = usize::try_from(sig).ok().and_then(|i| SLOTS.get(i)) else {
         return;
     };
-    let flag = slot.flag.load(Ordering::Acquire);
+    // SeqCst pairs with `restore`: a handler that read the descriptor had counted itself first.
+    slot.active.fetch_add(1, Ordering::SeqCst);
+    let flag = slot.flag.load(Ordering::SeqCst);
     if !flag.is_null() {
         // SAFETY: a non-null pointer here came from a `&'static AtomicBool` (see `Target`).
         unsafe { &*flag }.store(true, Ordering::SeqCst);
     }
-    let fd = slot.fd.load(Ordering::Acquire);
+    let fd = slot.fd.load(Ordering::SeqCst);
     if fd >= 0 {
         // SAFETY: errno is thread-local; saving and restoring it keeps the interrupted code's
         // value intact across our write.
@@ -197,6 +203,7 @@ extern "C" fn on_signal(sig: libc::c_int, _info: *mut libc::siginfo_t, _ctx: *mu
         // SAFETY: as above.
         unsafe { *libc::__errno_location() = saved };
     }
+    slot.active.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// What an installed handler acts on.
@@ -276,7 +283,9 @@ pub(crate) fn install(
     r
 }
 
-/// Restores `old` for `sig`, then withdraws what the handler acted on.
+/// Restores `old` for `sig`, then withdraws what the handler acted on and waits until no
+/// handler that may still have read it is running; after this the caller may close the
+/// eventfd.
 pub(crate) fn restore(sig: i32, old: &OldAction) -> io::Result<()> {
     // SAFETY: `old.0` is a sigaction the kernel returned; the old-action pointer may be null.
     let r = cvt(unsafe { libc::sigaction(sig, &old.0, std::ptr::null_mut()) });
@@ -287,7 +296,13 @@ pub(crate) fn restore(sig: i32, old: &OldAction) -> io::Result<()> {
 }
 
 fn clear(slot: &Slot) {
-    slot.fd.store(-1, Ordering::Release);
-    slot.flag.store(std::ptr::null_mut(), Ordering::Release);
+    slot.fd.store(-1, Ordering::SeqCst);
+    slot.flag.store(std::ptr::null_mut(), Ordering::SeqCst);
+    // A handler entered before the stores above may still use what they held. Handlers are
+    // a few instructions and a `write`; one interrupted on this very thread has finished
+    // before we run again, so this never waits on ourselves.
+    while slot.active.load(Ordering::SeqCst) != 0 {
+        std::thread::yield_now();
+    }
     slot.busy.store(false, Ordering::Release);
 }
