@@ -10,6 +10,7 @@ mod util;
 
 use ipckit::signal::{self, Action, Disposition, Handler, HandlerOptions, Signal, Signals};
 use std::io::{BufRead, BufReader, ErrorKind, Read};
+use std::os::fd::{AsFd, AsRawFd};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -87,8 +88,22 @@ fn peer_entry() {
     }
     let go = Signals::new(&[Signal::SIGUSR2]).unwrap();
     let rest = Signals::new(&[Signal::SIGUSR1, Signal::rt(1).unwrap()]).unwrap();
+    // Nothing is pending yet: a timed read times out, a try returns None.
+    let e = rest.read_timeout(Duration::from_millis(5)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut);
+    assert_eq!(rest.try_read().unwrap(), None);
     println!("READY");
     let mut all = vec![go.read_timeout(Duration::from_secs(15)).unwrap()];
+    // Everything was sent before "done": the descriptor polls readable (as epoll, mio or
+    // tokio would see it) unless nothing else was sent.
+    let mut p = libc::pollfd {
+        fd: rest.as_fd().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one live pollfd; a zero timeout does not wait.
+    let ready = unsafe { libc::poll(&mut p, 1, 0) } == 1 && p.revents & libc::POLLIN != 0;
+    println!("POLLIN={ready}");
     while let Some(i) = rest.try_read().unwrap() {
         all.push(i);
     }
@@ -135,7 +150,7 @@ impl Listener {
         self.out.read_to_string(&mut s).unwrap();
         assert!(self.child.0.wait().unwrap().success());
         s.lines()
-            .filter(|l| l.starts_with("sig="))
+            .filter(|l| l.starts_with("sig=") || l.starts_with("POLLIN="))
             .map(str::to_owned)
             .collect()
     }
@@ -158,6 +173,7 @@ fn realtime_signals_queue_in_order_standard_ones_coalesce() {
         }
         let lines = l.finish();
         let mut want = vec![
+            "POLLIN=true".to_owned(),
             format!("sig=SIGUSR2 pid={me} uid={uid} code=SI_USER value=None"),
             // Five kill(SIGUSR1) before a read: one pending bit, received once.
             format!("sig=SIGUSR1 pid={me} uid={uid} code=SI_USER value=None"),
