@@ -194,8 +194,23 @@ impl Signal {
         self.to_string()
     }
 
-    /// Refuses `SIGKILL` and `SIGSTOP` for an operation that catches or blocks.
+    /// True for the numbers between the standard signals and `SIGRTMIN` (32 and 33 with
+    /// glibc), which the C library uses itself (thread cancellation, `setxid` across threads).
+    pub fn is_reserved(self) -> bool {
+        self.0 > 31 && self.0 < sys::sigrtmin()
+    }
+
+    /// Refuses `SIGKILL`, `SIGSTOP` and the C library's reserved numbers for an operation that
+    /// catches or blocks.
     fn check_catchable(self, what: &str) -> io::Result<()> {
+        if self.is_reserved() {
+            return Err(invalid(format!(
+                "{self} cannot be {what}: signals {} to {} are reserved by the C library \
+                 (use SIGRTMIN+n)",
+                32,
+                sys::sigrtmin() - 1
+            )));
+        }
         if self.is_catchable() {
             Ok(())
         } else {
@@ -379,7 +394,8 @@ impl SigInfo {
 ///
 /// # Errors
 ///
-/// `InvalidInput` for `SIGKILL` or `SIGSTOP`; the `pthread_sigmask` error.
+/// `InvalidInput` for `SIGKILL`, `SIGSTOP` or a reserved number ([`Signal::is_reserved`]);
+/// the `pthread_sigmask` error.
 #[doc(alias = "pthread_sigmask")]
 #[doc(alias = "sigprocmask")]
 pub fn block_for_process(sigs: &[Signal]) -> io::Result<()> {
@@ -555,7 +571,8 @@ impl Handler {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for `SIGKILL` or `SIGSTOP` (never a silent no-op); `AlreadyExists` if a
+    /// `InvalidInput` for `SIGKILL` or `SIGSTOP` (never a silent no-op) or a number the C
+    /// library reserves ([`Signal::is_reserved`]); `AlreadyExists` if a
     /// `Handler` for `sig` is already installed; the `eventfd` or `sigaction` error.
     #[doc(alias = "sigaction")]
     pub fn install(sig: Signal, action: Action, opts: HandlerOptions) -> io::Result<Handler> {

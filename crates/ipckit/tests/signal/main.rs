@@ -26,6 +26,12 @@ fn bad_input_is_refused() {
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(Signals::new(&[sig]).is_err());
     }
+    // 32 and 33 are glibc's own (thread cancellation, setxid): a signal, but not for us.
+    let reserved = Signal::new(32).unwrap();
+    assert!(reserved.is_reserved());
+    let e = Handler::install(reserved, Action::Notify, HandlerOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("reserved by the C library"), "{e}");
+    assert!(signal::block_for_process(&[reserved]).is_err());
     for n in [0, -1, 65, 1000] {
         let e = Signal::new(n).unwrap_err();
         assert!(e.to_string().contains("not a signal number"), "{e}");
