@@ -264,3 +264,82 @@ fn handlers_notify_set_flags_and_restore_the_previous_disposition() {
         assert!(h.try_wait().is_err(), "a flag handler has no counter");
     });
 }
+
+/// Blocks a thread in a raw `read(2)` on an empty pipe and sends the handler's signal to that
+/// thread until the read returns; returns the read's result (bytes or errno) and the count of
+/// arrivals the handler saw. With `restart` the kernel restarts the read, so it only returns
+/// once `feed_after` has passed and a byte is written.
+fn interrupt_a_read(restart: bool, feed_after: Duration) -> (Result<isize, i32>, u64) {
+    let sig = Signal::new(libc::SIGURG).unwrap();
+    let h = Handler::install(
+        sig,
+        Action::Notify,
+        HandlerOptions {
+            restart,
+            mask: Vec::new(),
+        },
+    )
+    .unwrap();
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a live array of two ints for pipe(2) to fill.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let (rfd, wfd) = (fds[0], fds[1]);
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || {
+        // SAFETY: pthread_self takes nothing.
+        tid_tx.send(unsafe { libc::pthread_self() }).unwrap();
+        let mut b = [0u8; 1];
+        // SAFETY: `b` is a live one-byte buffer; `rfd` is open until this thread is joined.
+        let n = unsafe { libc::read(rfd, b.as_mut_ptr().cast(), 1) };
+        let r = if n < 0 {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap())
+        } else {
+            Ok(n)
+        };
+        done_tx.send(r).unwrap();
+        // Stay alive until the sender has stopped signalling this thread.
+        let _ = exit_rx.recv();
+    });
+    let tid = tid_rx.recv().unwrap();
+    let start = std::time::Instant::now();
+    let mut fed = false;
+    let r = loop {
+        if let Ok(r) = done_rx.try_recv() {
+            break r;
+        }
+        if !fed && start.elapsed() > feed_after {
+            // SAFETY: `wfd` is our open pipe write end; one live byte.
+            assert_eq!(unsafe { libc::write(wfd, b"x".as_ptr().cast(), 1) }, 1);
+            fed = true;
+        }
+        // SAFETY: `tid` names the reader thread, which cannot exit before `exit_tx` is used.
+        assert_eq!(unsafe { libc::pthread_kill(tid, sig.number()) }, 0);
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    drop(exit_tx);
+    reader.join().unwrap();
+    // SAFETY: both ends are ours and closed once.
+    unsafe {
+        libc::close(rfd);
+        libc::close(wfd);
+    }
+    let n = h.try_wait().unwrap_or(0);
+    (r, n)
+}
+
+#[test]
+fn sa_restart_is_a_choice() {
+    watchdog(30, || {
+        let _serial = util::scarce(); // the SIGURG handler is process-wide
+                                      // Without SA_RESTART the blocked read fails with EINTR (the byte is never written:
+                                      // the feed comes far later than the first signal can land).
+        let (r, _) = interrupt_a_read(false, Duration::from_secs(20));
+        assert_eq!(r, Err(libc::EINTR));
+        // With SA_RESTART the handler runs, the read is restarted and returns the byte.
+        let (r, n) = interrupt_a_read(true, Duration::from_millis(100));
+        assert_eq!(r, Ok(1));
+        assert!(n >= 1, "the handler ran");
+    });
+}
