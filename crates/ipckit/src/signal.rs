@@ -511,7 +511,8 @@ impl AsFd for Signals {
 }
 
 /// What an installed [`Handler`] does when its signal arrives. Each action is
-/// async-signal-safe; there is deliberately no closure.
+/// async-signal-safe; there is deliberately no closure (see the module docs, "What a signal
+/// handler may call").
 #[derive(Debug, Clone, Copy)]
 pub enum Action {
     /// Add 1 to an eventfd the handler owns: wait with [`Handler::wait`] and friends, or poll
@@ -646,8 +647,8 @@ impl Handler {
     }
 }
 
-/// The counter's eventfd ([`Action::Notify`]); for an [`Action::Flag`] handler, a descriptor
-/// that never becomes readable is not available, so this panics.
+/// The counter's eventfd ([`Action::Notify`]): readable once the signal has arrived, for
+/// epoll, mio or tokio; then call [`Handler::try_wait`].
 ///
 /// # Panics
 ///
