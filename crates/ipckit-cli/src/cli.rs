@@ -30,6 +30,8 @@ pub enum Command {
     Clean(CleanArgs),
     /// Walk through a mechanism with two processes.
     Demo(DemoArgs),
+    /// Listen for signals (with their siginfo) or send them, with a payload if asked.
+    Signal(SignalArgs),
 }
 
 /// A list of mechanisms (`pipe,uds` or `all`).
@@ -245,6 +247,57 @@ pub struct DemoArgs {
     pub child: Option<String>,
 }
 
+fn parse_signal(s: &str) -> Result<ipckit::signal::Signal, String> {
+    s.parse().map_err(|e: std::io::Error| e.to_string())
+}
+
+/// `ipckit signal`.
+#[derive(Debug, Args)]
+pub struct SignalArgs {
+    /// Listen or send.
+    #[command(subcommand)]
+    pub command: SignalCommand,
+}
+
+/// The `signal` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SignalCommand {
+    /// Print one line per signal received, until SIGINT or SIGTERM (then a count per signal).
+    Listen(ListenArgs),
+    /// Send a signal with kill(2), or with sigqueue(3) and a payload (--value).
+    Send(SignalSendArgs),
+}
+
+/// `ipckit signal listen`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Signals to listen for, comma-separated: USR1, SIGUSR1, 10, RTMIN+3, SIGRTMIN+3
+    /// [default: HUP,USR1,USR2 and every real-time signal]. SIGINT and SIGTERM always end it.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_signal)]
+    pub signals: Vec<ipckit::signal::Signal>,
+    /// One JSON object per line: signal, number, pid, uid, code, value (the summary goes to
+    /// stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ipckit signal send`.
+#[derive(Debug, Args)]
+pub struct SignalSendArgs {
+    /// The receiving process.
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    pub pid: u32,
+    /// The signal: a name with or without SIG (USR1, SIGRTMIN+3, RTMIN+3) or a number.
+    #[arg(long, value_name = "NAME|NUM", value_parser = parse_signal)]
+    pub signal: ipckit::signal::Signal,
+    /// Send with sigqueue(3), carrying this 32-bit integer (otherwise kill(2), no payload).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub value: Option<i32>,
+    /// Send it N times.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +345,12 @@ mod tests {
             &["ipckit", "demo", "cow-snapshot", "--size", "0"],
             &["ipckit", "demo", "cow-snapshot", "--size", "65537"],
             &["ipckit", "demo", "cow-snapshot", "--size", "1.5"],
+            &["ipckit", "signal", "listen", "--signals", "USR1,NOPE"],
+            &["ipckit", "signal", "send", "--pid", "1", "--signal", "99"],
+            &["ipckit", "signal", "send", "--pid", "0", "--signal", "USR1"],
+            &[
+                "ipckit", "signal", "send", "--pid", "1", "--signal", "USR1", "--count", "0",
+            ],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} accepted");
         }

@@ -82,7 +82,9 @@ fn main() -> ExitCode {
             }
         }
     };
-    match command::run(&cli) {
+    // `signal listen` blocks its signals here, before anything can start a thread.
+    let r = command::signal::block_before_threads(&cli.command).and_then(|()| command::run(&cli));
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if is_broken_pipe(&e) {

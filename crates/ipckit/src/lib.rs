@@ -8,7 +8,8 @@
 //! `recv`/`try_recv`/`recv_timeout` one into your buffer. Byte streams are framed
 //! ([`framing`]); every endpoint enforces a maximum message size; every endpoint has a
 //! [`Wait`] strategy (block, spin, or spin-then-block). eventfd, a counter rather than a
-//! carrier, implements [`Notify`].
+//! carrier, implements [`Notify`]. Signals, with their siginfo and `sigqueue` payloads, are
+//! in [`signal`].
 //!
 //! ```
 //! use ipckit::{pipe, Transport, Wait};
@@ -67,6 +68,7 @@ mod peer;
 pub mod pipe;
 pub mod registry;
 pub mod shm;
+pub mod signal;
 mod stream;
 mod sys;
 mod transport;

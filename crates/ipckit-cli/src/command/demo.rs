@@ -4,8 +4,6 @@
 //! The second process is this same binary, re-executed as `ipckit demo TOPIC --child ROLE`
 //! (or, in `cow-snapshot`, a fork of the first, which is the point of that demo).
 //! Every demo cleans up after itself and stops cleanly on Ctrl-C (exit status 130).
-// The demos install a Ctrl-C handler (sigaction) until the library's signal module exists.
-#![allow(unsafe_code)]
 
 #[path = "demo_cow.rs"]
 mod cow;
@@ -202,22 +200,15 @@ pub(crate) mod interrupt {
 
     static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-    extern "C" fn on_signal(_sig: libc::c_int) {
-        INTERRUPTED.store(true, Ordering::SeqCst);
-    }
-
-    /// Installs the handler for SIGINT and SIGTERM (without `SA_RESTART`).
+    /// Installs the handler for SIGINT and SIGTERM (without `SA_RESTART`): the library's
+    /// async-signal-safe flag action. The handlers last for the rest of the process.
     pub(crate) fn install() {
-        let handler: extern "C" fn(libc::c_int) = on_signal;
-        for sig in [libc::SIGINT, libc::SIGTERM] {
-            // SAFETY: (1) `sa` is zero-initialised, a valid `sigaction`, and every field the
-            // kernel reads is set before the call; (2) the handler only stores to an atomic,
-            // which is async-signal-safe; (3) the null old-action pointer is allowed.
-            unsafe {
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = handler as libc::sighandler_t;
-                libc::sigemptyset(&mut sa.sa_mask);
-                libc::sigaction(sig, &sa, std::ptr::null_mut());
+        use ipckit::signal::{Action, Handler, HandlerOptions, Signal};
+        for sig in [Signal::SIGINT, Signal::SIGTERM] {
+            if let Ok(h) =
+                Handler::install(sig, Action::Flag(&INTERRUPTED), HandlerOptions::default())
+            {
+                std::mem::forget(h);
             }
         }
     }

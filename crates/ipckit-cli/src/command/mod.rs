@@ -6,6 +6,7 @@ pub mod demo;
 pub mod list;
 pub mod recv;
 pub mod send;
+pub mod signal;
 
 use crate::cli::{Cli, Command};
 
@@ -18,5 +19,6 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::List(a) => list::run(a),
         Command::Clean(a) => clean::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Signal(a) => signal::run(a),
     }
 }

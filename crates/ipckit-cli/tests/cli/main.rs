@@ -682,3 +682,159 @@ fn demo_cow_snapshot_verifies_and_cleans_up() {
     env.run(&["demo", "cow-snapshot", "--size", "0"], b"")
         .user_error("from 1 to");
 }
+
+/// `signal listen --json` and `signal send`: queued payloads in order, kill without one, the
+/// six keys exactly, and a summary on SIGTERM with exit status 0.
+#[test]
+fn signal_listen_json_and_send_round_trip() {
+    let env = TestEnv::new("signal-json");
+    let mut l = env.spawn(&["signal", "listen", "--signals", "USR1,RTMIN+3", "--json"]);
+    l.wait_ready();
+    let pid = l.pid().to_string();
+    env.run(
+        &[
+            "signal", "send", "--pid", &pid, "--signal", "RTMIN+3", "--value", "42", "--count", "3",
+        ],
+        b"",
+    )
+    .ok();
+    env.run(
+        &["signal", "send", "--pid", &pid, "--signal", "SIGUSR1"],
+        b"",
+    )
+    .ok();
+    env.run(
+        &[
+            "signal",
+            "send",
+            "--pid",
+            &pid,
+            "--signal",
+            "SIGRTMIN+3",
+            "--value",
+            "-7",
+        ],
+        b"",
+    )
+    .ok();
+    // Everything sent is pending or read by now; SIGTERM ends the run after reading the rest.
+    l.signal(libc::SIGTERM);
+    let out = l.finish();
+    let stdout = out.ok();
+    // SAFETY: getuid takes nothing and cannot fail.
+    let uid = u64::from(unsafe { libc::getuid() });
+    let mut rt = Vec::new();
+    let mut usr1 = 0;
+    for line in stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let o = v.as_object().unwrap();
+        let mut keys: Vec<&str> = o.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["code", "number", "pid", "signal", "uid", "value"],
+            "{line}"
+        );
+        assert_eq!(o["uid"].as_u64(), Some(uid));
+        let sender = o["pid"].as_u64().unwrap();
+        assert!(sender > 0 && sender.to_string() != pid, "{line}");
+        match o["signal"].as_str().unwrap() {
+            "SIGRTMIN+3" => {
+                assert_eq!(o["code"], "SI_QUEUE");
+                assert!(o["number"].as_i64().unwrap() > 32);
+                rt.push(o["value"].as_i64().unwrap());
+            }
+            "SIGUSR1" => {
+                assert_eq!(o["code"], "SI_USER");
+                assert_eq!(o["number"], libc::SIGUSR1);
+                assert!(o["value"].is_null());
+                usr1 += 1;
+            }
+            other => panic!("unexpected signal {other}: {line}"),
+        }
+    }
+    // Queued real-time signals: every one, in the order sent.
+    assert_eq!(rt, [42, 42, 42, -7]);
+    assert_eq!(usr1, 1);
+    assert!(
+        out.stderr.contains("summary: 5 signal(s) received"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("SIGRTMIN+3   4"), "{out:?}");
+    env.assert_clean();
+}
+
+/// Plain text, the default signal list, and SIGINT as the end.
+#[test]
+fn signal_listen_text_ends_on_sigint() {
+    let env = TestEnv::new("signal-text");
+    let mut l = env.spawn(&["signal", "listen"]);
+    l.wait_ready();
+    let pid = l.pid().to_string();
+    env.run(&["signal", "send", "--pid", &pid, "--signal", "usr2"], b"")
+        .ok();
+    env.run(
+        &[
+            "signal", "send", "--pid", &pid, "--signal", "RTMIN", "--value", "9",
+        ],
+        b"",
+    )
+    .ok();
+    l.signal(libc::SIGINT);
+    let out = l.finish();
+    let stdout = out.ok();
+    assert!(stdout.contains("SIGUSR2 (12) from pid"), "{stdout}");
+    assert!(stdout.contains("SIGRTMIN ("), "{stdout}");
+    assert!(stdout.contains("SI_QUEUE value 9"), "{stdout}");
+    assert!(stdout.contains("summary: 2 signal(s) received"), "{stdout}");
+}
+
+#[test]
+fn signal_bad_input_is_one_line_and_status_2() {
+    let env = TestEnv::new("signal-bad");
+    for (args, needle) in [
+        (
+            &["signal", "listen", "--signals", "KILL"][..],
+            "SIGKILL cannot be",
+        ),
+        (
+            &["signal", "listen", "--signals", "STOP"],
+            "SIGSTOP cannot be",
+        ),
+        (
+            &["signal", "listen", "--signals", "USR1,BOGUS"],
+            "unknown signal 'BOGUS'",
+        ),
+        (
+            &["signal", "listen", "--signals", "65"],
+            "not a signal number",
+        ),
+        (
+            &["signal", "send", "--pid", "1", "--signal", "0"],
+            "not a signal number",
+        ),
+        (
+            &["signal", "send", "--pid", "1", "--signal", "RTMIN+99"],
+            "outside SIGRTMIN..SIGRTMAX",
+        ),
+        (
+            &[
+                "signal", "send", "--pid", "1", "--signal", "USR1", "--count", "0",
+            ],
+            "--count",
+        ),
+        (
+            &["signal", "send", "--pid", "0", "--signal", "USR1"],
+            "--pid",
+        ),
+    ] {
+        env.run(args, b"").user_error(needle);
+    }
+    // A pid that no longer exists: a reaped child's.
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    c.wait().unwrap();
+    let gone = c.id().to_string();
+    env.run(&["signal", "send", "--pid", &gone, "--signal", "USR1"], b"")
+        .user_error("no process with pid");
+    env.assert_clean();
+}

@@ -14,6 +14,8 @@
 //! - `sysv`: System V message queues (`msgget`, `msgsnd`, `msgrcv`, `msgctl`).
 //! - `fork`: a forked child that `pwrite`s a buffer to a file and `_exit`s (async-signal-safe
 //!   calls only), `wait4` with the child's usage, `getrusage`, `pidfd_send_signal`.
+//! - `signal`: `sigaction` with the one async-signal-safe handler, `pthread_sigmask`,
+//!   `signalfd`, `kill`, `sigqueue`, `RLIMIT_SIGPENDING`.
 //!
 //! Why libc and not rustix: the mechanisms ipckit covers need `mq_*`, `msg*`, `sigaction` and
 //! `sched_setaffinity`, which only libc has, and the crate keeps one syscall crate, not two.
@@ -34,5 +36,6 @@ pub(crate) mod pipe;
 pub(crate) mod proc;
 pub(crate) mod pthread;
 pub(crate) mod shm;
+pub(crate) mod signal;
 pub(crate) mod socket;
 pub(crate) mod sysv;
