@@ -357,8 +357,9 @@ impl Coordinator {
 
     /// Hands a child process to the coordinator: it is sent the terminating signal when the
     /// stop begins (`SIGKILL` if forced) and reaped by [`Coordinator::wait_drained`] or on
-    /// drop, so it never lingers as a zombie. A child adopted after the stop began is
-    /// signalled at once.
+    /// drop (a child still running then is sent `SIGTERM`, given [`Options::child_grace`],
+    /// then `SIGKILL`), so it never lingers as a zombie. A child adopted after the stop began
+    /// is signalled at once.
     pub fn adopt(&self, child: Child) {
         let mut st = self.inner.lock();
         match st.phase {
@@ -385,7 +386,7 @@ impl Coordinator {
 
     /// Starts a stop as if a signal mapped to `action` had arrived (`sig` is what children are
     /// sent and what [`Outcome::exit_status`] reports). Reload and custom actions queue an
-    /// event with `sig` as its sender-less [`SigInfo`].
+    /// event whose [`SigInfo`] names this process as the sender (`SI_USER`).
     pub fn trigger(&self, sig: Signal, action: Action) {
         let info = SigInfo {
             signal: sig,
