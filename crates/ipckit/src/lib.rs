@@ -68,6 +68,7 @@ mod peer;
 pub mod pipe;
 pub mod registry;
 pub mod shm;
+pub mod shutdown;
 pub mod signal;
 mod stream;
 mod sys;

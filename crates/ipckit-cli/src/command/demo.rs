@@ -13,6 +13,10 @@ mod mq_priority;
 mod pipe;
 #[path = "demo_shm_ring.rs"]
 mod shm_ring;
+#[path = "demo_shutdown.rs"]
+mod shutdown;
+#[path = "demo_signals.rs"]
+mod signals;
 
 use crate::cli::DemoArgs;
 use crate::UserError;
@@ -77,6 +81,18 @@ const TOPICS: &[Topic] = &[
         about: "eventfd: a counter, not a message carrier",
         run: None,
         child: None,
+    },
+    Topic {
+        name: "signals",
+        about: "signals: sigaction vs signalfd, real-time signals queue, standard ones coalesce",
+        run: Some(signals::run),
+        child: Some(signals::child),
+    },
+    Topic {
+        name: "shutdown",
+        about: "graceful shutdown: drain in-flight work, reload on HUP, force on a second TERM",
+        run: Some(shutdown::run),
+        child: Some(shutdown::child),
     },
     Topic {
         name: "shm-ring",

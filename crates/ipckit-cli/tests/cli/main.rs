@@ -552,6 +552,41 @@ fn demo_lists_and_runs_topics() {
     env.assert_clean();
 }
 
+/// `demo signals` and `demo shutdown`: the standard signal coalesces while the real-time ones
+/// queue; the service drains to 0 with its worker reaped, and a second SIGTERM forces 143.
+#[test]
+fn demo_signals_and_shutdown() {
+    let env = TestEnv::new("demo-signals");
+    let out = env.run(&["demo"], b"");
+    let list = out.ok();
+    let (sig, shut) = (
+        list.find("signals").unwrap(),
+        list.find("shutdown").unwrap(),
+    );
+    assert!(sig < shut, "{list}");
+
+    let out = env.run(&["demo", "signals", "--short"], b"");
+    let text = out.ok();
+    assert!(
+        text.contains("result: SIGUSR1 1/5 received, SIGRTMIN+1 5/5 received"),
+        "{text}"
+    );
+    assert!(text.contains("SI_QUEUE) payload Some(4)"), "{text}");
+
+    let out = env.run(&["demo", "shutdown", "--short"], b"");
+    let text = out.ok();
+    assert!(text.contains("reload; still accepting = true"), "{text}");
+    assert!(text.contains("a new request gets None (refused)"), "{text}");
+    assert!(
+        text.contains("Drained(SIGTERM(15)), exit status by convention 0"),
+        "{text}"
+    );
+    assert!(text.contains("exit status: 0 (no zombie left)"), "{text}");
+    assert!(text.contains("exit status Some(143)"), "{text}");
+    assert!(text.contains("result: graceful drain exit 0"), "{text}");
+    env.assert_clean();
+}
+
 /// `bench --quick --format json` parses, names every mechanism, reports no errors, and
 /// leaves nothing behind. Serialised with the POSIX queue tests: the bench makes queues too.
 #[test]

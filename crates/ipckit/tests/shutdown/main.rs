@@ -1,0 +1,343 @@
+//! The graceful shutdown coordinator across processes: a service with in-flight work and a
+//! child worker gets SIGTERM, drains, reaps the worker and exits 0; a second SIGTERM during
+//! the drain forces exit 143; SIGHUP reloads without stopping.
+//!
+//! As in the signal tests, the service and worker peers block their signals before `main`
+//! (see `BLOCK_EARLY`), before libtest starts a thread that could take them.
+
+#[path = "../util/mod.rs"]
+mod util;
+
+use ipckit::shutdown::{Action, Coordinator, Event, Options, Outcome, Phase, SignalMap};
+use ipckit::signal::{self, Signal};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use util::{peer_command, watchdog, KillOnDrop};
+
+/// Runs before `main` in every process of this binary: a service or worker peer blocks the
+/// default map's signals, as `Coordinator::block` at the top of `main` would.
+#[used]
+#[link_section = ".init_array"]
+static BLOCK_EARLY: extern "C" fn() = block_early;
+
+extern "C" fn block_early() {
+    if std::env::var_os(util::ROLE).is_some_and(|r| r == "service" || r == "worker")
+        && Coordinator::block(&SignalMap::default()).is_err()
+    {
+        std::process::abort();
+    }
+}
+
+/// `MODE=stuck` makes in-flight work never finish.
+fn stuck() -> bool {
+    std::env::var("MODE").is_ok_and(|m| m == "stuck")
+}
+
+#[test]
+fn peer_entry() {
+    let Ok(role) = std::env::var(util::ROLE) else {
+        return;
+    };
+    match role.as_str() {
+        "service" => service(),
+        "worker" => worker(),
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// A worker child: one unit of in-flight work that finishes 100 ms after the stop begins.
+fn worker() -> ! {
+    // Never outlive a failed test as an orphan that ignores SIGTERM.
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(30));
+        std::process::exit(99);
+    });
+    let c = Coordinator::new(SignalMap::default()).unwrap();
+    let work = c.begin().unwrap();
+    println!("WORKER READY");
+    let phase = c.wait_stop();
+    println!("WORKER STOPPING {phase:?}");
+    if stuck() {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    drop(work);
+    println!("WORKER DRAINED");
+    std::process::exit(c.wait_drained(Duration::from_secs(10)).exit_status());
+}
+
+/// The service: adopts a worker, holds one unit of work, reports reloads, drains on SIGTERM.
+fn service() -> ! {
+    let c = Coordinator::new(SignalMap::default()).unwrap();
+    let mut w = peer_command("worker", &[])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wpid = w.id();
+    let mut wout = BufReader::new(w.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(wout.read_line(&mut line).unwrap() > 0, "worker died");
+        if line.trim() == "WORKER READY" {
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        for l in wout.lines() {
+            println!("{}", l.unwrap());
+        }
+    });
+    c.adopt(w);
+    println!("WORKER {wpid}");
+    let work = c.begin().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while c.accepting() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            println!("DRAINING in_flight={}", c.in_flight());
+            if c.begin().is_none() {
+                println!("REFUSED new work");
+            }
+            if stuck() {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            println!("WORK DONE");
+            drop(work);
+        });
+        println!("READY");
+        let mut reloads = 0;
+        while c.accepting() {
+            if let Some(Event::Reload(info)) = c.next_event(Duration::from_millis(20)) {
+                reloads += 1;
+                println!(
+                    "RELOAD {reloads} {} accepting={}",
+                    info.signal,
+                    c.accepting()
+                );
+            }
+        }
+        let outcome = c.wait_drained(Duration::from_secs(10));
+        println!("OUTCOME {outcome:?}");
+        for (pid, st) in c.reaped() {
+            println!("REAPED {pid} code={:?}", st.code());
+        }
+        if std::path::Path::new(&format!("/proc/{wpid}")).exists() {
+            println!("ZOMBIE {wpid}");
+        }
+        std::process::exit(outcome.exit_status());
+    })
+}
+
+/// A service peer, once it says it is ready.
+struct Service {
+    child: KillOnDrop,
+    out: BufReader<std::process::ChildStdout>,
+    lines: Vec<String>,
+}
+
+impl Service {
+    fn start(mode: &str) -> Service {
+        let mut cmd = peer_command("service", &[("MODE", mode.to_owned())]);
+        cmd.stdout(Stdio::piped());
+        let mut child = KillOnDrop(cmd.spawn().unwrap());
+        let out = BufReader::new(child.0.stdout.take().unwrap());
+        let mut s = Service {
+            child,
+            out,
+            lines: Vec::new(),
+        };
+        s.until("READY");
+        s
+    }
+
+    /// Reads lines until one starts with `prefix`; returns it.
+    fn until(&mut self, prefix: &str) -> String {
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.out.read_line(&mut line).unwrap() > 0,
+                "service ended before '{prefix}': {:?}",
+                self.lines
+            );
+            let line = line.trim().to_owned();
+            self.lines.push(line.clone());
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    fn worker_pid(&self) -> u32 {
+        let l = self
+            .lines
+            .iter()
+            .find(|l| l.starts_with("WORKER "))
+            .unwrap();
+        l["WORKER ".len()..].parse().unwrap()
+    }
+
+    /// Reads to the end and returns the exit code and every line.
+    fn finish(mut self) -> (Option<i32>, Vec<String>) {
+        for l in (&mut self.out).lines() {
+            self.lines.push(l.unwrap());
+        }
+        let st = self.child.0.wait().unwrap();
+        (st.code(), std::mem::take(&mut self.lines))
+    }
+}
+
+fn pos(lines: &[String], prefix: &str) -> usize {
+    lines
+        .iter()
+        .position(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no '{prefix}' in {lines:#?}"))
+}
+
+#[test]
+fn sigterm_drains_in_flight_work_reaps_the_worker_and_exits_0() {
+    watchdog(60, || {
+        let s = Service::start("drain");
+        let wpid = s.worker_pid();
+        signal::send(s.pid(), Signal::SIGTERM).unwrap();
+        let (code, lines) = s.finish();
+        assert_eq!(code, Some(0), "{lines:#?}");
+        assert!(pos(&lines, "DRAINING in_flight=1") < pos(&lines, "WORK DONE"));
+        pos(&lines, "REFUSED new work");
+        // The worker was told (SIGTERM), drained its own work and exited 0; it was reaped.
+        pos(&lines, "WORKER STOPPING Draining(SIGTERM(15))");
+        pos(&lines, "WORKER DRAINED");
+        assert!(pos(&lines, "WORK DONE") < pos(&lines, "OUTCOME Drained(SIGTERM(15))"));
+        assert!(
+            lines.contains(&format!("REAPED {wpid} code=Some(0)")),
+            "{lines:#?}"
+        );
+        assert!(!lines.iter().any(|l| l.starts_with("ZOMBIE")), "{lines:#?}");
+    });
+}
+
+#[test]
+fn a_second_sigterm_during_the_drain_forces_exit_143() {
+    watchdog(60, || {
+        let mut s = Service::start("stuck");
+        let wpid = s.worker_pid();
+        signal::send(s.pid(), Signal::SIGTERM).unwrap();
+        // Both lines, in either order (the worker's are forwarded by another thread).
+        for want in ["DRAINING", "WORKER STOPPING"] {
+            if !s.lines.iter().any(|l| l.starts_with(want)) {
+                s.until(want);
+            }
+        }
+        signal::send(s.pid(), Signal::SIGTERM).unwrap();
+        let (code, lines) = s.finish();
+        assert_eq!(code, Some(128 + 15), "{lines:#?}");
+        assert!(
+            !lines.iter().any(|l| l.starts_with("WORK DONE")),
+            "{lines:#?}"
+        );
+        // The stuck worker was killed and reaped before the service exited: its pid is gone,
+        // not a zombie left for init.
+        assert!(
+            !std::path::Path::new(&format!("/proc/{wpid}")).exists(),
+            "worker {wpid} outlived the forced service"
+        );
+    });
+}
+
+#[test]
+fn sighup_reloads_without_stopping() {
+    watchdog(60, || {
+        let mut s = Service::start("drain");
+        for n in 1..=2 {
+            signal::send(s.pid(), Signal::SIGHUP).unwrap();
+            // HUP is a standard signal: wait for each before the next, or two would merge.
+            let l = s.until("RELOAD");
+            assert_eq!(l, format!("RELOAD {n} SIGHUP accepting=true"));
+        }
+        assert!(
+            s.child.0.try_wait().unwrap().is_none(),
+            "the service stopped"
+        );
+        signal::send(s.pid(), Signal::SIGTERM).unwrap();
+        let (code, lines) = s.finish();
+        assert_eq!(code, Some(0), "{lines:#?}");
+    });
+}
+
+#[test]
+fn maps_and_exit_statuses() {
+    let d = SignalMap::default();
+    assert_eq!(d.get(Signal::SIGTERM), Some(Action::Graceful));
+    assert_eq!(d.get(Signal::SIGINT), Some(Action::Graceful));
+    assert_eq!(d.get(Signal::SIGHUP), Some(Action::Reload));
+    let n = SignalMap::nginx();
+    assert_eq!(n.get(Signal::SIGTERM), Some(Action::Fast));
+    assert_eq!(n.get(Signal::SIGQUIT), Some(Action::Graceful));
+    assert_eq!(n.get(Signal::SIGUSR1), Some(Action::Custom(1)));
+    let custom = SignalMap::empty().set(Signal::SIGUSR2, Action::Custom(7));
+    assert_eq!(custom.signals(), vec![Signal::SIGUSR2]);
+    assert_eq!(Outcome::Drained(Signal::SIGTERM).exit_status(), 0);
+    assert_eq!(Outcome::Fast(Signal::SIGINT).exit_status(), 130);
+    assert_eq!(Outcome::Forced(Signal::SIGTERM).exit_status(), 143);
+    // Signals a thread has not blocked would never reach the coordinator: refused.
+    let e = Coordinator::new(SignalMap::default()).unwrap_err();
+    assert!(e.to_string().contains("not blocked"), "{e}");
+}
+
+/// In-process, with SIGUSR2 blocked in this test's own thread (the watcher inherits the mask)
+/// and stops started by `trigger`: a deadline cuts off stuck work, a child that ignores the
+/// signal is killed at the deadline and reaped, and a second stop is a forced one.
+#[test]
+fn the_deadline_kills_a_child_that_ignores_the_signal() {
+    watchdog(60, || {
+        signal::block_for_process(&[Signal::SIGUSR2]).unwrap();
+        let map = SignalMap::empty().set(Signal::SIGUSR2, Action::Graceful);
+        let opts = Options {
+            force_exit: false,
+            ..Options::default()
+        };
+        let c = Coordinator::with_options(map, opts).unwrap();
+        let mut child = Command::new("sh")
+            .args(["-c", "trap '' USR2; echo ready; exec sleep 30"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let cpid = child.id();
+        c.adopt(child);
+        let work = c.begin().unwrap();
+        c.trigger(Signal::SIGUSR2, Action::Graceful);
+        assert_eq!(c.phase(), Phase::Draining(Signal::SIGUSR2));
+        assert!(!c.accepting() && c.begin().is_none());
+        let o = c.wait_drained(Duration::from_millis(200));
+        assert_eq!(
+            o,
+            Outcome::DeadlineExpired {
+                signal: Signal::SIGUSR2,
+                in_flight: 1
+            }
+        );
+        assert_eq!(o.exit_status(), 128 + Signal::SIGUSR2.number());
+        let reaped = c.reaped();
+        assert_eq!(reaped.len(), 1);
+        assert_eq!(reaped[0].0, cpid);
+        assert_eq!(reaped[0].1.signal(), Some(libc::SIGKILL));
+        assert!(c.children().is_empty());
+        c.trigger(Signal::SIGUSR2, Action::Graceful);
+        assert_eq!(
+            c.wait_drained(Duration::ZERO),
+            Outcome::Forced(Signal::SIGUSR2)
+        );
+        drop(work);
+    });
+}
