@@ -3,7 +3,9 @@
 //!
 //! Signal masks are per thread and libtest runs tests on threads, so every test that reads a
 //! signalfd does it in a re-executed peer whose signals are blocked before `main` (see
-//! `BLOCK_EARLY`), where no thread can take them first.
+//! `BLOCK_EARLY`), where no thread can take them first. The two tests that change a
+//! disposition in this process (SIGURG handlers) hold `util::scarce()`, as do the ones that
+//! fill the per-user signal queue.
 
 #[path = "../util/mod.rs"]
 mod util;
@@ -426,9 +428,10 @@ fn interrupt_a_read(restart: bool, feed_after: Duration) -> (Result<isize, i32>,
 #[test]
 fn sa_restart_is_a_choice() {
     watchdog(30, || {
-        let _serial = util::scarce(); // the SIGURG handler is process-wide
-                                      // Without SA_RESTART the blocked read fails with EINTR (the byte is never written:
-                                      // the feed comes far later than the first signal can land).
+        // The SIGURG handler is process-wide: serialised with the other in-process handler test.
+        let _serial = util::scarce();
+        // Without SA_RESTART the blocked read fails with EINTR (the byte is never written: the
+        // feed comes far later than the first signal can land).
         let (r, _) = interrupt_a_read(false, Duration::from_secs(20));
         assert_eq!(r, Err(libc::EINTR));
         // With SA_RESTART the handler runs, the read is restarted and returns the byte.
