@@ -151,7 +151,7 @@ pub struct Bg {
 }
 
 impl Bg {
-    fn start(mut child: Child) -> Bg {
+    pub fn start(mut child: Child) -> Bg {
         let err = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -23,7 +23,7 @@ use util::{peer_command, watchdog, KillOnDrop};
 static BLOCK_EARLY: extern "C" fn() = block_early;
 
 extern "C" fn block_early() {
-    if std::env::var_os(util::ROLE).is_some_and(|r| r == "service" || r == "worker")
+    if std::env::var_os(util::ROLE).is_some_and(|r| r == "service" || r == "worker" || r == "jobs")
         && Coordinator::block(&SignalMap::default()).is_err()
     {
         std::process::abort();
@@ -43,6 +43,7 @@ fn peer_entry() {
     match role.as_str() {
         "service" => service(),
         "worker" => worker(),
+        "jobs" => jobs(),
         other => panic!("unknown role {other}"),
     }
 }
@@ -66,6 +67,50 @@ fn worker() -> ! {
     drop(work);
     println!("WORKER DRAINED");
     std::process::exit(c.wait_drained(Duration::from_secs(10)).exit_status());
+}
+
+/// A service with `JOBS` jobs in flight before any signal: each holds a work guard and, once
+/// the stop has begun and been counted, finishes after a few ms (`MODE=stuck`: never). After the stop it tries to
+/// start `JOBS` more, then waits for the drain up to `DEADLINE_MS` and exits with the outcome.
+fn jobs() -> ! {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let n: usize = std::env::var("JOBS").unwrap().parse().unwrap();
+    let deadline = Duration::from_millis(std::env::var("DEADLINE_MS").unwrap().parse().unwrap());
+    let c = Coordinator::new(SignalMap::default()).unwrap();
+    let done = AtomicUsize::new(0);
+    // Jobs finish only once the stop has been observed, so the count at the stop is exact.
+    let observed = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for j in 0..n {
+            let work = c.begin().expect("accepting before any signal");
+            let (c, done, observed) = (&c, &done, &observed);
+            s.spawn(move || {
+                c.wait_stop();
+                while !observed.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                if stuck() {
+                    std::thread::sleep(Duration::from_secs(60));
+                }
+                std::thread::sleep(Duration::from_millis(1 + (j % 50) as u64));
+                done.fetch_add(1, Ordering::SeqCst);
+                drop(work);
+            });
+        }
+        println!("READY in_flight={}", c.in_flight());
+        let phase = c.wait_stop();
+        let at_stop = c.in_flight();
+        let accepted = (0..n).filter(|_| c.begin().is_some()).count();
+        observed.store(true, Ordering::SeqCst);
+        println!("STOP {phase:?} in_flight={at_stop} accepted_after={accepted}");
+        let outcome = c.wait_drained(deadline);
+        println!(
+            "OUTCOME {outcome:?} done={} in_flight={}",
+            done.load(Ordering::SeqCst),
+            c.in_flight()
+        );
+        std::process::exit(outcome.exit_status());
+    })
 }
 
 /// The service: adopts a worker, holds one unit of work, reports reloads, drains on SIGTERM.
@@ -141,7 +186,23 @@ struct Service {
 
 impl Service {
     fn start(mode: &str) -> Service {
-        let mut cmd = peer_command("service", &[("MODE", mode.to_owned())]);
+        Service::start_role("service", &[("MODE", mode.to_owned())])
+    }
+
+    /// The `jobs` peer with `n` jobs in flight and a drain deadline of `deadline_ms`.
+    fn start_jobs(mode: &str, n: usize, deadline_ms: u64) -> Service {
+        Service::start_role(
+            "jobs",
+            &[
+                ("MODE", mode.to_owned()),
+                ("JOBS", n.to_string()),
+                ("DEADLINE_MS", deadline_ms.to_string()),
+            ],
+        )
+    }
+
+    fn start_role(role: &str, vars: &[(&str, String)]) -> Service {
+        let mut cmd = peer_command(role, vars);
         cmd.stdout(Stdio::piped());
         let mut child = KillOnDrop(cmd.spawn().unwrap());
         let out = BufReader::new(child.0.stdout.take().unwrap());
@@ -339,5 +400,77 @@ fn the_deadline_kills_a_child_that_ignores_the_signal() {
             Outcome::Forced(Signal::SIGUSR2)
         );
         drop(work);
+    });
+}
+
+#[test]
+fn sigterm_drains_100_jobs_started_before_it_and_accepts_none_after() {
+    watchdog(60, || {
+        let mut s = Service::start_jobs("drain", 100, 10_000);
+        assert_eq!(s.lines.last().unwrap(), "READY in_flight=100");
+        let t0 = std::time::Instant::now();
+        signal::send(s.pid(), Signal::SIGTERM).unwrap();
+        s.until("STOP");
+        let (code, lines) = s.finish();
+        let took = t0.elapsed();
+        assert_eq!(code, Some(0), "{lines:#?}");
+        // All 100 were in flight when the stop began, none was accepted after it, and every
+        // one finished before the process exited: well within the 10 s deadline.
+        assert!(
+            lines.contains(&"STOP Draining(SIGTERM(15)) in_flight=100 accepted_after=0".into()),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.contains(&"OUTCOME Drained(SIGTERM(15)) done=100 in_flight=0".into()),
+            "{lines:#?}"
+        );
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+    });
+}
+
+#[test]
+fn stuck_jobs_end_at_the_deadline() {
+    watchdog(60, || {
+        let s = Service::start_jobs("stuck", 100, 1_000);
+        let t0 = std::time::Instant::now();
+        signal::send(s.pid(), Signal::SIGTERM).unwrap();
+        let (code, lines) = s.finish();
+        let took = t0.elapsed();
+        assert_eq!(code, Some(128 + 15), "{lines:#?}");
+        assert!(
+            lines.contains(&"STOP Draining(SIGTERM(15)) in_flight=100 accepted_after=0".into()),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.contains(
+                &"OUTCOME DeadlineExpired { signal: SIGTERM(15), in_flight: 100 } done=0 in_flight=100"
+                    .into()
+            ),
+            "{lines:#?}"
+        );
+        // It waited for the deadline, and not much longer.
+        assert!(took >= Duration::from_millis(1_000), "took {took:?}");
+        assert!(took < Duration::from_secs(6), "took {took:?}");
+    });
+}
+
+#[test]
+fn a_second_sigint_during_the_drain_forces_exit_130() {
+    watchdog(60, || {
+        let mut s = Service::start_jobs("stuck", 100, 30_000);
+        signal::send(s.pid(), Signal::SIGTERM).unwrap();
+        s.until("STOP Draining(SIGTERM(15)) in_flight=100");
+        let t0 = std::time::Instant::now();
+        signal::send(s.pid(), Signal::SIGINT).unwrap();
+        let (code, lines) = s.finish();
+        let took = t0.elapsed();
+        // Forced at once by the second signal (SIGINT: 128 + 2), long before the 30 s deadline,
+        // with the stuck jobs abandoned.
+        assert_eq!(code, Some(128 + 2), "{lines:#?}");
+        assert!(
+            !lines.iter().any(|l| l.starts_with("OUTCOME")),
+            "{lines:#?}"
+        );
+        assert!(took < Duration::from_secs(5), "took {took:?}");
     });
 }

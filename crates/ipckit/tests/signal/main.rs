@@ -3,7 +3,9 @@
 //!
 //! Signal masks are per thread and libtest runs tests on threads, so every test that reads a
 //! signalfd does it in a re-executed peer whose signals are blocked before `main` (see
-//! `BLOCK_EARLY`), where no thread can take them first.
+//! `BLOCK_EARLY`), where no thread can take them first. The two tests that change a
+//! disposition in this process (SIGURG handlers) hold `util::scarce()`, as do the ones that
+//! fill the per-user signal queue.
 
 #[path = "../util/mod.rs"]
 mod util;
@@ -99,6 +101,35 @@ fn peer_entry() {
     assert_eq!(e.kind(), ErrorKind::TimedOut);
     assert_eq!(rest.try_read().unwrap(), None);
     println!("READY");
+    if let Ok(n) = std::env::var("DRAIN") {
+        // Read while the sender sends (its queue may be smaller than the whole run), keep
+        // everything and print it only at the end, so a full stdout pipe cannot stall the drain.
+        let n: usize = n.parse().unwrap();
+        // With `DRAIN_PAUSE`, stall for that many ms before the first read and after every
+        // thousandth, so a small queue surely fills and the sender meets `WouldBlock`.
+        let pause = std::env::var("DRAIN_PAUSE")
+            .ok()
+            .map(|ms| Duration::from_millis(ms.parse().unwrap()));
+        let mut all = Vec::with_capacity(n);
+        while all.len() < n {
+            if let Some(p) = pause.filter(|_| all.len() % 1000 == 0) {
+                std::thread::sleep(p);
+            }
+            all.push(rest.read_timeout(Duration::from_secs(15)).unwrap());
+        }
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for i in all {
+            use std::io::Write;
+            writeln!(
+                out,
+                "sig={} pid={} uid={} code={} value={:?}",
+                i.signal, i.pid, i.uid, i.code, i.value
+            )
+            .unwrap();
+        }
+        drop(out);
+        std::process::exit(0);
+    }
     let mut all = vec![go.read_timeout(Duration::from_secs(15)).unwrap()];
     // Everything was sent before "done": the descriptor polls readable (as epoll, mio or
     // tokio would see it) unless nothing else was sent.
@@ -174,14 +205,14 @@ fn realtime_signals_queue_in_order_standard_ones_coalesce() {
         for v in 0..N {
             signal::queue(l.pid(), rt1, v * 7 - 50).unwrap();
         }
-        for _ in 0..5 {
+        for _ in 0..100 {
             signal::send(l.pid(), Signal::SIGUSR1).unwrap();
         }
         let lines = l.finish();
         let mut want = vec![
             "POLLIN=true".to_owned(),
             format!("sig=SIGUSR2 pid={me} uid={uid} code=SI_USER value=None"),
-            // Five kill(SIGUSR1) before a read: one pending bit, received once.
+            // A hundred kill(SIGUSR1) while it is blocked: one pending bit, received once.
             format!("sig=SIGUSR1 pid={me} uid={uid} code=SI_USER value=None"),
         ];
         // Every queued real-time signal, in the order sent, with its payload.
@@ -192,6 +223,71 @@ fn realtime_signals_queue_in_order_standard_ones_coalesce() {
             ));
         }
         assert_eq!(lines, want);
+    });
+}
+
+/// The payload of real-time signal `v` of the big run: distinct for every `v` (an odd
+/// multiplier is a bijection mod 2^32), and not in order, so a reordering would show.
+fn big_payload(v: u32) -> i32 {
+    v.wrapping_mul(0x9E37_79B1) as i32
+}
+
+/// Queues `n` real-time signals with distinct payloads to a listener that drains while they
+/// are sent; on `WouldBlock` (the receiver's RLIMIT_SIGPENDING is full) the sender waits and
+/// retries. With `limit` the receiver lowers its RLIMIT_SIGPENDING to it and stalls now and
+/// then, so the queue does fill. Checks every one arrived, in order, with its payload and sender; returns how
+/// many sends had to be retried.
+fn queue_many_while_draining(n: u32, limit: Option<u64>) -> u64 {
+    let rt1 = Signal::rt(1).unwrap();
+    let mut vars = vec![("DRAIN", n.to_string())];
+    if let Some(l) = limit {
+        vars.push(("SIGPENDING_LIMIT", l.to_string()));
+        vars.push(("DRAIN_PAUSE", "20".into()));
+    }
+    let mut l = Listener::start(&vars);
+    let me = std::process::id();
+    let uid = signal::current_uid();
+    let mut retries = 0u64;
+    for v in 0..n {
+        loop {
+            match signal::queue(l.pid(), rt1, big_payload(v)) {
+                Ok(()) => break,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    retries += 1;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err(e) => panic!("queueing signal {v}: {e}"),
+            }
+        }
+    }
+    let mut s = String::new();
+    l.out.read_to_string(&mut s).unwrap();
+    assert!(l.child.0.wait().unwrap().success());
+    let lines: Vec<&str> = s.lines().filter(|l| l.starts_with("sig=")).collect();
+    assert_eq!(lines.len(), n as usize, "signals lost or duplicated");
+    for (v, line) in (0..n).zip(lines) {
+        let want = format!(
+            "sig=SIGRTMIN+1 pid={me} uid={uid} code=SI_QUEUE value=Some({})",
+            big_payload(v)
+        );
+        assert_eq!(line, want, "signal {v} of {n}");
+    }
+    retries
+}
+
+#[test]
+fn ten_thousand_realtime_signals_arrive_complete_and_in_order() {
+    watchdog(120, || {
+        let _serial = util::scarce(); // RLIMIT_SIGPENDING is counted per user
+                                      // With the receiver's own limit, whatever it is here (the sender retries if it is
+                                      // below 10,000)...
+        let r = queue_many_while_draining(10_000, None);
+        eprintln!("default RLIMIT_SIGPENDING: {r} send(s) retried on WouldBlock");
+        // ...and with a limit far below the run, so the receiver must drain while the sender
+        // sends and the sender must wait on WouldBlock.
+        let r = queue_many_while_draining(10_000, Some(64));
+        eprintln!("RLIMIT_SIGPENDING = 64: {r} send(s) retried on WouldBlock");
+        assert!(r > 0, "a queue of 64 never filled during 10,000 sends");
     });
 }
 
@@ -332,9 +428,10 @@ fn interrupt_a_read(restart: bool, feed_after: Duration) -> (Result<isize, i32>,
 #[test]
 fn sa_restart_is_a_choice() {
     watchdog(30, || {
-        let _serial = util::scarce(); // the SIGURG handler is process-wide
-                                      // Without SA_RESTART the blocked read fails with EINTR (the byte is never written:
-                                      // the feed comes far later than the first signal can land).
+        // The SIGURG handler is process-wide: serialised with the other in-process handler test.
+        let _serial = util::scarce();
+        // Without SA_RESTART the blocked read fails with EINTR (the byte is never written: the
+        // feed comes far later than the first signal can land).
         let (r, _) = interrupt_a_read(false, Duration::from_secs(20));
         assert_eq!(r, Err(libc::EINTR));
         // With SA_RESTART the handler runs, the read is restarted and returns the byte.
