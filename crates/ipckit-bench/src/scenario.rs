@@ -42,9 +42,7 @@ pub trait Channel {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> io::Result<()> {
-        let pre = self.prefix();
-        fill(&mut scratch[pre..pre + len]);
-        self.send(&mut scratch[..pre + len])
+        copy_send_with(self, scratch, len, fill)
     }
 
     /// Receives one message and hands it to `look`. By default it is received into
@@ -56,10 +54,35 @@ pub trait Channel {
         expect: usize,
         look: impl FnOnce(&[u8]) -> R,
     ) -> io::Result<R> {
-        let pre = self.prefix();
-        let n = self.recv(scratch, expect)?;
-        Ok(look(&scratch[pre..pre + n]))
+        copy_recv_with(self, scratch, expect, look)
     }
+}
+
+/// [`Channel::send_with`] through a copy: `fill` writes `scratch[prefix..]`, then `send`.
+/// Exposed so a channel that overrides `send_with` can still fall back on it.
+#[inline]
+pub fn copy_send_with<C: Channel + ?Sized>(
+    ch: &mut C,
+    scratch: &mut [u8],
+    len: usize,
+    fill: impl FnOnce(&mut [u8]),
+) -> io::Result<()> {
+    let pre = ch.prefix();
+    fill(&mut scratch[pre..pre + len]);
+    ch.send(&mut scratch[..pre + len])
+}
+
+/// [`Channel::recv_with`] through a copy: `recv` into `scratch`, then `look` at it.
+#[inline]
+pub fn copy_recv_with<C: Channel + ?Sized, R>(
+    ch: &mut C,
+    scratch: &mut [u8],
+    expect: usize,
+    look: impl FnOnce(&[u8]) -> R,
+) -> io::Result<R> {
+    let pre = ch.prefix();
+    let n = ch.recv(scratch, expect)?;
+    Ok(look(&scratch[pre..pre + n]))
 }
 
 /// ipckit's side of [`Channel`].

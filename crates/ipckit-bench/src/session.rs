@@ -241,7 +241,7 @@ fn run_shm(
     mut spec: PeerSpec,
     limit: Duration,
 ) -> io::Result<Measured> {
-    use ipckit::shm::{PairOptions, ShmListener, DEFAULT_CAPACITY};
+    use ipckit::shm::{PairOptions, ShmListener};
     let probe = (cfg.wait == Wait::Spin && cfg.cpus[0] != cfg.cpus[1])
         .then(|| crate::floor::cacheline(cfg.cpus, Duration::from_millis(30), 500).ok())
         .flatten()
@@ -277,10 +277,8 @@ fn run_shm(
             finish(m, guard)
         }
         Impl::Raw => {
-            let cap = opts
-                .shm_capacity
-                .unwrap_or(DEFAULT_CAPACITY)
-                .max(((cfg.size + 8) * 2).next_power_of_two());
+            // The same capacity ipckit's ring gets for these options.
+            let (cap, _) = popts.ring_size()?;
             let len = crate::refring::pair_len(cap);
             let fd = sys::SharedPage::create_fd_len(len)?;
             let mem = sys::SharedPage::map_len(fd.as_fd(), len)?;

@@ -36,7 +36,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         let l = ShmListener::create(&name, &opts)?;
         println!(
             "\n[parent {me}] shm_open(\"{name}\", O_CREAT|O_EXCL, 0600): one segment, two rings of {} KiB (one per direction), {} waits",
-            l_capacity(&opts) / 1024,
+            opts.ring_size()?.0 / 1024,
             wait.name()
         );
         let mut child = spawn_child("shm-ring", &format!("{name},{}", wait.name()), |_| {})?;
@@ -75,13 +75,6 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn l_capacity(opts: &PairOptions) -> usize {
-    opts.capacity.unwrap_or(shm::DEFAULT_CAPACITY).max(
-        ((opts.max_msg_size.unwrap_or(0) + ipckit::shm::ring::RECORD_ALIGN) * 2)
-            .next_power_of_two(),
-    )
 }
 
 fn zero_copy_hello(ep: &mut ShmEndpoint, me: u32) -> anyhow::Result<()> {

@@ -190,6 +190,20 @@ impl Default for PairOptions {
     }
 }
 
+impl PairOptions {
+    /// The data area of each ring and the largest message these options give: the asked
+    /// capacity, or the default grown to fit the asked maximum (a message takes at most half
+    /// a ring).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a capacity that is not a power of two of at least 4 KiB, or one too
+    /// small for the asked maximum.
+    pub fn ring_size(&self) -> io::Result<(usize, usize)> {
+        capacity_for(self)
+    }
+}
+
 fn capacity_for(o: &PairOptions) -> io::Result<(usize, usize)> {
     let mut cap = match o.capacity {
         Some(c) if c < ring::MIN_CAPACITY || !c.is_power_of_two() => {
@@ -389,7 +403,7 @@ pub struct ShmEndpoint {
     cons: Consumer,
     max: usize,
     wait: Wait,
-    /// When this side last started to sleep after spinning only (see `sleep_timeout`).
+    /// When this side last started to sleep after spinning only (see `shm::wait`).
     woke_up_at: Option<Instant>,
     peer: Option<PeerInfo>,
     dead: Arc<AtomicBool>,

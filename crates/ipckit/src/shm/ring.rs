@@ -223,11 +223,6 @@ impl Producer {
         self.pos = start + record_len(len) as u64;
         wake(&m.ctl().rx);
     }
-
-    /// Bytes the ring holds, as far as this side knows.
-    pub fn used(&self) -> u64 {
-        self.pos - self.head
-    }
 }
 
 /// The consumer's private state.
