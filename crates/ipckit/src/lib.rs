@@ -59,6 +59,7 @@
 
 pub mod connect;
 mod dgram;
+pub mod epoll;
 mod error;
 pub mod eventfd;
 pub mod fifo;

@@ -212,3 +212,17 @@ pub(crate) fn revents(fd: BorrowedFd<'_>, events: i16) -> io::Result<i16> {
     cvt_r(|| unsafe { libc::poll(&mut p, 1, 0) })?;
     Ok(p.revents)
 }
+
+/// `ioctl(FIONREAD)`: bytes ready to read in a pipe, FIFO or socket.
+pub(crate) fn fionread(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which points at a live local.
+    cvt_r(|| unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) })?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// `fcntl(F_GETFL)`: the open file description's status flags (access mode, `O_NONBLOCK`).
+pub(crate) fn status_flags(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    // SAFETY: fcntl on a borrowed, open descriptor; F_GETFL takes no pointer.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })
+}

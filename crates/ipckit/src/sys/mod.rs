@@ -2,11 +2,16 @@
 //!
 //! What it provides, by file:
 //! - `fd`: `cvt`/`cvt_r` (errno to `io::Result`, EINTR retried in one place), `poll`,
-//!   `O_NONBLOCK`/`FD_CLOEXEC` control, `readv`/`writev`, `OwnedFd` construction.
+//!   `O_NONBLOCK`/`FD_CLOEXEC` control, `FIONREAD`, `F_GETFL`, `readv`/`writev`, `OwnedFd`
+//!   construction.
+//! - `epoll`: `epoll_create1`, `epoll_ctl`, `epoll_wait`.
 //! - `pipe`: `pipe2`, `F_GETPIPE_SZ`/`F_SETPIPE_SZ`, `mkfifo`, `eventfd`.
 //! - `socket`: `socket`/`bind`/`listen`/`accept4`/`connect` for `AF_UNIX` (paths and the
-//!   abstract namespace) including `SOCK_SEQPACKET`, `send`/`recv` with flags, `SO_PEERCRED`.
-//! - `proc`: `pidfd_open`, a process's start time from `/proc`, `boot_id`.
+//!   abstract namespace) including `SOCK_SEQPACKET`, `socketpair`, `send`/`recv` with flags,
+//!   `SO_PEERCRED`.
+//! - `proc`: `pidfd_open`, a process's start time from `/proc`, `boot_id`, what a spawned
+//!   child inherits (`close_range(CLOSE_RANGE_CLOEXEC)` in a `pre_exec` hook) and the checked
+//!   adoption of an inherited descriptor.
 //! - `mq`: POSIX message queues (`mq_open`, `mq_send`, `mq_receive`, `mq_unlink`, ...).
 //! - `shm`: `shm_open`, `memfd_create`, `mmap` (the [`shm::Mapping`] owner), `futex`.
 //! - `pthread`: process-shared robust mutexes and condition variables (`pthread_mutex_*`,
@@ -29,6 +34,7 @@
 //! routine of async-signal-safe calls and ends in `_exit`, never returning into Rust code.
 #![allow(unsafe_code)]
 
+pub(crate) mod epoll;
 pub(crate) mod fd;
 pub(crate) mod fork;
 pub(crate) mod mq;

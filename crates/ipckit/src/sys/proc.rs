@@ -10,7 +10,7 @@
 
 use super::fd::{cvt, owned};
 use std::io;
-use std::os::fd::{AsFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 /// `pidfd_open(pid, 0)`: a descriptor that becomes readable when `pid` exits.
@@ -84,6 +84,46 @@ pub(crate) fn inherit_in_child(cmd: &mut std::process::Command, fds: Vec<std::os
     }
 }
 
+/// Makes `cmd`'s child inherit exactly `fds` beyond stdio: after the fork, in the child, every
+/// descriptor from 3 up is marked close-on-exec, then the flag is cleared on `fds` alone.
+///
+/// Rust std and ipckit open everything close-on-exec already; this also covers descriptors
+/// that code outside them (a C library, an inherited descriptor) left open without the flag.
+/// Hooks run in the order they were added, so this must be the last inheritance hook on
+/// `cmd`: it seals whatever an earlier [`inherit_in_child`] opened up.
+pub(crate) fn inherit_only_in_child(cmd: &mut std::process::Command, fds: Vec<RawFd>) {
+    use std::os::unix::process::CommandExt;
+    // For a kernel without close_range(2) (before 5.11): the loop's bound, read before the fork.
+    // SAFETY: sysconf takes no pointers.
+    let open_max = match unsafe { libc::sysconf(libc::_SC_OPEN_MAX) } {
+        n if n > 0 => n.min(1 << 20) as RawFd,
+        _ => 1 << 16,
+    };
+    // SAFETY: the closure runs in the forked child before exec and makes only raw syscalls
+    // (close_range, fcntl), which are async-signal-safe; it allocates nothing (the Vec was
+    // built before the fork). Marking std's own exec-error pipe close-on-exec changes
+    // nothing: it already is.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) == -1 {
+                for fd in 3..open_max {
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    if flags != -1 && flags & libc::FD_CLOEXEC == 0 {
+                        libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                    }
+                }
+            }
+            for &fd in &fds {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags == -1 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 /// What an inherited descriptor must be for [`adopt_inherited`] to take it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Inherited {
@@ -93,6 +133,8 @@ pub(crate) enum Inherited {
     PipeWrite,
     /// An eventfd counter.
     EventFd,
+    /// A connected `AF_UNIX` stream socket (one end of a socketpair).
+    UnixStream,
 }
 
 impl Inherited {
@@ -101,6 +143,7 @@ impl Inherited {
             Inherited::PipeRead => "the read end of a pipe",
             Inherited::PipeWrite => "the write end of a pipe",
             Inherited::EventFd => "an eventfd",
+            Inherited::UnixStream => "a Unix stream socket",
         }
     }
 }
@@ -179,6 +222,26 @@ pub(crate) fn adopt_inherited(fd: RawFd, expected: Inherited) -> io::Result<Owne
             };
             if fl_flags & libc::O_ACCMODE != want {
                 return Err(refuse("it is open in the other direction".into()));
+            }
+        }
+        Inherited::UnixStream => {
+            // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: `st` is a live, writable stat struct; fstat takes no other pointer.
+            if unsafe { libc::fstat(fd, &mut st) } == -1 {
+                return Err(refuse(io::Error::last_os_error().to_string()));
+            }
+            if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+                return Err(refuse("it is not a socket".into()));
+            }
+            // SAFETY: `fd` is open (checked above) and stays open for the call; the borrow
+            // ends with it.
+            let b = unsafe { BorrowedFd::borrow_raw(fd) };
+            let kind = |name| super::socket::int_opt(b, libc::SOL_SOCKET, name);
+            if kind(libc::SO_DOMAIN).ok() != Some(libc::AF_UNIX)
+                || kind(libc::SO_TYPE).ok() != Some(libc::SOCK_STREAM)
+            {
+                return Err(refuse("it is not an AF_UNIX stream socket".into()));
             }
         }
         Inherited::EventFd => {

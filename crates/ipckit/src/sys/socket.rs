@@ -308,3 +308,35 @@ pub(crate) fn recv_from_unix_cred(
         cred,
     ))
 }
+
+/// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)`: two connected stream sockets.
+pub(crate) fn socketpair_stream() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` is a local array of two ints, which is what socketpair writes.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    Ok((owned(fds[0]), owned(fds[1])))
+}
+
+/// An integer socket option (`SO_TYPE`, `SO_DOMAIN`, ...).
+pub(crate) fn int_opt(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i32> {
+    let mut val: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: `val` and `len` are live locals of the sizes getsockopt is told.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut val as *mut i32).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(val)
+}

@@ -1,7 +1,24 @@
-//! Pipe capacity control and FIFO opening rules.
+//! Pipe capacity control and FIFO opening rules; raw pipe ends (non-blocking, partial writes,
+//! readiness, PIPE_BUF atomicity across processes); spawning a child with a duplex channel.
 
 #[path = "../util/mod.rs"]
 mod util;
+
+mod raw;
+mod spawn;
+
+/// A re-executed copy of this binary playing a peer's role (see `util::peer_command`).
+#[test]
+fn peer_entry() {
+    let Ok(role) = std::env::var(util::ROLE) else {
+        return;
+    };
+    match role.as_str() {
+        "channel" => spawn::channel_peer(),
+        "atomic-writer" => raw::atomic_writer_peer(),
+        other => panic!("unknown role {other}"),
+    }
+}
 
 use ipckit::pipe::{self, PipePair};
 use ipckit::{fifo, Transport, Wait};

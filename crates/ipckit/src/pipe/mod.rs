@@ -1,5 +1,16 @@
 //! Anonymous pipes: a parent and the child it spawns, connected by descriptors the child
-//! inherits. A duplex channel is two pipes.
+//! inherits.
+//!
+//! - [`raw_pipe`] gives the two ends as bytes ([`PipeReader`], [`PipeWriter`]): blocking or
+//!   non-blocking, readiness through `poll` ([`PipeWriter::wait_ready`]) or
+//!   [`epoll`](crate::epoll) (both ends are `AsFd`), partial writes handled
+//!   ([`PipeWriter::write_timeout`]), and the one boundary a pipe keeps: a write of at most
+//!   [`PIPE_BUF`] bytes is never interleaved with another writer's ([`PipeWriter::write_atomic`]).
+//! - [`pipe`] gives framed message endpoints within a process; [`PipePair`] and
+//!   [`from_address`] give them to a parent and a child.
+//! - [`ChildChannel`] spawns a `std::process::Command` with a ready duplex channel (two
+//!   pipes or a socketpair) in one call, and [`inherit_only`] makes sure a child inherits
+//!   the descriptors it was meant to have and nothing else.
 //!
 //! # Examples
 //!
@@ -22,6 +33,12 @@
 //! # References
 //!
 //! `pipe(7)`, `pipe2(2)`, `fcntl(2)` (`F_GETPIPE_SZ`, `F_SETPIPE_SZ`).
+
+mod raw;
+mod spawn;
+
+pub use raw::{raw_pipe, PipeReader, PipeWriter, PIPE_BUF};
+pub use spawn::{channel_from_env, inherit_only, ChildChannel, Duplex, CHANNEL_ENV};
 
 use crate::error::invalid;
 use crate::stream::{StreamEndpoint, DEFAULT_STREAM_MAX};
@@ -108,7 +125,14 @@ impl PipePair {
         )
     }
 
-    /// Makes `cmd`'s child, and only it, inherit the child's ends.
+    /// The child's ends (read, write), as numbers.
+    fn child_fds(&self) -> (std::os::fd::RawFd, std::os::fd::RawFd) {
+        (self.child_r.as_raw_fd(), self.child_w.as_raw_fd())
+    }
+
+    /// Makes `cmd`'s child, and only it, inherit the child's ends. Unlike
+    /// [`ChildChannel::spawn`], this does not close the child's other descriptors, so
+    /// several channels can be handed to one child; see [`inherit_only`] for that.
     pub fn configure_child(&self, cmd: &mut std::process::Command) {
         proc::inherit_in_child(
             cmd,

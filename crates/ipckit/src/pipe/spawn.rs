@@ -1,0 +1,199 @@
+//! Spawning a child with a ready duplex channel, and nothing else it should not have.
+
+use super::{from_address, PipePair};
+use crate::stream::{StreamEndpoint, DEFAULT_STREAM_MAX};
+use crate::sys::proc::{self, Inherited};
+use crate::sys::socket as syssock;
+use crate::transport::Mechanism;
+use crate::wait::Wait;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::process::{Child, Command};
+
+/// The environment variable that tells a child spawned by [`ChildChannel::spawn`] where its
+/// channel is: `fd:R,W` (two pipes) or `sock:N` (one end of a socketpair).
+pub const CHANNEL_ENV: &str = "IPCKIT_CHANNEL";
+
+/// What carries the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Duplex {
+    /// Two pipes, one each way (`fd:R,W`).
+    #[default]
+    Pipes,
+    /// A Unix stream socketpair (`sock:N`): one descriptor both ways, and the peer's
+    /// credentials available on either end.
+    SocketPair,
+}
+
+/// Makes `cmd`'s child inherit `fds` and, beyond stdin, stdout and stderr, nothing else:
+/// after the fork, in the child, every other descriptor is marked close-on-exec
+/// (`close_range(CLOSE_RANGE_CLOEXEC)`), including ones that code outside Rust std and
+/// ipckit opened without the flag. Pass the numbers to the child yourself (an argument or
+/// an environment variable); it adopts them with
+/// [`PipeReader::from_inherited`](crate::pipe::PipeReader::from_inherited) and the like.
+///
+/// Call it once per command, with every descriptor the child should get, and after any
+/// other hook that hands descriptors down: it seals whatever was opened before it.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::os::fd::{AsFd, AsRawFd};
+/// # fn main() -> std::io::Result<()> {
+/// let (r, w) = ipckit::pipe::raw_pipe()?;
+/// let mut cmd = std::process::Command::new("my-worker");
+/// cmd.env("RESULTS_FD", w.as_raw_fd().to_string());
+/// ipckit::pipe::inherit_only(&mut cmd, &[w.as_fd()]);
+/// let child = cmd.spawn()?;
+/// drop(w); // our copy: the reader sees end-of-file when the child's closes
+/// # Ok(()) }
+/// ```
+pub fn inherit_only(cmd: &mut Command, fds: &[BorrowedFd<'_>]) {
+    proc::inherit_only_in_child(cmd, fds.iter().map(|fd| fd.as_raw_fd()).collect());
+}
+
+/// Spawns a child with a duplex channel to it, ready on both sides, in one call.
+///
+/// The parent's end comes back as a framed [`StreamEndpoint`]; the child finds its end
+/// through [`CHANNEL_ENV`] and takes it with [`channel_from_env`]. The child inherits its
+/// end of the channel, stdio, and whatever [`ChildChannel::inherit`] names, nothing else
+/// (see [`inherit_only`]). The parent closes the child's ends right after the spawn, so each
+/// side sees the other's exit as end-of-file (`PeerGone`).
+///
+/// # Examples
+///
+/// ```no_run
+/// use ipckit::pipe::{ChildChannel, Duplex};
+/// use ipckit::Transport;
+/// # fn main() -> std::io::Result<()> {
+/// // Process 1 (parent)
+/// let mut cmd = std::process::Command::new("/usr/libexec/my-worker");
+/// let (mut child, mut ch) = ChildChannel::new(Duplex::SocketPair).spawn(&mut cmd)?;
+/// ch.send(b"job 1")?;
+/// let mut buf = vec![0; ch.max_msg_size()];
+/// let n = ch.recv(&mut buf)?;
+/// drop(ch); // the worker reads end-of-file and exits
+/// child.wait()?;
+///
+/// // Process 2 (the worker)
+/// let mut ch = ipckit::pipe::channel_from_env(ipckit::Wait::Block, None)?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ChildChannel<'a> {
+    kind: Duplex,
+    wait: Wait,
+    max: Option<usize>,
+    capacity: Option<usize>,
+    extra: Vec<BorrowedFd<'a>>,
+}
+
+impl<'a> ChildChannel<'a> {
+    /// A channel of this kind; blocking waits, the default maximum message size.
+    pub fn new(kind: Duplex) -> ChildChannel<'a> {
+        ChildChannel {
+            kind,
+            wait: Wait::Block,
+            max: None,
+            capacity: None,
+            extra: Vec::new(),
+        }
+    }
+
+    /// The parent endpoint's wait strategy.
+    pub fn wait(mut self, wait: Wait) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// The largest message either side may send (default [`DEFAULT_STREAM_MAX`]). Pass the
+    /// same to [`channel_from_env`].
+    pub fn max_msg_size(mut self, max: usize) -> Self {
+        self.max = Some(max);
+        self
+    }
+
+    /// Pipes only: each pipe's capacity in bytes (`F_SETPIPE_SZ`).
+    pub fn capacity(mut self, bytes: usize) -> Self {
+        self.capacity = Some(bytes);
+        self
+    }
+
+    /// Lets the child inherit `fd` too (its number is unchanged; tell the child yourself).
+    pub fn inherit(mut self, fd: BorrowedFd<'a>) -> Self {
+        self.extra.push(fd);
+        self
+    }
+
+    /// Spawns `cmd` with the channel and returns the child and the parent's endpoint.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a capacity over the system maximum or with [`Duplex::SocketPair`];
+    /// the `pipe2`/`socketpair` error; the spawn error (nothing is left open then).
+    pub fn spawn(self, cmd: &mut Command) -> io::Result<(Child, StreamEndpoint)> {
+        let max = self.max.unwrap_or(DEFAULT_STREAM_MAX);
+        let extra: Vec<RawFd> = self.extra.iter().map(|fd| fd.as_raw_fd()).collect();
+        match self.kind {
+            Duplex::Pipes => {
+                let pair = PipePair::new(self.wait, Some(max))?;
+                if let Some(bytes) = self.capacity {
+                    pair.set_capacity(bytes)?;
+                }
+                let (r, w) = pair.child_fds();
+                cmd.env(CHANNEL_ENV, pair.address());
+                proc::inherit_only_in_child(cmd, [r, w].into_iter().chain(extra).collect());
+                let child = cmd.spawn()?;
+                Ok((child, pair.into_parent()?))
+            }
+            Duplex::SocketPair => {
+                if self.capacity.is_some() {
+                    return Err(crate::error::invalid(
+                        "a capacity applies to pipes; a socketpair's buffers are SO_SNDBUF/SO_RCVBUF",
+                    ));
+                }
+                let (ours, theirs) = syssock::socketpair_stream()?;
+                cmd.env(CHANNEL_ENV, format!("sock:{}", theirs.as_raw_fd()));
+                proc::inherit_only_in_child(
+                    cmd,
+                    std::iter::once(theirs.as_raw_fd()).chain(extra).collect(),
+                );
+                let child = cmd.spawn()?;
+                drop(theirs);
+                Ok((child, socket_endpoint(ours, self.wait, max)?))
+            }
+        }
+    }
+}
+
+fn socket_endpoint(fd: OwnedFd, wait: Wait, max: usize) -> io::Result<StreamEndpoint> {
+    StreamEndpoint::new(Mechanism::Uds, Some(fd), None, true, wait, max)
+}
+
+/// The child's side of [`ChildChannel::spawn`]: adopts the channel named by [`CHANNEL_ENV`].
+/// Pass the `max` the parent used.
+///
+/// # Errors
+///
+/// `NotFound` when the variable is not set (this process was not spawned with a channel);
+/// `InvalidInput` when it is malformed or names descriptors this process did not inherit
+/// (a grandchild that inherited the variable but not the descriptors gets this, not someone
+/// else's descriptor).
+pub fn channel_from_env(wait: Wait, max: Option<usize>) -> io::Result<StreamEndpoint> {
+    let addr = std::env::var(CHANNEL_ENV).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{CHANNEL_ENV} is not set: this process was not spawned with a channel"),
+        )
+    })?;
+    match addr.strip_prefix("sock:") {
+        Some(n) => {
+            let n: RawFd = n.parse().map_err(|_| {
+                crate::error::invalid(format!("'{addr}' is not a channel address (sock:N)"))
+            })?;
+            let fd = proc::adopt_inherited(n, Inherited::UnixStream)?;
+            socket_endpoint(fd, wait, max.unwrap_or(DEFAULT_STREAM_MAX))
+        }
+        None => from_address(&addr, wait, max),
+    }
+}
