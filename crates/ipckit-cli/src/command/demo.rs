@@ -165,11 +165,16 @@ fn spawn_child(
     role: &str,
     prepare: impl FnOnce(&mut Command),
 ) -> anyhow::Result<ChildGuard> {
-    let exe = std::env::current_exe()?;
-    let mut cmd = Command::new(exe);
-    cmd.args(["demo", topic, "--child", role]);
+    let mut cmd = child_command(topic, role)?;
     prepare(&mut cmd);
     Ok(ChildGuard(cmd.spawn()?))
+}
+
+/// The command `ipckit demo TOPIC --child ROLE` (this binary again), not started yet.
+fn child_command(topic: &str, role: &str) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["demo", topic, "--child", role]);
+    Ok(cmd)
 }
 
 /// A child process that is killed and reaped if the demo stops early.

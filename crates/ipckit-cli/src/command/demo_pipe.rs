@@ -1,9 +1,10 @@
-//! The `pipe` demo: a parent makes two anonymous pipes, spawns a child that inherits one end
-//! of each, and measures round trips of a 64-byte message.
+//! The `pipe` demo: a parent spawns a child with a duplex channel (two anonymous pipes) in
+//! one call, shows that the child inherited those descriptors and nothing else, and measures
+//! round trips of a 64-byte message.
 
-use super::{interrupt, spawn_child};
+use super::{child_command, interrupt, ChildGuard};
 use crate::cli::DemoArgs;
-use ipckit::pipe::{self, PipePair};
+use ipckit::pipe::{self, ChildChannel, Duplex};
 use ipckit::{RecvError, Transport, Wait};
 use std::time::{Duration, Instant};
 
@@ -15,16 +16,27 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     } else {
         Duration::from_secs(2)
     };
-    println!("[parent {me}] pipe(2) twice: one pipe parent -> child, one child -> parent");
-    let pair = PipePair::new(Wait::Block, None)?;
-    let addr = pair.address();
+    println!("[parent {me}] pipe2(O_CLOEXEC) twice: one pipe parent -> child, one child -> parent");
     println!(
-        "[parent {me}] starting a child (this program again) that inherits descriptors {addr}"
+        "[parent {me}] spawning a child (this program again); in the child, between fork and \
+         exec, close_range(3, ~0, CLOSE_RANGE_CLOEXEC) marks every descriptor close-on-exec, \
+         then the flag is cleared on the child's two pipe ends alone"
     );
-    let mut child = spawn_child("pipe", &addr, |cmd| pair.configure_child(cmd))?;
-    // Dropping the child's ends here matters: otherwise the parent would never see end-of-file.
-    let mut ep = pair.into_parent()?;
+    let mut cmd = child_command("pipe", "echo")?;
+    let (child, mut ep) = ChildChannel::new(Duplex::Pipes).spawn(&mut cmd)?;
+    let mut child = ChildGuard(child);
+    println!(
+        "[parent {me}] child {} started; its address is in {}; our copies of its ends are \
+         closed, so each side sees the other's exit as end-of-file",
+        child.pid(),
+        pipe::CHANNEL_ENV
+    );
     let mut buf = vec![0u8; ep.max_msg_size()];
+    let n = ep.recv(&mut buf)?;
+    println!(
+        "[parent {me}] the child reports its open descriptors: {}",
+        String::from_utf8_lossy(&buf[..n])
+    );
     ep.send(b"ping")?;
     let n = ep.recv(&mut buf)?;
     println!(
@@ -59,11 +71,27 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The child's side: echo every message until the parent closes its ends.
-pub(super) fn child(addr: &str) -> anyhow::Result<()> {
+/// The child's side: report its descriptors, then echo every message until the parent
+/// closes its ends.
+pub(super) fn child(_role: &str) -> anyhow::Result<()> {
     let me = std::process::id();
-    let mut ep = pipe::from_address(addr, Wait::Block, None)?;
-    println!("[child  {me}] adopted descriptors {addr}; echoing every message back");
+    // Listed before anything else is opened (the listing's own handle is left out).
+    let mut fds: Vec<(i32, String)> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let n = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?.display().to_string();
+            (!(target.starts_with("/proc/") && target.ends_with("/fd"))).then_some((n, target))
+        })
+        .collect();
+    fds.sort();
+    let mut ep = pipe::channel_from_env(Wait::Block, None)?;
+    let list: Vec<String> = fds.iter().map(|(n, t)| format!("{n} ({t})")).collect();
+    ep.send(list.join(", ").as_bytes())?;
+    println!(
+        "[child  {me}] adopted the channel named in {}; echoing every message back",
+        pipe::CHANNEL_ENV
+    );
     let mut buf = vec![0u8; ep.max_msg_size()];
     let mut echoed = 0u64;
     loop {
