@@ -212,3 +212,12 @@ pub(crate) fn revents(fd: BorrowedFd<'_>, events: i16) -> io::Result<i16> {
     cvt_r(|| unsafe { libc::poll(&mut p, 1, 0) })?;
     Ok(p.revents)
 }
+
+/// `ioctl(FIONREAD)`: bytes waiting to be read. On a pipe or FIFO either end answers with
+/// the bytes in the pipe's buffer.
+pub(crate) fn fionread(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which points at a live local int.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) })?;
+    Ok(n.max(0) as usize)
+}

@@ -2,7 +2,7 @@
 //!
 //! What it provides, by file:
 //! - `fd`: `cvt`/`cvt_r` (errno to `io::Result`, EINTR retried in one place), `poll`,
-//!   `O_NONBLOCK`/`FD_CLOEXEC` control, `readv`/`writev`, `OwnedFd` construction.
+//!   `O_NONBLOCK`/`FD_CLOEXEC` control, `readv`/`writev`, `OwnedFd` construction, `FIONREAD`.
 //! - `pipe`: `pipe2`, `F_GETPIPE_SZ`/`F_SETPIPE_SZ`, `mkfifo`, `eventfd`.
 //! - `socket`: `socket`/`bind`/`listen`/`accept4`/`connect` for `AF_UNIX` (paths and the
 //!   abstract namespace) including `SOCK_SEQPACKET`, `send`/`recv` with flags, `SO_PEERCRED`.
