@@ -268,7 +268,11 @@ fn open_write_as(path: &Path, timeout: Duration, owner: Owner) -> io::Result<Own
     }
 }
 
+/// Puts the path in front of an OS error's text; ipckit's own errors name it already.
 fn named(e: io::Error, path: &Path) -> io::Error {
+    if e.raw_os_error().is_none() {
+        return e;
+    }
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
