@@ -63,7 +63,9 @@ fn parse_positive_f64(s: &str) -> Result<f64, String> {
 fn parse_pipe_size(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("'{s}' is not a pipe size in bytes (a whole number, 1 or more)")),
+        _ => Err(format!(
+            "'{s}' is not a pipe size in bytes (a whole number, 1 or more)"
+        )),
     }
 }
 

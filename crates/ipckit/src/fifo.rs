@@ -146,10 +146,9 @@ fn open_fifo(path: &Path, access: i32) -> io::Result<OwnedFd> {
         // `open` says EISDIR for a directory opened to write, and ENXIO for a socket as well
         // as for a FIFO without a reader: name what is really there.
         Some(libc::EISDIR) | Some(libc::ENXIO) => match not_a_fifo(path) {
-            Some(what) => crate::error::invalid(format!(
-                "{} is not a FIFO but {what}",
-                path.display()
-            )),
+            Some(what) => {
+                crate::error::invalid(format!("{} is not a FIFO but {what}", path.display()))
+            }
             None => e,
         },
         _ => e,

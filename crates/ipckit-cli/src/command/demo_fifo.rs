@@ -179,7 +179,10 @@ pub(super) fn child(role: &str) -> anyhow::Result<()> {
             println!("[writer B {me}] wrote my last line, closing and exiting");
         }
         "c" => {
-            println!("[writer C {me}] opened the FIFO; writing {} MiB", size >> 20);
+            println!(
+                "[writer C {me}] opened the FIFO; writing {} MiB",
+                size >> 20
+            );
             let chunk = vec![0xc5u8; 1 << 20];
             let mut left = size;
             while left > 0 {

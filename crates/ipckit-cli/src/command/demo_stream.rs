@@ -34,7 +34,7 @@ const FINAL: u8 = b'F';
 /// The pattern: the bytes at offsets `8k..8k+8` are `k` as a little-endian u64, so a lost,
 /// repeated or reordered byte shows at its offset.
 fn fill_pattern(base: u64, buf: &mut [u8]) {
-    debug_assert!(base % 8 == 0 && buf.len() % 8 == 0);
+    debug_assert!(base.is_multiple_of(8) && buf.len().is_multiple_of(8));
     for (k, w) in buf.chunks_exact_mut(8).enumerate() {
         w.copy_from_slice(&(base / 8 + k as u64).to_le_bytes());
     }
@@ -180,10 +180,9 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         let want = (CHUNK - pos).min((allowed - produced) as usize);
         // Wait for room at most until the next thing to do: a report line or a Ctrl-C check.
         let next = tick.min(end).saturating_duration_since(now);
-        w.set_write_timeout(Some(next.clamp(
-            Duration::from_millis(1),
-            Duration::from_millis(100),
-        )));
+        w.set_write_timeout(Some(
+            next.clamp(Duration::from_millis(1), Duration::from_millis(100)),
+        ));
         match w.write(&buf[pos..pos + want]) {
             Ok(n) => {
                 produced += n as u64;

@@ -181,7 +181,12 @@ fn read_until(r: &mut FifoReader, got: &mut Vec<u8>, want: &[u8]) {
     let mut buf = [0u8; 256];
     while !got.windows(want.len()).any(|w| w == want) {
         let n = r.read(&mut buf).unwrap();
-        assert_ne!(n, 0, "end-of-file before {:?}", String::from_utf8_lossy(want));
+        assert_ne!(
+            n,
+            0,
+            "end-of-file before {:?}",
+            String::from_utf8_lossy(want)
+        );
         got.extend_from_slice(&buf[..n]);
     }
 }
@@ -217,7 +222,11 @@ fn eof_only_after_the_last_of_two_writer_processes_then_the_next_writer_in_full(
         r.read_to_end(&mut rest).unwrap();
         got.extend_from_slice(&rest);
         assert_eq!(got.len(), 12);
-        assert!(got.ends_with(b"B2\n"), "{:?}", String::from_utf8_lossy(&got));
+        assert!(
+            got.ends_with(b"B2\n"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
         assert!(r.is_eof());
         assert_eq!(r.read(&mut [0u8; 16]).unwrap(), 0);
 
@@ -230,7 +239,10 @@ fn eof_only_after_the_last_of_two_writer_processes_then_the_next_writer_in_full(
         let mut all = Vec::new();
         r.read_to_end(&mut all).unwrap();
         assert_eq!(all.len(), len);
-        assert!(all == util::payload(7, len), "the next writer's bytes differ");
+        assert!(
+            all == util::payload(7, len),
+            "the next writer's bytes differ"
+        );
         finish(&mut c.0);
 
         // A writer that wrote everything and exited before the wait: not lost either.
@@ -288,7 +300,10 @@ fn a_file_directory_or_socket_at_the_path_is_a_clear_error() {
         ] {
             let clear = |e: std::io::Error| {
                 assert_eq!(e.kind(), ErrorKind::InvalidInput, "{what}: {e}");
-                assert!(e.to_string().contains(&format!("not a FIFO but {what}")), "{e}");
+                assert!(
+                    e.to_string().contains(&format!("not a FIFO but {what}")),
+                    "{e}"
+                );
             };
             clear(fifo::open_reader(p).unwrap_err());
             clear(fifo::open_read_timeout(p, Duration::from_millis(50)).unwrap_err());
@@ -318,7 +333,10 @@ fn create_is_exclusive_and_exactly_0600_whatever_the_umask() {
             let old = set_umask(mask);
             let (path, guard) = new_fifo("fifo-mode");
             set_umask(old);
-            let mode = std::fs::symlink_metadata(&path).unwrap().permissions().mode();
+            let mode = std::fs::symlink_metadata(&path)
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o7777, 0o600, "umask {mask:03o} gave {mode:o}");
             drop(guard);
         }
