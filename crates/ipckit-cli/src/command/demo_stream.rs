@@ -123,8 +123,8 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let n = ep.recv_timeout(&mut msg, Duration::from_secs(10))?;
     let (_, mut consumed) = parse_report(&msg[..n])?;
     println!(
-        "[downloader {me}] streaming for {:.0} s; one line a second (Ctrl-C stops both sides \
-         cleanly)",
+        "[downloader {me}] streaming for {:.0} s; one line a second, \"consumed\" as the player \
+         last reported it (every 50 ms); Ctrl-C stops both sides cleanly",
         length.as_secs_f64()
     );
     println!("   time     produced     consumed   pipe fill            downloader blocked");

@@ -1005,15 +1005,27 @@ fn demo_stream_counters_add_up_and_the_producer_blocks() {
     env.assert_clean();
 }
 
-/// SIGTERM or SIGINT mid-run: both sides stop, totals are printed and add up, status 130,
-/// and no player process is left.
+/// SIGTERM to the demo, or SIGINT to its whole process group as Ctrl-C sends it (so the
+/// player gets one too and must leave the stopping to the downloader): both sides stop,
+/// totals are printed and add up, status 130, and no player process is left.
 #[test]
-fn demo_stream_stops_cleanly_on_sigterm_and_sigint() {
-    for sig in [libc::SIGTERM, libc::SIGINT] {
+fn demo_stream_stops_cleanly_on_sigterm_and_ctrl_c() {
+    use std::os::unix::process::CommandExt;
+    for (sig, group) in [(libc::SIGTERM, false), (libc::SIGINT, true)] {
         let env = TestEnv::new(&format!("demo-stream-sig{sig}"));
-        let bg = env.spawn(&["demo", "stream", "--rate", "40", "--consume", "10"]);
+        let mut cmd = env.cmd(&["demo", "stream", "--rate", "40", "--consume", "10"]);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0);
+        let bg = util::Bg::start(cmd.spawn().unwrap());
         std::thread::sleep(std::time::Duration::from_millis(1500));
-        bg.signal(sig);
+        if group {
+            // SAFETY: kill takes plain integers; the group is the one our child leads.
+            assert_eq!(unsafe { libc::kill(-(bg.pid() as libc::pid_t), sig) }, 0);
+        } else {
+            bg.signal(sig);
+        }
         let out = bg.finish();
         assert_eq!(out.code(), Some(130), "signal {sig}: {out:?}");
         assert!(!out.stderr.contains("panicked"), "{out:?}");
