@@ -11,6 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+/// `println!` that returns an error instead of panicking when stdout is closed (`| head`):
+/// the command then ends quietly and successfully, its children reaped by their guards.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout(), $($arg)*)?
+    };
+}
+
 /// How long the demo waits for its own writer processes.
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -37,7 +45,7 @@ fn read_until(r: &mut FifoReader, got: &mut String, want: &str) -> anyhow::Resul
         anyhow::ensure!(n > 0, "end-of-file before \"{want}\"");
         let text = String::from_utf8_lossy(&buf[..n]);
         for line in text.lines() {
-            println!("[reader   {me}] read \"{line}\"");
+            say!("[reader   {me}] read \"{line}\"");
         }
         got.push_str(&text);
         stopped()?;
@@ -61,25 +69,25 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::symlink_metadata(&path)?.permissions().mode() & 0o7777
     };
-    println!(
+    say!(
         "[reader   {me}] mkfifo {} (mode {mode:04o}, in a directory only we can enter)",
         path.display()
     );
     let e = fifo::create(&path, 0o600).unwrap_err();
-    println!("[reader   {me}] creating it again is refused, never reused: {e}");
+    say!("[reader   {me}] creating it again is refused, never reused: {e}");
 
-    println!("[reader   {me}] open rules, with nobody at the other end:");
+    say!("[reader   {me}] open rules, with nobody at the other end:");
     let e = fifo::try_open_write(&path).unwrap_err();
-    println!("    write end, without waiting -> {:?}: {e}", e.kind());
+    say!("    write end, without waiting -> {:?}: {e}", e.kind());
     let e = fifo::open_write(&path, Duration::from_millis(300)).unwrap_err();
-    println!("    write end, waiting 0.3 s   -> {:?}: {e}", e.kind());
+    say!("    write end, waiting 0.3 s   -> {:?}: {e}", e.kind());
     let e = fifo::open_read_timeout(&path, Duration::from_millis(300)).unwrap_err();
-    println!("    read end, waiting 0.3 s    -> {:?}: {e}", e.kind());
+    say!("    read end, waiting 0.3 s    -> {:?}: {e}", e.kind());
 
     let link = dir.0.join("link-to-demo.fifo");
     std::os::unix::fs::symlink(&path, &link)?;
     let e = fifo::open_reader(&link).unwrap_err();
-    println!("[reader   {me}] a symbolic link to our own FIFO is not followed: {e}");
+    say!("[reader   {me}] a symbolic link to our own FIFO is not followed: {e}");
     std::fs::remove_file(&link)?;
     stopped()?;
 
@@ -91,16 +99,16 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         c.stdin(Stdio::piped());
     })?;
     let mut a = spawn_child("fifo", &format!("a|{p}"), |_| {})?;
-    println!("[reader   {me}] opened the read end; started writers A and B (two processes)");
+    say!("[reader   {me}] opened the read end; started writers A and B (two processes)");
     let mut got = String::new();
     read_until(&mut reader, &mut got, "A: hello")?;
     read_until(&mut reader, &mut got, "B: first")?;
     a.wait(PATIENCE)?;
-    println!("[reader   {me}] writer A has exited, B still has the FIFO open:");
+    say!("[reader   {me}] writer A has exited, B still has the FIFO open:");
     reader.set_read_timeout(Some(Duration::from_millis(300)));
     match reader.read(&mut [0u8; 64]) {
         Err(e) if e.kind() == ErrorKind::TimedOut => {
-            println!("    a read waits (timed out after 0.3 s), it does not return end-of-file")
+            say!("    a read waits (timed out after 0.3 s), it does not return end-of-file")
         }
         other => anyhow::bail!("expected a timeout while B is open, got {other:?}"),
     }
@@ -110,7 +118,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let n = reader.read(&mut [0u8; 64])?;
     anyhow::ensure!(n == 0, "expected end-of-file, read {n} bytes");
     b.wait(PATIENCE)?;
-    println!("[reader   {me}] read returned 0: end-of-file, because the LAST writer closed");
+    say!("[reader   {me}] read returned 0: end-of-file, because the LAST writer closed");
 
     // The next writer, on the same FIFO: it may start writing before we wait for it.
     let mut c = spawn_child("fifo", &format!("c|{size}|{p}"), |_| {})?;
@@ -129,7 +137,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let took = start.elapsed();
     c.wait(PATIENCE)?;
     anyhow::ensure!(total == size, "read {total} of {size} bytes");
-    println!(
+    say!(
         "[reader   {me}] wait_writer: writer C's session read in full ({total} bytes), then \
          end-of-file again"
     );
@@ -139,8 +147,8 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let gone = !path.exists();
     drop(dir);
     anyhow::ensure!(gone, "the FIFO was not removed");
-    println!("[reader   {me}] removed the FIFO and its directory: nothing left behind");
-    println!(
+    say!("[reader   {me}] removed the FIFO and its directory: nothing left behind");
+    say!(
         "result: {:.0} MB/s through the FIFO ({} MiB from writer C, {:.3} s)",
         total as f64 / 1e6 / took.as_secs_f64(),
         size >> 20,
@@ -168,18 +176,18 @@ pub(super) fn child(role: &str) -> anyhow::Result<()> {
     match who {
         "a" => {
             w.write_all(b"A: hello from writer A\n")?;
-            println!("[writer A {me}] wrote one line, closing and exiting");
+            say!("[writer A {me}] wrote one line, closing and exiting");
         }
         "b" => {
             w.write_all(b"B: first line from writer B\n")?;
-            println!("[writer B {me}] wrote a line; keeping the FIFO open until told");
+            say!("[writer B {me}] wrote a line; keeping the FIFO open until told");
             std::io::stdout().flush()?;
             let _ = std::io::stdin().read_to_end(&mut Vec::new());
             w.write_all(b"B: last line from writer B\n")?;
-            println!("[writer B {me}] wrote my last line, closing and exiting");
+            say!("[writer B {me}] wrote my last line, closing and exiting");
         }
         "c" => {
-            println!(
+            say!(
                 "[writer C {me}] opened the FIFO; writing {} MiB",
                 size >> 20
             );

@@ -23,6 +23,14 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+/// `println!` that returns an error instead of panicking when stdout is closed (`| head`):
+/// the command then ends quietly and successfully, its children reaped by their guards.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout(), $($arg)*)?
+    };
+}
+
 /// Bytes the downloader prepares at a time (a multiple of 8: the pattern is 8-byte words).
 const CHUNK: usize = 64 * 1024;
 /// How often the player reports its count.
@@ -96,12 +104,12 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             .map_err(|e| UserError::new(format!("--pipe-size {size}: {e}")))?;
     }
     let capacity = pipe::capacity(&data_w)?;
-    println!(
+    say!(
         "[downloader {me}] a pipe of {} KiB; the player (a child, this program again) reads it \
          as its stdin",
         capacity / 1024
     );
-    println!(
+    say!(
         "[downloader {me}] I write at up to {rate} MB/s, the player reads at {consume} MB/s: {}",
         if consume < rate {
             "the pipe will fill, and my writes will wait for room (backpressure)"
@@ -122,12 +130,12 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     // The player says hello (a count of 0) when it is ready: its start-up is not measured.
     let n = ep.recv_timeout(&mut msg, Duration::from_secs(10))?;
     let (_, mut consumed) = parse_report(&msg[..n])?;
-    println!(
+    say!(
         "[downloader {me}] streaming for {:.0} s; one line a second, \"consumed\" as the player \
          last reported it (every 50 ms); Ctrl-C stops both sides cleanly",
         length.as_secs_f64()
     );
-    println!("   time     produced     consumed   pipe fill            downloader blocked");
+    say!("   time     produced     consumed   pipe fill            downloader blocked");
 
     let mut buf = vec![0u8; CHUNK];
     let (mut base, mut pos) = (0u64, CHUNK);
@@ -150,7 +158,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         if now >= tick {
             let fill = w.queued()?;
             let blocked = w.blocked() - last.2;
-            println!(
+            say!(
                 "  {:>3.0} s  {:>8.1} MB  {:>8.1} MB   {:>6.1} KiB ({:>3.0}%)   {:>5} ms ({:>3.0}% of the second)",
                 (tick - start).as_secs_f64(),
                 mb(produced),
@@ -204,7 +212,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     } else {
         "time is up"
     };
-    println!("[downloader {me}] {why}: I stop writing and ask the player to stop reading");
+    say!("[downloader {me}] {why}: I stop writing and ask the player to stop reading");
     ep.send(b"stop")?;
     // Running reports still in the channel come first; the final count is the last word.
     let consumed = loop {
@@ -219,7 +227,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     drop(ep);
     drop(w);
     wait_quietly(&mut child, Duration::from_secs(5))?;
-    println!(
+    say!(
         "[downloader {me}] totals: produced {produced} bytes ({:.1} MB/s), consumed {consumed} \
          ({:.1} MB/s), left in the pipe {in_pipe}",
         mb(produced) / took.as_secs_f64(),
@@ -229,7 +237,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         produced == consumed + in_pipe,
         "the counters disagree: produced {produced} != consumed {consumed} + in pipe {in_pipe}"
     );
-    println!(
+    say!(
         "result: produced = consumed + in pipe: {produced} = {consumed} + {in_pipe} bytes, every \
          byte checked in order; downloader blocked {} ms of {:.2} s ({:.0}%)",
         blocked.as_millis(),
@@ -267,7 +275,7 @@ pub(super) fn child(role: &str) -> anyhow::Result<()> {
     // Read the descriptor itself: std's stdin buffers, and buffered bytes would be counted
     // as neither in the pipe nor consumed.
     let mut data = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
-    println!("[player     {me}] reading the pipe (my stdin) at {speed} MB/s, checking every byte");
+    say!("[player     {me}] reading the pipe (my stdin) at {speed} MB/s, checking every byte");
     ep.send(&report(RUNNING, 0))?;
     let mut buf = vec![0u8; CHUNK];
     let mut msg = [0u8; 64];
@@ -305,7 +313,7 @@ pub(super) fn child(role: &str) -> anyhow::Result<()> {
         consumed += n as u64;
     }
     ep.send(&report(FINAL, consumed))?;
-    println!("[player     {me}] stopped reading after {consumed} bytes, all in order");
+    say!("[player     {me}] stopped reading after {consumed} bytes, all in order");
     std::io::stdout().flush()?;
     // Stay until the downloader has read the pipe's fill level and closed the channel.
     loop {
