@@ -56,7 +56,7 @@ fn read_until(r: &mut FifoReader, got: &mut String, want: &str) -> anyhow::Resul
 /// The reader: the parent.
 pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let me = std::process::id();
-    let size: usize = if args.short { 16 << 20 } else { 256 << 20 };
+    let size: usize = if args.short { 64 << 20 } else { 1 << 30 };
     let dir = std::env::temp_dir().join(ipckit::registry::unique_name("demo-fifo"));
     {
         use std::os::unix::fs::DirBuilderExt;

@@ -349,7 +349,14 @@ fn create_is_exclusive_and_exactly_0600_whatever_the_umask() {
         let missing = dir.join(unique_name("fifo-excl-missing"));
         let dangling = dir.join(unique_name("fifo-excl-dangling"));
         std::os::unix::fs::symlink(&missing, &dangling).unwrap();
-        for p in [&fifo_path, &file, &to_file, &dangling] {
+        // A FIFO that ipckit did not make (no registry record): mkfifo's own exclusivity.
+        let foreign = dir.join(unique_name("fifo-excl-foreign"));
+        let made = std::process::Command::new("mkfifo")
+            .arg(&foreign)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for p in [&fifo_path, &foreign, &file, &to_file, &dangling] {
             let e = fifo::create(p, 0o600).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{}: {e}", p.display());
         }
@@ -358,12 +365,15 @@ fn create_is_exclusive_and_exactly_0600_whatever_the_umask() {
         assert!(std::fs::symlink_metadata(&file).unwrap().is_file());
         assert!(std::fs::symlink_metadata(&missing).is_err());
         assert!(std::fs::symlink_metadata(&to_file).unwrap().is_symlink());
+        {
+            use std::os::unix::fs::FileTypeExt;
+            let t = std::fs::symlink_metadata(&foreign).unwrap().file_type();
+            assert!(t.is_fifo(), "the foreign FIFO is still there, as it was");
+        }
         // A refused create leaves no registry record behind.
         let records = util::leftover_records();
-        for p in [&file, &to_file, &dangling] {
+        for p in [&file, &to_file, &dangling, &foreign] {
             assert!(!records.iter().any(|r| Path::new(r) == *p), "{records:?}");
-        }
-        for p in [&file, &to_file, &dangling] {
             std::fs::remove_file(p).unwrap();
         }
     });
