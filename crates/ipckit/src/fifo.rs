@@ -1,7 +1,8 @@
 //! Named FIFOs: a pipe with a name in the file system, for processes that are not parent
 //! and child. ipckit creates them owner-only (0600) and exclusively, records them in the
 //! registry, and removes them when the creator drops its guard. Opening never hangs: a
-//! writer waits for a reader at most a timeout, then fails with a clear error. Opening does
+//! writer waits for a reader at most a timeout, then fails with a clear error, and so does
+//! a reader waiting for a writer ([`open_read_timeout`]). Opening does
 //! not follow a symbolic link and, unless the caller opts in with [`open_read_any`] /
 //! [`open_write_any`], accepts only a FIFO of our own uid that others cannot open.
 //!
@@ -16,8 +17,8 @@
 //! How the kernel shows a writer to a reader, and what this module builds on it (Linux):
 //! - `read` returns 0 whenever the pipe is empty and *no writer has it open*, whether a
 //!   writer never came or the last one left; the two differ only in `poll`: `POLLHUP` is
-//!   reported once a writer came and went since the read end was opened, and then stays
-//!   reported while no writer is there. A reader therefore marks a session as started at
+//!   reported once the writers that came (or were there) since the read end was opened
+//!   have all gone, and then stays reported while no writer is there. A reader therefore marks a session as started at
 //!   its first byte, and counts a 0 as the end only after that.
 //! - A writer that opens and closes without writing a byte starts no session: the waits
 //!   skip it. They reopen the read end (before closing the old one, so the pipe's buffer
@@ -39,7 +40,7 @@
 //! | `ELOOP` | the path is a symbolic link | `InvalidInput` ("... is a symbolic link ...") |
 //! | `ENOENT` | nothing at the path | `NotFound` (retried by [`open_write`] until the timeout) |
 //! | `EEXIST` | [`create`] over anything | `AlreadyExists` |
-//! | — | not a FIFO (file, directory, socket) | `InvalidInput` ("... is not a FIFO") |
+//! | `EISDIR`, `ENXIO`, — | not a FIFO (a file, directory or socket: `open` gives a socket `ENXIO` too, so the path is looked at) | `InvalidInput` ("... is not a FIFO but a socket") |
 //! | — | another uid's FIFO, or writable by others | `PermissionDenied` |
 //! | `EPIPE` | writing with no reader left | `BrokenPipe` |
 //!
