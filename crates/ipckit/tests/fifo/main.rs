@@ -162,7 +162,15 @@ fn write_open_times_out_and_try_open_write_reports_enxio() {
         assert_eq!(r.read(&mut b).unwrap(), 1);
         // A full pipe with a write timeout: TimedOut after a partial write, time counted.
         w.set_write_timeout(Some(Duration::from_millis(100)));
-        let cap = ipckit::pipe::capacity(&w).unwrap();
+        let max = ipckit::pipe::max_capacity().unwrap();
+        assert_eq!(
+            ipckit::pipe::set_capacity(&w, max + 1).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        let set = ipckit::pipe::set_capacity(&w, 200_000).unwrap();
+        assert!(set >= 200_000, "{set}");
+        let cap = ipckit::pipe::capacity(&r).unwrap();
+        assert_eq!(cap, set, "one pipe: both ends tell the same capacity");
         let big = vec![1u8; cap + 4096];
         let n = w.write(&big).unwrap();
         assert!(n <= cap, "{n} > {cap}");
