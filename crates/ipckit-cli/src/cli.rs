@@ -60,6 +60,15 @@ fn parse_positive_f64(s: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_pipe_size(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a pipe size in bytes (a whole number, 1 or more)"
+        )),
+    }
+}
+
 /// Largest table `demo cow-snapshot --size` accepts, in MiB (64 GiB).
 pub const MAX_TABLE_MB: u64 = 64 << 10;
 
@@ -242,6 +251,16 @@ pub struct DemoArgs {
     /// cow-snapshot only: the table's size in MiB [default: 256].
     #[arg(long, value_name = "MB", value_parser = parse_table_mb)]
     pub size: Option<u64>,
+    /// stream only: the downloader's top speed in MB/s (10^6 bytes) [default: 200].
+    #[arg(long, value_name = "MBps", value_parser = parse_positive_f64)]
+    pub rate: Option<f64>,
+    /// stream only: the player's speed in MB/s [default: 50].
+    #[arg(long, value_name = "MBps", value_parser = parse_positive_f64)]
+    pub consume: Option<f64>,
+    /// stream only: the pipe's capacity in bytes (rounded up by the kernel to a power-of-two
+    /// number of pages; at most /proc/sys/fs/pipe-max-size) [default: the system's, 64 KiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_pipe_size)]
+    pub pipe_size: Option<usize>,
     /// Internal: run as the demo's second process, with this role and address.
     #[arg(long, hide = true, value_name = "ROLE")]
     pub child: Option<String>,

@@ -1,19 +1,61 @@
 //! Named FIFOs: a pipe with a name in the file system, for processes that are not parent
 //! and child. ipckit creates them owner-only (0600) and exclusively, records them in the
 //! registry, and removes them when the creator drops its guard. Opening never hangs: a
-//! writer waits for a reader at most a timeout, then fails with a clear error. Opening does
+//! writer waits for a reader at most a timeout, then fails with a clear error, and so does
+//! a reader waiting for a writer ([`open_read_timeout`]). Opening does
 //! not follow a symbolic link and, unless the caller opts in with [`open_read_any`] /
 //! [`open_write_any`], accepts only a FIFO of our own uid that others cannot open.
 //!
+//! # Byte streams: [`FifoReader`] and [`PipeWriter`]
+//!
+//! A FIFO carries one byte stream per *session*: from the first writer's open to the last
+//! writer's close. [`FifoReader`] reads it, reports end-of-file (`Ok(0)`) when the last writer
+//! closes and not before, and [`FifoReader::wait_writer`] then waits for the next session on
+//! the same FIFO without losing a byte the next writer wrote early. [`open_writer`] gives the
+//! write end as a [`PipeWriter`], which writes with an optional timeout and counts the time
+//! it spent waiting for room.
+//!
+//! How the kernel shows a writer to a reader, and what this module builds on it (Linux):
+//! - `read` returns 0 whenever the pipe is empty and *no writer has it open*, whether a
+//!   writer never came or the last one left; the two differ only in `poll`: `POLLHUP` is
+//!   reported once the writers that came (or were there) since the read end was opened
+//!   have all gone, and then stays reported while no writer is there. A reader therefore
+//!   marks a session as started at its first byte, and counts a 0 as the end only after that.
+//! - A writer that opens and closes without writing a byte starts no session: the waits
+//!   skip it. They reopen the read end (before closing the old one, so the pipe's buffer
+//!   survives) because the sticky `POLLHUP` would otherwise make every later `poll` return
+//!   at once, a busy loop.
+//! - A writer that opened but has not written yet cannot be seen from the read end; a
+//!   wait for a writer ends with its first byte (or times out).
+//!
+//! Why a reader does not simply open the FIFO `O_RDWR`, as some servers do to never see
+//! end-of-file: holding a write end itself, it would count as a writer forever, so `read`
+//! would never return 0 and the end of a session could not be told at all (POSIX also
+//! leaves `O_RDWR` on a FIFO undefined).
+//!
+//! # Errors and errno
+//!
+//! | errno | when | returned as |
+//! |---|---|---|
+//! | `ENXIO` | non-blocking write open, no reader | `NotConnected` ([`try_open_write`]); retried until the timeout ([`open_write`]), then `TimedOut` |
+//! | `ELOOP` | the path is a symbolic link | `InvalidInput` ("... is a symbolic link ...") |
+//! | `ENOENT` | nothing at the path | `NotFound` (retried by [`open_write`] until the timeout) |
+//! | `EEXIST` | [`create`] over anything | `AlreadyExists` |
+//! | `EISDIR`, `ENXIO`, — | not a FIFO (a file, directory or socket: `open` gives a socket `ENXIO` too, so the path is looked at) | `InvalidInput` ("... is not a FIFO but a socket") |
+//! | — | another uid's FIFO, or writable by others | `PermissionDenied` |
+//! | `EPIPE` | writing with no reader left | `BrokenPipe` |
+//!
 //! # References
 //!
-//! `fifo(7)`, `mkfifo(3)`.
+//! `fifo(7)`, `pipe(7)`, `mkfifo(3)`, `open(2)` (`ENXIO`, `O_NOFOLLOW`), `poll(2)`.
 
+use crate::pipe::PipeWriter;
 use crate::registry::{self, ObjectGuard, ObjectKind};
+use crate::sys::fd as sysfd;
 use crate::sys::pipe as syspipe;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Creates a FIFO at `path` with `mode` (use 0o600), failing if anything exists there.
@@ -64,8 +106,14 @@ enum Owner {
 fn check_fifo(fd: &OwnedFd, path: &Path, owner: Owner) -> io::Result<()> {
     let st = syspipe::fstat(fd.as_fd())?;
     if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        let what = match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => "a directory",
+            libc::S_IFREG => "a regular file",
+            libc::S_IFSOCK => "a socket",
+            _ => "a device",
+        };
         return Err(crate::error::invalid(format!(
-            "{} is not a FIFO",
+            "{} is not a FIFO but {what}",
             path.display()
         )));
     }
@@ -92,16 +140,40 @@ fn open_fifo(path: &Path, access: i32) -> io::Result<OwnedFd> {
         path,
         access | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY,
     )
-    .map_err(|e| {
-        if e.raw_os_error() == Some(libc::ELOOP) {
-            crate::error::invalid(format!(
-                "{} is a symbolic link (or has too many levels of links); FIFOs are opened \
-                 without following links",
-                path.display()
-            ))
-        } else {
-            e
-        }
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => crate::error::invalid(format!(
+            "{} is a symbolic link (or has too many levels of links); FIFOs are opened \
+             without following links",
+            path.display()
+        )),
+        // `open` says EISDIR for a directory opened to write, and ENXIO for a socket as well
+        // as for a FIFO without a reader: name what is really there.
+        Some(libc::EISDIR) | Some(libc::ENXIO) => match not_a_fifo(path) {
+            Some(what) => {
+                crate::error::invalid(format!("{} is not a FIFO but {what}", path.display()))
+            }
+            None => e,
+        },
+        _ => e,
+    })
+}
+
+/// What is at `path` (not following a link), if it is something other than a FIFO.
+fn not_a_fifo(path: &Path) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = std::fs::symlink_metadata(path).ok()?.file_type();
+    Some(if t.is_fifo() {
+        return None;
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_file() {
+        "a regular file"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "a device"
     })
 }
 
@@ -198,6 +270,341 @@ fn open_write_as(path: &Path, timeout: Duration, owner: Owner) -> io::Result<Own
     }
 }
 
+/// Puts the path in front of an OS error's text; ipckit's own errors name it already.
 fn named(e: io::Error, path: &Path) -> io::Error {
+    if e.raw_os_error().is_none() {
+        return e;
+    }
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Opens the write end if a reader has the FIFO open now, never waiting. Same checks as
+/// [`open_write`].
+///
+/// # Errors
+///
+/// `NotConnected` ("no process has ... open for reading") for the `ENXIO` that `open(2)`
+/// returns for a non-blocking write open with no reader, `NotFound`, `InvalidInput` if
+/// `path` is a symbolic link or not a FIFO, `PermissionDenied` if another user owns it or
+/// others may write it, or the OS error.
+///
+/// # References
+///
+/// `open(2)` (`ENXIO`), `fifo(7)`.
+pub fn try_open_write(path: &Path) -> io::Result<OwnedFd> {
+    try_open_write_as(path, Owner::Us)
+}
+
+/// Like [`try_open_write`], but accepts a FIFO of any owner and mode. Symbolic links are
+/// still not followed.
+///
+/// # Errors
+///
+/// `NotConnected` for `ENXIO` (no reader), `NotFound`, `InvalidInput` if `path` is a symbolic
+/// link or not a FIFO, or the OS error.
+pub fn try_open_write_any(path: &Path) -> io::Result<OwnedFd> {
+    try_open_write_as(path, Owner::Anyone)
+}
+
+fn try_open_write_as(path: &Path, owner: Owner) -> io::Result<OwnedFd> {
+    match open_fifo(path, libc::O_WRONLY) {
+        Ok(fd) => {
+            check_fifo(&fd, path, owner)?;
+            Ok(fd)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Err(io::Error::new(
+            io::ErrorKind::NotConnected,
+            format!(
+                "no process has FIFO {} open for reading (ENXIO)",
+                path.display()
+            ),
+        )),
+        Err(e) => Err(named(e, path)),
+    }
+}
+
+/// Opens a [`FifoReader`] without waiting for a writer. Same checks as [`open_read`]; the
+/// first read waits for a writer's first byte (see [`FifoReader`]).
+///
+/// # Errors
+///
+/// As [`open_read`].
+pub fn open_reader(path: &Path) -> io::Result<FifoReader> {
+    FifoReader::open(path, Owner::Us)
+}
+
+/// Like [`open_reader`], but accepts a FIFO of any owner and mode.
+///
+/// # Errors
+///
+/// As [`open_read_any`].
+pub fn open_reader_any(path: &Path) -> io::Result<FifoReader> {
+    FifoReader::open(path, Owner::Anyone)
+}
+
+/// Opens the read end and waits at most `timeout` for a writer to write its first byte.
+/// A writer that opens and closes without writing is skipped (see the [module docs](self)),
+/// without busy-waiting. `Duration::MAX` waits without a deadline.
+///
+/// # Errors
+///
+/// `TimedOut` ("no writer wrote to ... within ...") when no byte comes in time; otherwise as
+/// [`open_read`].
+///
+/// # References
+///
+/// `fifo(7)`, `poll(2)` (`POLLHUP` on a FIFO).
+pub fn open_read_timeout(path: &Path, timeout: Duration) -> io::Result<FifoReader> {
+    let mut r = open_reader(path)?;
+    r.wait_data(Instant::now().checked_add(timeout), timeout)?;
+    Ok(r)
+}
+
+/// Like [`open_read_timeout`], but accepts a FIFO of any owner and mode.
+///
+/// # Errors
+///
+/// As [`open_read_timeout`], with [`open_read_any`]'s checks.
+pub fn open_read_timeout_any(path: &Path, timeout: Duration) -> io::Result<FifoReader> {
+    let mut r = open_reader_any(path)?;
+    r.wait_data(Instant::now().checked_add(timeout), timeout)?;
+    Ok(r)
+}
+
+/// Opens the write end as a [`PipeWriter`] (a FIFO's write end is a pipe's: waits for room
+/// with a timeout, `WouldBlock` on demand, partial and `PIPE_BUF`-atomic writes, the time spent
+/// blocked), waiting at most `timeout` for a reader as [`open_write`] does.
+///
+/// # Errors
+///
+/// As [`open_write`].
+pub fn open_writer(path: &Path, timeout: Duration) -> io::Result<PipeWriter> {
+    PipeWriter::try_from_fd(open_write(path, timeout)?)
+}
+
+/// The read end of a FIFO as a byte stream: [`Read`](io::Read) plus [`AsFd`].
+///
+/// Reads block (with an optional timeout, [`FifoReader::set_read_timeout`]) or, after
+/// [`FifoReader::set_nonblocking`], return `WouldBlock`. A read returns `Ok(0)`, the end of
+/// the session, once the session has started (a byte was read) and the last writer has
+/// closed, and keeps returning `Ok(0)` until [`FifoReader::wait_writer`] starts waiting for
+/// the next session. The descriptor underneath is always non-blocking; waiting is `poll`.
+///
+/// The read end may be reopened by the waits (see the [module docs](self)): it stays the same
+/// FIFO (device and inode are checked), but [`AsFd::as_fd`] may then be another descriptor.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::io::Read;
+/// use std::time::Duration;
+/// # fn main() -> std::io::Result<()> {
+/// let path = std::path::Path::new("/tmp/my.fifo");
+/// // Process 1: one session after another.
+/// let mut r = ipckit::fifo::open_read_timeout(path, Duration::from_secs(5))?;
+/// let mut all = Vec::new();
+/// r.read_to_end(&mut all)?; // ends when the last writer closes
+/// r.wait_writer(Duration::from_secs(5))?; // the next writer's bytes, none lost
+/// // Process 2: ipckit::fifo::open_writer(path, Duration::from_secs(5))?.write_all(b"hi")?
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct FifoReader {
+    fd: OwnedFd,
+    path: PathBuf,
+    owner: Owner,
+    /// Device and inode: a reopen must find the same FIFO.
+    id: (u64, u64),
+    timeout: Option<Duration>,
+    nonblocking: bool,
+    /// A byte of the current session was read: a read of 0 now means its end.
+    started: bool,
+    /// The session's end was reported; reads return 0 until `wait_writer`.
+    eof: bool,
+}
+
+impl FifoReader {
+    fn open(path: &Path, owner: Owner) -> io::Result<FifoReader> {
+        let fd = open_read_as(path, owner)?;
+        let st = syspipe::fstat(fd.as_fd())?;
+        Ok(FifoReader {
+            fd,
+            path: path.to_path_buf(),
+            owner,
+            id: (st.st_dev, st.st_ino),
+            timeout: None,
+            nonblocking: false,
+            started: false,
+            eof: false,
+        })
+    }
+
+    /// The path it was opened at.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How long a read waits for data: `None` (the default) waits as long as it takes.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// Makes reads return `WouldBlock` instead of waiting (the timeout is then unused).
+    pub fn set_nonblocking(&mut self, on: bool) {
+        self.nonblocking = on;
+    }
+
+    /// True once the end of the session was reported (the last writer closed).
+    pub fn is_eof(&self) -> bool {
+        self.eof
+    }
+
+    /// Bytes in the FIFO now ([`crate::pipe::queued`]).
+    ///
+    /// # Errors
+    ///
+    /// The `ioctl` error.
+    #[doc(alias = "FIONREAD")]
+    pub fn available(&self) -> io::Result<usize> {
+        sysfd::fionread(self.fd.as_fd())
+    }
+
+    /// After the end of a session, waits at most `timeout` for the next writer's first
+    /// byte; the reads that follow return the new session. Bytes the next writer wrote
+    /// before this call are not lost: the pipe's buffer belongs to the FIFO, which stays open
+    /// here throughout. Called mid-session, it waits until something can be read.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut` when no writer writes in time, `InvalidData` if the path now names another
+    /// file than the FIFO opened, or the OS error.
+    pub fn wait_writer(&mut self, timeout: Duration) -> io::Result<()> {
+        let deadline = Instant::now().checked_add(timeout);
+        if self.eof {
+            // The end left `POLLHUP` set on this descriptor: poll would return at once.
+            self.reopen()?;
+            self.eof = false;
+            self.started = false;
+        } else if self.started {
+            // Mid-session: data or the session's end both end the wait.
+            return match poll_in(self.fd.as_fd(), deadline)? {
+                true => Ok(()),
+                false => Err(self.no_writer(timeout)),
+            };
+        }
+        self.wait_data(deadline, timeout)
+    }
+
+    /// Waits, before the session has started, until a byte can be read; skips writers that
+    /// come and go without writing.
+    fn wait_data(&mut self, deadline: Option<Instant>, timeout: Duration) -> io::Result<()> {
+        loop {
+            if !poll_in(self.fd.as_fd(), deadline)? {
+                return Err(self.no_writer(timeout));
+            }
+            let ev = sysfd::revents(self.fd.as_fd(), libc::POLLIN)?;
+            if ev & libc::POLLIN != 0 {
+                return Ok(());
+            }
+            if ev & libc::POLLHUP != 0 {
+                // A writer came and went without a byte: not a session. Clear the hang-up.
+                self.reopen()?;
+            }
+        }
+    }
+
+    fn no_writer(&self, timeout: Duration) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "no writer wrote to {} within {:.1} s",
+                self.path.display(),
+                timeout.as_secs_f64()
+            ),
+        )
+    }
+
+    /// Opens the read end again, then closes the old one: the FIFO never has no reader, so
+    /// its buffer and its writers are kept.
+    fn reopen(&mut self) -> io::Result<()> {
+        let fd = open_read_as(&self.path, self.owner)?;
+        let st = syspipe::fstat(fd.as_fd())?;
+        if (st.st_dev, st.st_ino) != self.id {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is no longer the FIFO that was opened (it was replaced)",
+                    self.path.display()
+                ),
+            ));
+        }
+        self.fd = fd;
+        Ok(())
+    }
+}
+
+/// Polls `fd` for input until `deadline` (`None`: no deadline); false on timeout.
+fn poll_in(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
+    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    Ok(match sysfd::poll(&[(fd, libc::POLLIN)], left)? {
+        sysfd::Ready::Fd(_) => true,
+        sysfd::Ready::TimedOut => false,
+    })
+}
+
+impl io::Read for FifoReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() || self.eof {
+            return Ok(0);
+        }
+        let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            match sysfd::read(self.fd.as_fd(), buf) {
+                Ok(0) if self.started => {
+                    // Empty and no writer: the last one closed.
+                    self.eof = true;
+                    return Ok(0);
+                }
+                Ok(0) => {
+                    // No writer yet (or only silent ones): wait for a first byte.
+                    if self.nonblocking {
+                        let ev = sysfd::revents(self.fd.as_fd(), libc::POLLIN)?;
+                        if ev & libc::POLLHUP != 0 && ev & libc::POLLIN == 0 {
+                            self.reopen()?;
+                        }
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    let timeout = self.timeout.unwrap_or(Duration::MAX);
+                    self.wait_data(deadline, timeout)?;
+                }
+                Ok(n) => {
+                    self.started = true;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // A writer is there; the pipe is empty.
+                    if self.nonblocking {
+                        return Err(e);
+                    }
+                    if !poll_in(self.fd.as_fd(), deadline)? {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "no data from the writer of {} within {:.1} s",
+                                self.path.display(),
+                                self.timeout.unwrap_or_default().as_secs_f64()
+                            ),
+                        ));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl AsFd for FifoReader {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
 }

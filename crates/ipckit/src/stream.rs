@@ -565,7 +565,10 @@ impl StreamEndpoint {
             return Err(io::Error::new(io::ErrorKind::Unsupported, "not a pipe"));
         }
         set_pipe_capacity_checked(
-            [self.r.as_ref(), self.w.as_ref()].into_iter().flatten(),
+            [self.r.as_ref(), self.w.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|fd| fd.as_fd()),
             size,
         )
     }
@@ -595,7 +598,7 @@ pub(crate) fn fit_pipe(fd: BorrowedFd<'_>, max: usize) {
 
 /// Sets the capacity of every given pipe descriptor, checking the system maximum first.
 pub(crate) fn set_pipe_capacity_checked<'a>(
-    fds: impl Iterator<Item = &'a OwnedFd>,
+    fds: impl Iterator<Item = BorrowedFd<'a>>,
     size: usize,
 ) -> io::Result<usize> {
     let max = crate::sys::pipe::pipe_max_size()?;
@@ -606,7 +609,7 @@ pub(crate) fn set_pipe_capacity_checked<'a>(
     }
     let mut set = 0;
     for fd in fds {
-        set = crate::sys::pipe::set_pipe_size(fd.as_fd(), size)?;
+        set = crate::sys::pipe::set_pipe_size(fd, size)?;
     }
     Ok(set)
 }

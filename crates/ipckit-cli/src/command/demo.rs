@@ -7,6 +7,8 @@
 
 #[path = "demo_cow.rs"]
 mod cow;
+#[path = "demo_fifo.rs"]
+mod fifo;
 #[path = "demo_mq_priority.rs"]
 mod mq_priority;
 #[path = "demo_pipe.rs"]
@@ -17,6 +19,8 @@ mod shm_ring;
 mod shutdown;
 #[path = "demo_signals.rs"]
 mod signals;
+#[path = "demo_stream.rs"]
+mod stream;
 
 use crate::cli::DemoArgs;
 use crate::UserError;
@@ -42,9 +46,15 @@ const TOPICS: &[Topic] = &[
     },
     Topic {
         name: "fifo",
-        about: "named FIFOs: a pipe with a path any process can open",
-        run: None,
-        child: None,
+        about: "named FIFOs: open rules, end-of-file after the last writer, reopening",
+        run: Some(fifo::run),
+        child: Some(fifo::child),
+    },
+    Topic {
+        name: "stream",
+        about: "streaming with backpressure: a fast downloader blocks on a slow player",
+        run: Some(stream::run),
+        child: Some(stream::child),
     },
     Topic {
         name: "uds",
@@ -126,6 +136,15 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     };
     if args.size.is_some() && name != "cow-snapshot" {
         return Err(UserError::new("--size applies to the cow-snapshot demo only").into());
+    }
+    for (set, opt) in [
+        (args.rate.is_some(), "--rate"),
+        (args.consume.is_some(), "--consume"),
+        (args.pipe_size.is_some(), "--pipe-size"),
+    ] {
+        if set && name != "stream" {
+            return Err(UserError::new(format!("{opt} applies to the stream demo only")).into());
+        }
     }
     if let Some(role) = &args.child {
         // A demo whose second process is a fork, not this binary again, has no child role.

@@ -935,3 +935,160 @@ fn signal_listen_json_names_senders_from_ordinary_tools() {
     assert_eq!(got, want, "{stdout}");
     env.assert_clean();
 }
+
+/// The numbers of the stream demo's `result:` line: (produced, consumed, in pipe, blocked ms).
+fn stream_result(stdout: &str) -> (u64, u64, u64, u64) {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("result: produced = consumed + in pipe: "))
+        .unwrap_or_else(|| panic!("no result line: {stdout}"));
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    // produced, consumed, in pipe, blocked ms, then the run's seconds and percent.
+    assert!(nums.len() >= 4, "{line}");
+    (nums[0], nums[1], nums[2], nums[3])
+}
+
+/// The stream demo's player pid, from its first line.
+fn player_pid(stdout: &str) -> u32 {
+    let l = stdout
+        .lines()
+        .find(|l| l.starts_with("[player"))
+        .unwrap_or_else(|| panic!("no player line: {stdout}"));
+    l.trim_start_matches("[player")
+        .trim_start()
+        .split(']')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// `demo stream --short`: a player slower than the downloader makes it block, and the
+/// final counts add up to the byte.
+#[test]
+fn demo_stream_counters_add_up_and_the_producer_blocks() {
+    let env = TestEnv::new("demo-stream");
+    let out = env.run(
+        &[
+            "demo",
+            "stream",
+            "--short",
+            "--rate",
+            "40",
+            "--consume",
+            "10",
+            "--pipe-size",
+            "131072",
+        ],
+        b"",
+    );
+    let text = out.ok();
+    assert!(text.contains("a pipe of 128 KiB"), "{text}");
+    let last = text.trim_end().lines().last().unwrap();
+    assert!(last.starts_with("result: "), "{text}");
+    let (produced, consumed, in_pipe, blocked_ms) = stream_result(text);
+    assert_eq!(produced, consumed + in_pipe, "{last}");
+    assert!(consumed > 0 && produced > 0, "{last}");
+    assert!(in_pipe <= 131072, "{last}");
+    assert!(
+        blocked_ms > 0,
+        "the player is slower, the downloader must block: {last}"
+    );
+    // One report line a second, with all four columns.
+    assert!(text.contains("% of the second)"), "{text}");
+    let pid = player_pid(text);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    env.assert_clean();
+}
+
+/// SIGTERM to the demo, or SIGINT to its whole process group as Ctrl-C sends it (so the
+/// player gets one too and must leave the stopping to the downloader): both sides stop,
+/// totals are printed and add up, status 130, and no player process is left.
+#[test]
+fn demo_stream_stops_cleanly_on_sigterm_and_ctrl_c() {
+    use std::os::unix::process::CommandExt;
+    for (sig, group) in [(libc::SIGTERM, false), (libc::SIGINT, true)] {
+        let env = TestEnv::new(&format!("demo-stream-sig{sig}"));
+        let mut cmd = env.cmd(&["demo", "stream", "--rate", "40", "--consume", "10"]);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0);
+        let bg = util::Bg::start(cmd.spawn().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        if group {
+            // SAFETY: kill takes plain integers; the group is the one our child leads.
+            assert_eq!(unsafe { libc::kill(-(bg.pid() as libc::pid_t), sig) }, 0);
+        } else {
+            bg.signal(sig);
+        }
+        let out = bg.finish();
+        assert_eq!(out.code(), Some(130), "signal {sig}: {out:?}");
+        assert!(!out.stderr.contains("panicked"), "{out:?}");
+        assert!(out.stderr.contains("interrupted; cleaned up"), "{out:?}");
+        assert!(
+            out.stdout.contains("interrupted: I stop writing"),
+            "{out:?}"
+        );
+        assert!(out.stdout.contains("] totals: produced "), "{out:?}");
+        let (produced, consumed, in_pipe, _) = stream_result(&out.stdout);
+        assert_eq!(produced, consumed + in_pipe, "{out:?}");
+        let pid = player_pid(&out.stdout);
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "player {pid} is still there"
+        );
+        env.assert_clean();
+    }
+}
+
+/// `demo fifo --short` runs through and leaves no FIFO (nor its directory, nor a record);
+/// the topics are in order; the stream options are refused elsewhere.
+#[test]
+fn demo_fifo_leaves_nothing_and_stream_options_belong_to_stream() {
+    let env = TestEnv::new("demo-fifo");
+    let list = env.run(&["demo"], b"");
+    let text = list.ok();
+    let (pipe, fifo, stream) = (
+        text.find(" pipe ").unwrap(),
+        text.find(" fifo ").unwrap(),
+        text.find(" stream ").unwrap(),
+    );
+    assert!(pipe < fifo && fifo < stream, "{text}");
+
+    let mut cmd = env.cmd(&["demo", "fifo", "--short"]);
+    cmd.env("TMPDIR", &env.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = util::Bg::start(cmd.spawn().unwrap()).finish();
+    let text = out.ok();
+    assert!(text.contains("NotConnected"), "{text}");
+    assert!(text.contains("not followed"), "{text}");
+    assert!(
+        text.contains("read returned 0: end-of-file, because the LAST writer closed"),
+        "{text}"
+    );
+    let last = text.trim_end().lines().last().unwrap();
+    assert!(
+        last.starts_with("result: ") && last.contains("MB/s"),
+        "{text}"
+    );
+    env.assert_clean();
+
+    env.run(&["demo", "pipe", "--rate", "5"], b"")
+        .user_error("--rate applies to the stream demo only");
+    env.run(&["demo", "fifo", "--consume", "5"], b"")
+        .user_error("--consume applies to the stream demo only");
+    env.run(&["demo", "pipe", "--pipe-size", "4096"], b"")
+        .user_error("--pipe-size applies to the stream demo only");
+    env.run(
+        &["demo", "stream", "--short", "--pipe-size", "999999999999"],
+        b"",
+    )
+    .user_error("exceeds the system maximum");
+}

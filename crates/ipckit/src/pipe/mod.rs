@@ -113,7 +113,10 @@ impl PipePair {
     ///
     /// `InvalidInput` over the system maximum (named in the message).
     pub fn set_capacity(&self, size: usize) -> io::Result<usize> {
-        crate::stream::set_pipe_capacity_checked([&self.parent_w, &self.child_w].into_iter(), size)
+        crate::stream::set_pipe_capacity_checked(
+            [self.parent_w.as_fd(), self.child_w.as_fd()].into_iter(),
+            size,
+        )
     }
 
     /// The child's address: `fd:R,W`.
@@ -199,4 +202,41 @@ pub fn from_address(addr: &str, wait: Wait, max: Option<usize>) -> io::Result<St
         wait,
         max.unwrap_or(DEFAULT_STREAM_MAX),
     )
+}
+
+/// Bytes waiting in a pipe or FIFO right now, asked through either end: how full it is.
+///
+/// # Errors
+///
+/// The `ioctl` error (`ENOTTY` for a descriptor that is not a pipe, socket or tty).
+///
+/// # References
+///
+/// `pipe(7)` (`FIONREAD`), `ioctl(2)`.
+#[doc(alias = "FIONREAD")]
+pub fn queued(fd: impl AsFd) -> io::Result<usize> {
+    crate::sys::fd::fionread(fd.as_fd())
+}
+
+/// The capacity of the pipe or FIFO `fd` is an end of (`F_GETPIPE_SZ`).
+///
+/// # Errors
+///
+/// `EBADF` if `fd` is not a pipe, or the `fcntl` error.
+#[doc(alias = "F_GETPIPE_SZ")]
+pub fn capacity(fd: impl AsFd) -> io::Result<usize> {
+    syspipe::pipe_size(fd.as_fd())
+}
+
+/// Sets the capacity of the pipe or FIFO `fd` is an end of (`F_SETPIPE_SZ`); returns the size
+/// the kernel chose (a power-of-two number of pages, at least `size`).
+///
+/// # Errors
+///
+/// `InvalidInput` above `/proc/sys/fs/pipe-max-size` (the limit is in the message), `EBUSY`
+/// below the bytes already in the pipe, `EPERM` over the user's pipe page quota, or the
+/// `fcntl` error.
+#[doc(alias = "F_SETPIPE_SZ")]
+pub fn set_capacity(fd: impl AsFd, size: usize) -> io::Result<usize> {
+    crate::stream::set_pipe_capacity_checked(std::iter::once(fd.as_fd()), size)
 }

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 /// on a non-blocking end may be written only in part.
 pub const PIPE_BUF: usize = libc::PIPE_BUF;
 
-/// A new pipe: (read end, write end), both blocking and close-on-exec.
+/// A new pipe: (read end, write end), close-on-exec, waiting without a limit until told
+/// otherwise ([`PipeReader::set_read_timeout`], [`PipeWriter::set_nonblocking`]).
 ///
 /// # Errors
 ///
@@ -35,22 +36,62 @@ pub const PIPE_BUF: usize = libc::PIPE_BUF;
 /// ```
 #[doc(alias = "pipe2")]
 pub fn raw_pipe() -> io::Result<(PipeReader, PipeWriter)> {
-    let (r, w) = syspipe::pipe2(false)?;
-    Ok((PipeReader { fd: r }, PipeWriter { fd: w }))
+    let (r, w) = syspipe::pipe2(true)?;
+    Ok((PipeReader::wrap(r), PipeWriter::wrap(w)))
 }
 
-/// What both ends share: non-blocking mode, readiness, capacity, the fill level.
+/// What both ends share: the waiting rules, readiness, capacity, the fill level.
 macro_rules! common {
     ($t:ident, $events:expr, $inherited:expr) => {
         impl $t {
-            /// Sets or clears `O_NONBLOCK`. It belongs to the open file description, so a
-            /// duplicate of this end (in this process or a child) sees the change too.
-            ///
-            /// # Errors
-            ///
-            /// The `fcntl` error.
-            pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-                sysfd::set_nonblocking(self.fd.as_fd(), on)
+            fn wrap(fd: OwnedFd) -> $t {
+                $t {
+                    fd,
+                    nonblocking: false,
+                    timeout: None,
+                    blocked: Duration::ZERO,
+                }
+            }
+
+            /// Makes calls return `WouldBlock` at once instead of waiting (or waits again).
+            /// The descriptor underneath is always non-blocking and waits are `poll`, so this
+            /// is this handle's behaviour, not the file's: a child given this end (through
+            /// `Stdio` or [`OwnedFd`], which restore blocking mode) is not affected.
+            pub fn set_nonblocking(&mut self, on: bool) {
+                self.nonblocking = on;
+            }
+
+            /// Total time calls spent waiting for the pipe (for a writer: for room, because
+            /// the reader was slower; for a reader: for data).
+            pub fn blocked(&self) -> Duration {
+                self.blocked
+            }
+
+            /// One read or write, waiting as this handle's mode says.
+            fn io_wait(
+                &mut self,
+                mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<usize>,
+            ) -> io::Result<usize> {
+                let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
+                loop {
+                    match op(self.fd.as_fd()) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.nonblocking => {}
+                        other => return other,
+                    }
+                    let t = Instant::now();
+                    let left = deadline.map(|d| d.saturating_duration_since(t));
+                    let r = sysfd::poll(&[(self.fd.as_fd(), $events)], left);
+                    self.blocked += t.elapsed();
+                    if r? == sysfd::Ready::TimedOut {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "the pipe was not ready within {:.3} s",
+                                self.timeout.unwrap_or_default().as_secs_f64()
+                            ),
+                        ));
+                    }
+                }
             }
 
             /// Waits until this end is ready (`poll`), at most `timeout` (`None`: no
@@ -73,7 +114,7 @@ macro_rules! common {
             /// The `ioctl` error.
             #[doc(alias = "FIONREAD")]
             pub fn queued(&self) -> io::Result<usize> {
-                sysfd::fionread(self.fd.as_fd())
+                super::queued(&self.fd)
             }
 
             /// The pipe's capacity in bytes (`F_GETPIPE_SZ`; 65536 by default).
@@ -83,7 +124,7 @@ macro_rules! common {
             /// The `fcntl` error.
             #[doc(alias = "F_GETPIPE_SZ")]
             pub fn capacity(&self) -> io::Result<usize> {
-                syspipe::pipe_size(self.fd.as_fd())
+                super::capacity(&self.fd)
             }
 
             /// Sets the pipe's capacity (`F_SETPIPE_SZ`); returns what the kernel set (a
@@ -95,7 +136,7 @@ macro_rules! common {
             /// `EBUSY` below what the pipe holds now, `EPERM` over the per-user page quota.
             #[doc(alias = "F_SETPIPE_SZ")]
             pub fn set_capacity(&self, size: usize) -> io::Result<usize> {
-                crate::stream::set_pipe_capacity_checked(std::iter::once(&self.fd), size)
+                super::set_capacity(&self.fd, size)
             }
 
             /// Adopts a descriptor this process inherited (its number came from the parent,
@@ -108,9 +149,9 @@ macro_rules! common {
             /// `InvalidInput` naming the descriptor and what is wrong with it; nothing is
             /// closed then.
             pub fn from_inherited(fd: RawFd) -> io::Result<$t> {
-                Ok($t {
-                    fd: proc::adopt_inherited(fd, $inherited)?,
-                })
+                let fd = proc::adopt_inherited(fd, $inherited)?;
+                sysfd::set_nonblocking(fd.as_fd(), true)?;
+                Ok($t::wrap(fd))
             }
         }
 
@@ -127,83 +168,78 @@ macro_rules! common {
         }
 
         impl From<$t> for OwnedFd {
+            /// The descriptor, back in blocking mode, as programs expect of an inherited one.
             fn from(end: $t) -> OwnedFd {
+                // Cannot fail on an open descriptor; if it did, the mode would stay as is.
+                let _ = sysfd::set_nonblocking(end.fd.as_fd(), false);
                 end.fd
             }
         }
 
         impl From<$t> for std::process::Stdio {
-            /// Hands this end to a child as one of its stdio streams.
+            /// Hands this end to a child as one of its stdio streams, in blocking mode.
             fn from(end: $t) -> std::process::Stdio {
-                std::process::Stdio::from(end.fd)
+                std::process::Stdio::from(OwnedFd::from(end))
             }
         }
     };
 }
 
-/// The read end of a pipe (or FIFO): bytes, unframed. `Read` gives what is there, up to the
+/// The read end of a pipe: bytes, unframed. `Read` waits for data (at most the
+/// [timeout](PipeReader::set_read_timeout), or not at all after
+/// [`set_nonblocking`](PipeReader::set_nonblocking)), then gives what is there up to the
 /// buffer's size, and 0 once every write end is closed and the pipe is empty.
 #[derive(Debug)]
 pub struct PipeReader {
     fd: OwnedFd,
+    nonblocking: bool,
+    timeout: Option<Duration>,
+    blocked: Duration,
 }
 
-/// The write end of a pipe (or FIFO). `Write::write` is one `write(2)`: on a non-blocking
-/// end it may write only part of the buffer, or fail with `WouldBlock` when the pipe is full.
-/// Writing after every reader closed fails with `BrokenPipe` (`EPIPE`; ipckit never relies on
-/// `SIGPIPE`, which Rust programs ignore).
+/// The write end of a pipe or FIFO. `Write::write` waits for room (at most the
+/// [timeout](PipeWriter::set_write_timeout), or not at all after
+/// [`set_nonblocking`](PipeWriter::set_nonblocking): then `WouldBlock`), and may write only
+/// part of a buffer longer than [`PIPE_BUF`]; `write_all` or
+/// [`write_timeout`](PipeWriter::write_timeout) complete it. Writing after every reader closed
+/// fails with `BrokenPipe` (`EPIPE`; ipckit never relies on `SIGPIPE`, which Rust programs
+/// ignore). The time spent waiting for room is counted ([`PipeWriter::blocked`]).
 #[derive(Debug)]
 pub struct PipeWriter {
     fd: OwnedFd,
+    nonblocking: bool,
+    timeout: Option<Duration>,
+    blocked: Duration,
 }
 
 common!(PipeReader, libc::POLLIN, Inherited::PipeRead);
 common!(PipeWriter, libc::POLLOUT, Inherited::PipeWrite);
 
 impl PipeReader {
-    /// Reads what is there into `buf`, waiting at most `timeout` for something to arrive,
-    /// whether this end is blocking or not. `Ok(0)`: end-of-file (every writer closed).
-    ///
-    /// # Errors
-    ///
-    /// `TimedOut` if nothing came in time; the `read` error.
-    pub fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
-        let deadline = Instant::now().checked_add(timeout);
-        loop {
-            match sysfd::read(self.fd.as_fd(), buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                other => return other,
-            }
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if left == Some(Duration::ZERO) || !self.wait_ready(left)? {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "nothing to read from the pipe within {:.3} s",
-                        timeout.as_secs_f64()
-                    ),
-                ));
-            }
-        }
+    /// How long one read waits for data: `None` (the default) waits as long as it takes;
+    /// otherwise the read fails with `TimedOut`.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
     }
 }
 
 impl Read for PipeReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        sysfd::read(self.fd.as_fd(), buf)
-    }
-}
-
-impl Read for &PipeReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        sysfd::read(self.fd.as_fd(), buf)
+        self.io_wait(|fd| sysfd::read(fd, buf))
     }
 }
 
 impl PipeWriter {
+    /// How long one write waits for room: `None` (the default) waits as long as it takes;
+    /// otherwise the write fails with `TimedOut` (having written nothing: a write that made
+    /// progress returns its count first).
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
     /// Writes as much of `buf` as fits before `timeout` (`None`: no limit), handling partial
-    /// writes and a full pipe (waiting for room with `poll`), whether this end is blocking or
-    /// not. Returns the bytes written: all of `buf`, or fewer if the time ran out. The bytes
+    /// writes and a full pipe (waiting for room with `poll`), whatever this handle's mode and
+    /// timeout. Returns the bytes written: all of `buf`, or fewer if the time ran out. The bytes
     /// written are in the pipe; the rest is the caller's to retry, so nothing is lost or sent
     /// twice.
     ///
@@ -218,8 +254,11 @@ impl PipeWriter {
             match sysfd::write(self.fd.as_fd(), &buf[done..]) {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                    if left == Some(Duration::ZERO) || !self.wait_ready(left)? {
+                    let t = Instant::now();
+                    let left = deadline.map(|d| d.saturating_duration_since(t));
+                    let ready = left != Some(Duration::ZERO) && self.wait_ready(left)?;
+                    self.blocked += t.elapsed();
+                    if !ready {
                         break;
                     }
                 }
@@ -230,13 +269,14 @@ impl PipeWriter {
     }
 
     /// Writes `buf` in one `write(2)` that the kernel keeps whole: no other writer's bytes
-    /// land inside it, and on a non-blocking end it is written entirely or not at all
-    /// (`WouldBlock`), never in part. This is the pipe's only message boundary.
+    /// land inside it, and it is written entirely or not at all (waiting for room as this
+    /// handle's mode says, or `WouldBlock`), never in part. This is the pipe's only message
+    /// boundary.
     ///
     /// # Errors
     ///
-    /// `InvalidInput` if `buf` is longer than [`PIPE_BUF`]; `WouldBlock` on a full
-    /// non-blocking pipe; `BrokenPipe`; the `write` error.
+    /// `InvalidInput` if `buf` is longer than [`PIPE_BUF`]; `WouldBlock` on a full pipe in
+    /// non-blocking mode; `TimedOut`; `BrokenPipe`; the `write` error.
     pub fn write_atomic(&mut self, buf: &[u8]) -> io::Result<()> {
         if buf.len() > PIPE_BUF {
             return Err(crate::error::invalid(format!(
@@ -244,7 +284,7 @@ impl PipeWriter {
                 buf.len()
             )));
         }
-        let n = sysfd::write(self.fd.as_fd(), buf)?;
+        let n = self.io_wait(|fd| sysfd::write(fd, buf))?;
         // pipe(7): a write of at most PIPE_BUF bytes is all or nothing.
         debug_assert_eq!(n, buf.len());
         Ok(())
@@ -253,16 +293,10 @@ impl PipeWriter {
 
 impl Write for PipeWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        sysfd::write(self.fd.as_fd(), buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Write for &PipeWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        sysfd::write(self.fd.as_fd(), buf)
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.io_wait(|fd| sysfd::write(fd, buf))
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -270,26 +304,30 @@ impl Write for &PipeWriter {
 }
 
 impl PipeReader {
-    /// Wraps an owned descriptor, which must be a pipe's or FIFO's read end (checked).
+    /// Wraps an owned descriptor, which must be a pipe's or FIFO's read end (checked), and
+    /// makes it non-blocking underneath.
     ///
     /// # Errors
     ///
     /// `InvalidInput` if it is not one (`fd` is dropped with the error).
     pub fn try_from_fd(fd: OwnedFd) -> io::Result<PipeReader> {
         check_end(&fd, libc::O_RDONLY)?;
-        Ok(PipeReader { fd })
+        sysfd::set_nonblocking(fd.as_fd(), true)?;
+        Ok(PipeReader::wrap(fd))
     }
 }
 
 impl PipeWriter {
-    /// Wraps an owned descriptor, which must be a pipe's or FIFO's write end (checked).
+    /// Wraps an owned descriptor, which must be a pipe's or FIFO's write end (checked), and
+    /// makes it non-blocking underneath.
     ///
     /// # Errors
     ///
     /// `InvalidInput` if it is not one (`fd` is dropped with the error).
     pub fn try_from_fd(fd: OwnedFd) -> io::Result<PipeWriter> {
         check_end(&fd, libc::O_WRONLY)?;
-        Ok(PipeWriter { fd })
+        sysfd::set_nonblocking(fd.as_fd(), true)?;
+        Ok(PipeWriter::wrap(fd))
     }
 }
 

@@ -213,7 +213,8 @@ pub(crate) fn revents(fd: BorrowedFd<'_>, events: i16) -> io::Result<i16> {
     Ok(p.revents)
 }
 
-/// `ioctl(FIONREAD)`: bytes ready to read in a pipe, FIFO or socket.
+/// `ioctl(FIONREAD)`: bytes waiting to be read. On a pipe or FIFO either end answers with
+/// the bytes in the pipe's buffer.
 pub(crate) fn fionread(fd: BorrowedFd<'_>) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one int through the pointer, which points at a live local.

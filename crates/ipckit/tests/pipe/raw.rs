@@ -96,7 +96,7 @@ fn pipe_buf_writes_from_four_processes_never_interleave() {
 #[test]
 fn non_blocking_writes_are_partial_then_would_block() {
     let (r, mut w) = pipe::raw_pipe().unwrap();
-    w.set_nonblocking(true).unwrap();
+    w.set_nonblocking(true);
     let cap = w.capacity().unwrap();
     // A write larger than the pipe goes in part: exactly the capacity on an empty pipe.
     let big = vec![7u8; cap + 10_000];
@@ -131,7 +131,7 @@ fn non_blocking_writes_are_partial_then_would_block() {
 #[test]
 fn write_atomic_is_all_or_nothing() {
     let (r, mut w) = pipe::raw_pipe().unwrap();
-    w.set_nonblocking(true).unwrap();
+    w.set_nonblocking(true);
     let e = w.write_atomic(&[0u8; PIPE_BUF + 1]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.to_string().contains("PIPE_BUF"), "{e}");
@@ -153,14 +153,16 @@ fn write_atomic_is_all_or_nothing() {
 #[test]
 fn readiness_through_poll_and_epoll() {
     let (mut r, mut w) = pipe::raw_pipe().unwrap();
-    r.set_nonblocking(true).unwrap();
+    r.set_nonblocking(true);
     let mut buf = [0u8; 64];
     assert_eq!(r.read(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
     assert!(!r.wait_ready(Some(Duration::from_millis(10))).unwrap());
-    let e = r
-        .read_timeout(&mut buf, Duration::from_millis(20))
-        .unwrap_err();
+    r.set_nonblocking(false);
+    r.set_read_timeout(Some(Duration::from_millis(20)));
+    let e = r.read(&mut buf).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TimedOut);
+    assert!(r.blocked() >= Duration::from_millis(20));
+    r.set_nonblocking(true);
 
     let ep = Epoll::new().unwrap();
     ep.add(&r, 1, Interest::READABLE | Interest::EDGE).unwrap();
