@@ -3,6 +3,7 @@
 //! # Safety
 //!
 //! `pidfd_open` is a raw syscall taking two integers; its result becomes an `OwnedFd` at once.
+//! `access` takes a NUL-terminated `CString` that outlives the call.
 //! `adopt_inherited` is the one place a descriptor number from outside (an `fd:N` address)
 //! becomes an `OwnedFd`; its comment lists what is checked first and why that makes the
 //! ownership ours. The `fcntl`/`fstat` calls it makes on the raw number take no pointer other
@@ -205,4 +206,24 @@ pub(crate) fn adopt_inherited(fd: RawFd, expected: Inherited) -> io::Result<Owne
         return Err(refuse(e.to_string()));
     }
     Ok(owned)
+}
+
+/// `access(path, X_OK)`: whether this process may execute `path` (what `execvp` tries).
+pub(crate) fn may_execute(path: &std::path::Path) -> bool {
+    let Ok(c) = super::pipe::cstr(path) else {
+        return false;
+    };
+    // SAFETY: `c` is a NUL-terminated string that outlives the call; access takes no other
+    // pointer.
+    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+}
+
+/// Waits up to `timeout` for the process behind `pidfd` to exit (`poll` for `POLLIN`);
+/// true if it has.
+pub(crate) fn pidfd_wait(
+    pidfd: std::os::fd::BorrowedFd<'_>,
+    timeout: std::time::Duration,
+) -> io::Result<bool> {
+    let r = super::fd::poll(&[(pidfd, libc::POLLIN)], Some(timeout))?;
+    Ok(r != super::fd::Ready::TimedOut)
 }
