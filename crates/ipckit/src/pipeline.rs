@@ -50,9 +50,11 @@
 //!   stage is spawned, so a reader sees end-of-file when its writers exit and a writer gets
 //!   `SIGPIPE` when its readers do. A descriptor some other code in this process opened
 //!   without close-on-exec would be inherited by every stage, as it would be under a shell.
-//! - `SIGPIPE` at its default action and an empty signal mask, whatever this process does
-//!   with them (the standard library resets both in the child), so `yes | head` ends the way
-//!   it ends under a shell.
+//! - `SIGPIPE` at its default action (the standard library resets it in the child; Rust
+//!   ignores it in this process) and an empty signal mask (cleared between `fork` and
+//!   `exec`, since a thread that blocks signals would otherwise pass its mask on), so
+//!   `yes | head` ends the way it ends under a shell. Other ignored signals stay ignored, as
+//!   they would under a non-interactive shell.
 //! - The programs are found on `PATH` the way `execvp` finds them, all before anything is
 //!   spawned: a missing program means no stage starts. `argv[0]` is the name as written.
 //!
@@ -207,6 +209,7 @@ impl Pipeline {
         for (i, (argv, program)) in stages.iter().zip(&programs).enumerate() {
             let mut cmd = Command::new(program);
             cmd.arg0(&argv[0]).args(&argv[1..]);
+            sysproc::empty_signal_mask_in_child(&mut cmd);
             let input = if i == 0 {
                 stdin.take().unwrap_or_else(Stdio::inherit)
             } else {

@@ -6,7 +6,8 @@
 //! - `pipe`: `pipe2`, `F_GETPIPE_SZ`/`F_SETPIPE_SZ`, `mkfifo`, `eventfd`.
 //! - `socket`: `socket`/`bind`/`listen`/`accept4`/`connect` for `AF_UNIX` (paths and the
 //!   abstract namespace) including `SOCK_SEQPACKET`, `send`/`recv` with flags, `SO_PEERCRED`.
-//! - `proc`: `pidfd_open`, a process's start time from `/proc`, `boot_id`, `access(X_OK)`.
+//! - `proc`: `pidfd_open`, a process's start time from `/proc`, `boot_id`, `access(X_OK)`,
+//!   and `pre_exec` steps for a child (inherit chosen descriptors, empty signal mask).
 //! - `mq`: POSIX message queues (`mq_open`, `mq_send`, `mq_receive`, `mq_unlink`, ...).
 //! - `shm`: `shm_open`, `memfd_create`, `mmap` (the [`shm::Mapping`] owner), `futex`.
 //! - `pthread`: process-shared robust mutexes and condition variables (`pthread_mutex_*`,

@@ -3,7 +3,9 @@
 //! # Safety
 //!
 //! `pidfd_open` is a raw syscall taking two integers; its result becomes an `OwnedFd` at once.
-//! `access` takes a NUL-terminated `CString` that outlives the call.
+//! `access` takes a NUL-terminated `CString` that outlives the call. The `pre_exec` closures
+//! run in the forked child and call only async-signal-safe functions (`fcntl`, `sigemptyset`,
+//! `sigprocmask`) on data built before the fork.
 //! `adopt_inherited` is the one place a descriptor number from outside (an `fd:N` address)
 //! becomes an `OwnedFd`; its comment lists what is checked first and why that makes the
 //! ownership ours. The `fcntl`/`fstat` calls it makes on the raw number take no pointer other
@@ -226,4 +228,24 @@ pub(crate) fn pidfd_wait(
 ) -> io::Result<bool> {
     let r = super::fd::poll(&[(pidfd, libc::POLLIN)], Some(timeout))?;
     Ok(r != super::fd::Ready::TimedOut)
+}
+
+/// Makes `cmd`'s child start with an empty signal mask, whatever the spawning thread has
+/// blocked (the standard library resets `SIGPIPE`'s disposition but leaves the mask).
+pub(crate) fn empty_signal_mask_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec; `sigemptyset` and
+    // `sigprocmask` are async-signal-safe, it allocates nothing, and `set` is a local the
+    // calls initialise and read.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            if libc::sigemptyset(set.as_mut_ptr()) == -1
+                || libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) == -1
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
