@@ -11,6 +11,8 @@ mod cow;
 mod mq_priority;
 #[path = "demo_pipe.rs"]
 mod pipe;
+#[path = "demo_pipeline.rs"]
+mod pipeline_demo;
 #[path = "demo_shm_ring.rs"]
 mod shm_ring;
 #[path = "demo_shutdown.rs"]
@@ -44,6 +46,12 @@ const TOPICS: &[Topic] = &[
         name: "fifo",
         about: "named FIFOs: a pipe with a path any process can open",
         run: None,
+        child: None,
+    },
+    Topic {
+        name: "pipeline",
+        about: "shell pipelines without a shell: a | b | c, PIPESTATUS, SIGPIPE, pipefail",
+        run: Some(pipeline_demo::run),
         child: None,
     },
     Topic {
