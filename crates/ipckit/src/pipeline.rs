@@ -191,14 +191,17 @@ impl Pipeline {
             let (r, w) = syspipe::pipe2(false)?;
             pipes.push((Some(r), Some(w)));
         }
-        let capacity = match (pipe_size, pipes.first()) {
-            (_, None) => None,
-            (Some(size), Some(_)) => Some(crate::stream::set_pipe_capacity_checked(
+        // Checked against the system maximum even for a single stage, which has no pipe.
+        let set = match pipe_size {
+            Some(size) => Some(crate::stream::set_pipe_capacity_checked(
                 pipes.iter().filter_map(|(r, _)| r.as_ref()),
                 size,
             )?),
-            (None, Some((Some(r), _))) => Some(syspipe::pipe_size(r.as_fd())?),
-            (None, Some((None, _))) => None,
+            None => None,
+        };
+        let capacity = match pipes.first() {
+            Some((Some(r), _)) => Some(set.map_or_else(|| syspipe::pipe_size(r.as_fd()), Ok)?),
+            _ => None,
         };
         let mut running = Running {
             stages: Vec::with_capacity(stages.len()),

@@ -44,8 +44,8 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
         if let Some(o) = running.wait_timeout(Duration::from_millis(100))? {
             break o;
         }
-        // SIGINT and SIGQUIT: nothing to do; the stages got them too and decide.
-        INTERRUPTED.store(false, Ordering::Relaxed);
+        // SIGINT and SIGQUIT (INTERRUPTED): nothing to do; the stages got them too, and
+        // their statuses decide ours.
         for (flag, sig) in [(&TERMINATED, Signal::SIGTERM), (&HUNG_UP, Signal::SIGHUP)] {
             if flag.swap(false, Ordering::Relaxed) {
                 running.signal(sig)?;
@@ -60,7 +60,8 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
 
 /// Flag handlers for SIGINT, SIGQUIT, SIGTERM and SIGHUP, each left out if the signal was
 /// ignored when ipckit started: a shell's children inherit an ignored signal, and so do the
-/// stages then.
+/// stages then. A handler, not SIG_IGN, because `exec` resets a caught signal to its default
+/// action in the stages but passes an ignored one on.
 fn install_handlers() -> anyhow::Result<Vec<Handler>> {
     let mut handlers = Vec::new();
     for (sig, flag) in [

@@ -394,6 +394,13 @@ fn bad_pipelines_are_refused_before_anything_starts() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.to_string().contains("pipe-max-size"), "{err}");
     assert_eq!(children_running(&marker), Vec::<u32>::new());
+    // One stage has no pipe, but the size is still checked.
+    let err = Pipeline::new()
+        .stage(["true"])
+        .pipe_size(max + 1)
+        .spawn()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
 #[test]
@@ -425,6 +432,38 @@ fn pipe_size_sets_every_pipe() {
             .unwrap();
         assert!(running.pipe_capacity().is_some_and(|c| c >= 4096));
         running.wait().unwrap();
+    });
+}
+
+#[test]
+fn stdin_can_be_fed_from_here() {
+    watchdog(30, || {
+        let mut running = Pipeline::new()
+            .stage(["sort"])
+            .stage(["uniq", "-c"])
+            .stage(["sort", "-rn"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = running.take_stdin().unwrap();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            stdin.write_all(b"b\na\nb\nc\nb\na\n").unwrap();
+        });
+        let mut out = String::new();
+        running
+            .take_stdout()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        writer.join().unwrap();
+        let lines: Vec<String> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(lines, ["3 b", "2 a", "1 c"]);
+        assert!(running.wait().unwrap().success());
     });
 }
 
