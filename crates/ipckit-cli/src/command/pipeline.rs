@@ -4,12 +4,14 @@
 //!
 //! Like a shell waiting for its foreground job, ipckit does not die of SIGINT or SIGQUIT
 //! while the stages run: they are in its process group, so Ctrl-C reaches them directly, and
-//! their statuses (130 for a stage SIGINT killed) decide the exit status. SIGTERM and SIGHUP
-//! sent to ipckit alone are passed on to the stages, so none is left running.
+//! their statuses (130 for a stage SIGINT killed) decide the exit status. If ipckit got a
+//! SIGINT and the last stage died of one, it then kills itself with SIGINT, as bash does, so
+//! a loop or script running it stops too. SIGTERM and SIGHUP sent to ipckit alone are passed
+//! on to the stages, so none is left running.
 
 use crate::cli::PipelineArgs;
 use crate::UserError;
-use ipckit::pipeline::{Outcome, Pipeline};
+use ipckit::pipeline::{Outcome, Pipeline, StageStatus};
 use ipckit::signal::{Action, Disposition, Handler, HandlerOptions, Signal};
 use std::io::ErrorKind;
 use std::process::ExitCode;
@@ -17,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static QUIT: AtomicBool = AtomicBool::new(false);
 static TERMINATED: AtomicBool = AtomicBool::new(false);
 static HUNG_UP: AtomicBool = AtomicBool::new(false);
 
@@ -33,7 +36,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
     }
     // Before spawning, so no signal finds ipckit without them; the stages' `exec` resets
     // caught signals to their default action.
-    let _handlers = install_handlers()?;
+    let handlers = install_handlers()?;
     let mut running = p.spawn().map_err(|e| match e.kind() {
         ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::InvalidInput => {
             anyhow::Error::new(UserError::new(e.to_string()))
@@ -44,8 +47,8 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
         if let Some(o) = running.wait_timeout(Duration::from_millis(100))? {
             break o;
         }
-        // SIGINT and SIGQUIT (INTERRUPTED): nothing to do; the stages got them too, and
-        // their statuses decide ours.
+        // SIGINT and SIGQUIT: nothing to do now; the stages got them too (same process
+        // group), and their statuses decide ours.
         for (flag, sig) in [(&TERMINATED, Signal::SIGTERM), (&HUNG_UP, Signal::SIGHUP)] {
             if flag.swap(false, Ordering::Relaxed) {
                 running.signal(sig)?;
@@ -54,6 +57,14 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
     };
     if args.status {
         print_status(args, &outcome);
+    }
+    if INTERRUPTED.load(Ordering::Relaxed)
+        && outcome.stages().last() == Some(&StageStatus::Signaled(Signal::SIGINT))
+    {
+        // Ctrl-C ended the pipeline: die of SIGINT ourselves, as bash does, so that a script
+        // or loop running ipckit sees an interrupt and stops, not just a status of 130.
+        drop(handlers);
+        let _ = ipckit::signal::send(std::process::id(), Signal::SIGINT);
     }
     Ok(ExitCode::from(outcome.status()))
 }
@@ -66,7 +77,7 @@ fn install_handlers() -> anyhow::Result<Vec<Handler>> {
     let mut handlers = Vec::new();
     for (sig, flag) in [
         (Signal::SIGINT, &INTERRUPTED),
-        (Signal::SIGQUIT, &INTERRUPTED),
+        (Signal::SIGQUIT, &QUIT),
         (Signal::SIGTERM, &TERMINATED),
         (Signal::SIGHUP, &HUNG_UP),
     ] {

@@ -198,6 +198,45 @@ fn sigint_to_ipckit_alone_does_not_stop_the_wait() {
     assert_eq!((o.stdout.as_str(), o.code()), ("done\n", Some(7)), "{o:?}");
 }
 
+/// Starts `prog ARGS` as the leader of a new process group, as a shell starts a job.
+fn spawn_job(mut cmd: std::process::Command) -> util::Bg {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    cmd.process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    util::Bg::start(cmd.spawn().unwrap())
+}
+
+/// Ctrl-C: SIGINT to the whole process group of `leader`.
+fn ctrl_c(leader: u32) {
+    // SAFETY: kill takes plain integers; the group is our own child's, which it leads.
+    let r = unsafe { libc::kill(-(leader as libc::pid_t), libc::SIGINT) };
+    assert_eq!(r, 0);
+}
+
+#[test]
+fn ctrl_c_ends_the_stages_and_then_ipckit_as_it_ends_bash() {
+    let env = TestEnv::new("pipeline-ctrl-c");
+    let m = marker(5);
+    let stage = format!("sleep {m}");
+    let bg = spawn_job(env.cmd(&["pipeline", &stage, &stage]));
+    wait_for_marker(&m, 2);
+    ctrl_c(bg.pid());
+    let ours = bg.finish();
+    assert_eq!(running_with_marker(&m), Vec::<u32>::new());
+
+    let mut cmd = std::process::Command::new("bash");
+    cmd.args(["-c", &format!("{stage} | {stage}")]);
+    let bg = spawn_job(cmd);
+    wait_for_marker(&m, 2);
+    ctrl_c(bg.pid());
+    let theirs = bg.finish();
+    assert_eq!(ours.status.signal(), Some(libc::SIGINT), "{ours:?}");
+    assert_eq!(ours.status.signal(), theirs.status.signal(), "{theirs:?}");
+}
+
 #[test]
 fn the_pipeline_demo_runs() {
     let env = TestEnv::new("pipeline-demo");

@@ -367,40 +367,42 @@ fn a_stage_that_fails_to_start_takes_the_started_ones_down() {
 
 #[test]
 fn bad_pipelines_are_refused_before_anything_starts() {
-    let err = Pipeline::new().spawn().unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    let err = Pipeline::new()
-        .stage(["true"])
-        .stage(Vec::<String>::new())
-        .spawn()
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "stage 2: empty stage: there is no command to run"
-    );
-    assert!(Pipeline::new().stage_str("").is_err());
-    assert!(Pipeline::new().stage_str("cat 'x").is_err());
-    assert!(Pipeline::new().stage_str("cat $HOME").is_err());
-    assert!(Pipeline::new().stage_str("cat >x").is_err());
+    watchdog(30, || {
+        let err = Pipeline::new().spawn().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        let err = Pipeline::new()
+            .stage(["true"])
+            .stage(Vec::<String>::new())
+            .spawn()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "stage 2: empty stage: there is no command to run"
+        );
+        assert!(Pipeline::new().stage_str("").is_err());
+        assert!(Pipeline::new().stage_str("cat 'x").is_err());
+        assert!(Pipeline::new().stage_str("cat $HOME").is_err());
+        assert!(Pipeline::new().stage_str("cat >x").is_err());
 
-    let max = ipckit::pipe::max_capacity().unwrap();
-    let marker = ["sleep", "987655"];
-    let err = Pipeline::new()
-        .stage(marker)
-        .stage(["cat"])
-        .pipe_size(max + 1)
-        .spawn()
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    assert!(err.to_string().contains("pipe-max-size"), "{err}");
-    assert_eq!(children_running(&marker), Vec::<u32>::new());
-    // One stage has no pipe, but the size is still checked.
-    let err = Pipeline::new()
-        .stage(["true"])
-        .pipe_size(max + 1)
-        .spawn()
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        let max = ipckit::pipe::max_capacity().unwrap();
+        let marker = ["sleep", "987655"];
+        let err = Pipeline::new()
+            .stage(marker)
+            .stage(["cat"])
+            .pipe_size(max + 1)
+            .spawn()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("pipe-max-size"), "{err}");
+        assert_eq!(children_running(&marker), Vec::<u32>::new());
+        // One stage has no pipe, but the size is still checked.
+        let err = Pipeline::new()
+            .stage(["true"])
+            .pipe_size(max + 1)
+            .spawn()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    });
 }
 
 #[test]
