@@ -157,8 +157,9 @@ impl Pipeline {
     /// Before anything starts: `InvalidInput` for no stages or an empty one; `NotFound`
     /// ("stage 2: 'nosuchprog': command not found") or `PermissionDenied` for a program that
     /// cannot be run; `InvalidInput` for a pipe size over `/proc/sys/fs/pipe-max-size`; the
-    /// `pipe2` or `fcntl` error. If a stage still fails to start (e.g. `ENOEXEC`), the stages
-    /// already started are killed and reaped, and the error names the stage.
+    /// `pipe2` or `fcntl` error. If a stage still fails to start (say, a script whose
+    /// interpreter is missing, or `EMFILE`), the stages already started are killed and reaped,
+    /// and the error names the stage.
     #[doc(alias = "pipe2")]
     #[doc(alias = "fork")]
     #[doc(alias = "execvp")]
