@@ -119,7 +119,8 @@ fn marker(n: u32) -> String {
     format!("{}{n}", 100_000 + std::process::id())
 }
 
-/// Every process (of this user or not) whose command line mentions `marker`.
+/// Every live process with `marker` as one of its arguments: the stages, not ipckit or bash,
+/// which have it inside a longer argument ("sleep MARKER").
 fn running_with_marker(marker: &str) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .unwrap()
@@ -127,9 +128,36 @@ fn running_with_marker(marker: &str) -> Vec<u32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+                .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == marker.as_bytes()))
                 && std::fs::read_to_string(format!("/proc/{pid}/stat"))
                     .is_ok_and(|s| !s.contains(") Z "))
+        })
+        .collect()
+}
+
+/// The descriptor numbers open in `pid`.
+fn fds_of(pid: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Descriptors above 2 that `pid` has without close-on-exec (so its children inherit them).
+fn inheritable_fds(pid: u32) -> Vec<u32> {
+    fds_of(pid)
+        .into_iter()
+        .filter(|&n| {
+            n > 2
+                && std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{n}")).is_ok_and(|info| {
+                    info.lines()
+                        .find_map(|l| l.strip_prefix("flags:"))
+                        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                        .is_some_and(|f| f & 0o2000000 == 0)
+                })
         })
         .collect()
 }
@@ -177,6 +205,16 @@ fn sigterm_is_passed_on_and_no_stage_is_left_running() {
     let stage = format!("sleep {m}");
     let bg = env.spawn(&["pipeline", "--status", &stage, &stage]);
     wait_for_marker(&m, 2);
+    // While they run: each stage holds 0, 1 and 2, and only what ipckit itself inherited
+    // without close-on-exec (from this test's environment), nothing ipckit opened.
+    let inherited = inheritable_fds(bg.pid());
+    for pid in running_with_marker(&m) {
+        let fds: Vec<u32> = fds_of(pid)
+            .into_iter()
+            .filter(|n| !inherited.contains(n))
+            .collect();
+        assert_eq!(fds, [0, 1, 2], "stage {pid}");
+    }
     bg.signal(libc::SIGTERM);
     let o = bg.finish();
     assert_eq!(o.code(), Some(143), "{o:?}");
