@@ -207,13 +207,21 @@ fn sigterm_is_passed_on_and_no_stage_is_left_running() {
     wait_for_marker(&m, 2);
     // While they run: each stage holds 0, 1 and 2, and only what ipckit itself inherited
     // without close-on-exec (from this test's environment), nothing ipckit opened.
+    // Read until the loader has closed what it opens after exec; a leak would stay.
     let inherited = inheritable_fds(bg.pid());
+    let until = Instant::now() + Duration::from_secs(10);
     for pid in running_with_marker(&m) {
-        let fds: Vec<u32> = fds_of(pid)
-            .into_iter()
-            .filter(|n| !inherited.contains(n))
-            .collect();
-        assert_eq!(fds, [0, 1, 2], "stage {pid}");
+        loop {
+            let fds: Vec<u32> = fds_of(pid)
+                .into_iter()
+                .filter(|n| !inherited.contains(n))
+                .collect();
+            if fds == [0, 1, 2] {
+                break;
+            }
+            assert!(Instant::now() < until, "stage {pid} holds {fds:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
     bg.signal(libc::SIGTERM);
     let o = bg.finish();
