@@ -24,6 +24,8 @@ const CASES: &[&[&str]] = &[
         "sort -r",
         "tr a-z A-Z",
     ],
+    // Words a shell leaves alone, though they look special.
+    &["echo --prefix=~/x \"q\"=~ 1a=~ x~ a#b ]x} !", "cat"],
 ];
 
 /// The exit status as a shell's `$?`.

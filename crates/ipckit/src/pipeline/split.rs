@@ -191,8 +191,11 @@ pub fn split(stage: &str) -> Result<Vec<String>, SplitError> {
             '(' | ')' => return refuse(c, col, "a subshell"),
             '\n' => return refuse(c, col, "a command separator"),
             '~' if starting => return refuse(c, col, "tilde expansion"),
+            '~' if word.as_ref().is_some_and(Word::tilde_follows_assignment) => {
+                return refuse(c, col, "tilde expansion (after = or : in NAME=...)")
+            }
             '#' if starting => return refuse(c, col, "the start of a comment"),
-            _ => Word::get(&mut word, col).text.push(c),
+            _ => Word::get(&mut word, col).push_plain(c),
         }
     }
     if let Some(w) = word.take() {
@@ -216,6 +219,17 @@ const KEYWORDS: &[&str] = &[
     "in", "select", "then", "until", "while", "}", "time", "[[", "]]",
 ];
 
+/// True if `plain` starts with `NAME=`, NAME a shell variable name.
+fn is_assignment(plain: &str) -> bool {
+    let Some((name, _)) = plain.split_once('=') else {
+        return false;
+    };
+    let mut cs = name.chars();
+    cs.next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && cs.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
 /// A word being read.
 struct Word {
     text: String,
@@ -224,6 +238,8 @@ struct Word {
     /// Length of `text` when the first quoted or escaped character was added: the part before
     /// it is what a shell would see unquoted when it looks for keywords and assignments.
     unquoted_len: Option<usize>,
+    /// The last character added, if it was unquoted.
+    last_plain: Option<char>,
 }
 
 impl Word {
@@ -232,19 +248,39 @@ impl Word {
             text: String::new(),
             col,
             unquoted_len: None,
+            last_plain: None,
         })
+    }
+
+    /// Adds an unquoted character.
+    fn push_plain(&mut self, c: char) {
+        self.text.push(c);
+        self.last_plain = Some(c);
     }
 
     /// Marks what follows as quoted; returns the text to push it onto.
     fn quoted(&mut self) -> &mut String {
         self.unquoted_len.get_or_insert(self.text.len());
+        self.last_plain = None;
         &mut self.text
+    }
+
+    /// The part of the word before any quoting.
+    fn plain(&self) -> &str {
+        &self.text[..self.unquoted_len.unwrap_or(self.text.len())]
+    }
+
+    /// True if an unquoted `~` here would be expanded: bash expands a tilde right after the
+    /// `=` or a `:` of any word that looks like an assignment (`--x=~` does not, `x=~` does,
+    /// even as an argument).
+    fn tilde_follows_assignment(&self) -> bool {
+        matches!(self.last_plain, Some('=' | ':')) && is_assignment(self.plain())
     }
 
     /// Ends the word; the first word of a stage must not be a keyword or an assignment.
     fn finish(self, words: &mut Vec<String>) -> Result<(), SplitError> {
         if words.is_empty() {
-            let plain = &self.text[..self.unquoted_len.unwrap_or(self.text.len())];
+            let plain = self.plain();
             let refused = |what| {
                 Err(SplitError {
                     kind: SplitErrorKind::Refused {
@@ -257,15 +293,8 @@ impl Word {
             if self.unquoted_len.is_none() && KEYWORDS.contains(&plain) {
                 return refused("a keyword");
             }
-            if let Some((name, _)) = plain.split_once('=') {
-                let mut cs = name.chars();
-                if cs
-                    .next()
-                    .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
-                    && cs.all(|c| c == '_' || c.is_ascii_alphanumeric())
-                {
-                    return refused("the start of a variable assignment");
-                }
+            if is_assignment(plain) {
+                return refused("the start of a variable assignment");
             }
         }
         words.push(self.text);
@@ -305,6 +334,11 @@ mod tests {
         assert_eq!(ok("find . ! -name x=y"), ["find", ".", "!", "-name", "x=y"]);
         assert_eq!(ok("echo a#b ]x} %^!"), ["echo", "a#b", "]x}", "%^!"]);
         assert_eq!(ok("echo a~b"), ["echo", "a~b"]);
+        // Tildes a shell leaves alone.
+        assert_eq!(
+            ok("echo --prefix=~/x 'q'=~ 1a=~ x~ a=\\~ a='~'"),
+            ["echo", "--prefix=~/x", "q=~", "1a=~", "x~", "a=~", "a=~"]
+        );
     }
 
     #[test]
@@ -349,6 +383,8 @@ mod tests {
         assert_eq!(refused("(ls)"), ('(', 1));
         assert_eq!(refused("ls ~/x"), ('~', 4));
         assert_eq!(refused("ls #x"), ('#', 4));
+        assert_eq!(refused("echo foo=~"), ('~', 10));
+        assert_eq!(refused("echo a=x:~/y"), ('~', 10));
         assert_eq!(refused("echo a\nb"), ('\n', 7));
         assert_eq!(refused("if true"), ('i', 1));
         assert_eq!(refused("  ! grep x"), ('!', 3));

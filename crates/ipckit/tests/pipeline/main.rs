@@ -42,6 +42,11 @@ const CASES: &[(&[&str], Option<&[u8]>)] = &[
         ],
         Some(&[0, 0, 0]),
     ),
+    // Words a shell leaves alone, though they look special.
+    (
+        &["echo --prefix=~/x \"q\"=~ 1a=~ x~ a#b ]x} !", "cat"],
+        Some(&[0, 0]),
+    ),
 ];
 
 /// Runs our pipeline, stdin empty, collecting stdout.
