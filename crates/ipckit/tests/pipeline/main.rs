@@ -486,3 +486,54 @@ fn dropping_a_running_pipeline_kills_and_reaps_it() {
         assert_eq!(children_running(&marker), Vec::<u32>::new());
     });
 }
+
+/// The words bash makes of `line` (as arguments to printf, so no keyword rules apply).
+fn bash_words(line: &str) -> Option<Vec<String>> {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("printf '%s\\0' {line}"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    let mut words: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .map(String::from)
+        .collect();
+    words.pop(); // after the last NUL
+    Some(words)
+}
+
+/// Lines built from the pieces of shell quoting, with characters that are special somewhere.
+fn shell_line() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let piece = prop_oneof![
+        "[ab=:!}~#-]{1,3}",
+        "'[ab \"\\\\$*=~#{}\t-]{0,4}'",
+        "\"([ab '*=~#{}\t-]|\\\\[$`\"\\\\ab])*\"",
+        "\\\\[ab '\"$*=~#{}\t-]",
+        "[ \t]{1,2}",
+    ];
+    proptest::collection::vec(piece, 1..8).prop_map(|v| v.concat())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Whatever the splitter accepts, bash splits into the same words (it may refuse more
+    /// than bash would, never split differently).
+    #[test]
+    fn accepted_stages_split_as_bash_splits_them(line in shell_line()) {
+        if let Ok(words) = ipckit::pipeline::split(&format!("printf {line}")) {
+            let ours = &words[1..];
+            if !ours.is_empty() {
+                let theirs = bash_words(&line);
+                proptest::prop_assert_eq!(Some(ours.to_vec()), theirs, "{:?}", line);
+            }
+        }
+    }
+}
