@@ -32,6 +32,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Listen for signals (with their siginfo) or send them, with a payload if asked.
     Signal(SignalArgs),
+    /// Run STAGE | STAGE | ... without a shell; exit with the pipeline's status, as bash does.
+    Pipeline(PipelineArgs),
 }
 
 /// A list of mechanisms (`pipe,uds` or `all`).
@@ -266,6 +268,26 @@ pub struct DemoArgs {
     pub child: Option<String>,
 }
 
+/// `ipckit pipeline`.
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    /// The status is the rightmost non-zero stage status (bash's `set -o pipefail`), not the
+    /// last stage's.
+    #[arg(long)]
+    pub pipefail: bool,
+    /// Every pipe's capacity (F_SETPIPE_SZ): 1048576, 1MiB; at most
+    /// /proc/sys/fs/pipe-max-size [default: the system's, 64KiB].
+    #[arg(long, value_name = "BYTES", value_parser = ipckit_bench::options::parse_size)]
+    pub pipe_size: Option<usize>,
+    /// Print each stage's status to stderr, like bash's PIPESTATUS.
+    #[arg(long)]
+    pub status: bool,
+    /// The stages, in order, one argument each, written with shell quoting: "seq 1 100000"
+    /// "grep 7" "wc -l". Globs, $ expansions and redirections are refused: no shell runs.
+    #[arg(required = true, value_name = "STAGE")]
+    pub stages: Vec<String>,
+}
+
 fn parse_signal(s: &str) -> Result<ipckit::signal::Signal, String> {
     s.parse().map_err(|e: std::io::Error| e.to_string())
 }
@@ -367,6 +389,8 @@ mod tests {
             &["ipckit", "signal", "listen", "--signals", "USR1,NOPE"],
             &["ipckit", "signal", "send", "--pid", "1", "--signal", "99"],
             &["ipckit", "signal", "send", "--pid", "0", "--signal", "USR1"],
+            &["ipckit", "pipeline"],
+            &["ipckit", "pipeline", "--pipe-size", "0", "cat"],
             &[
                 "ipckit", "signal", "send", "--pid", "1", "--signal", "USR1", "--count", "0",
             ],

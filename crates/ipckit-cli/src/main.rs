@@ -3,7 +3,8 @@
 //! `main` first hands the hidden peer mode of the bench (`ipckit __peer <spec>`) to the
 //! harness, then parses the command line and runs one command. A user's mistake is one line on
 //! stderr and exit status 2 (return a [`UserError`] from a command); any other failure exits 1;
-//! a closed stdout (`ipckit bench | head`) is success.
+//! a closed stdout (`ipckit bench | head`) is success. A command that succeeds may still choose
+//! its exit status (`ipckit pipeline` exits with its pipeline's, as a shell does).
 #![deny(unsafe_code)]
 
 mod cli;
@@ -85,7 +86,7 @@ fn main() -> ExitCode {
     // `signal listen` blocks its signals here, before anything can start a thread.
     let r = command::signal::block_before_threads(&cli.command).and_then(|()| command::run(&cli));
     match r {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;

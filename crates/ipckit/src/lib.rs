@@ -9,7 +9,7 @@
 //! ([`framing`]); every endpoint enforces a maximum message size; every endpoint has a
 //! [`Wait`] strategy (block, spin, or spin-then-block). eventfd, a counter rather than a
 //! carrier, implements [`Notify`]. Signals, with their siginfo and `sigqueue` payloads, are
-//! in [`signal`].
+//! in [`signal`]. [`pipeline`] runs `a | b | c` the way a shell does, without the shell.
 //!
 //! ```
 //! use ipckit::{pipe, Transport, Wait};
@@ -67,6 +67,7 @@ pub mod framing;
 pub mod mq;
 mod peer;
 pub mod pipe;
+pub mod pipeline;
 pub mod registry;
 pub mod shm;
 pub mod shutdown;

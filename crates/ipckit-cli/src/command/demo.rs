@@ -13,6 +13,8 @@ mod fifo;
 mod mq_priority;
 #[path = "demo_pipe.rs"]
 mod pipe;
+#[path = "demo_pipeline.rs"]
+mod pipeline_demo;
 #[path = "demo_shm_ring.rs"]
 mod shm_ring;
 #[path = "demo_shutdown.rs"]
@@ -49,6 +51,12 @@ const TOPICS: &[Topic] = &[
         about: "named FIFOs: open rules, end-of-file after the last writer, reopening",
         run: Some(fifo::run),
         child: Some(fifo::child),
+    },
+    Topic {
+        name: "pipeline",
+        about: "shell pipelines without a shell: a | b | c, PIPESTATUS, SIGPIPE, pipefail",
+        run: Some(pipeline_demo::run),
+        child: None,
     },
     Topic {
         name: "stream",

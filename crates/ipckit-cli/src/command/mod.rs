@@ -4,21 +4,26 @@ pub mod bench;
 pub mod clean;
 pub mod demo;
 pub mod list;
+pub mod pipeline;
 pub mod recv;
 pub mod send;
 pub mod signal;
 
 use crate::cli::{Cli, Command};
+use std::process::ExitCode;
 
-/// Runs the parsed command.
-pub fn run(cli: &Cli) -> anyhow::Result<()> {
+/// Runs the parsed command. Most commands succeed or fail; `pipeline` exits with the
+/// status of the pipeline it ran, as a shell does, so every command returns its exit code.
+pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match &cli.command {
-        Command::Bench(a) => bench::run(a),
-        Command::Send(a) => send::run(a),
-        Command::Recv(a) => recv::run(a),
-        Command::List(a) => list::run(a),
-        Command::Clean(a) => clean::run(a),
-        Command::Demo(a) => demo::run(a),
-        Command::Signal(a) => signal::run(a),
+        Command::Bench(a) => done(bench::run(a)),
+        Command::Send(a) => done(send::run(a)),
+        Command::Recv(a) => done(recv::run(a)),
+        Command::List(a) => done(list::run(a)),
+        Command::Clean(a) => done(clean::run(a)),
+        Command::Demo(a) => done(demo::run(a)),
+        Command::Signal(a) => done(signal::run(a)),
+        Command::Pipeline(a) => pipeline::run(a),
     }
 }

@@ -1053,12 +1053,16 @@ fn demo_fifo_leaves_nothing_and_stream_options_belong_to_stream() {
     let env = TestEnv::new("demo-fifo");
     let list = env.run(&["demo"], b"");
     let text = list.ok();
-    let (pipe, fifo, stream) = (
+    let (pipe, fifo, pipeline, stream) = (
         text.find(" pipe ").unwrap(),
         text.find(" fifo ").unwrap(),
+        text.find(" pipeline ").unwrap(),
         text.find(" stream ").unwrap(),
     );
-    assert!(pipe < fifo && fifo < stream, "{text}");
+    assert!(
+        pipe < fifo && fifo < pipeline && pipeline < stream,
+        "{text}"
+    );
 
     let mut cmd = env.cmd(&["demo", "fifo", "--short"]);
     cmd.env("TMPDIR", &env.dir)

@@ -9,9 +9,10 @@
 //! - `socket`: `socket`/`bind`/`listen`/`accept4`/`connect` for `AF_UNIX` (paths and the
 //!   abstract namespace) including `SOCK_SEQPACKET`, `socketpair`, `send`/`recv` with flags,
 //!   `SO_PEERCRED`.
-//! - `proc`: `pidfd_open`, a process's start time from `/proc`, `boot_id`, what a spawned
-//!   child inherits (`close_range(CLOSE_RANGE_CLOEXEC)` in a `pre_exec` hook) and the checked
-//!   adoption of an inherited descriptor.
+//! - `proc`: `pidfd_open`, a process's start time from `/proc`, `boot_id`, `access(X_OK)`,
+//!   `pre_exec` steps for a child (what it inherits, with `close_range(CLOSE_RANGE_CLOEXEC)`
+//!   sealing the rest; an empty signal mask), and the checked adoption of an inherited
+//!   descriptor.
 //! - `mq`: POSIX message queues (`mq_open`, `mq_send`, `mq_receive`, `mq_unlink`, ...).
 //! - `shm`: `shm_open`, `memfd_create`, `mmap` (the [`shm::Mapping`] owner), `futex`.
 //! - `pthread`: process-shared robust mutexes and condition variables (`pthread_mutex_*`,

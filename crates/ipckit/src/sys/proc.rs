@@ -3,6 +3,9 @@
 //! # Safety
 //!
 //! `pidfd_open` is a raw syscall taking two integers; its result becomes an `OwnedFd` at once.
+//! `access` takes a NUL-terminated `CString` that outlives the call. The `pre_exec` closures
+//! run in the forked child and call only async-signal-safe functions (`fcntl`, `sigemptyset`,
+//! `sigprocmask`) on data built before the fork.
 //! `adopt_inherited` is the one place a descriptor number from outside (an `fd:N` address)
 //! becomes an `OwnedFd`; its comment lists what is checked first and why that makes the
 //! ownership ours. The `fcntl`/`fstat` calls it makes on the raw number take no pointer other
@@ -268,4 +271,44 @@ pub(crate) fn adopt_inherited(fd: RawFd, expected: Inherited) -> io::Result<Owne
         return Err(refuse(e.to_string()));
     }
     Ok(owned)
+}
+
+/// `access(path, X_OK)`: whether this process may execute `path` (what `execvp` tries).
+pub(crate) fn may_execute(path: &std::path::Path) -> bool {
+    let Ok(c) = super::pipe::cstr(path) else {
+        return false;
+    };
+    // SAFETY: `c` is a NUL-terminated string that outlives the call; access takes no other
+    // pointer.
+    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+}
+
+/// Waits up to `timeout` for the process behind `pidfd` to exit (`poll` for `POLLIN`);
+/// true if it has.
+pub(crate) fn pidfd_wait(
+    pidfd: std::os::fd::BorrowedFd<'_>,
+    timeout: std::time::Duration,
+) -> io::Result<bool> {
+    let r = super::fd::poll(&[(pidfd, libc::POLLIN)], Some(timeout))?;
+    Ok(r != super::fd::Ready::TimedOut)
+}
+
+/// Makes `cmd`'s child start with an empty signal mask, whatever the spawning thread has
+/// blocked (the standard library resets `SIGPIPE`'s disposition but leaves the mask).
+pub(crate) fn empty_signal_mask_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec; `sigemptyset` and
+    // `sigprocmask` are async-signal-safe, it allocates nothing, and `set` is a local the
+    // calls initialise and read.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            if libc::sigemptyset(set.as_mut_ptr()) == -1
+                || libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) == -1
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
