@@ -73,13 +73,20 @@ variant_cmd() {
 }
 
 declare -A results=([A]="" [B]="" [C]="")
+# This VM drifts over seconds, so the ratios are also taken round by round (A, B and C run
+# back to back) and their median reported: that compares like with like.
+ratios_b="" ratios_c=""
 for ((round = 1; round <= runs; round++)); do
+    declare -A this=()
     for v in A B C; do
         ns=$(variant_cmd "$v") || { echo "variant $v failed" >&2; exit 1; }
         mbs=$(awk -v b="$bytes" -v ns="$ns" 'BEGIN { printf "%.1f", b / (ns / 1e9) / 1e6 }')
         printf 'round %d  %s  %8.1f MB/s\n' "$round" "$v" "$mbs"
         results[$v]+="$mbs "
+        this[$v]=$mbs
     done
+    ratios_b+="$(awk -v x="${this[B]}" -v y="${this[A]}" 'BEGIN { print x / y }') "
+    ratios_c+="$(awk -v x="${this[C]}" -v y="${this[A]}" 'BEGIN { print x / y }') "
 done
 
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -91,3 +98,6 @@ echo "median of $runs runs, ${size_mb} MiB through cat | cat | cat | cat:"
 printf '  A bash -c                         %8.1f MB/s\n' "$ma"
 printf '  B ipckit pipeline                 %8.1f MB/s   B/A = %.3f\n' "$mb" "$(awk -v x="$mb" -v y="$ma" 'BEGIN { print x / y }')"
 printf '  C ipckit pipeline --pipe-size 1M  %8.1f MB/s   C/A = %.3f\n' "$mc" "$(awk -v x="$mc" -v y="$ma" 'BEGIN { print x / y }')"
+printf 'median of the per-round ratios:     B/A = %.3f   C/A = %.3f   (min..max B/A %s)\n' \
+    "$(median "$ratios_b")" "$(median "$ratios_c")" \
+    "$(tr ' ' '\n' <<<"$ratios_b" | grep . | sort -g | sed -n '1p;$p' | awk '{ printf "%s%.3f", (NR > 1 ? ".." : ""), $1 }')"
