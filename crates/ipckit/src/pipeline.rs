@@ -195,7 +195,9 @@ impl Pipeline {
         // Checked against the system maximum even for a single stage, which has no pipe.
         let set = match pipe_size {
             Some(size) => Some(crate::stream::set_pipe_capacity_checked(
-                pipes.iter().filter_map(|(r, _)| r.as_ref().map(AsFd::as_fd)),
+                pipes
+                    .iter()
+                    .filter_map(|(r, _)| r.as_ref().map(AsFd::as_fd)),
                 size,
             )?),
             None => None,
