@@ -10,6 +10,7 @@
 pub mod floor;
 pub mod machine;
 mod mpsc;
+pub mod netvariants;
 pub mod options;
 pub mod pattern;
 pub mod peer;
@@ -66,13 +67,17 @@ struct Plan {
     zero_copy: bool,
     /// MPSC rows: producer processes (0: not an MPSC row).
     producers: u32,
+    /// TCP/UDP rows with one socket option changed ([`netvariants`]).
+    net: Option<netvariants::NetVariant>,
 }
 
 impl Plan {
     /// The row's mechanism name: `shm-zerocopy` for the zero-copy API of `shm`, `shm-mpsc`
     /// for its many-to-one queue.
     fn name(&self) -> String {
-        if self.producers > 0 {
+        if let Some(v) = self.net {
+            v.name().to_owned()
+        } else if self.producers > 0 {
             format!("{}-mpsc", self.mech)
         } else if self.zero_copy {
             format!("{}-zerocopy", self.mech)
@@ -100,7 +105,7 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
 
     let mut plans = Vec::new();
     let mut skipped = Vec::new();
-    for &mech in &opts.mechs {
+    for (mech, net) in netvariants::order(&opts.mechs, &opts.net_variants) {
         let sizes: Vec<usize> = if mech.carries_payload() {
             opts.sizes.clone()
         } else {
@@ -112,7 +117,7 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
                     let pair = placement_cpus(placement, cpus);
                     if wait.spins() && pair[0] == pair[1] {
                         skipped.push(Skipped {
-                            mechanism: mech.name().into(),
+                            mechanism: netvariants::row_name(mech, net).into(),
                             wait: wait.name().into(),
                             placement: placement.name().into(),
                             size,
@@ -130,6 +135,24 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
                     } else {
                         &[false]
                     };
+                    if let Some(v) = net {
+                        // One implementation per variant, never paired with a raw row.
+                        plans.push(Plan {
+                            mech,
+                            wait,
+                            placement,
+                            size,
+                            imp: if v.split_writes() {
+                                Impl::Raw
+                            } else {
+                                Impl::Ipckit
+                            },
+                            zero_copy: false,
+                            producers: 0,
+                            net,
+                        });
+                        continue;
+                    }
                     for &zero_copy in variants {
                         plans.push(Plan {
                             mech,
@@ -139,6 +162,7 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
                             imp: Impl::Ipckit,
                             zero_copy,
                             producers: 0,
+                            net: None,
                         });
                         if opts.reference {
                             plans.push(Plan {
@@ -149,6 +173,7 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
                                 imp: Impl::Raw,
                                 zero_copy,
                                 producers: 0,
+                                net: None,
                             });
                         }
                     }
@@ -191,6 +216,7 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
                             imp: Impl::Ipckit,
                             zero_copy: false,
                             producers: n,
+                            net: None,
                         });
                     }
                 }
@@ -234,6 +260,7 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
                 cpus: pair,
                 zero_copy: false,
                 producers: 0,
+                net: None,
             };
             *slot = session::run(&cfg, &short)
                 .ok()
@@ -280,6 +307,7 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
                     cpus: placement_cpus(p.placement, cpus),
                     zero_copy: p.zero_copy,
                     producers: p.producers,
+                    net: p.net,
                 };
                 results[k].push(session::run(&cfg, opts));
                 bar.inc(1);
@@ -352,7 +380,7 @@ fn aggregate(
             "throughput only: {} producer process(es) into one consumer; every message's producer, sequence and words checked",
             p.producers
         ));
-    } else if let (Some(max), None) = (max_msg, lat_size) {
+    } else if let (Some(max), None, false) = (max_msg, lat_size, p.mech == Mechanism::Udp) {
         if !ok.is_empty() {
             notes.push(format!("latency n/a: {} carries at most {max} B", p.mech));
         }
@@ -361,6 +389,13 @@ fn aggregate(
         if t != p.size && p.mech.carries_payload() {
             notes.push(format!("throughput measured at the largest message, {t} B"));
         }
+    }
+    let socket_buffers = first.and_then(|m| m.socket_buffers);
+    if let Some(v) = p.net {
+        notes.push(v.note(socket_buffers, rtt.map(|r| r.p50)));
+    }
+    if p.mech == Mechanism::Udp {
+        notes.extend(netvariants::udp_size_note(p.size));
     }
     if !p.mech.carries_payload() {
         notes.push("counter: msgs/s = notifications/s, sum verified".into());
@@ -395,6 +430,12 @@ fn aggregate(
         noisy: spread.is_some_and(|s| s > NOISY_PCT),
         lost: ok.iter().map(|m| m.lost).sum(),
         reordered: ok.iter().map(|m| m.reordered).sum(),
+        loss_pct: {
+            let sent: u64 = ok.iter().map(|m| m.tput_sent).sum();
+            let lost: u64 = ok.iter().map(|m| m.tput_lost).sum();
+            (p.mech.is_lossy() && sent > 0).then(|| lost as f64 * 100.0 / sent as f64)
+        },
+        socket_buffers,
         errors,
         first_error,
         // Rows that probed the cache line beside each session are compared with those

@@ -93,6 +93,8 @@ pub struct BenchOptions {
     pub shm_capacity: Option<usize>,
     /// Shared memory: producer counts of the MPSC rows (empty: no MPSC rows).
     pub mpsc_producers: Vec<u32>,
+    /// TCP/UDP rows with one socket option changed (`tcp-nagle`, ...; empty by default).
+    pub net_variants: Vec<crate::netvariants::NetVariant>,
 }
 
 impl Default for BenchOptions {
@@ -114,6 +116,7 @@ impl Default for BenchOptions {
             format: Format::Table,
             shm_capacity: None,
             mpsc_producers: vec![1, 2, 4],
+            net_variants: Vec::new(),
         }
     }
 }

@@ -332,7 +332,8 @@ fn run_peer(spec: &PeerSpec, ctl: &mut Control) -> io::Result<()> {
         let fd = unsafe { sys::owned_from_inherited(fd) };
         return floor::peer(&fd, ctl);
     }
-    let mech: Mechanism = spec.mechanism.parse().map_err(io::Error::other)?;
+    let (mech, net) =
+        crate::netvariants::parse_row_name(&spec.mechanism).map_err(io::Error::other)?;
     let wait = Wait::parse(&spec.wait).ok_or_else(|| io::Error::other("bad wait"))?;
     if mech == Mechanism::Eventfd {
         let rx = ipckit::eventfd::EventFd::from_address(&spec.address, wait)?;
@@ -373,6 +374,7 @@ fn run_peer(spec: &PeerSpec, ctl: &mut Control) -> io::Result<()> {
         ..Default::default()
     };
     let t = ipckit::connect::connect(mech, &spec.address, &opts)?;
+    crate::netvariants::setup(&*t, net)?;
     let cap = t.max_msg_size();
     ctl.send(&FromPeer::Ready { max_msg_size: cap })?;
     let ToPeer::Go {
@@ -390,6 +392,12 @@ fn run_peer(spec: &PeerSpec, ctl: &mut Control) -> io::Result<()> {
             lossy,
             ctl,
         ),
+        Impl::Raw if net.is_some_and(|v| v.split_writes()) => {
+            let mut ch = crate::netvariants::SplitWrites(reference::RawChannel::new(&*t, wait)?);
+            let r = serve(&mut ch, cap, lat_size, tput_size, spec, lossy, ctl);
+            drop(t);
+            r
+        }
         Impl::Raw => {
             let mut ch = reference::RawChannel::new(&*t, wait)?;
             let r = serve(&mut ch, cap, lat_size, tput_size, spec, lossy, ctl);

@@ -52,6 +52,14 @@ pub struct Row {
     pub lost: u64,
     /// Reordered messages (UDP).
     pub reordered: u64,
+    /// Lossy rows: the share of the throughput phase's messages that never arrived, % (the
+    /// flood sends as fast as it can, so this is what overflowed the receive buffer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_pct: Option<f64>,
+    /// TCP/UDP rows: `SO_SNDBUF`/`SO_RCVBUF` as `getsockopt` reported them on the parent's
+    /// socket once set up (TCP's unset buffers autotune beyond this during the run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_buffers: Option<crate::netvariants::SocketBuffers>,
     /// Verification failures and failed runs.
     pub errors: u64,
     /// The first error, described.
@@ -338,7 +346,12 @@ impl Report {
             if r.noisy {
                 flags.push("noisy".into());
             }
-            if r.lost > 0 || r.reordered > 0 {
+            if let Some(pct) = r.loss_pct {
+                flags.push(format!(
+                    "lost {} ({pct:.2}% of the flood) reordered {}",
+                    r.lost, r.reordered
+                ));
+            } else if r.lost > 0 || r.reordered > 0 {
                 flags.push(format!("lost {} reordered {}", r.lost, r.reordered));
             }
             if let Some(n) = &r.note {

@@ -32,6 +32,8 @@ pub struct Config {
     pub zero_copy: bool,
     /// Shared memory: MPSC producer processes (0: not an MPSC session).
     pub producers: u32,
+    /// TCP/UDP: the socket option this row changes ([`crate::netvariants`]).
+    pub net: Option<crate::netvariants::NetVariant>,
 }
 
 /// What one session measured.
@@ -67,6 +69,12 @@ pub struct Measured {
     /// session, ns. This VM's cross-CPU cost changes over seconds (as the host moves its
     /// virtual CPUs), so a shm row is compared with the floor of its own moment.
     pub cacheline_p50_ns: Option<f64>,
+    /// TCP/UDP: the socket buffers the kernel granted the parent's socket after setup.
+    pub socket_buffers: Option<crate::netvariants::SocketBuffers>,
+    /// Messages sent in the throughput phase.
+    pub tput_sent: u64,
+    /// Of those, lost (lossy transports).
+    pub tput_lost: u64,
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -110,7 +118,7 @@ pub fn run(cfg: &Config, opts: &BenchOptions) -> Result<Measured, String> {
 fn base_spec(cfg: &Config, opts: &BenchOptions) -> PeerSpec {
     PeerSpec {
         role: Role::Transport,
-        mechanism: cfg.mech.name().into(),
+        mechanism: crate::netvariants::row_name(cfg.mech, cfg.net).into(),
         wait: cfg.wait.name().into(),
         imp: cfg.imp,
         address: String::new(),
@@ -140,6 +148,8 @@ fn lat_params(opts: &BenchOptions, lossy: bool) -> LatencyParams {
 }
 
 fn run_inner(cfg: &Config, opts: &BenchOptions) -> io::Result<Measured> {
+    let adjusted = cfg.net.map(|v| v.adjust(opts));
+    let opts = adjusted.as_ref().unwrap_or(opts);
     let limit = PHASE_SLACK * 2 + opts.duration * 4;
     let mut spec = base_spec(cfg, opts);
     if cfg.mech == Mechanism::Eventfd {
@@ -198,6 +208,7 @@ fn run_inner(cfg: &Config, opts: &BenchOptions) -> io::Result<Measured> {
     spec.address = server.address();
     let (guard, mut ctl) = peer::spawn(&mut spec, |cmd| server.configure_child(cmd), &[], limit)?;
     let t = server.accept()?;
+    let socket_buffers = crate::netvariants::setup(&*t, cfg.net)?;
     let peer_max = expect_ready(&mut ctl)?;
     sys::pin_current_thread(cfg.cpus[0])?;
     let max = t.max_msg_size().min(peer_max);
@@ -219,6 +230,12 @@ fn run_inner(cfg: &Config, opts: &BenchOptions) -> io::Result<Measured> {
             opts,
             &mut ctl,
         )?,
+        Impl::Raw if cfg.net.is_some_and(|v| v.split_writes()) => {
+            let mut ch = crate::netvariants::SplitWrites(RawChannel::new(&*t, cfg.wait)?);
+            let m = drive_channel(&mut ch, cap, lat_size, tput_size, lossy, opts, &mut ctl)?;
+            drop(t);
+            m
+        }
         Impl::Raw => {
             let mut ch = RawChannel::new(&*t, cfg.wait)?;
             let m = drive_channel(&mut ch, cap, lat_size, tput_size, lossy, opts, &mut ctl)?;
@@ -227,6 +244,7 @@ fn run_inner(cfg: &Config, opts: &BenchOptions) -> io::Result<Measured> {
         }
     };
     m.max_msg_size = max;
+    m.socket_buffers = socket_buffers;
     guard
         .finish(Duration::from_secs(5))
         .map_err(io::Error::other)?;
@@ -372,8 +390,10 @@ fn drive_channel<C: Channel>(
     }
     let r = expect_tput_done(ctl)?;
     throughput_fields(&mut m, &s, &r, true);
+    m.tput_sent = s.sent;
     if lossy {
-        m.lost += s.sent.saturating_sub(r.received);
+        m.tput_lost = s.sent.saturating_sub(r.received);
+        m.lost += m.tput_lost;
     } else if r.received != s.sent {
         m.errors += s.sent.abs_diff(r.received);
         if m.first_error.is_none() {

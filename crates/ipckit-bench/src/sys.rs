@@ -396,3 +396,27 @@ pub fn kill_hard(pid: u32) {
     // SAFETY: kill with integer arguments; a stale pid at worst yields ESRCH.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
 }
+
+/// `setsockopt(fd, level, name, &val, sizeof(int))`.
+pub fn set_sockopt_int(fd: RawFd, level: i32, name: i32, val: i32) -> io::Result<()> {
+    // SAFETY: `val` is a live i32 and the kernel is told its size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&val as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// `getsockopt(fd, level, name)` of an int option.
+pub fn sockopt_int(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
+    let mut v: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are live locals of the sizes the kernel is told.
+    cvt(unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut i32).cast(), &mut len) })?;
+    Ok(v)
+}

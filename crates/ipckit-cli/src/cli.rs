@@ -3,6 +3,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipckit::Mechanism;
+use ipckit_bench::netvariants::NetVariant;
 use std::path::PathBuf;
 
 /// Every way Linux processes talk: pipes, FIFOs, Unix and IP sockets, POSIX and System V
@@ -36,19 +37,23 @@ pub enum Command {
     Pipeline(PipelineArgs),
 }
 
-/// A list of mechanisms (`pipe,uds` or `all`).
+/// A list of mechanisms (`pipe,uds` or `all`), and the TCP/UDP variants of the bench among
+/// them (`tcp-nagle`, ...).
 #[derive(Debug, Clone)]
-pub struct MechList(pub Vec<Mechanism>);
+pub struct MechList(pub Vec<Mechanism>, pub Vec<NetVariant>);
 
 fn parse_mech_list(s: &str) -> Result<MechList, String> {
     if s.trim() == "all" {
-        return Ok(MechList(Mechanism::ALL.to_vec()));
+        return Ok(MechList(Mechanism::ALL.to_vec(), Vec::new()));
     }
-    s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| p.trim().parse())
-        .collect::<Result<_, _>>()
-        .map(MechList)
+    let mut list = MechList(Vec::new(), Vec::new());
+    for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match ipckit_bench::netvariants::parse_row_name(p)? {
+            (_, Some(v)) => list.1.push(v),
+            (m, None) => list.0.push(m),
+        }
+    }
+    Ok(list)
 }
 
 fn parse_mech(s: &str) -> Result<Mechanism, String> {
@@ -132,7 +137,9 @@ pub enum FramingArg {
 pub struct BenchArgs {
     /// Mechanisms, comma-separated, or `all` [default: all]: pipe fifo uds uds-dgram
     /// uds-seqpacket tcp udp mq-posix mq-sysv eventfd shm (shm also runs its zero-copy API,
-    /// as shm-zerocopy).
+    /// as shm-zerocopy). TCP/UDP variants, only when named: tcp-nagle, tcp-nagle-split
+    /// (Nagle on, two writes per message), tcp-bigbuf (4 MiB buffers), udp-defbuf (the
+    /// kernel's default buffers).
     #[arg(long, value_name = "LIST", value_parser = parse_mech_list)]
     pub mech: Option<MechList>,
     /// Message sizes, comma-separated: 64, 64K, 64KiB, 1M, 1MiB [default: 64,64KiB].
