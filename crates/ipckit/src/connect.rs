@@ -846,6 +846,10 @@ pub enum Receiver {
 /// recorded, removed on drop) when it does not exist and using it when it does (FIFOs and
 /// queues). No hello is expected: any program may send.
 ///
+/// TCP and UDP bind `addr` as given (`0.0.0.0:PORT` or `[::]:PORT` for every interface). An IP
+/// peer has no credentials to check, so [`Options::allow_other_users`] does not apply: any
+/// host that can reach the address may send.
+///
 /// # Errors
 ///
 /// `InvalidInput` for an address of the wrong form, `AlreadyExists` for a socket address in

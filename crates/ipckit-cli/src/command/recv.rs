@@ -4,6 +4,11 @@
 //! mechanisms (uds, uds-seqpacket, tcp) peers are accepted one after another. It stops after
 //! `--count` messages, after `--timeout` seconds without one, or on SIGINT/SIGTERM, and removes
 //! what it created in every case (waits are sliced so the signal flag is seen).
+//!
+//! tcp and udp bind the address given: `127.0.0.1:PORT` keeps to this machine, `0.0.0.0:PORT`
+//! or `[::]:PORT` listens on every interface, for senders on other hosts. IP peers carry no
+//! credentials (no uid, no pid, unlike Unix sockets' `SO_PEERCRED`): anyone who can reach the
+//! port may send, so filter by address (bind one interface, or a firewall) if that matters.
 
 use super::demo::interrupt;
 use super::send::{check_address, framing_for, open_error};

@@ -4,6 +4,9 @@
 //! The CLI adds no header of its own: what goes out is the message's bytes, newline-ended on
 //! byte streams by default so `cat`, `nc` and `socat` read it (`--framing length` switches to
 //! the library's 4-byte length prefix).
+//!
+//! tcp and udp send to any `HOST:PORT` (a name, an IPv4 address, or `[IPv6]:PORT`), on this
+//! machine or another one.
 
 use crate::cli::{FramingArg, SendArgs};
 use crate::UserError;
