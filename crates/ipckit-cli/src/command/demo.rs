@@ -23,6 +23,8 @@ mod shutdown;
 mod signals;
 #[path = "demo_stream.rs"]
 mod stream;
+#[path = "demo_tcp_vs_udp.rs"]
+mod tcp_vs_udp;
 
 use crate::cli::DemoArgs;
 use crate::UserError;
@@ -77,10 +79,10 @@ const TOPICS: &[Topic] = &[
         child: None,
     },
     Topic {
-        name: "tcp-udp",
-        about: "TCP and UDP over loopback: Nagle, loss",
-        run: None,
-        child: None,
+        name: "tcp-vs-udp",
+        about: "TCP and UDP: byte stream vs datagrams, flow control vs loss, Nagle, 65,507 B",
+        run: Some(tcp_vs_udp::run),
+        child: Some(tcp_vs_udp::child),
     },
     Topic {
         name: "mq-priority",

@@ -1096,3 +1096,42 @@ fn demo_fifo_leaves_nothing_and_stream_options_belong_to_stream() {
     )
     .user_error("exceeds the system maximum");
 }
+
+/// `demo tcp-vs-udp --short`: exits 0; TCP delivers the whole flood; UDP's figures add up
+/// (sent = received + lost, on the line that says so and in the result); the Nagle round
+/// trips and the datagram limit are reported; nothing is left behind.
+#[test]
+fn demo_tcp_vs_udp_numbers_add_up() {
+    let env = TestEnv::new("demo-tcp-udp");
+    let list = env.run(&["demo"], b"");
+    assert!(list.ok().contains("tcp-vs-udp"), "{list:?}");
+    let out = env.run(&["demo", "tcp-vs-udp", "--short"], b"");
+    let text = out.ok();
+    let sum = text
+        .lines()
+        .find_map(|l| l.split("sent = received + lost: ").nth(1))
+        .unwrap_or_else(|| panic!("no sum line: {text}"));
+    let nums: Vec<u64> = sum
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(nums.len(), 3, "{sum}");
+    assert_eq!(nums[0], nums[1] + nums[2], "{sum}");
+    let result = text
+        .lines()
+        .find(|l| l.starts_with("result: "))
+        .unwrap_or_else(|| panic!("no result line: {text}"));
+    assert!(
+        result.contains(&format!("TCP {0}/{0} in order", nums[0])),
+        "{result}"
+    );
+    assert!(
+        result.contains(&format!("UDP {}/{} (lost {} =", nums[1], nums[0], nums[2])),
+        "{result}"
+    );
+    assert!(result.contains("with Nagle vs"), "{result}");
+    assert!(result.contains("65,508: EMSGSIZE"), "{result}");
+    assert!(text.contains("one read(64) returned"), "{text}");
+    env.assert_clean();
+}
