@@ -248,7 +248,8 @@ pub fn udp_size_note(size: usize) -> Option<String> {
             .ok()
             .and_then(|s| s.trim().parse::<usize>().ok())
             .unwrap_or(65_536);
-        let frags = size.div_ceil(1480);
+        // Each fragment carries 1,480 B of the IP payload (the UDP header and the data).
+        let frags = (size + 8).div_ceil(1480);
         Some(format!(
             "{size} B fits loopback's MTU ({mtu} B) in one packet; on a 1500-byte-MTU NIC it would leave as {frags} IP fragments, and losing any one loses the datagram"
         ))
@@ -289,5 +290,51 @@ impl<C: Channel> Channel for SplitWrites<C> {
         timeout: Duration,
     ) -> io::Result<Option<usize>> {
         self.0.recv_timeout(buf, expect, timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_mechanisms_still_parse() {
+        for v in NetVariant::ALL {
+            assert_eq!(parse_row_name(v.name()), Ok((v.base(), Some(v))));
+            assert_eq!(row_name(v.base(), Some(v)), v.name());
+        }
+        for m in Mechanism::ALL {
+            assert_eq!(parse_row_name(m.name()), Ok((m, None)));
+        }
+        let e = parse_row_name("tcp-fast").unwrap_err();
+        assert!(e.contains("tcp-nagle"), "{e}");
+    }
+
+    #[test]
+    fn variants_follow_their_base() {
+        use NetVariant::*;
+        let o = order(
+            &[Mechanism::Tcp, Mechanism::Pipe],
+            &[UdpDefBuf, TcpBigBuf, TcpNagle],
+        );
+        assert_eq!(
+            o,
+            vec![
+                (Mechanism::Tcp, None),
+                (Mechanism::Tcp, Some(TcpBigBuf)),
+                (Mechanism::Tcp, Some(TcpNagle)),
+                (Mechanism::Pipe, None),
+                (Mechanism::Udp, Some(UdpDefBuf)),
+            ]
+        );
+    }
+
+    #[test]
+    fn udp_notes_name_the_limits() {
+        assert!(udp_size_note(64).is_none());
+        assert!(udp_size_note(65_536).unwrap().contains("EMSGSIZE"));
+        assert!(udp_size_note(65_507).unwrap().contains("45 IP fragments"));
+        assert!(udp_size_note(1_472).is_none());
+        assert!(udp_size_note(1_473).unwrap().contains("2 IP fragments"));
     }
 }

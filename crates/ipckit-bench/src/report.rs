@@ -210,7 +210,13 @@ impl Report {
             machine,
             floor,
             options: OptionsView {
-                mechs: o.mechs.iter().map(|m| m.name().to_string()).collect(),
+                mechs: o
+                    .mechs
+                    .iter()
+                    .map(|m| m.name())
+                    .chain(o.net_variants.iter().map(|v| v.name()))
+                    .map(str::to_string)
+                    .collect(),
                 sizes: o.sizes.clone(),
                 waits: o.waits.iter().map(|w| w.name().to_string()).collect(),
                 placements: o.placements.iter().map(|p| p.name().to_string()).collect(),
