@@ -1135,3 +1135,68 @@ fn demo_tcp_vs_udp_numbers_add_up() {
     assert!(text.contains("one read(64) returned"), "{text}");
     env.assert_clean();
 }
+
+/// `bench --mech` takes the TCP/UDP variant rows: each is measured without errors, under its
+/// own name (the split-write row through the raw loop), with the socket buffers the kernel
+/// granted and, for UDP, the share of the flood lost; an unknown name is a user error.
+#[test]
+fn bench_tcp_udp_variant_rows() {
+    let env = TestEnv::new("bench-net");
+    let out = env.run(
+        &[
+            "bench",
+            "--quick",
+            "--format",
+            "json",
+            "--mech",
+            "tcp,tcp-nagle,tcp-nagle-split,tcp-bigbuf,udp-defbuf",
+            "--size",
+            "64",
+            "--wait",
+            "block",
+            "--mpsc-producers",
+            "0",
+        ],
+        b"",
+    );
+    let v: serde_json::Value = serde_json::from_str(out.ok()).expect("one JSON document");
+    let rows = v["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["mechanism"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "tcp",
+            "tcp-nagle",
+            "tcp-nagle-split",
+            "tcp-bigbuf",
+            "udp-defbuf"
+        ]
+    );
+    for r in rows {
+        assert_eq!(r["errors"], 0, "{r}");
+        assert!(r["socket_buffers"]["rcvbuf"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["rtt_ns"]["p50"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert_eq!(rows[2]["impl"], "raw");
+    assert!(rows[2]["note"].as_str().unwrap().contains("two write(2)s"));
+    // 4 MiB asked: the kernel grants twice what it is given, within net.core.wmem_max.
+    let wmem_max: u64 = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        rows[3]["socket_buffers"]["sndbuf"].as_u64().unwrap(),
+        2 * wmem_max.min(4 << 20),
+        "{}",
+        rows[3]
+    );
+    assert!(rows[4]["loss_pct"].as_f64().is_some(), "{}", rows[4]);
+    assert!(rows[0]["loss_pct"].is_null());
+    env.run(&["bench", "--mech", "tcp-turbo"], b"")
+        .user_error("tcp-nagle");
+    env.assert_clean();
+}
