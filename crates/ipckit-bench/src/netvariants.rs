@@ -153,7 +153,7 @@ impl NetVariant {
             NetVariant::TcpNagleSplit => {
                 let what = match rtt_p50_ns {
                     Some(r) if r >= STALL_NS => "stalled: the small second write waits for the ACK of the first, which the receiver delays (Linux: at least 40 ms) as it has no reply yet to carry it",
-                    Some(_) => "no stall at this size: a write of at least a full segment is sent at once, and the receiver ACKs every second full segment without delay",
+                    Some(_) => "no stall at this size: the second write fills a full segment, which goes at once, and with more than a full segment unacknowledged the receiver ACKs without delay, releasing the tail",
                     None => "no latency phase",
                 };
                 format!("Nagle on, each message written in two write(2)s (16 B, then the rest), raw loop: {what}; few samples (warm-up 3, batch 5, at least 1 s)")
