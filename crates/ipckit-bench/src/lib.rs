@@ -278,7 +278,9 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
     let mut i = 0;
     while i < plans.len() {
         let paired = opts.reference
-            && plans.get(i + 1).is_some_and(|q| q.imp == Impl::Raw)
+            && plans
+                .get(i + 1)
+                .is_some_and(|q| q.imp == Impl::Raw && q.net == plans[i].net)
             && plans[i].imp == Impl::Ipckit;
         let group = if paired {
             &plans[i..i + 2]
