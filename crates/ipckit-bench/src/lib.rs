@@ -135,6 +135,13 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
                     } else {
                         &[false]
                     };
+                    skipped.extend(netvariants::udp_latency_skip(
+                        mech,
+                        net,
+                        wait.name(),
+                        placement.name(),
+                        size,
+                    ));
                     if let Some(v) = net {
                         // One implementation per variant, never paired with a raw row.
                         plans.push(Plan {

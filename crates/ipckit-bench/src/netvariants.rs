@@ -237,11 +237,32 @@ pub fn setup(t: &dyn Transport, net: Option<NetVariant>) -> io::Result<Option<So
     }))
 }
 
+/// The latency phase of a UDP row over the datagram limit, as a skipped entry: it cannot be
+/// measured (the send would fail with `EMSGSIZE`); the row itself measures throughput at the
+/// largest datagram.
+pub fn udp_latency_skip(
+    mech: Mechanism,
+    net: Option<NetVariant>,
+    wait: &str,
+    placement: &str,
+    size: usize,
+) -> Option<crate::report::Skipped> {
+    (mech == Mechanism::Udp && size > UDP_MAX_V4).then(|| crate::report::Skipped {
+        mechanism: format!("{} latency", row_name(mech, net)),
+        wait: wait.into(),
+        placement: placement.into(),
+        size,
+        reason: format!(
+            "a UDP/IPv4 datagram carries at most {UDP_MAX_V4} B: sending {size} B fails with EMSGSIZE (the row measures throughput at {UDP_MAX_V4} B)"
+        ),
+    })
+}
+
 /// What a UDP row's note says about the size: the IPv4 limit, and fragmentation.
 pub fn udp_size_note(size: usize) -> Option<String> {
     if size > UDP_MAX_V4 {
         Some(format!(
-            "a UDP/IPv4 datagram carries at most {UDP_MAX_V4} B (65,535 less the 8-byte UDP and 20-byte IP headers); sending {size} B fails with EMSGSIZE, so latency is n/a"
+            "latency n/a: {size} B is over UDP/IPv4's {UDP_MAX_V4} B datagram limit (65,535 less the 8-byte UDP and 20-byte IP headers; a larger send fails with EMSGSIZE)"
         ))
     } else if size + 28 > 1500 {
         let mtu = std::fs::read_to_string("/sys/class/net/lo/mtu")
