@@ -652,16 +652,104 @@ fn grow_ip_buffers(s: &UdpSocket) {
 /// `NotFound`/`ConnectionRefused` when nothing is there, `TimedOut` when the peer does not
 /// answer, `InvalidInput` for an address of the wrong form, or the OS error.
 pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box<dyn Transport>> {
+    Ok(match connect_any(mech, address, opts)? {
+        Connected::Stream(s) => Box::new(s),
+        Connected::Dgram(d) => Box::new(d),
+        Connected::Other(o) => o,
+    })
+}
+
+/// [`connect`] for the byte-stream mechanisms (Unix stream sockets, TCP, FIFOs, pipes), with
+/// the endpoint's own type: it implements `AsFd`, for epoll or an async runtime.
+///
+/// # Errors
+///
+/// `InvalidInput` for a mechanism that is not a byte stream; as [`connect`].
+pub fn connect_stream(
+    mech: Mechanism,
+    address: &str,
+    opts: &Options,
+) -> io::Result<StreamEndpoint> {
+    if !mech.is_stream() {
+        return Err(invalid(format!(
+            "{mech} is not a byte stream: use connect_dgram or connect"
+        )));
+    }
+    match connect_any(mech, address, opts)? {
+        Connected::Stream(s) => Ok(s),
+        _ => unreachable!("byte streams connect as StreamEndpoint"),
+    }
+}
+
+/// [`connect`] for the message-socket mechanisms (Unix datagram and seqpacket sockets, UDP),
+/// with the endpoint's own type: it implements `AsFd`, for epoll or an async runtime.
+///
+/// # Errors
+///
+/// `InvalidInput` for another mechanism; as [`connect`].
+pub fn connect_dgram(mech: Mechanism, address: &str, opts: &Options) -> io::Result<DgramEndpoint> {
+    if !matches!(
+        mech,
+        Mechanism::UdsDgram | Mechanism::UdsSeqpacket | Mechanism::Udp
+    ) {
+        return Err(invalid(format!(
+            "{mech} is not a message socket: use connect_stream or connect"
+        )));
+    }
+    match connect_any(mech, address, opts)? {
+        Connected::Dgram(d) => Ok(d),
+        _ => unreachable!("message sockets connect as DgramEndpoint"),
+    }
+}
+
+/// What [`connect_any`] made, keeping the socket endpoints' types.
+enum Connected {
+    Stream(StreamEndpoint),
+    Dgram(DgramEndpoint),
+    Other(Box<dyn Transport>),
+}
+
+impl From<StreamEndpoint> for Connected {
+    fn from(s: StreamEndpoint) -> Self {
+        Connected::Stream(s)
+    }
+}
+
+impl From<DgramEndpoint> for Connected {
+    fn from(d: DgramEndpoint) -> Self {
+        Connected::Dgram(d)
+    }
+}
+
+impl From<PosixMq> for Connected {
+    fn from(q: PosixMq) -> Self {
+        Connected::Other(Box::new(q))
+    }
+}
+
+impl From<SysvMq> for Connected {
+    fn from(q: SysvMq) -> Self {
+        Connected::Other(Box::new(q))
+    }
+}
+
+impl From<crate::shm::ShmEndpoint> for Connected {
+    fn from(e: crate::shm::ShmEndpoint) -> Self {
+        Connected::Other(Box::new(e))
+    }
+}
+
+fn connect_any(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Connected> {
     let max = max_for(mech, opts);
     Ok(match mech {
-        Mechanism::Pipe => Box::new(pipe::from_address(address, opts.wait, Some(max))?),
+        Mechanism::Pipe => Connected::from(pipe::from_address(address, opts.wait, Some(max))?),
         Mechanism::Fifo => {
             let base = Path::new(address);
             let w = fifo_write(&with_ext(base, "c2s"), opts)?;
             let r = fifo_read(&with_ext(base, "s2c"), opts)?;
             // The server opens its write end only after seeing our read end: until then a
             // read of 0 means "not yet", not the end.
-            Box::new(
+            Connected::from(
                 StreamEndpoint::new(mech, Some(r), Some(w), false, opts.wait, max)?
                     .waiting_for_writer(),
             )
@@ -669,7 +757,7 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
         Mechanism::Uds => {
             let fd = connect_unix(libc::SOCK_STREAM, address)?;
             let peer = check_peer_uid(&fd, opts.allow_other_users)?;
-            Box::new(
+            Connected::from(
                 StreamEndpoint::new(mech, Some(fd), None, true, opts.wait, max)?.with_peer(peer),
             )
         }
@@ -677,7 +765,7 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
             let fd = connect_unix(libc::SOCK_SEQPACKET, address)?;
             let peer = check_peer_uid(&fd, opts.allow_other_users)?;
             let max = grow_dgram_buffers(&fd, max)?;
-            Box::new(DgramEndpoint::new(mech, fd, opts.wait, max)?.with_peer(peer, None))
+            Connected::from(DgramEndpoint::new(mech, fd, opts.wait, max)?.with_peer(peer, None))
         }
         Mechanism::UdsDgram => {
             let fd = connect_unix(libc::SOCK_DGRAM, address)?;
@@ -693,14 +781,14 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
                 )
             })?;
             let (info, pidfd) = peer::watch(&hello);
-            Box::new(DgramEndpoint::new(mech, fd, opts.wait, max)?.with_peer(info, pidfd))
+            Connected::from(DgramEndpoint::new(mech, fd, opts.wait, max)?.with_peer(info, pidfd))
         }
         Mechanism::Tcp => {
             let a = ip_addr(address)?;
             let s = TcpStream::connect_timeout(&a, opts.timeout)
                 .map_err(|e| io::Error::new(e.kind(), format!("{address}: {e}")))?;
             s.set_nodelay(true)?;
-            Box::new(StreamEndpoint::new(
+            Connected::from(StreamEndpoint::new(
                 mech,
                 Some(s.into()),
                 None,
@@ -744,15 +832,17 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
             };
             let (info, pidfd) = peer::watch(&hello);
             let max = max.min(if a.is_ipv4() { UDP_MAX_V4 } else { UDP_MAX_V6 });
-            Box::new(
+            Connected::from(
                 DgramEndpoint::new(mech, fd, opts.wait, max)?
                     .with_peer(info, pidfd)
                     .filter_hello(true),
             )
         }
-        Mechanism::MqPosix => Box::new(PosixMq::connect_pair(address, opts.wait, deadline(opts))?),
-        Mechanism::Shm => Box::new(shm::connect(address, &opts.pair())?),
-        Mechanism::MqSysv => Box::new(SysvMq::connect_pair(
+        Mechanism::MqPosix => {
+            Connected::from(PosixMq::connect_pair(address, opts.wait, deadline(opts))?)
+        }
+        Mechanism::Shm => Connected::from(shm::connect(address, &opts.pair())?),
+        Mechanism::MqSysv => Connected::from(SysvMq::connect_pair(
             sysvmod::parse_key(address)?,
             opts.wait,
             deadline(opts),

@@ -483,3 +483,83 @@ fn impossible_addresses_are_clear_errors() {
     let e = connect(Mechanism::Uds, "@bad\0name", &Options::default()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
 }
+
+/// Every socket endpoint, and the listener, can be watched with epoll through `AsFd`: each
+/// is reported readable when a message (or a connection) arrives, with its own token.
+#[test]
+fn every_socket_type_is_usable_from_epoll() {
+    use ipckit::connect::{connect_dgram, connect_stream, Server};
+    use ipckit::epoll::{Epoll, Events, Interest};
+    use ipckit::Transport as _;
+    init();
+    watchdog(60, || {
+        let ep = Epoll::new().unwrap();
+        let mut events = Events::with_capacity(8);
+        let mechs = [
+            Mechanism::Uds,
+            Mechanism::UdsDgram,
+            Mechanism::UdsSeqpacket,
+            Mechanism::Tcp,
+            Mechanism::Udp,
+        ];
+        for (i, mech) in mechs.into_iter().enumerate() {
+            let token = 100 + i as u64;
+            let server = Server::create(mech, &Options::default()).unwrap();
+            let addr = server.address();
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let t = std::thread::spawn(move || {
+                let mut s = server.accept().unwrap();
+                rx.recv().unwrap();
+                s.send(b"ready").unwrap();
+                // Hold the endpoint until the client has read.
+                let _ = rx.recv();
+            });
+            let mut buf = vec![0u8; 64 * 1024];
+            let got = if mech.is_stream() {
+                let mut c = connect_stream(mech, &addr, &Options::default()).unwrap();
+                ep.add(&c, token, Interest::READABLE).unwrap();
+                assert_eq!(ep.wait(&mut events, Some(Duration::ZERO)).unwrap(), 0);
+                tx.send(()).unwrap();
+                assert_eq!(
+                    ep.wait(&mut events, Some(Duration::from_secs(10))).unwrap(),
+                    1
+                );
+                let e = events.iter().next().unwrap();
+                assert!(e.token() == token && e.is_readable(), "{mech}: {e:?}");
+                let n = c.try_recv(&mut buf).unwrap();
+                ep.delete(&c).unwrap();
+                buf[..n].to_vec()
+            } else {
+                let mut c = connect_dgram(mech, &addr, &Options::default()).unwrap();
+                ep.add(&c, token, Interest::READABLE).unwrap();
+                assert_eq!(ep.wait(&mut events, Some(Duration::ZERO)).unwrap(), 0);
+                tx.send(()).unwrap();
+                assert_eq!(
+                    ep.wait(&mut events, Some(Duration::from_secs(10))).unwrap(),
+                    1
+                );
+                let e = events.iter().next().unwrap();
+                assert!(e.token() == token && e.is_readable(), "{mech}: {e:?}");
+                let n = c.try_recv(&mut buf).unwrap();
+                ep.delete(&c).unwrap();
+                buf[..n].to_vec()
+            };
+            assert_eq!(got, b"ready", "{mech}");
+            drop(tx);
+            t.join().unwrap();
+        }
+        // The listener: readable when a peer is waiting to be accepted.
+        let l = ListenerBuilder::new(format!("@{}", unique_name("epoll")))
+            .bind()
+            .unwrap();
+        ep.add(&l, 7, Interest::READABLE).unwrap();
+        assert_eq!(ep.wait(&mut events, Some(Duration::ZERO)).unwrap(), 0);
+        let _c = connect(Mechanism::Uds, l.address(), &Options::default()).unwrap();
+        assert_eq!(
+            ep.wait(&mut events, Some(Duration::from_secs(10))).unwrap(),
+            1
+        );
+        assert_eq!(events.iter().next().unwrap().token(), 7);
+        drop(l.try_accept_raw().unwrap());
+    });
+}
