@@ -859,7 +859,7 @@ fn connect_any(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Con
 pub struct Listener {
     mech: Mechanism,
     fd: Option<OwnedFd>,
-    unix: Option<UnixListener>,
+    unix: Option<Box<UnixListener>>,
     shm: Option<Box<std::sync::Mutex<ShmListener>>>,
     opts: Options,
 }
@@ -938,7 +938,7 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
         Mechanism::Uds | Mechanism::UdsSeqpacket => Receiver::Listener(Listener {
             mech,
             fd: None,
-            unix: Some(unix_listener(mech, addr, opts)?),
+            unix: Some(Box::new(unix_listener(mech, addr, opts)?)),
             shm: None,
             opts: *opts,
         }),

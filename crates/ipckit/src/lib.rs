@@ -74,6 +74,8 @@ pub mod shutdown;
 pub mod signal;
 mod stream;
 mod sys;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod transport;
 pub mod unix;
 mod wait;

@@ -22,6 +22,7 @@
 //!   calls only), `wait4` with the child's usage, `getrusage`, `pidfd_send_signal`.
 //! - `signal`: `sigaction` with the one async-signal-safe handler, `pthread_sigmask`,
 //!   `signalfd`, `kill`, `sigqueue`, `RLIMIT_SIGPENDING`.
+//! - `async_fd` (feature `tokio`): registering an owned descriptor with tokio's reactor.
 //!
 //! Why libc and not rustix: the mechanisms ipckit covers need `mq_*`, `msg*`, `sigaction` and
 //! `sched_setaffinity`, which only libc has, and the crate keeps one syscall crate, not two.
@@ -35,6 +36,8 @@
 //! routine of async-signal-safe calls and ends in `_exit`, never returning into Rust code.
 #![allow(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+pub(crate) mod async_fd;
 pub(crate) mod epoll;
 pub(crate) mod fd;
 pub(crate) mod fork;
