@@ -8,7 +8,7 @@
 //! - `pipe`: `pipe2`, `F_GETPIPE_SZ`/`F_SETPIPE_SZ`, `mkfifo`, `eventfd`.
 //! - `socket`: `socket`/`bind`/`listen`/`accept4`/`connect` for `AF_UNIX` (paths and the
 //!   abstract namespace) including `SOCK_SEQPACKET`, `socketpair`, `send`/`recv` with flags,
-//!   `SO_PEERCRED`.
+//!   `SO_PEERCRED`, `SO_PEERGROUPS`, `fchmod` of a socket before `bind`, address checks.
 //! - `proc`: `pidfd_open`, a process's start time from `/proc`, `boot_id`, `access(X_OK)`,
 //!   `pre_exec` steps for a child (what it inherits, with `close_range(CLOSE_RANGE_CLOEXEC)`
 //!   sealing the rest; an empty signal mask), and the checked adoption of an inherited

@@ -651,7 +651,14 @@ pub(crate) fn bind_socket(
         if let Some((dev, ino)) = stale {
             // Only the file we probed: if it changed since, someone else is at work here.
             match std::fs::symlink_metadata(path) {
-                Ok(m) if m.dev() == dev && m.ino() == ino => std::fs::remove_file(path)?,
+                Ok(m) if m.dev() == dev && m.ino() == ino => {
+                    std::fs::remove_file(path).map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("cannot remove the stale socket at {shown}: {e}"),
+                        )
+                    })?
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 _ => {
                     return Err(io::Error::new(
