@@ -124,6 +124,43 @@ fn run_as(cmd: &mut Command, uid: u32, gid: u32, groups: Vec<u32>) {
     }
 }
 
+/// The test binary, copied into the per-run directory where `nobody` can execute it (the
+/// checkout may sit under a directory closed to others, like `/root`); removed on drop.
+struct OpenExe(PathBuf);
+
+impl OpenExe {
+    fn new() -> OpenExe {
+        let p = init().join(unique_name("exe"));
+        std::fs::copy(std::env::current_exe().unwrap(), &p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        OpenExe(p)
+    }
+
+    /// `peer_command`, running this copy.
+    fn peer_command(&self, role: &str, vars: &[(&str, String)]) -> Command {
+        let mut cmd = Command::new(&self.0);
+        cmd.args([
+            "peer_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(util::ROLE, role)
+        .stdin(Stdio::null());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+}
+
+impl Drop for OpenExe {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 struct Client {
     child: KillOnDrop,
     stdin: ChildStdin,
@@ -131,16 +168,35 @@ struct Client {
 }
 
 impl Client {
-    fn spawn(mech: Mechanism, addr: &str, user: Option<(u32, u32, Vec<u32>)>) -> Client {
-        let mut cmd = peer_command(
-            "client",
-            &[("ADDR", addr.to_owned()), ("MECH", mech.name().to_owned())],
-        );
+    /// A client; `user` (uid, gid, groups) runs it as another user, from `exe`.
+    fn spawn(
+        mech: Mechanism,
+        addr: &str,
+        user: Option<(u32, u32, Vec<u32>)>,
+        exe: &OpenExe,
+    ) -> Client {
+        let vars = [("ADDR", addr.to_owned()), ("MECH", mech.name().to_owned())];
+        let mut cmd = match &user {
+            Some(_) => exe.peer_command("client", &vars),
+            None => peer_command("client", &vars),
+        };
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
         if let Some((uid, gid, groups)) = user {
             run_as(&mut cmd, uid, gid, groups);
         }
-        let mut child = KillOnDrop(cmd.spawn().expect("spawn client"));
+        // A copy just written may still be open for writing in a child another test forked
+        // before its own exec (ETXTBSY): try again.
+        let mut tries = 0;
+        let child = loop {
+            match cmd.spawn() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => break r.expect("spawn client"),
+            }
+        };
+        let mut child = KillOnDrop(child);
         let stdin = child.0.stdin.take().unwrap();
         let stdout = BufReader::new(child.0.stdout.take().unwrap());
         Client {
@@ -206,6 +262,7 @@ fn another_uid_is_refused_unread_on_an_abstract_socket() {
         return;
     }
     watchdog(60, || {
+        let exe = OpenExe::new();
         for mech in [Mechanism::Uds, Mechanism::UdsSeqpacket] {
             let addr = format!("@{}", unique_name(&format!("uid-{mech}")));
             let l = ListenerBuilder::new(&addr)
@@ -213,12 +270,12 @@ fn another_uid_is_refused_unread_on_an_abstract_socket() {
                 .seqpacket(mech == Mechanism::UdsSeqpacket)
                 .bind()
                 .unwrap();
-            let mut c = Client::spawn(mech, &addr, Some((NOBODY, NOBODY, vec![])));
+            let mut c = Client::spawn(mech, &addr, Some((NOBODY, NOBODY, vec![])), &exe);
             // The client has connected and written before we accept.
             assert_eq!(c.line(), format!("sent uid={NOBODY}"));
             refuse_one(&l, c, NOBODY);
             // Our own uid is let in.
-            let mut c = Client::spawn(mech, &addr, None);
+            let mut c = Client::spawn(mech, &addr, None, &exe);
             assert_eq!(c.line(), "sent uid=0");
             serve_one(&l, c);
             assert_eq!(l.rejected(), 1);
@@ -234,6 +291,7 @@ fn gid_rules_see_supplementary_groups() {
     }
     watchdog(60, || {
         const GROUP: u32 = 4242;
+        let exe = OpenExe::new();
         let addr = format!("@{}", unique_name("gid"));
         let l = ListenerBuilder::new(&addr)
             .policy(Policy::gids([GROUP]))
@@ -245,7 +303,12 @@ fn gid_rules_see_supplementary_groups() {
             .policy(Policy::gids([NOBODY]))
             .bind()
             .unwrap();
-        let mut c = Client::spawn(Mechanism::Uds, &l2addr, Some((NOBODY, NOBODY, vec![])));
+        let mut c = Client::spawn(
+            Mechanism::Uds,
+            &l2addr,
+            Some((NOBODY, NOBODY, vec![])),
+            &exe,
+        );
         c.line();
         serve_one(&l2, c);
         // A supplementary group in the rule.
@@ -253,14 +316,15 @@ fn gid_rules_see_supplementary_groups() {
             Mechanism::Uds,
             &addr,
             Some((NOBODY, NOBODY, vec![NOBODY, GROUP])),
+            &exe,
         );
         c.line();
         serve_one(&l, c);
         // No group in the rule, and root is no exception.
-        let mut c = Client::spawn(Mechanism::Uds, &addr, Some((NOBODY, NOBODY, vec![])));
+        let mut c = Client::spawn(Mechanism::Uds, &addr, Some((NOBODY, NOBODY, vec![])), &exe);
         c.line();
         refuse_one(&l, c, NOBODY);
-        let mut c = Client::spawn(Mechanism::Uds, &addr, None);
+        let mut c = Client::spawn(Mechanism::Uds, &addr, None, &exe);
         c.line();
         refuse_one(&l, c, 0);
         // Either rule lets in.
@@ -269,7 +333,7 @@ fn gid_rules_see_supplementary_groups() {
             .policy(Policy::gids([GROUP]).or(Policy::same_uid()))
             .bind()
             .unwrap();
-        let mut c = Client::spawn(Mechanism::Uds, &l3addr, None);
+        let mut c = Client::spawn(Mechanism::Uds, &l3addr, None, &exe);
         c.line();
         serve_one(&l3, c);
     });
