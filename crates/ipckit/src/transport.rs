@@ -390,4 +390,23 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     fn try_flush(&mut self) -> Result<(), SendError> {
         (**self).try_flush()
     }
+    // The provided methods too, so an implementation's own versions are kept.
+    fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        (**self).send(msg)
+    }
+    fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        (**self).try_send(msg)
+    }
+    fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
+        (**self).send_timeout(msg, timeout)
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        (**self).recv(buf)
+    }
+    fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        (**self).try_recv(buf)
+    }
+    fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, RecvError> {
+        (**self).recv_timeout(buf, timeout)
+    }
 }
