@@ -33,11 +33,12 @@ use crate::mq::posix::{MqOptions, PosixMq};
 use crate::mq::sysv::{self as sysvmod, SysvMq, SysvOptions};
 use crate::peer::{self, Hello, HELLO_LEN};
 use crate::pipe::{self, PipePair};
-use crate::registry::{self, ObjectGuard, ObjectKind};
+use crate::registry::{self, ObjectGuard};
 use crate::shm::{self, PairOptions, ShmListener};
 use crate::stream::{StreamEndpoint, DEFAULT_STREAM_MAX};
 use crate::sys::{fd as sysfd, socket};
 use crate::transport::{Mechanism, PeerInfo, Transport};
+use crate::unix::{ListenerBuilder, PeerCred, Policy, UnixListener};
 use crate::wait::{Deadline, Wait};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
@@ -116,10 +117,7 @@ enum Inner {
         guards: Vec<ObjectGuard>,
         c2s_r: OwnedFd,
     },
-    UnixListener {
-        fd: OwnedFd,
-        guard: Option<ObjectGuard>,
-    },
+    UnixListener(UnixListener),
     UnixDgram {
         fd: OwnedFd,
         guard: Option<ObjectGuard>,
@@ -212,48 +210,22 @@ pub fn ip_addr(addr: &str) -> io::Result<SocketAddr> {
         .ok_or_else(|| invalid(format!("'{addr}' resolves to no address")))
 }
 
-/// Binds a Unix socket of type `ty` at `addr`, owner-only, recorded in the registry.
+/// Binds a Unix socket of type `ty` at `addr`, owner-only, recorded in the registry: the
+/// same code as [`crate::unix::ListenerBuilder::bind`] (safe directory, exact mode, stale
+/// files reclaimed), with a taken address reported as `AlreadyExists` as it always was here.
 pub(crate) fn bind_unix(
     ty: i32,
     addr: &str,
     mode: u32,
 ) -> io::Result<(OwnedFd, Option<ObjectGuard>)> {
     let ua = unix_addr(addr)?;
-    let fd = socket::unix_socket(ty)?;
-    let guard = match ua {
-        socket::UnixAddr::Path(p) => {
-            let mut g = registry::register(ObjectKind::UnixSocket, addr)?;
-            if let Err(e) = socket::bind(fd.as_fd(), &ua) {
-                g.forget_object();
-                return Err(if e.kind() == io::ErrorKind::AddrInUse {
-                    io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        format!("{} already exists", p.display()),
-                    )
-                } else {
-                    e
-                });
-            }
-            // No peer can connect before listen(), and datagrams to a 0600 file need our
-            // uid: set the mode before anyone can use the socket.
-            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-            Some(g)
+    crate::unix::listener::bind_socket(ty, &ua, addr, mode).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(io::ErrorKind::AlreadyExists, e.to_string())
+        } else {
+            e
         }
-        socket::UnixAddr::Abstract(_) => {
-            socket::bind(fd.as_fd(), &ua).map_err(|e| {
-                if e.kind() == io::ErrorKind::AddrInUse {
-                    io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        format!("abstract address {addr} is in use"),
-                    )
-                } else {
-                    e
-                }
-            })?;
-            None
-        }
-    };
-    Ok((fd, guard))
+    })
 }
 
 /// Connects a Unix socket of type `ty` to `addr`.
@@ -294,17 +266,44 @@ pub(crate) fn grow_dgram_buffers(fd: &OwnedFd, want: usize) -> io::Result<usize>
     Ok((sb / 2).saturating_sub(4096).min(want))
 }
 
-fn unix_type(mech: Mechanism) -> i32 {
-    match mech {
-        Mechanism::Uds => libc::SOCK_STREAM,
-        Mechanism::UdsSeqpacket => libc::SOCK_SEQPACKET,
-        _ => libc::SOCK_DGRAM,
+/// The policy the options mean: our own uid, or anyone.
+fn policy(opts: &Options) -> Policy {
+    if opts.allow_other_users {
+        Policy::any()
+    } else {
+        Policy::same_uid()
     }
 }
 
+/// A Unix stream or seqpacket listener at `addr` with the options' mode and policy.
+fn unix_listener(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<UnixListener> {
+    unix_addr(addr)?;
+    let mut b = ListenerBuilder::new(addr)
+        .mode(opts.mode)
+        .policy(policy(opts))
+        .seqpacket(mech == Mechanism::UdsSeqpacket)
+        .wait(opts.wait);
+    if let Some(m) = opts.max_msg_size {
+        b = b.max_msg_size(m);
+    }
+    b.bind().map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(io::ErrorKind::AlreadyExists, e.to_string())
+        } else {
+            e
+        }
+    })
+}
+
+/// The client's side of the policy check: the listener's uid, as the server checks ours.
 fn check_peer_uid(fd: &OwnedFd, allow_others: bool) -> io::Result<Option<PeerInfo>> {
-    let cred = socket::peer_cred(fd.as_fd())?;
-    if !allow_others && cred.uid != registry::euid() {
+    let cred = PeerCred::of(fd)?;
+    let p = if allow_others {
+        Policy::any()
+    } else {
+        Policy::same_uid()
+    };
+    if !p.allows(&cred, fd.as_fd()) {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
@@ -314,7 +313,7 @@ fn check_peer_uid(fd: &OwnedFd, allow_others: bool) -> io::Result<Option<PeerInf
         ));
     }
     Ok((cred.pid > 0).then_some(PeerInfo {
-        pid: cred.pid as u32,
+        pid: cred.pid,
         watched: false,
     }))
 }
@@ -404,11 +403,10 @@ impl Server {
                     addr.to_owned(),
                 )
             }
-            Mechanism::Uds | Mechanism::UdsSeqpacket => {
-                let (fd, guard) = bind_unix(unix_type(mech), addr, opts.mode)?;
-                socket::listen(fd.as_fd(), 128)?;
-                (Inner::UnixListener { fd, guard }, addr.to_owned())
-            }
+            Mechanism::Uds | Mechanism::UdsSeqpacket => (
+                Inner::UnixListener(unix_listener(mech, addr, opts)?),
+                addr.to_owned(),
+            ),
             Mechanism::UdsDgram => {
                 let (fd, guard) = bind_unix(libc::SOCK_DGRAM, addr, opts.mode)?;
                 // The hello's sender credentials are checked in accept.
@@ -519,25 +517,20 @@ impl Server {
                     .with_guards(guards),
                 )
             }
-            Inner::UnixListener { fd, guard } => {
-                wait_readable(&fd, &opts, "no peer connected")?;
-                let c = socket::accept(fd.as_fd())?;
-                let peer = check_peer_uid(&c, opts.allow_other_users)?;
-                drop(fd);
-                let guards: Vec<ObjectGuard> = guard.into_iter().collect();
+            Inner::UnixListener(l) => {
+                let (c, cred) = l
+                    .accept_raw(Some(opts.timeout))
+                    .map_err(|e| match e.kind() {
+                        io::ErrorKind::TimedOut => timed_out("no peer connected", &opts),
+                        _ => e,
+                    })?;
+                // The socket file lives as long as the endpoint, as a FIFO pair's files do.
                 if mech == Mechanism::Uds {
-                    Box::new(
-                        StreamEndpoint::new(mech, Some(c), None, true, opts.wait, max)?
-                            .with_peer(peer)
-                            .with_guards(guards),
-                    )
+                    let ep = l.stream_endpoint(c, cred)?;
+                    Box::new(ep.with_guards(l.into_guard().into_iter().collect()))
                 } else {
-                    let max = grow_dgram_buffers(&c, max)?;
-                    Box::new(
-                        DgramEndpoint::new(mech, c, opts.wait, max)?
-                            .with_peer(peer, None)
-                            .with_guards(guards),
-                    )
+                    let ep = l.seqpacket_endpoint(c, cred)?;
+                    Box::new(ep.with_guards(l.into_guard().into_iter().collect()))
                 }
             }
             Inner::UnixDgram { fd, guard } => {
@@ -659,16 +652,104 @@ fn grow_ip_buffers(s: &UdpSocket) {
 /// `NotFound`/`ConnectionRefused` when nothing is there, `TimedOut` when the peer does not
 /// answer, `InvalidInput` for an address of the wrong form, or the OS error.
 pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box<dyn Transport>> {
+    Ok(match connect_any(mech, address, opts)? {
+        Connected::Stream(s) => Box::new(s),
+        Connected::Dgram(d) => Box::new(d),
+        Connected::Other(o) => o,
+    })
+}
+
+/// [`connect`] for the byte-stream mechanisms (Unix stream sockets, TCP, FIFOs, pipes), with
+/// the endpoint's own type: it implements `AsFd`, for epoll or an async runtime.
+///
+/// # Errors
+///
+/// `InvalidInput` for a mechanism that is not a byte stream; as [`connect`].
+pub fn connect_stream(
+    mech: Mechanism,
+    address: &str,
+    opts: &Options,
+) -> io::Result<StreamEndpoint> {
+    if !mech.is_stream() {
+        return Err(invalid(format!(
+            "{mech} is not a byte stream: use connect_dgram or connect"
+        )));
+    }
+    match connect_any(mech, address, opts)? {
+        Connected::Stream(s) => Ok(s),
+        _ => unreachable!("byte streams connect as StreamEndpoint"),
+    }
+}
+
+/// [`connect`] for the message-socket mechanisms (Unix datagram and seqpacket sockets, UDP),
+/// with the endpoint's own type: it implements `AsFd`, for epoll or an async runtime.
+///
+/// # Errors
+///
+/// `InvalidInput` for another mechanism; as [`connect`].
+pub fn connect_dgram(mech: Mechanism, address: &str, opts: &Options) -> io::Result<DgramEndpoint> {
+    if !matches!(
+        mech,
+        Mechanism::UdsDgram | Mechanism::UdsSeqpacket | Mechanism::Udp
+    ) {
+        return Err(invalid(format!(
+            "{mech} is not a message socket: use connect_stream or connect"
+        )));
+    }
+    match connect_any(mech, address, opts)? {
+        Connected::Dgram(d) => Ok(d),
+        _ => unreachable!("message sockets connect as DgramEndpoint"),
+    }
+}
+
+/// What [`connect_any`] made, keeping the socket endpoints' types.
+enum Connected {
+    Stream(StreamEndpoint),
+    Dgram(DgramEndpoint),
+    Other(Box<dyn Transport>),
+}
+
+impl From<StreamEndpoint> for Connected {
+    fn from(s: StreamEndpoint) -> Self {
+        Connected::Stream(s)
+    }
+}
+
+impl From<DgramEndpoint> for Connected {
+    fn from(d: DgramEndpoint) -> Self {
+        Connected::Dgram(d)
+    }
+}
+
+impl From<PosixMq> for Connected {
+    fn from(q: PosixMq) -> Self {
+        Connected::Other(Box::new(q))
+    }
+}
+
+impl From<SysvMq> for Connected {
+    fn from(q: SysvMq) -> Self {
+        Connected::Other(Box::new(q))
+    }
+}
+
+impl From<crate::shm::ShmEndpoint> for Connected {
+    fn from(e: crate::shm::ShmEndpoint) -> Self {
+        Connected::Other(Box::new(e))
+    }
+}
+
+fn connect_any(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Connected> {
     let max = max_for(mech, opts);
     Ok(match mech {
-        Mechanism::Pipe => Box::new(pipe::from_address(address, opts.wait, Some(max))?),
+        Mechanism::Pipe => Connected::from(pipe::from_address(address, opts.wait, Some(max))?),
         Mechanism::Fifo => {
             let base = Path::new(address);
             let w = fifo_write(&with_ext(base, "c2s"), opts)?;
             let r = fifo_read(&with_ext(base, "s2c"), opts)?;
             // The server opens its write end only after seeing our read end: until then a
             // read of 0 means "not yet", not the end.
-            Box::new(
+            Connected::from(
                 StreamEndpoint::new(mech, Some(r), Some(w), false, opts.wait, max)?
                     .waiting_for_writer(),
             )
@@ -676,7 +757,7 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
         Mechanism::Uds => {
             let fd = connect_unix(libc::SOCK_STREAM, address)?;
             let peer = check_peer_uid(&fd, opts.allow_other_users)?;
-            Box::new(
+            Connected::from(
                 StreamEndpoint::new(mech, Some(fd), None, true, opts.wait, max)?.with_peer(peer),
             )
         }
@@ -684,7 +765,7 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
             let fd = connect_unix(libc::SOCK_SEQPACKET, address)?;
             let peer = check_peer_uid(&fd, opts.allow_other_users)?;
             let max = grow_dgram_buffers(&fd, max)?;
-            Box::new(DgramEndpoint::new(mech, fd, opts.wait, max)?.with_peer(peer, None))
+            Connected::from(DgramEndpoint::new(mech, fd, opts.wait, max)?.with_peer(peer, None))
         }
         Mechanism::UdsDgram => {
             let fd = connect_unix(libc::SOCK_DGRAM, address)?;
@@ -700,14 +781,14 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
                 )
             })?;
             let (info, pidfd) = peer::watch(&hello);
-            Box::new(DgramEndpoint::new(mech, fd, opts.wait, max)?.with_peer(info, pidfd))
+            Connected::from(DgramEndpoint::new(mech, fd, opts.wait, max)?.with_peer(info, pidfd))
         }
         Mechanism::Tcp => {
             let a = ip_addr(address)?;
             let s = TcpStream::connect_timeout(&a, opts.timeout)
                 .map_err(|e| io::Error::new(e.kind(), format!("{address}: {e}")))?;
             s.set_nodelay(true)?;
-            Box::new(StreamEndpoint::new(
+            Connected::from(StreamEndpoint::new(
                 mech,
                 Some(s.into()),
                 None,
@@ -751,15 +832,17 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
             };
             let (info, pidfd) = peer::watch(&hello);
             let max = max.min(if a.is_ipv4() { UDP_MAX_V4 } else { UDP_MAX_V6 });
-            Box::new(
+            Connected::from(
                 DgramEndpoint::new(mech, fd, opts.wait, max)?
                     .with_peer(info, pidfd)
                     .filter_hello(true),
             )
         }
-        Mechanism::MqPosix => Box::new(PosixMq::connect_pair(address, opts.wait, deadline(opts))?),
-        Mechanism::Shm => Box::new(shm::connect(address, &opts.pair())?),
-        Mechanism::MqSysv => Box::new(SysvMq::connect_pair(
+        Mechanism::MqPosix => {
+            Connected::from(PosixMq::connect_pair(address, opts.wait, deadline(opts))?)
+        }
+        Mechanism::Shm => Connected::from(shm::connect(address, &opts.pair())?),
+        Mechanism::MqSysv => Connected::from(SysvMq::connect_pair(
             sysvmod::parse_key(address)?,
             opts.wait,
             deadline(opts),
@@ -776,9 +859,9 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
 pub struct Listener {
     mech: Mechanism,
     fd: Option<OwnedFd>,
+    unix: Option<Box<UnixListener>>,
     shm: Option<Box<std::sync::Mutex<ShmListener>>>,
     opts: Options,
-    _guard: Option<ObjectGuard>,
 }
 
 impl Listener {
@@ -792,6 +875,9 @@ impl Listener {
             let mut l = l.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             return Ok(Box::new(l.accept_next(timeout)?));
         }
+        if let Some(l) = &self.unix {
+            return l.accept(timeout);
+        }
         let Some(fd) = &self.fd else {
             return Err(invalid("listener without a socket"));
         };
@@ -801,35 +887,17 @@ impl Listener {
                 "no peer connected in time",
             ));
         }
+        // Only TCP is left here: Unix listeners are `self.unix`.
         let c = socket::accept(fd.as_fd())?;
-        let max = max_for(self.mech, &self.opts);
-        Ok(match self.mech {
-            Mechanism::Tcp => {
-                socket::set_int_opt(c.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
-                Box::new(StreamEndpoint::new(
-                    self.mech,
-                    Some(c),
-                    None,
-                    true,
-                    self.opts.wait,
-                    max,
-                )?)
-            }
-            Mechanism::Uds => {
-                let peer = check_peer_uid(&c, self.opts.allow_other_users)?;
-                Box::new(
-                    StreamEndpoint::new(self.mech, Some(c), None, true, self.opts.wait, max)?
-                        .with_peer(peer),
-                )
-            }
-            _ => {
-                let peer = check_peer_uid(&c, self.opts.allow_other_users)?;
-                let max = grow_dgram_buffers(&c, max)?;
-                Box::new(
-                    DgramEndpoint::new(self.mech, c, self.opts.wait, max)?.with_peer(peer, None),
-                )
-            }
-        })
+        socket::set_int_opt(c.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+        Ok(Box::new(StreamEndpoint::new(
+            self.mech,
+            Some(c),
+            None,
+            true,
+            self.opts.wait,
+            max_for(self.mech, &self.opts),
+        )?))
     }
 }
 
@@ -871,36 +939,32 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
                     .waiting_for_writer(),
             ))
         }
-        Mechanism::Uds | Mechanism::UdsSeqpacket => {
-            let (fd, guard) = bind_unix(unix_type(mech), addr, opts.mode)?;
-            socket::listen(fd.as_fd(), 128)?;
-            Receiver::Listener(Listener {
-                mech,
-                fd: Some(fd),
-                shm: None,
-                opts: *opts,
-                _guard: guard,
-            })
-        }
+        Mechanism::Uds | Mechanism::UdsSeqpacket => Receiver::Listener(Listener {
+            mech,
+            fd: None,
+            unix: Some(Box::new(unix_listener(mech, addr, opts)?)),
+            shm: None,
+            opts: *opts,
+        }),
         Mechanism::Tcp => {
             let l = TcpListener::bind(ip_addr(addr)?)?;
             Receiver::Listener(Listener {
                 mech,
                 fd: Some(l.into()),
+                unix: None,
                 shm: None,
                 opts: *opts,
-                _guard: None,
             })
         }
         Mechanism::Shm => Receiver::Listener(Listener {
             mech,
             fd: None,
+            unix: None,
             shm: Some(Box::new(std::sync::Mutex::new(ShmListener::create(
                 addr,
                 &opts.pair(),
             )?))),
             opts: *opts,
-            _guard: None,
         }),
         Mechanism::UdsDgram => {
             let (fd, guard) = bind_unix(libc::SOCK_DGRAM, addr, opts.mode)?;

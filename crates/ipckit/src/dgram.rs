@@ -206,3 +206,10 @@ impl Drop for DgramEndpoint {
         }
     }
 }
+
+/// The socket, readable and writable: register it with epoll (or anything else) directly.
+impl AsFd for DgramEndpoint {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

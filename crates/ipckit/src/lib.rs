@@ -10,6 +10,10 @@
 //! [`Wait`] strategy (block, spin, or spin-then-block). eventfd, a counter rather than a
 //! carrier, implements [`Notify`]. Signals, with their siginfo and `sigqueue` payloads, are
 //! in [`signal`]. [`pipeline`] runs `a | b | c` the way a shell does, without the shell.
+//! [`unix`] listeners check a peer's credentials before reading a byte from it, make their
+//! socket files safely and reclaim stale ones. Socket endpoints implement `AsFd` for
+//! [`epoll`]; with the `tokio` feature, `ipckit::tokio` sends, receives and accepts
+//! asynchronously.
 //!
 //! ```
 //! use ipckit::{pipe, Transport, Wait};
@@ -74,7 +78,10 @@ pub mod shutdown;
 pub mod signal;
 mod stream;
 mod sys;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod transport;
+pub mod unix;
 mod wait;
 
 pub use dgram::DgramEndpoint;

@@ -680,6 +680,10 @@ impl Transport for StreamEndpoint {
         self.peer
     }
 
+    fn try_flush(&mut self) -> Result<(), SendError> {
+        self.flush_deadline(Deadline::Now)
+    }
+
     fn raw(&self) -> RawHandle<'_> {
         RawHandle::Fds {
             read: self.r.as_ref().map(|f| f.as_fd()),
@@ -703,5 +707,34 @@ impl Drop for StreamEndpoint {
         if self.wpos < self.wpend.len() {
             let _ = self.flush_deadline(Deadline::after(Duration::from_secs(1)));
         }
+    }
+}
+
+impl StreamEndpoint {
+    /// The descriptor messages arrive on (for a socket, the socket), to watch for
+    /// readability. After it is readable, receive with `try_recv` until `Empty`: one read may
+    /// bring several messages, and those wait in the endpoint, where epoll cannot see them.
+    pub fn read_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.r.as_ref().map(|f| f.as_fd())
+    }
+
+    /// The descriptor messages leave by (for a socket, the same socket as
+    /// [`read_fd`](Self::read_fd); for a pipe or FIFO pair, the other pipe), to watch for
+    /// writability; then [`Transport::try_flush`] what a `try_send` left.
+    pub fn write_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.wfd().ok()
+    }
+}
+
+/// The read side: for a socket, the one descriptor (readable and writable); for a pipe or
+/// FIFO pair, the read pipe, so register [`StreamEndpoint::write_fd`] too to learn when it is
+/// writable; for a send-only endpoint, the write pipe.
+impl AsFd for StreamEndpoint {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.r
+            .as_ref()
+            .or(self.w.as_ref())
+            .expect("every stream endpoint has a descriptor")
+            .as_fd()
     }
 }

@@ -228,6 +228,18 @@ pub trait Transport: Send + fmt::Debug {
         let _ = framing;
     }
 
+    /// Writes out, without waiting, what an earlier `try_send`/`send_timeout` accepted but
+    /// could not write whole. Only byte streams ever have such a rest (a message half in the
+    /// stream cannot be taken back); for the others this is `Ok` at once. Event loops call it
+    /// when the descriptor is writable again, or the peer never sees the message's end.
+    ///
+    /// # Errors
+    ///
+    /// `Full` while part of it is still waiting, `PeerGone` or `Io`.
+    fn try_flush(&mut self) -> Result<(), SendError> {
+        Ok(())
+    }
+
     /// Sends, waiting as long as it takes.
     ///
     /// # Errors
@@ -342,5 +354,59 @@ pub trait Notify: Send + fmt::Debug {
     /// `TimedOut` when nothing came.
     fn wait_timeout(&self, timeout: Duration) -> io::Result<u64> {
         self.wait_deadline(Deadline::after(timeout))
+    }
+}
+
+/// A boxed transport is a transport, so generic code (`fn run<T: Transport>`) takes what
+/// [`crate::connect::connect`] returns.
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn mechanism(&self) -> Mechanism {
+        (**self).mechanism()
+    }
+    fn max_msg_size(&self) -> usize {
+        (**self).max_msg_size()
+    }
+    fn wait(&self) -> Wait {
+        (**self).wait()
+    }
+    fn set_wait(&mut self, wait: Wait) {
+        (**self).set_wait(wait)
+    }
+    fn send_deadline(&mut self, msg: &[u8], deadline: Deadline) -> Result<(), SendError> {
+        (**self).send_deadline(msg, deadline)
+    }
+    fn recv_deadline(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, RecvError> {
+        (**self).recv_deadline(buf, deadline)
+    }
+    fn peer(&self) -> Option<PeerInfo> {
+        (**self).peer()
+    }
+    fn raw(&self) -> RawHandle<'_> {
+        (**self).raw()
+    }
+    fn set_framing(&mut self, framing: crate::Framing) {
+        (**self).set_framing(framing)
+    }
+    fn try_flush(&mut self) -> Result<(), SendError> {
+        (**self).try_flush()
+    }
+    // The provided methods too, so an implementation's own versions are kept.
+    fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        (**self).send(msg)
+    }
+    fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        (**self).try_send(msg)
+    }
+    fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
+        (**self).send_timeout(msg, timeout)
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        (**self).recv(buf)
+    }
+    fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        (**self).try_recv(buf)
+    }
+    fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, RecvError> {
+        (**self).recv_timeout(buf, timeout)
     }
 }

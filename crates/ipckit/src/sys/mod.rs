@@ -8,7 +8,7 @@
 //! - `pipe`: `pipe2`, `F_GETPIPE_SZ`/`F_SETPIPE_SZ`, `mkfifo`, `eventfd`.
 //! - `socket`: `socket`/`bind`/`listen`/`accept4`/`connect` for `AF_UNIX` (paths and the
 //!   abstract namespace) including `SOCK_SEQPACKET`, `socketpair`, `send`/`recv` with flags,
-//!   `SO_PEERCRED`.
+//!   `SO_PEERCRED`, `SO_PEERGROUPS`, `fchmod` of a socket before `bind`, address checks.
 //! - `proc`: `pidfd_open`, a process's start time from `/proc`, `boot_id`, `access(X_OK)`,
 //!   `pre_exec` steps for a child (what it inherits, with `close_range(CLOSE_RANGE_CLOEXEC)`
 //!   sealing the rest; an empty signal mask), and the checked adoption of an inherited
@@ -22,6 +22,7 @@
 //!   calls only), `wait4` with the child's usage, `getrusage`, `pidfd_send_signal`.
 //! - `signal`: `sigaction` with the one async-signal-safe handler, `pthread_sigmask`,
 //!   `signalfd`, `kill`, `sigqueue`, `RLIMIT_SIGPENDING`.
+//! - `async_fd` (feature `tokio`): registering an owned descriptor with tokio's reactor.
 //!
 //! Why libc and not rustix: the mechanisms ipckit covers need `mq_*`, `msg*`, `sigaction` and
 //! `sched_setaffinity`, which only libc has, and the crate keeps one syscall crate, not two.
@@ -35,6 +36,8 @@
 //! routine of async-signal-safe calls and ends in `_exit`, never returning into Rust code.
 #![allow(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+pub(crate) mod async_fd;
 pub(crate) mod epoll;
 pub(crate) mod fd;
 pub(crate) mod fork;

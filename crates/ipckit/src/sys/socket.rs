@@ -31,20 +31,36 @@ fn sockaddr(addr: &UnixAddr<'_>) -> io::Result<(libc::sockaddr_un, libc::socklen
         UnixAddr::Abstract(n) => (n, 1),
     };
     // A path needs room for its NUL terminator; an abstract name starts with a NUL instead.
-    let need = lead + bytes.len() + usize::from(lead == 0);
-    if bytes.is_empty() || need > sa.sun_path.len() {
+    // Either way 107 bytes of the 108 in sun_path are ours.
+    let limit = sa.sun_path.len() - 1;
+    let what = if lead == 0 {
+        "a Unix socket path"
+    } else {
+        "an abstract Unix socket name"
+    };
+    if bytes.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what} cannot be empty"),
+        ));
+    }
+    if bytes.len() > limit {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "unix socket address must be 1..={} bytes",
-                sa.sun_path.len() - 1
+                "{what} may be at most {limit} bytes (sun_path holds {}); this one is {}: {}",
+                sa.sun_path.len(),
+                bytes.len(),
+                String::from_utf8_lossy(bytes)
             ),
         ));
     }
-    if lead == 0 && bytes.contains(&0) {
+    // The kernel would take a NUL inside an abstract name, but then the name cannot be
+    // written as `@name` or told apart from a shorter one in logs: refuse it.
+    if bytes.contains(&0) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "path contains a NUL byte",
+            format!("{what} cannot contain a NUL byte"),
         ));
     }
     for (i, b) in bytes.iter().enumerate() {
@@ -339,4 +355,91 @@ pub(crate) fn int_opt(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i
         )
     })?;
     Ok(val)
+}
+
+/// Checks that `addr` fits a `sockaddr_un` (1..=107 bytes, no NUL), without making a socket.
+pub(crate) fn check_addr(addr: &UnixAddr<'_>) -> io::Result<()> {
+    sockaddr(addr).map(drop)
+}
+
+/// `fchmod` on a socket before `bind`: the socket file `bind` creates takes these bits (less
+/// the umask), so it is never wider than `mode`, even for an instant.
+pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    // SAFETY: fchmod takes no pointers; `fd` is borrowed for the call.
+    cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })?;
+    Ok(())
+}
+
+/// `SO_PEERGROUPS` (Linux 4.13): not in the libc crate; 59 on the architectures that use the
+/// generic socket option numbers.
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "riscv64",
+    target_arch = "powerpc64",
+    target_arch = "loongarch64",
+    target_arch = "s390x"
+))]
+const SO_PEERGROUPS: i32 = 59;
+
+/// The supplementary groups of the peer of a connected Unix socket, as they were when it
+/// connected (`SO_PEERGROUPS`).
+pub(crate) fn peer_groups(fd: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
+    #[cfg(any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64",
+        target_arch = "powerpc64",
+        target_arch = "loongarch64",
+        target_arch = "s390x"
+    ))]
+    {
+        let mut groups: Vec<libc::gid_t> = vec![0; 64];
+        loop {
+            let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
+            // SAFETY: `groups` is a live buffer of `len` bytes; the kernel writes at most that
+            // and sets `len` to what it wrote (or, on ERANGE, to what it needs).
+            let r = cvt(unsafe {
+                libc::getsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    SO_PEERGROUPS,
+                    groups.as_mut_ptr().cast(),
+                    &mut len,
+                )
+            });
+            let n = len as usize / std::mem::size_of::<libc::gid_t>();
+            match r {
+                Ok(_) => {
+                    groups.truncate(n);
+                    return Ok(groups);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ERANGE) && n > groups.len() => {
+                    groups.resize(n, 0);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64",
+        target_arch = "powerpc64",
+        target_arch = "loongarch64",
+        target_arch = "s390x"
+    )))]
+    {
+        let _ = fd;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "SO_PEERGROUPS is not known on this architecture",
+        ))
+    }
 }

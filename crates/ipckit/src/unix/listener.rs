@@ -1,0 +1,730 @@
+//! A Unix stream or seqpacket listener that decides who may talk to it before reading a byte.
+//!
+//! - **Peer credentials.** Every accepted connection's `SO_PEERCRED` (pid, uid, gid, as they
+//!   were when the peer called `connect`) is checked against the listener's [`Policy`]; by
+//!   default only our own effective uid is let in. A peer outside the policy is closed at
+//!   once, unread, and counted ([`UnixListener::rejected`]); accept reports it as
+//!   `PermissionDenied`.
+//! - **Safe socket files.** A socket file is only made in a directory we trust: not a
+//!   symbolic link, owned by us or root, and not writable by others unless sticky (like
+//!   `/tmp`). The file gets exactly the builder's mode (0600 by default), whatever the umask:
+//!   the socket is `fchmod`ed before `bind`, so the file is never wider than the mode, and
+//!   `chmod`ed after, so a narrowing umask is undone; both happen before `listen`, so no peer
+//!   can connect in between.
+//! - **Stale files.** A socket file left by a dead listener is reclaimed; a live listener's is
+//!   never touched (see [`ListenerBuilder::bind`]). Anything else at the path is refused and
+//!   left alone.
+//! - **Abstract names** (`@name`) have no file, so no mode and no directory: anyone in the
+//!   network namespace can connect, and the policy is the only gate.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use ipckit::unix::{ListenerBuilder, Policy};
+//! use ipckit::Transport;
+//! use std::time::Duration;
+//! # fn main() -> std::io::Result<()> {
+//! // Process 1
+//! let listener = ListenerBuilder::new("/run/user/1000/app.sock")
+//!     .policy(Policy::same_uid())
+//!     .bind()?;
+//! loop {
+//!     match listener.accept(Some(Duration::from_secs(10))) {
+//!         Ok(mut ep) => {
+//!             let mut buf = vec![0; ep.max_msg_size()];
+//!             let n = ep.recv(&mut buf).map_err(std::io::Error::from)?;
+//!             ep.send(&buf[..n]).map_err(std::io::Error::from)?;
+//!         }
+//!         // A peer of another uid: closed unread, counted; go on serving.
+//!         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => eprintln!("{e}"),
+//!         Err(e) => return Err(e),
+//!     }
+//! }
+//! // Process 2: ipckit::connect::connect(Mechanism::Uds, "/run/user/1000/app.sock", ..)
+//! # }
+//! ```
+
+use crate::connect::grow_dgram_buffers;
+use crate::dgram::DgramEndpoint;
+use crate::error::invalid;
+use crate::registry::{self, ObjectGuard, ObjectKind};
+use crate::stream::{StreamEndpoint, DEFAULT_STREAM_MAX};
+use crate::sys::{fd as sysfd, socket};
+use crate::transport::{Mechanism, PeerInfo, Transport};
+use crate::wait::Wait;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The credentials of a connected peer, as the kernel recorded them when it connected
+/// (`SO_PEERCRED`): they cannot be forged by the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    /// The peer's pid in our pid namespace (0 if it is in none we can see).
+    pub pid: u32,
+    /// The peer's effective uid.
+    pub uid: u32,
+    /// The peer's effective gid.
+    pub gid: u32,
+}
+
+impl PeerCred {
+    /// Reads `SO_PEERCRED` from a connected Unix stream or seqpacket socket.
+    ///
+    /// # Errors
+    ///
+    /// The `getsockopt` error (`ENOTCONN`, `ENOTSOCK`, ...).
+    #[doc(alias = "SO_PEERCRED")]
+    pub fn of(socket: impl AsFd) -> io::Result<PeerCred> {
+        let c = socket::peer_cred(socket.as_fd())?;
+        Ok(PeerCred {
+            pid: u32::try_from(c.pid).unwrap_or(0),
+            uid: c.uid,
+            gid: c.gid,
+        })
+    }
+}
+
+/// Who may connect to a [`UnixListener`]: a peer is let in if any rule matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    any: bool,
+    uids: Vec<u32>,
+    gids: Vec<u32>,
+}
+
+impl Default for Policy {
+    /// [`Policy::same_uid`].
+    fn default() -> Self {
+        Policy::same_uid()
+    }
+}
+
+impl Policy {
+    /// Only peers running as our own effective uid (the default).
+    pub fn same_uid() -> Policy {
+        Policy::uids([registry::euid()])
+    }
+
+    /// Peers whose effective uid is one of `uids`.
+    pub fn uids(uids: impl IntoIterator<Item = u32>) -> Policy {
+        Policy {
+            any: false,
+            uids: uids.into_iter().collect(),
+            gids: Vec::new(),
+        }
+    }
+
+    /// Peers whose effective gid, or one of whose supplementary groups (`SO_PEERGROUPS`), is
+    /// one of `gids`.
+    pub fn gids(gids: impl IntoIterator<Item = u32>) -> Policy {
+        Policy {
+            any: false,
+            uids: Vec::new(),
+            gids: gids.into_iter().collect(),
+        }
+    }
+
+    /// Anyone who can reach the socket (for a socket file: whom its mode lets connect).
+    pub fn any() -> Policy {
+        Policy {
+            any: true,
+            uids: Vec::new(),
+            gids: Vec::new(),
+        }
+    }
+
+    /// Peers that either policy lets in.
+    #[must_use]
+    pub fn or(mut self, other: Policy) -> Policy {
+        self.any |= other.any;
+        self.uids.extend(other.uids);
+        self.gids.extend(other.gids);
+        self
+    }
+
+    /// True if the peer `cred` of the connected `socket` is let in. The supplementary groups
+    /// are only asked for when a gid rule exists and the primary gid does not match.
+    pub fn allows(&self, cred: &PeerCred, socket: BorrowedFd<'_>) -> bool {
+        if self.any || self.uids.contains(&cred.uid) || self.gids.contains(&cred.gid) {
+            return true;
+        }
+        !self.gids.is_empty()
+            && socket::peer_groups(socket)
+                .is_ok_and(|groups| groups.iter().any(|g| self.gids.contains(g)))
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.any {
+            return f.write_str("any peer");
+        }
+        let mut parts = Vec::new();
+        if !self.uids.is_empty() {
+            parts.push(format!("uid {:?}", self.uids));
+        }
+        if !self.gids.is_empty() {
+            parts.push(format!("gid {:?}", self.gids));
+        }
+        if parts.is_empty() {
+            return f.write_str("no peer");
+        }
+        write!(f, "peers of {}", parts.join(" or "))
+    }
+}
+
+/// A peer the policy turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    /// Who it was.
+    pub cred: PeerCred,
+    /// Bytes the peer had already sent, left unread when its connection was closed
+    /// (`FIONREAD` just before the close): the listener never reads from a rejected peer.
+    pub unread: usize,
+}
+
+/// Builds a [`UnixListener`]: `ListenerBuilder::new(addr).mode(..).policy(..).bind()`.
+#[derive(Debug, Clone)]
+pub struct ListenerBuilder {
+    addr: String,
+    mode: u32,
+    policy: Policy,
+    backlog: i32,
+    seqpacket: bool,
+    wait: Wait,
+    max_msg_size: Option<usize>,
+}
+
+impl ListenerBuilder {
+    /// A listener at `addr`: a path, or `@name` for the abstract namespace. Defaults: a
+    /// stream socket, mode 0600, [`Policy::same_uid`], backlog 128, [`Wait::Block`], 1 MiB
+    /// messages.
+    pub fn new(addr: impl Into<String>) -> ListenerBuilder {
+        ListenerBuilder {
+            addr: addr.into(),
+            mode: 0o600,
+            policy: Policy::same_uid(),
+            backlog: 128,
+            seqpacket: false,
+            wait: Wait::Block,
+            max_msg_size: None,
+        }
+    }
+
+    /// Permission bits of the socket file (ignored for abstract names). Connecting needs
+    /// write permission on the file.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Who may connect.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Length of the queue of connections not yet accepted (`listen`'s backlog).
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+        self
+    }
+
+    /// A `SOCK_SEQPACKET` listener (message boundaries kept by the kernel) instead of a
+    /// stream one.
+    pub fn seqpacket(mut self, on: bool) -> Self {
+        self.seqpacket = on;
+        self
+    }
+
+    /// Wait strategy of the accepted endpoints.
+    pub fn wait(mut self, wait: Wait) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Largest message of the accepted endpoints (1 MiB by default).
+    pub fn max_msg_size(mut self, max: usize) -> Self {
+        self.max_msg_size = Some(max);
+        self
+    }
+
+    /// Creates the socket, binds it, sets the mode and listens.
+    ///
+    /// If a socket file is already at the path, it is probed with a datagram `connect`,
+    /// which queues nothing and sends nothing, so a live listener is not disturbed:
+    /// `ECONNREFUSED` means no socket is bound to that file any more (its listener died), and
+    /// the file is removed and bound anew; a connection, or `EPROTOTYPE` (a live socket of
+    /// another type), means it is live, and it is left alone. The window: between the probe and
+    /// the unlink, another process could unlink the stale file and bind its own; the file's
+    /// device and inode are checked again just before the unlink, which narrows that window
+    /// to the two calls but cannot close it (POSIX has no unlink-if-same).
+    ///
+    /// # Errors
+    ///
+    /// - `InvalidInput`: an empty address, a path or abstract name over 107 bytes (the
+    ///   message names the limit), a NUL byte in it, or a path without a file name;
+    /// - `PermissionDenied`: the directory is a symbolic link, not ours or root's, or
+    ///   writable by others without the sticky bit;
+    /// - `AddrInUse`: a live listener is at the path, or the abstract name is taken;
+    /// - `AlreadyExists`: something that is not a socket is at the path (it is left alone);
+    /// - the OS error of `socket`, `bind`, `chmod` or `listen`.
+    pub fn bind(self) -> io::Result<UnixListener> {
+        let ty = if self.seqpacket {
+            libc::SOCK_SEQPACKET
+        } else {
+            libc::SOCK_STREAM
+        };
+        let ua = parse_addr(&self.addr)?;
+        let (fd, guard) = bind_socket(ty, &ua, &self.addr, self.mode)?;
+        socket::listen(fd.as_fd(), self.backlog)
+            .map_err(|e| io::Error::new(e.kind(), format!("listen on {}: {e}", self.addr)))?;
+        Ok(UnixListener {
+            fd,
+            seqpacket: self.seqpacket,
+            addr: self.addr,
+            policy: self.policy,
+            wait: self.wait,
+            max: self.max_msg_size.unwrap_or(DEFAULT_STREAM_MAX),
+            rejected: AtomicU64::new(0),
+            last: Mutex::new(None),
+            _guard: guard,
+        })
+    }
+}
+
+/// A listening Unix stream or seqpacket socket with a peer policy; see the [module
+/// docs](self). Shareable between threads: `accept` takes `&self`.
+#[derive(Debug)]
+pub struct UnixListener {
+    fd: OwnedFd,
+    seqpacket: bool,
+    addr: String,
+    policy: Policy,
+    wait: Wait,
+    max: usize,
+    rejected: AtomicU64,
+    last: Mutex<Option<Rejection>>,
+    _guard: Option<ObjectGuard>,
+}
+
+impl UnixListener {
+    /// The address it listens at, as given (`@name` for abstract ones).
+    pub fn address(&self) -> &str {
+        &self.addr
+    }
+
+    /// [`Mechanism::Uds`] or [`Mechanism::UdsSeqpacket`].
+    pub fn mechanism(&self) -> Mechanism {
+        if self.seqpacket {
+            Mechanism::UdsSeqpacket
+        } else {
+            Mechanism::Uds
+        }
+    }
+
+    /// Who may connect.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// How many peers the policy turned away so far.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// The last peer the policy turned away.
+    pub fn last_rejection(&self) -> Option<Rejection> {
+        *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Accepts the next connection without waiting, and applies the policy.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when no connection is waiting; `PermissionDenied` when the policy turned
+    /// the peer away (its connection is already closed, unread); the OS error.
+    pub fn try_accept_raw(&self) -> io::Result<(OwnedFd, PeerCred)> {
+        let c = socket::accept(self.fd.as_fd())?;
+        self.admit(c)
+    }
+
+    /// Accepts the next connection the policy lets in, waiting at most `timeout` (`None`:
+    /// forever): the connected socket (non-blocking, close-on-exec) and its peer.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut`; `PermissionDenied` when the policy turned a peer away (closed unread and
+    /// counted; call again to go on); the OS error.
+    pub fn accept_raw(&self, timeout: Option<Duration>) -> io::Result<(OwnedFd, PeerCred)> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if let sysfd::Ready::TimedOut = sysfd::poll(&[(self.fd.as_fd(), libc::POLLIN)], left)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "no peer connected to {} within {:.1} s",
+                        self.addr,
+                        timeout.unwrap_or_default().as_secs_f64()
+                    ),
+                ));
+            }
+            match self.try_accept_raw() {
+                // Another thread took it, or the peer gave up before we accepted.
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(libc::ECONNABORTED) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Accepts the next peer the policy lets in as a framed endpoint: a
+    /// [`StreamEndpoint`] for a stream listener, a [`DgramEndpoint`] for a seqpacket one.
+    ///
+    /// # Errors
+    ///
+    /// As [`UnixListener::accept_raw`].
+    pub fn accept(&self, timeout: Option<Duration>) -> io::Result<Box<dyn Transport>> {
+        let (fd, cred) = self.accept_raw(timeout)?;
+        self.endpoint(fd, cred)
+    }
+
+    /// Like [`UnixListener::accept`] on a stream listener, with the endpoint's type.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` on a seqpacket listener; as [`UnixListener::accept_raw`].
+    pub fn accept_stream(&self, timeout: Option<Duration>) -> io::Result<StreamEndpoint> {
+        if self.seqpacket {
+            return Err(invalid(format!(
+                "{} is a seqpacket listener: use accept_seqpacket",
+                self.addr
+            )));
+        }
+        let (fd, cred) = self.accept_raw(timeout)?;
+        self.stream_endpoint(fd, cred)
+    }
+
+    /// Like [`UnixListener::accept`] on a seqpacket listener, with the endpoint's type.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` on a stream listener; as [`UnixListener::accept_raw`].
+    pub fn accept_seqpacket(&self, timeout: Option<Duration>) -> io::Result<DgramEndpoint> {
+        if !self.seqpacket {
+            return Err(invalid(format!(
+                "{} is a stream listener: use accept_stream",
+                self.addr
+            )));
+        }
+        let (fd, cred) = self.accept_raw(timeout)?;
+        self.seqpacket_endpoint(fd, cred)
+    }
+
+    /// Wraps an accepted socket in the endpoint of the listener's type.
+    pub(crate) fn endpoint(&self, fd: OwnedFd, cred: PeerCred) -> io::Result<Box<dyn Transport>> {
+        Ok(if self.seqpacket {
+            Box::new(self.seqpacket_endpoint(fd, cred)?)
+        } else {
+            Box::new(self.stream_endpoint(fd, cred)?)
+        })
+    }
+
+    pub(crate) fn stream_endpoint(
+        &self,
+        fd: OwnedFd,
+        cred: PeerCred,
+    ) -> io::Result<StreamEndpoint> {
+        Ok(
+            StreamEndpoint::new(Mechanism::Uds, Some(fd), None, true, self.wait, self.max)?
+                .with_peer(peer_info(&cred)),
+        )
+    }
+
+    pub(crate) fn seqpacket_endpoint(
+        &self,
+        fd: OwnedFd,
+        cred: PeerCred,
+    ) -> io::Result<DgramEndpoint> {
+        let max = grow_dgram_buffers(&fd, self.max)?;
+        Ok(
+            DgramEndpoint::new(Mechanism::UdsSeqpacket, fd, self.wait, max)?
+                .with_peer(peer_info(&cred), None),
+        )
+    }
+
+    /// Applies the policy to a just-accepted connection. A refused peer's socket is closed
+    /// without a single read: its bytes are only counted (`FIONREAD` does not consume).
+    fn admit(&self, c: OwnedFd) -> io::Result<(OwnedFd, PeerCred)> {
+        let cred = PeerCred::of(&c)?;
+        if self.policy.allows(&cred, c.as_fd()) {
+            return Ok((c, cred));
+        }
+        let unread = socket::bytes_queued(c.as_fd()).unwrap_or(0);
+        drop(c);
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Rejection { cred, unread });
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refused a peer of uid {} gid {} (pid {}) at {}: only {} may connect",
+                cred.uid, cred.gid, cred.pid, self.addr, self.policy
+            ),
+        ))
+    }
+
+    /// Hands over the socket file's registry guard (the file lives as long as it does).
+    pub(crate) fn into_guard(self) -> Option<ObjectGuard> {
+        self._guard
+    }
+}
+
+impl AsFd for UnixListener {
+    /// The listening socket: readable when a connection waits to be accepted.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+fn peer_info(cred: &PeerCred) -> Option<PeerInfo> {
+    (cred.pid > 0).then_some(PeerInfo {
+        pid: cred.pid,
+        watched: false,
+    })
+}
+
+/// `@name` (abstract) or a path.
+fn parse_addr(addr: &str) -> io::Result<socket::UnixAddr<'_>> {
+    let ua = match addr.strip_prefix('@') {
+        Some(name) => socket::UnixAddr::Abstract(name.as_bytes()),
+        None => socket::UnixAddr::Path(Path::new(addr)),
+    };
+    socket::check_addr(&ua)?;
+    Ok(ua)
+}
+
+/// Refuses a directory others could use to swap our socket file: it must not be a symbolic
+/// link, must be owned by us or root, and must not be writable by others unless sticky.
+fn check_dir(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let unsafe_dir = |why: String| {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("refusing to make a socket in {}: {why}", dir.display()),
+        )
+    };
+    let m = std::fs::symlink_metadata(dir).map_err(|e| {
+        io::Error::new(e.kind(), format!("socket directory {}: {e}", dir.display()))
+    })?;
+    if m.file_type().is_symlink() {
+        let to = std::fs::canonicalize(dir)
+            .map(|t| format!(" (to {})", t.display()))
+            .unwrap_or_default();
+        return Err(unsafe_dir(format!(
+            "it is a symbolic link{to}; give the real directory"
+        )));
+    }
+    if !m.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    let me = registry::euid();
+    if m.uid() != me && m.uid() != 0 {
+        return Err(unsafe_dir(format!(
+            "it belongs to uid {}, neither us (uid {me}) nor root",
+            m.uid()
+        )));
+    }
+    let mode = m.mode();
+    if mode & 0o022 != 0 && mode & libc::S_ISVTX == 0 {
+        return Err(unsafe_dir(format!(
+            "its mode {:04o} lets others write it, and it is not sticky",
+            mode & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+/// What a probe found at a socket file.
+enum Probe {
+    Live,
+    Stale,
+}
+
+/// Tells a live socket file from a stale one with a datagram `connect`: it sends nothing,
+/// and a stream or seqpacket listener never sees it (a different type is `EPROTOTYPE`).
+fn probe(path: &Path) -> io::Result<Probe> {
+    let s = socket::unix_socket(libc::SOCK_DGRAM)?;
+    match socket::connect(s.as_fd(), &socket::UnixAddr::Path(path)) {
+        Ok(()) => Ok(Probe::Live),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::ECONNREFUSED) => Ok(Probe::Stale),
+            Some(libc::EPROTOTYPE) => Ok(Probe::Live),
+            _ => Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot tell whether the socket at {} is in use: {e}",
+                    path.display()
+                ),
+            )),
+        },
+    }
+}
+
+/// Binds a Unix socket of type `ty` at `ua` (shown to the user as `shown`): for a path, in a
+/// safe directory, reclaiming a stale file, with exactly `mode`, recorded in the registry.
+/// The socket is not listening yet.
+pub(crate) fn bind_socket(
+    ty: i32,
+    ua: &socket::UnixAddr<'_>,
+    shown: &str,
+    mode: u32,
+) -> io::Result<(OwnedFd, Option<ObjectGuard>)> {
+    socket::check_addr(ua)?;
+    let path = match ua {
+        socket::UnixAddr::Abstract(_) => {
+            let fd = socket::unix_socket(ty)?;
+            socket::bind(fd.as_fd(), ua).map_err(|e| {
+                if e.kind() == io::ErrorKind::AddrInUse {
+                    io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("abstract address {shown} is in use"),
+                    )
+                } else {
+                    io::Error::new(e.kind(), format!("bind {shown}: {e}"))
+                }
+            })?;
+            return Ok((fd, None));
+        }
+        socket::UnixAddr::Path(p) => *p,
+    };
+    check_dir(path)?;
+    let stale = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => match probe(path)? {
+            Probe::Live => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("a live listener is at {shown}"),
+                ))
+            }
+            Probe::Stale => Some((m.dev(), m.ino())),
+        },
+        Ok(m) => {
+            let what = if m.file_type().is_symlink() {
+                "a symbolic link"
+            } else if m.is_dir() {
+                "a directory"
+            } else if m.file_type().is_fifo() {
+                "a FIFO"
+            } else {
+                "a file"
+            };
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{shown} exists and is {what}, not a socket; it is left alone"),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{shown}: {e}"))),
+    };
+    let mut guard = registry::register(ObjectKind::UnixSocket, shown)?;
+    let made = (|| {
+        if let Some((dev, ino)) = stale {
+            // Only the file we probed: if it changed since, someone else is at work here.
+            match std::fs::symlink_metadata(path) {
+                Ok(m) if m.dev() == dev && m.ino() == ino => {
+                    std::fs::remove_file(path).map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("cannot remove the stale socket at {shown}: {e}"),
+                        )
+                    })?
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("{shown} changed while its stale socket was being reclaimed"),
+                    ))
+                }
+            }
+        }
+        let fd = socket::unix_socket(ty)?;
+        socket::fchmod(fd.as_fd(), mode & 0o777)?;
+        socket::bind(fd.as_fd(), ua).map_err(|e| {
+            if e.kind() == io::ErrorKind::AddrInUse {
+                io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{shown} appeared while binding"),
+                )
+            } else {
+                io::Error::new(e.kind(), format!("bind {shown}: {e}"))
+            }
+        })?;
+        Ok(fd)
+    })();
+    let fd = match made {
+        Ok(fd) => fd,
+        Err(e) => {
+            guard.forget_object();
+            return Err(e);
+        }
+    };
+    // The file now exists and is ours (the guard removes it on any error below). No peer can
+    // connect before listen(), and a datagram peer needs write permission, which the fchmod
+    // already narrowed to `mode`: this only undoes what a umask took away.
+    std::fs::set_permissions(
+        path,
+        std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
+    )
+    .map_err(|e| io::Error::new(e.kind(), format!("chmod {shown}: {e}")))?;
+    Ok((fd, Some(guard)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_display_names_the_rule() {
+        assert_eq!(Policy::any().to_string(), "any peer");
+        assert_eq!(
+            Policy::uids([1, 2]).or(Policy::gids([3])).to_string(),
+            "peers of uid [1, 2] or gid [3]"
+        );
+    }
+
+    #[test]
+    fn addresses_are_checked_before_anything_is_made() {
+        for bad in ["", "@", "@a\0b"] {
+            let e = parse_addr(bad).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}: {e}");
+        }
+        let long = format!("/{}", "x".repeat(107));
+        let e = parse_addr(&long).unwrap_err();
+        assert!(e.to_string().contains("107"), "{e}");
+        assert!(parse_addr(&long[..107]).is_ok());
+        let e = parse_addr(&format!("@{}", "x".repeat(108))).unwrap_err();
+        assert!(e.to_string().contains("107"), "{e}");
+        assert!(parse_addr(&format!("@{}", "x".repeat(107))).is_ok());
+    }
+}
