@@ -75,6 +75,7 @@ pub mod signal;
 mod stream;
 mod sys;
 mod transport;
+pub mod unix;
 mod wait;
 
 pub use dgram::DgramEndpoint;
