@@ -207,8 +207,15 @@ fn recv_inner(
         cap += ancillary::credentials_space();
     }
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    // With a deadline, never block in recvmsg (the socket may be in blocking mode): wait in
+    // poll instead.
+    let flags = if timeout.is_some() {
+        libc::MSG_DONTWAIT
+    } else {
+        0
+    };
     let got = loop {
-        match scm::recvmsg(sock, buf, cap, 0) {
+        match scm::recvmsg(sock, buf, cap, flags) {
             Ok(m) => break m,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
