@@ -195,7 +195,7 @@ pub(super) fn child(_role: &str) -> anyhow::Result<()> {
         }
         drop(got.fds); // close it
         n += 1;
-        if n % BATCH == 0 {
+        if n.is_multiple_of(BATCH) {
             unix::send_with_fds(sock, b"a", &[])?;
         }
     }
