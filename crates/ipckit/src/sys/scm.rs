@@ -51,8 +51,10 @@ pub(crate) struct RecvMsg {
     pub(crate) len: usize,
     /// `msg_flags`: `MSG_TRUNC`, `MSG_CTRUNC`, ...
     pub(crate) flags: i32,
-    /// Every descriptor the kernel installed, close-on-exec, in arrival order.
+    /// Every `SCM_RIGHTS` descriptor the kernel installed, close-on-exec, in arrival order.
     pub(crate) fds: Vec<OwnedFd>,
+    /// The sender's pidfd (`SO_PASSPIDFD`), installed close-on-exec.
+    pub(crate) pidfd: Option<OwnedFd>,
     /// The sender's credentials, if an `SCM_CREDENTIALS` message came.
     pub(crate) creds: Option<Credentials>,
     /// A malformed control buffer (never seen from a correct kernel).
@@ -106,22 +108,26 @@ pub(crate) fn recvmsg(
         .take(used)
         .collect();
     let decoded = ancillary::decode(&bytes);
-    let fds = decoded
-        .fds()
+    // The kernel wrote `bytes` (msg_controllen of them, no more) in this successful recvmsg,
+    // and each number in an SCM_RIGHTS or SCM_PIDFD message there is a descriptor it just
+    // installed for us, owned by nobody yet; the decoder reports each number once, as
+    // written. Adopting them all here, before anything can fail, is what makes sure none
+    // leaks.
+    let mut fds: Vec<OwnedFd> = decoded
+        .all_fds()
         .filter(|&raw| raw >= 0)
-        .map(|raw| {
-            // The kernel wrote `bytes` (msg_controllen of them, no more) in this successful
-            // recvmsg, and each number in an SCM_RIGHTS message there is a descriptor it
-            // just installed for us, owned by nobody yet; the decoder reports each number
-            // once, as written. Adopting them here, before anything can fail, is what makes
-            // sure none leaks.
-            owned(raw)
-        })
+        .map(owned)
         .collect();
+    let pidfd = decoded
+        .pidfd()
+        .filter(|&raw| raw >= 0)
+        .and_then(|raw| fds.iter().rposition(|f| f.as_raw_fd() == raw))
+        .map(|i| fds.remove(i));
     Ok(RecvMsg {
         len: n,
         flags: msg.msg_flags,
         fds,
+        pidfd,
         creds: decoded.credentials(),
         malformed: decoded.error,
     })
@@ -136,6 +142,21 @@ pub(crate) fn set_passcred(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
 /// Whether `SO_PASSCRED` is set.
 pub(crate) fn passcred(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(super::socket::int_opt(fd, libc::SOL_SOCKET, libc::SO_PASSCRED)? != 0)
+}
+
+/// Sets `SO_PASSPIDFD` (Linux 6.5+): every message received then brings a pidfd of its
+/// sender.
+pub(crate) fn set_passpidfd(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    super::socket::set_int_opt(fd, libc::SOL_SOCKET, ancillary::SO_PASSPIDFD, i32::from(on))
+}
+
+/// Whether `SO_PASSPIDFD` is set (false on kernels without it).
+pub(crate) fn passpidfd(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    match super::socket::int_opt(fd, libc::SOL_SOCKET, ancillary::SO_PASSPIDFD) {
+        Ok(v) => Ok(v != 0),
+        Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// This process's credentials (`getpid`, `geteuid`, `getegid`), as a sender may claim them.

@@ -49,6 +49,18 @@ const FD_LEN: usize = std::mem::size_of::<RawFd>();
 /// Bytes of a `struct ucred`.
 pub const UCRED_LEN: usize = 12;
 
+/// `SCM_PIDFD` (Linux 6.5+, not in the libc crate yet): with `SO_PASSPIDFD` on, the kernel
+/// installs a pidfd of the sender in the receiver and reports it in a message of this type.
+pub const SCM_PIDFD: i32 = 0x04;
+
+/// `SO_PASSPIDFD` (Linux 6.5+): the socket option that asks for [`SCM_PIDFD`] messages.
+pub const SO_PASSPIDFD: i32 = 76;
+
+/// The control-buffer bytes an `SCM_PIDFD` message occupies.
+pub const fn pidfd_space() -> usize {
+    cmsg_space(FD_LEN)
+}
+
 /// The most descriptors one message may carry (the kernel's `SCM_MAX_FD`); `sendmsg` fails
 /// with `EINVAL` beyond it.
 pub const MAX_FDS: usize = 253;
@@ -101,6 +113,8 @@ pub enum Cmsg {
     Rights(Vec<RawFd>),
     /// `SOL_SOCKET`/`SCM_CREDENTIALS`: the sender's pid, uid and gid.
     Credentials(Credentials),
+    /// `SOL_SOCKET`/[`SCM_PIDFD`]: a pidfd of the sender the kernel installed in the receiver.
+    Pidfd(RawFd),
     /// Any other message (for example `SCM_SECURITY`), skipped.
     Unknown {
         /// `cmsg_level`.
@@ -138,6 +152,13 @@ pub enum DecodeError {
         /// Bytes of data.
         len: usize,
     },
+    /// `SCM_PIDFD` data shorter than an `int`.
+    ShortPidfd {
+        /// Offset of the header in the buffer.
+        offset: usize,
+        /// Bytes of data.
+        len: usize,
+    },
     /// `SCM_CREDENTIALS` data shorter than a `struct ucred`.
     ShortCredentials {
         /// Offset of the header in the buffer.
@@ -168,6 +189,11 @@ impl fmt::Display for DecodeError {
                 f,
                 "SCM_RIGHTS message at byte {offset}: {len} bytes of data are not a whole number \
                  of {FD_LEN}-byte descriptors"
+            ),
+            DecodeError::ShortPidfd { offset, len } => write!(
+                f,
+                "SCM_PIDFD message at byte {offset}: {len} bytes of data, a descriptor needs \
+                 {FD_LEN}"
             ),
             DecodeError::ShortCredentials { offset, len } => write!(
                 f,
@@ -294,6 +320,24 @@ impl Decoded {
             .copied()
     }
 
+    /// The descriptor of the first `SCM_PIDFD` message.
+    pub fn pidfd(&self) -> Option<RawFd> {
+        self.messages.iter().find_map(|m| match m {
+            Cmsg::Pidfd(fd) => Some(*fd),
+            _ => None,
+        })
+    }
+
+    /// Every descriptor the buffer names: the `SCM_RIGHTS` ones, then the `SCM_PIDFD` ones,
+    /// each once, as written. A receiver owns all of them.
+    pub fn all_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
+        self.fds()
+            .chain(self.messages.iter().filter_map(|m| match m {
+                Cmsg::Pidfd(fd) => Some(*fd),
+                _ => None,
+            }))
+    }
+
     /// The credentials of the first `SCM_CREDENTIALS` message.
     pub fn credentials(&self) -> Option<Credentials> {
         self.messages.iter().find_map(|m| match m {
@@ -345,6 +389,16 @@ pub fn decode(buf: &[u8]) -> Decoded {
                     uid: read_i32(&m.data[4..]) as u32,
                     gid: read_i32(&m.data[8..]) as u32,
                 }));
+            }
+            (libc::SOL_SOCKET, SCM_PIDFD) => {
+                if m.data.len() < FD_LEN {
+                    out.error = Some(DecodeError::ShortPidfd {
+                        offset: m.offset,
+                        len: m.data.len(),
+                    });
+                    break;
+                }
+                out.messages.push(Cmsg::Pidfd(read_i32(m.data)));
             }
             (level, ty) => out.messages.push(Cmsg::Unknown {
                 level,
@@ -511,8 +565,12 @@ mod tests {
             let lo = buf.as_ptr() as usize;
             let hi = lo + buf.len();
             let mut fds_raw = Vec::new();
+            let mut pidfds = Vec::new();
             for m in raw_messages(&buf) {
                 let Ok(m) = m else { break };
+                if (m.level, m.ty) == (libc::SOL_SOCKET, SCM_PIDFD) && m.data.len() >= 4 {
+                    pidfds.push(read_i32(m.data));
+                }
                 let a = m.data.as_ptr() as usize;
                 prop_assert!(a >= lo + HEADER_LEN && a + m.data.len() <= hi);
                 prop_assert!(m.offset + HEADER_LEN + m.data.len() <= buf.len());
@@ -521,7 +579,11 @@ mod tests {
                 }
             }
             let d = decode(&buf);
-            prop_assert_eq!(d.fds().collect::<Vec<_>>(), fds_raw);
+            // A walk that stopped at an error may have seen fewer; never more, never others.
+            let got: Vec<_> = d.fds().collect();
+            prop_assert!(fds_raw.starts_with(&got));
+            let all: Vec<_> = d.all_fds().collect();
+            prop_assert!(all.iter().all(|fd| fds_raw.contains(fd) || pidfds.contains(fd)));
         }
 
         /// Arbitrary bytes shaped like headers (plausible lengths and levels) reach the
@@ -530,7 +592,7 @@ mod tests {
         fn header_shaped_bytes_never_panic(
             parts in proptest::collection::vec(
                 (0usize..80, prop_oneof![Just(libc::SOL_SOCKET), any::<i32>()],
-                 prop_oneof![Just(libc::SCM_RIGHTS), Just(libc::SCM_CREDENTIALS), any::<i32>()],
+                 prop_oneof![Just(libc::SCM_RIGHTS), Just(libc::SCM_CREDENTIALS), Just(SCM_PIDFD), any::<i32>()],
                  proptest::collection::vec(any::<u8>(), 0..40)),
                 0..6),
             cut in any::<prop::sample::Index>(),
@@ -542,7 +604,7 @@ mod tests {
             }
             let n = if buf.is_empty() { 0 } else { cut.index(buf.len() + 1) };
             let d = decode(&buf[..n]);
-            for fd in d.fds() {
+            for fd in d.all_fds() {
                 let bytes = fd.to_ne_bytes();
                 prop_assert!(buf[..n].windows(4).any(|w| w == bytes));
             }

@@ -27,6 +27,9 @@ pub struct Received {
     /// The sender's credentials, when the socket has [`set_pass_credentials`] on (or the
     /// sender attached them with [`send_with_credentials`]).
     pub creds: Option<Credentials>,
+    /// A pidfd of the sender, when the socket has [`set_pass_pidfd`] on: it names the
+    /// sending process itself, not a pid that could be reused.
+    pub pidfd: Option<OwnedFd>,
     /// A datagram longer than the buffer: the rest of it was discarded (`MSG_TRUNC`).
     pub truncated: bool,
 }
@@ -206,6 +209,9 @@ fn recv_inner(
     if scm::passcred(sock)? {
         cap += ancillary::credentials_space();
     }
+    if scm::passpidfd(sock)? {
+        cap += ancillary::pidfd_space();
+    }
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     // With a deadline, never block in recvmsg (the socket may be in blocking mode): wait in
     // poll instead.
@@ -232,20 +238,31 @@ fn recv_inner(
     // From here every descriptor that arrived is owned by `got.fds`: each error path below
     // drops them, which closes them.
     let arrived = got.fds.len();
-    if got.flags & libc::MSG_CTRUNC != 0 || arrived > max_fds {
-        drop(got.fds);
+    if arrived > max_fds || (got.flags & libc::MSG_CTRUNC != 0 && arrived == max_fds) {
+        drop((got.fds, got.pidfd));
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
                 "the sender passed more descriptors than the {max_fds} this receiver allows; \
-                 the ones that arrived were closed ({arrived} arrived, control data truncated; \
-                 the message's {} bytes were consumed)",
+                 the ones that arrived were closed ({arrived} arrived; the message's {} bytes \
+                 were consumed)",
                 got.len
             ),
         ));
     }
+    if got.flags & libc::MSG_CTRUNC != 0 {
+        drop((got.fds, got.pidfd));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "control data truncated (MSG_CTRUNC) with {arrived} of the {max_fds} descriptors \
+                 allowed: a control message this receiver did not make room for (SO_PASSSEC?) \
+                 did not fit; the descriptors that arrived were closed"
+            ),
+        ));
+    }
     if let Some(e) = got.malformed {
-        drop(got.fds);
+        drop((got.fds, got.pidfd));
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
@@ -257,6 +274,7 @@ fn recv_inner(
         len: got.len,
         fds: got.fds,
         creds: got.creds,
+        pidfd: got.pidfd,
         truncated: got.flags & libc::MSG_TRUNC != 0,
     })
 }
@@ -281,6 +299,19 @@ fn timed_out(timeout: Option<Duration>) -> io::Error {
 #[doc(alias = "SO_PASSCRED")]
 pub fn set_pass_credentials(sock: impl AsFd, on: bool) -> io::Result<()> {
     scm::set_passcred(sock.as_fd(), on)
+}
+
+/// Turns `SO_PASSPIDFD` on or off (Linux 6.5+): with it on, every message received on
+/// `sock` brings a pidfd of its sender ([`Received::pidfd`]), which stays valid for that
+/// process even after its pid is reused.
+///
+/// # Errors
+///
+/// `ENOPROTOOPT` on kernels before 6.5; the `setsockopt` error.
+#[doc(alias = "SO_PASSPIDFD")]
+#[doc(alias = "SCM_PIDFD")]
+pub fn set_pass_pidfd(sock: impl AsFd, on: bool) -> io::Result<()> {
+    scm::set_passpidfd(sock.as_fd(), on)
 }
 
 /// The credentials of the process at the other end of a connected Unix socket

@@ -10,5 +10,5 @@ pub use ancillary::Credentials;
 pub use fd_passing::{
     endpoint_socket, own_credentials, peer_credentials, recv_channel, recv_fd, recv_with_fds,
     recv_with_fds_timeout, send_channel, send_fd, send_with_credentials, send_with_fds,
-    set_pass_credentials, Passable, Received,
+    set_pass_credentials, set_pass_pidfd, Passable, Received,
 };

@@ -265,6 +265,13 @@ fn datagrams_carry_the_senders_credentials() {
     watchdog(60, || {
         let (a, b) = UnixDatagram::pair().unwrap();
         unix::set_pass_credentials(&a, true).unwrap();
+        let pidfds = match unix::set_pass_pidfd(&a, true) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("SKIPPED the SCM_PIDFD part: SO_PASSPIDFD needs Linux 6.5+ ({e})");
+                false
+            }
+        };
         let (child, ch) = spawn("creds");
         let child_pid = child.0.id() as i32;
         unix::send_fd(unix::endpoint_socket(&ch).unwrap(), &b).unwrap();
@@ -279,6 +286,17 @@ fn datagrams_carry_the_senders_credentials() {
                 .expect("SO_PASSCRED: credentials on every datagram");
             assert_eq!(c.pid, child_pid, "the child's pid");
             assert_eq!((c.uid, c.gid), (me.uid, me.gid));
+            if pidfds {
+                // SO_PASSPIDFD: a pidfd of the sender, owned and close-on-exec.
+                let p = got.pidfd.expect("SO_PASSPIDFD: a pidfd on every datagram");
+                assert!(is_cloexec(p.as_fd()));
+                let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", p.as_raw_fd()))
+                    .unwrap();
+                assert!(
+                    info.lines().any(|l| l == format!("Pid:\t{child_pid}")),
+                    "{info}"
+                );
+            }
         }
         // Without SO_PASSCRED none come.
         unix::set_pass_credentials(&a, false).unwrap();
