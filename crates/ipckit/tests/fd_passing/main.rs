@@ -28,6 +28,7 @@ fn peer_entry() {
         "use-fds" => use_fds_peer(),
         "refuse" => refuse_peer(),
         "creds" => creds_peer(),
+        "dgram-server" => dgram_server_peer(),
         other => panic!("unknown role {other}"),
     }
 }
@@ -419,5 +420,47 @@ fn non_blocking_sockets_wait() {
         let r: PipeReader = unix::recv_fd(&b).unwrap();
         drop(r);
         drop(t.join().unwrap());
+    });
+}
+
+/// The child of `a_datagram_server_closes_descriptors_attached_to_a_hello`: a Unix datagram
+/// server whose first datagram is garbage with descriptors attached.
+fn dgram_server_peer() {
+    use ipckit::connect::{Options, Server};
+    let ch = pipe::channel_from_env(Wait::Block, None).unwrap();
+    let sock = unix::endpoint_socket(&ch).unwrap();
+    let server = Server::create(ipckit::Mechanism::UdsDgram, &Options::default()).unwrap();
+    unix::send_with_fds(sock, server.address().as_bytes(), &[]).unwrap();
+    let before = count_open_fds().unwrap();
+    let e = server.accept().unwrap_err();
+    assert!(e.to_string().contains("not an ipckit hello"), "{e}");
+    // The server's own socket is gone; nothing the sender attached stayed.
+    assert_eq!(count_open_fds().unwrap(), before - 1, "descriptors leaked");
+    unix::send_with_fds(sock, b"ok", &[]).unwrap();
+}
+
+/// A datagram server reads its first datagram with room for credentials, so descriptors a
+/// sender attaches are installed too: they must be closed, not leaked.
+#[test]
+fn a_datagram_server_closes_descriptors_attached_to_a_hello() {
+    init();
+    watchdog(60, || {
+        let (child, ch) = spawn("dgram-server");
+        let sock = unix::endpoint_socket(&ch).unwrap();
+        let mut buf = [0u8; 256];
+        let got = unix::recv_with_fds(sock, &mut buf, 0).unwrap();
+        let addr = String::from_utf8(buf[..got.len].to_vec()).unwrap();
+        let d = UnixDatagram::unbound().unwrap();
+        d.connect(&addr).unwrap();
+        let f = File::open("/dev/null").unwrap();
+        unix::send_with_fds(&d, b"garbage", &[f.as_fd(), f.as_fd(), f.as_fd()]).unwrap();
+        let got = unix::recv_with_fds(sock, &mut buf, 0).unwrap();
+        assert_eq!(&buf[..got.len], b"ok");
+        wait_ok(child);
+        assert!(
+            util::leftover_files().is_empty(),
+            "{:?}",
+            util::leftover_files()
+        );
     });
 }
