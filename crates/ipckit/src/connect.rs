@@ -38,7 +38,7 @@ use crate::shm::{self, PairOptions, ShmListener};
 use crate::stream::{StreamEndpoint, DEFAULT_STREAM_MAX};
 use crate::sys::{fd as sysfd, socket};
 use crate::transport::{Mechanism, PeerInfo, Transport};
-use crate::unix::{ListenerBuilder, PeerCred, Policy, UnixListener};
+use crate::unix::{ListenerBuilder, Policy, UnixListener};
 use crate::wait::{Deadline, Wait};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
@@ -297,7 +297,7 @@ fn unix_listener(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Unix
 
 /// The client's side of the policy check: the listener's uid, as the server checks ours.
 fn check_peer_uid(fd: &OwnedFd, allow_others: bool) -> io::Result<Option<PeerInfo>> {
-    let cred = PeerCred::of(fd)?;
+    let cred = crate::unix::peer_credentials(fd)?;
     let p = if allow_others {
         Policy::any()
     } else {
@@ -313,7 +313,7 @@ fn check_peer_uid(fd: &OwnedFd, allow_others: bool) -> io::Result<Option<PeerInf
         ));
     }
     Ok((cred.pid > 0).then_some(PeerInfo {
-        pid: cred.pid,
+        pid: cred.pid as u32, // > 0, checked above
         watched: false,
     }))
 }

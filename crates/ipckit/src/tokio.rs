@@ -42,7 +42,7 @@ use crate::error::{invalid, RecvError, SendError};
 use crate::stream::StreamEndpoint;
 use crate::sys::{async_fd, fd as sysfd, proc};
 use crate::transport::{PeerInfo, RawHandle, Transport};
-use crate::unix::{PeerCred, UnixListener};
+use crate::unix::{Credentials, UnixListener};
 use std::future::poll_fn;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -271,7 +271,7 @@ impl AsyncUnixListener {
     ///
     /// `PermissionDenied` when the policy refused a peer (closed unread and counted; call
     /// again to go on), or the OS error.
-    pub async fn accept_raw(&self) -> io::Result<(OwnedFd, PeerCred)> {
+    pub async fn accept_raw(&self) -> io::Result<(OwnedFd, Credentials)> {
         loop {
             let mut g = self.io.readable().await?;
             match self.listener.try_accept_raw() {

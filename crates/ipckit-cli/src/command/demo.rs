@@ -7,6 +7,8 @@
 
 #[path = "demo_cow.rs"]
 mod cow;
+#[path = "demo_fd_pass.rs"]
+mod fd_pass;
 #[path = "demo_fifo.rs"]
 mod fifo;
 #[path = "demo_mq_priority.rs"]
@@ -125,6 +127,12 @@ const TOPICS: &[Topic] = &[
         about: "fork copy-on-write: snapshot a table while it takes writes (Redis BGSAVE)",
         run: Some(cow::run),
         child: None,
+    },
+    Topic {
+        name: "fd-pass",
+        about: "passing descriptors (SCM_RIGHTS): a file, a pipe and a memfd to a child",
+        run: Some(fd_pass::run),
+        child: Some(fd_pass::child),
     },
 ];
 

@@ -1198,5 +1198,35 @@ fn bench_tcp_udp_variant_rows() {
     assert!(rows[0]["loss_pct"].is_null());
     env.run(&["bench", "--mech", "tcp-turbo"], b"")
         .user_error("tcp-nagle");
+}
+
+/// `demo fd-pass --short`: the child uses the three descriptors it was passed (the parent
+/// sees the file offset it moved, the line it wrote into the pipe, its answer in the memfd),
+/// the demo ends with its measured rate, and nothing is left behind.
+#[test]
+fn demo_fd_pass_shares_open_files_and_leaves_nothing() {
+    let env = TestEnv::new("demo-fd-pass");
+    let listed = env.run(&["demo"], b"");
+    let list = listed.ok();
+    let (cow, fd) = (
+        list.find(" cow-snapshot ").unwrap(),
+        list.find(" fd-pass ").unwrap(),
+    );
+    assert!(cow < fd, "{list}");
+
+    let out = env.run(&["demo", "fd-pass", "--short"], b"");
+    let text = out.ok();
+    assert!(text.contains("SCM_RIGHTS"), "{text}");
+    assert!(text.contains("now stands at offset 64"), "{text}");
+    assert!(
+        text.contains("writing into a pipe end it never opened"),
+        "{text}"
+    );
+    assert!(text.contains("was here"), "{text}");
+    let last = text.trim_end().lines().last().unwrap();
+    assert!(
+        last.starts_with("result: ") && last.contains("descriptors passed per second"),
+        "{text}"
+    );
     env.assert_clean();
 }

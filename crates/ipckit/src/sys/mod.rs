@@ -6,6 +6,8 @@
 //!   construction.
 //! - `epoll`: `epoll_create1`, `epoll_ctl`, `epoll_wait`.
 //! - `pipe`: `pipe2`, `F_GETPIPE_SZ`/`F_SETPIPE_SZ`, `mkfifo`, `eventfd`.
+//! - `scm`: `sendmsg`/`recvmsg` with control data (`SCM_RIGHTS`, `SCM_CREDENTIALS`, encoded by
+//!   the pure `unix::ancillary` codec), received descriptors owned at once; `SO_PASSCRED`.
 //! - `socket`: `socket`/`bind`/`listen`/`accept4`/`connect` for `AF_UNIX` (paths and the
 //!   abstract namespace) including `SOCK_SEQPACKET`, `socketpair`, `send`/`recv` with flags,
 //!   `SO_PEERCRED`, `SO_PEERGROUPS`, `fchmod` of a socket before `bind`, address checks.
@@ -45,6 +47,7 @@ pub(crate) mod mq;
 pub(crate) mod pipe;
 pub(crate) mod proc;
 pub(crate) mod pthread;
+pub(crate) mod scm;
 pub(crate) mod shm;
 pub(crate) mod signal;
 pub(crate) mod socket;

@@ -299,7 +299,8 @@ pub(crate) fn recv_from_unix_cred(
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&control);
     // SAFETY: every pointer in `msg` refers to a live local or to `buf`, with its true size.
-    let n = cvt_r(|| unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, 0) })?;
+    // MSG_CMSG_CLOEXEC: descriptors a sender attaches (SCM_RIGHTS) must not reach a child.
+    let n = cvt_r(|| unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
     let mut cred = None;
     // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR walk the control buffer the kernel filled, within
     // msg_controllen; CMSG_DATA of an SCM_CREDENTIALS message holds one ucred, which we copy
@@ -313,6 +314,20 @@ pub(crate) fn recv_from_unix_cred(
                 ));
             }
             c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    // Nobody asked for descriptors here, but a sender may attach some: the kernel installed
+    // them in this process, so close them rather than leak them.
+    let used = (msg.msg_controllen as usize).min(std::mem::size_of_val(&control));
+    let bytes: Vec<u8> = control
+        .iter()
+        .flat_map(|w| w.to_ne_bytes())
+        .take(used)
+        .collect();
+    for raw in crate::unix::ancillary::decode(&bytes).all_fds() {
+        if raw >= 0 {
+            // The kernel just installed `raw` for us in this recvmsg; nothing owns it yet.
+            drop(owned(raw));
         }
     }
     Ok((

@@ -44,6 +44,7 @@
 //! # }
 //! ```
 
+use super::ancillary::Credentials;
 use crate::connect::grow_dgram_buffers;
 use crate::dgram::DgramEndpoint;
 use crate::error::invalid;
@@ -60,35 +61,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// The credentials of a connected peer, as the kernel recorded them when it connected
-/// (`SO_PEERCRED`): they cannot be forged by the peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerCred {
-    /// The peer's pid in our pid namespace (0 if it is in none we can see).
-    pub pid: u32,
-    /// The peer's effective uid.
-    pub uid: u32,
-    /// The peer's effective gid.
-    pub gid: u32,
-}
-
-impl PeerCred {
-    /// Reads `SO_PEERCRED` from a connected Unix stream or seqpacket socket.
-    ///
-    /// # Errors
-    ///
-    /// The `getsockopt` error (`ENOTCONN`, `ENOTSOCK`, ...).
-    #[doc(alias = "SO_PEERCRED")]
-    pub fn of(socket: impl AsFd) -> io::Result<PeerCred> {
-        let c = socket::peer_cred(socket.as_fd())?;
-        Ok(PeerCred {
-            pid: u32::try_from(c.pid).unwrap_or(0),
-            uid: c.uid,
-            gid: c.gid,
-        })
-    }
-}
 
 /// Who may connect to a [`UnixListener`]: a peer is let in if any rule matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +122,7 @@ impl Policy {
 
     /// True if the peer `cred` of the connected `socket` is let in. The supplementary groups
     /// are only asked for when a gid rule exists and the primary gid does not match.
-    pub fn allows(&self, cred: &PeerCred, socket: BorrowedFd<'_>) -> bool {
+    pub fn allows(&self, cred: &Credentials, socket: BorrowedFd<'_>) -> bool {
         if self.any || self.uids.contains(&cred.uid) || self.gids.contains(&cred.gid) {
             return true;
         }
@@ -183,7 +155,7 @@ impl fmt::Display for Policy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rejection {
     /// Who it was.
-    pub cred: PeerCred,
+    pub cred: Credentials,
     /// Bytes the peer had already sent, left unread when its connection was closed
     /// (`FIONREAD` just before the close): the listener never reads from a rejected peer.
     pub unread: usize,
@@ -353,7 +325,7 @@ impl UnixListener {
     ///
     /// `WouldBlock` when no connection is waiting; `PermissionDenied` when the policy turned
     /// the peer away (its connection is already closed, unread); the OS error.
-    pub fn try_accept_raw(&self) -> io::Result<(OwnedFd, PeerCred)> {
+    pub fn try_accept_raw(&self) -> io::Result<(OwnedFd, Credentials)> {
         let c = socket::accept(self.fd.as_fd())?;
         self.admit(c)
     }
@@ -365,7 +337,7 @@ impl UnixListener {
     ///
     /// `TimedOut`; `PermissionDenied` when the policy turned a peer away (closed unread and
     /// counted; call again to go on); the OS error.
-    pub fn accept_raw(&self, timeout: Option<Duration>) -> io::Result<(OwnedFd, PeerCred)> {
+    pub fn accept_raw(&self, timeout: Option<Duration>) -> io::Result<(OwnedFd, Credentials)> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -433,7 +405,11 @@ impl UnixListener {
     }
 
     /// Wraps an accepted socket in the endpoint of the listener's type.
-    pub(crate) fn endpoint(&self, fd: OwnedFd, cred: PeerCred) -> io::Result<Box<dyn Transport>> {
+    pub(crate) fn endpoint(
+        &self,
+        fd: OwnedFd,
+        cred: Credentials,
+    ) -> io::Result<Box<dyn Transport>> {
         Ok(if self.seqpacket {
             Box::new(self.seqpacket_endpoint(fd, cred)?)
         } else {
@@ -444,7 +420,7 @@ impl UnixListener {
     pub(crate) fn stream_endpoint(
         &self,
         fd: OwnedFd,
-        cred: PeerCred,
+        cred: Credentials,
     ) -> io::Result<StreamEndpoint> {
         Ok(
             StreamEndpoint::new(Mechanism::Uds, Some(fd), None, true, self.wait, self.max)?
@@ -455,7 +431,7 @@ impl UnixListener {
     pub(crate) fn seqpacket_endpoint(
         &self,
         fd: OwnedFd,
-        cred: PeerCred,
+        cred: Credentials,
     ) -> io::Result<DgramEndpoint> {
         let max = grow_dgram_buffers(&fd, self.max)?;
         Ok(
@@ -466,8 +442,8 @@ impl UnixListener {
 
     /// Applies the policy to a just-accepted connection. A refused peer's socket is closed
     /// without a single read: its bytes are only counted (`FIONREAD` does not consume).
-    fn admit(&self, c: OwnedFd) -> io::Result<(OwnedFd, PeerCred)> {
-        let cred = PeerCred::of(&c)?;
+    fn admit(&self, c: OwnedFd) -> io::Result<(OwnedFd, Credentials)> {
+        let cred = super::peer_credentials(&c)?;
         if self.policy.allows(&cred, c.as_fd()) {
             return Ok((c, cred));
         }
@@ -500,9 +476,9 @@ impl AsFd for UnixListener {
     }
 }
 
-fn peer_info(cred: &PeerCred) -> Option<PeerInfo> {
+fn peer_info(cred: &Credentials) -> Option<PeerInfo> {
     (cred.pid > 0).then_some(PeerInfo {
-        pid: cred.pid,
+        pid: cred.pid as u32, // > 0, checked above
         watched: false,
     })
 }

@@ -243,7 +243,7 @@ fn refuse_one(l: &UnixListener, mut c: Client, uid: u32) {
     assert_eq!(l.rejected(), before + 1);
     let r = l.last_rejection().unwrap();
     assert_eq!(r.cred.uid, uid);
-    assert_eq!(r.cred.pid, c.child.0.id());
+    assert_eq!(r.cred.pid as u32, c.child.0.id());
     // Every byte the client wrote was still queued when the socket was closed: the listener
     // read none of them. (A stream carries the 16-byte frame header too.)
     let sent = match l.mechanism() {
