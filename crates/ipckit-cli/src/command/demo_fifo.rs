@@ -98,11 +98,13 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let mut b = spawn_child("fifo", &format!("b|{p}"), |c| {
         c.stdin(Stdio::piped());
     })?;
-    let mut a = spawn_child("fifo", &format!("a|{p}"), |_| {})?;
-    say!("[reader   {me}] opened the read end; started writers A and B (two processes)");
     let mut got = String::new();
-    read_until(&mut reader, &mut got, "A: hello")?;
+    // B first: were A to open, write and close before B opened, A's close would be the last
+    // writer's and end the session there.
     read_until(&mut reader, &mut got, "B: first")?;
+    let mut a = spawn_child("fifo", &format!("a|{p}"), |_| {})?;
+    say!("[reader   {me}] opened the read end; started writers B, then A (two processes)");
+    read_until(&mut reader, &mut got, "A: hello")?;
     a.wait(PATIENCE)?;
     say!("[reader   {me}] writer A has exited, B still has the FIFO open:");
     reader.set_read_timeout(Some(Duration::from_millis(300)));
