@@ -76,6 +76,7 @@ mod stream;
 mod sys;
 mod transport;
 mod wait;
+pub mod zerocopy;
 
 pub use dgram::DgramEndpoint;
 pub use error::{RecvError, SendError};
