@@ -93,6 +93,9 @@ pub struct BenchOptions {
     pub shm_capacity: Option<usize>,
     /// Shared memory: producer counts of the MPSC rows (empty: no MPSC rows).
     pub mpsc_producers: Vec<u32>,
+    /// Zero-copy rows to run, each with its copying baseline (empty: none; see
+    /// [`crate::zerocopy`]).
+    pub zero_copy: Vec<crate::zerocopy::Path>,
 }
 
 impl Default for BenchOptions {
@@ -114,6 +117,7 @@ impl Default for BenchOptions {
             format: Format::Table,
             shm_capacity: None,
             mpsc_producers: vec![1, 2, 4],
+            zero_copy: Vec::new(),
         }
     }
 }

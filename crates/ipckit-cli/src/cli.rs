@@ -36,19 +36,30 @@ pub enum Command {
     Pipeline(PipelineArgs),
 }
 
-/// A list of mechanisms (`pipe,uds` or `all`).
+/// A list of mechanisms (`pipe,uds` or `all`), and the bench's zero-copy rows among them
+/// (`zero-copy`, `pipe-vmsplice`, ...), which are not mechanisms of the library.
 #[derive(Debug, Clone)]
-pub struct MechList(pub Vec<Mechanism>);
+pub struct MechList(pub Vec<Mechanism>, pub Vec<ipckit_bench::zerocopy::Path>);
 
 fn parse_mech_list(s: &str) -> Result<MechList, String> {
     if s.trim() == "all" {
-        return Ok(MechList(Mechanism::ALL.to_vec()));
+        return Ok(MechList(Mechanism::ALL.to_vec(), Vec::new()));
     }
-    s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| p.trim().parse())
-        .collect::<Result<_, _>>()
-        .map(MechList)
+    let mut list = MechList(Vec::new(), Vec::new());
+    for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match ipckit_bench::zerocopy::parse_selection(p) {
+            Some(z) => list.1.extend(z),
+            None => list.0.push(p.parse().map_err(|e: String| {
+                format!(
+                    "{e}; zero-copy rows: {}",
+                    ipckit_bench::zerocopy::SELECTION_NAMES
+                )
+            })?),
+        }
+    }
+    list.1.sort();
+    list.1.dedup();
+    Ok(list)
 }
 
 fn parse_mech(s: &str) -> Result<Mechanism, String> {
@@ -132,7 +143,9 @@ pub enum FramingArg {
 pub struct BenchArgs {
     /// Mechanisms, comma-separated, or `all` [default: all]: pipe fifo uds uds-dgram
     /// uds-seqpacket tcp udp mq-posix mq-sysv eventfd shm (shm also runs its zero-copy API,
-    /// as shm-zerocopy).
+    /// as shm-zerocopy). Zero-copy rows, not in `all`, each run beside its copying
+    /// baseline: zero-copy (all four), pipe-vmsplice, uds-splice (splice), uds-sendfile
+    /// (sendfile), tcp-zerocopy.
     #[arg(long, value_name = "LIST", value_parser = parse_mech_list)]
     pub mech: Option<MechList>,
     /// Message sizes, comma-separated: 64, 64K, 64KiB, 1M, 1MiB [default: 64,64KiB].

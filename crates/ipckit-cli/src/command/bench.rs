@@ -13,6 +13,7 @@ fn options(a: &BenchArgs) -> BenchOptions {
     let mut o = BenchOptions::default();
     if let Some(m) = &a.mech {
         o.mechs = m.0.clone();
+        o.zero_copy = m.1.clone();
     }
     if !a.size.is_empty() {
         o.sizes = a.size.clone();

@@ -23,6 +23,8 @@ mod shutdown;
 mod signals;
 #[path = "demo_stream.rs"]
 mod stream;
+#[path = "demo_zero_copy.rs"]
+mod zero_copy;
 
 use crate::cli::DemoArgs;
 use crate::UserError;
@@ -122,6 +124,13 @@ const TOPICS: &[Topic] = &[
         name: "cow-snapshot",
         about: "fork copy-on-write: snapshot a table while it takes writes (Redis BGSAVE)",
         run: Some(cow::run),
+        child: None,
+    },
+    Topic {
+        name: "zero-copy",
+        about:
+            "zero-copy: read/write vs vmsplice, splice, sendfile, MSG_ZEROCOPY (copied on loopback)",
+        run: Some(zero_copy::run),
         child: None,
     },
 ];

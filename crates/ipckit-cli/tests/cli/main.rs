@@ -1096,3 +1096,35 @@ fn demo_fifo_leaves_nothing_and_stream_options_belong_to_stream() {
     )
     .user_error("exceeds the system maximum");
 }
+
+/// `demo zero-copy --short`: every way runs with its reader checking every word, the
+/// MSG_ZEROCOPY completions are reported, and nothing is left behind.
+#[test]
+fn demo_zero_copy_short() {
+    let env = TestEnv::new("demo-zero-copy");
+    let mut cmd = env.cmd(&["demo", "zero-copy", "--short"]);
+    cmd.env("TMPDIR", &env.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = util::Bg::start(cmd.spawn().unwrap()).finish();
+    let text = out.ok();
+    for way in [
+        "pipe-write",
+        "pipe-vmsplice",
+        "uds-read-write",
+        "uds-splice",
+        "uds-sendfile",
+        "tcp-send",
+        "tcp-zerocopy",
+    ] {
+        assert!(text.contains(way), "{way} missing: {text}");
+    }
+    assert!(text.contains("marked"), "{text}");
+    let last = text.trim_end().lines().last().unwrap();
+    assert!(
+        last.starts_with("result: ") && last.contains("completions copied"),
+        "{text}"
+    );
+    env.assert_clean();
+}
