@@ -10,6 +10,8 @@
 //! [`Wait`] strategy (block, spin, or spin-then-block). eventfd, a counter rather than a
 //! carrier, implements [`Notify`]. Signals, with their siginfo and `sigqueue` payloads, are
 //! in [`signal`]. [`pipeline`] runs `a | b | c` the way a shell does, without the shell.
+//! [`zerocopy`] has `vmsplice`, `splice`, `sendfile` and `MSG_ZEROCOPY`, with senders that
+//! never rewrite a page the kernel still references.
 //!
 //! ```
 //! use ipckit::{pipe, Transport, Wait};
