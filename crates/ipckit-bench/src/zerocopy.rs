@@ -30,6 +30,7 @@ use crate::session::expect_ready;
 use crate::stats::{median, spread_pct, NOISY_PCT};
 use crate::sys;
 use ipckit::zerocopy::{self as zc, VmspliceSender, ZeroCopySender};
+use ipckit::Wait;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
@@ -115,6 +116,11 @@ impl Path {
             Path::TcpSend => "send() on loopback TCP",
             Path::TcpZerocopy => "send(MSG_ZEROCOPY) on loopback TCP, completions read",
         }
+    }
+
+    /// True for the rows that can spin (non-blocking calls retried): the pipe rows.
+    fn spins(self) -> bool {
+        matches!(self, Path::PipeWrite | Path::PipeVmsplice)
     }
 
     fn serves_a_file(self) -> bool {
@@ -204,7 +210,7 @@ pub fn measure_once(p: Path, size: usize, duration: Duration) -> io::Result<Run>
         duration,
         ..BenchOptions::default()
     };
-    let r = session(p, size, cpus, &opts);
+    let r = session(p, size, Wait::Block, cpus, &opts);
     let _ = sys::set_affinity(&allowed);
     r
 }
@@ -230,30 +236,35 @@ pub(crate) fn run_rows(
             None => groups.push((b, vec![p])),
         }
     }
-    if !opts.waits.contains(&ipckit::Wait::Block) {
-        for (b, zs) in &groups {
-            for p in std::iter::once(b).chain(zs) {
-                for &size in &opts.sizes {
-                    skipped.push(Skipped {
-                        mechanism: p.name().into(),
-                        wait: opts
-                            .waits
-                            .iter()
-                            .map(|w| w.name())
-                            .collect::<Vec<_>>()
-                            .join(","),
-                        placement: "-".into(),
-                        size,
-                        reason:
-                            "zero-copy rows block in the kernel; they run with --wait block only"
-                                .into(),
-                    });
-                }
+    // Pipes can spin (non-blocking calls retried); sockets and files are measured blocking.
+    let plan: Vec<(Wait, &(Path, Vec<Path>))> = opts
+        .waits
+        .iter()
+        .flat_map(|&w| groups.iter().map(move |g| (w, g)))
+        .filter(|(w, g)| *w == Wait::Block || g.0 == Path::PipeWrite)
+        .collect();
+    for (b, zs) in &groups {
+        if b.spins() || opts.waits.contains(&Wait::Block) {
+            continue;
+        }
+        for p in std::iter::once(b).chain(zs) {
+            for &size in &opts.sizes {
+                skipped.push(Skipped {
+                    mechanism: p.name().into(),
+                    wait: opts
+                        .waits
+                        .iter()
+                        .map(|w| w.name())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    placement: "-".into(),
+                    size,
+                    reason: "sockets and files are measured blocking only (--wait block)".into(),
+                });
             }
         }
-        return (rows, skipped);
     }
-    let sessions: usize = groups.iter().map(|(_, z)| 1 + z.len()).sum::<usize>()
+    let sessions: usize = plan.iter().map(|(_, (_, z))| 1 + z.len()).sum::<usize>()
         * opts.sizes.len()
         * opts.placements.len()
         * opts.repeat as usize;
@@ -264,7 +275,18 @@ pub(crate) fn run_rows(
             Placement::Same => [cpus[0], cpus[0]],
         };
         for &size in &opts.sizes {
-            for (base, zs) in &groups {
+            for &(wait, (base, zs)) in &plan {
+                if wait.spins() && pair[0] == pair[1] {
+                    skipped.push(Skipped {
+                        mechanism: format!("{base} and its zero-copy rows"),
+                        wait: wait.name().into(),
+                        placement: placement.name().into(),
+                        size,
+                        reason: "two spinning processes on one CPU would measure the scheduler"
+                            .into(),
+                    });
+                    continue;
+                }
                 let members: Vec<Path> = std::iter::once(*base).chain(zs.iter().copied()).collect();
                 let mut results: Vec<Vec<Result<Run, String>>> = vec![Vec::new(); members.len()];
                 for rep in 0..opts.repeat {
@@ -276,12 +298,14 @@ pub(crate) fn run_rows(
                         };
                         let p = members[k];
                         bar.set_message(format!(
-                            "{} block {} {}",
+                            "{} {} {} {}",
                             p.name(),
+                            wait.name(),
                             placement.name(),
                             format_size(size)
                         ));
-                        results[k].push(session(p, size, pair, opts).map_err(|e| e.to_string()));
+                        results[k]
+                            .push(session(p, size, wait, pair, opts).map_err(|e| e.to_string()));
                         bar.inc(1);
                     }
                 }
@@ -299,7 +323,15 @@ pub(crate) fn run_rows(
                             .collect();
                         median(&r)
                     });
-                    rows.push(row(*p, placement, size, &results[k], ratio.flatten(), opts));
+                    rows.push(row(
+                        *p,
+                        wait,
+                        placement,
+                        size,
+                        &results[k],
+                        ratio.flatten(),
+                        opts,
+                    ));
                 }
             }
         }
@@ -309,6 +341,7 @@ pub(crate) fn run_rows(
 
 fn row(
     p: Path,
+    wait: Wait,
     placement: Placement,
     size: usize,
     results: &[Result<Run, String>],
@@ -359,7 +392,7 @@ fn row(
         .or_else(|| failures.first().map(|s| s.to_string()));
     Row {
         mechanism: p.name().into(),
-        wait: "block".into(),
+        wait: wait.name().into(),
         placement: placement.name().into(),
         size,
         imp: p.imp().name().into(),
@@ -413,6 +446,7 @@ enum FileHow {
 enum Sender {
     Pipe {
         w: OwnedFd,
+        wait: Wait,
     },
     Vmsplice(VmspliceSender),
     File {
@@ -469,15 +503,24 @@ fn served_file(size: usize, touch: bool) -> io::Result<File> {
 }
 
 /// One session of row `p`: spawn the receiver, stream for the phase's duration, collect.
-fn session(p: Path, size: usize, cpus: [usize; 2], opts: &BenchOptions) -> io::Result<Run> {
+fn session(
+    p: Path,
+    size: usize,
+    wait: Wait,
+    cpus: [usize; 2],
+    opts: &BenchOptions,
+) -> io::Result<Run> {
     let (peer_fd, mut sender): (OwnedFd, Sender) = match p {
         Path::PipeWrite => {
             let (r, w) = pipe_pair(PIPE_SIZE)?;
-            (r, Sender::Pipe { w })
+            sys::set_nonblocking(w.as_raw_fd(), wait.spins())?;
+            (r, Sender::Pipe { w, wait })
         }
         Path::PipeVmsplice => {
             let (r, w) = pipe_pair(PIPE_SIZE)?;
-            (r, Sender::Vmsplice(VmspliceSender::new(w, size)?))
+            let mut v = VmspliceSender::new(w, size)?;
+            v.set_wait(wait);
+            (r, Sender::Vmsplice(v))
         }
         Path::UdsReadWrite | Path::UdsSplice | Path::UdsSendfile => {
             let (a, b) = std::os::unix::net::UnixStream::pair()?;
@@ -512,7 +555,7 @@ fn session(p: Path, size: usize, cpus: [usize; 2], opts: &BenchOptions) -> io::R
     let mut spec = PeerSpec {
         role: Role::Transport,
         mechanism: p.name().into(),
-        wait: "block".into(),
+        wait: wait.name().into(),
         imp: p.imp(),
         address: format!("fd:{}", peer_fd.as_raw_fd()),
         address2: None,
@@ -581,6 +624,44 @@ fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Waits as `wait` says after a call found the descriptor not ready (`since`: when the
+/// wait began): spins, or (blocking, or adaptive past its spin) polls for `events`.
+fn wait_ready(fd: BorrowedFd<'_>, events: i16, wait: Wait, since: Instant) -> io::Result<()> {
+    let spin_for = match wait {
+        Wait::Block => Duration::ZERO,
+        Wait::Spin => Duration::MAX,
+        Wait::Adaptive { spin } => spin,
+    };
+    if spin_for == Duration::MAX || since.elapsed() < spin_for {
+        std::hint::spin_loop();
+    } else {
+        sys::poll_one(fd.as_raw_fd(), events, -1)?;
+    }
+    Ok(())
+}
+
+/// `write` until all of `buf` is written, on a descriptor that is non-blocking when `wait`
+/// spins.
+fn write_all_waiting(fd: BorrowedFd<'_>, mut buf: &[u8], wait: Wait) -> io::Result<()> {
+    let mut since = None;
+    while !buf.is_empty() {
+        match sys::write(fd.as_raw_fd(), buf) {
+            Ok(n) => {
+                buf = &buf[n..];
+                since = None;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_ready(
+                fd,
+                libc::POLLOUT,
+                wait,
+                *since.get_or_insert_with(Instant::now),
+            )?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The sender's loop: messages for the phase's duration, then the end marker. Returns
 /// (messages sent, mono ns before the first, sender CPU ns).
 fn stream(s: &mut Sender, size: usize, opts: &BenchOptions) -> io::Result<(u64, u64, u64)> {
@@ -600,9 +681,9 @@ fn stream(s: &mut Sender, size: usize, opts: &BenchOptions) -> io::Result<(u64, 
     loop {
         let h = seq & mask;
         match s {
-            Sender::Pipe { w } => {
+            Sender::Pipe { w, wait } => {
                 fill(&mut buf, h);
-                write_all(w.as_fd(), &buf)?;
+                write_all_waiting(w.as_fd(), &buf, *wait)?;
             }
             Sender::Vmsplice(v) => v.send_with(size, |m| fill(m, h))?,
             Sender::Tcp { sock } => {
@@ -652,7 +733,7 @@ fn stream(s: &mut Sender, size: usize, opts: &BenchOptions) -> io::Result<(u64, 
     let mut end = vec![0u8; size];
     pattern::write_header(&mut end, (seq & mask) | pattern::end_bit(size));
     match s {
-        Sender::Pipe { w } => write_all(w.as_fd(), &end)?,
+        Sender::Pipe { w, wait } => write_all_waiting(w.as_fd(), &end, *wait)?,
         Sender::Vmsplice(v) => v.send(&end)?,
         Sender::Tcp { sock } | Sender::File { sock, .. } => write_all(sock.as_fd(), &end)?,
         Sender::TcpZc(z) => z.send(&end)?,
@@ -671,7 +752,8 @@ pub(crate) fn peer_fd(spec: &PeerSpec) -> io::Result<RawFd> {
 /// The receiving peer of a zero-copy row (`ipckit __peer` with a row name as mechanism):
 /// reads exactly one message at a time into one buffer and checks header and words.
 pub(crate) fn serve(spec: &PeerSpec, p: Path, fd: OwnedFd, ctl: &mut Control) -> io::Result<()> {
-    sys::set_nonblocking(fd.as_raw_fd(), false)?;
+    let wait = Wait::parse(&spec.wait).ok_or_else(|| io::Error::other("bad wait"))?;
+    sys::set_nonblocking(fd.as_raw_fd(), wait.spins())?;
     let size = spec
         .max_msg_size
         .ok_or_else(|| io::Error::other("zero-copy peer without a size"))?;
@@ -681,19 +763,8 @@ pub(crate) fn serve(spec: &PeerSpec, p: Path, fd: OwnedFd, ctl: &mut Control) ->
         return Err(io::Error::other("size changed between ready and go"));
     }
     let slots = p.serves_a_file().then(|| file_slots(size) as u64);
-    let totals = receive(fd.as_fd(), size, slots, spec.touch)?;
+    let totals = receive(fd.as_fd(), size, slots, spec.touch, wait)?;
     ctl.send(&FromPeer::TputDone(totals))?;
-    Ok(())
-}
-
-fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<()> {
-    let mut off = 0;
-    while off < buf.len() {
-        match sys::read(fd.as_raw_fd(), &mut buf[off..])? {
-            0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "sender gone")),
-            n => off += n,
-        }
-    }
     Ok(())
 }
 
@@ -704,15 +775,34 @@ fn receive(
     size: usize,
     slots: Option<u64>,
     touch: bool,
+    wait: Wait,
 ) -> io::Result<RecvTotals> {
     let mask = pattern::seq_mask(size);
     let end = pattern::end_bit(size);
+    // One message at a time, into one reused buffer (cache-hot), as a consumer would.
     let mut buf = vec![0u8; size];
     let mut t = RecvTotals::default();
     let cpu0 = sys::thread_cpu_ns();
     let mut i = 0u64;
     loop {
-        read_exact(fd, &mut buf)?;
+        let mut have = 0usize;
+        let mut since = None;
+        while have < size {
+            match sys::read(fd.as_raw_fd(), &mut buf[have..]) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "sender gone")),
+                Ok(n) => {
+                    have += n;
+                    since = None;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_ready(
+                    fd,
+                    libc::POLLIN,
+                    wait,
+                    *since.get_or_insert_with(Instant::now),
+                )?,
+                Err(e) => return Err(e),
+            }
+        }
         let h = pattern::read_header(&buf);
         if h & end != 0 {
             t.last_recv_ns = sys::mono_ns();
@@ -738,4 +828,34 @@ fn receive(
     }
     t.cpu_ns = sys::thread_cpu_ns().saturating_sub(cpu0);
     Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selections_and_baselines() {
+        assert_eq!(parse_selection("zero-copy").unwrap(), ZERO_COPY.to_vec());
+        assert_eq!(parse_selection("splice").unwrap(), vec![Path::UdsSplice]);
+        assert_eq!(
+            parse_selection("tcp-zerocopy").unwrap(),
+            vec![Path::TcpZerocopy]
+        );
+        assert_eq!(
+            parse_selection("pipe-write"),
+            None,
+            "a baseline is not selected alone"
+        );
+        assert_eq!(parse_selection("pipe"), None);
+        for p in ALL_ROWS {
+            assert_eq!(Path::from_row_name(p.name()), Some(p));
+            if let Some(b) = p.baseline() {
+                assert_eq!(b.baseline(), None);
+                assert_eq!(p.imp(), Impl::Ipckit);
+                assert_eq!(b.imp(), Impl::Raw);
+            }
+        }
+        assert!(file_slots(64 << 20) >= 2);
+    }
 }

@@ -38,6 +38,7 @@
 use crate::sys::fd as sysfd;
 use crate::sys::pipe as syspipe;
 use crate::sys::zerocopy as sys;
+use crate::wait::Wait;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -243,7 +244,7 @@ pub struct VmspliceStats {
     pub messages: u64,
     /// `vmsplice` calls made (more than messages when the pipe filled mid-message).
     pub calls: u64,
-    /// Times a call found the pipe full and waited.
+    /// Times a message found the pipe full and waited.
     pub waits: u64,
 }
 
@@ -265,6 +266,7 @@ pub struct VmspliceSender {
     next: usize,
     capacity: usize,
     stats: VmspliceStats,
+    wait: Wait,
 }
 
 impl VmspliceSender {
@@ -298,6 +300,7 @@ impl VmspliceSender {
             next: 0,
             capacity,
             stats: VmspliceStats::default(),
+            wait: Wait::Block,
         })
     }
 
@@ -319,6 +322,14 @@ impl VmspliceSender {
     /// The pipe's write end.
     pub fn pipe(&self) -> BorrowedFd<'_> {
         self.pipe.as_fd()
+    }
+
+    /// How it waits while the pipe is full: [`Wait::Block`] (the default) sleeps in the
+    /// kernel (in `vmsplice` on a blocking pipe, in `poll` on a non-blocking one);
+    /// [`Wait::Spin`] retries `vmsplice(SPLICE_F_NONBLOCK)` at once, never sleeping, so the
+    /// reader never has to wake it; [`Wait::Adaptive`] spins for its time, then sleeps.
+    pub fn set_wait(&mut self, wait: Wait) {
+        self.wait = wait;
     }
 
     /// Sends one message of `len` bytes that `fill` writes into the next pages of the ring,
@@ -357,14 +368,30 @@ impl VmspliceSender {
         let at = self.next * self.page;
         fill(&mut self.ring.as_mut_slice()[at..at + len]);
         let buf = &self.ring.as_slice()[at..at + len];
+        let (flags, spin_for) = match self.wait {
+            Wait::Block => (0, Duration::ZERO),
+            Wait::Spin => (libc::SPLICE_F_NONBLOCK, Duration::MAX),
+            Wait::Adaptive { spin } => (libc::SPLICE_F_NONBLOCK, spin),
+        };
         let mut off = 0;
+        let mut waiting: Option<Instant> = None;
         while off < len {
             self.stats.calls += 1;
-            match sys::vmsplice(self.pipe.as_fd(), &buf[off..], 0) {
-                Ok(n) => off += n,
+            match sys::vmsplice(self.pipe.as_fd(), &buf[off..], flags) {
+                Ok(n) => {
+                    off += n;
+                    waiting = None;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.stats.waits += 1;
-                    sysfd::poll(&[(self.pipe.as_fd(), libc::POLLOUT)], None)?;
+                    let since = *waiting.get_or_insert_with(|| {
+                        self.stats.waits += 1;
+                        Instant::now()
+                    });
+                    if spin_for == Duration::MAX || since.elapsed() < spin_for {
+                        std::hint::spin_loop();
+                    } else {
+                        sysfd::poll(&[(self.pipe.as_fd(), libc::POLLOUT)], None)?;
+                    }
                 }
                 Err(e) => return Err(e),
             }
