@@ -278,6 +278,23 @@ impl VmspliceSender {
     ///
     /// `InvalidInput` for `max_msg` 0; `EBADF` if `pipe` is not a pipe; the `mmap` error.
     pub fn new(pipe: impl Into<OwnedFd>, max_msg: usize) -> io::Result<VmspliceSender> {
+        VmspliceSender::with_ring_pages(pipe, max_msg, 0)
+    }
+
+    /// As [`VmspliceSender::new`], with a ring of at least `pages` pages (never fewer than
+    /// [`vmsplice_ring_pages`] asks for). A larger ring is never needed for correctness; it
+    /// can be faster, because the sender then rewrites lines the reader copied longer ago
+    /// (measure: on the 2-CPU VM of the README, twice the minimum moved 64 KiB messages
+    /// faster).
+    ///
+    /// # Errors
+    ///
+    /// As [`VmspliceSender::new`].
+    pub fn with_ring_pages(
+        pipe: impl Into<OwnedFd>,
+        max_msg: usize,
+        pages: usize,
+    ) -> io::Result<VmspliceSender> {
         let pipe = pipe.into();
         if max_msg == 0 {
             return Err(crate::error::invalid(
@@ -286,7 +303,7 @@ impl VmspliceSender {
         }
         let capacity = syspipe::pipe_size(pipe.as_fd())?;
         let page = sys::page_size();
-        let pages = vmsplice_ring_pages(capacity, max_msg);
+        let pages = vmsplice_ring_pages(capacity, max_msg).max(pages);
         let total = pages
             .checked_mul(page)
             .ok_or_else(|| crate::error::invalid("vmsplice ring too large"))?;

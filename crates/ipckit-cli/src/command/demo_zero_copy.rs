@@ -66,8 +66,9 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     println!(
         "[sender {me}] 2. the same pipe, vmsplice(): the pipe takes references to the sender's \
          pages, and the read() is the only copy. The pages must not change until read: the \
-         sender writes into a ring of pipe-size + 3 messages' worth of pages, so by the time \
-         it comes round the pipe has been emptied of them"
+         sender writes into a ring of more pages than the pipe can hold plus 3 messages (twice \
+         that here, which is faster), so by the time it comes round the reader has copied \
+         them out"
     );
     let vms = measure(Path::PipeVmsplice, took)?;
     line(Path::PipeVmsplice, &vms, Some(&write));
