@@ -365,3 +365,64 @@ fn msg_zerocopy_completions_are_counted_and_buffers_reused_only_after_them() {
         "the reader found a corrupted or missing message: {st}"
     );
 }
+
+mod parse {
+    use ipckit::zerocopy::Completion;
+    use proptest::prelude::*;
+
+    /// One control message as the kernel lays it out: `cmsghdr` (length, level, type), data,
+    /// padding to the alignment of `size_t`.
+    fn cmsg(level: i32, ty: i32, data: &[u8]) -> Vec<u8> {
+        let hdr = std::mem::size_of::<libc::cmsghdr>();
+        let mut v = Vec::new();
+        v.extend_from_slice(&(hdr + data.len()).to_ne_bytes());
+        v.extend_from_slice(&level.to_ne_bytes());
+        v.extend_from_slice(&ty.to_ne_bytes());
+        v.extend_from_slice(data);
+        while v.len() % std::mem::size_of::<usize>() != 0 {
+            v.push(0);
+        }
+        v
+    }
+
+    fn extended_err(errno: u32, origin: u8, code: u8, info: u32, data: u32) -> Vec<u8> {
+        let mut v = errno.to_ne_bytes().to_vec();
+        v.extend_from_slice(&[origin, 0, code, 0]);
+        v.extend_from_slice(&info.to_ne_bytes());
+        v.extend_from_slice(&data.to_ne_bytes());
+        v
+    }
+
+    proptest! {
+        /// Any bytes: an answer or none, never a panic.
+        #[test]
+        fn arbitrary_control_data_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = Completion::parse(&bytes);
+        }
+
+        /// A well-formed zero-copy completion, after any foreign control message, parses to
+        /// exactly its range and copied flag; cut short anywhere, it is refused or still exact.
+        #[test]
+        fn completions_parse_exactly(
+            first in any::<u32>(),
+            last in any::<u32>(),
+            code in any::<u8>(),
+            v6 in any::<bool>(),
+            foreign in proptest::collection::vec(any::<u8>(), 0..40),
+            cut in 0usize..100,
+        ) {
+            let (level, ty) = if v6 {
+                (libc::SOL_IPV6, libc::IPV6_RECVERR)
+            } else {
+                (libc::SOL_IP, libc::IP_RECVERR)
+            };
+            let mut c = cmsg(libc::SOL_SOCKET, 99, &foreign);
+            c.extend(cmsg(level, ty, &extended_err(0, 5, code, first, last)));
+            let want = Completion { first, last, copied: code & 1 != 0 };
+            prop_assert_eq!(Completion::parse(&c), Some(want));
+            let short = &c[..c.len().saturating_sub(cut)];
+            let got = Completion::parse(short);
+            prop_assert!(got.is_none() || got == Some(want));
+        }
+    }
+}
