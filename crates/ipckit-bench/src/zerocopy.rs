@@ -572,7 +572,7 @@ fn session(
         warmup: 0,
         touch: opts.touch,
         max_msg_size: Some(size),
-        zero_copy: true,
+        zero_copy: false,
         shm_capacity: None,
         producer: None,
         duration_ms: opts.duration.as_millis() as u64,
