@@ -318,7 +318,9 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
     skipped.extend(zc_skipped);
     bar.finish_and_clear();
     let _ = sys::set_affinity(&allowed);
-    Ok(Report::new(machine, floor, opts, rows, skipped))
+    let mut report = Report::new(machine, floor, opts, rows, skipped);
+    report.notes.extend(zerocopy::summary(&report.rows));
+    Ok(report)
 }
 
 fn placement_cpus(p: Placement, cpus: [usize; 2]) -> [usize; 2] {

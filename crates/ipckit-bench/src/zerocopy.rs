@@ -341,6 +341,67 @@ pub(crate) fn run_rows(
     (rows, skipped)
 }
 
+/// Whether a zero-copy path pays, from its msgs/s over its baseline's: within 5% is even.
+fn verdict(ratio: f64) -> &'static str {
+    if ratio >= 1.05 {
+        "pays"
+    } else if ratio > 0.95 {
+        "even"
+    } else {
+        "does not pay"
+    }
+}
+
+/// One note per zero-copy path, wait and placement: its ratio to its copying baseline at
+/// every size, and whether it pays; and the `MSG_ZEROCOPY` completions marked copied.
+pub(crate) fn summary(rows: &[Row]) -> Vec<String> {
+    let mut notes = Vec::new();
+    let mut seen: Vec<(String, String, String)> = Vec::new();
+    for r in rows {
+        let Some(p) = Path::from_row_name(&r.mechanism) else {
+            continue;
+        };
+        let Some(b) = p.baseline() else { continue };
+        let key = (r.mechanism.clone(), r.wait.clone(), r.placement.clone());
+        if seen.contains(&key) {
+            continue;
+        }
+        let same: Vec<&Row> = rows
+            .iter()
+            .filter(|q| q.mechanism == key.0 && q.wait == key.1 && q.placement == key.2)
+            .collect();
+        let per_size: Vec<String> = same
+            .iter()
+            .map(|q| match q.ratio_to_raw_msgs {
+                Some(x) => format!("{} x{x:.2} {}", format_size(q.size), verdict(x)),
+                None => format!("{} n/a", format_size(q.size)),
+            })
+            .collect();
+        notes.push(format!(
+            "zero-copy: {} vs {b} ({} {}), msgs/s: {}",
+            key.0,
+            key.1,
+            key.2,
+            per_size.join(", ")
+        ));
+        let done: u64 = same.iter().filter_map(|q| q.zc_completions).sum();
+        let copied: u64 = same.iter().filter_map(|q| q.zc_copied).sum();
+        if p == Path::TcpZerocopy {
+            notes.push(format!(
+                "MSG_ZEROCOPY: the kernel marked {copied} of {done} completions copied{}",
+                if copied == done && done > 0 {
+                    " (loopback: the receiving socket cannot keep the sender's pages, so they \
+                     are copied on delivery; there is no crossover to find here)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        seen.push(key);
+    }
+    notes
+}
+
 fn row(
     p: Path,
     wait: Wait,
@@ -357,15 +418,9 @@ fn row(
     let spread = spread_pct(&msgs);
     let mut notes = vec![format!("throughput only: {}", p.what())];
     if let (Some(b), Some(x)) = (p.baseline(), ratio) {
-        let verdict = if x >= 1.05 {
-            "pays"
-        } else if x > 0.95 {
-            "no difference"
-        } else {
-            "does not pay"
-        };
         notes.push(format!(
-            "x{x:.2} the msgs/s of {b} ({verdict}; median of paired runs)"
+            "x{x:.2} the msgs/s of {b} ({}; median of paired runs)",
+            verdict(x)
         ));
     }
     let zc_completions = ok
