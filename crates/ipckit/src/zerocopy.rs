@@ -255,6 +255,10 @@ pub struct VmspliceStats {
 /// The reader must read with `read` (copy), not `splice`/`tee` the data onward, and the
 /// pipe's capacity must not grow while this writes (checked once per lap of the ring: a
 /// larger capacity is refused with an error rather than risking a rewrite).
+///
+/// # References
+///
+/// `vmsplice(2)`, `pipe(7)` (capacity, `F_SETPIPE_SZ`).
 #[derive(Debug)]
 pub struct VmspliceSender {
     pipe: OwnedFd,
@@ -652,6 +656,27 @@ impl Ledger {
 /// the kernel marks as copied: on loopback every one (the receiving socket cannot keep
 /// references to the sender's pages, so they are copied on delivery), so `MSG_ZEROCOPY`
 /// pays there only its own bookkeeping.
+///
+/// # Examples
+///
+/// ```no_run
+/// use ipckit::zerocopy::ZeroCopySender;
+/// # fn main() -> std::io::Result<()> {
+/// let sock = std::net::TcpStream::connect("192.0.2.1:9000")?;
+/// let mut tx = ZeroCopySender::new(sock, 8, 256 * 1024)?; // 8 buffers of 256 KiB
+/// for i in 0..100u8 {
+///     tx.send_with(256 * 1024, |buf| buf.fill(i))?; // waits for a buffer the kernel released
+/// }
+/// tx.flush(None)?;
+/// let s = tx.stats();
+/// println!("{} sends, {} completed, {} of them copied", s.sends, s.completions, s.copied);
+/// # Ok(()) }
+/// ```
+///
+/// # References
+///
+/// `Documentation/networking/msg_zerocopy.rst`, `socket(7)` (`SO_ZEROCOPY`), `ip(7)`
+/// (`IP_RECVERR`, `sock_extended_err`), `recvmsg(2)` (`MSG_ERRQUEUE`).
 #[derive(Debug)]
 pub struct ZeroCopySender {
     sock: OwnedFd,

@@ -71,8 +71,8 @@ pub(crate) fn sendfile(
         .map(|n| n as usize)
 }
 
-/// `SO_ZEROCOPY` (`asm-generic/socket.h`; the same on x86, arm and riscv).
-pub(crate) const SO_ZEROCOPY: i32 = 60;
+/// `SO_ZEROCOPY` (`asm/socket.h`, per architecture).
+pub(crate) const SO_ZEROCOPY: i32 = libc::SO_ZEROCOPY;
 /// `SO_EE_ORIGIN_ZEROCOPY` (`linux/errqueue.h`).
 pub(crate) const SO_EE_ORIGIN_ZEROCOPY: u8 = 5;
 /// `SO_EE_CODE_ZEROCOPY_COPIED` (`linux/errqueue.h`).
