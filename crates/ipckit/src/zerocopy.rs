@@ -811,10 +811,9 @@ impl ZeroCopySender {
     /// Waits until buffer `slot` has no send in flight.
     fn wait_free(&mut self, slot: usize, deadline: Option<Instant>) -> io::Result<()> {
         let mut waited = false;
-        while self.ledger.pending[slot] > 0 {
-            if self.reap()? > 0 && self.ledger.pending[slot] == 0 {
-                break;
-            }
+        let mut hung_up = 0u32;
+        loop {
+            self.reap()?;
             if self.ledger.pending[slot] == 0 {
                 break;
             }
@@ -827,8 +826,19 @@ impl ZeroCopySender {
                 ));
             }
             // An error-queue entry makes the socket report POLLERR, which poll always
-            // watches for.
+            // watches for; so is POLLHUP, which would make this loop spin if the connection
+            // were gone with sends that never complete: give up after a while then.
             sysfd::poll(&[(self.sock.as_fd(), 0)], left)?;
+            if sysfd::revents(self.sock.as_fd(), 0)? & libc::POLLHUP != 0 {
+                hung_up += 1;
+                if hung_up > 10_000 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the connection is gone and its zero-copy sends were never completed",
+                    ));
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
         }
         if waited {
             self.stats.waits += 1;

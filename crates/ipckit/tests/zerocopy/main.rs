@@ -25,6 +25,7 @@ fn peer_entry() {
     match role.as_str() {
         "vmsplice-reader" => vmsplice_reader(),
         "tcp-reader" => tcp_reader(),
+        "tcp-quitter" => tcp_quitter(),
         other => panic!("unknown role {other}"),
     }
 }
@@ -364,6 +365,49 @@ fn msg_zerocopy_completions_are_counted_and_buffers_reused_only_after_them() {
         st.success(),
         "the reader found a corrupted or missing message: {st}"
     );
+}
+
+/// Reads a few messages, then exits with data unread: the kernel resets the connection.
+fn tcp_quitter() {
+    let port: u16 = std::env::var("PORT").unwrap().parse().unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut buf = vec![0u8; TCP_SLOT];
+    for _ in 0..10 {
+        s.read_exact(&mut buf).unwrap();
+    }
+}
+
+#[test]
+fn msg_zerocopy_sender_fails_cleanly_when_the_reader_dies() {
+    util::init();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mut cmd = util::peer_command("tcp-quitter", &[("PORT", port.to_string())]);
+    let mut child = util::KillOnDrop(cmd.spawn().unwrap());
+    let (stream, _) = util::watchdog(30, move || l.accept().unwrap());
+    let mut tx = ZeroCopySender::new(stream, 4, TCP_SLOT).unwrap();
+    let (err, stats) = util::watchdog(60, move || {
+        let mut err = None;
+        for i in 0..1_000_000u64 {
+            if let Err(e) = tx.send_with(TCP_SLOT, |b| b.fill(i as u8)) {
+                err = Some(e);
+                break;
+            }
+        }
+        // Whatever was in flight is completed (the reset freed it) or reported, never hung on.
+        let _ = tx.flush(Some(Duration::from_secs(20)));
+        (err, tx.stats())
+    });
+    let e = err.expect("sending to a dead reader fails");
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        ),
+        "{e}"
+    );
+    assert!(stats.completions <= stats.sends);
+    let _ = child.0.wait();
 }
 
 mod parse {
