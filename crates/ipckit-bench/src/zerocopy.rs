@@ -372,13 +372,26 @@ pub(crate) fn summary(rows: &[Row]) -> Vec<String> {
             .collect();
         let per_size: Vec<String> = same
             .iter()
-            .map(|q| match q.ratio_to_raw_msgs {
-                Some(x) => format!("{} x{x:.2} {}", format_size(q.size), verdict(x)),
-                None => format!("{} n/a", format_size(q.size)),
+            .map(|q| {
+                // CPU per message against the baseline's row of the same size.
+                let cpu = rows
+                    .iter()
+                    .find(|c| {
+                        c.mechanism == b.name()
+                            && c.size == q.size
+                            && c.wait == q.wait
+                            && c.placement == q.placement
+                    })
+                    .and_then(|c| Some(q.cpu_ns_per_msg? / c.cpu_ns_per_msg?))
+                    .map_or(String::new(), |c| format!(", CPU x{c:.2}"));
+                match q.ratio_to_raw_msgs {
+                    Some(x) => format!("{} x{x:.2} {}{cpu}", format_size(q.size), verdict(x)),
+                    None => format!("{} n/a", format_size(q.size)),
+                }
             })
             .collect();
         notes.push(format!(
-            "zero-copy: {} vs {b} ({} {}), msgs/s: {}",
+            "zero-copy: {} vs {b} ({} {}), msgs/s (and CPU per message): {}",
             key.0,
             key.1,
             key.2,
