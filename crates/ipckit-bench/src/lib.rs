@@ -21,6 +21,7 @@ pub mod scenario;
 pub mod session;
 pub mod stats;
 mod sys;
+pub mod zerocopy;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ipckit::{Mechanism, Wait};
@@ -348,9 +349,15 @@ pub fn run(opts: &BenchOptions, progress: bool) -> Result<Report, BenchError> {
         rows.extend(group_rows);
         i += group.len();
     }
+    // The zero-copy rows (`--mech zero-copy`), each beside its copying baseline.
+    let (zc_rows, zc_skipped) = zerocopy::run_rows(opts, cpus, &bar);
+    rows.extend(zc_rows);
+    skipped.extend(zc_skipped);
     bar.finish_and_clear();
     let _ = sys::set_affinity(&allowed);
-    Ok(Report::new(machine, floor, opts, rows, skipped))
+    let mut report = Report::new(machine, floor, opts, rows, skipped);
+    report.notes.extend(zerocopy::summary(&report.rows));
+    Ok(report)
 }
 
 fn placement_cpus(p: Placement, cpus: [usize; 2]) -> [usize; 2] {
@@ -466,5 +473,7 @@ fn aggregate(
         touch: opts.touch,
         open_loop_rate: opts.rate,
         note: (!notes.is_empty()).then(|| notes.join("; ")),
+        zc_completions: None,
+        zc_copied: None,
     }
 }

@@ -95,6 +95,9 @@ pub struct BenchOptions {
     pub mpsc_producers: Vec<u32>,
     /// TCP/UDP rows with one socket option changed (`tcp-nagle`, ...; empty by default).
     pub net_variants: Vec<crate::netvariants::NetVariant>,
+    /// Zero-copy rows to run, each with its copying baseline (empty: none; see
+    /// [`crate::zerocopy`]).
+    pub zero_copy: Vec<crate::zerocopy::Path>,
 }
 
 impl Default for BenchOptions {
@@ -117,6 +120,7 @@ impl Default for BenchOptions {
             shm_capacity: None,
             mpsc_producers: vec![1, 2, 4],
             net_variants: Vec::new(),
+            zero_copy: Vec::new(),
         }
     }
 }

@@ -332,6 +332,13 @@ fn run_peer(spec: &PeerSpec, ctl: &mut Control) -> io::Result<()> {
         let fd = unsafe { sys::owned_from_inherited(fd) };
         return floor::peer(&fd, ctl);
     }
+    if let Some(p) = crate::zerocopy::Path::from_row_name(&spec.mechanism) {
+        let fd = crate::zerocopy::peer_fd(spec)?;
+        // SAFETY: the parent created this descriptor for us, left it inheritable and named
+        // it in the spec; nothing else in this process owns it.
+        let fd = unsafe { sys::owned_from_inherited(fd) };
+        return crate::zerocopy::serve(spec, p, fd, ctl);
+    }
     let (mech, net) =
         crate::netvariants::parse_row_name(&spec.mechanism).map_err(io::Error::other)?;
     let wait = Wait::parse(&spec.wait).ok_or_else(|| io::Error::other("bad wait"))?;

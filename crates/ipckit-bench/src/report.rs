@@ -83,6 +83,10 @@ pub struct Row {
     pub open_loop_rate: Option<f64>,
     /// What else the reader must know about this row.
     pub note: Option<String>,
+    /// `tcp-zerocopy` rows: `MSG_ZEROCOPY` sends the kernel completed (summed over repeats).
+    pub zc_completions: Option<u64>,
+    /// `tcp-zerocopy` rows: of those, the ones it marked `SO_EE_CODE_ZEROCOPY_COPIED`.
+    pub zc_copied: Option<u64>,
 }
 
 /// A configuration not measured, and why.
@@ -120,6 +124,8 @@ pub struct OptionsView {
     shm_capacity: Option<usize>,
     /// Producer counts of the `shm-mpsc` rows.
     mpsc_producers: Vec<u32>,
+    /// Zero-copy rows asked for (`--mech zero-copy`), baselines not listed.
+    zero_copy: Vec<String>,
 }
 
 /// A whole run.
@@ -231,6 +237,7 @@ impl Report {
                 reference: o.reference,
                 shm_capacity: o.shm_capacity,
                 mpsc_producers: o.mpsc_producers.clone(),
+                zero_copy: o.zero_copy.iter().map(|p| p.name().to_string()).collect(),
             },
             rows,
             skipped,

@@ -37,22 +37,38 @@ pub enum Command {
     Pipeline(PipelineArgs),
 }
 
-/// A list of mechanisms (`pipe,uds` or `all`), and the TCP/UDP variants of the bench among
-/// them (`tcp-nagle`, ...).
+/// A list of mechanisms (`pipe,uds` or `all`), the TCP/UDP variants of the bench among them
+/// (`tcp-nagle`, ...), and its zero-copy rows (`zero-copy`, `pipe-vmsplice`, ...), which are
+/// not mechanisms of the library.
 #[derive(Debug, Clone)]
-pub struct MechList(pub Vec<Mechanism>, pub Vec<NetVariant>);
+pub struct MechList(
+    pub Vec<Mechanism>,
+    pub Vec<NetVariant>,
+    pub Vec<ipckit_bench::zerocopy::Path>,
+);
 
 fn parse_mech_list(s: &str) -> Result<MechList, String> {
     if s.trim() == "all" {
-        return Ok(MechList(Mechanism::ALL.to_vec(), Vec::new()));
+        return Ok(MechList(Mechanism::ALL.to_vec(), Vec::new(), Vec::new()));
     }
-    let mut list = MechList(Vec::new(), Vec::new());
+    let mut list = MechList(Vec::new(), Vec::new(), Vec::new());
     for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match ipckit_bench::netvariants::parse_row_name(p)? {
+        if let Some(z) = ipckit_bench::zerocopy::parse_selection(p) {
+            list.2.extend(z);
+            continue;
+        }
+        match ipckit_bench::netvariants::parse_row_name(p).map_err(|e| {
+            format!(
+                "{e}; zero-copy rows: {}",
+                ipckit_bench::zerocopy::SELECTION_NAMES
+            )
+        })? {
             (_, Some(v)) => list.1.push(v),
             (m, None) => list.0.push(m),
         }
     }
+    list.2.sort();
+    list.2.dedup();
     Ok(list)
 }
 
@@ -139,7 +155,9 @@ pub struct BenchArgs {
     /// uds-seqpacket tcp udp mq-posix mq-sysv eventfd shm (shm also runs its zero-copy API,
     /// as shm-zerocopy). TCP/UDP variants, only when named: tcp-nagle, tcp-nagle-split
     /// (Nagle on, two writes per message), tcp-bigbuf (4 MiB buffers), udp-defbuf (the
-    /// kernel's default buffers).
+    /// kernel's default buffers). Zero-copy rows, not in `all`, each run beside its copying
+    /// baseline: zero-copy (all four), pipe-vmsplice, uds-splice (splice), uds-sendfile
+    /// (sendfile), tcp-zerocopy.
     #[arg(long, value_name = "LIST", value_parser = parse_mech_list)]
     pub mech: Option<MechList>,
     /// Message sizes, comma-separated: 64, 64K, 64KiB, 1M, 1MiB [default: 64,64KiB].

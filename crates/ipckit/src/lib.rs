@@ -14,6 +14,8 @@
 //! socket files safely and reclaim stale ones. Socket endpoints implement `AsFd` for
 //! [`epoll`]; with the `tokio` feature, `ipckit::tokio` sends, receives and accepts
 //! asynchronously.
+//! [`zerocopy`] has `vmsplice`, `splice`, `sendfile` and `MSG_ZEROCOPY`, with senders that
+//! never rewrite a page the kernel still references.
 //!
 //! ```
 //! use ipckit::{pipe, Transport, Wait};
@@ -83,6 +85,7 @@ pub mod tokio;
 mod transport;
 pub mod unix;
 mod wait;
+pub mod zerocopy;
 
 pub use dgram::DgramEndpoint;
 pub use error::{RecvError, SendError};

@@ -14,6 +14,7 @@ fn options(a: &BenchArgs) -> BenchOptions {
     if let Some(m) = &a.mech {
         o.mechs = m.0.clone();
         o.net_variants = m.1.clone();
+        o.zero_copy = m.2.clone();
     }
     if !a.size.is_empty() {
         o.sizes = a.size.clone();

@@ -27,6 +27,8 @@ mod signals;
 mod stream;
 #[path = "demo_tcp_vs_udp.rs"]
 mod tcp_vs_udp;
+#[path = "demo_zero_copy.rs"]
+mod zero_copy;
 
 use crate::cli::DemoArgs;
 use crate::UserError;
@@ -133,6 +135,13 @@ const TOPICS: &[Topic] = &[
         about: "passing descriptors (SCM_RIGHTS): a file, a pipe and a memfd to a child",
         run: Some(fd_pass::run),
         child: Some(fd_pass::child),
+    },
+    Topic {
+        name: "zero-copy",
+        about:
+            "zero-copy: read/write vs vmsplice, splice, sendfile, MSG_ZEROCOPY (copied on loopback)",
+        run: Some(zero_copy::run),
+        child: None,
     },
 ];
 

@@ -1230,3 +1230,107 @@ fn demo_fd_pass_shares_open_files_and_leaves_nothing() {
     );
     env.assert_clean();
 }
+
+/// `demo zero-copy --short`: every way runs with its reader checking every word, the
+/// MSG_ZEROCOPY completions are reported, and nothing is left behind.
+#[test]
+fn demo_zero_copy_short() {
+    let env = TestEnv::new("demo-zero-copy");
+    let mut cmd = env.cmd(&["demo", "zero-copy", "--short"]);
+    cmd.env("TMPDIR", &env.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = util::Bg::start(cmd.spawn().unwrap()).finish();
+    let text = out.ok();
+    for way in [
+        "pipe-write",
+        "pipe-vmsplice",
+        "uds-read-write",
+        "uds-splice",
+        "uds-sendfile",
+        "tcp-send",
+        "tcp-zerocopy",
+    ] {
+        assert!(text.contains(way), "{way} missing: {text}");
+    }
+    assert!(text.contains("marked"), "{text}");
+    let last = text.trim_end().lines().last().unwrap();
+    assert!(
+        last.starts_with("result: ") && last.contains("completions copied"),
+        "{text}"
+    );
+    env.assert_clean();
+}
+
+/// `bench --mech zero-copy`: every zero-copy row runs beside its copying baseline with no
+/// verification error, the MSG_ZEROCOPY row carries its completion counts (copied never more
+/// than completed), and nothing is left behind.
+#[test]
+fn bench_zero_copy_rows() {
+    let env = TestEnv::new("bench-zero-copy");
+    let mut cmd = env.cmd(&[
+        "bench",
+        "--mech",
+        "zero-copy",
+        "--quick",
+        "--size",
+        "4K",
+        "--wait",
+        "block",
+        "--format",
+        "json",
+    ]);
+    cmd.env("TMPDIR", &env.dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(o) => o.unwrap(),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            panic!("bench --mech zero-copy did not finish within 120 s");
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    let rows = v["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["mechanism"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "pipe-write",
+            "pipe-vmsplice",
+            "uds-read-write",
+            "uds-splice",
+            "uds-sendfile",
+            "tcp-send",
+            "tcp-zerocopy"
+        ]
+    );
+    for r in rows {
+        assert_eq!(r["errors"], 0, "{r}");
+        assert!(r["throughput_mbps"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let zc = &rows[6];
+    let completions = zc["zc_completions"].as_u64().unwrap();
+    let copied = zc["zc_copied"].as_u64().unwrap();
+    assert!(completions > 0 && copied <= completions, "{zc}");
+    assert!(zc["ratio_to_raw_msgs"].as_f64().unwrap() > 0.0);
+    assert!(zc["note"].as_str().unwrap().contains("completions"), "{zc}");
+    assert!(rows[0]["zc_completions"].is_null());
+    assert_eq!(v["options"]["zero_copy"][0], "pipe-vmsplice");
+    env.assert_clean();
+}

@@ -19,6 +19,8 @@
 //! - `shm`: `shm_open`, `memfd_create`, `mmap` (the [`shm::Mapping`] owner), `futex`.
 //! - `pthread`: process-shared robust mutexes and condition variables (`pthread_mutex_*`,
 //!   `pthread_cond_*`), the only `unsafe fn`s here: see that file's `# Safety`.
+//! - `zerocopy`: `vmsplice`, `splice`, `tee`, `sendfile`, `send(MSG_ZEROCOPY)`, the socket
+//!   error queue (`recvmsg(MSG_ERRQUEUE)`), page-aligned anonymous buffers (`mmap`).
 //! - `sysv`: System V message queues (`msgget`, `msgsnd`, `msgrcv`, `msgctl`).
 //! - `fork`: a forked child that `pwrite`s a buffer to a file and `_exit`s (async-signal-safe
 //!   calls only), `wait4` with the child's usage, `getrusage`, `pidfd_send_signal`.
@@ -52,3 +54,4 @@ pub(crate) mod shm;
 pub(crate) mod signal;
 pub(crate) mod socket;
 pub(crate) mod sysv;
+pub(crate) mod zerocopy;
