@@ -594,24 +594,12 @@ fn bench_quick_json_has_every_mechanism() {
     let _q = mq_lock();
     let env = TestEnv::new("bench-json");
     let mut cmd = env.cmd(&["bench", "--quick", "--format", "json"]);
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
     // The bench's own limit is 30 s on an idle machine; other tests run beside it here.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let pid = child.id();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(std::time::Duration::from_secs(120)) {
-        Ok(o) => o.unwrap(),
-        Err(_) => {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
-            panic!("bench --quick did not finish within 120 s");
-        }
-    };
+    let out = util::output_within(
+        &mut cmd,
+        std::time::Duration::from_secs(120),
+        "bench --quick",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench failed: {stderr}");
     let v: serde_json::Value =
@@ -678,27 +666,8 @@ fn demo_cow_snapshot_verifies_and_cleans_up() {
     let env = TestEnv::new("demo-cow");
     let mut cmd = env.cmd(&["demo", "cow-snapshot", "--size", "8", "--short"]);
     cmd.env("TMPDIR", &env.dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(util::WATCHDOG * 3) {
-        Ok(o) => o.unwrap(),
-        Err(_) => {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
-            panic!(
-                "demo cow-snapshot did not finish within {:?}",
-                util::WATCHDOG * 3
-            );
-        }
-    };
+        .stdin(std::process::Stdio::null());
+    let out = util::output_within(&mut cmd, util::WATCHDOG * 3, "demo cow-snapshot");
     let text = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "failed: {text}{err}");
@@ -1281,24 +1250,12 @@ fn bench_zero_copy_rows() {
         "--format",
         "json",
     ]);
-    cmd.env("TMPDIR", &env.dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let pid = child.id();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(std::time::Duration::from_secs(120)) {
-        Ok(o) => o.unwrap(),
-        Err(_) => {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
-            panic!("bench --mech zero-copy did not finish within 120 s");
-        }
-    };
+    cmd.env("TMPDIR", &env.dir);
+    let out = util::output_within(
+        &mut cmd,
+        std::time::Duration::from_secs(120),
+        "bench --mech zero-copy",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench failed: {stderr}");
     let v: serde_json::Value =

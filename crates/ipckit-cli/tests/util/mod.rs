@@ -309,3 +309,22 @@ pub fn free_port(udp: bool) -> u16 {
 pub fn exists(p: &str) -> bool {
     Path::new(p).symlink_metadata().is_ok()
 }
+
+/// Runs `cmd` (its stdout and stderr piped) to completion and returns its output; kills it and
+/// fails the test if it takes longer than `limit` (a hang, not a slow run).
+pub fn output_within(cmd: &mut Command, limit: Duration, what: &str) -> std::process::Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(o) => o.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("{what} did not finish within {limit:?}");
+        }
+    }
+}

@@ -386,8 +386,8 @@ pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
 }
 
 /// `SO_PEERGROUPS` (Linux 4.13): not in the libc crate; 59 on the architectures that use the
-/// generic socket option numbers.
-#[cfg(any(
+/// generic socket option numbers, unknown (`None`) elsewhere.
+const SO_PEERGROUPS: Option<i32> = if cfg!(any(
     target_arch = "x86_64",
     target_arch = "x86",
     target_arch = "aarch64",
@@ -396,65 +396,45 @@ pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     target_arch = "powerpc64",
     target_arch = "loongarch64",
     target_arch = "s390x"
-))]
-const SO_PEERGROUPS: i32 = 59;
+)) {
+    Some(59)
+} else {
+    None
+};
 
 /// The supplementary groups of the peer of a connected Unix socket, as they were when it
 /// connected (`SO_PEERGROUPS`).
 pub(crate) fn peer_groups(fd: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
-    #[cfg(any(
-        target_arch = "x86_64",
-        target_arch = "x86",
-        target_arch = "aarch64",
-        target_arch = "arm",
-        target_arch = "riscv64",
-        target_arch = "powerpc64",
-        target_arch = "loongarch64",
-        target_arch = "s390x"
-    ))]
-    {
-        let mut groups: Vec<libc::gid_t> = vec![0; 64];
-        loop {
-            let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
-            // SAFETY: `groups` is a live buffer of `len` bytes; the kernel writes at most that
-            // and sets `len` to what it wrote (or, on ERANGE, to what it needs).
-            let r = cvt(unsafe {
-                libc::getsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    SO_PEERGROUPS,
-                    groups.as_mut_ptr().cast(),
-                    &mut len,
-                )
-            });
-            let n = len as usize / std::mem::size_of::<libc::gid_t>();
-            match r {
-                Ok(_) => {
-                    groups.truncate(n);
-                    return Ok(groups);
-                }
-                Err(e) if e.raw_os_error() == Some(libc::ERANGE) && n > groups.len() => {
-                    groups.resize(n, 0);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    #[cfg(not(any(
-        target_arch = "x86_64",
-        target_arch = "x86",
-        target_arch = "aarch64",
-        target_arch = "arm",
-        target_arch = "riscv64",
-        target_arch = "powerpc64",
-        target_arch = "loongarch64",
-        target_arch = "s390x"
-    )))]
-    {
-        let _ = fd;
-        Err(io::Error::new(
+    let Some(opt) = SO_PEERGROUPS else {
+        return Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "SO_PEERGROUPS is not known on this architecture",
-        ))
+        ));
+    };
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: `groups` is a live buffer of `len` bytes; the kernel writes at most that
+        // and sets `len` to what it wrote (or, on ERANGE, to what it needs).
+        let r = cvt(unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        });
+        let n = len as usize / std::mem::size_of::<libc::gid_t>();
+        match r {
+            Ok(_) => {
+                groups.truncate(n);
+                return Ok(groups);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) && n > groups.len() => {
+                groups.resize(n, 0);
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
