@@ -108,11 +108,8 @@ impl<T: AsyncSocket> AsyncEndpoint<T> {
     /// # Errors
     ///
     /// `InvalidInput` for a pipe or FIFO endpoint (two descriptors; only sockets are
-    /// supported), or the error of duplicating or registering the descriptor.
-    ///
-    /// # Panics
-    ///
-    /// Outside a tokio runtime.
+    /// supported), an error outside a tokio runtime, or the error of duplicating or
+    /// registering the descriptor.
     pub fn new(ep: T) -> io::Result<Self> {
         if let RawHandle::Fds {
             read: Some(r),
@@ -249,11 +246,8 @@ impl AsyncUnixListener {
     ///
     /// # Errors
     ///
-    /// The error of duplicating or registering its descriptor.
-    ///
-    /// # Panics
-    ///
-    /// Outside a tokio runtime.
+    /// An error outside a tokio runtime, or the error of duplicating or registering its
+    /// descriptor.
     pub fn new(listener: UnixListener) -> io::Result<Self> {
         let io = async_fd::register(sysfd::dup(listener.as_fd())?, Interest::READABLE)?;
         Ok(AsyncUnixListener { io, listener })

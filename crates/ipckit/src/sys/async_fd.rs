@@ -15,10 +15,14 @@ use tokio::io::Interest;
 
 /// Registers `fd`, which the returned `AsyncFd` owns, for `interest`.
 ///
-/// # Panics
+/// # Errors
 ///
-/// Outside a tokio runtime, or with tokio's `rt` feature off.
+/// Outside a tokio runtime (where tokio itself would panic): an error that says so; the
+/// registration error.
 pub(crate) fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
+    tokio::runtime::Handle::try_current().map_err(|_| {
+        io::Error::other("ipckit::tokio needs a tokio runtime: call this from within one")
+    })?;
     // SAFETY: see the file's contract: `fd` is owned by the AsyncFd from here on, so it stays
     // open and is the same descriptor until the AsyncFd is dropped or gives it back.
     unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(|e| e.into_parts().1)

@@ -312,3 +312,17 @@ fn async_accept_applies_the_policy() {
         }
     });
 }
+
+/// Outside a tokio runtime, registering is an error that says so, not tokio's panic.
+#[test]
+fn outside_a_runtime_is_an_error_not_a_panic() {
+    init();
+    let dir = util::init();
+    let path = dir.join(ipckit::registry::unique_name("no-rt"));
+    let listener = ListenerBuilder::new(path.to_str().unwrap())
+        .policy(Policy::same_uid())
+        .bind()
+        .unwrap();
+    let e = AsyncUnixListener::new(listener).unwrap_err();
+    assert!(e.to_string().contains("tokio runtime"), "{e}");
+}
