@@ -71,6 +71,7 @@ pub mod eventfd;
 pub mod fifo;
 pub mod framing;
 pub mod fs;
+pub mod inherit;
 pub mod mq;
 mod peer;
 pub mod pipe;
