@@ -453,3 +453,106 @@ mod tests {
         assert_eq!(percent_decode(b"/%2", &mut b), None);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds `data` to an input in chunks cut at `cuts`, the way the worker does (read into
+    /// the spare space, then take every complete request), and returns what came out.
+    fn run(data: &[u8], cuts: &[usize], max: usize) -> Vec<Next> {
+        let mut inp = Input::new(max);
+        let mut out = Vec::new();
+        let mut pos = 0;
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+        cuts.push(data.len());
+        cuts.sort_unstable();
+        let mut steps = 0usize;
+        for cut in cuts {
+            while pos < cut {
+                let spare = inp.spare();
+                if spare.is_empty() {
+                    break;
+                }
+                let n = spare.len().min(cut - pos);
+                spare[..n].copy_from_slice(&data[pos..pos + n]);
+                inp.filled(n);
+                pos += n;
+                loop {
+                    steps += 1;
+                    // Bounded work: every step consumes input or stops.
+                    assert!(steps <= 2 * data.len() + 64, "no progress");
+                    match inp.next() {
+                        Next::NeedMore => break,
+                        Next::Reject(s) => {
+                            out.push(Next::Reject(s));
+                            return out;
+                        }
+                        Next::Request(r) => {
+                            assert!(r.path.end <= max);
+                            let _ = inp.bytes(r.path.clone());
+                            out.push(Next::Request(r));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn strip(v: Vec<Next>) -> Vec<(u16, bool)> {
+        v.into_iter()
+            .map(|n| match n {
+                Next::Request(r) => (r.method as u16, r.keep_alive),
+                Next::Reject(s) => (s, false),
+                Next::NeedMore => (0, false),
+            })
+            .collect()
+    }
+
+    fn requests() -> impl Strategy<Value = Vec<u8>> {
+        let one = (
+            prop_oneof![Just("GET"), Just("HEAD"), Just("POST")],
+            "/[a-z0-9%./]{0,20}",
+            prop_oneof![Just("HTTP/1.1"), Just("HTTP/1.0")],
+            proptest::option::of(prop_oneof![Just("close"), Just("keep-alive")]),
+            0usize..20,
+        )
+            .prop_map(|(m, p, v, conn, body)| {
+                let mut s = format!("{m} {p} {v}\r\nHost: x\r\n");
+                if let Some(c) = conn {
+                    s += &format!("Connection: {c}\r\n");
+                }
+                if body > 0 {
+                    s += &format!("Content-Length: {body}\r\n");
+                }
+                s += "\r\n";
+                let mut b = s.into_bytes();
+                b.extend(std::iter::repeat_n(b'z', body));
+                b
+            });
+        proptest::collection::vec(one, 1..8).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary bytes, arbitrary split points: no panic, bounded work, termination.
+        #[test]
+        fn arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..3000),
+                           cuts in proptest::collection::vec(any::<usize>(), 0..20),
+                           max in 64usize..2048) {
+            let _ = run(&data, &cuts, max);
+        }
+
+        /// Well-formed pipelined requests give the same answers however they are split.
+        #[test]
+        fn splits_do_not_matter(data in requests(),
+                                cuts in proptest::collection::vec(any::<usize>(), 0..20)) {
+            let whole = strip(run(&data, &[], 8192));
+            let split = strip(run(&data, &cuts, 8192));
+            prop_assert_eq!(whole, split);
+        }
+    }
+}
