@@ -400,7 +400,6 @@ impl Worker<'_, '_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                    self.slot.errors.fetch_add(1, Relaxed);
                     if self.last_emfile_log.is_none_or(|t| self.now >= t + 1000) {
                         self.last_emfile_log = Some(self.now);
                         self.log.line(&format!(
@@ -412,10 +411,17 @@ impl Worker<'_, '_> {
                     if self.spare.take().is_none() {
                         return;
                     }
-                    if let Ok((s, _)) = l.accept() {
-                        drop(s);
-                    }
+                    // (EMFILE comes before the queue is looked at, so the queue may be
+                    // empty: then stop, or this would loop for ever.)
+                    let got = l.accept();
+                    let again = got.is_ok();
+                    drop(got);
                     self.spare = File::open("/dev/null").ok();
+                    if !again {
+                        return;
+                    }
+                    // One connection refused.
+                    self.slot.errors.fetch_add(1, Relaxed);
                 }
                 Err(e) => {
                     self.slot.errors.fetch_add(1, Relaxed);
