@@ -42,7 +42,7 @@ pub struct Request {
     pub keep_alive: bool,
 }
 
-/// What [`Input::next`] found.
+/// What [`Input::next_request`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
     /// A complete request, consumed from the buffer.
@@ -80,7 +80,7 @@ impl Input {
     }
 
     /// The free space to read into, after moving unconsumed bytes to the front. Empty when
-    /// the buffer is full (then [`Input::next`] says `Reject(431)` or has requests to give).
+    /// the buffer is full (then [`Input::next_request`] says `Reject(431)` or has requests to give).
     pub fn spare(&mut self) -> &mut [u8] {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
@@ -101,7 +101,7 @@ impl Input {
     }
 
     /// The next complete request, if the buffer holds one.
-    pub fn next(&mut self) -> Next {
+    pub fn next_request(&mut self) -> Next {
         if self.skip > 0 {
             let n = (self.end - self.start).min(usize::try_from(self.skip).unwrap_or(usize::MAX));
             self.start += n;
@@ -329,7 +329,13 @@ impl Responses {
     /// Appends a small response with status `status` and a text body (its reason).
     pub fn error(&self, out: &mut Vec<u8>, status: u16, keep_alive: bool, head: bool) {
         let reason = reason(status);
-        self.header(out, status, "text/plain", reason.len() as u64 + 1, keep_alive);
+        self.header(
+            out,
+            status,
+            "text/plain",
+            reason.len() as u64 + 1,
+            keep_alive,
+        );
         if !head {
             out.extend_from_slice(reason.as_bytes());
             out.push(b'\n');
@@ -339,9 +345,16 @@ impl Responses {
     /// Appends a response header.
     pub fn header(&self, out: &mut Vec<u8>, status: u16, ctype: &str, len: u64, keep: bool) {
         use std::io::Write;
-        let _ = write!(out, "HTTP/1.1 {status} {}\r\nServer: ipckit\r\nDate: ", reason(status));
+        let _ = write!(
+            out,
+            "HTTP/1.1 {status} {}\r\nServer: ipckit\r\nDate: ",
+            reason(status)
+        );
         out.extend_from_slice(&self.date);
-        let _ = write!(out, "\r\nContent-Type: {ctype}\r\nContent-Length: {len}\r\n");
+        let _ = write!(
+            out,
+            "\r\nContent-Type: {ctype}\r\nContent-Length: {len}\r\n"
+        );
         if !keep {
             out.extend_from_slice(b"Connection: close\r\n");
         }
@@ -419,30 +432,38 @@ mod tests {
             &mut inp,
             b"GET /a?x HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcHEAD /b HTTP/1.0\r\n\r\nGET",
         );
-        let Next::Request(r) = inp.next() else { panic!() };
+        let Next::Request(r) = inp.next_request() else {
+            panic!()
+        };
         assert_eq!(inp.bytes(r.path.clone()), b"/a");
         assert!(r.keep_alive);
-        let Next::Request(r) = inp.next() else { panic!() };
+        let Next::Request(r) = inp.next_request() else {
+            panic!()
+        };
         assert_eq!(r.method, Method::Other);
-        let Next::Request(r) = inp.next() else { panic!() };
+        let Next::Request(r) = inp.next_request() else {
+            panic!()
+        };
         assert_eq!((r.method, r.keep_alive), (Method::Head, false));
-        assert_eq!(inp.next(), Next::NeedMore);
+        assert_eq!(inp.next_request(), Next::NeedMore);
         feed(&mut inp, b" / HTTP/1.1\r\nConnection: close\r\n\r\n");
-        let Next::Request(r) = inp.next() else { panic!() };
+        let Next::Request(r) = inp.next_request() else {
+            panic!()
+        };
         assert!(!r.keep_alive);
-        assert!(inp.is_empty() || inp.next() == Next::NeedMore);
+        assert!(inp.is_empty() || inp.next_request() == Next::NeedMore);
     }
 
     #[test]
     fn limits() {
         let mut inp = Input::new(100);
         feed(&mut inp, b"GE\x01T / HTTP/1.1\r\n");
-        assert_eq!(inp.next(), Next::Reject(400));
+        assert_eq!(inp.next_request(), Next::Reject(400));
         let mut inp = Input::new(100);
         let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
         big.resize(100, b'y');
         feed(&mut inp, &big);
-        assert_eq!(inp.next(), Next::Reject(431));
+        assert_eq!(inp.next_request(), Next::Reject(431));
     }
 
     #[test]
@@ -483,7 +504,7 @@ mod props {
                     steps += 1;
                     // Bounded work: every step consumes input or stops.
                     assert!(steps <= 2 * data.len() + 64, "no progress");
-                    match inp.next() {
+                    match inp.next_request() {
                         Next::NeedMore => break,
                         Next::Reject(s) => {
                             out.push(Next::Reject(s));

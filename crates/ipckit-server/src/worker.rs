@@ -81,7 +81,10 @@ impl WorkerSpec {
         let v = std::env::var(Self::ENV).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("{} is not set: a worker is started by the master", Self::ENV),
+                format!(
+                    "{} is not set: a worker is started by the master",
+                    Self::ENV
+                ),
             )
         })?;
         let spec = Self::from_json(&v)?;
@@ -100,9 +103,8 @@ impl WorkerSpec {
     ///
     /// `InvalidData` naming what is wrong.
     pub fn from_json(s: &str) -> io::Result<WorkerSpec> {
-        serde_json::from_str(s).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("worker spec: {e}"))
-        })
+        serde_json::from_str(s)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("worker spec: {e}")))
     }
 
     /// The spec as JSON, for [`WorkerSpec::ENV`].
@@ -214,9 +216,16 @@ impl Log {
 
     fn reopen(&mut self) {
         if let Some(p) = &self.path {
-            match std::fs::OpenOptions::new().append(true).create(true).open(p) {
+            match std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)
+            {
                 Ok(f) => self.file = Some(f),
-                Err(e) => eprintln!("ipckit serve: cannot open the error log {}: {e}", p.display()),
+                Err(e) => eprintln!(
+                    "ipckit serve: cannot open the error log {}: {e}",
+                    p.display()
+                ),
             }
         }
     }
@@ -323,7 +332,7 @@ impl Worker<'_, '_> {
                     if let Some(code) = self.on_signals()? {
                         return Ok(code);
                     }
-                } else if token >= TOKEN_LISTENER && token < TOKEN_SIGNALS {
+                } else if (TOKEN_LISTENER..TOKEN_SIGNALS).contains(&token) {
                     self.accept((token - TOKEN_LISTENER) as usize);
                 } else {
                     let idx = token as usize;
@@ -582,7 +591,7 @@ impl Worker<'_, '_> {
     /// Answers the complete requests in the input, until one needs a file sent or closes.
     fn answer(&mut self, c: &mut Conn, t: &mut Tally) {
         loop {
-            match c.input.next() {
+            match c.input.next_request() {
                 Next::NeedMore => return,
                 Next::Reject(status) => {
                     t.requests += 1;
@@ -630,7 +639,10 @@ impl Worker<'_, '_> {
     /// Starts the response for a file path; returns its status.
     fn file(&mut self, c: &mut Conn, path: std::ops::Range<usize>, keep: bool, head: bool) -> u16 {
         let mut buf = [0u8; 4096];
-        let status = match (&self.root, http::percent_decode(c.input.bytes(path), &mut buf)) {
+        let status = match (
+            &self.root,
+            http::percent_decode(c.input.bytes(path), &mut buf),
+        ) {
             (None, _) => 404,
             (Some(_), None) => 400,
             (Some(root), Some(decoded)) => {

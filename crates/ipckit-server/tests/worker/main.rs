@@ -50,7 +50,10 @@ fn main() {
         ran += 1;
         let f = *f;
         let r = std::panic::catch_unwind(|| watchdog(60, f));
-        println!("test {name} ... {}", if r.is_ok() { "ok" } else { "FAILED" });
+        println!(
+            "test {name} ... {}",
+            if r.is_ok() { "ok" } else { "FAILED" }
+        );
         if r.is_err() {
             failed.push(*name);
         }
@@ -114,7 +117,10 @@ impl Drop for Server {
         if let Some(c) = &mut self.child {
             let _ = c.kill();
             let _ = c.wait();
-            CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).retain(|&p| p != c.id());
+            CHILDREN
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|&p| p != c.id());
         }
         if let Some(r) = &self.root {
             let _ = std::fs::remove_dir_all(r.parent().expect("root has a parent"));
@@ -136,7 +142,11 @@ fn start(config: Config) -> Server {
     start_with(config, None, |_| {})
 }
 
-fn start_with(mut config: Config, root: Option<PathBuf>, tweak: impl FnOnce(&mut Command)) -> Server {
+fn start_with(
+    mut config: Config,
+    root: Option<PathBuf>,
+    tweak: impl FnOnce(&mut Command),
+) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let board = StatusBoard::create(1).unwrap();
@@ -166,7 +176,10 @@ fn start_with(mut config: Config, root: Option<PathBuf>, tweak: impl FnOnce(&mut
     };
     let t0 = Instant::now();
     while s.board.slot(0).pid.load(Relaxed) == 0 {
-        assert!(t0.elapsed() < Duration::from_secs(20), "worker did not start");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "worker did not start"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     s
@@ -285,7 +298,10 @@ fn keep_alive_and_counters() {
     }
     write!(r.get_mut(), "HEAD / HTTP/1.1\r\n\r\n").unwrap();
     let resp = read_resp(&mut r, true).unwrap();
-    assert_eq!((resp.status, resp.header("content-length")), (200, Some("13")));
+    assert_eq!(
+        (resp.status, resp.header("content-length")),
+        (200, Some("13"))
+    );
     let slot = s.board.slot(0);
     assert_eq!(slot.requests.load(Relaxed), 6);
     assert_eq!(slot.connections.load(Relaxed), 1);
@@ -296,7 +312,10 @@ fn keep_alive_and_counters() {
     drop(r);
     let t0 = Instant::now();
     while slot.active.load(Relaxed) != 0 {
-        assert!(t0.elapsed() < Duration::from_secs(10), "active not back to 0");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "active not back to 0"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let snap = s.board.snapshot();
@@ -323,14 +342,27 @@ fn make_root() -> PathBuf {
 }
 
 fn big() -> Vec<u8> {
-    (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect()
+    (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect()
 }
 
 fn pipelining_in_order() {
     let root = make_root();
     let s = start_with(base_config(), Some(root), |_| {});
     let mut r = BufReader::new(s.connect());
-    let paths = ["/", "/small.txt", "/nope", "/", "/empty.txt", "/", "/small.txt", "/x/y", "/", "/"];
+    let paths = [
+        "/",
+        "/small.txt",
+        "/nope",
+        "/",
+        "/empty.txt",
+        "/",
+        "/small.txt",
+        "/x/y",
+        "/",
+        "/",
+    ];
     let mut batch = String::new();
     for p in paths {
         batch += &format!("GET {p} HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -358,10 +390,16 @@ fn static_files() {
     let resp = get(&mut r, "/big.bin");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("content-length"), Some("3000000"));
-    assert_eq!(resp.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/octet-stream")
+    );
     assert!(resp.body == big(), "big.bin body differs");
     let resp = get(&mut r, "/small.txt?query=1");
-    assert_eq!((resp.status, resp.header("content-type")), (200, Some("text/plain")));
+    assert_eq!(
+        (resp.status, resp.header("content-type")),
+        (200, Some("text/plain"))
+    );
     assert_eq!(resp.body, b"small file\n");
     assert_eq!(get(&mut r, "/inside_link").body, b"small file\n");
     assert_eq!(get(&mut r, "/missing.txt").status, 404);
@@ -369,10 +407,15 @@ fn static_files() {
     assert_eq!(get(&mut r, "/dir/../small.txt").status, 200);
     write!(r.get_mut(), "HEAD /big.bin HTTP/1.1\r\n\r\n").unwrap();
     let resp = read_resp(&mut r, true).unwrap();
-    assert_eq!((resp.status, resp.header("content-length")), (200, Some("3000000")));
+    assert_eq!(
+        (resp.status, resp.header("content-length")),
+        (200, Some("3000000"))
+    );
     // Two big files pipelined without reading: the worker must wait for EPOLLOUT.
     r.get_mut()
-        .write_all(b"GET /big.bin HTTP/1.1\r\n\r\nGET /big.bin HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+        .write_all(
+            b"GET /big.bin HTTP/1.1\r\n\r\nGET /big.bin HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+        )
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     assert!(read_resp(&mut r, false).unwrap().body == big());
@@ -409,7 +452,10 @@ fn traversal_refused() {
             resp.status
         );
         let body = String::from_utf8_lossy(&resp.body);
-        assert!(!body.contains("SECRET") && !body.contains("root:"), "{p} leaked {body}");
+        assert!(
+            !body.contains("SECRET") && !body.contains("root:"),
+            "{p} leaked {body}"
+        );
     }
     // A NUL byte is refused too.
     let resp = get(&mut r, "/small.txt%00.html");
@@ -419,7 +465,9 @@ fn traversal_refused() {
 fn garbage_is_400_and_closes() {
     let s = start(base_config());
     let mut r = BufReader::new(s.connect());
-    r.get_mut().write_all(b"GARBAGE\x01 / HTTP/1.1\r\n\r\n").unwrap();
+    r.get_mut()
+        .write_all(b"GARBAGE\x01 / HTTP/1.1\r\n\r\n")
+        .unwrap();
     let resp = read_resp(&mut r, false).unwrap();
     assert_eq!(resp.status, 400);
     assert_eq!(resp.header("connection"), Some("close"));
@@ -489,7 +537,10 @@ fn slowloris_is_closed() {
         }
     }
     assert!(cut, "a slow header held the connection for 10 s");
-    eprintln!("slowloris closed after {:?} (header timeout 500 ms)", t0.elapsed());
+    eprintln!(
+        "slowloris closed after {:?} (header timeout 500 ms)",
+        t0.elapsed()
+    );
     // A connection that sends nothing at all is closed too.
     let mut r = BufReader::new(s.connect());
     assert!(closed(&mut r));
@@ -507,7 +558,10 @@ fn idle_keepalive_times_out() {
     assert_eq!(get(&mut r, "/").status, 200);
     let t0 = Instant::now();
     assert!(closed(&mut r));
-    eprintln!("idle keep-alive closed after {:?} (timeout 300 ms)", t0.elapsed());
+    eprintln!(
+        "idle keep-alive closed after {:?} (timeout 300 ms)",
+        t0.elapsed()
+    );
 }
 
 fn survives_10000_malformed() {
@@ -517,7 +571,11 @@ fn survives_10000_malformed() {
         c.write_all(b"\x00\x01 nonsense\r\n\r\n").unwrap();
         let mut b = Vec::new();
         let _ = c.read_to_end(&mut b);
-        assert!(b.starts_with(b"HTTP/1.1 400"), "request {i}: {:?}", String::from_utf8_lossy(&b));
+        assert!(
+            b.starts_with(b"HTTP/1.1 400"),
+            "request {i}: {:?}",
+            String::from_utf8_lossy(&b)
+        );
     }
     let mut r = BufReader::new(s.connect());
     assert_eq!(get(&mut r, "/").status, 200);
@@ -531,7 +589,8 @@ fn quit_finishes_in_flight() {
     let root = make_root();
     let mut s = start_with(base_config(), Some(root), |_| {});
     // 20 connections, each with 5 pipelined requests (big files and hellos), unread.
-    let mut conns: Vec<BufReader<TcpStream>> = (0..20).map(|_| BufReader::new(s.connect())).collect();
+    let mut conns: Vec<BufReader<TcpStream>> =
+        (0..20).map(|_| BufReader::new(s.connect())).collect();
     let batch = b"GET /big.bin HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\nGET /big.bin HTTP/1.1\r\n\r\nGET /small.txt HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n";
     for c in &mut conns {
         c.get_mut().write_all(batch).unwrap();
@@ -649,7 +708,10 @@ fn fd_limit_refused_cleanly() {
             let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count());
             let st = std::fs::read_to_string(format!("/proc/{pid}/stat"));
             let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan"));
-            panic!("connections not closed: fds {fds:?} stat {st:?} wchan {wchan:?} {:?}", s.board.snapshot());
+            panic!(
+                "connections not closed: fds {fds:?} stat {st:?} wchan {wchan:?} {:?}",
+                s.board.snapshot()
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     }
