@@ -40,6 +40,9 @@ fn main() {
         ("term_exits_at_once", term_exits_at_once),
         ("fd_limit_refused_cleanly", fd_limit_refused_cleanly),
         ("http10_and_connection_close", http10_and_connection_close),
+        ("usr1_reopens_the_error_log", usr1_reopens_the_error_log),
+        ("named_status_board", named_status_board),
+        ("reuseport_mode_serves", reuseport_mode_serves),
     ];
     let mut failed = Vec::new();
     let mut ran = 0;
@@ -719,4 +722,77 @@ fn fd_limit_refused_cleanly() {
     let mut r = BufReader::new(s.connect());
     assert_eq!(get(&mut r, "/").status, 200, "the worker serves again");
     assert!(s.board.slot(0).errors.load(Relaxed) >= refused);
+}
+
+fn usr1_reopens_the_error_log() {
+    let dir = make_root();
+    let log = dir.parent().unwrap().join("error.log");
+    let mut s = start_with(
+        Config {
+            error_log: Some(log.clone()),
+            graceful_timeout_ms: 200,
+            ..base_config()
+        },
+        Some(dir),
+        |_| {},
+    );
+    // The log is opened at start; rotate it away, then USR1.
+    let t0 = Instant::now();
+    while !log.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let rotated = log.with_extension("log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    s.signal(Signal::SIGUSR1);
+    let t0 = Instant::now();
+    while !log.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "USR1 did not reopen the log"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A connection with half a header outlives the graceful deadline: that is logged.
+    let mut c = s.connect();
+    c.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.signal(Signal::SIGQUIT);
+    assert_eq!(s.wait_exit().code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("graceful shutdown"), "log: {text:?}");
+    assert!(!std::fs::read_to_string(&rotated)
+        .unwrap()
+        .contains("graceful"));
+}
+
+fn named_status_board() {
+    let name = format!("/ipckit-serve-test-{}", std::process::id());
+    let board = StatusBoard::create_named(&name, 3).unwrap();
+    assert_eq!(board.name(), Some(name.as_str()));
+    board.slot(2).requests.store(7, Relaxed);
+    let seen = StatusBoard::open_named(&name).unwrap();
+    assert_eq!(seen.slots(), 3);
+    assert_eq!(seen.snapshot()[2].requests, 7);
+    seen.slot(1).errors.fetch_add(1, Relaxed);
+    assert_eq!(board.slot(1).errors.load(Relaxed), 1);
+    drop(board);
+    assert!(
+        StatusBoard::open_named(&name).is_err(),
+        "the name outlived its creator"
+    );
+    assert!(StatusBoard::create(0).is_err());
+}
+
+fn reuseport_mode_serves() {
+    // The worker side of ReusePort is the same loop without EPOLLEXCLUSIVE (the master binds
+    // one SO_REUSEPORT socket per worker).
+    let s = start(Config {
+        accept: AcceptMode::ReusePort,
+        ..base_config()
+    });
+    let mut r = BufReader::new(s.connect());
+    for _ in 0..3 {
+        assert_eq!(get(&mut r, "/").body, b"Hello, World!");
+    }
 }
