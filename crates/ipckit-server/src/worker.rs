@@ -33,7 +33,9 @@
 //!   so nothing queued is reset; requests already read are answered, each connection closes
 //!   once it is idle, and the worker exits 0 when none is left or after
 //!   `graceful_timeout_ms`); TERM and INT exit at once with 128 + the signal number; USR1
-//!   reopens the error log; HUP is the master's business and ignored here.
+//!   reopens the error log (and the access log); HUP is the master's business and ignored here.
+//! - The access log (`access_log`, off by default) costs nothing when off; when on, each
+//!   request appends a line to a buffer written once per loop iteration.
 //! - Counters go to this worker's slot of the status board with `Relaxed` atomics, added
 //!   once per batch.
 
@@ -196,6 +198,10 @@ fn start(spec: &WorkerSpec, log: &mut Log) -> io::Result<i32> {
         next_sweep: SWEEP_MS,
         draining: None,
         last_emfile_log: None,
+        access: match &spec.config.access_log {
+            Some(p) => Some(AccessLog::open(p)?),
+            None => None,
+        },
     };
     w.run(&mut Events::with_capacity(512))
 }
@@ -302,6 +308,29 @@ struct Worker<'b, 'l> {
     /// The graceful-shutdown deadline, once QUIT came.
     draining: Option<u64>,
     last_emfile_log: Option<u64>,
+    /// The access log (off when `None`: nothing is done per request then).
+    access: Option<AccessLog>,
+}
+
+/// The access log: lines buffered, written once per loop iteration.
+#[derive(Debug)]
+struct AccessLog {
+    path: PathBuf,
+    out: io::BufWriter<File>,
+}
+
+impl AccessLog {
+    fn open(path: &std::path::Path) -> io::Result<AccessLog> {
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("access log {}: {e}", path.display())))?;
+        Ok(AccessLog {
+            path: path.to_path_buf(),
+            out: io::BufWriter::with_capacity(64 * 1024, f),
+        })
+    }
 }
 
 /// What driving a connection decided.
@@ -340,6 +369,9 @@ impl Worker<'_, '_> {
                     self.drive(idx, rdhup || ev.is_error());
                 }
             }
+            if let Some(a) = &mut self.access {
+                let _ = a.out.flush();
+            }
             if self.now >= self.next_sweep {
                 self.next_sweep = self.now + SWEEP_MS;
                 self.sweep();
@@ -373,7 +405,16 @@ impl Worker<'_, '_> {
                     return Ok(Some(128 + info.signal.number()));
                 }
                 Signal::SIGQUIT => self.begin_graceful(),
-                Signal::SIGUSR1 => self.log.reopen(),
+                Signal::SIGUSR1 => {
+                    self.log.reopen();
+                    if let Some(a) = &mut self.access {
+                        let _ = a.out.flush();
+                        match AccessLog::open(&a.path) {
+                            Ok(n) => *a = n,
+                            Err(e) => self.log.line(&e.to_string()),
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -594,6 +635,7 @@ impl Worker<'_, '_> {
             match c.input.next_request() {
                 Next::NeedMore => return,
                 Next::Reject(status) => {
+                    self.access_line(b"-", b"-", status);
                     t.requests += 1;
                     t.errors += 1;
                     if status >= 500 {
@@ -611,18 +653,30 @@ impl Worker<'_, '_> {
                     let keep = r.keep_alive && !(self.draining.is_some() && c.input.is_empty());
                     let head = r.method == Method::Head;
                     let path = c.input.bytes(r.path.clone());
-                    if r.method == Method::Other {
+                    let status = if r.method == Method::Other {
                         t.s4xx += 1;
                         self.responses.error(&mut c.out, 405, keep, false);
+                        405
                     } else if path == b"/" {
                         c.out.extend_from_slice(self.responses.hello(keep, head));
+                        200
                     } else {
-                        let status = self.file(c, r.path, keep, head);
+                        let status = self.file(c, r.path.clone(), keep, head);
                         if status >= 500 {
                             t.s5xx += 1;
                         } else if status >= 400 {
                             t.s4xx += 1;
                         }
+                        status
+                    };
+                    if self.access.is_some() {
+                        let m: &[u8] = match r.method {
+                            Method::Get => b"GET",
+                            Method::Head => b"HEAD",
+                            Method::Other => b"OTHER",
+                        };
+                        let path = c.input.bytes(r.path);
+                        self.access_line(m, path, status);
                     }
                     if !keep {
                         c.close_after = true;
@@ -634,6 +688,28 @@ impl Worker<'_, '_> {
                 }
             }
         }
+    }
+
+    /// Appends a line to the access log, if there is one (buffered; flushed once per loop).
+    fn access_line(&mut self, method: &[u8], path: &[u8], status: u16) {
+        let Some(a) = &mut self.access else {
+            return;
+        };
+        let mut line = Vec::with_capacity(64 + path.len());
+        line.extend_from_slice(self.responses.date());
+        line.extend_from_slice(b" \"");
+        line.extend_from_slice(method);
+        line.push(b' ');
+        // Control bytes and quotes cannot forge lines or fields.
+        line.extend(path.iter().map(|&b| {
+            if b.is_ascii_graphic() && b != b'"' {
+                b
+            } else {
+                b'?'
+            }
+        }));
+        line.extend_from_slice(format!("\" {status}\n").as_bytes());
+        let _ = a.out.write_all(&line);
     }
 
     /// Starts the response for a file path; returns its status.

@@ -727,9 +727,11 @@ fn fd_limit_refused_cleanly() {
 fn usr1_reopens_the_error_log() {
     let dir = make_root();
     let log = dir.parent().unwrap().join("error.log");
+    let access = dir.parent().unwrap().join("access.log");
     let mut s = start_with(
         Config {
             error_log: Some(log.clone()),
+            access_log: Some(access.clone()),
             graceful_timeout_ms: 200,
             ..base_config()
         },
@@ -753,6 +755,13 @@ fn usr1_reopens_the_error_log() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    let mut r = BufReader::new(s.connect());
+    assert_eq!(get(&mut r, "/").status, 200);
+    r.get_mut()
+        .write_all(b"GET /\x01 HTTP/1.1\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_resp(&mut r, false).unwrap().status, 400);
+    drop(r);
     // A connection with half a header outlives the graceful deadline: that is logged.
     let mut c = s.connect();
     c.write_all(b"GET / HTTP/1.1\r\n").unwrap();
@@ -764,6 +773,9 @@ fn usr1_reopens_the_error_log() {
     assert!(!std::fs::read_to_string(&rotated)
         .unwrap()
         .contains("graceful"));
+    let lines = std::fs::read_to_string(&access).unwrap();
+    assert!(lines.contains("\"GET /\" 200\n"), "access log: {lines:?}");
+    assert!(lines.contains("\"- -\" 400\n"), "access log: {lines:?}");
 }
 
 fn named_status_board() {
