@@ -202,6 +202,8 @@ fn start(spec: &WorkerSpec, log: &mut Log) -> io::Result<i32> {
             Some(p) => Some(AccessLog::open(p)?),
             None => None,
         },
+        again: Vec::new(),
+        again_spare: Vec::new(),
     };
     w.run(&mut Events::with_capacity(512))
 }
@@ -310,6 +312,9 @@ struct Worker<'b, 'l> {
     last_emfile_log: Option<u64>,
     /// The access log (off when `None`: nothing is done per request then).
     access: Option<AccessLog>,
+    /// Connections to drive again (their read budget ran out), and a spare list.
+    again: Vec<(usize, bool)>,
+    again_spare: Vec<(usize, bool)>,
 }
 
 /// The access log: lines buffered, written once per loop iteration.
@@ -338,7 +343,14 @@ impl AccessLog {
 enum Verdict {
     Keep,
     Close,
+    /// Its budget is spent with input maybe left unread: drive it again after the others
+    /// (edge-triggered, so no new event would come for what is already there).
+    Again,
 }
+
+/// Reads one connection may make per turn, so a client that pipelines without end cannot
+/// starve the others.
+const READ_BUDGET: usize = 16;
 
 /// Counts from one drive, added to the slot once.
 #[derive(Debug, Default)]
@@ -352,7 +364,11 @@ struct Tally {
 impl Worker<'_, '_> {
     fn run(&mut self, events: &mut Events) -> io::Result<i32> {
         loop {
-            let timeout = Duration::from_millis(SWEEP_MS);
+            let timeout = if self.again.is_empty() {
+                Duration::from_millis(SWEEP_MS)
+            } else {
+                Duration::ZERO
+            };
             self.epoll.wait(events, Some(timeout))?;
             self.tick();
             for ev in events.iter() {
@@ -368,6 +384,14 @@ impl Worker<'_, '_> {
                     let rdhup = ev.is_hangup() || ev.bits() & libc::EPOLLRDHUP as u32 != 0;
                     self.drive(idx, rdhup || ev.is_error());
                 }
+            }
+            if !self.again.is_empty() {
+                let mut list = std::mem::take(&mut self.again_spare);
+                std::mem::swap(&mut list, &mut self.again);
+                for (idx, eof) in list.drain(..) {
+                    self.drive(idx, eof);
+                }
+                self.again_spare = list;
             }
             if let Some(a) = &mut self.access {
                 let _ = a.out.flush();
@@ -561,8 +585,10 @@ impl Worker<'_, '_> {
             self.slot.errors.fetch_add(tally.errors, Relaxed);
         }
         self.conns[idx] = Some(conn);
-        if verdict == Verdict::Close {
-            self.close(idx);
+        match verdict {
+            Verdict::Close => self.close(idx),
+            Verdict::Again => self.again.push((idx, read_to_eof)),
+            Verdict::Keep => {}
         }
     }
 
@@ -571,6 +597,7 @@ impl Worker<'_, '_> {
             return linger(c);
         }
         let mut drained = false;
+        let mut reads = 0;
         loop {
             match flush(c) {
                 Ok(true) => {}
@@ -601,6 +628,10 @@ impl Worker<'_, '_> {
             }
             if drained {
                 break;
+            }
+            reads += 1;
+            if reads > READ_BUDGET {
+                return Verdict::Again;
             }
             let spare = c.input.spare();
             let room = spare.len();

@@ -43,6 +43,10 @@ fn main() {
         ("usr1_reopens_the_error_log", usr1_reopens_the_error_log),
         ("named_status_board", named_status_board),
         ("reuseport_mode_serves", reuseport_mode_serves),
+        (
+            "endless_pipelining_starves_nobody",
+            endless_pipelining_starves_nobody,
+        ),
     ];
     let mut failed = Vec::new();
     let mut ran = 0;
@@ -718,7 +722,6 @@ fn fd_limit_refused_cleanly() {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    eprintln!("snapshot {:?}", s.board.snapshot());
     let mut r = BufReader::new(s.connect());
     assert_eq!(get(&mut r, "/").status, 200, "the worker serves again");
     assert!(s.board.slot(0).errors.load(Relaxed) >= refused);
@@ -807,4 +810,32 @@ fn reuseport_mode_serves() {
     for _ in 0..3 {
         assert_eq!(get(&mut r, "/").body, b"Hello, World!");
     }
+}
+
+fn endless_pipelining_starves_nobody() {
+    let s = start(base_config());
+    const N: usize = 50_000;
+    let a = s.connect();
+    let mut writer = a.try_clone().unwrap();
+    let w = std::thread::spawn(move || {
+        let req = b"GET / HTTP/1.1\r\n\r\n".repeat(1000);
+        for _ in 0..N / 1000 {
+            writer.write_all(&req).unwrap();
+        }
+    });
+    let reader = std::thread::spawn(move || {
+        let mut r = BufReader::new(a);
+        for i in 0..N {
+            let resp = read_resp(&mut r, false).unwrap_or_else(|| panic!("EOF at {i}"));
+            assert_eq!(resp.body, b"Hello, World!");
+        }
+    });
+    // Meanwhile another client is served.
+    let mut b = BufReader::new(s.connect());
+    for _ in 0..20 {
+        assert_eq!(get(&mut b, "/").status, 200);
+    }
+    w.join().unwrap();
+    reader.join().unwrap();
+    assert_eq!(s.board.slot(0).requests.load(Relaxed), N as u64 + 20);
 }
