@@ -30,3 +30,35 @@ pub fn open_beneath(dir: impl AsFd, path: &[u8], flags: i32) -> io::Result<Owned
         libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stays_beneath() {
+        let top = std::env::temp_dir().join(format!("ipckit-fs-test-{}", std::process::id()));
+        let root = top.join("root");
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        std::fs::write(top.join("out"), b"x").unwrap();
+        std::fs::write(root.join("in"), b"y").unwrap();
+        std::os::unix::fs::symlink("../out", root.join("rel")).unwrap();
+        std::os::unix::fs::symlink(top.join("out"), root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("in", root.join("ok")).unwrap();
+        let dir = std::fs::File::open(&root).unwrap();
+        for p in ["in", "ok", "d/../in"] {
+            assert!(
+                open_beneath(&dir, p.as_bytes(), libc::O_RDONLY).is_ok(),
+                "{p}"
+            );
+        }
+        for p in ["../out", "rel", "abs", "/etc/passwd", "d/../../out"] {
+            assert!(
+                open_beneath(&dir, p.as_bytes(), libc::O_RDONLY).is_err(),
+                "{p}"
+            );
+        }
+        assert!(open_beneath(&dir, b"a\0b", libc::O_RDONLY).is_err());
+        std::fs::remove_dir_all(&top).unwrap();
+    }
+}

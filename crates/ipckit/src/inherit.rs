@@ -31,3 +31,20 @@ pub fn tcp_listener(fd: RawFd) -> io::Result<TcpListener> {
 pub fn regular_file(fd: RawFd) -> io::Result<OwnedFd> {
     adopt_inherited(fd, Inherited::RegularFile)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn refuses_what_was_not_inherited() {
+        assert!(tcp_listener(0).is_err(), "stdio");
+        assert!(regular_file(2).is_err(), "stdio");
+        // Opened here, so close-on-exec: not inherited, someone owns it.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let e = tcp_listener(l.as_raw_fd()).unwrap_err();
+        assert!(e.to_string().contains("close-on-exec"), "{e}");
+        assert!(l.local_addr().is_ok(), "still open");
+    }
+}
