@@ -78,7 +78,9 @@ impl WorkerSpec {
     /// # Errors
     ///
     /// `NotFound` if the variable is unset, `InvalidData` if it is not a spec, or
-    /// `InvalidInput` for a spec naming stdio or no listener.
+    /// `InvalidInput` for a spec with no listener. (The descriptors themselves are checked
+    /// when [`run`] adopts them: not stdio, inherited, a listening TCP socket / a shared
+    /// memory file; a failure there is logged and `run` returns 1.)
     pub fn from_env() -> io::Result<WorkerSpec> {
         let v = std::env::var(Self::ENV).map_err(|_| {
             io::Error::new(
