@@ -57,6 +57,9 @@ impl Interest {
     /// (`EPOLLEXCLUSIVE`, for a listening socket shared by workers). Only with
     /// [`Epoll::add`].
     pub const EXCLUSIVE: Interest = Interest(libc::EPOLLEXCLUSIVE as u32);
+    /// Data to read only (`EPOLLIN`, without `EPOLLRDHUP`): what a listening socket needs,
+    /// and the only input bit the kernel accepts with [`Interest::EXCLUSIVE`].
+    pub const INPUT: Interest = Interest(libc::EPOLLIN as u32);
 
     /// The `epoll_event.events` bits.
     pub fn bits(self) -> u32 {

@@ -70,6 +70,8 @@ mod error;
 pub mod eventfd;
 pub mod fifo;
 pub mod framing;
+pub mod fs;
+pub mod inherit;
 pub mod mq;
 mod peer;
 pub mod pipe;

@@ -103,6 +103,19 @@ impl<'a> Region<'a> {
         unsafe { &*p.cast::<T>() }
     }
 
+    /// `n` consecutive `T`s starting at byte offset `off`, as a slice.
+    pub(crate) fn slice_of<T: Shared>(&self, off: usize, n: usize) -> &'a [T] {
+        let size = std::mem::size_of::<T>()
+            .checked_mul(n)
+            .expect("slice_of: size overflows");
+        assert!(off.checked_add(size).is_some_and(|e| e <= self.len));
+        let p = self.ptr.wrapping_add(off);
+        assert_eq!(p as usize % std::mem::align_of::<T>(), 0);
+        // SAFETY: as `at`, for `n` elements: the whole range is in bounds and aligned (checked
+        // above), mapped for 'a, and every `T: Shared` is valid for any bytes; shared access only.
+        unsafe { std::slice::from_raw_parts(p.cast::<T>(), n) }
+    }
+
     /// Copies `src` to offset `off`.
     #[inline]
     pub(crate) fn copy_in(&self, off: usize, src: &[u8]) {

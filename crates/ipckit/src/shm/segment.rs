@@ -566,6 +566,14 @@ impl Segment {
         Region::of_mapping(&self.map).sub(HEADER_LEN, self.len())
     }
 
+    /// The data as an array of `AtomicU64` (its length rounded down to 8 bytes): a safe way to
+    /// share counters between processes (every bit pattern is a valid `u64`, and other
+    /// processes' writes are seen through the atomics only).
+    pub fn atomic_u64s(&self) -> &[std::sync::atomic::AtomicU64] {
+        self.region()
+            .slice_of::<std::sync::atomic::AtomicU64>(0, self.len() / 8)
+    }
+
     /// Opens the segment for use: publishes a fresh one with plain data.
     pub fn ready(mut self) -> Segment {
         if !self.published {

@@ -26,6 +26,7 @@
 //!   calls only), `wait4` with the child's usage, `getrusage`, `pidfd_send_signal`.
 //! - `signal`: `sigaction` with the one async-signal-safe handler, `pthread_sigmask`,
 //!   `signalfd`, `kill`, `sigqueue`, `RLIMIT_SIGPENDING`.
+//! - `fs`: `openat2` with `RESOLVE_*` flags (opening a path that cannot escape a directory).
 //! - `async_fd` (feature `tokio`): registering an owned descriptor with tokio's reactor.
 //!
 //! Why libc and not rustix: the mechanisms ipckit covers need `mq_*`, `msg*`, `sigaction` and
@@ -45,6 +46,7 @@ pub(crate) mod async_fd;
 pub(crate) mod epoll;
 pub(crate) mod fd;
 pub(crate) mod fork;
+pub(crate) mod fs;
 pub(crate) mod mq;
 pub(crate) mod pipe;
 pub(crate) mod proc;

@@ -138,6 +138,10 @@ pub(crate) enum Inherited {
     EventFd,
     /// A connected `AF_UNIX` stream socket (one end of a socketpair).
     UnixStream,
+    /// A listening TCP socket (IPv4 or IPv6).
+    TcpListener,
+    /// A regular file such as a memfd or a POSIX shared memory object.
+    RegularFile,
 }
 
 impl Inherited {
@@ -147,6 +151,8 @@ impl Inherited {
             Inherited::PipeWrite => "the write end of a pipe",
             Inherited::EventFd => "an eventfd",
             Inherited::UnixStream => "a Unix stream socket",
+            Inherited::TcpListener => "a listening TCP socket",
+            Inherited::RegularFile => "a regular file (memfd or shared memory object)",
         }
     }
 }
@@ -245,6 +251,35 @@ pub(crate) fn adopt_inherited(fd: RawFd, expected: Inherited) -> io::Result<Owne
                 || kind(libc::SO_TYPE).ok() != Some(libc::SOCK_STREAM)
             {
                 return Err(refuse("it is not an AF_UNIX stream socket".into()));
+            }
+        }
+        Inherited::TcpListener | Inherited::RegularFile => {
+            // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: `st` is a live, writable stat struct; fstat takes no other pointer.
+            if unsafe { libc::fstat(fd, &mut st) } == -1 {
+                return Err(refuse(io::Error::last_os_error().to_string()));
+            }
+            let want = if expected == Inherited::TcpListener {
+                libc::S_IFSOCK
+            } else {
+                libc::S_IFREG
+            };
+            if st.st_mode & libc::S_IFMT != want {
+                return Err(refuse("it is of another file type".into()));
+            }
+            if expected == Inherited::TcpListener {
+                // SAFETY: `fd` is open (checked above) and stays open for the call; the
+                // borrow ends with it.
+                let b = unsafe { BorrowedFd::borrow_raw(fd) };
+                let opt = |name| super::socket::int_opt(b, libc::SOL_SOCKET, name);
+                let domain = opt(libc::SO_DOMAIN).ok();
+                if !matches!(domain, Some(libc::AF_INET | libc::AF_INET6))
+                    || opt(libc::SO_TYPE).ok() != Some(libc::SOCK_STREAM)
+                    || opt(libc::SO_ACCEPTCONN).ok() != Some(1)
+                {
+                    return Err(refuse("it is not a listening TCP socket".into()));
+                }
             }
         }
         Inherited::EventFd => {
