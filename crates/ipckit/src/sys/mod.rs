@@ -26,6 +26,7 @@
 //!   calls only), `wait4` with the child's usage, `getrusage`, `pidfd_send_signal`.
 //! - `signal`: `sigaction` with the one async-signal-safe handler, `pthread_sigmask`,
 //!   `signalfd`, `kill`, `sigqueue`, `RLIMIT_SIGPENDING`.
+//! - `tcp`: a TCP listener with `SO_REUSEADDR`/`SO_REUSEPORT` set before `bind`.
 //! - `async_fd` (feature `tokio`): registering an owned descriptor with tokio's reactor.
 //!
 //! Why libc and not rustix: the mechanisms ipckit covers need `mq_*`, `msg*`, `sigaction` and
@@ -54,4 +55,5 @@ pub(crate) mod shm;
 pub(crate) mod signal;
 pub(crate) mod socket;
 pub(crate) mod sysv;
+pub(crate) mod tcp;
 pub(crate) mod zerocopy;

@@ -138,6 +138,8 @@ pub(crate) enum Inherited {
     EventFd,
     /// A connected `AF_UNIX` stream socket (one end of a socketpair).
     UnixStream,
+    /// A listening TCP socket (IPv4 or IPv6).
+    TcpListener,
 }
 
 impl Inherited {
@@ -147,6 +149,7 @@ impl Inherited {
             Inherited::PipeWrite => "the write end of a pipe",
             Inherited::EventFd => "an eventfd",
             Inherited::UnixStream => "a Unix stream socket",
+            Inherited::TcpListener => "a listening TCP socket",
         }
     }
 }
@@ -245,6 +248,19 @@ pub(crate) fn adopt_inherited(fd: RawFd, expected: Inherited) -> io::Result<Owne
                 || kind(libc::SO_TYPE).ok() != Some(libc::SOCK_STREAM)
             {
                 return Err(refuse("it is not an AF_UNIX stream socket".into()));
+            }
+        }
+        Inherited::TcpListener => {
+            // SAFETY: `fd` is open (checked above) and stays open for the call; the borrow
+            // ends with it.
+            let b = unsafe { BorrowedFd::borrow_raw(fd) };
+            let opt = |name| super::socket::int_opt(b, libc::SOL_SOCKET, name).ok();
+            let domain = opt(libc::SO_DOMAIN);
+            if !matches!(domain, Some(libc::AF_INET | libc::AF_INET6))
+                || opt(libc::SO_TYPE) != Some(libc::SOCK_STREAM)
+                || opt(libc::SO_ACCEPTCONN) != Some(1)
+            {
+                return Err(refuse("it is not a listening TCP socket".into()));
             }
         }
         Inherited::EventFd => {
