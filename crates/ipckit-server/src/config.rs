@@ -57,7 +57,9 @@ impl FromStr for AcceptMode {
         match s {
             "exclusive" => Ok(AcceptMode::Exclusive),
             "reuseport" => Ok(AcceptMode::ReusePort),
-            _ => Err(format!("'{s}' is not an accept mode: exclusive or reuseport")),
+            _ => Err(format!(
+                "'{s}' is not an accept mode: exclusive or reuseport"
+            )),
         }
     }
 }
@@ -154,16 +156,19 @@ impl Config {
                 continue;
             }
             let Some((k, v)) = line.split_once('=') else {
-                return Err(bad(path, n, format!("expected 'key = value', got '{line}'")));
+                return Err(bad(
+                    path,
+                    n,
+                    format!("expected 'key = value', got '{line}'"),
+                ));
             };
             let (k, v) = (k.trim(), v.trim());
             if v.is_empty() {
                 return Err(bad(path, n, format!("'{k}' has no value")));
             }
             let num = |v: &str| -> io::Result<u64> {
-                v.parse::<u64>().map_err(|_| {
-                    bad(path, n, format!("{k}: '{v}' is not a non-negative integer"))
-                })
+                v.parse::<u64>()
+                    .map_err(|_| bad(path, n, format!("{k}: '{v}' is not a non-negative integer")))
             };
             let file = |v: &str| -> PathBuf {
                 let p = PathBuf::from(v);
@@ -196,7 +201,9 @@ impl Config {
                     "root"
                 }
                 "accept" => {
-                    c.accept = v.parse().map_err(|e: String| bad(path, n, format!("accept: {e}")))?;
+                    c.accept = v
+                        .parse()
+                        .map_err(|e: String| bad(path, n, format!("accept: {e}")))?;
                     "accept"
                 }
                 "keepalive_timeout_ms" => {
@@ -245,8 +252,12 @@ impl Config {
         if !listen.is_empty() {
             c.listen = listen;
         }
-        c.check()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
+        c.check().map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
         Ok(c)
     }
 
@@ -317,7 +328,10 @@ mod tests {
         assert_eq!(c.accept, AcceptMode::ReusePort);
         assert_eq!(c.error_log.as_deref(), Some(Path::new("/base/logs/e.log")));
         assert_eq!(c.max_header_bytes, 4096);
-        assert_eq!(c.keepalive_timeout_ms, Config::default().keepalive_timeout_ms);
+        assert_eq!(
+            c.keepalive_timeout_ms,
+            Config::default().keepalive_timeout_ms
+        );
     }
 
     #[test]
@@ -326,7 +340,10 @@ mod tests {
             ("workers = 2\nbogus = 1\n", "t.conf:2: unknown key 'bogus'"),
             ("\nworkers = two\n", "t.conf:2: workers: 'two' is not"),
             ("listen = nowhere\n", "t.conf:1: listen: 'nowhere'"),
-            ("workers = 1\nworkers = 2\n", "t.conf:2: 'workers' is set twice"),
+            (
+                "workers = 1\nworkers = 2\n",
+                "t.conf:2: 'workers' is set twice",
+            ),
             ("just words\n", "t.conf:1: expected 'key = value'"),
             ("accept = maybe\n", "t.conf:1: accept: 'maybe'"),
             ("workers = 0\n", "workers: 0 is out of range"),

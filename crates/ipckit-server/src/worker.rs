@@ -44,12 +44,14 @@ impl WorkerSpec {
         let s = std::env::var(Self::ENV).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("{} is not set: --worker is started by the master", Self::ENV),
+                format!(
+                    "{} is not set: --worker is started by the master",
+                    Self::ENV
+                ),
             )
         })?;
-        serde_json::from_str(&s).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", Self::ENV))
-        })
+        serde_json::from_str(&s)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", Self::ENV)))
     }
 }
 
