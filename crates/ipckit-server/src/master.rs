@@ -294,7 +294,8 @@ const FIRST_WORKER_TOKEN: u64 = 16;
 const FAST_GRACE: Duration = Duration::from_secs(3);
 /// How long a reload waits for its new generation before giving up on it.
 const RELOAD_WAIT: Duration = Duration::from_secs(5);
-/// A worker that dies sooner than this after starting is replaced after [`RESPAWN_BACKOFF`].
+/// A worker that dies sooner than this after starting, twice in a row in one slot, is
+/// replaced after [`RESPAWN_BACKOFF`] (a crash loop must not spin the master).
 const MIN_LIFE: Duration = Duration::from_millis(200);
 const RESPAWN_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -320,6 +321,8 @@ struct Master {
     next_token: u64,
     reload: Option<Reload>,
     respawns: Vec<Respawn>,
+    /// When a worker of each slot last died soon after starting.
+    quick_deaths: HashMap<usize, Instant>,
     phase: Phase,
 }
 
@@ -390,6 +393,7 @@ impl Master {
             next_token: FIRST_WORKER_TOKEN,
             reload: None,
             respawns: Vec::new(),
+            quick_deaths: HashMap::new(),
             phase: Phase::Running,
         };
         m.create_state()?;
@@ -755,7 +759,13 @@ impl Master {
                     .is_some_and(|r| r.old_generation == w.generation));
         if !unexpected {
             self.log.line(&what);
-        } else if w.started.elapsed() < MIN_LIFE {
+        } else if w.started.elapsed() < MIN_LIFE
+            && self
+                .quick_deaths
+                .insert(w.slot, died)
+                .is_some_and(|prev| died - prev < 2 * RESPAWN_BACKOFF)
+        {
+            // The second quick death in this slot in a row: a crash loop, not a kill.
             self.log.line(&format!(
                 "{what} {} ms after starting; replacing it in {} ms",
                 w.started.elapsed().as_millis(),
@@ -856,8 +866,12 @@ impl Master {
                 due
             };
             let generation = self.generation;
+            let any = !due.is_empty();
             for r in due {
                 self.replace(r.idx, r.slot, generation, r.died, &r.what);
+            }
+            if any {
+                self.write_state();
             }
         }
         let grace = Duration::from_millis(self.config.graceful_timeout_ms);
@@ -998,7 +1012,12 @@ impl Master {
             let _ = std::fs::remove_file(&self.state_path);
             self.state_written = false;
         }
-        self.log.line("exiting");
+        // Every worker is gone: the board's totals are final (a slot reused by a replacement
+        // counts from zero again, so a replaced worker's requests are not in them).
+        let requests: u64 = self.board.snapshot().iter().map(|s| s.requests).sum();
+        self.log.line(&format!(
+            "exiting; the board counts {requests} requests served"
+        ));
     }
 }
 

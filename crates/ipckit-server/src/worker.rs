@@ -69,6 +69,7 @@ struct Conn {
     inb: Vec<u8>,
     out: Vec<u8>,
     close_after: bool,
+    served: u64,
     last: Instant,
 }
 
@@ -123,7 +124,8 @@ fn serve(spec: WorkerSpec) -> io::Result<i32> {
     let keepalive = Duration::from_millis(spec.config.keepalive_timeout_ms);
     loop {
         if let Some(d) = draining {
-            conns.retain(|_, c| !(c.inb.is_empty() && c.out.is_empty()));
+            // Idle keep-alive connections go; a fresh one gets its first request answered.
+            conns.retain(|_, c| !(c.served > 0 && c.inb.is_empty() && c.out.is_empty()));
             if conns.is_empty() {
                 st.active = 0;
                 board.write_slot(spec.slot, st);
@@ -168,6 +170,7 @@ fn serve(spec: WorkerSpec) -> io::Result<i32> {
                                     inb: Vec::new(),
                                     out: Vec::new(),
                                     close_after: false,
+                                    served: 0,
                                     last: Instant::now(),
                                 },
                             );
@@ -219,6 +222,7 @@ fn step(c: &mut Conn, st: &mut SlotSnapshot, readable: bool) -> bool {
         let head = String::from_utf8_lossy(&c.inb[..end]).to_ascii_lowercase();
         c.inb.drain(..end + 4);
         st.requests += 1;
+        c.served += 1;
         c.out.extend_from_slice(RESPONSE);
         if head.contains("connection: close") {
             c.close_after = true;
