@@ -123,11 +123,20 @@ impl<'a> Server<'a> {
 
 impl Drop for Server<'_> {
     fn drop(&mut self) {
-        if self.bg.is_some() {
-            for (_, pid, _, _) in self.workers() {
+        if let Some(bg) = &self.bg {
+            // A failed test: stop the master as an operator would, so it removes its state
+            // file and status board; then make sure nothing of it survives.
+            let workers = self.workers();
+            let master = bg.pid();
+            kill(master, libc::SIGTERM);
+            let until = Instant::now() + Duration::from_secs(5);
+            while alive(master) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            for (_, pid, _, _) in workers {
                 kill(pid, libc::SIGKILL);
             }
-            // Bg's drop kills the master.
+            // Bg's drop kills the master if it is still there.
         }
     }
 }
