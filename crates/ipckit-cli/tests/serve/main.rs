@@ -134,7 +134,11 @@ impl Drop for Server<'_> {
                 std::thread::sleep(Duration::from_millis(10));
             }
             for (_, pid, _, _) in workers {
-                kill(pid, libc::SIGKILL);
+                // Only if the pid is still a worker (not reused since).
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmd).contains("--worker") {
+                    kill(pid, libc::SIGKILL);
+                }
             }
             // Bg's drop kills the master if it is still there.
         }
@@ -563,4 +567,85 @@ fn hup_with_a_broken_config_keeps_serving() {
     );
     std::fs::remove_file(&conf).unwrap();
     assert_nothing_left(&env, master, &pids);
+}
+
+#[test]
+fn usr1_reopens_the_error_log() {
+    let env = TestEnv::new("serve-usr1");
+    let conf = env.path("serve.conf");
+    let log = env.path("error.log");
+    std::fs::write(&conf, format!("error_log = {log}\n")).unwrap();
+    let s = Server::start(&env, 1, &["--config", &conf]);
+    // As logrotate does: move the file away, then ask for a reopen.
+    let old = env.path("error.log.1");
+    std::fs::rename(&log, &old).unwrap();
+    s.signal(libc::SIGUSR1);
+    let until = Instant::now() + WATCHDOG;
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("logs reopened")) {
+        assert!(Instant::now() < until, "no new error log after USR1");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let first = std::fs::read_to_string(&old).unwrap();
+    assert!(first.contains("listening on"), "{first}");
+    let master = s.master_pid();
+    let pids: Vec<u32> = s.workers().iter().map(|w| w.1).collect();
+    s.signal(libc::SIGQUIT);
+    assert_eq!(s.finish().code(), Some(0));
+    for f in [&conf, &log, &old] {
+        std::fs::remove_file(f).unwrap();
+    }
+    assert_nothing_left(&env, master, &pids);
+}
+
+#[test]
+fn after_kill_9_of_the_master_clean_removes_the_board_and_a_new_master_takes_the_port() {
+    let env = TestEnv::new("serve-master9");
+    let s = Server::start(&env, 1, &[]);
+    let master = s.master_pid();
+    let workers: Vec<u32> = s.workers().iter().map(|w| w.1).collect();
+    kill(master, libc::SIGKILL);
+    for &w in &workers {
+        kill(w, libc::SIGKILL);
+    }
+    let until = Instant::now() + WATCHDOG;
+    while alive(master) || workers.iter().any(|&w| alive(w)) {
+        assert!(Instant::now() < until);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(shm_exists(master), "kill -9 cannot clean up");
+    let out = env.run(&["clean"], b"");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        !shm_exists(master),
+        "ipckit clean left the board: {}",
+        out.stdout
+    );
+    // --status does not take the stale state file for a running server.
+    let st = s.status();
+    assert_eq!(st.status.code(), Some(1), "{}", st.stdout);
+    // A new master on the same port reclaims the stale state file.
+    let port = s.port;
+    let mut s = s;
+    // Reap the dead master; nothing else of it is left to stop.
+    drop(s.bg.take());
+    drop(s);
+    let addr = format!("127.0.0.1:{port}");
+    let mut c = env.cmd(&["serve", "--listen", &addr, "--workers", "1"]);
+    c.env("XDG_RUNTIME_DIR", &env.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let s2 = Server {
+        env: &env,
+        bg: Some(Bg::start(c.spawn().unwrap())),
+        port,
+        workers: 1,
+    };
+    s2.wait_generation(1);
+    assert_eq!(get_once(&s2.addr()).unwrap(), Reply::Ok);
+    let master2 = s2.master_pid();
+    let pids: Vec<u32> = s2.workers().iter().map(|w| w.1).collect();
+    s2.signal(libc::SIGTERM);
+    assert_eq!(s2.finish().code(), Some(0));
+    assert_nothing_left(&env, master2, &pids);
 }
