@@ -147,8 +147,9 @@ impl Log {
     fn line(&mut self, msg: &str) {
         let t = now_ns() / 1_000_000;
         let s = t / 1000;
+        let (y, mo, d) = civil_date(s / 86400);
         let text = format!(
-            "{:02}:{:02}:{:02}.{:03} ipckit serve master[{}]: {msg}\n",
+            "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}.{:03} ipckit serve master[{}]: {msg}\n",
             (s / 3600) % 24,
             (s / 60) % 60,
             s % 60,
@@ -171,6 +172,20 @@ impl Log {
         }
         Ok(())
     }
+}
+
+/// The UTC calendar date of a day number since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, for days after the epoch).
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + u64::from(m <= 2), m, d)
 }
 
 fn open_log(p: &Path) -> io::Result<File> {
@@ -579,6 +594,11 @@ impl Master {
         };
         self.phase = Phase::Stopping { fast, deadline };
         self.respawns.clear();
+        if let Some(r) = self.reload.take() {
+            // Both generations stop now; the old one's sockets go when its workers have.
+            self.retired_listeners
+                .push((r.old_generation, r.old_listeners));
+        }
         self.signal_workers(sig, |_| true);
         let now = Instant::now();
         for w in self.workers.values_mut() {
@@ -841,6 +861,9 @@ impl Master {
                 if let (Some(died), true) = (w.replacing, published) {
                     w.replacing = None;
                     up.push((w.child.id(), w.slot, died.elapsed()));
+                } else if w.replacing.is_some_and(|d| d.elapsed() > RELOAD_WAIT) {
+                    // It never published its pid: stop polling for it (it is still watched).
+                    w.replacing = None;
                 }
             }
             for (pid, slot, d) in up {
@@ -1125,13 +1148,23 @@ fn print_status(path: &Path, s: &State, out: &mut dyn Write) -> io::Result<()> {
         "slot", "pid", "gen", "requests", "conns", "active", "errors", "4xx", "5xx", "age"
     )?;
     let now = now_ns();
+    let boot_ns = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|u| u.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0, |s| (s * 1e9) as u64);
     let mut total = [0u64; 7];
     for w in &s.workers {
         let c = snap.get(w.slot).copied().unwrap_or_default();
         let fresh = c.pid == u64::from(w.pid);
         let c = if fresh { c } else { Default::default() };
+        // Times before 2001 are taken for a clock since boot (CLOCK_MONOTONIC/BOOTTIME).
+        let clock = if c.started_ns < 1_000_000_000_000_000_000 {
+            boot_ns
+        } else {
+            now
+        };
         let age = if fresh && c.started_ns > 0 {
-            format!("{:.1}s", now.saturating_sub(c.started_ns) as f64 / 1e9)
+            format!("{:.1}s", clock.saturating_sub(c.started_ns) as f64 / 1e9)
         } else {
             "starting".into()
         };
@@ -1169,4 +1202,16 @@ fn print_status(path: &Path, s: &State, out: &mut dyn Write) -> io::Result<()> {
         "all", total[6], "", total[0], total[1], total[2], total[3], total[4], total[5]
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::civil_date;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(11_016), (2000, 2, 29));
+        assert_eq!(civil_date(20_417), (2025, 11, 25));
+    }
 }
