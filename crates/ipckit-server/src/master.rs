@@ -22,8 +22,8 @@
 //! connection: the socket and its queue live on in the master, and the next worker with that
 //! index accepts from it.
 //!
-//! Others find a running master through a state file, `$XDG_RUNTIME_DIR` (or `/tmp`)
-//! `/ipckit-serve-<first port>.json`, 0600, created exclusively and removed on exit; it names
+//! Others find a running master through a state file, `$XDG_RUNTIME_DIR` (or
+//! `/tmp/ipckit-serve-<euid>`)`/ipckit-serve-<first port>.json`, 0600, created exclusively and removed on exit; it names
 //! the master's pid, its status board (`/ipckit-serve-<pid>`, a POSIX shared memory object
 //! recorded in ipckit's registry, so `ipckit clean` removes it after a `kill -9` of the
 //! master) and the live workers. [`status`] reads both.
@@ -110,12 +110,42 @@ pub struct StateWorker {
     pub retiring: bool,
 }
 
-/// Where state files live: `$XDG_RUNTIME_DIR` if it is a directory, else `/tmp`.
+/// Where state files live: `$XDG_RUNTIME_DIR` if it is a directory, else
+/// `/tmp/ipckit-serve-<euid>` (a directory of our own, so another user cannot plant or hold
+/// the name in the shared `/tmp`).
 pub fn state_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
         Some(d) if d.is_dir() => d,
-        _ => PathBuf::from("/tmp"),
+        _ => PathBuf::from(format!("/tmp/ipckit-serve-{}", euid())),
     }
+}
+
+/// This process's effective uid (the owner of `/proc/self`).
+fn euid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
+}
+
+/// [`state_dir`], created 0700 if missing, and checked to be ours and closed to others.
+fn ensure_state_dir() -> io::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let d = state_dir();
+    match std::fs::DirBuilder::new().mode(0o700).create(&d) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", d.display()))),
+    }
+    let md = std::fs::symlink_metadata(&d)?;
+    if !md.is_dir() || md.uid() != euid() || md.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a directory of ours closed to others",
+                d.display()
+            ),
+        ));
+    }
+    Ok(d)
 }
 
 /// The state file of a master whose first address has this port.
@@ -381,6 +411,7 @@ impl Master {
         let exe = std::env::current_exe()
             .map_err(|e| io::Error::new(e.kind(), format!("finding this program: {e}")))?;
         let listeners = Listeners::build(&config, None)?;
+        ensure_state_dir()?;
         let state_path = state_path(listeners.local_addrs().first().map_or(0, SocketAddr::port));
         let pid = std::process::id();
         let board_name = format!("/ipckit-serve-{pid}");
@@ -1059,6 +1090,13 @@ fn describe(s: &io::Result<ExitStatus>) -> String {
 }
 
 fn read_state(p: &Path) -> io::Result<State> {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::symlink_metadata(p)?.uid() != euid() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} is not ours", p.display()),
+        ));
+    }
     let text = std::fs::read_to_string(p)?;
     serde_json::from_str(&text)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display())))
@@ -1077,7 +1115,12 @@ pub fn running(port: Option<u16>) -> io::Result<Vec<(PathBuf, State)>> {
     let paths: Vec<PathBuf> = match port {
         Some(p) => vec![state_path(p)],
         None => {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(state_dir())?
+            let entries = match std::fs::read_dir(state_dir()) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let mut v: Vec<PathBuf> = entries
                 .filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| {

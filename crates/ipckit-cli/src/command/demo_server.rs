@@ -167,7 +167,10 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         }
         found
     };
-    show_log("listening on");
+    anyhow::ensure!(
+        show_log("listening on").is_some(),
+        "the master did not start (its log is above)"
+    );
     let s1 = wait_generation(port, 1, 2)?;
     println!(
         "[demo] master {} runs generation 1: workers {}",
