@@ -1197,28 +1197,30 @@ fn print_status(path: &Path, s: &State, out: &mut dyn Write) -> io::Result<()> {
         .map_or(0, |s| (s * 1e9) as u64);
     let mut total = [0u64; 7];
     for w in &s.workers {
-        let c = snap.get(w.slot).copied().unwrap_or_default();
-        let fresh = c.pid == u64::from(w.pid);
-        let c = if fresh { c } else { Default::default() };
-        // Times before 2001 are taken for a clock since boot (CLOCK_MONOTONIC/BOOTTIME).
-        let clock = if c.started_ns < 1_000_000_000_000_000_000 {
-            boot_ns
-        } else {
-            now
+        // The slot's counters, if the worker the state file names has claimed it yet.
+        let c = snap.get(w.slot).filter(|c| c.pid == u64::from(w.pid));
+        let age = match c {
+            Some(c) if c.started_ns > 0 => {
+                // Times before 2001 are taken for a clock since boot (CLOCK_MONOTONIC).
+                let clock = if c.started_ns < 1_000_000_000_000_000_000 {
+                    boot_ns
+                } else {
+                    now
+                };
+                format!("{:.1}s", clock.saturating_sub(c.started_ns) as f64 / 1e9)
+            }
+            _ => "starting".into(),
         };
-        let age = if fresh && c.started_ns > 0 {
-            format!("{:.1}s", clock.saturating_sub(c.started_ns) as f64 / 1e9)
-        } else {
-            "starting".into()
-        };
-        let vals = [
-            c.requests,
-            c.connections,
-            c.active,
-            c.errors,
-            c.status_4xx,
-            c.status_5xx,
-        ];
+        let vals = c.map_or([0; 6], |c| {
+            [
+                c.requests,
+                c.connections,
+                c.active,
+                c.errors,
+                c.status_4xx,
+                c.status_5xx,
+            ]
+        });
         for (t, v) in total.iter_mut().zip(vals) {
             *t += v;
         }
@@ -1229,12 +1231,12 @@ fn print_status(path: &Path, s: &State, out: &mut dyn Write) -> io::Result<()> {
             w.slot,
             w.pid,
             w.generation,
-            c.requests,
-            c.connections,
-            c.active,
-            c.errors,
-            c.status_4xx,
-            c.status_5xx,
+            vals[0],
+            vals[1],
+            vals[2],
+            vals[3],
+            vals[4],
+            vals[5],
             age,
             if w.retiring { "  retiring" } else { "" }
         )?;
