@@ -780,9 +780,18 @@ impl Master {
         self.signal_workers(Signal::SIGQUIT, |w| w.generation < generation);
         self.retired_listeners
             .push((r.old_generation, r.old_listeners));
+        let addrs: Vec<String> = self
+            .listeners
+            .local_addrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         self.log.line(&format!(
-            "generation {generation} is up ({} workers); retiring generation {} (pids {:?})",
-            self.config.workers, r.old_generation, retired
+            "generation {generation} is up ({} workers on {}); retiring generation {} (pids {:?})",
+            self.config.workers,
+            addrs.join(", "),
+            r.old_generation,
+            retired
         ));
         self.write_state();
     }

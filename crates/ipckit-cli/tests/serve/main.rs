@@ -649,3 +649,62 @@ fn after_kill_9_of_the_master_clean_removes_the_board_and_a_new_master_takes_the
     assert_eq!(s2.finish().code(), Some(0));
     assert_nothing_left(&env, master2, &pids);
 }
+
+#[test]
+fn hup_applies_new_addresses_and_worker_counts() {
+    let env = TestEnv::new("serve-readdr");
+    let (a, b) = (free_port(false), free_port(false));
+    let conf = env.path("serve.conf");
+    let write = |listen: &str, workers: usize| {
+        std::fs::write(
+            &conf,
+            format!("listen = {listen}\nworkers = {workers}\naccept = reuseport\n"),
+        )
+        .unwrap();
+    };
+    write(&format!("127.0.0.1:{a}"), 2);
+    let mut c = env.cmd(&["serve", "--config", &conf]);
+    c.env("XDG_RUNTIME_DIR", &env.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // The state file is named after the first port at start, whatever reloads do.
+    let mut s = Server {
+        env: &env,
+        bg: Some(Bg::start(c.spawn().unwrap())),
+        port: a,
+        workers: 2,
+    };
+    s.wait_generation(1);
+    let (at_a, at_b) = (format!("127.0.0.1:{a}"), format!("127.0.0.1:{b}"));
+    assert_eq!(get_once(&at_a).unwrap(), Reply::Ok);
+    assert!(get_once(&at_b).is_err(), "nothing listens on {b} yet");
+
+    write(&format!("127.0.0.1:{a}, 127.0.0.1:{b}"), 3);
+    s.workers = 3;
+    s.signal(libc::SIGHUP);
+    s.wait_generation(2);
+    for _ in 0..20 {
+        assert_eq!(get_once(&at_a).unwrap(), Reply::Ok);
+        assert_eq!(get_once(&at_b).unwrap(), Reply::Ok);
+    }
+
+    write(&format!("127.0.0.1:{b}"), 1);
+    s.workers = 1;
+    s.signal(libc::SIGHUP);
+    s.wait_generation(3);
+    assert_eq!(get_once(&at_b).unwrap(), Reply::Ok);
+    // The old generation is gone, and with it the last copy of the socket on `a`.
+    let until = Instant::now() + WATCHDOG;
+    while get_once(&at_a).is_ok() {
+        assert!(Instant::now() < until, "{a} is still served");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let master = s.master_pid();
+    let pids: Vec<u32> = s.workers().iter().map(|w| w.1).collect();
+    s.signal(libc::SIGQUIT);
+    let out = s.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    std::fs::remove_file(&conf).unwrap();
+    assert_nothing_left(&env, master, &pids);
+}
