@@ -689,6 +689,17 @@ impl Master {
                 return;
             }
         };
+        if new.error_log != self.config.error_log {
+            match Log::open(new.error_log.clone()) {
+                Ok(l) => {
+                    self.log.line("switching to the new error log");
+                    self.log = l;
+                }
+                Err(e) => self.log.line(&format!("keeping the error log: {e}")),
+            }
+        }
+        // Replacements still waiting are moot: the new generation has every index.
+        self.respawns.clear();
         let old_listeners = std::mem::replace(&mut self.listeners, listeners);
         let old_config = std::mem::replace(&mut self.config, new);
         let old_generation = self.generation;
@@ -759,7 +770,32 @@ impl Master {
         self.generation = r.old_generation;
         let failed_listeners = std::mem::replace(&mut self.listeners, r.old_listeners);
         self.retired_listeners.push((failed, failed_listeners));
+        self.fill_generation();
         self.write_state();
+    }
+
+    /// Starts a worker for every index of the current generation that has none (one that
+    /// died while a reload was pending, whose replacement was dropped with the reload).
+    fn fill_generation(&mut self) {
+        let generation = self.generation;
+        for idx in 0..self.config.workers {
+            let present = self
+                .workers
+                .values()
+                .any(|w| w.generation == generation && w.idx == idx && w.quit_at.is_none());
+            if present {
+                continue;
+            }
+            let Some(slot) = self.free_slot() else {
+                break;
+            };
+            match self.spawn(idx, slot, generation) {
+                Ok(pid) => self.log.line(&format!(
+                    "started worker {pid} (slot {slot}) for a missing one of generation {generation}"
+                )),
+                Err(e) => self.log.line(&format!("starting a worker: {e}")),
+            }
+        }
     }
 
     fn finish_reload(&mut self) {
