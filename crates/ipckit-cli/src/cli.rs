@@ -448,7 +448,9 @@ pub struct ServeArgs {
     /// A config file of `key = value` lines (the flags override it; re-read on HUP).
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
-    /// How workers share accepting: one socket with EPOLLEXCLUSIVE, or SO_REUSEPORT sockets.
+    /// How workers share accepting: exclusive (one socket per address, EPOLLEXCLUSIVE) or
+    /// reuseport (one SO_REUSEPORT socket per address and worker) [default: the config
+    /// file's, else exclusive].
     #[arg(long, value_name = "MODE", value_parser = parse_accept)]
     pub accept: Option<ipckit_server::config::AcceptMode>,
     /// Print the running server's workers and counters, then exit (1 if none runs).
