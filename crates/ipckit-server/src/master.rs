@@ -1037,7 +1037,7 @@ impl Master {
     /// Creates the state file exclusively; a stale one (its master is dead) is replaced.
     fn create_state(&mut self) -> io::Result<()> {
         let p = self.state_path.clone();
-        for _ in 0..2 {
+        for _ in 0..3 {
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -1062,8 +1062,22 @@ impl Master {
                             ),
                         ));
                     }
+                    // Unreadable and fresh: another master is writing it right now.
+                    let fresh = std::fs::metadata(&p)
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t.elapsed().is_ok_and(|a| a < Duration::from_secs(2)));
+                    if read_state(&p).is_err() && fresh {
+                        return Err(io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            format!("{} is being created by another ipckit serve", p.display()),
+                        ));
+                    }
                     // Its master is gone: a leftover of a kill -9.
                     std::fs::remove_file(&p)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // The directory went with the last master that used it: make it again.
+                    ensure_state_dir()?;
                 }
                 Err(e) => {
                     return Err(io::Error::new(
@@ -1110,6 +1124,12 @@ impl Master {
         if self.state_written {
             let _ = std::fs::remove_file(&self.state_path);
             self.state_written = false;
+            let dir = state_dir();
+            if dir.starts_with("/tmp") {
+                // Our own directory in /tmp: gone with its last state file (fails while
+                // another master's is there).
+                let _ = std::fs::remove_dir(dir);
+            }
         }
         // Every worker is gone: the board's totals are final (a slot reused by a replacement
         // counts from zero again, so a replaced worker's requests are not in them).
