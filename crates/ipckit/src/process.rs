@@ -23,3 +23,28 @@ use std::os::fd::OwnedFd;
 pub fn pidfd(pid: u32) -> io::Result<OwnedFd> {
     proc::pidfd_open(pid).map_err(|e| io::Error::new(e.kind(), format!("pidfd_open({pid}): {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::epoll::{Epoll, Events, Interest};
+    use std::time::Duration;
+
+    #[test]
+    fn a_pidfd_is_readable_once_the_child_exits() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let fd = pidfd(child.id()).unwrap();
+        let ep = Epoll::new().unwrap();
+        ep.add(&fd, 1, Interest::READABLE).unwrap();
+        let mut ev = Events::with_capacity(1);
+        assert_eq!(ep.wait(&mut ev, Some(Duration::ZERO)).unwrap(), 0);
+        child.kill().unwrap();
+        assert_eq!(ep.wait(&mut ev, Some(Duration::from_secs(20))).unwrap(), 1);
+        child.wait().unwrap();
+        let e = pidfd(u32::MAX >> 2).unwrap_err();
+        assert!(e.to_string().contains("pidfd_open"), "{e}");
+    }
+}
