@@ -35,6 +35,9 @@ pub enum Command {
     Signal(SignalArgs),
     /// Run STAGE | STAGE | ... without a shell; exit with the pipeline's status, as bash does.
     Pipeline(PipelineArgs),
+    /// Serve HTTP nginx-style: a master and N worker processes, controlled by signals
+    /// (TERM/INT fast stop, QUIT graceful stop, HUP reload, USR1 reopen logs).
+    Serve(ServeArgs),
 }
 
 /// A list of mechanisms (`pipe,uds` or `all`), the TCP/UDP variants of the bench among them
@@ -423,4 +426,37 @@ mod tests {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} accepted");
         }
     }
+}
+
+fn parse_accept(s: &str) -> Result<ipckit_server::config::AcceptMode, String> {
+    s.parse()
+}
+
+/// `ipckit serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// An address to listen on, e.g. 127.0.0.1:8080, or an IPv6 one in brackets
+    /// (repeatable) [default: the config file's, else 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Worker processes [default: one per CPU].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Serve static files from this directory (else `GET /` answers `Hello, World!`).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<std::path::PathBuf>,
+    /// A config file of `key = value` lines (the flags override it; re-read on HUP).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// How workers share accepting: exclusive (one socket per address, EPOLLEXCLUSIVE) or
+    /// reuseport (one SO_REUSEPORT socket per address and worker) [default: the config
+    /// file's, else exclusive].
+    #[arg(long, value_name = "MODE", value_parser = parse_accept)]
+    pub accept: Option<ipckit_server::config::AcceptMode>,
+    /// Print the running server's workers and counters, then exit (1 if none runs).
+    #[arg(long)]
+    pub status: bool,
+    /// Run as a worker (started by the master, which passes the spec in the environment).
+    #[arg(long, hide = true)]
+    pub worker: bool,
 }

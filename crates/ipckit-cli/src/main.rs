@@ -83,8 +83,10 @@ fn main() -> ExitCode {
             }
         }
     };
-    // `signal listen` blocks its signals here, before anything can start a thread.
-    let r = command::signal::block_before_threads(&cli.command).and_then(|()| command::run(&cli));
+    // `signal listen` and `serve` block their signals here, before anything can start a thread.
+    let r = command::signal::block_before_threads(&cli.command)
+        .and_then(|()| command::serve::block_before_threads(&cli.command))
+        .and_then(|()| command::run(&cli));
     match r {
         Ok(code) => code,
         Err(e) => {

@@ -291,6 +291,9 @@ struct Conn {
     /// read and discarded until EOF (or the deadline), so that unread bytes do not make the
     /// kernel reset the connection before the client reads that response.
     lingering: bool,
+    /// Requests answered on this connection: a draining worker closes an idle connection
+    /// only once it was served, never one just accepted whose first request is on its way.
+    served: u64,
 }
 
 struct Worker<'b, 'l> {
@@ -541,6 +544,7 @@ impl Worker<'_, '_> {
             close_after: false,
             eof: false,
             lingering: false,
+            served: 0,
         });
         self.live += 1;
         self.slot.connections.fetch_add(1, Relaxed);
@@ -574,6 +578,7 @@ impl Worker<'_, '_> {
         };
         let mut tally = Tally::default();
         let verdict = self.drive_conn(&mut conn, read_to_eof, &mut tally);
+        conn.served += tally.requests;
         if tally.requests > 0 {
             self.slot.requests.fetch_add(tally.requests, Relaxed);
         }
@@ -650,7 +655,7 @@ impl Worker<'_, '_> {
         }
         // Waiting for input.
         if c.input.is_empty() {
-            if self.draining.is_some() {
+            if self.draining.is_some() && (c.served > 0 || t.requests > 0) {
                 return Verdict::Close;
             }
             c.header_clock = false;

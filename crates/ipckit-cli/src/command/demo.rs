@@ -17,6 +17,8 @@ mod mq_priority;
 mod pipe;
 #[path = "demo_pipeline.rs"]
 mod pipeline_demo;
+#[path = "demo_server.rs"]
+mod server;
 #[path = "demo_shm_ring.rs"]
 mod shm_ring;
 #[path = "demo_shutdown.rs"]
@@ -141,6 +143,12 @@ const TOPICS: &[Topic] = &[
         about:
             "zero-copy: read/write vs vmsplice, splice, sendfile, MSG_ZEROCOPY (copied on loopback)",
         run: Some(zero_copy::run),
+        child: None,
+    },
+    Topic {
+        name: "server",
+        about: "ipckit serve: a master and 2 workers; kill -9, reload (HUP), graceful stop (QUIT)",
+        run: Some(server::run),
         child: None,
     },
 ];

@@ -7,6 +7,7 @@ pub mod list;
 pub mod pipeline;
 pub mod recv;
 pub mod send;
+pub mod serve;
 pub mod signal;
 
 use crate::cli::{Cli, Command};
@@ -25,5 +26,6 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => done(demo::run(a)),
         Command::Signal(a) => done(signal::run(a)),
         Command::Pipeline(a) => pipeline::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }

@@ -1291,3 +1291,34 @@ fn bench_zero_copy_rows() {
     assert_eq!(v["options"]["zero_copy"][0], "pipe-vmsplice");
     env.assert_clean();
 }
+
+#[test]
+fn demo_server_short() {
+    let env = TestEnv::new("demo-server");
+    let mut c = env.cmd(&["demo", "server", "--short"]);
+    c.env("XDG_RUNTIME_DIR", &env.dir);
+    let out = util::output_within(&mut c, std::time::Duration::from_secs(60), "demo server");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "pipelining",
+        "kill -9 worker",
+        "replaced by worker",
+        "generation 2 came up first",
+        "master exited 0",
+        "result: ",
+    ] {
+        assert!(stdout.contains(needle), "no '{needle}' in: {stdout}");
+    }
+    let master = stdout
+        .split("[demo] master ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap();
+    assert!(!exists(&format!("/dev/shm/ipckit-serve-{master}")));
+    env.assert_clean();
+}

@@ -27,6 +27,7 @@
 //! - `signal`: `sigaction` with the one async-signal-safe handler, `pthread_sigmask`,
 //!   `signalfd`, `kill`, `sigqueue`, `RLIMIT_SIGPENDING`.
 //! - `fs`: `openat2` with `RESOLVE_*` flags (opening a path that cannot escape a directory).
+//! - `tcp`: a TCP listener with `SO_REUSEADDR`/`SO_REUSEPORT` set before `bind`.
 //! - `async_fd` (feature `tokio`): registering an owned descriptor with tokio's reactor.
 //!
 //! Why libc and not rustix: the mechanisms ipckit covers need `mq_*`, `msg*`, `sigaction` and
@@ -56,4 +57,5 @@ pub(crate) mod shm;
 pub(crate) mod signal;
 pub(crate) mod socket;
 pub(crate) mod sysv;
+pub(crate) mod tcp;
 pub(crate) mod zerocopy;

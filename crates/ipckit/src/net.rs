@@ -1,0 +1,59 @@
+//! TCP listening sockets with the options a multi-process server needs.
+//!
+//! [`tcp_listener`] sets `SO_REUSEADDR` and, on request, `SO_REUSEPORT` before `bind`, which
+//! `std::net::TcpListener::bind` cannot. With `SO_REUSEPORT` several sockets of the same user
+//! bind one address and the kernel spreads incoming connections over them (one socket per
+//! worker process, no shared accept queue).
+//!
+//! # Examples
+//!
+//! ```
+//! # fn main() -> std::io::Result<()> {
+//! let fd = ipckit::net::tcp_listener("127.0.0.1:0".parse().unwrap(), false, 128)?;
+//! let l = std::net::TcpListener::from(fd);
+//! assert!(l.local_addr()?.port() != 0);
+//! # Ok(()) }
+//! ```
+
+use crate::sys::tcp;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+
+/// A listening TCP socket on `addr`: non-blocking, close-on-exec, `SO_REUSEADDR`, plus
+/// `SO_REUSEPORT` if `reuseport`; IPv6 addresses are `IPV6_V6ONLY`. `backlog` is passed to
+/// `listen` (the kernel caps it at `net.core.somaxconn`).
+///
+/// # Errors
+///
+/// The OS error of `socket`, `setsockopt`, `bind` (e.g. `AddrInUse`) or `listen`, with the
+/// address in the message.
+///
+/// # References
+///
+/// socket(7) `SO_REUSEPORT`, tcp(7), listen(2).
+#[doc(alias = "SO_REUSEPORT")]
+pub fn tcp_listener(addr: SocketAddr, reuseport: bool, backlog: i32) -> io::Result<OwnedFd> {
+    tcp::tcp_listener(addr, reuseport, backlog)
+        .map_err(|e| io::Error::new(e.kind(), format!("listening on {addr}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuseport_lets_sockets_share_a_port_and_plain_does_not() {
+        let a = tcp_listener("127.0.0.1:0".parse().unwrap(), true, 16).unwrap();
+        let addr = std::net::TcpListener::from(a.try_clone().unwrap())
+            .local_addr()
+            .unwrap();
+        let b = tcp_listener(addr, true, 16).unwrap();
+        let e = tcp_listener(addr, false, 16).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+        assert!(e.to_string().contains(&addr.to_string()), "{e}");
+        // Both accept connections to the one address.
+        let _c = std::net::TcpStream::connect(addr).unwrap();
+        drop((a, b));
+    }
+}

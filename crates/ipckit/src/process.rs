@@ -1,0 +1,50 @@
+//! Watching processes by descriptor.
+//!
+//! A pidfd names one process for its whole life (a reused pid is another process) and becomes
+//! readable when it exits, so a parent can wait for its children in the same `epoll` as its
+//! sockets and signals, with no `SIGCHLD` handler.
+
+use crate::sys::proc;
+use std::io;
+use std::os::fd::OwnedFd;
+
+/// A pidfd for `pid` (`pidfd_open(pid, 0)`): readable once the process has exited. It does
+/// not reap: a child still has to be waited for.
+///
+/// # Errors
+///
+/// `NotFound` (`ESRCH`) if no such process exists, or another OS error (e.g. `ENOSYS` on
+/// kernels before 5.3).
+///
+/// # References
+///
+/// pidfd_open(2).
+#[doc(alias = "pidfd_open")]
+pub fn pidfd(pid: u32) -> io::Result<OwnedFd> {
+    proc::pidfd_open(pid).map_err(|e| io::Error::new(e.kind(), format!("pidfd_open({pid}): {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::epoll::{Epoll, Events, Interest};
+    use std::time::Duration;
+
+    #[test]
+    fn a_pidfd_is_readable_once_the_child_exits() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let fd = pidfd(child.id()).unwrap();
+        let ep = Epoll::new().unwrap();
+        ep.add(&fd, 1, Interest::READABLE).unwrap();
+        let mut ev = Events::with_capacity(1);
+        assert_eq!(ep.wait(&mut ev, Some(Duration::ZERO)).unwrap(), 0);
+        child.kill().unwrap();
+        assert_eq!(ep.wait(&mut ev, Some(Duration::from_secs(20))).unwrap(), 1);
+        child.wait().unwrap();
+        let e = pidfd(u32::MAX >> 2).unwrap_err();
+        assert!(e.to_string().contains("pidfd_open"), "{e}");
+    }
+}
