@@ -5,6 +5,17 @@
 //! (or, in `cow-snapshot`, a fork of the first, which is the point of that demo).
 //! Every demo cleans up after itself and stops cleanly on Ctrl-C (exit status 130).
 
+/// `println!` for the demos' narration that returns the error instead of panicking when
+/// stdout is closed (`ipckit demo X | head`): the demo then stops early, its children reaped
+/// and its objects removed by their guards, and `main` treats `EPIPE` as a quiet success.
+/// Every line is `[role pid] ...`, and the last one is `result: ...`.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
 #[path = "demo_cow.rs"]
 mod cow;
 #[path = "demo_fd_pass.rs"]
@@ -38,117 +49,108 @@ use std::io::{self, Write};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// One topic: its name, what it teaches, and its walk-through if written.
+/// One topic: its name, its level on the learning path, what it teaches, and its walk-through.
 struct Topic {
     name: &'static str,
+    level: &'static str,
     about: &'static str,
-    run: Option<fn(&DemoArgs) -> anyhow::Result<()>>,
+    run: fn(&DemoArgs) -> anyhow::Result<()>,
     child: Option<fn(&str) -> anyhow::Result<()>>,
 }
 
-/// The topics in learning order.
+/// The topics in the learning path's order: beginner (signals, then pipes), intermediate
+/// (message queues, then shared memory), advanced (sockets, then an epoll server).
 const TOPICS: &[Topic] = &[
     Topic {
-        name: "pipe",
-        about: "anonymous pipes: a parent and the child it spawns, round trips",
-        run: Some(pipe::run),
-        child: Some(pipe::child),
-    },
-    Topic {
-        name: "fifo",
-        about: "named FIFOs: open rules, end-of-file after the last writer, reopening",
-        run: Some(fifo::run),
-        child: Some(fifo::child),
-    },
-    Topic {
-        name: "pipeline",
-        about: "shell pipelines without a shell: a | b | c, PIPESTATUS, SIGPIPE, pipefail",
-        run: Some(pipeline_demo::run),
-        child: None,
-    },
-    Topic {
-        name: "stream",
-        about: "streaming with backpressure: a fast downloader blocks on a slow player",
-        run: Some(stream::run),
-        child: Some(stream::child),
-    },
-    Topic {
-        name: "uds",
-        about: "Unix stream sockets: connections and peer credentials",
-        run: None,
-        child: None,
-    },
-    Topic {
-        name: "uds-dgram",
-        about: "Unix datagram and seqpacket sockets: message boundaries",
-        run: None,
-        child: None,
-    },
-    Topic {
-        name: "tcp-vs-udp",
-        about: "TCP and UDP: byte stream vs datagrams, flow control vs loss, Nagle, 65,507 B",
-        run: Some(tcp_vs_udp::run),
-        child: Some(tcp_vs_udp::child),
-    },
-    Topic {
-        name: "mq-priority",
-        about: "POSIX message queues: the highest priority is received first",
-        run: Some(mq_priority::run),
-        child: Some(mq_priority::child),
-    },
-    Topic {
-        name: "mq-sysv",
-        about: "System V queues: receiving by message type",
-        run: None,
-        child: None,
-    },
-    Topic {
-        name: "eventfd",
-        about: "eventfd: a counter, not a message carrier",
-        run: None,
-        child: None,
-    },
-    Topic {
         name: "signals",
+        level: "beginner",
         about: "signals: sigaction vs signalfd, real-time signals queue, standard ones coalesce",
-        run: Some(signals::run),
+        run: signals::run,
         child: Some(signals::child),
     },
     Topic {
         name: "shutdown",
+        level: "beginner",
         about: "graceful shutdown: drain in-flight work, reload on HUP, force on a second TERM",
-        run: Some(shutdown::run),
+        run: shutdown::run,
         child: Some(shutdown::child),
     },
     Topic {
+        name: "pipe",
+        level: "beginner",
+        about: "anonymous pipes: a parent and the child it spawns, round trips",
+        run: pipe::run,
+        child: Some(pipe::child),
+    },
+    Topic {
+        name: "fifo",
+        level: "beginner",
+        about: "named FIFOs: open rules, end-of-file after the last writer, reopening",
+        run: fifo::run,
+        child: Some(fifo::child),
+    },
+    Topic {
+        name: "pipeline",
+        level: "beginner",
+        about: "shell pipelines without a shell: a | b | c, PIPESTATUS, SIGPIPE, pipefail",
+        run: pipeline_demo::run,
+        child: None,
+    },
+    Topic {
+        name: "stream",
+        level: "beginner",
+        about: "streaming with backpressure: a fast downloader blocks on a slow player",
+        run: stream::run,
+        child: Some(stream::child),
+    },
+    Topic {
+        name: "mq-priority",
+        level: "intermediate",
+        about: "POSIX message queues: the highest priority is received first",
+        run: mq_priority::run,
+        child: Some(mq_priority::child),
+    },
+    Topic {
         name: "shm-ring",
+        level: "intermediate",
         about: "shared memory rings: zero-copy messages, spinning vs blocking waits",
-        run: Some(shm_ring::run),
+        run: shm_ring::run,
         child: Some(shm_ring::child),
     },
     Topic {
         name: "cow-snapshot",
+        level: "intermediate",
         about: "fork copy-on-write: snapshot a table while it takes writes (Redis BGSAVE)",
-        run: Some(cow::run),
+        run: cow::run,
         child: None,
     },
     Topic {
         name: "fd-pass",
+        level: "advanced",
         about: "passing descriptors (SCM_RIGHTS): a file, a pipe and a memfd to a child",
-        run: Some(fd_pass::run),
+        run: fd_pass::run,
         child: Some(fd_pass::child),
     },
     Topic {
+        name: "tcp-vs-udp",
+        level: "advanced",
+        about: "TCP and UDP: byte stream vs datagrams, flow control vs loss, Nagle, 65,507 B",
+        run: tcp_vs_udp::run,
+        child: Some(tcp_vs_udp::child),
+    },
+    Topic {
         name: "zero-copy",
+        level: "advanced",
         about:
             "zero-copy: read/write vs vmsplice, splice, sendfile, MSG_ZEROCOPY (copied on loopback)",
-        run: Some(zero_copy::run),
+        run: zero_copy::run,
         child: None,
     },
     Topic {
         name: "server",
+        level: "advanced",
         about: "ipckit serve: a master and 2 workers; kill -9, reload (HUP), graceful stop (QUIT)",
-        run: Some(server::run),
+        run: server::run,
         child: None,
     },
 ];
@@ -166,9 +168,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ))
         .into());
     };
-    let Some(run) = topic.run else {
-        return Err(UserError::new(format!("the '{name}' demo is not written yet")).into());
-    };
+    let run = topic.run;
     if args.size.is_some() && name != "cow-snapshot" {
         return Err(UserError::new("--size applies to the cow-snapshot demo only").into());
     }
@@ -201,13 +201,13 @@ fn list_topics() -> anyhow::Result<()> {
         out,
         "Demo topics, in learning order (run 'ipckit demo TOPIC [--short]'):"
     )?;
+    let mut level = "";
     for (i, t) in TOPICS.iter().enumerate() {
-        let note = if t.run.is_some() {
-            ""
-        } else {
-            " (not written yet)"
-        };
-        writeln!(out, "  {:>2}. {:<12} {}{note}", i + 1, t.name, t.about)?;
+        if t.level != level {
+            level = t.level;
+            writeln!(out, "{level}:")?;
+        }
+        writeln!(out, "  {:>2}. {:<12} {}", i + 1, t.name, t.about)?;
     }
     Ok(())
 }

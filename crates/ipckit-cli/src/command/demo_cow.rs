@@ -50,13 +50,13 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
     let mut table = fill(words)?;
     let table_pages = pages_spanned(&table, page);
-    println!(
+    say!(
         "[parent {me}] a table of {mb} MiB in memory: {words} words of 8 bytes on {table_pages} \
          pages of {page} bytes, each written once to fill it"
     );
     if let Ok(r) = MemoryRollup::of(me) {
         if r.anon_huge_pages > 0 {
-            println!(
+            say!(
                 "[parent {me}]   {:.0} MiB of this process is in transparent huge pages; since \
                  Linux 5.8 a write to one after a fork still copies only the 4 KiB page written",
                 r.anon_huge_pages as f64 / MIB
@@ -66,7 +66,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let mut writer = Writer::new(words, page, table.as_ptr() as usize);
 
     // Before: the latency of a write with no snapshot running.
-    println!(
+    say!(
         "[parent {me}] writing random words in place, {RATE} writes/s for {:.1} s, timing each \
          write: the latency with no snapshot running",
         before_for.as_secs_f64()
@@ -79,7 +79,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     })?;
     let took_before = start.elapsed();
     let faults_before = cow::usage(UsageOf::Process)?.minor_faults - faults0;
-    println!(
+    say!(
         "[parent {me}]   before the fork: {n_before} writes ({:.0}/s), latency {}; minor faults: \
          {faults_before} (the table's pages are all present and private)",
         n_before as f64 / took_before.as_secs_f64(),
@@ -88,13 +88,13 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
     // The snapshot file, then the fork.
     let snap = SnapshotFile::create()?;
-    println!(
+    say!(
         "[parent {me}] created {} (0600, exclusively) for the snapshot",
         snap.path.display()
     );
     let mut undo = Undo::new(words, table_pages);
     let mut during = new_histogram();
-    println!(
+    say!(
         "[parent {me}] fork(): the child gets a copy of the page tables, not of the {mb} MiB; \
          every page is now shared by the two processes and write-protected in both"
     );
@@ -102,16 +102,16 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let faults_at_fork = cow::usage(UsageOf::Process)?.minor_faults;
     let forked = Instant::now();
     let cpid = child.pid();
-    println!(
+    say!(
         "[parent {me}] fork() took {}: copying the page tables is a pause in which no write runs",
         fmt_duration(child.fork_time())
     );
-    println!(
+    say!(
         "[parent {me}] child {cpid} writes the table as it was at the fork: pwrite(2) of {mb} MiB, \
          fdatasync(2), _exit(2). It runs nothing else: a child forked from a multi-threaded \
          program may only make async-signal-safe calls (no malloc, no println)"
     );
-    println!(
+    say!(
         "[parent {me}] meanwhile the parent keeps writing at the same rate. The first write to \
          each page after the fork faults, and the kernel copies the {page}-byte page for the \
          parent before the write goes on (the child keeps the original): that copy is the \
@@ -127,14 +127,14 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             outcome = Some(r);
             return Ok(true);
         }
-        watch.sample(undo.pages);
+        watch.sample(undo.pages)?;
         Ok(forked.elapsed() >= MAX_WRITING)
     })?;
     let wrote_for = forked.elapsed();
     let report = match outcome {
         Some(r) => r?,
         None => {
-            println!(
+            say!(
                 "[parent {me}] stopped writing after {:.0} s to bound the undo log; waiting for \
                  the child",
                 MAX_WRITING.as_secs_f64()
@@ -147,7 +147,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let last = watch.last;
     drop(child);
 
-    println!(
+    say!(
         "[parent {me}] child {cpid} exited {} after the fork: {:.0} MiB written and synced \
          ({:.0} MB/s); its own minor faults: {} (reading shared pages copies nothing)",
         fmt_duration(report.elapsed),
@@ -155,19 +155,19 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         report.bytes as f64 / 1e6 / report.elapsed.as_secs_f64(),
         report.usage.minor_faults
     );
-    println!(
+    say!(
         "[parent {me}]   during the snapshot: {n_during} writes ({:.0}/s), latency {}",
         n_during as f64 / wrote_for.as_secs_f64(),
         summary(&during)
     );
     let copied = undo.pages;
-    println!(
+    say!(
         "[parent {me}]   table pages written while the child lived: {copied} of {table_pages} \
          ({:.1}%): the kernel copied each one, {:.1} MiB",
         100.0 * copied as f64 / table_pages as f64,
         (copied * page as u64) as f64 / MIB
     );
-    println!(
+    say!(
         "[parent {me}]   the parent's minor faults during the snapshot (getrusage): \
          {faults_during} = {} table pages + {} others (the undo log growing, the histogram, the \
          stack)",
@@ -175,7 +175,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         faults_during.saturating_sub(copied)
     );
     match last {
-        Some((at, r)) => println!(
+        Some((at, r)) => say!(
             "[parent {me}]   the child's last smaps_rollup, at {}: Private_Dirty {:.1} MiB (its \
              originals of the pages the parent copied), shared {:.1} MiB",
             fmt_duration(at),
@@ -183,13 +183,13 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             r.shared() as f64 / MIB
         ),
         None => {
-            println!("[parent {me}]   the child finished before its smaps_rollup could be read")
+            say!("[parent {me}]   the child finished before its smaps_rollup could be read")
         }
     }
 
     // Verify: undo the writes made since the fork, compare every word with the file.
     let changed = undo.log.iter().filter(|&&(i, old)| table[i] != old).count();
-    println!(
+    say!(
         "[parent {me}] verifying: {changed} words changed since the fork; applying the undo log \
          rolls the table back to the fork, then every word is compared with the file"
     );
@@ -197,14 +197,14 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         table[i] = old;
     }
     verify(&snap.file, &table)?;
-    println!(
+    say!(
         "[parent {me}] verified: the {mb} MiB snapshot equals the table at fork time, all {words} \
          words"
     );
     let path = snap.path.clone();
     drop(snap);
-    println!("[parent {me}] removed {}", path.display());
-    println!(
+    say!("[parent {me}] removed {}", path.display());
+    say!(
         "result: write latency p99 {} before the snapshot, {} during it (max {} and {}); fork() \
          paused {}; {copied} pages ({:.1} MiB) copied; {mb} MiB snapshot in {}, verified",
         fmt_ns(before.value_at_quantile(0.99)),
@@ -425,22 +425,22 @@ impl Watch {
         }
     }
 
-    fn sample(&mut self, pages_copied: u64) {
+    fn sample(&mut self, pages_copied: u64) -> std::io::Result<()> {
         let at = self.forked.elapsed();
         if at < self.next_sample {
-            return;
+            return Ok(());
         }
         // The child may exit between the check and the read: then there is no sample.
         let read = MemoryRollup::of(self.child);
         let took = self.forked.elapsed() - at;
         self.next_sample = at + took + SAMPLE_EVERY.max(took * SAMPLE_SPACING);
         let Ok(r) = read else {
-            return;
+            return Ok(());
         };
         self.last = Some((at, r));
         if at >= self.next_print {
             self.next_print = at * 2;
-            println!(
+            say!(
                 "[parent {}]   at {}: {pages_copied} table pages copied so far; the child's \
                  smaps_rollup: Private_Dirty {:.1} MiB, shared {:.1} MiB",
                 self.me,
@@ -449,6 +449,7 @@ impl Watch {
                 r.shared() as f64 / MIB
             );
         }
+        Ok(())
     }
 }
 

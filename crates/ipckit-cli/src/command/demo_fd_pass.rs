@@ -45,7 +45,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let seg_file = File::from(seg.as_fd().try_clone_to_owned()?);
     let greeting = format!("hello from parent {me}, written into the memfd");
     seg_file.write_all_at(greeting.as_bytes(), GREETING_AT)?;
-    println!(
+    say!(
         "[parent {me}] opened {} as fd {} (offset 0), a pipe (read end fd {}, write end fd {}), \
          and a 4 KiB memfd segment as fd {}, with a greeting in it",
         exe.display(),
@@ -59,14 +59,14 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let (child, ch) = ChildChannel::new(Duplex::SocketPair).spawn(&mut cmd)?;
     let mut child = ChildGuard(child);
     let sock = unix::endpoint_socket(&ch)?;
-    println!(
+    say!(
         "[parent {me}] spawned child {} with one end of a Unix socketpair; it inherited that \
          socket and nothing else",
         child.pid()
     );
     let fds = [file.as_fd(), pipe_w.as_fd(), seg.as_fd()];
     unix::send_with_fds(sock, b"file,pipe,memfd", &fds)?;
-    println!(
+    say!(
         "[parent {me}] sendmsg: 15 bytes of data and one SCM_RIGHTS control message listing fds \
          {}, {} and {}; the kernel takes a reference to each open file, not the numbers",
         fds[0].as_raw_fd(),
@@ -74,16 +74,16 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         fds[2].as_raw_fd()
     );
     drop(pipe_w);
-    println!(
+    say!(
         "[parent {me}] closed our pipe write end: the child's copy is the only writer now, so \
          our read ends with end-of-file when the child closes it"
     );
 
     let mut said = String::new();
     pipe_r.read_to_string(&mut said)?;
-    println!("[parent {me}] read from the pipe: \"{}\"", said.trim_end());
+    say!("[parent {me}] read from the pipe: \"{}\"", said.trim_end());
     let offset = file.stream_position()?;
-    println!(
+    say!(
         "[parent {me}] our fd {} now stands at offset {offset}, though we never read it: the \
          offset belongs to the open file description, which SCM_RIGHTS shares (as dup does, \
          unlike a second open)",
@@ -96,12 +96,12 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let mut answer = [0u8; 64];
     seg_file.read_exact_at(&mut answer, ANSWER_AT)?;
     let answer = String::from_utf8_lossy(&answer);
-    println!(
+    say!(
         "[parent {me}] read the child's answer from the memfd: \"{}\"",
         answer.trim_end_matches('\0')
     );
 
-    println!(
+    say!(
         "[parent {me}] now passing one descriptor per message for {:.1} s; the child receives \
          each and closes it, acknowledging every {BATCH} ...",
         measure.as_secs_f64()
@@ -124,12 +124,12 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     child.wait(Duration::from_secs(5))?;
     drop(seg_file);
     drop(seg);
-    println!(
+    say!(
         "[parent {me}] child exited; the pipe and the memfd vanish with their last descriptor, \
          nothing to remove"
     );
     let rate = passed as f64 / took.as_secs_f64();
-    println!(
+    say!(
         "result: {rate:.0} descriptors passed per second ({:.2} µs per message carrying one fd: \
          sendmsg, recvmsg, close; {passed} in {:.2} s)",
         1e6 / rate,
@@ -147,7 +147,7 @@ pub(super) fn child(_role: &str) -> anyhow::Result<()> {
     let mut buf = [0u8; 64];
     let got = unix::recv_with_fds_timeout(sock, &mut buf, 3, STEP)?;
     let nums: Vec<String> = got.fds.iter().map(|f| f.as_raw_fd().to_string()).collect();
-    println!(
+    say!(
         "[child  {me}] recvmsg(MSG_CMSG_CLOEXEC): \"{}\" and {} descriptors, here numbered {}: \
          new entries in our own table, close-on-exec, for the parent's open files",
         String::from_utf8_lossy(&buf[..got.len]),
@@ -162,7 +162,7 @@ pub(super) fn child(_role: &str) -> anyhow::Result<()> {
     let mut file = File::from_received(file)?;
     let mut head = [0u8; FILE_READ];
     file.read_exact(&mut head)?;
-    println!(
+    say!(
         "[child  {me}] file: read {FILE_READ} bytes (it starts {:02x?}: an ELF executable); that \
          moved the offset the parent's descriptor shares",
         &head[..4]
@@ -172,7 +172,7 @@ pub(super) fn child(_role: &str) -> anyhow::Result<()> {
     let seg_file = File::from(seg.as_fd().try_clone_to_owned()?);
     let mut greeting = [0u8; 64];
     seg_file.read_exact_at(&mut greeting, GREETING_AT)?;
-    println!(
+    say!(
         "[child  {me}] memfd: mapped {} bytes after checking ipckit's header; it says \"{}\"",
         seg.len(),
         String::from_utf8_lossy(&greeting).trim_end_matches('\0')
@@ -180,7 +180,7 @@ pub(super) fn child(_role: &str) -> anyhow::Result<()> {
     seg_file.write_all_at(format!("child {me} was here").as_bytes(), ANSWER_AT)?;
 
     let mut pipe_w = PipeWriter::from_received(pipe_w)?;
-    println!("[child  {me}] pipe: writing one line into the write end, then closing it");
+    say!("[child  {me}] pipe: writing one line into the write end, then closing it");
     writeln!(pipe_w, "child {me} writing into a pipe end it never opened")?;
     drop(pipe_w);
     drop((file, seg_file, seg));
@@ -199,6 +199,6 @@ pub(super) fn child(_role: &str) -> anyhow::Result<()> {
             unix::send_with_fds(sock, b"a", &[])?;
         }
     }
-    println!("[child  {me}] received and closed {n} more descriptors; exiting");
+    say!("[child  {me}] received and closed {n} more descriptors; exiting");
     Ok(())
 }

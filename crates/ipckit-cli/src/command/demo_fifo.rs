@@ -11,14 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// `println!` that returns an error instead of panicking when stdout is closed (`| head`):
-/// the command then ends quietly and successfully, its children reaped by their guards.
-macro_rules! say {
-    ($($arg:tt)*) => {
-        writeln!(std::io::stdout(), $($arg)*)?
-    };
-}
-
 /// How long the demo waits for its own writer processes.
 const PATIENCE: Duration = Duration::from_secs(10);
 

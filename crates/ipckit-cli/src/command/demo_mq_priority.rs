@@ -23,32 +23,32 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             ..MqOptions::default()
         },
     )?;
-    println!(
+    say!(
         "[parent {me}] mq_open(O_CREAT) made the queue {name} (messages up to 64 bytes; see /dev/mqueue{name})"
     );
-    println!("[parent {me}] starting a child to send four messages, then waiting for it to exit");
+    say!("[parent {me}] starting a child to send four messages, then waiting for it to exit");
     let mut c = spawn_child("mq-priority", &format!("order:{name}"), |_| {})?;
     c.wait(Duration::from_secs(5))?;
     drop(c);
-    println!("[parent {me}] the child is gone but its messages wait in the kernel; receiving:");
+    say!("[parent {me}] the child is gone but its messages wait in the kernel; receiving:");
     let mut buf = vec![0u8; q.max_msg_size()];
     let mut order = Vec::new();
     for _ in PRIORITIES {
         let (n, prio) = recv(&mut q, &mut buf)?;
-        println!(
+        say!(
             "[parent {me}]   got \"{}\" (priority {prio})",
             String::from_utf8_lossy(&buf[..n])
         );
         order.push(prio.to_string());
     }
     let sent: Vec<_> = PRIORITIES.iter().map(u32::to_string).collect();
-    println!(
+    say!(
         "[parent {me}] sent in order {}, received {}: highest priority first",
         sent.join(","),
         order.join(",")
     );
     let mut c = spawn_child("mq-priority", &format!("timed{timed}:{name}"), |_| {})?;
-    println!(
+    say!(
         "[parent {me}] started child {}: it sends {timed} messages 1 ms apart, each carrying the \
          time it was sent; the parent waits blocked in poll(2)",
         c.pid()
@@ -64,11 +64,11 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     c.wait(Duration::from_secs(5))?;
     drop(c);
     drop(q);
-    println!("[parent {me}] children exited; mq_unlink removed {name}");
+    say!("[parent {me}] children exited; mq_unlink removed {name}");
     lat.sort_by(f64::total_cmp);
     let median = lat[lat.len() / 2];
     let p99 = lat[(lat.len() * 99 / 100).min(lat.len() - 1)];
-    println!(
+    say!(
         "result: receive latency (child's mq_send to parent's mq_receive returning), median \
          {median:.1} µs, 99th percentile {p99:.1} µs over {timed} messages"
     );
@@ -107,7 +107,7 @@ pub(super) fn child(role: &str) -> anyhow::Result<()> {
         for p in PRIORITIES {
             let msg = format!("priority {p}");
             q.send_priority(msg.as_bytes(), p)?;
-            println!("[child  {me}]   mq_send \"{msg}\" with priority {p}");
+            say!("[child  {me}]   mq_send \"{msg}\" with priority {p}");
         }
         return Ok(());
     }

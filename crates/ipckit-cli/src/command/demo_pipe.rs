@@ -16,8 +16,8 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     } else {
         Duration::from_secs(2)
     };
-    println!("[parent {me}] pipe2(O_CLOEXEC) twice: one pipe parent -> child, one child -> parent");
-    println!(
+    say!("[parent {me}] pipe2(O_CLOEXEC) twice: one pipe parent -> child, one child -> parent");
+    say!(
         "[parent {me}] spawning a child (this program again); in the child, between fork and \
          exec, close_range(3, ~0, CLOSE_RANGE_CLOEXEC) marks every descriptor close-on-exec, \
          then the flag is cleared on the child's two pipe ends alone"
@@ -25,7 +25,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let mut cmd = child_command("pipe", "echo")?;
     let (child, mut ep) = ChildChannel::new(Duplex::Pipes).spawn(&mut cmd)?;
     let mut child = ChildGuard(child);
-    println!(
+    say!(
         "[parent {me}] child {} started; its address is in {}; our copies of its ends are \
          closed, so each side sees the other's exit as end-of-file",
         child.pid(),
@@ -33,17 +33,17 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     );
     let mut buf = vec![0u8; ep.max_msg_size()];
     let n = ep.recv(&mut buf)?;
-    println!(
+    say!(
         "[parent {me}] the child reports its open descriptors: {}",
         String::from_utf8_lossy(&buf[..n])
     );
     ep.send(b"ping")?;
     let n = ep.recv(&mut buf)?;
-    println!(
+    say!(
         "[parent {me}] wrote \"ping\" into the first pipe; read \"{}\" back from the second",
         String::from_utf8_lossy(&buf[..n])
     );
-    println!(
+    say!(
         "[parent {me}] now timing round trips of a 64-byte message for {:.1} s ...",
         measure.as_secs_f64()
     );
@@ -58,12 +58,12 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
     let took = start.elapsed();
     anyhow::ensure!(!interrupt::interrupted(), "interrupted");
-    println!("[parent {me}] closing its pipe ends");
+    say!("[parent {me}] closing its pipe ends");
     drop(ep);
     child.wait(Duration::from_secs(5))?;
-    println!("[parent {me}] child exited; anonymous pipes vanish with their last descriptor, nothing to remove");
+    say!("[parent {me}] child exited; anonymous pipes vanish with their last descriptor, nothing to remove");
     let us = took.as_secs_f64() * 1e6 / trips.max(1) as f64;
-    println!(
+    say!(
         "result: {us:.1} µs per round trip ({:.0} round trips/s, {trips} in {:.2} s, blocking waits)",
         trips as f64 / took.as_secs_f64(),
         took.as_secs_f64()
@@ -88,7 +88,7 @@ pub(super) fn child(_role: &str) -> anyhow::Result<()> {
     let mut ep = pipe::channel_from_env(Wait::Block, None)?;
     let list: Vec<String> = fds.iter().map(|(n, t)| format!("{n} ({t})")).collect();
     ep.send(list.join(", ").as_bytes())?;
-    println!(
+    say!(
         "[child  {me}] adopted the channel named in {}; echoing every message back",
         pipe::CHANNEL_ENV
     );
@@ -102,6 +102,6 @@ pub(super) fn child(_role: &str) -> anyhow::Result<()> {
         }
         echoed += 1;
     }
-    println!("[child  {me}] read returned end-of-file: the parent closed its end; exiting after {echoed} echoes");
+    say!("[child  {me}] read returned end-of-file: the parent closed its end; exiting after {echoed} echoes");
     Ok(())
 }

@@ -13,13 +13,11 @@ use std::time::Instant;
 pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let me = std::process::id();
     let text = ["seq 1 100000", "grep 7", "wc -l"];
-    println!("[ipckit {me}] pipeline: {}", text.join(" | "));
-    println!("[ipckit {me}]   each stage is split into words with shell quoting; no shell runs");
-    println!(
-        "[ipckit {me}]   every program is found on PATH first, so a missing one starts nothing"
-    );
-    println!("[ipckit {me}]   pipe2(O_CLOEXEC) x2, then fork+exec each stage with its ends as fd 0 / fd 1,");
-    println!(
+    say!("[ipckit {me}] pipeline: {}", text.join(" | "));
+    say!("[ipckit {me}]   each stage is split into words with shell quoting; no shell runs");
+    say!("[ipckit {me}]   every program is found on PATH first, so a missing one starts nothing");
+    say!("[ipckit {me}]   pipe2(O_CLOEXEC) x2, then fork+exec each stage with its ends as fd 0 / fd 1,");
+    say!(
         "[ipckit {me}]   closing ipckit's copies right after each spawn (or EOF would never come)"
     );
     let mut p = Pipeline::new();
@@ -27,26 +25,26 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         p = p.stage_str(t)?;
     }
     let mut running = p.stdout(Stdio::piped()).spawn()?;
-    show_stages(&running, &text);
+    show_stages(&running, &text)?;
     let mut out = String::new();
     running
         .take_stdout()
         .expect("piped")
         .read_to_string(&mut out)?;
     let o = running.wait()?;
-    println!(
+    say!(
         "[ipckit {me}] wc -l printed {}: lines of 1..100000 containing a 7",
         out.trim()
     );
-    show_outcome(&o, false);
+    show_outcome(&o, false)?;
 
     let text = ["yes", "head -n 3"];
-    println!();
-    println!("[ipckit {me}] pipeline: {}", text.join(" | "));
-    println!(
+    say!();
+    say!("[ipckit {me}] pipeline: {}", text.join(" | "));
+    say!(
         "[ipckit {me}]   yes writes forever; head exits after 3 lines, closing the only read end;"
     );
-    println!("[ipckit {me}]   yes's next write raises SIGPIPE, whose default action kills it (128 + 13 = 141)");
+    say!("[ipckit {me}]   yes's next write raises SIGPIPE, whose default action kills it (128 + 13 = 141)");
     for pipefail in [false, true] {
         let o = Pipeline::new()
             .stage_str(text[0])?
@@ -55,30 +53,30 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             .pipefail(pipefail)
             .spawn()?
             .wait()?;
-        show_outcome(&o, pipefail);
+        show_outcome(&o, pipefail)?;
     }
-    println!("[ipckit {me}]   as in bash: a consumer that stops early is not a failure, unless pipefail says so");
+    say!("[ipckit {me}]   as in bash: a consumer that stops early is not a failure, unless pipefail says so");
     interrupt::exit_if_interrupted();
 
-    println!();
+    say!();
     let mib = if args.short { 32 } else { 512 };
     let big = ipckit::pipe::max_capacity()?.min(1 << 20);
-    println!(
+    say!(
         "[ipckit {me}] throughput: head -c {mib}M /dev/zero | cat | cat | cat, read here in 1 MiB reads"
     );
     let default = throughput(mib, None)?;
     let (bigger, cap) = throughput(mib, Some(big))?;
-    println!(
+    say!(
         "[ipckit {me}]   default pipes ({} KiB): {:.0} MB/s",
         default.1 / 1024,
         default.0
     );
-    println!(
+    say!(
         "[ipckit {me}]   --pipe-size {big} ({} KiB): {bigger:.0} MB/s",
         cap / 1024
     );
-    println!("[ipckit {me}] every stage reaped; anonymous pipes vanish with their last descriptor");
-    println!(
+    say!("[ipckit {me}] every stage reaped; anonymous pipes vanish with their last descriptor");
+    say!(
         "result: {:.0} MB/s through 4 stages with {} KiB pipes vs {:.0} MB/s with the default {} KiB ({:.2}x)",
         bigger,
         cap / 1024,
@@ -90,7 +88,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
 }
 
 /// Each stage's pid and what its fd 0 and fd 1 are (from `/proc/PID/fd`).
-fn show_stages(running: &Running, text: &[&str]) {
+fn show_stages(running: &Running, text: &[&str]) -> std::io::Result<()> {
     let me = std::process::id();
     for (i, (pid, t)) in running.pids().into_iter().zip(text).enumerate() {
         let link = |fd: u32| {
@@ -98,20 +96,21 @@ fn show_stages(running: &Running, text: &[&str]) {
                 .map(|l| l.display().to_string())
                 .unwrap_or_else(|_| "(already closed: the stage is done)".into())
         };
-        println!(
+        say!(
             "[ipckit {me}]   stage {} pid {pid:<7} {t:<14} fd 0 -> {:<16} fd 1 -> {}",
             i + 1,
             link(0),
             link(1)
         );
     }
-    println!("[ipckit {me}]   (the same pipe:[inode] as one stage's fd 1 and the next one's fd 0)");
+    say!("[ipckit {me}]   (the same pipe:[inode] as one stage's fd 1 and the next one's fd 0)");
+    Ok(())
 }
 
-fn show_outcome(o: &Outcome, pipefail: bool) {
+fn show_outcome(o: &Outcome, pipefail: bool) -> std::io::Result<()> {
     let me = std::process::id();
     let all: Vec<String> = o.stages().iter().map(|s| s.to_string()).collect();
-    println!(
+    say!(
         "[ipckit {me}]   statuses: {}; pipeline status {}{}",
         all.join(", "),
         o.status(),
@@ -121,6 +120,7 @@ fn show_outcome(o: &Outcome, pipefail: bool) {
             " (the last stage's)"
         }
     );
+    Ok(())
 }
 
 /// MB/s through `head -c MIB M /dev/zero | cat | cat | cat` read here, and the pipe capacity.

@@ -124,7 +124,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .local_addr()?
         .port();
     let exe = std::env::current_exe()?;
-    println!(
+    say!(
         "[demo] starting 'ipckit serve --listen 127.0.0.1:{port} --workers 2': the master binds \
          the socket (SO_REUSEADDR, non-blocking), creates the status board in shared memory, \
          and starts each worker by re-executing itself with only the listening socket and the \
@@ -154,25 +154,25 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let show_log = |want: &str| -> Option<String> {
+    let show_log = |want: &str| -> std::io::Result<Option<String>> {
         let until = Instant::now() + LIMIT;
         let mut found = None;
         while let Ok(l) = log.recv_timeout(until.saturating_duration_since(Instant::now())) {
             let text = l.split("]: ").nth(1).unwrap_or(&l).to_owned();
-            println!("    master log: {text}");
+            say!("    master log: {text}");
             if l.contains(want) {
                 found = Some(l);
                 break;
             }
         }
-        found
+        Ok(found)
     };
     anyhow::ensure!(
-        show_log("listening on").is_some(),
+        show_log("listening on")?.is_some(),
         "the master did not start (its log is above)"
     );
     let s1 = wait_generation(port, 1, 2)?;
-    println!(
+    say!(
         "[demo] master {} runs generation 1: workers {}",
         server.pid(),
         pids(&s1)
@@ -183,19 +183,20 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         c.get_mut().write_all(GET)?;
         anyhow::ensure!(response(&mut c)?, "a bad response");
     }
-    println!("[demo] keep-alive: 3 requests, one after the other, on one connection: 3 x 200 Hello, World!");
+    say!("[demo] keep-alive: 3 requests, one after the other, on one connection: 3 x 200 Hello, World!");
     c.get_mut().write_all(&GET.repeat(3))?;
     for _ in 0..3 {
         anyhow::ensure!(response(&mut c)?, "a bad pipelined response");
     }
-    println!("[demo] pipelining: 3 requests in one write, 3 responses back in order");
+    say!("[demo] pipelining: 3 requests in one write, 3 responses back in order");
 
     let victim = s1.workers[0].clone();
     let t0 = Instant::now();
     signal::send(victim.pid, Signal::SIGKILL)?;
-    println!(
+    say!(
         "[demo] kill -9 worker {} (slot {})",
-        victim.pid, victim.slot
+        victim.pid,
+        victim.slot
     );
     let until = Instant::now() + LIMIT;
     let replacement = loop {
@@ -211,7 +212,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_micros(200));
     };
     let seen = t0.elapsed();
-    let serving = show_log("is serving");
+    let serving = show_log("is serving")?;
     let serving_ms = serving.as_deref().and_then(|l| {
         l.split(", ")
             .nth(1)?
@@ -220,7 +221,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             .parse::<f64>()
             .ok()
     });
-    println!(
+    say!(
         "[demo] the master saw the death on the worker's pidfd and started worker {} in the same \
          slot; the demo saw it in the state file {:.1} ms after the kill",
         replacement.pid,
@@ -229,25 +230,23 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     c.get_mut().write_all(GET)?;
     match response(&mut c) {
         Ok(true) => {
-            println!("[demo] the keep-alive connection still works (the other worker held it)")
+            say!("[demo] the keep-alive connection still works (the other worker held it)")
         }
-        _ => println!(
-            "[demo] the keep-alive connection was on the killed worker: it is gone with it"
-        ),
+        _ => say!("[demo] the keep-alive connection was on the killed worker: it is gone with it"),
     }
     // An idle keep-alive connection is closed by its worker when it retires; close it first.
     drop(c);
 
     signal::send(server.pid(), Signal::SIGHUP)?;
-    println!("[demo] kill -HUP {}: reload", server.pid());
-    show_log("retiring generation");
+    say!("[demo] kill -HUP {}: reload", server.pid());
+    show_log("retiring generation")?;
     let s2 = wait_generation(port, 2, 2)?;
-    println!(
+    say!(
         "[demo] generation 2 came up first, then generation 1 got QUIT: workers now {}",
         pids(&s2)
     );
 
-    println!(
+    say!(
         "[demo] timing a keep-alive loop (request, response) on a new connection for {:.1} s ...",
         measure.as_secs_f64()
     );
@@ -265,8 +264,8 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
     let mpid = server.pid();
     signal::send(mpid, Signal::SIGQUIT)?;
-    println!("[demo] kill -QUIT {mpid}: graceful stop (workers stop accepting, finish, exit)");
-    show_log("exiting");
+    say!("[demo] kill -QUIT {mpid}: graceful stop (workers stop accepting, finish, exit)");
+    show_log("exiting")?;
     let mut child = server.0.take().expect("the master");
     let until = Instant::now() + LIMIT;
     let status = loop {
@@ -286,13 +285,13 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         !left_state && !left_shm,
         "the master left its state file or status board"
     );
-    println!("[demo] master exited 0; its state file and status board are gone");
+    say!("[demo] master exited 0; its state file and status board are gone");
     let rate = n as f64 / took.as_secs_f64();
     let replaced = serving_ms.map_or_else(
         || format!("{:.1} ms (seen by the demo)", seen.as_secs_f64() * 1e3),
         |ms| format!("{ms:.1} ms (death to serving, master's log)"),
     );
-    println!(
+    say!(
         "result: {rate:.0} requests/s on one keep-alive connection ({n} in {:.2} s); a killed worker replaced in {replaced}",
         took.as_secs_f64()
     );

@@ -23,7 +23,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if cpus >= 2 {
         waits.insert(0, Wait::Spin);
     } else {
-        println!("[parent {me}] one CPU only: skipping the spinning phase (two spinners on one CPU measure the scheduler)");
+        say!("[parent {me}] one CPU only: skipping the spinning phase (two spinners on one CPU measure the scheduler)");
     }
     let mut results = Vec::new();
     for wait in waits {
@@ -34,14 +34,14 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             ..Default::default()
         };
         let l = ShmListener::create(&name, &opts)?;
-        println!(
+        say!(
             "\n[parent {me}] shm_open(\"{name}\", O_CREAT|O_EXCL, 0600): one segment, two rings of {} KiB (one per direction), {} waits",
             opts.ring_size()?.0 / 1024,
             wait.name()
         );
         let mut child = spawn_child("shm-ring", &format!("{name},{}", wait.name()), |_| {})?;
         let mut ep = l.accept()?;
-        println!(
+        say!(
             "[parent {me}] child {} attached; the name is unlinked now: the mapping lives on, nothing is left if either of us dies",
             child.pid()
         );
@@ -53,23 +53,23 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         anyhow::ensure!(!interrupt::interrupted(), "interrupted");
         drop(ep);
         child.wait(Duration::from_secs(5))?;
-        println!(
+        say!(
             "[parent {me}] {}: 64 B round trip {:.2} µs; 64 KiB written in place and checked in place at {gbps:.1} GB/s",
             wait.name(),
             rtt * 1e6
         );
         results.push((wait, rtt, gbps));
     }
-    println!();
+    say!();
     for (wait, rtt, gbps) in &results {
-        println!(
+        say!(
             "result: {:<5} waits: 64 B round trip {:>7.2} µs, zero-copy 64 KiB stream {gbps:>5.1} GB/s",
             wait.name(),
             rtt * 1e6
         );
     }
     if results.len() == 2 {
-        println!(
+        say!(
             "spinning answers {:.0}x sooner: a blocked process must be woken by the kernel, on this machine the slow part; spinning burns a CPU per waiting side instead",
             results[1].1 / results[0].1
         );
@@ -82,9 +82,9 @@ fn zero_copy_hello(ep: &mut ShmEndpoint, me: u32) -> anyhow::Result<()> {
     let mut loan = ep.loan(text.len(), Deadline::Never)?;
     loan.copy_from_slice(text);
     loan.commit();
-    println!("[parent {me}] loaned {} bytes of the ring, wrote the message in place, committed it (one 8-byte header store publishes it)", text.len());
+    say!("[parent {me}] loaned {} bytes of the ring, wrote the message in place, committed it (one 8-byte header store publishes it)", text.len());
     let m = ep.recv_ref(Deadline::Never)?;
-    println!(
+    say!(
         "[parent {me}] the child's answer, read in place without a copy: \"{}\"",
         String::from_utf8_lossy(&m)
     );
@@ -176,8 +176,6 @@ pub(super) fn child(role: &str) -> anyhow::Result<()> {
         Ok(_) => anyhow::bail!("unexpected message after the stream"),
         Err(e) => return Err(e.into()),
     }
-    println!(
-        "[child  {me}] checked {good} messages in place; the parent closed the rings, exiting"
-    );
+    say!("[child  {me}] checked {good} messages in place; the parent closed the rings, exiting");
     Ok(())
 }

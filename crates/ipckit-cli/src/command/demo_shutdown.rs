@@ -19,19 +19,17 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     // First thing, before any thread: the signals wait for the coordinator's signalfd.
     Coordinator::block(&map)?;
     let c = Coordinator::new(map)?;
-    println!("[service {me}] SignalMap::default(): SIGTERM and SIGINT graceful, SIGHUP reload;");
-    println!(
-        "[service {me}]   blocked before any thread, read from a signalfd by a watcher thread"
-    );
+    say!("[service {me}] SignalMap::default(): SIGTERM and SIGINT graceful, SIGHUP reload;");
+    say!("[service {me}]   blocked before any thread, read from a signalfd by a watcher thread");
     let worker = spawn_worker()?;
     let wpid = worker.id();
     c.adopt(worker);
-    println!("[service {me}] adopted worker {wpid}: it is signalled when we stop and reaped after");
+    say!("[service {me}] adopted worker {wpid}: it is signalled when we stop and reaped after");
     let guards: Vec<_> = (0..2).filter_map(|_| c.begin()).collect();
-    println!("[service {me}] 2 requests in flight (each takes {work} ms more once we drain)");
+    say!("[service {me}] 2 requests in flight (each takes {work} ms more once we drain)");
     signal::send(me, Signal::SIGHUP)?;
     if let Some(Event::Reload(i)) = c.next_event(Duration::from_secs(5)) {
-        println!(
+        say!(
             "[service {me}] {} from pid {}: reload; still accepting = {}",
             i.signal,
             i.pid,
@@ -39,10 +37,10 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         );
     }
     std::thread::sleep(Duration::from_millis(100)); // let the worker start its request
-    println!("[service {me}] sending itself SIGTERM");
+    say!("[service {me}] sending itself SIGTERM");
     signal::send(me, Signal::SIGTERM)?;
     let phase = c.wait_stop();
-    println!(
+    say!(
         "[service {me}] {phase:?}: accepting = {}, a new request gets {}",
         c.accepting(),
         if c.begin().is_none() {
@@ -52,26 +50,28 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         }
     );
     let start = Instant::now();
-    std::thread::scope(|s| {
+    std::thread::scope(|s| -> std::io::Result<()> {
         for (i, g) in guards.into_iter().enumerate() {
-            s.spawn(move || {
+            s.spawn(move || -> std::io::Result<()> {
                 std::thread::sleep(Duration::from_millis(work));
-                println!("[service {me}]   request {} done", i + 1);
+                say!("[service {me}]   request {} done", i + 1);
                 drop(g);
+                Ok(())
             });
         }
         let o = c.wait_drained(Duration::from_secs(10));
-        println!(
+        say!(
             "[service {me}] drained in {:.2} s: {o:?}, exit status by convention {}",
             start.elapsed().as_secs_f64(),
             o.exit_status()
         );
-    });
+        Ok(())
+    })?;
     for (pid, st) in c.reaped() {
-        println!("[service {me}] reaped worker {pid}: {st} (no zombie left)");
+        say!("[service {me}] reaped worker {pid}: {st} (no zombie left)");
     }
 
-    println!("[service {me}] now a worker whose request never finishes:");
+    say!("[service {me}] now a worker whose request never finishes:");
     let mut stuck = spawn_child("shutdown", "stuck", |cmd| {
         cmd.stdout(Stdio::piped());
     })?;
@@ -80,19 +80,19 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     // Each signal waits for the worker to have read the one before: two SIGTERMs pending at
     // once would be one (standard signals coalesce).
     relay_until(&mut out, "started a request")?;
-    println!("[service {me}] SIGTERM to worker {spid}: it starts draining, but cannot finish");
+    say!("[service {me}] SIGTERM to worker {spid}: it starts draining, but cannot finish");
     signal::send(spid, Signal::SIGTERM)?;
     relay_until(&mut out, "never ends")?;
-    println!("[service {me}] a second SIGTERM to worker {spid}: that forces it");
+    say!("[service {me}] a second SIGTERM to worker {spid}: that forces it");
     signal::send(spid, Signal::SIGTERM)?;
     let st = stuck.0.wait()?;
-    println!(
+    say!(
         "[service {me}] reaped worker {spid}: exit status {:?} (128 + 15), signal {:?}",
         st.code(),
         st.signal()
     );
     anyhow::ensure!(st.code() == Some(143), "the stuck worker exited with {st}");
-    println!("result: graceful drain exit 0 with the worker reaped; forced exit 143");
+    say!("result: graceful drain exit 0 with the worker reaped; forced exit 143");
     Ok(())
 }
 
@@ -101,7 +101,7 @@ fn relay_until(out: &mut impl BufRead, what: &str) -> anyhow::Result<()> {
     loop {
         let mut line = String::new();
         anyhow::ensure!(out.read_line(&mut line)? > 0, "the worker exited early");
-        print!("{line}");
+        say!("{}", line.trim_end_matches('\n'));
         if line.contains(what) {
             return Ok(());
         }
@@ -129,17 +129,17 @@ pub(super) fn child(role: &str) -> anyhow::Result<()> {
     Coordinator::block(&map)?; // inherited across exec already; this says so
     let c = Coordinator::new(map)?;
     let work = c.begin();
-    println!("[worker  {me}] started a request");
+    say!("[worker  {me}] started a request");
     let phase = c.wait_stop();
-    println!("[worker  {me}] {phase:?}: taking no new work, finishing the request in flight");
+    say!("[worker  {me}] {phase:?}: taking no new work, finishing the request in flight");
     if role == "stuck" {
-        println!("[worker  {me}] (this request never ends; only a second signal stops me)");
+        say!("[worker  {me}] (this request never ends; only a second signal stops me)");
         std::thread::sleep(Duration::from_secs(30));
     }
     std::thread::sleep(Duration::from_millis(300));
     drop(work);
     let o = c.wait_drained(Duration::from_secs(5));
-    println!(
+    say!(
         "[worker  {me}] request done; exiting with status {}",
         o.exit_status()
     );

@@ -13,19 +13,17 @@ use std::time::Duration;
 pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let me = std::process::id();
     let n = if args.short { 5 } else { 20 };
-    println!("[parent {me}] way 1, sigaction(2): a handler runs between any two instructions,");
-    println!("[parent {me}]   so it may only call async-signal-safe functions; ipckit's adds 1 to an eventfd");
+    say!("[parent {me}] way 1, sigaction(2): a handler runs between any two instructions,");
+    say!("[parent {me}]   so it may only call async-signal-safe functions; ipckit's adds 1 to an eventfd");
     let h = Handler::install(Signal::SIGUSR2, Action::Notify, HandlerOptions::default())?;
     for _ in 0..3 {
         signal::send(me, Signal::SIGUSR2)?;
     }
     let got = h.wait_timeout(Duration::from_secs(5))?;
-    println!("[parent {me}]   sent itself SIGUSR2 3 times; the handler counted {got} (each kill to self is delivered at once)");
+    say!("[parent {me}]   sent itself SIGUSR2 3 times; the handler counted {got} (each kill to self is delivered at once)");
     drop(h);
-    println!(
-        "[parent {me}] way 2, signalfd(2): the child blocks its signals first thing, then reads"
-    );
-    println!("[parent {me}]   them as data in normal context, each with its siginfo (sender pid, code, payload)");
+    say!("[parent {me}] way 2, signalfd(2): the child blocks its signals first thing, then reads");
+    say!("[parent {me}]   them as data in normal context, each with its siginfo (sender pid, code, payload)");
     let mut child = spawn_child("signals", "listener", |cmd| {
         cmd.stdout(Stdio::piped());
     })?;
@@ -37,8 +35,8 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         anyhow::ensure!(out.read_line(&mut line)? > 0, "the child exited early");
     }
     let rt1 = Signal::rt(1)?;
-    println!("[parent {me}] sending the child {n} x SIGUSR1 with kill(2) and {n} x {rt1} with sigqueue(3) (payloads 0..{n}),");
-    println!("[parent {me}]   all before it reads any, then SIGUSR2 to say \"done\"");
+    say!("[parent {me}] sending the child {n} x SIGUSR1 with kill(2) and {n} x {rt1} with sigqueue(3) (payloads 0..{n}),");
+    say!("[parent {me}]   all before it reads any, then SIGUSR2 to say \"done\"");
     for v in 0..n {
         signal::send(pid, Signal::SIGUSR1)?;
         signal::queue(pid, rt1, v)?;
@@ -53,12 +51,12 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         if l.contains(&rt1.to_string()) {
             rt += 1;
         }
-        println!("{l}");
+        say!("{l}");
     }
     child.wait(Duration::from_secs(10))?;
-    println!("[parent {me}] a standard signal is one pending bit: {n} sends, {usr1} received (coalesced);");
-    println!("[parent {me}]   a real-time signal is queued: {n} sends, {rt} received, in order, each with its payload");
-    println!("result: SIGUSR1 {usr1}/{n} received, {rt1} {rt}/{n} received");
+    say!("[parent {me}] a standard signal is one pending bit: {n} sends, {usr1} received (coalesced);");
+    say!("[parent {me}]   a real-time signal is queued: {n} sends, {rt} received, in order, each with its payload");
+    say!("result: SIGUSR1 {usr1}/{n} received, {rt1} {rt}/{n} received");
     Ok(())
 }
 
@@ -71,13 +69,16 @@ pub(super) fn child(role: &str) -> anyhow::Result<()> {
     signal::block_for_process(&[Signal::SIGUSR1, Signal::SIGUSR2, rt1])?;
     let done = Signals::new(&[Signal::SIGUSR2])?;
     let rest = Signals::new(&[Signal::SIGUSR1, rt1])?;
-    println!("READY");
+    say!("READY");
     done.read_timeout(Duration::from_secs(10))?;
-    println!("[child  {me}] \"done\" arrived; reading what is pending on the signalfd:");
+    say!("[child  {me}] \"done\" arrived; reading what is pending on the signalfd:");
     while let Some(i) = rest.try_read()? {
-        println!(
+        say!(
             "[child  {me}]   {} from pid {} ({}) payload {:?}",
-            i.signal, i.pid, i.code, i.value
+            i.signal,
+            i.pid,
+            i.code,
+            i.value
         );
     }
     Ok(())

@@ -22,14 +22,6 @@ use std::os::fd::AsFd;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// `println!` that returns an error instead of panicking when stdout is closed (`| head`):
-/// the command then ends quietly and successfully, its children reaped by their guards.
-macro_rules! say {
-    ($($arg:tt)*) => {
-        writeln!(std::io::stdout(), $($arg)*)?
-    };
-}
-
 /// Bytes the downloader prepares at a time (a multiple of 8: the pattern is 8-byte words).
 const CHUNK: usize = 64 * 1024;
 /// How often the player reports its count.

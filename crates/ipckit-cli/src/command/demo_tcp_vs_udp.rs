@@ -141,15 +141,15 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let udp = UdpSocket::bind("127.0.0.1:0")?;
     let (tport, uport) = (listener.local_addr()?.port(), udp.local_addr()?.port());
-    println!("[parent {me}] listening on TCP 127.0.0.1:{tport} and bound UDP 127.0.0.1:{uport} (the kernel's default socket buffers)");
+    say!("[parent {me}] listening on TCP 127.0.0.1:{tport} and bound UDP 127.0.0.1:{uport} (the kernel's default socket buffers)");
     let mut cmd = child_command("tcp-vs-udp", &format!("{tport}:{uport}:{nagle_trips}"))?;
     let mut child = ChildGuard(cmd.spawn()?);
-    println!("[parent {me}] started child {} as the sender", child.pid());
+    say!("[parent {me}] started child {} as the sender", child.pid());
     let mut ctl = accept(&listener)?;
     ctl.set_nodelay(true)?;
 
     // 1. Message boundaries.
-    println!("\n-- 1. message boundaries --");
+    say!("\n-- 1. message boundaries --");
     // The child writes on TCP first, then sends the datagrams: once both datagrams are here,
     // both TCP writes are (normally) waiting in our receive buffer.
     let mut buf = [0u8; 64];
@@ -162,20 +162,20 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(20));
     ctl.set_read_timeout(Some(STUCK))?;
     let n = ctl.read(&mut buf)?;
-    println!(
+    say!(
         "[parent {me}] TCP: the child wrote \"hello\" and \"world\" with two write()s (TCP_NODELAY: two segments); one read(64) returned {n} bytes: \"{}\". A byte stream keeps no boundaries: a protocol must frame its messages",
         String::from_utf8_lossy(&buf[..n])
     );
     if n < 10 {
         read_exact(&mut ctl, &mut buf[n..10])?;
     }
-    println!(
+    say!(
         "[parent {me}] UDP: the child sent \"hello\" and \"world\" as two datagrams; two recv(64) returned \"{}\" and \"{}\": one datagram per receive, boundaries kept",
         got[0], got[1]
     );
 
     // 2. The same flood on both.
-    println!(
+    say!(
         "\n-- 2. the same flood, into a receiver busy for {} ms --",
         BUSY.as_millis()
     );
@@ -188,7 +188,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .enumerate()
         .all(|(i, m)| m[..8] == (i as u64).to_le_bytes());
     anyhow::ensure!(in_order, "TCP delivered the flood out of order");
-    println!(
+    say!(
         "[parent {me}] TCP: {FLOOD} messages of {MSG} B sent, {FLOOD} received, all in order: while we were busy the buffers filled and the child's write() waited (flow control)"
     );
     ctl.write_all(b"U")?;
@@ -200,20 +200,20 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let rcvbuf = std::fs::read_to_string("/proc/sys/net/core/rmem_default")
         .map(|s| format!("{} B", s.trim()))
         .unwrap_or_else(|_| "the default".into());
-    println!(
+    say!(
         "[parent {me}] UDP: {FLOOD} datagrams of {MSG} B sent, {} received, {lost} lost ({pct:.1}%), {} reordered, {} duplicated: the receive buffer (SO_RCVBUF {rcvbuf}, and each datagram is charged its whole kernel buffer, several hundred bytes, not {MSG} B) overflowed while we were busy, and the kernel dropped the rest without telling either side: every send() succeeded",
         t.received, t.reordered, t.duplicates
     );
     if t.reordered == 0 {
-        println!("[parent {me}] nothing reordered: loopback delivers through one queue; on a network, packets taking different paths or NIC queues can arrive out of order");
+        say!("[parent {me}] nothing reordered: loopback delivers through one queue; on a network, packets taking different paths or NIC queues can arrive out of order");
     }
-    println!(
+    say!(
         "[parent {me}] sent = received + lost: {FLOOD} = {} + {lost}",
         t.received
     );
 
     // 3. Nagle.
-    println!("\n-- 3. Nagle and TCP_NODELAY: round trips of a 64-byte message (a 4-byte length, then 60 bytes) --");
+    say!("\n-- 3. Nagle and TCP_NODELAY: round trips of a 64-byte message (a 4-byte length, then 60 bytes) --");
     let mut per_trip = Vec::new();
     for (label, nagle, split) in NAGLE_RUNS {
         let mut s = accept(&listener)?;
@@ -234,21 +234,21 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             anyhow::ensure!(back == msg, "the echo differs");
         }
         let us = start.elapsed().as_secs_f64() * 1e6 / f64::from(trips);
-        println!("[parent {me}] {label:<24}: {us:>9.1} µs per round trip ({trips} trips)");
+        say!("[parent {me}] {label:<24}: {us:>9.1} µs per round trip ({trips} trips)");
         per_trip.push(us);
     }
     if per_trip[0] > 10.0 * per_trip[1].max(per_trip[2]) {
-        println!(
+        say!(
             "[parent {me}] with Nagle, the second small write waits until the first is acknowledged, and the receiver delays that ACK (Linux: at least 40 ms) hoping to send it with a reply, which cannot come before the whole message: write-write-read stalls. With one write per message (ipckit's framing uses one sendmsg), or TCP_NODELAY, nothing waits"
         );
     } else {
-        println!(
+        say!(
             "[parent {me}] no write-write-read stall this time: the receiver acknowledged the first write at once (Linux does while it is in quick-ACK mode) instead of delaying the ACK"
         );
     }
 
     // 4. The datagram limit.
-    println!("\n-- 4. the UDP datagram limit --");
+    say!("\n-- 4. the UDP datagram limit --");
     let a = UdpSocket::bind("127.0.0.1:0")?;
     a.connect(a.local_addr()?)?;
     a.set_read_timeout(Some(STUCK))?;
@@ -256,7 +256,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     a.send(&big[..65_507])?;
     let mut rbuf = vec![0u8; 65_536];
     let n = a.recv(&mut rbuf)?;
-    println!("[parent {me}] send(65,507 B) succeeded; recv returned {n} B in one datagram (65,535 - 8 UDP header - 20 IPv4 header)");
+    say!("[parent {me}] send(65,507 B) succeeded; recv returned {n} B in one datagram (65,535 - 8 UDP header - 20 IPv4 header)");
     let too_big = match a.send(&big) {
         Ok(_) => anyhow::bail!("a 65,508-byte datagram was accepted"),
         Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => e,
@@ -265,12 +265,12 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let mtu = std::fs::read_to_string("/sys/class/net/lo/mtu")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "?".into());
-    println!("[parent {me}] send(65,508 B) failed: {too_big} (EMSGSIZE), nothing sent. Loopback's MTU is {mtu} B, so even 65,507 B is one packet here; on a 1500-byte Ethernet link it would leave as 45 IP fragments, and one lost fragment loses the datagram");
+    say!("[parent {me}] send(65,508 B) failed: {too_big} (EMSGSIZE), nothing sent. Loopback's MTU is {mtu} B, so even 65,507 B is one packet here; on a 1500-byte Ethernet link it would leave as 45 IP fragments, and one lost fragment loses the datagram");
 
     drop(ctl);
     child.wait(Duration::from_secs(10))?;
-    println!("\n[parent {me}] child exited; sockets close with their processes, nothing to remove");
-    println!(
+    say!("\n[parent {me}] child exited; sockets close with their processes, nothing to remove");
+    say!(
         "result: same flood, busy receiver: TCP {FLOOD}/{FLOOD} in order; UDP {}/{FLOOD} (lost {lost} = {pct:.1}%, reordered {}); small two-write messages: {:.1} ms per round trip with Nagle vs {:.1} µs with TCP_NODELAY; UDP payload limit 65,507 B (65,508: EMSGSIZE)",
         t.received,
         t.reordered,
@@ -309,7 +309,7 @@ pub(super) fn child(role: &str) -> anyhow::Result<()> {
     for m in all.chunks_exact(MSG) {
         ctl.write_all(m)?;
     }
-    println!("[child  {me}] TCP: wrote {FLOOD} messages (write() blocked whenever the buffers were full)");
+    say!("[child  {me}] TCP: wrote {FLOOD} messages (write() blocked whenever the buffers were full)");
     read_exact(&mut ctl, &mut go)?;
     let mut failed = 0u64;
     for m in all.chunks_exact(MSG) {
@@ -317,7 +317,7 @@ pub(super) fn child(role: &str) -> anyhow::Result<()> {
             failed += 1;
         }
     }
-    println!("[child  {me}] UDP: sent {FLOOD} datagrams, {failed} send errors; repeating the end marker until the parent has it");
+    say!("[child  {me}] UDP: sent {FLOOD} datagrams, {failed} send errors; repeating the end marker until the parent has it");
     ctl.set_read_timeout(Some(Duration::from_millis(10)))?;
     let until = Instant::now() + STUCK;
     loop {
@@ -355,7 +355,7 @@ pub(super) fn child(role: &str) -> anyhow::Result<()> {
                 s.write_all(&m)?;
             }
         }
-        println!("[child  {me}] echoed {n} round trips ({label})");
+        say!("[child  {me}] echoed {n} round trips ({label})");
     }
     // Wait for the parent to close the control connection.
     ctl.set_read_timeout(Some(STUCK))?;
