@@ -192,7 +192,28 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let r = run(args);
     // Whatever the demo made is dropped (children reaped, objects removed) by now.
     interrupt::exit_if_interrupted();
-    r
+    match r {
+        // The reader of stdout went away (`ipckit demo X | head`): a child that shares the
+        // stdout may have stopped first, so the demo fails on the lost peer, not on EPIPE.
+        // Either way the demo was cut short on purpose, which is a quiet success.
+        Err(_) if stdout_closed() => Ok(()),
+        r => r,
+    }
+}
+
+/// True if stdout is a pipe or socket whose reader has gone: epoll reports an error on it.
+fn stdout_closed() -> bool {
+    use ipckit::epoll::{Epoll, Events, Interest};
+    let Ok(ep) = Epoll::new() else {
+        return false;
+    };
+    // A regular file or /dev/null cannot be watched (EPERM): never a closed pipe.
+    if ep.add(io::stdout(), 0, Interest::WRITABLE).is_err() {
+        return false;
+    }
+    let mut events = Events::with_capacity(1);
+    matches!(ep.wait(&mut events, Some(Duration::ZERO)), Ok(n) if n > 0)
+        && events.iter().any(|e| e.is_error())
 }
 
 fn list_topics() -> anyhow::Result<()> {

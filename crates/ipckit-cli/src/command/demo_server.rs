@@ -115,6 +115,7 @@ fn pids(s: &State) -> String {
 
 /// Runs the demo.
 pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    let me = std::process::id();
     let measure = if args.short {
         Duration::from_millis(300)
     } else {
@@ -125,7 +126,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .port();
     let exe = std::env::current_exe()?;
     say!(
-        "[demo] starting 'ipckit serve --listen 127.0.0.1:{port} --workers 2': the master binds \
+        "[demo {me}] starting 'ipckit serve --listen 127.0.0.1:{port} --workers 2': the master binds \
          the socket (SO_REUSEADDR, non-blocking), creates the status board in shared memory, \
          and starts each worker by re-executing itself with only the listening socket and the \
          board inherited"
@@ -173,7 +174,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     );
     let s1 = wait_generation(port, 1, 2)?;
     say!(
-        "[demo] master {} runs generation 1: workers {}",
+        "[demo {me}] master {} runs generation 1: workers {}",
         server.pid(),
         pids(&s1)
     );
@@ -183,18 +184,18 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         c.get_mut().write_all(GET)?;
         anyhow::ensure!(response(&mut c)?, "a bad response");
     }
-    say!("[demo] keep-alive: 3 requests, one after the other, on one connection: 3 x 200 Hello, World!");
+    say!("[demo {me}] keep-alive: 3 requests, one after the other, on one connection: 3 x 200 Hello, World!");
     c.get_mut().write_all(&GET.repeat(3))?;
     for _ in 0..3 {
         anyhow::ensure!(response(&mut c)?, "a bad pipelined response");
     }
-    say!("[demo] pipelining: 3 requests in one write, 3 responses back in order");
+    say!("[demo {me}] pipelining: 3 requests in one write, 3 responses back in order");
 
     let victim = s1.workers[0].clone();
     let t0 = Instant::now();
     signal::send(victim.pid, Signal::SIGKILL)?;
     say!(
-        "[demo] kill -9 worker {} (slot {})",
+        "[demo {me}] kill -9 worker {} (slot {})",
         victim.pid,
         victim.slot
     );
@@ -222,7 +223,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             .ok()
     });
     say!(
-        "[demo] the master saw the death on the worker's pidfd and started worker {} in the same \
+        "[demo {me}] the master saw the death on the worker's pidfd and started worker {} in the same \
          slot; the demo saw it in the state file {:.1} ms after the kill",
         replacement.pid,
         seen.as_secs_f64() * 1e3
@@ -230,24 +231,26 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     c.get_mut().write_all(GET)?;
     match response(&mut c) {
         Ok(true) => {
-            say!("[demo] the keep-alive connection still works (the other worker held it)")
+            say!("[demo {me}] the keep-alive connection still works (the other worker held it)")
         }
-        _ => say!("[demo] the keep-alive connection was on the killed worker: it is gone with it"),
+        _ => say!(
+            "[demo {me}] the keep-alive connection was on the killed worker: it is gone with it"
+        ),
     }
     // An idle keep-alive connection is closed by its worker when it retires; close it first.
     drop(c);
 
     signal::send(server.pid(), Signal::SIGHUP)?;
-    say!("[demo] kill -HUP {}: reload", server.pid());
+    say!("[demo {me}] kill -HUP {}: reload", server.pid());
     show_log("retiring generation")?;
     let s2 = wait_generation(port, 2, 2)?;
     say!(
-        "[demo] generation 2 came up first, then generation 1 got QUIT: workers now {}",
+        "[demo {me}] generation 2 came up first, then generation 1 got QUIT: workers now {}",
         pids(&s2)
     );
 
     say!(
-        "[demo] timing a keep-alive loop (request, response) on a new connection for {:.1} s ...",
+        "[demo {me}] timing a keep-alive loop (request, response) on a new connection for {:.1} s ...",
         measure.as_secs_f64()
     );
     let mut c = connect(port)?;
@@ -264,7 +267,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
     let mpid = server.pid();
     signal::send(mpid, Signal::SIGQUIT)?;
-    say!("[demo] kill -QUIT {mpid}: graceful stop (workers stop accepting, finish, exit)");
+    say!("[demo {me}] kill -QUIT {mpid}: graceful stop (workers stop accepting, finish, exit)");
     show_log("exiting")?;
     let mut child = server.0.take().expect("the master");
     let until = Instant::now() + LIMIT;
@@ -285,7 +288,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         !left_state && !left_shm,
         "the master left its state file or status board"
     );
-    say!("[demo] master exited 0; its state file and status board are gone");
+    say!("[demo {me}] master exited 0; its state file and status board are gone");
     let rate = n as f64 / took.as_secs_f64();
     let replaced = serving_ms.map_or_else(
         || format!("{:.1} ms (seen by the demo)", seen.as_secs_f64() * 1e3),

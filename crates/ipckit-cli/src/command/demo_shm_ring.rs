@@ -60,20 +60,28 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         );
         results.push((wait, rtt, gbps));
     }
-    say!();
-    for (wait, rtt, gbps) in &results {
-        say!(
-            "result: {:<5} waits: 64 B round trip {:>7.2} µs, zero-copy 64 KiB stream {gbps:>5.1} GB/s",
-            wait.name(),
-            rtt * 1e6
-        );
-    }
-    if results.len() == 2 {
-        say!(
-            "spinning answers {:.0}x sooner: a blocked process must be woken by the kernel, on this machine the slow part; spinning burns a CPU per waiting side instead",
-            results[1].1 / results[0].1
-        );
-    }
+    let (block, block_gbps) = results
+        .iter()
+        .find(|r| r.0 == Wait::Block)
+        .map(|r| (r.1, r.2))
+        .ok_or_else(|| anyhow::anyhow!("the blocking phase did not run"))?;
+    let spin = match results.iter().find(|r| r.0 != Wait::Block) {
+        Some(s) => format!(
+            "; spinning {:.2} µs, {} (a blocked process must be woken by the kernel; \
+             spinning burns a CPU per waiting side instead)",
+            s.1 * 1e6,
+            if s.1 < block {
+                format!("{:.1}x sooner", block / s.1)
+            } else {
+                "no sooner here: the CPUs are busy with other work".to_owned()
+            }
+        ),
+        None => String::new(),
+    };
+    say!(
+        "result: 64 B round trip {:.2} µs with blocking waits{spin}; zero-copy 64 KiB stream {block_gbps:.1} GB/s",
+        block * 1e6
+    );
     Ok(())
 }
 

@@ -547,7 +547,7 @@ fn demo_lists_and_runs_topics() {
         text.contains("read in place without a copy: \"hello"),
         "{text}"
     );
-    assert!(text.contains("result: block waits"), "{text}");
+    assert!(text.contains("result: 64 B round trip"), "{text}");
     assert!(!text.contains("correct out of"), "{text}");
     env.assert_clean();
 }
@@ -1315,7 +1315,7 @@ fn demo_server_short() {
         assert!(stdout.contains(needle), "no '{needle}' in: {stdout}");
     }
     let master = stdout
-        .split("[demo] master ")
+        .split("] master ")
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
         .unwrap();
