@@ -7,6 +7,7 @@
 //! in `METHOD.md`.
 #![deny(unsafe_code)]
 
+pub mod compare;
 pub mod floor;
 pub mod machine;
 mod mpsc;
@@ -16,7 +17,9 @@ pub mod pattern;
 pub mod peer;
 pub mod reference;
 pub mod refring;
+pub mod recommend;
 pub mod report;
+pub mod results;
 pub mod scenario;
 pub mod session;
 pub mod stats;
