@@ -158,7 +158,7 @@ fn closeness(v: &Verdict) -> (usize, usize, f64) {
 pub fn max_message(mech: &str, lim: &Limits) -> Option<(usize, &'static str)> {
     match mech {
         "eventfd" => Some((8, "eventfd carries no payload, only an 8-byte counter")),
-        "udp" => Some((65_507, "a UDP datagram holds at most 65507 B")),
+        "udp" => Some((65_507, "UDP's largest datagram")),
         "mq-posix" => lim
             .mq_posix_msgsize_max
             .map(|m| (m, "this system's msgsize_max")),
@@ -248,16 +248,16 @@ pub fn recommend(rows: &[SavedRow], req: &Requirements, lim: &Limits) -> Answer 
             if matches!(mech, "uds" | "uds-dgram" | "uds-seqpacket") {
                 fits.push("passes fds (SCM_RIGHTS)".to_string());
             } else {
-                misses.push(hard(
-                    "--fd-passing (SCM_RIGHTS needs a Unix socket)".into(),
-                ));
+                misses.push(hard("--fd-passing (SCM_RIGHTS needs a Unix socket)".into()));
             }
         }
         if req.priorities {
             match mech {
                 "mq-posix" => fits.push("message priorities".into()),
                 "mq-sysv" => fits.push("message types (read by type)".into()),
-                _ => misses.push(hard("--priorities (only message queues order by priority)".into())),
+                _ => misses.push(hard(
+                    "--priorities (only message queues order by priority)".into(),
+                )),
             }
         }
         let size = req.msg_size.unwrap_or(0);
@@ -295,11 +295,9 @@ pub fn recommend(rows: &[SavedRow], req: &Requirements, lim: &Limits) -> Answer 
             Some(r) => {
                 if let Some(lim_ns) = req.latency_p99_ns {
                     match r.rtt_ns {
-                        Some(p) if p.p99 <= lim_ns => fits.push(format!(
-                            "RTT p99 {} ≤ {}",
-                            fmt_ns(p.p99),
-                            fmt_ns(lim_ns)
-                        )),
+                        Some(p) if p.p99 <= lim_ns => {
+                            fits.push(format!("RTT p99 {} ≤ {}", fmt_ns(p.p99), fmt_ns(lim_ns)))
+                        }
                         Some(p) => misses.push(Miss {
                             reason: format!(
                                 "RTT p99 {} > {} ({} {} B)",
@@ -354,7 +352,11 @@ pub fn recommend(rows: &[SavedRow], req: &Requirements, lim: &Limits) -> Answer 
         all.into_iter().partition(Verdict::fits);
     let latency = by_latency(req);
     fitting.sort_by(|a, b| {
-        let k = |v: &Verdict| v.row.as_ref().map_or(f64::INFINITY, |r| rank_key(r, latency));
+        let k = |v: &Verdict| {
+            v.row
+                .as_ref()
+                .map_or(f64::INFINITY, |r| rank_key(r, latency))
+        };
         k(a).total_cmp(&k(b))
     });
     Answer { fitting, excluded }
@@ -364,7 +366,7 @@ pub fn recommend(rows: &[SavedRow], req: &Requirements, lim: &Limits) -> Answer 
 pub fn describe_row(r: &SavedRow) -> String {
     let mut s = format!("{} {} {} B", r.wait, r.placement, r.size);
     if let Some(n) = r.producers {
-        s.push_str(&format!(" ×{n} producers"));
+        s.push_str(&format!(" ({n} producer{})", if n == 1 { "" } else { "s" }));
     }
     s.push(':');
     if let Some(p) = r.rtt_ns {
@@ -410,7 +412,13 @@ mod tests {
             .flat_map(|m| {
                 [
                     row(m, "block", 64, 60_000.0, 100.0),
-                    row(m, "spin", 64, if *m == "shm" { 1000.0 } else { 5000.0 }, 100.0),
+                    row(
+                        m,
+                        "spin",
+                        64,
+                        if *m == "shm" { 1000.0 } else { 5000.0 },
+                        100.0,
+                    ),
                 ]
             })
             .collect()
@@ -466,7 +474,11 @@ mod tests {
             ..Default::default()
         };
         let a = recommend(&rows(), &r, &LIM);
-        let mq = a.excluded.iter().find(|v| v.mechanism == "mq-posix").unwrap();
+        let mq = a
+            .excluded
+            .iter()
+            .find(|v| v.mechanism == "mq-posix")
+            .unwrap();
         assert_eq!(
             mq.misses[0].reason,
             "messages over 8192 B exceed this system's msgsize_max"
