@@ -107,3 +107,45 @@ pub fn compare(a: &Saved, b: &Saved) -> Comparison {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn run(rows: &str) -> Saved {
+        crate::results::parse(
+            Path::new("t.json"),
+            &format!(r#"{{"schema":1,"tool":"ipckit 0.1.0","rows":[{rows}]}}"#),
+        )
+        .unwrap()
+    }
+
+    fn row(m: &str, mbps: f64, spread: Option<f64>) -> String {
+        format!(
+            r#"{{"mechanism":"{m}","wait":"block","placement":"cross","size":64,"impl":"ipckit",
+            "throughput_mbps":{mbps},"spread_pct":{}}}"#,
+            spread.map_or("null".into(), |s| s.to_string())
+        )
+    }
+
+    #[test]
+    fn flags_beyond_the_larger_spread_only() {
+        let a = run(&[row("pipe", 100.0, Some(5.0)), row("uds", 100.0, Some(2.0))].join(","));
+        let b = run(&[row("pipe", 108.0, Some(1.0)), row("uds", 108.0, Some(10.0))].join(","));
+        let c = compare(&a, &b);
+        assert!(c.rows[0].throughput.unwrap().flagged, "8% > max(5, 1)");
+        assert!(!c.rows[1].throughput.unwrap().flagged, "8% < max(2, 10)");
+        assert!(c.rows[0].p50.is_none());
+    }
+
+    #[test]
+    fn missing_spread_uses_the_default_and_unmatched_rows_are_listed() {
+        let a = run(&[row("pipe", 100.0, None), row("tcp", 1.0, None)].join(","));
+        let b = run(&row("pipe", 109.0, None));
+        let c = compare(&a, &b);
+        assert!(!c.rows[0].throughput.unwrap().flagged);
+        assert_eq!(c.only_a, ["tcp block cross 64B ipckit"]);
+        assert!(c.only_b.is_empty());
+    }
+}

@@ -310,7 +310,11 @@ pub fn recommend(rows: &[SavedRow], req: &Requirements, lim: &Limits) -> Answer 
                             ratio: p.p99 / lim_ns,
                         }),
                         None => misses.push(Miss {
-                            reason: format!("no RTT measured at {} B", r.size),
+                            reason: if mech == "shm-mpsc" {
+                                "no RTT: shm-mpsc rows measure throughput only".into()
+                            } else {
+                                format!("no RTT measured at {} B", r.size)
+                            },
                             hard: false,
                             ratio: f64::INFINITY,
                         }),
