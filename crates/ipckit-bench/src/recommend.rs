@@ -278,6 +278,8 @@ pub fn recommend(rows: &[SavedRow], req: &Requirements, lim: &Limits) -> Answer 
         }
         let row = matching_row(mech, rows, req).cloned();
         match &row {
+            // A capability already excludes it: a missing row adds nothing.
+            None if misses.iter().any(|m| m.hard) => {}
             None => {
                 let mut what = vec!["ipckit".to_string()];
                 if let Some(p) = &req.placement {

@@ -4,7 +4,7 @@
 
 use crate::cli::{OnePlacement, RecommendArgs};
 use crate::UserError;
-use ipckit::Wait;
+use ipckit::{Mechanism, Wait};
 use ipckit_bench::options::{BenchOptions, Placement};
 use ipckit_bench::recommend::{describe_row, recommend, Limits, Requirements};
 use ipckit_bench::results::{self, Saved};
@@ -41,7 +41,32 @@ fn measure(a: &RecommendArgs) -> anyhow::Result<Saved> {
     if a.no_busy_poll {
         o.waits = vec![Wait::Block];
     }
-    o.mpsc_producers = vec![a.producers.max(1)];
+    // Measure only what the capability rules leave (a rule no figure can change is "hard").
+    let no_rows = recommend(&[], &requirements(a), &Limits::read());
+    let possible: Vec<&str> = no_rows
+        .excluded
+        .iter()
+        .filter(|v| v.misses.iter().all(|m| !m.hard))
+        .map(|v| v.mechanism)
+        .collect();
+    o.mechs = Mechanism::ALL
+        .into_iter()
+        .filter(|m| match m {
+            Mechanism::Shm => possible.iter().any(|p| p.starts_with("shm")),
+            m => possible.contains(&m.name()),
+        })
+        .collect();
+    o.mpsc_producers = if possible.contains(&"shm-mpsc") {
+        vec![a.producers.max(1)]
+    } else {
+        Vec::new()
+    };
+    if o.mechs.is_empty() {
+        // Nothing can fit whatever the figures: the rules alone answer.
+        o.mechs = vec![Mechanism::Pipe];
+        o.sizes = vec![64];
+        o.mpsc_producers = Vec::new();
+    }
     eprintln!(
         "ipckit: no --from: measuring now with a quick bench run (one repeat of short phases)"
     );

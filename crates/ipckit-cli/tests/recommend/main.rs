@@ -184,3 +184,22 @@ fn bad_duration_is_a_user_error() {
     env.run(&["recommend", "--latency-p99", "5 parsecs"], b"")
         .user_error("invalid duration");
 }
+
+#[test]
+fn without_from_it_measures_on_the_spot_and_says_so() {
+    // --cross-host leaves tcp and udp, so the quick run measures only those two.
+    let env = TestEnv::new("rec-live");
+    let o = env.run(&["recommend", "--cross-host", "--msg-size", "64"], b"");
+    assert!(!o.stderr.contains("panicked"), "{o:?}");
+    // A quick run on a loaded machine may miss a figure; the verdicts are what is checked.
+    assert!(matches!(o.code(), Some(0 | 2)), "{o:?}");
+    assert!(
+        o.stdout
+            .starts_with("figures from a quick bench run made just now"),
+        "{o:?}"
+    );
+    let (fit, ex) = verdicts(&o.stdout);
+    assert_eq!(fit.len() + ex.len(), ALL, "{}", o.stdout);
+    assert!(fit.iter().all(|m| m == "tcp" || m == "udp"), "{}", o.stdout);
+    env.assert_clean();
+}
