@@ -7,6 +7,7 @@
 //! in `METHOD.md`.
 #![deny(unsafe_code)]
 
+pub mod compare;
 pub mod floor;
 pub mod machine;
 mod mpsc;
@@ -14,9 +15,11 @@ pub mod netvariants;
 pub mod options;
 pub mod pattern;
 pub mod peer;
+pub mod recommend;
 pub mod reference;
 pub mod refring;
 pub mod report;
+pub mod results;
 pub mod scenario;
 pub mod session;
 pub mod stats;

@@ -38,6 +38,10 @@ pub enum Command {
     /// Serve HTTP nginx-style: a master and N worker processes, controlled by signals
     /// (TERM/INT fast stop, QUIT graceful stop, HUP reload, USR1 reopen logs).
     Serve(ServeArgs),
+    /// Which mechanism fits these requirements: every candidate, ranked or excluded with why.
+    Recommend(RecommendArgs),
+    /// The change between two saved runs, row by row, flagged when larger than their spread.
+    Compare(CompareArgs),
 }
 
 /// A list of mechanisms (`pipe,uds` or `all`), the TCP/UDP variants of the bench among them
@@ -206,6 +210,87 @@ pub struct BenchArgs {
     /// Shared memory: producer counts of the shm-mpsc rows, 0 for none [default: 1,2,4].
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(0..=64))]
     pub mpsc_producers: Vec<u32>,
+}
+
+/// Parses a latency: `500ns`, `20us`, `20µs`, `5ms`, `1s` (a bare number is µs); in ns.
+fn parse_latency(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(end);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration '{s}': expected e.g. 20us, 5ms, 1s"))?;
+    let mult = match unit.trim() {
+        "ns" => 1.0,
+        "" | "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        u => {
+            return Err(format!(
+                "invalid duration unit '{u}' in '{s}': use ns, us, ms or s"
+            ))
+        }
+    };
+    if n.is_finite() && n > 0.0 {
+        Ok(n * mult)
+    } else {
+        Err(format!("invalid duration '{s}': must be above zero"))
+    }
+}
+
+/// `ipckit recommend`.
+#[derive(Debug, Args)]
+pub struct RecommendArgs {
+    /// A saved run (`ipckit bench --format json`) [default: a quick bench run made now].
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Largest acceptable round-trip p99: 500ns, 20us, 5ms, 1s.
+    #[arg(long, value_name = "DUR", value_parser = parse_latency)]
+    pub latency_p99: Option<f64>,
+    /// Smallest acceptable throughput, MB/s (10^6 B/s).
+    #[arg(long, value_name = "MBPS", value_parser = parse_positive_f64)]
+    pub throughput: Option<f64>,
+    /// Message size: 64, 4K, 1M.
+    #[arg(long, value_name = "BYTES", value_parser = ipckit_bench::options::parse_size)]
+    pub msg_size: Option<usize>,
+    /// The two processes on different CPUs, or on the same one [default: either].
+    #[arg(long, value_enum)]
+    pub placement: Option<OnePlacement>,
+    /// Processes writing to one reader.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub producers: u32,
+    /// The processes run on different hosts.
+    #[arg(long)]
+    pub cross_host: bool,
+    /// File descriptors travel with the messages.
+    #[arg(long)]
+    pub fd_passing: bool,
+    /// Messages are read by priority.
+    #[arg(long)]
+    pub priorities: bool,
+    /// No spinning: a core cannot be burned waiting.
+    #[arg(long)]
+    pub no_busy_poll: bool,
+}
+
+/// One placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnePlacement {
+    /// Different CPUs.
+    Cross,
+    /// The same CPU.
+    Same,
+}
+
+/// `ipckit compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The earlier run (JSON).
+    pub a: PathBuf,
+    /// The later run (JSON).
+    pub b: PathBuf,
 }
 
 fn parse_capacity(s: &str) -> Result<usize, String> {

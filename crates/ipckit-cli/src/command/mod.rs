@@ -2,9 +2,11 @@
 
 pub mod bench;
 pub mod clean;
+pub mod compare;
 pub mod demo;
 pub mod list;
 pub mod pipeline;
+pub mod recommend;
 pub mod recv;
 pub mod send;
 pub mod serve;
@@ -27,5 +29,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Signal(a) => done(signal::run(a)),
         Command::Pipeline(a) => pipeline::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Recommend(a) => recommend::run(a),
+        Command::Compare(a) => done(compare::run(a)),
     }
 }
