@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod floor;
+pub mod html;
 pub mod machine;
 mod mpsc;
 pub mod netvariants;

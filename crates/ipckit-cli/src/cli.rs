@@ -38,6 +38,8 @@ pub enum Command {
     /// Serve HTTP nginx-style: a master and N worker processes, controlled by signals
     /// (TERM/INT fast stop, QUIT graceful stop, HUP reload, USR1 reopen logs).
     Serve(ServeArgs),
+    /// Turn a saved bench run (`ipckit bench --format json`) into a report.
+    Report(ReportArgs),
 }
 
 /// A list of mechanisms (`pipe,uds` or `all`), the TCP/UDP variants of the bench among them
@@ -140,6 +142,8 @@ pub enum FormatArg {
     Json,
     /// CSV, one line per row.
     Csv,
+    /// One self-contained HTML page with charts (needs --output or --html).
+    Html,
 }
 
 /// Message framing on byte streams.
@@ -196,6 +200,9 @@ pub struct BenchArgs {
     /// Write the report to FILE instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Write the HTML report to FILE: short for `--format html --output FILE`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["output", "format"])]
+    pub html: Option<PathBuf>,
     /// Also run the raw-syscall reference loops (for shm, the reference ring) and show
     /// ipckit/raw.
     #[arg(long)]
@@ -459,4 +466,15 @@ pub struct ServeArgs {
     /// Run as a worker (started by the master, which passes the spec in the environment).
     #[arg(long, hide = true)]
     pub worker: bool,
+}
+
+/// `ipckit report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A saved run: the JSON of `ipckit bench --format json`.
+    #[arg(value_name = "RESULTS.json")]
+    pub results: PathBuf,
+    /// Write the self-contained HTML report (charts, table, in-page self-check) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: PathBuf,
 }

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod list;
 pub mod pipeline;
 pub mod recv;
+pub mod report;
 pub mod send;
 pub mod serve;
 pub mod signal;
@@ -27,5 +28,6 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Signal(a) => done(signal::run(a)),
         Command::Pipeline(a) => pipeline::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Report(a) => done(report::run(a)),
     }
 }
