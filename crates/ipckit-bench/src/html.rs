@@ -50,7 +50,7 @@ const SELF_CHECK: &str = include_str!("html_check.js");
 
 const STYLE: &str = "body{font:14px/1.4 sans-serif;margin:24px;color:#222}\
 table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}\
-td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#eee}\
+td{white-space:nowrap}td:last-child{white-space:normal}td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#eee}\
 svg{display:block;margin:8px 0 24px;background:#fafafa;border:1px solid #ddd}\
 svg text{font:11px sans-serif;fill:#333}.grid{stroke:#ddd}\
 #self-check{padding:6px;background:#eef;border:1px solid #99c}";
@@ -143,10 +143,11 @@ pub fn render(doc: &Value) -> Result<String, String> {
 <h1>ipckit bench report</h1>\n<pre id=\"self-check\">self-check did not run</pre>\n"
     );
     machine_section(&mut h, doc, &tool);
-    table_section(&mut h, &rows);
     h.push_str("<h2>Throughput, MB/s per row (10^6 B/s)</h2>\n");
     bar_chart(&mut h, "throughput", &rows, "throughput_mbps", "MB/s");
-    h.push_str("<h2>Round trip: p50 (dot), p99 and p99.9 (bar ends), ns, log scale</h2>\n");
+    h.push_str(
+        "<h2>Round trip, ns, log scale: p50 (dot), p99 (tick), p99.9 (end of the line)</h2>\n",
+    );
     rtt_chart(&mut h, &rows);
     let sizes: std::collections::BTreeSet<u64> = rows
         .iter()
@@ -164,6 +165,7 @@ pub fn render(doc: &Value) -> Result<String, String> {
         h.push_str("<h2>Same CPU against cross-CPU: RTT p50, ns</h2>\n");
         bar_chart(&mut h, "placement", &pairs, "rtt_ns.p50", "ns");
     }
+    table_section(&mut h, &rows);
     if let Some(notes) = doc.get("notes").and_then(Value::as_array) {
         if !notes.is_empty() {
             h.push_str("<h2>Notes</h2>\n<ul>\n");
@@ -245,10 +247,13 @@ fn machine_section(h: &mut String, doc: &Value, tool: &str) {
     );
 }
 
+/// Precision that means: `12.3k`, `2.10M`, as the text table shows a rate.
+const HUMAN: usize = usize::MAX;
+
 /// The text table's columns: header, JSON path of the number, how to show it.
 const COLUMNS: [(&str, &str, f64, usize); 9] = [
     ("MB/s", "throughput_mbps", 1.0, 1),
-    ("msgs/s", "msgs_per_s", 1.0, 0),
+    ("msgs/s", "msgs_per_s", 1.0, HUMAN),
     ("RTT p50 us", "rtt_ns.p50", 1e-3, 2),
     ("RTT p99 us", "rtt_ns.p99", 1e-3, 2),
     ("CPU us/msg", "cpu_ns_per_msg", 1e-3, 2),
@@ -287,10 +292,14 @@ fn table_section(h: &mut String, rows: &[&Value]) {
         for (_, path, scale, prec) in COLUMNS {
             match (raw(r, path), num(r, path)) {
                 (Some(rv), Some(v)) => {
+                    let shown = if prec == HUMAN {
+                        crate::report::human(v * scale)
+                    } else {
+                        format!("{:.prec$}", v * scale)
+                    };
                     let _ = write!(
                         h,
-                        "<td class=\"n\" data-field=\"{path}\" data-value=\"{rv}\">{:.prec$}</td>",
-                        v * scale
+                        "<td class=\"n\" data-field=\"{path}\" data-value=\"{rv}\">{shown}</td>"
                     );
                 }
                 _ => {
