@@ -55,9 +55,26 @@ svg{display:block;margin:8px 0 24px;background:#fafafa;border:1px solid #ddd}\
 svg text{font:11px sans-serif;fill:#333}.grid{stroke:#ddd}\
 #self-check{padding:6px;background:#eef;border:1px solid #99c}";
 
-const PALETTE: [&str; 10] = [
+const PALETTE: [&str; 16] = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac",
+    "#9c755f", "#bab0ac", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#a6761d",
+];
+
+/// The bench's mechanisms in its order: each gets a colour of its own.
+const KNOWN: [&str; 13] = [
+    "pipe",
+    "fifo",
+    "uds",
+    "uds-dgram",
+    "uds-seqpacket",
+    "tcp",
+    "udp",
+    "mq-posix",
+    "mq-sysv",
+    "eventfd",
+    "shm",
+    "shm-zerocopy",
+    "shm-mpsc",
 ];
 
 /// Escapes text for HTML content and attribute values.
@@ -251,7 +268,7 @@ fn machine_section(h: &mut String, doc: &Value, tool: &str) {
 const HUMAN: usize = usize::MAX;
 
 /// The text table's columns: header, JSON path of the number, how to show it.
-const COLUMNS: [(&str, &str, f64, usize); 9] = [
+const COLUMNS: [(&str, &str, f64, usize); 8] = [
     ("MB/s", "throughput_mbps", 1.0, 1),
     ("msgs/s", "msgs_per_s", 1.0, HUMAN),
     ("RTT p50 us", "rtt_ns.p50", 1e-3, 2),
@@ -260,7 +277,6 @@ const COLUMNS: [(&str, &str, f64, usize); 9] = [
     ("xfloor", "ratio_to_floor", 1.0, 1),
     ("xraw", "ratio_to_raw_rtt", 1.0, 2),
     ("xraw tput", "ratio_to_raw_msgs", 1.0, 2),
-    ("RTT p99.9 us", "rtt_ns.p999", 1e-3, 2),
 ];
 
 fn table_section(h: &mut String, rows: &[&Value]) {
@@ -313,6 +329,17 @@ fn table_section(h: &mut String, rows: &[&Value]) {
         }
         if get(r, "noisy").and_then(Value::as_bool) == Some(true) {
             flags.push("noisy".into());
+        }
+        let (lost, reordered) = (
+            num(r, "lost").unwrap_or(0.0),
+            num(r, "reordered").unwrap_or(0.0),
+        );
+        if let Some(pct) = num(r, "loss_pct") {
+            flags.push(format!(
+                "lost {lost} ({pct:.2}% of the flood) reordered {reordered}"
+            ));
+        } else if lost > 0.0 || reordered > 0.0 {
+            flags.push(format!("lost {lost} reordered {reordered}"));
         }
         let note = text(r, "note");
         if !note.is_empty() {
@@ -459,14 +486,18 @@ fn short(v: f64) -> String {
     }
 }
 
-/// A stable colour per mechanism name.
+/// A stable colour per mechanism name: the known ones in order, others by a hash of the name.
 fn mech_index(r: &Value) -> usize {
-    text(r, "mechanism").bytes().fold(0usize, |a, b| {
-        a.wrapping_mul(31).wrapping_add(usize::from(b))
+    let m = text(r, "mechanism");
+    KNOWN.iter().position(|k| *k == m).unwrap_or_else(|| {
+        m.bytes().fold(0usize, |a, b| {
+            a.wrapping_mul(31).wrapping_add(usize::from(b))
+        })
     })
 }
 
-/// RTT percentiles on a log scale: one `circle` (the p50) per row, a line from p99 to p99.9.
+/// RTT percentiles on a log scale: one `circle` (the p50) per row, a line from it to the
+/// p99.9 with a tick at the p99.
 fn rtt_chart(h: &mut String, rows: &[&Value]) {
     let data: Vec<(&Value, [f64; 3], String)> = rows
         .iter()
