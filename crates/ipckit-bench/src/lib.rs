@@ -9,6 +9,7 @@
 
 pub mod compare;
 pub mod floor;
+pub mod html;
 pub mod machine;
 mod mpsc;
 pub mod netvariants;

@@ -479,7 +479,8 @@ fn csv_quote(s: &str) -> String {
     }
 }
 
-fn human(v: f64) -> String {
+/// A rate as the table shows it: `950`, `12.3k`, `2.50M`.
+pub(crate) fn human(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.2}M", v / 1e6)
     } else if v >= 1e3 {

@@ -42,6 +42,8 @@ pub enum Command {
     Recommend(RecommendArgs),
     /// The change between two saved runs, row by row, flagged when larger than their spread.
     Compare(CompareArgs),
+    /// Turn a saved bench run (`ipckit bench --format json`) into a report.
+    Report(ReportArgs),
 }
 
 /// A list of mechanisms (`pipe,uds` or `all`), the TCP/UDP variants of the bench among them
@@ -144,6 +146,8 @@ pub enum FormatArg {
     Json,
     /// CSV, one line per row.
     Csv,
+    /// One self-contained HTML page with charts (needs --output or --html).
+    Html,
 }
 
 /// Message framing on byte streams.
@@ -200,6 +204,9 @@ pub struct BenchArgs {
     /// Write the report to FILE instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Write the HTML report to FILE: short for `--format html --output FILE`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["output", "format"])]
+    pub html: Option<PathBuf>,
     /// Also run the raw-syscall reference loops (for shm, the reference ring) and show
     /// ipckit/raw.
     #[arg(long)]
@@ -544,4 +551,15 @@ pub struct ServeArgs {
     /// Run as a worker (started by the master, which passes the spec in the environment).
     #[arg(long, hide = true)]
     pub worker: bool,
+}
+
+/// `ipckit report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A saved run: the JSON of `ipckit bench --format json`.
+    #[arg(value_name = "RESULTS.json")]
+    pub results: PathBuf,
+    /// Write the self-contained HTML report (charts, table, in-page self-check) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: PathBuf,
 }

@@ -53,6 +53,8 @@ fn options(a: &BenchArgs) -> BenchOptions {
         FormatArg::Table => Format::Table,
         FormatArg::Json => Format::Json,
         FormatArg::Csv => Format::Csv,
+        // Rendered from the JSON (see `run`).
+        FormatArg::Html => Format::Json,
     };
     if let Some(r) = a.repeat {
         o.repeat = r;
@@ -68,14 +70,26 @@ fn options(a: &BenchArgs) -> BenchOptions {
 
 /// Runs `ipckit bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let html = args.html.is_some() || args.format == FormatArg::Html;
+    let output = args.html.as_ref().or(args.output.as_ref());
+    if html && output.is_none() {
+        return Err(
+            UserError("--format html needs --output FILE (or use --html FILE)".into()).into(),
+        );
+    }
     let opts = options(args);
     let report = match ipckit_bench::run(&opts, true) {
         Ok(r) => r,
         Err(BenchError::Usage(s)) => return Err(UserError(s).into()),
         Err(e) => return Err(e.into()),
     };
-    let text = report.render(opts.format);
-    match &args.output {
+    let text = if html {
+        let doc = serde_json::to_value(&report).context("serializing the report")?;
+        ipckit_bench::html::render(&doc).map_err(anyhow::Error::msg)?
+    } else {
+        report.render(opts.format)
+    };
+    match output {
         Some(path) => {
             std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?
         }

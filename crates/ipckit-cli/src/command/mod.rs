@@ -8,6 +8,7 @@ pub mod list;
 pub mod pipeline;
 pub mod recommend;
 pub mod recv;
+pub mod report;
 pub mod send;
 pub mod serve;
 pub mod signal;
@@ -31,5 +32,6 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => serve::run(a),
         Command::Recommend(a) => recommend::run(a),
         Command::Compare(a) => done(compare::run(a)),
+        Command::Report(a) => done(report::run(a)),
     }
 }
