@@ -60,22 +60,9 @@ const PALETTE: [&str; 16] = [
     "#9c755f", "#bab0ac", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#a6761d",
 ];
 
-/// The bench's mechanisms in its order: each gets a colour of its own.
-const KNOWN: [&str; 13] = [
-    "pipe",
-    "fifo",
-    "uds",
-    "uds-dgram",
-    "uds-seqpacket",
-    "tcp",
-    "udp",
-    "mq-posix",
-    "mq-sysv",
-    "eventfd",
-    "shm",
-    "shm-zerocopy",
-    "shm-mpsc",
-];
+/// The bench's mechanisms in its order (the recommender's candidates): each gets a colour of
+/// its own.
+const KNOWN: [&str; 13] = crate::recommend::CANDIDATES;
 
 /// Escapes text for HTML content and attribute values.
 fn esc(s: &str) -> String {
