@@ -39,6 +39,19 @@ fn check_interrupt() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A read that timed out (or was interrupted) in a loop polling for Ctrl-C: `Ok` to try again,
+/// unless Ctrl-C came or `until` passed (`what` names the wait); any other error as is.
+fn nothing_yet(e: io::Error, until: Instant, what: &str) -> anyhow::Result<()> {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
+            check_interrupt()?;
+            anyhow::ensure!(Instant::now() < until, "{what} for {STUCK:?}");
+            Ok(())
+        }
+        _ => Err(e.into()),
+    }
+}
+
 /// Reads exactly `buf.len()` bytes, in slices, so Ctrl-C is noticed.
 fn read_exact(s: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result<()> {
     s.set_read_timeout(Some(Duration::from_millis(100)))?;
@@ -48,17 +61,7 @@ fn read_exact(s: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result<()> {
         match s.read(&mut buf[off..]) {
             Ok(0) => anyhow::bail!("the peer closed the connection early"),
             Ok(n) => off += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                check_interrupt()?;
-                anyhow::ensure!(Instant::now() < until, "no data for {STUCK:?}");
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => check_interrupt()?,
-            Err(e) => return Err(e.into()),
+            Err(e) => nothing_yet(e, until, "no data")?,
         }
     }
     Ok(())
@@ -119,17 +122,7 @@ fn receive_udp_flood(u: &UdpSocket) -> anyhow::Result<UdpTally> {
                 highest = highest.max(Some(seq));
             }
             Ok(n) => anyhow::bail!("unexpected {n}-byte datagram"),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                check_interrupt()?;
-                anyhow::ensure!(Instant::now() < until, "the UDP flood never ended");
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => check_interrupt()?,
-            Err(e) => return Err(e.into()),
+            Err(e) => nothing_yet(e, until, "the UDP flood never ended")?,
         }
     }
 }
