@@ -473,8 +473,8 @@ impl Worker<'_, '_> {
             let Some(l) = self.listeners.get(which) else {
                 return;
             };
-            match l.accept() {
-                Ok((stream, _)) => self.adopt(stream),
+            match ipckit::net::accept(l) {
+                Ok(fd) => self.adopt(TcpStream::from(fd)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
@@ -492,7 +492,7 @@ impl Worker<'_, '_> {
                     }
                     // (EMFILE comes before the queue is looked at, so the queue may be
                     // empty: then stop, or this would loop for ever.)
-                    let got = l.accept();
+                    let got = ipckit::net::accept(l);
                     let again = got.is_ok();
                     drop(got);
                     self.spare = File::open("/dev/null").ok();
@@ -511,10 +511,8 @@ impl Worker<'_, '_> {
         }
     }
 
+    /// Takes a connection `ipckit::net::accept` made (non-blocking, close-on-exec).
     fn adopt(&mut self, stream: TcpStream) {
-        if stream.set_nonblocking(true).is_err() {
-            return;
-        }
         let _ = stream.set_nodelay(true);
         let idx = match self.free.pop() {
             Some(i) => i,

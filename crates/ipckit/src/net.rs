@@ -38,6 +38,19 @@ pub fn tcp_listener(addr: SocketAddr, reuseport: bool, backlog: i32) -> io::Resu
         .map_err(|e| io::Error::new(e.kind(), format!("listening on {addr}: {e}")))
 }
 
+/// Accepts one connection from a listening socket, already non-blocking and close-on-exec
+/// (`accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`): an event loop saves the `fcntl` calls std's
+/// `accept` followed by `set_nonblocking` would cost per connection. `EINTR` is retried.
+///
+/// # Errors
+///
+/// `WouldBlock` when none is queued on a non-blocking listener; `EMFILE`/`ENFILE` at the
+/// descriptor limits; `ECONNABORTED`; the `accept4` error.
+#[doc(alias = "accept4")]
+pub fn accept(listener: impl std::os::fd::AsFd) -> io::Result<OwnedFd> {
+    crate::sys::socket::accept(listener.as_fd())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
