@@ -357,7 +357,7 @@ enum Verdict {
 /// starve the others.
 const READ_BUDGET: usize = 16;
 
-/// Counts from one drive, added to the slot once.
+/// Counts of a drive not yet published (see `Worker::publish`).
 #[derive(Debug, Default)]
 struct Tally {
     requests: u64,
@@ -576,25 +576,31 @@ impl Worker<'_, '_> {
         };
         let mut tally = Tally::default();
         let verdict = self.drive_conn(&mut conn, read_to_eof, &mut tally);
-        conn.served += tally.requests;
-        if tally.requests > 0 {
-            self.slot.requests.fetch_add(tally.requests, Relaxed);
-        }
-        if tally.s4xx > 0 {
-            self.slot.status_4xx.fetch_add(tally.s4xx, Relaxed);
-        }
-        if tally.s5xx > 0 {
-            self.slot.status_5xx.fetch_add(tally.s5xx, Relaxed);
-        }
-        if tally.errors > 0 {
-            self.slot.errors.fetch_add(tally.errors, Relaxed);
-        }
+        self.publish(&mut conn, &mut tally);
         self.conns[idx] = Some(conn);
         match verdict {
             Verdict::Close => self.close(idx),
             Verdict::Again => self.again.push((idx, read_to_eof)),
             Verdict::Keep => {}
         }
+    }
+
+    /// Adds what was tallied to the connection and the status board, and clears the tally.
+    /// Called before answers are written too, so that a client that has read an answer finds
+    /// its request already counted.
+    fn publish(&self, c: &mut Conn, t: &mut Tally) {
+        c.served += t.requests;
+        for (n, counter) in [
+            (t.requests, &self.slot.requests),
+            (t.s4xx, &self.slot.status_4xx),
+            (t.s5xx, &self.slot.status_5xx),
+            (t.errors, &self.slot.errors),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Relaxed);
+            }
+        }
+        *t = Tally::default();
     }
 
     fn drive_conn(&mut self, c: &mut Conn, read_to_eof: bool, t: &mut Tally) -> Verdict {
@@ -604,6 +610,7 @@ impl Worker<'_, '_> {
         let mut drained = false;
         let mut reads = 0;
         loop {
+            self.publish(c, t);
             match flush(c) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -653,7 +660,7 @@ impl Worker<'_, '_> {
         }
         // Waiting for input.
         if c.input.is_empty() {
-            if self.draining.is_some() && (c.served > 0 || t.requests > 0) {
+            if self.draining.is_some() && c.served > 0 {
                 return Verdict::Close;
             }
             c.header_clock = false;
