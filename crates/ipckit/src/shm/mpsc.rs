@@ -1414,6 +1414,7 @@ mod loom_tests {
     //! previous lap, a load-buffering hazard that loom does not model: it is argued at the
     //! claim, not checked here.
     use super::*;
+    use crate::shm::wait::wait_on;
     use loom::sync::atomic::{AtomicBool as LoomBool, AtomicUsize};
     use loom::sync::Arc;
     use loom::thread;
@@ -1425,7 +1426,8 @@ mod loom_tests {
     /// Checks `f` with at most `cap` preemptions, or `LOOM_MAX_PREEMPTIONS` if lower. The
     /// caps keep `.ci/loom` (3 by default) near a minute on two cores; measured there, the
     /// four-message model takes 60 s at 2 preemptions and over 10 minutes at 3, the dead
-    /// claim model 5 s at 2 and 105 s at 3, the one-slot model 18 s at 3.
+    /// claim model 5 s at 2 and 105 s at 3, the one-slot model 18 s at 3; the wake-up
+    /// models 2-4 s each at 2 and 20-50 s at 3 (the all-`Block` one runs at 3).
     fn model(cap: usize, f: impl Fn() + Sync + Send + 'static) {
         let mut b = loom::model::Builder::new();
         b.preemption_bound = Some(b.preemption_bound.map_or(cap, |p| p.min(cap)));
@@ -1589,6 +1591,113 @@ mod loom_tests {
     #[test]
     fn loom_one_slot() {
         run(1, 1, 3);
+    }
+
+    /// A producer's send as `MpscSender::send_deadline` makes it: claim, or wait for space
+    /// on the producers' line (`ProducerSleep`), then publish and wake the consumer.
+    fn send(m: &HeapMem, idx: usize, wait: Wait, msg: &[u8]) {
+        let pos = match try_claim(m, 0, idx) {
+            Some(p) => p,
+            None => {
+                let sleeper = ProducerSleep {
+                    line: &m.ctl.tx,
+                    bit: 1 << idx,
+                };
+                wait_on(wait, Deadline::Never, &sleeper, &mut None, None, |_| {
+                    Ok::<_, SendError>(try_claim(m, 0, idx))
+                })
+                .expect("no error")
+            }
+        };
+        publish(m, 0, pos, msg);
+        ring::wake(&m.ctl.rx);
+    }
+
+    /// A spin budget of two spins under loom's logical clock (one µs per clock read).
+    const ADAPTIVE: Wait = Wait::Adaptive {
+        spin: Duration::from_micros(2),
+    };
+
+    /// The sleep handshake of both lines: two producers, under the wait strategies `tx`,
+    /// send one message each through one slot (so one of them waits for space, asleep on
+    /// the producers' line), while the consumer, under `rx`, waits for data on its line as
+    /// `MpscReceiver::recv` does and frees the slot with `wake_space`. A lost wake-up
+    /// leaves a side asleep for good: loom reports a deadlock, or a spinning peer runs out
+    /// of branches. `may_sleep` is set before the threads start, so no timed nap is armed.
+    /// At most one side spins: two threads spinning on a third may starve it under loom's
+    /// free switches at yields (a schedule no machine keeps up).
+    fn handshake(tx: [Wait; 2], rx: Wait, cap: usize) {
+        model(cap, move || {
+            const SLOTS: usize = 1;
+            let m = Arc::new(HeapMem::new(SLOTS));
+            for (p, w) in tx.iter().enumerate() {
+                if *w != Wait::Spin {
+                    m.ctl.tx.may_sleep.fetch_or(1 << p, Ordering::Relaxed);
+                }
+            }
+            m.ctl
+                .rx
+                .may_sleep
+                .store(u32::from(rx != Wait::Spin), Ordering::Relaxed);
+            let producers: Vec<_> = (0..2)
+                .map(|p| {
+                    let m = m.clone();
+                    thread::spawn(move || send(&m, p, tx[p], &message(p, 0)))
+                })
+                .collect();
+            let mut cons = Consumer::new(SLOTS, LEN);
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                let peek = |cons: &Consumer| match cons.peek(&*m) {
+                    Head::Ready(len) => Some(len),
+                    Head::Corrupt(w) => panic!("corrupt word {w:#x}"),
+                    Head::Empty | Head::Claimed(_) => None,
+                };
+                let len = match peek(&cons) {
+                    Some(len) => len,
+                    None => wait_on(rx, Deadline::Never, &m.ctl.rx, &mut None, None, |_| {
+                        Ok::<_, RecvError>(peek(&cons))
+                    })
+                    .expect("no error"),
+                };
+                assert_eq!(len, LEN);
+                let mut buf = [0u8; LEN];
+                cons.read(&*m, &mut buf);
+                cons.release(&*m);
+                wake_space(&m.ctl.tx);
+                got.push(decode(&buf));
+            }
+            for t in producers {
+                t.join().unwrap();
+            }
+            got.sort_unstable();
+            assert_eq!(got, [(0, 0), (1, 0)]);
+        });
+    }
+
+    #[test]
+    fn loom_wakeup_block_block() {
+        handshake([Wait::Block; 2], Wait::Block, 3);
+    }
+
+    #[test]
+    fn loom_wakeup_adaptive_adaptive() {
+        handshake([ADAPTIVE; 2], ADAPTIVE, 2);
+    }
+
+    #[test]
+    fn loom_wakeup_block_spin() {
+        handshake([Wait::Block; 2], Wait::Spin, 2);
+    }
+
+    #[test]
+    fn loom_wakeup_spin_and_block_block() {
+        handshake([Wait::Spin, Wait::Block], Wait::Block, 2);
+    }
+
+    #[test]
+    fn loom_wakeup_adaptive_and_block_adaptive() {
+        handshake([ADAPTIVE, Wait::Block], ADAPTIVE, 2);
     }
 
     /// Producer 1 claims a slot and dies before moving `tail` on or publishing; producer 0
