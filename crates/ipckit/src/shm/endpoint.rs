@@ -127,7 +127,7 @@ struct Views {
 fn views(seg: &Segment, cap: usize) -> io::Result<Views> {
     // `cap` may come from the peer-written header: every sum is checked.
     let need = cap.checked_mul(2).and_then(|c| c.checked_add(CTL_LEN));
-    if !need.is_some_and(|n| seg.len() >= n) {
+    if need.is_none_or(|n| seg.len() < n) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
