@@ -2,7 +2,7 @@
 //! reproduction and a differential test whose payloads are drawn to collide with headers,
 //! between two threads and two processes, through the copy and the zero-copy API.
 
-use super::util::{self, init, peer_command, watchdog, KillOnDrop, Rng};
+use super::util::{init, peer_command, watchdog, KillOnDrop, Rng};
 use ipckit::registry;
 use ipckit::shm::{ring, PairOptions, ShmEndpoint, ShmListener};
 use ipckit::{Deadline, RecvError, SendError, Transport, Wait};
@@ -82,7 +82,7 @@ fn drive(ep: &mut ShmEndpoint, msgs: &[Vec<u8>], window: usize, seed: u64) {
     while got < msgs.len() {
         if sent < msgs.len() && sent - got < window {
             let m = &msgs[sent];
-            let ok = if rng.next() % 2 == 0 {
+            let ok = if rng.next().is_multiple_of(2) {
                 match ep.try_send(m) {
                     Ok(()) => true,
                     Err(SendError::Full) => false,
@@ -101,7 +101,7 @@ fn drive(ep: &mut ShmEndpoint, msgs: &[Vec<u8>], window: usize, seed: u64) {
             };
             sent += usize::from(ok);
         }
-        let back = if rng.next() % 2 == 0 {
+        let back = if rng.next().is_multiple_of(2) {
             match ep.try_recv(&mut buf) {
                 Ok(n) => Some(buf[..n].to_vec()),
                 Err(RecvError::Empty) => None,
