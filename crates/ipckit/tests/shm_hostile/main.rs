@@ -406,29 +406,35 @@ fn the_layout_is_the_one_these_tests_write() {
 // The receiver: a forged header word at its position.
 
 /// What a receiver must do with `word` at its position `pos`: the rules of `shm/ring.rs`.
+/// The producer clears the header word after each record before publishing it, so the word
+/// at the receiver's position is 0 (nothing yet) or the next record's header, stamped for
+/// that position; a pad sends the receiver to the next lap's start, where `lap_start` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Want {
     /// A well-formed record: indistinguishable from one the sender wrote, so delivered.
     Deliver(usize),
     /// No correct producer writes this: `InvalidData`.
     Corrupt,
-    /// Not a record of this lap (stamp mismatch), or a pad where one may stand: nothing.
+    /// Nothing published yet.
     Nothing,
 }
 
-fn want(pos: u64, word: u64, cap: usize, max: usize) -> Want {
-    if word as u32 != ring::stamp(pos) {
+fn want(pos: u64, word: u64, lap_start: u64, cap: usize, max: usize) -> Want {
+    if word == 0 {
         return Want::Nothing;
+    }
+    if word as u32 != ring::stamp(pos) {
+        return Want::Corrupt;
     }
     let off = (pos as usize) & (cap - 1);
     let len = (word >> 32) as u32;
     if len == u32::MAX {
         // A pad is right only where the largest message would not fit before the end.
-        return if off + ring::record_len(max) <= cap {
-            Want::Corrupt
-        } else {
-            Want::Nothing
-        };
+        let left = cap - off;
+        if off == 0 || left >= ring::record_len(max) {
+            return Want::Corrupt;
+        }
+        return want(pos + left as u64, lap_start, lap_start, cap, max);
     }
     let len = len as usize;
     if len > max || off + ring::payload_gap(len) + len > cap {
@@ -493,8 +499,7 @@ fn receiver_rejects_forged_headers_at_its_position() {
             for api in [RecvApi::Recv, RecvApi::TryRecv, RecvApi::RecvRef] {
                 let case = format!("pos {pos}, word {word:#018x}, {api:?}");
                 let _w = Watchdog::start(case.clone());
-                let got = forged_header_case(&mut peer, lead, pos, word, api);
-                let w = want(pos, word, RING, MSG_MAX);
+                let (got, w) = forged_header_case(&mut peer, lead, pos, &[word], api);
                 let ok = match (w, &got) {
                     (Want::Deliver(n), Ok(Ok(m))) => *m == n,
                     (Want::Corrupt, Ok(Err(e))) => is_invalid_data_recv(e),
@@ -511,6 +516,21 @@ fn receiver_rejects_forged_headers_at_its_position() {
             }
         }
     }
+    // A pad where one may stand, and a record forged at the next lap's start for it to lead
+    // to: the receiver takes both, as it would from the sender.
+    let lead = LEADS[2];
+    let pos: u64 = lead.iter().map(|&l| ring::record_len(l) as u64).sum();
+    let next = pos.next_multiple_of(RING as u64);
+    for api in [RecvApi::Recv, RecvApi::TryRecv, RecvApi::RecvRef] {
+        let case = format!("pos {pos}: a pad, and a 56-byte record at {next}, {api:?}");
+        let _w = Watchdog::start(case.clone());
+        let words = [ring::header(pos, u32::MAX), ring::header(next, 56)];
+        let (got, w) = forged_header_case(&mut peer, lead, pos, &words, api);
+        cases += 1;
+        if w != Want::Deliver(56) || !matches!(got, Ok(Ok(56))) {
+            failures.push(format!("{case}: wanted {w:?}, got {got:?}"));
+        }
+    }
     eprintln!("cases by outcome: {seen:?}");
     assert_no_failures(&failures, cases);
 }
@@ -519,9 +539,9 @@ fn forged_header_case(
     peer: &mut Peer,
     lead: &[usize],
     pos: u64,
-    word: u64,
+    words: &[u64],
     api: RecvApi,
-) -> Result<Result<usize, RecvError>, String> {
+) -> (Result<Result<usize, RecvError>, String>, Want) {
     let mut ep = serve(peer, RING, MSG_MAX);
     let mut buf = vec![0u8; MSG_MAX];
     for &len in lead {
@@ -529,11 +549,21 @@ fn forged_header_case(
         let n = ep.recv(&mut buf).unwrap();
         assert_eq!(buf[..n], util::payload(len as u64, len)[..]);
     }
-    // Ring B carries the peer's messages to this process.
-    let off = CTL_LEN + RING + (pos as usize & (RING - 1));
-    peer.ok(&format!("w {off} {word}"));
+    // Ring B carries the peer's messages to this process. The first word goes at the
+    // receiver's position, a second one at the next lap's start.
+    let ring_b = CTL_LEN + RING;
+    let word = words[0];
+    peer.ok(&format!(
+        "w {} {word}",
+        ring_b + (pos as usize & (RING - 1))
+    ));
+    if let Some(w) = words.get(1) {
+        peer.ok(&format!("w {ring_b} {w}"));
+    }
+    let lap_start = peer.ok(&format!("r {ring_b}")).parse().unwrap();
+    let w = want(pos, word, lap_start, RING, MSG_MAX);
     let soon = Duration::from_millis(50);
-    let nothing = want(pos, word, RING, MSG_MAX) == Want::Nothing;
+    let nothing = w == Want::Nothing;
     let r = no_panic(|| match api {
         RecvApi::Recv if nothing => ep.recv_timeout(&mut buf, soon),
         RecvApi::Recv => ep.recv(&mut buf),
@@ -553,7 +583,7 @@ fn forged_header_case(
     });
     drop(ep);
     peer.ok("close");
-    r
+    (r, w)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -623,7 +653,15 @@ fn sender_rejects_a_forged_head() {
             p
         };
         let mut heads: Vec<u64> = BOUNDARY.to_vec();
-        heads.extend([64, pos - 1, pos, pos + 1, pos + 64, 2 * RING as u64]);
+        heads.extend([
+            64,
+            pos - 64,
+            pos - 1,
+            pos,
+            pos + 1,
+            pos + 64,
+            2 * RING as u64,
+        ]);
         for head in heads {
             let case = format!("head {head} (producer at {pos}), {api:?}");
             let _w = Watchdog::start(case.clone());
@@ -638,19 +676,17 @@ fn sender_rejects_a_forged_head() {
                 failures.push(format!("{case}: {r:?}"));
                 continue;
             };
-            let full = matches!(r, Err(SendError::Full | SendError::Timeout));
-            let ok = if head > pos {
-                // Released beyond what was ever sent.
+            let ok = if head > pos || !head.is_multiple_of(64) {
+                // Released beyond what was ever sent, or inside a record (the consumer
+                // releases whole records, which start on 64-byte boundaries).
                 matches!(&r, Err(e) if is_invalid_data_send(e))
-            } else if head == pos || head == 64 {
-                // Everything, or exactly the first record, released: room for one more.
-                r.is_ok()
             } else if head == 0 {
-                // Nothing released, as the producer last saw.
-                full
+                // Nothing released, as the producer last saw: still full.
+                matches!(r, Err(SendError::Full | SendError::Timeout))
             } else {
-                // A release to a position the producer cannot tell from a real one.
-                r.is_ok() || full
+                // A release of whole records, which the producer cannot tell from a real
+                // one: room for one more line.
+                r.is_ok()
             };
             if !ok {
                 failures.push(format!("{case}: got {r:?}"));
