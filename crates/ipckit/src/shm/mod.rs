@@ -37,8 +37,8 @@
 //!   [`PeerGone`](crate::RecvError::PeerGone) once it has read what was published before;
 //! - stall a side, as a peer that never sends or never reads does: clear the flag that says
 //!   a side sleeps so it is not woken, or hold the ring full. A call with a deadline returns
-//!   at the deadline (`Timeout`, `Full`, `Empty`); the death of the peer process is seen
-//!   through a pidfd, not through the segment, so it still ends any wait;
+//!   at the deadline (`Timeout`, `Full`, `Empty`); a ring pair sees its peer's death through
+//!   a pidfd, not through the segment, so that still ends any wait;
 //! - shrink the object with `ftruncate`, if it is an `shm_open` object, as ring pairs, MPSC
 //!   queues and named segments are (the kernel seals memfds only). Every process mapping it
 //!   then gets `SIGBUS` at its next touch of a page past the new end, which ipckit cannot turn
