@@ -1,4 +1,4 @@
-//! The MPSC queue across real processes (this test binary re-executed as producers or as the
+//! The MPSC queue across real processes (the peer binary, `peer.rs`, as producers or as the
 //! receiver): integrity from four producers under each wait strategy, a receiver killed
 //! under a blocked producer, producers killed mid-stream and mid-send, bad input, and
 //! nothing left behind.
@@ -6,114 +6,16 @@
 #[path = "../util/mod.rs"]
 mod util;
 
+mod peer;
+
 use ipckit::registry;
 use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender, PairOptions, ShmListener};
 use ipckit::{RecvError, SendError, Wait};
+use peer::{check, PER_PRODUCER, PRODUCERS};
 use std::io::{BufRead, BufReader, Lines, Write};
 use std::process::{ChildStdout, Stdio};
 use std::time::{Duration, Instant};
-use util::{init, payload, peer_command, watchdog, KillOnDrop, Rng};
-
-const PRODUCERS: u32 = 4;
-const PER_PRODUCER: u64 = 20_000;
-/// Bytes before a message's payload: producer id and sequence number.
-const ID_LEN: usize = 12;
-
-// ---------------------------------------------------------------------------------------
-// Peer processes.
-
-fn env(k: &str) -> String {
-    std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"))
-}
-
-fn wait_of(s: &str) -> Wait {
-    Wait::parse(s).unwrap_or_else(|| panic!("bad wait {s}"))
-}
-
-/// Message `seq` of producer `id`, of a length from `rng` (at least the id and sequence).
-fn message(id: u32, seq: u64, rng: &mut Rng, max: usize) -> Vec<u8> {
-    let len = ID_LEN + (rng.next() as usize) % (max - ID_LEN + 1);
-    let mut m = Vec::with_capacity(len);
-    m.extend_from_slice(&id.to_le_bytes());
-    m.extend_from_slice(&seq.to_le_bytes());
-    m.extend_from_slice(&payload(seq ^ (u64::from(id) << 40), len - ID_LEN));
-    m
-}
-
-/// Checks a received message and returns its producer id and sequence number.
-fn check(m: &[u8]) -> (u32, u64) {
-    assert!(
-        m.len() >= ID_LEN,
-        "message of {} bytes is too short",
-        m.len()
-    );
-    let id = u32::from_le_bytes(m[..4].try_into().unwrap());
-    let seq = u64::from_le_bytes(m[4..12].try_into().unwrap());
-    assert!(
-        m[ID_LEN..] == payload(seq ^ (u64::from(id) << 40), m.len() - ID_LEN)[..],
-        "payload of message {seq} from producer {id} is corrupt"
-    );
-    (id, seq)
-}
-
-/// Entry point for peer processes; does nothing in a normal test run.
-#[test]
-fn peer_entry() {
-    let Ok(role) = std::env::var(util::ROLE) else {
-        return;
-    };
-    let name = env("NAME");
-    match role.as_str() {
-        "producer" | "endless" => {
-            let id: u32 = env("ID").parse().unwrap();
-            let count: u64 = if role == "endless" {
-                u64::MAX
-            } else {
-                env("COUNT").parse().unwrap()
-            };
-            let mut tx = MpscSender::open(&name, wait_of(&env("WAIT"))).expect("open");
-            println!("ready");
-            if role == "producer" {
-                // Start together: the receiver's PeerGone means "all gone" only once every
-                // producer has registered.
-                let mut go = String::new();
-                std::io::stdin().read_line(&mut go).unwrap();
-            }
-            let mut rng = Rng(0x5eed ^ u64::from(id));
-            let max = tx.max_msg_size();
-            for seq in 0..count {
-                if let Err(e) = tx.send(&message(id, seq, &mut rng, max)) {
-                    eprintln!("producer {id}: send {seq}: {e}");
-                    std::process::exit(2);
-                }
-            }
-        }
-        "abandon" => {
-            let mut tx = MpscSender::open(&name, Wait::Block).expect("open");
-            let count: u64 = env("COUNT").parse().unwrap();
-            let mut rng = Rng(7);
-            for seq in 0..count {
-                tx.send(&message(9, seq, &mut rng, tx.max_msg_size()))
-                    .unwrap();
-            }
-            tx.abandon_claim().unwrap();
-            println!("claimed");
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        "receiver" => {
-            let opts = MpscOptions {
-                slots: env("SLOTS").parse().unwrap(),
-                slot_size: 64,
-                ..MpscOptions::default()
-            };
-            let _rx = MpscReceiver::create(&name, &opts).expect("create");
-            println!("ready");
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
-}
+use util::{init, peer_command, watchdog, KillOnDrop};
 
 // ---------------------------------------------------------------------------------------
 // Helpers.
