@@ -407,6 +407,88 @@ fn claim_of_a_killed_producer_is_skipped() {
     });
 }
 
+/// A producer SIGKILLed at any step of a send (slot claimed; `tail` moved on; half written;
+/// written but not published), while the receiver waits on its claim: the receiver skips the
+/// slot as soon as the producer is dead and delivers what another producer queued behind it,
+/// or, if the dead one was the last producer, says PeerGone. The time from the kill is
+/// printed, not asserted (speed is the benchmarks' business); the watchdog catches a hang.
+#[test]
+fn a_producer_killed_at_any_step_is_skipped() {
+    watchdog(60, || {
+        for step in ["claim", "advance", "mid-write", "written"] {
+            for last in [false, true] {
+                let name = queue_name();
+                let opts = MpscOptions {
+                    slots: 16,
+                    ..MpscOptions::default()
+                };
+                let mut rx = MpscReceiver::create(&name, &opts).unwrap();
+                let mut victim = Peer::spawn(
+                    "abandon",
+                    &[
+                        ("NAME", name.clone()),
+                        ("COUNT", "3".into()),
+                        ("STEP", step.into()),
+                    ],
+                );
+                victim.expect("claimed");
+                let mut buf = vec![0u8; rx.max_msg_size()];
+                for seq in 0..3 {
+                    let n = rx.recv(&mut buf).unwrap();
+                    assert_eq!(check(&buf[..n]), (9, seq), "{step}");
+                }
+                // Another producer queues messages behind the claim (unless the victim is to
+                // be the last one).
+                let mut tx = (!last).then(|| MpscSender::open(&name, Wait::Block).unwrap());
+                for i in 0..5u8 {
+                    if let Some(tx) = &mut tx {
+                        tx.send(&[i; 3]).unwrap();
+                    }
+                }
+                // While the claimer lives, its claim is a send in progress.
+                assert!(
+                    matches!(
+                        rx.recv_timeout(&mut buf, Duration::from_millis(50)),
+                        Err(RecvError::Timeout)
+                    ),
+                    "{step}: the receiver waits for a live claimer"
+                );
+                // Killed while the receiver is blocked on the claim.
+                let pid = victim.child.0.id() as libc::pid_t;
+                let killer = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(30));
+                    let t = Instant::now();
+                    // SAFETY: kill takes two integers; `pid` is our unreaped child.
+                    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+                    t
+                });
+                let r = rx.recv(&mut buf);
+                let seen = Instant::now();
+                let after = seen.saturating_duration_since(killer.join().unwrap());
+                if last {
+                    assert!(matches!(r, Err(RecvError::PeerGone)), "{step}: {r:?}");
+                    eprintln!(
+                        "killed at {step:?}, the last producer: PeerGone {after:?} after the kill"
+                    );
+                } else {
+                    assert_eq!(&buf[..r.unwrap()], &[0u8; 3], "{step}");
+                    eprintln!("killed at {step:?}: its claim skipped {after:?} after the kill");
+                    for i in 1..5u8 {
+                        let n = rx.recv(&mut buf).unwrap();
+                        assert_eq!(&buf[..n], &[i; 3], "{step}");
+                    }
+                    drop(tx);
+                    assert!(matches!(rx.recv(&mut buf), Err(RecvError::PeerGone)));
+                }
+                assert_eq!(rx.lost(), 1, "{step}: the dead claim is counted lost");
+                let _ = victim.child.0.wait();
+                drop(rx);
+                assert_gone(&name);
+            }
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------------------
 // Semantics and input.
 

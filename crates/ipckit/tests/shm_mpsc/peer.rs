@@ -84,7 +84,10 @@ pub fn run(role: &str) {
                 tx.send(&message(9, seq, &mut rng, tx.max_msg_size()))
                     .unwrap();
             }
-            tx.abandon_claim().unwrap();
+            // Stop the next send at STEP (default: claimed, `tail` moved on).
+            let step = std::env::var("STEP").unwrap_or_else(|_| "advance".into());
+            let m = message(9, count, &mut rng, tx.max_msg_size());
+            tx.abandon_claim_at(&step, &m).unwrap();
             println!("claimed");
             std::thread::sleep(Duration::from_secs(60));
         }
