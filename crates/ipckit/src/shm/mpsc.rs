@@ -376,14 +376,16 @@ impl Consumer {
     }
 }
 
-/// The consumer's half of the producers' sleep handshake (`ring::wake` for a bitmap).
+/// The consumer's half of the producers' sleep handshake (`ring::wake` for a bitmap): it
+/// claims every announcement and wakes every sleeper (they race for the space; the losers
+/// announce themselves again).
 #[inline]
 fn wake_space(line: &SpaceLine) {
     if line.may_sleep.load(Ordering::Relaxed) == 0 {
         return;
     }
     fence(Ordering::SeqCst);
-    if line.sleeping.load(Ordering::Relaxed) != 0 {
+    if line.sleeping.load(Ordering::Relaxed) != 0 && line.sleeping.swap(0, Ordering::SeqCst) != 0 {
         line.seq.fetch_add(1, Ordering::SeqCst);
         futex_wake(&line.seq);
     }

@@ -1,6 +1,7 @@
 //! Shared memory across real processes: segments and their header checks, `ipckit clean`
 //! after kill -9, the zero-copy API, and peer death while blocked on a ring.
 
+mod integrity;
 #[path = "../util/mod.rs"]
 mod util;
 
