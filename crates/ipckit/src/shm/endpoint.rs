@@ -125,8 +125,9 @@ struct Views {
 }
 
 fn views(seg: &Segment, cap: usize) -> io::Result<Views> {
-    let need = CTL_LEN + 2 * cap;
-    if seg.len() < need {
+    // `cap` may come from the peer-written header: every sum is checked.
+    let need = cap.checked_mul(2).and_then(|c| c.checked_add(CTL_LEN));
+    if need.is_none_or(|n| seg.len() < n) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
@@ -354,20 +355,37 @@ pub fn connect(name: &str, opts: &PairOptions) -> io::Result<ShmEndpoint> {
     let seg = SegmentBuilder::new(1)
         .layout(PAIR_LAYOUT)
         .open_existing(name)?;
-    let hdr_cap = {
-        // The header is published: open_existing saw the magic.
+    // The header is published (open_existing saw the magic), but written by another process:
+    // every value is checked before it sizes anything.
+    let (hdr_cap, hdr_max) = {
         let r = seg.region();
         let hdr: &PairHeader = r.at(0);
-        hdr.cap.load(Ordering::Relaxed) as usize
+        (
+            hdr.cap.load(Ordering::Relaxed),
+            hdr.max.load(Ordering::Relaxed),
+        )
     };
-    if !hdr_cap.is_power_of_two() || hdr_cap < ring::MIN_CAPACITY {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{name}: ring capacity {hdr_cap} in the header is not valid"),
-        ));
-    }
+    let hdr_cap = match usize::try_from(hdr_cap) {
+        Ok(c) if c.is_power_of_two() && c >= ring::MIN_CAPACITY => c,
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{name}: ring capacity {hdr_cap} in the header is not valid"),
+            ))
+        }
+    };
     let v = views(&seg, hdr_cap)?;
-    let max = (v.hdr.max.load(Ordering::Relaxed) as usize).min(ring::max_payload(hdr_cap));
+    let max = match usize::try_from(hdr_max) {
+        Ok(m) if m <= ring::max_payload(hdr_cap) => m,
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{name}: maximum message {hdr_max} in the header exceeds what a {hdr_cap}-byte ring carries"
+                ),
+            ))
+        }
+    };
     let server = get_hello(&v.hdr.server_hello)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "server hello is corrupt"))?;
     if !crate::is_alive(server.pid, server.start) {
@@ -442,7 +460,7 @@ impl ShmEndpoint {
             tx,
             rx,
             prod: Producer::new(cap),
-            cons: Consumer::new(cap, ring::max_payload(cap)),
+            cons: Consumer::new(cap, max),
             max,
             wait: Wait::Spin,
             woke_up_at: None,
@@ -491,14 +509,18 @@ impl ShmEndpoint {
         if self.peer_closed_tx() {
             return Err(SendError::PeerGone);
         }
-        let start = match self.prod.reserve(&self.tx, len) {
+        let start = match self
+            .prod
+            .reserve(&self.tx, len)
+            .map_err(|c| send_corrupt(self.tx, c))?
+        {
             Some(s) => s,
             None => {
                 let (tx, wait, dead) = (self.tx, self.wait, &*self.dead);
                 let prod = &mut self.prod;
                 let woke = &mut self.woke_up_at;
                 wait_on(wait, deadline, &tx.ctl.tx, woke, None, |_| {
-                    if let Some(s) = prod.reserve(&tx, len) {
+                    if let Some(s) = prod.reserve(&tx, len).map_err(|c| send_corrupt(tx, c))? {
                         return Ok(Some(s));
                     }
                     if tx.ctl.rx.closed.load(Ordering::Acquire) != 0 || dead.load(Ordering::Acquire)
@@ -531,6 +553,8 @@ impl ShmEndpoint {
 
     #[inline]
     fn next(&mut self, deadline: Deadline) -> Result<Found, RecvError> {
+        let rx = self.rx;
+        let corrupt = |c| recv_corrupt(rx, c);
         if let Some(f) = self.cons.peek(&self.rx).map_err(corrupt)? {
             return Ok(f);
         }
@@ -544,7 +568,7 @@ impl ShmEndpoint {
                 }
             }
         }
-        let (rx, wait, dead) = (self.rx, self.wait, &*self.dead);
+        let (wait, dead) = (self.wait, &*self.dead);
         let cons = &mut self.cons;
         wait_on(
             wait,
@@ -569,14 +593,29 @@ impl ShmEndpoint {
     }
 }
 
-fn corrupt(c: ring::Corrupt) -> RecvError {
-    RecvError::Io(io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!(
-            "corrupt ring: header {:#018x} at position {} (the peer wrote outside the protocol)",
-            c.word, c.pos
-        ),
-    ))
+/// A corrupt ring cannot be trusted again: the side that found it closes its end (so the
+/// peer, if it is only buggy, gets `PeerGone` instead of waiting for ever) and reports
+/// `InvalidData`.
+fn abandon(own: &WaitLine, peer: &WaitLine) {
+    own.closed.store(1, Ordering::Release);
+    peer.seq.fetch_add(1, Ordering::SeqCst);
+    futex_wake(&peer.seq);
+}
+
+fn corrupt_error(c: ring::Corrupt) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, c.to_string())
+}
+
+#[cold]
+fn send_corrupt(tx: ShmRing, c: ring::Corrupt) -> SendError {
+    abandon(&tx.ctl.tx, &tx.ctl.rx);
+    SendError::Io(corrupt_error(c))
+}
+
+#[cold]
+fn recv_corrupt(rx: ShmRing, c: ring::Corrupt) -> RecvError {
+    abandon(&rx.ctl.rx, &rx.ctl.tx);
+    RecvError::Io(corrupt_error(c))
 }
 
 /// Space loaned for one outgoing message. Derefs to the bytes; [`Loan::commit`] publishes
@@ -606,6 +645,14 @@ impl Loan<'_> {
     #[inline]
     pub fn commit_len(self, len: usize) {
         let len = len.min(self.len);
+        let to = self.ep.prod.payload_offset(self.start, len);
+        if to != self.off {
+            // A loan of over `ring::ALIGN_ABOVE` bytes cut to at most that: the consumer looks
+            // for the shorter payload right after the header, so move it there.
+            let mut moved = [0u8; ring::ALIGN_ABOVE];
+            self.ep.tx.read(self.off, &mut moved[..len]);
+            self.ep.tx.write(to, &moved[..len]);
+        }
         self.ep.prod.commit(&self.ep.tx, self.start, len);
     }
 }

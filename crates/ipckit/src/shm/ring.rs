@@ -15,9 +15,21 @@
 //!
 //! The header word is `len << 32 | stamp(pos)`, stored by the producer with `Release` after
 //! the payload. The consumer polls the header at its position and takes the record when the
-//! stamp matches its position ([`stamp`]); a stale header from the previous lap, or the zeroes
-//! of a fresh ring, never match. So the consumer spins on the very line the message arrives
-//! in: a small message costs one cache-line transfer, as the floor's ping-pong does.
+//! word is non-zero. So the consumer spins on the very line the message arrives in: a small
+//! message costs one cache-line transfer, as the floor's ping-pong does.
+//!
+//! The consumer must never take a word that the producer did not write as a header in this
+//! lap: in mixed-size traffic, a 64-byte boundary of this lap can lie inside an earlier lap's
+//! payload, and a payload word is anything the sender chose. So before publishing a record
+//! the producer clears the header word of the record that will follow it (the zero is
+//! ordered before the record's `Release` header), and `reserve` keeps that one line of slack
+//! free. The consumer, having taken the record before, therefore sees at its position either
+//! that zero or the next header, never older bytes; a non-zero word whose stamp is not its
+//! position's is [`Corrupt`], as is a length above the negotiated maximum, a record that
+//! would cross the end of the data area, a pad where a maximal record still fits, or a
+//! released position the producer never reached. A pad is stored after the record it leads
+//! to, so a consumer that takes the pad finds the record. [`stamp`] is never 0, so a cleared
+//! word (or a fresh ring) holds no record.
 //!
 //! The consumer publishes how far it has read in `head` (`Release`, after reading the
 //! payload); the producer reads it (`Acquire`) only when the space it last saw runs out.
@@ -64,11 +76,14 @@ pub fn record_len(len: usize) -> usize {
     (payload_gap(len) + len).next_multiple_of(RECORD_ALIGN)
 }
 
-/// The stamp of a record at position `pos`: never 0 in the first lap, so a zeroed area holds
-/// no record; differs from the stamp one lap earlier for any capacity below 2^38 bytes.
+/// The stamp of a record at position `pos`: its line number modulo 2^32 - 1, plus one. Never 0
+/// (however far the positions run), so a cleared word holds no record; and a lap of any
+/// power-of-two capacity moves it (2^k is never a multiple of 2^32 - 1), so a header of the
+/// lap before never carries the stamp of this one.
 #[inline]
 pub fn stamp(pos: u64) -> u32 {
-    ((pos / RECORD_ALIGN as u64) as u32).wrapping_add(1)
+    // The remainder is below 2^32 - 1, so the cast and the `+ 1` neither truncate nor wrap.
+    ((pos / RECORD_ALIGN as u64) % u64::from(u32::MAX)) as u32 + 1
 }
 
 /// The header word of a record of `len` bytes at `pos`.
@@ -163,13 +178,25 @@ pub struct Found {
     pub len: usize,
 }
 
-/// A header that cannot have been written by a correct producer.
+/// A word in the ring that no correct peer writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Corrupt {
-    /// The position.
+    /// The position of the side that found it.
     pub pos: u64,
-    /// The header word found there.
+    /// The word found (a header, or the released position).
     pub word: u64,
+    /// What is wrong with it.
+    pub what: &'static str,
+}
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "corrupt ring: {} ({:#018x} at position {}; the peer wrote outside the protocol)",
+            self.what, self.word, self.pos
+        )
+    }
 }
 
 /// The producer's private state.
@@ -191,17 +218,32 @@ impl Producer {
     }
 
     /// Finds room for `len` payload bytes; returns the record's start position, or `None` if
-    /// the ring is full. `len` must be at most [`max_payload`].
+    /// the ring is full. `len` must be at most [`max_payload`]. Room means the record and the
+    /// line after it (whose header word [`Producer::commit`] clears).
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`] if the consumer's released position (peer-written) lies beyond this
+    /// producer's position or went backwards.
     #[inline]
-    pub fn reserve<M: RingMem>(&mut self, m: &M, len: usize) -> Option<u64> {
+    pub fn reserve<M: RingMem>(&mut self, m: &M, len: usize) -> Result<Option<u64>, Corrupt> {
         let (start, end) = place(self.pos, record_len(len), self.cap);
-        if end - self.head > self.cap as u64 {
-            self.head = m.ctl().head.head.load(Ordering::Acquire);
-            if end - self.head > self.cap as u64 {
-                return None;
+        let need = end + RECORD_ALIGN as u64;
+        if need - self.head > self.cap as u64 {
+            let head = m.ctl().head.head.load(Ordering::Acquire);
+            if head < self.head || head > self.pos || !head.is_multiple_of(RECORD_ALIGN as u64) {
+                return Err(Corrupt {
+                    pos: self.pos,
+                    word: head,
+                    what: "released position outside what was sent",
+                });
+            }
+            self.head = head;
+            if need - self.head > self.cap as u64 {
+                return Ok(None);
             }
         }
-        Some(start)
+        Ok(Some(start))
     }
 
     /// Data offset of the payload of a `len`-byte record reserved at `start`.
@@ -210,17 +252,23 @@ impl Producer {
         offset(start, self.cap) + payload_gap(len)
     }
 
-    /// Publishes the record reserved at `start` with `len` payload bytes (already written),
-    /// and wakes the consumer if it sleeps.
+    /// Publishes the record reserved at `start` with `len` payload bytes (already written at
+    /// [`Producer::payload_offset`] for `len`), and wakes the consumer if it sleeps.
     #[inline]
     pub fn commit<M: RingMem>(&mut self, m: &M, start: u64, len: usize) {
+        let end = start + record_len(len) as u64;
+        // 1. Clear the next record's header word: reserved slack, so nobody reads it now, and
+        //    what an earlier lap left there (a payload word, an old header) must never be
+        //    taken for a record. The `Release` below orders this store before the header.
+        m.word(offset(end, self.cap)).store(0, Ordering::Relaxed);
+        m.word(offset(start, self.cap))
+            .store(header(start, len as u32), Ordering::Release);
+        // 2. A pad after the record it leads to: a consumer that takes the pad finds it.
         if start != self.pos {
             m.word(offset(self.pos, self.cap))
                 .store(header(self.pos, PAD), Ordering::Release);
         }
-        m.word(offset(start, self.cap))
-            .store(header(start, len as u32), Ordering::Release);
-        self.pos = start + record_len(len) as u64;
+        self.pos = end;
         wake(&m.ctl().rx);
     }
 }
@@ -234,35 +282,54 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// A consumer of a fresh ring of `cap` bytes accepting payloads up to `max`.
+    /// A consumer of a fresh ring of `cap` bytes accepting payloads up to `max` (the
+    /// negotiated maximum, at most [`max_payload`]).
     pub fn new(cap: usize, max: usize) -> Consumer {
-        Consumer { pos: 0, cap, max }
+        Consumer {
+            pos: 0,
+            cap,
+            max: max.min(max_payload(cap)),
+        }
     }
 
     /// The record at the consumer's position, if one is published.
     ///
     /// # Errors
     ///
-    /// [`Corrupt`] for a header no correct producer writes (a length over the maximum).
+    /// [`Corrupt`] for a word no correct producer writes there: a stamp of another position,
+    /// a length over the maximum, a record crossing the end of the data area, or a pad where
+    /// a record of the maximum size would still fit.
     #[inline]
     pub fn peek<M: RingMem>(&mut self, m: &M) -> Result<Option<Found>, Corrupt> {
         loop {
             let off = offset(self.pos, self.cap);
             let w = m.word(off).load(Ordering::Acquire);
-            if w as u32 != stamp(self.pos) {
+            if w == 0 {
                 return Ok(None);
+            }
+            let bad = |what| Corrupt {
+                pos: self.pos,
+                word: w,
+                what,
+            };
+            if w as u32 != stamp(self.pos) {
+                return Err(bad("a header stamped for another position"));
             }
             let len = (w >> 32) as u32;
             if len == PAD {
-                self.pos += (self.cap - off) as u64;
+                let left = self.cap - off;
+                if off == 0 || left >= record_len(self.max) {
+                    return Err(bad("a pad where a record still fits"));
+                }
+                self.pos += left as u64;
                 continue;
             }
             let len = len as usize;
-            if len > self.max || off + payload_gap(len) + len > self.cap {
-                return Err(Corrupt {
-                    pos: self.pos,
-                    word: w,
-                });
+            if len > self.max {
+                return Err(bad("a length above the maximum message size"));
+            }
+            if off + record_len(len) > self.cap {
+                return Err(bad("a record crossing the end of the ring"));
             }
             return Ok(Some(Found {
                 off: off + payload_gap(len),
@@ -293,6 +360,56 @@ pub fn wake(line: &WaitLine) {
     if line.sleeping.load(Ordering::Relaxed) != 0 {
         line.seq.fetch_add(1, Ordering::SeqCst);
         super::sync::futex_wake(&line.seq);
+    }
+}
+
+/// Ring memory on the heap, for the unit and loom tests: every word an atomic (loom's under
+/// loom), so a missing `Acquire`/`Release` shows up there as a stale word.
+#[cfg(test)]
+pub(crate) struct HeapMem {
+    ctl: RingCtl,
+    words: Vec<AtomicU64>,
+}
+
+#[cfg(test)]
+impl HeapMem {
+    pub(crate) fn new(cap: usize) -> HeapMem {
+        HeapMem {
+            ctl: RingCtl::default(),
+            words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl RingMem for HeapMem {
+    fn ctl(&self) -> &RingCtl {
+        &self.ctl
+    }
+    fn word(&self, off: usize) -> &AtomicU64 {
+        &self.words[off / 8]
+    }
+    fn write(&self, off: usize, src: &[u8]) {
+        assert!(off.is_multiple_of(8));
+        for (i, c) in src.chunks(8).enumerate() {
+            let w = &self.words[off / 8 + i];
+            let mut b = w.load(Ordering::Relaxed).to_le_bytes();
+            b[..c.len()].copy_from_slice(c);
+            w.store(u64::from_le_bytes(b), Ordering::Relaxed);
+        }
+    }
+    fn read(&self, off: usize, dst: &mut [u8]) {
+        assert!(off.is_multiple_of(8));
+        for (i, c) in dst.chunks_mut(8).enumerate() {
+            let b = self.words[off / 8 + i]
+                .load(Ordering::Relaxed)
+                .to_le_bytes();
+            let n = c.len();
+            c.copy_from_slice(&b[..n]);
+        }
+    }
+    fn cap(&self) -> usize {
+        self.words.len() * 8
     }
 }
 
@@ -343,12 +460,15 @@ mod tests {
                             prop_assert!(offset(pos, cap) + rec > cap);
                             prop_assert_eq!(offset(start, cap), 0);
                         }
-                        if end - head <= cap as u64 {
-                            // Fits: it overlaps no live record.
+                        if end + RECORD_ALIGN as u64 - head <= cap as u64 {
+                            // Fits: neither it nor the next header line it clears overlaps a
+                            // live record.
                             for &(s, e, _) in &live {
                                 let (a, b) = (offset(s, cap), offset(s, cap) + (e - s) as usize);
                                 let (c, d) = (offset(start, cap), offset(start, cap) + rec);
                                 prop_assert!(b <= c || d <= a, "overlap");
+                                let z = offset(end, cap);
+                                prop_assert!(b <= z || z + RECORD_ALIGN <= a, "cleared line overlaps");
                             }
                             live.push_back((start, end, len));
                             pos = end;
@@ -366,6 +486,207 @@ mod tests {
         }
     }
 
+    /// Payload words chosen to look like records: every 64-byte-aligned word of the payload
+    /// (where a later lap may look for a header) holds a header stamped for that offset one
+    /// to three laps on, with a small length; the other words follow `fill`.
+    fn colliding(start: u64, len: usize, cap: usize, fill: u8, seed: u64) -> Vec<u8> {
+        let base = offset(start, cap) + payload_gap(len);
+        let mut x = seed | 1;
+        let mut p = vec![0u8; len];
+        for (i, c) in p.chunks_mut(8).enumerate() {
+            let at = base + i * 8;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let w = if at.is_multiple_of(RECORD_ALIGN) {
+                let later =
+                    start - offset(start, cap) as u64 + at as u64 + cap as u64 * (1 + x % 3);
+                header(later, (x >> 8) as u32 % 64)
+            } else {
+                match fill {
+                    0 => 0,
+                    1 => u64::MAX,
+                    2 => x % 128,
+                    _ => x,
+                }
+            };
+            c.copy_from_slice(&w.to_le_bytes()[..c.len()]);
+        }
+        p
+    }
+
+    /// Sends `msg` if there is room; the start position it went to.
+    fn send(p: &mut Producer, m: &HeapMem, msg: &[u8]) -> Option<u64> {
+        let start = p.reserve(m, msg.len()).expect("head in range")?;
+        m.write(p.payload_offset(start, msg.len()), msg);
+        p.commit(m, start, msg.len());
+        Some(start)
+    }
+
+    fn recv(c: &mut Consumer, m: &HeapMem) -> Option<Vec<u8>> {
+        let f = c.peek(m).expect("no corrupt header")?;
+        let mut got = vec![0u8; f.len];
+        m.read(f.off, &mut got);
+        c.release(m, f.len);
+        Some(got)
+    }
+
+    /// The reproduction of issue 13: four 1000-byte messages and one of 56 bytes through a
+    /// 4 KiB ring; the first holds the stamp of position 4160 (66) at payload bytes 56..64,
+    /// exactly where the consumer looks after the fifth. Before the fix it took that word for
+    /// an empty record.
+    #[test]
+    fn no_phantom_record_after_mixed_sizes() {
+        let (cap, max) = (4096, 1024);
+        let m = HeapMem::new(cap);
+        let (mut p, mut c) = (Producer::new(cap), Consumer::new(cap, max));
+        let mut first = vec![0xabu8; 1000];
+        first[56..64].copy_from_slice(&66u64.to_le_bytes());
+        let sent = [
+            first,
+            vec![1; 1000],
+            vec![2; 1000],
+            vec![3; 1000],
+            vec![4; 56],
+        ];
+        for (i, msg) in sent.iter().enumerate() {
+            assert!(send(&mut p, &m, msg).is_some(), "message {i} fits");
+            assert_eq!(recv(&mut c, &m).as_ref(), Some(msg), "message {i}");
+        }
+        assert_eq!(recv(&mut c, &m), None, "a message nobody sent");
+    }
+
+    /// The same trap at every record size class (up to 56 bytes, 57 bytes to 1 KiB, over
+    /// 1 KiB) and across pads at the wrap: each message's aligned words carry headers of later
+    /// laps, sent in lockstep and in bursts.
+    #[test]
+    fn no_phantom_record_at_any_size_class() {
+        let cap = 4096;
+        let max = max_payload(cap);
+        for sizes in [
+            &[1000, 1000, 1000, 1000, 56][..],
+            &[0, 8, 56, 40, 24, 56, 56][..],
+            &[57, 100, 500, 1024, 777, 64, 1000][..],
+            &[1025, 1500, max, 1100, max - 1, 1025][..],
+            &[1900, 56, 1900, 57, 1900, 1025, 1900, 0][..],
+        ] {
+            for burst in [1, 3] {
+                let m = HeapMem::new(cap);
+                let (mut p, mut c) = (Producer::new(cap), Consumer::new(cap, max));
+                let mut queue = std::collections::VecDeque::new();
+                for round in 0..40u64 {
+                    for (i, &len) in sizes.iter().enumerate() {
+                        let (start, _) = place(p.pos, record_len(len), cap);
+                        let msg = colliding(start, len, cap, (i % 4) as u8, round * 31 + i as u64);
+                        while send(&mut p, &m, &msg).is_none() {
+                            assert_eq!(recv(&mut c, &m), queue.pop_front(), "{sizes:?}");
+                        }
+                        queue.push_back(msg);
+                        if queue.len() >= burst {
+                            assert_eq!(recv(&mut c, &m), queue.pop_front(), "{sizes:?}");
+                        }
+                    }
+                }
+                while let Some(want) = queue.pop_front() {
+                    assert_eq!(recv(&mut c, &m), Some(want));
+                }
+                assert_eq!(recv(&mut c, &m), None, "a message nobody sent: {sizes:?}");
+            }
+        }
+    }
+
+    proptest! {
+        /// Differential: random sizes (0 to the maximum) with payloads drawn to collide with
+        /// headers, sends and receives interleaved at random, through a small ring; what comes
+        /// out is what went in, byte for byte, and nothing else.
+        #[test]
+        fn received_equals_sent(
+            cap_shift in 12u32..15,
+            ops in prop::collection::vec((any::<bool>(), 0usize..8192, 0u8..4, any::<u64>()), 1..300),
+        ) {
+            let cap = 1usize << cap_shift;
+            let max = max_payload(cap);
+            let m = HeapMem::new(cap);
+            let (mut p, mut c) = (Producer::new(cap), Consumer::new(cap, max));
+            let mut queue = std::collections::VecDeque::new();
+            for (is_send, len, fill, seed) in ops {
+                if is_send {
+                    let len = len.min(max);
+                    let (start, _) = place(p.pos, record_len(len), cap);
+                    let msg = colliding(start, len, cap, fill, seed);
+                    if send(&mut p, &m, &msg).is_some() {
+                        queue.push_back(msg);
+                    }
+                } else {
+                    prop_assert_eq!(recv(&mut c, &m), queue.pop_front());
+                }
+            }
+            while let Some(want) = queue.pop_front() {
+                prop_assert_eq!(recv(&mut c, &m), Some(want));
+            }
+            prop_assert_eq!(recv(&mut c, &m), None);
+        }
+    }
+
+    /// Words a hostile peer can write make errors, never a panic or an out-of-bounds read.
+    #[test]
+    fn hostile_words_are_corrupt_not_panics() {
+        let cap = 4096;
+        let max = 1000;
+        let vals = [
+            0,
+            1,
+            max as u64,
+            max as u64 + 1,
+            u32::MAX as u64,
+            1 << 63,
+            u64::MAX,
+        ];
+        // The released position, seen by the producer.
+        for &h in &vals[1..] {
+            let m = HeapMem::new(cap);
+            let mut p = Producer::new(cap);
+            for _ in 0..3 {
+                send(&mut p, &m, &[7; 1000]).unwrap();
+            }
+            m.ctl.head.head.store(h, Ordering::Relaxed);
+            // Whatever it says, the next reserve that must look at it cannot trust it.
+            let r = p.reserve(&m, 1000);
+            assert!(r.is_err(), "head {h:#x} gave {r:?}");
+        }
+        // Header words at the consumer's position, with every length.
+        for &len in &vals {
+            for stamped in [true, false] {
+                let m = HeapMem::new(cap);
+                let mut c = Consumer::new(cap, max);
+                let low = if stamped { u64::from(stamp(0)) } else { 5 };
+                let w = (len << 32) | low;
+                m.word(0).store(w, Ordering::Relaxed);
+                match c.peek(&m) {
+                    Err(_) => {}
+                    Ok(None) => assert_eq!(w, 0),
+                    Ok(Some(f)) => {
+                        assert!(stamped && f.len <= max && f.off + f.len <= cap, "{f:?}");
+                    }
+                }
+            }
+        }
+        // A pad at the start of the ring would skip a whole lap.
+        let m = HeapMem::new(cap);
+        m.word(0).store(header(0, PAD), Ordering::Relaxed);
+        assert!(Consumer::new(cap, max).peek(&m).is_err());
+        // A record crossing the end.
+        let m = HeapMem::new(cap);
+        let mut c = Consumer::new(cap, max_payload(cap));
+        let mut p = Producer::new(cap);
+        for _ in 0..3 {
+            send(&mut p, &m, &[1; 960]).unwrap();
+            recv(&mut c, &m).unwrap();
+        }
+        m.word(3072).store(header(3072, 1100), Ordering::Relaxed);
+        assert!(c.peek(&m).is_err());
+    }
+
     #[test]
     fn small_messages_fit_one_line() {
         assert_eq!(record_len(0), 64);
@@ -373,6 +694,15 @@ mod tests {
         assert_eq!(record_len(57), 128);
         assert_eq!(stamp(0), 1);
         assert_ne!(header(0, 0), 0);
+        // Never 0, however far the positions run: a cleared word is never a record.
+        let wrap = u64::from(u32::MAX) * RECORD_ALIGN as u64;
+        for p in [wrap - 64, wrap, wrap + 64, u64::MAX - 63] {
+            assert_ne!(stamp(p), 0, "{p}");
+        }
+        // A lap of any capacity moves the stamp.
+        for k in 12..40 {
+            assert_ne!(stamp(4096), stamp(4096 + (1u64 << k)));
+        }
     }
 }
 
@@ -447,7 +777,7 @@ mod loom_tests {
                 for i in 0..N {
                     let m = msg(i);
                     let start = loop {
-                        if let Some(s) = p.reserve(&*m2, m.len()) {
+                        if let Some(s) = p.reserve(&*m2, m.len()).expect("head in range") {
                             break s;
                         }
                         loom::thread::yield_now();
