@@ -248,8 +248,13 @@ impl Run {
         let payload = self.payload(inp, len, kind / 4);
         let mut tries = 0;
         let start = loop {
-            if let Some(s) = self.prod.reserve(&self.mem, len) {
-                break s;
+            match self.prod.reserve(&self.mem, len) {
+                Ok(Some(s)) => break s,
+                Ok(None) => {}
+                Err(e) => {
+                    assert!(self.hostile, "corrupt ring in honest traffic: {e:?}");
+                    return;
+                }
             }
             // Full: make room the way a receiver would.
             tries += 1;
