@@ -1239,7 +1239,12 @@ pub fn status(port: Option<u16>, out: &mut dyn Write) -> i32 {
     0
 }
 
-fn print_status(path: &Path, s: &State, out: &mut dyn Write) -> io::Result<()> {
+/// Prints one master's status (what [`status`] prints for each): its board, opened by the
+/// name in `s`, read against the workers `s` lists. Public only for the fuzz target
+/// (`fuzz/fuzz_targets/status.rs`): the board's words are written by worker processes, the
+/// state file by any process of the same user.
+#[doc(hidden)]
+pub fn print_status(path: &Path, s: &State, out: &mut dyn Write) -> io::Result<()> {
     let board = StatusBoard::open_named(&s.status)
         .map_err(|e| io::Error::new(e.kind(), format!("status board {}: {e}", s.status)))?;
     let snap = board.snapshot();
