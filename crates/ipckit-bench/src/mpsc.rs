@@ -11,7 +11,7 @@ use crate::pattern;
 use crate::peer::{self, Control, FromPeer, PeerSpec, ToPeer, GO_TIMEOUT};
 use crate::session::{expect_ready, Config, Measured};
 use crate::sys;
-use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender};
+use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender, PairOptions};
 use ipckit::Wait;
 use std::io;
 use std::time::{Duration, Instant};
@@ -19,13 +19,12 @@ use std::time::{Duration, Instant};
 const END: u64 = 1 << 55;
 const SEQ: u64 = END - 1;
 
-/// Bytes of queue to aim for: slots × slot size, within the queue's limits.
-const QUEUE_BYTES: usize = 4 << 20;
-
-fn slots_for(size: usize) -> usize {
-    (QUEUE_BYTES / size.max(1))
-        .next_power_of_two()
-        .clamp(4, ipckit::shm::DEFAULT_SLOTS)
+/// Slots of `size` bytes holding as many payload bytes as `ring_capacity`, the capacity of the
+/// `shm` ring row beside this one, so the two rows queue alike: the largest power of two of
+/// slots that fits (at least 4, at most the queue's maximum).
+fn slots_for(size: usize, ring_capacity: usize) -> usize {
+    let fit = (ring_capacity / size.max(1)).max(1);
+    (1usize << fit.ilog2()).clamp(4, ipckit::shm::MAX_SLOTS)
 }
 
 /// The consumer's side, in the bench process.
@@ -37,10 +36,18 @@ pub(crate) fn run(
 ) -> io::Result<Measured> {
     let n = cfg.producers as usize;
     let name = format!("/{}", ipckit::registry::unique_name("bench-mpsc"));
+    // The ring's capacity for the same options (`--shm-capacity`, 4 MiB by default, more for
+    // a message too large for it), as the `shm` rows get it.
+    let (ring_capacity, _) = PairOptions {
+        capacity: opts.shm_capacity,
+        max_msg_size: Some(cfg.size),
+        ..Default::default()
+    }
+    .ring_size()?;
     let mut rx = MpscReceiver::create(
         &name,
         &MpscOptions {
-            slots: slots_for(cfg.size),
+            slots: slots_for(cfg.size, ring_capacity),
             slot_size: cfg.size,
             wait: cfg.wait,
             ..Default::default()
@@ -189,4 +196,31 @@ pub(crate) fn produce(spec: &PeerSpec, wait: Wait, ctl: &mut Control) -> io::Res
         cpu_ns: sys::thread_cpu_ns().saturating_sub(cpu0),
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_holds_what_the_ring_beside_it_holds() {
+        let ring = |size| {
+            PairOptions {
+                max_msg_size: Some(size),
+                ..Default::default()
+            }
+            .ring_size()
+            .unwrap()
+            .0
+        };
+        // The default 4 MiB ring: 65,536 slots of 64 B, 64 of 64 KiB (not 1,024 and 64).
+        assert_eq!(ring(64), 4 << 20);
+        assert_eq!(slots_for(64, ring(64)), 65_536);
+        assert_eq!(slots_for(64 * 1024, ring(64 * 1024)), 64);
+        // Never more than the ring: 100 B messages get 32,768 slots (3.1 MiB), not 65,536.
+        assert_eq!(slots_for(100, 4 << 20), 32_768);
+        // A message as large as the ring: still a queue of four.
+        assert_eq!(slots_for(4 << 20, 4 << 20), 4);
+        assert_eq!(slots_for(1, usize::MAX), ipckit::shm::MAX_SLOTS);
+    }
 }

@@ -239,12 +239,15 @@ pub fn spawn(
     inherit.push(spec.ctl_out);
     let parent = std::process::id();
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
-    // (prctl, getppid, fcntl) on values captured before the fork; it allocates nothing.
+    // (prctl, getppid, fcntl) on values captured before the fork; it allocates nothing: its
+    // errors are errno values (`last_os_error`, `from_raw_os_error`), never boxed.
     unsafe {
         cmd.pre_exec(move || {
             sys::set_parent_death_signal()?;
             if sys::getppid() != parent {
-                return Err(io::Error::other("parent exited before the peer started"));
+                // The parent exited before the peer started (nobody is left to read this; std
+                // only passes a hook's errno to the parent anyway, never a message).
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
             for &fd in &inherit {
                 sys::clear_cloexec(fd)?;

@@ -211,7 +211,8 @@ pub struct BenchArgs {
     /// ipckit/raw.
     #[arg(long)]
     pub reference: bool,
-    /// Shared memory: each ring's data area, a power of two (e.g. 256K) [default: ipckit's].
+    /// Shared memory: each ring's data area, a power of two (e.g. 256K), and the payload bytes
+    /// of the shm-mpsc queue beside it [default: ipckit's].
     #[arg(long, value_name = "SIZE", value_parser = parse_capacity)]
     pub shm_capacity: Option<usize>,
     /// Shared memory: producer counts of the shm-mpsc rows, 0 for none [default: 1,2,4].

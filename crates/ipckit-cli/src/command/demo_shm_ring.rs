@@ -92,9 +92,13 @@ fn zero_copy_hello(ep: &mut ShmEndpoint, me: u32) -> anyhow::Result<()> {
     loan.commit();
     say!("[parent {me}] loaned {} bytes of the ring, wrote the message in place, committed it (one 8-byte header store publishes it)", text.len());
     let m = ep.recv_ref(Deadline::Never)?;
+    // Copied before the UTF-8 check: the child can still write the bytes in place, and a
+    // `&str` checked over them could stop being UTF-8 while it is printed.
+    let copy = m.to_vec();
+    let answer = String::from_utf8_lossy(&copy);
     say!(
-        "[parent {me}] the child's answer, read in place without a copy: \"{}\"",
-        String::from_utf8_lossy(&m)
+        "[parent {me}] the child's answer, read in place without a copy: \"{answer}\" (copied \
+         out only to be printed, as bytes the child can still rewrite must be)"
     );
     Ok(())
 }

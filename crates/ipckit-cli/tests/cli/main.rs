@@ -631,6 +631,10 @@ fn bench_quick_json_has_every_mechanism() {
         "mq-posix",
         "mq-sysv",
         "eventfd",
+        // Shared memory: the copy API, the zero-copy API and the MPSC queue, each its own row.
+        "shm",
+        "shm-zerocopy",
+        "shm-mpsc",
     ] {
         assert!(mechs.contains(m), "{m} missing from {mechs:?}");
     }

@@ -543,6 +543,9 @@ impl ShmEndpoint {
     /// Borrows the next incoming message in place; it is released (its space given back to
     /// the sender) when the returned [`Msg`] drops. Waits under the wait strategy.
     ///
+    /// The bytes stay in memory the peer can still write: copy them out before you validate
+    /// them, and use the copy ([what a peer can do](crate::shm#what-a-peer-can-do)).
+    ///
     /// # Errors
     ///
     /// As [`Transport::recv_deadline`] (never `BufferTooSmall`).
@@ -620,6 +623,9 @@ fn recv_corrupt(rx: ShmRing, c: ring::Corrupt) -> RecvError {
 
 /// Space loaned for one outgoing message. Derefs to the bytes; [`Loan::commit`] publishes
 /// them; dropping it without committing sends nothing.
+///
+/// The bytes are shared memory the peer can write too: do not trust what you read back from
+/// a loan ([what a peer can do](crate::shm#what-a-peer-can-do)).
 pub struct Loan<'a> {
     ep: &'a mut ShmEndpoint,
     start: u64,
@@ -682,6 +688,9 @@ impl std::ops::DerefMut for Loan<'_> {
 }
 
 /// A received message, borrowed in place. Released when dropped.
+///
+/// The bytes stay in memory the peer can still write: copy them out before you validate
+/// them, and use the copy ([what a peer can do](crate::shm#what-a-peer-can-do)).
 pub struct Msg<'a> {
     ep: &'a mut ShmEndpoint,
     f: Found,

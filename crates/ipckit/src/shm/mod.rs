@@ -14,6 +14,50 @@
 //!   [`MutexGuard::make_consistent`].
 //! - [`cow`]: fork copy-on-write snapshots (the Redis `BGSAVE` pattern): a forked child writes
 //!   memory as it was at the fork to a file while the parent keeps writing.
+//!
+//! # What a peer can do
+//!
+//! A ring pair, an MPSC queue or a mutex lives in memory that every process mapping its
+//! segment can write: the peer you talk to, and any process that can open the object (the
+//! same uid, or another uid where the mode allows it; ipckit creates objects 0600 and opens
+//! none that another user can write unless told to, see
+//! [`SegmentBuilder::allow_other_users`]). ipckit reads every word of a segment as untrusted
+//! input. A process that can write the segment, buggy or hostile, **can**:
+//!
+//! - rewrite a message before it is read, forge a well-formed one (a receiver cannot tell it
+//!   from one the sender wrote: whoever can write the segment can send), or make the receiver
+//!   skip one;
+//! - break the protocol: a length over the negotiated maximum, a record crossing the end of
+//!   the ring, a pad where none belongs, a `head` beyond what was sent or going backwards, a
+//!   `cap` or `max` in the pair header that the segment cannot hold. The side that reads it
+//!   gets `InvalidData` ([`RecvError::Io`](crate::RecvError::Io),
+//!   [`SendError::Io`](crate::SendError::Io), or from [`connect`]), and the pair is of no
+//!   further use;
+//! - raise the other side's `closed` flag: that side sees
+//!   [`PeerGone`](crate::RecvError::PeerGone) once it has read what was published before;
+//! - stall a side, as a peer that never sends or never reads does: clear the flag that says
+//!   a side sleeps so it is not woken, or hold the ring full. A call with a deadline returns
+//!   at the deadline (`Timeout`, `Full`, `Empty`); a ring pair sees its peer's death through
+//!   a pidfd, not through the segment, so that still ends any wait;
+//! - shrink the object with `ftruncate`, if it is an `shm_open` object, as ring pairs, MPSC
+//!   queues and named segments are (the kernel seals memfds only). Every process mapping it
+//!   then gets `SIGBUS` at its next touch of a page past the new end, which ipckit cannot turn
+//!   into an error; growing it changes nothing. A memfd segment
+//!   ([`SegmentBuilder::create_memfd`]) is sealed against both ([`Segment::size_sealed`]);
+//! - write anything into a [`ShmMutex`]'s value (a [`Plain`] type: every bit pattern is a
+//!   value) or into the mutex itself (glibc's structure: lockers may then wait, as for a
+//!   holder that never unlocks, or get an error).
+//!
+//! It **cannot** make ipckit read or write outside the mapping, panic, or spin for ever:
+//! every value read from a segment is checked, with checked arithmetic, before it is used as
+//! a length, offset, capacity or count. It cannot make a receiver deliver a message longer
+//! than the negotiated maximum, or one nobody wrote: a record is taken only if its header was
+//! written for the receiver's position in this lap, never from stale bytes of an earlier one.
+//!
+//! Bytes lent in place ([`ShmEndpoint::recv_ref`], [`ShmEndpoint::loan`]) stay writable by
+//! such a process while you hold them: copy them out before you validate them (a length, an
+//! index, a UTF-8 check) and use the copy, or the bytes may change between the check and
+//! the use.
 
 pub mod cow;
 mod endpoint;

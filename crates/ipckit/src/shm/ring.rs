@@ -349,6 +349,11 @@ impl Consumer {
 }
 
 /// The publisher's half of the sleep handshake: wake `line`'s owner if it may be asleep.
+///
+/// The waker claims the sleeper's announcement (swaps `sleeping` to 0) before it wakes, so
+/// one sleep costs one wake-up: what is published while the woken side is on its way out of
+/// the kernel finds no announcement and makes no syscall (the sleeper announces itself
+/// again before each look; see `wait.rs`).
 #[inline]
 pub fn wake(line: &WaitLine) {
     if line.may_sleep.load(Ordering::Relaxed) == 0 {
@@ -357,7 +362,7 @@ pub fn wake(line: &WaitLine) {
     // Orders our publication before the look at `sleeping`; the sleeper orders its
     // `sleeping` store before its last look at the ring the same way.
     fence(Ordering::SeqCst);
-    if line.sleeping.load(Ordering::Relaxed) != 0 {
+    if line.sleeping.load(Ordering::Relaxed) != 0 && line.sleeping.swap(0, Ordering::SeqCst) != 0 {
         line.seq.fetch_add(1, Ordering::SeqCst);
         super::sync::futex_wake(&line.seq);
     }
@@ -708,12 +713,25 @@ mod tests {
 
 /// Model checking of the ring protocol: every interleaving (up to the preemption bound) of a
 /// producer and a consumer thread over a model of the shared memory in which every payload
-/// word is a relaxed atomic, so a missing `Acquire`/`Release` shows up as a stale word.
+/// word is a relaxed atomic, so a missing `Acquire`/`Release` shows up as a stale word; and,
+/// with loom's model of the futex (`sync.rs`), the sleep handshake of [`wake`] and
+/// `wait::wait_on` under every wait strategy on both sides.
 /// Run by `.ci/loom` (`RUSTFLAGS="--cfg ipckit_loom" cargo test --lib loom`).
 #[cfg(all(test, ipckit_loom))]
 mod loom_tests {
     use super::*;
+    use crate::shm::wait::wait_on;
+    use crate::wait::{Deadline, Wait};
+    use crate::{RecvError, SendError};
     use loom::sync::Arc;
+    use std::time::Duration;
+
+    /// Checks `f` with at most `cap` preemptions, or `LOOM_MAX_PREEMPTIONS` if lower.
+    fn model(cap: usize, f: impl Fn() + Sync + Send + 'static) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(b.preemption_bound.map_or(cap, |p| p.min(cap)));
+        b.check(f);
+    }
 
     struct HeapMem {
         ctl: RingCtl,
@@ -801,5 +819,93 @@ mod loom_tests {
             }
             producer.join().unwrap();
         });
+    }
+
+    /// A spin budget of two spins under loom's logical clock (one µs per clock read).
+    const ADAPTIVE: Wait = Wait::Adaptive {
+        spin: Duration::from_micros(2),
+    };
+
+    /// The sleep handshake: a producer sends `HANDSHAKE_MSGS` one-line messages through a
+    /// ring of two lines, so it waits for space, while the consumer waits for data, each
+    /// the way an endpoint does (the fast attempt, then `wait_on` on its wait line), under
+    /// the wait strategies `tx` and `rx`. A lost wake-up leaves a side asleep for good:
+    /// loom reports a deadlock, or a spinning peer runs out of branches. `may_sleep` is set
+    /// before the threads start, as `connect` does, so no timed transition nap is armed
+    /// (and loom's futex never times out).
+    fn handshake(tx: Wait, rx: Wait, bound: usize) {
+        const CAP: usize = 128;
+        model(bound, move || {
+            let mem = Arc::new(HeapMem::new(CAP));
+            let sleeps = |w: Wait| u32::from(w != Wait::Spin);
+            mem.ctl.tx.may_sleep.store(sleeps(tx), Ordering::Relaxed);
+            mem.ctl.rx.may_sleep.store(sleeps(rx), Ordering::Relaxed);
+            let m2 = mem.clone();
+            let producer = loom::thread::spawn(move || {
+                let m = &*m2;
+                let mut p = Producer::new(CAP);
+                for i in 0..HANDSHAKE_MSGS {
+                    let start = match p.reserve(m, 8) {
+                        Some(s) => s,
+                        None => wait_on(tx, Deadline::Never, &m.ctl.tx, &mut None, None, |_| {
+                            Ok::<_, SendError>(p.reserve(m, 8))
+                        })
+                        .expect("no error"),
+                    };
+                    m.write(p.payload_offset(start, 8), &(i as u64).to_le_bytes());
+                    p.commit(m, start, 8);
+                }
+            });
+            let m = &*mem;
+            let mut c = Consumer::new(CAP, 8);
+            for i in 0..HANDSHAKE_MSGS {
+                let peek = |c: &mut Consumer| c.peek(m).expect("no corrupt header");
+                let f = match peek(&mut c) {
+                    Some(f) => f,
+                    None => wait_on(rx, Deadline::Never, &m.ctl.rx, &mut None, None, |_| {
+                        Ok::<_, RecvError>(peek(&mut c))
+                    })
+                    .expect("no error"),
+                };
+                let mut got = [0u8; 8];
+                m.read(f.off, &mut got);
+                assert_eq!(u64::from_le_bytes(got), i as u64, "message {i}");
+                c.release(m, f.len);
+            }
+            producer.join().unwrap();
+        });
+    }
+
+    /// Messages in a handshake model: more than the two-line ring holds.
+    const HANDSHAKE_MSGS: usize = 3;
+
+    #[test]
+    fn loom_sleep_block_block() {
+        handshake(Wait::Block, Wait::Block, 9);
+    }
+
+    #[test]
+    fn loom_sleep_adaptive_adaptive() {
+        handshake(ADAPTIVE, ADAPTIVE, 9);
+    }
+
+    #[test]
+    fn loom_sleep_spin_block() {
+        handshake(Wait::Spin, Wait::Block, 9);
+    }
+
+    #[test]
+    fn loom_sleep_block_spin() {
+        handshake(Wait::Block, Wait::Spin, 9);
+    }
+
+    #[test]
+    fn loom_sleep_adaptive_block() {
+        handshake(ADAPTIVE, Wait::Block, 9);
+    }
+
+    #[test]
+    fn loom_sleep_block_adaptive() {
+        handshake(Wait::Block, ADAPTIVE, 9);
     }
 }

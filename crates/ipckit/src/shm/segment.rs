@@ -9,6 +9,10 @@
 //! Named segments are created owner-only (0600 by default) and exclusively, recorded in the
 //! [`crate::registry`] first, and unlinked when their creator drops them; `ipckit clean`
 //! removes those whose creator died and that no live process maps.
+//!
+//! A memfd segment is sealed against any change of size once sized; a named one cannot be
+//! (the kernel seals only memfds), so whoever can open it can shrink it under every mapping:
+//! see "What a peer can do" in the [module docs](super).
 
 use super::region::{Region, Shared};
 use crate::error::invalid;
@@ -218,6 +222,11 @@ impl SegmentBuilder {
     /// descriptor (inheritance or `SCM_RIGHTS`) and opened there with
     /// [`SegmentBuilder::from_fd`]. It disappears with its last descriptor and mapping.
     ///
+    /// Once sized, the memfd is sealed (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`): no
+    /// process holding its descriptor can change its size, so none can make another's
+    /// mapping fault with `SIGBUS` (see [`Segment::size_sealed`]). Its contents stay writable
+    /// by every holder.
+    ///
     /// # Errors
     ///
     /// `InvalidInput` for a bad size, or the OS error.
@@ -244,6 +253,9 @@ impl SegmentBuilder {
         let fd = sys::memfd_create("ipckit-shm", false)?;
         sys::fchmod(fd.as_fd(), self.mode)?;
         sys::ftruncate(fd.as_fd(), total)?;
+        // A segment never changes size: seal it, so no holder of the descriptor can shrink it
+        // under another's mapping (a SIGBUS there) or grow it past what the header says.
+        sys::seal_size(fd.as_fd())?;
         let mut seg = self.init(fd, total, None, None)?;
         if let (Some(e), HugeStatus::FellBack(t)) = (why, &mut seg.huge) {
             *t = format!("hugetlb: {e}; transparent: {t}");
@@ -259,6 +271,7 @@ impl SegmentBuilder {
         let hp = huge_page_size();
         let total = total.div_ceil(hp) * hp;
         sys::ftruncate(fd.as_fd(), total)?;
+        sys::seal_size(fd.as_fd())?;
         let map = Mapping::new(fd.as_fd(), total, true)?;
         Ok((fd, map, total))
     }
@@ -504,6 +517,18 @@ impl Segment {
     pub fn as_ptr(&self) -> *mut u8 {
         // The mapping is longer than the header (checked at creation and opening).
         self.map.ptr().wrapping_add(HEADER_LEN)
+    }
+
+    /// True if nobody can change the segment's size any more: it is a memfd from
+    /// [`SegmentBuilder::create_memfd`], sealed with `F_SEAL_SHRINK | F_SEAL_GROW`. A
+    /// process that received a descriptor from a peer it does not trust checks this before
+    /// relying on its mapping: a segment that is not sealed (every `shm_open` object, or a
+    /// memfd someone else made) can be shrunk under it, and the next touch of a page past
+    /// the new end raises `SIGBUS`.
+    #[doc(alias = "F_GET_SEALS")]
+    pub fn size_sealed(&self) -> bool {
+        let want = (libc::F_SEAL_SHRINK | libc::F_SEAL_GROW) as u32;
+        sys::seals(self.fd.as_fd()).is_ok_and(|s| s & want == want)
     }
 
     /// The object's name (`/name`), or `None` for a memfd.

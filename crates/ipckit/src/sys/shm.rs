@@ -1,5 +1,6 @@
 //! Shared memory objects and mappings: `shm_open`/`shm_unlink`, `memfd_create`, `ftruncate`,
-//! `mmap`/`munmap`, `madvise`, `mlock`, and the futex calls the rings sleep in.
+//! file seals (`F_ADD_SEALS`/`F_GET_SEALS`), `mmap`/`munmap`, `madvise`, `mlock`, and the
+//! futex calls the rings sleep in.
 //!
 //! # Safety
 //!
@@ -48,12 +49,13 @@ pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING [| MFD_HUGETLB])`.
+/// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING [| MFD_HUGETLB])` (hugetlbfs takes
+/// seals since Linux 4.16).
 pub(crate) fn memfd_create(name: &str, huge: bool) -> io::Result<OwnedFd> {
     let c = c_name(name)?;
     let mut flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     if huge {
-        flags = libc::MFD_CLOEXEC | libc::MFD_HUGETLB;
+        flags |= libc::MFD_HUGETLB;
     }
     // SAFETY: `c` is a live NUL-terminated string; the result is checked and owned below.
     let fd = cvt(unsafe { libc::memfd_create(c.as_ptr(), flags) })?;
@@ -74,6 +76,28 @@ pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
     // SAFETY: plain integer arguments.
     cvt_r(|| unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
     Ok(())
+}
+
+/// `fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)`: from now on nobody,
+/// whatever descriptor or permission they hold, can change the object's size (`ftruncate`
+/// and growing writes fail with `EPERM`) or its seals. Only a memfd made with
+/// `MFD_ALLOW_SEALING` takes seals; anything else fails with `EINVAL`/`EPERM`.
+pub(crate) fn seal_size(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    // SAFETY: plain integer arguments.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    Ok(())
+}
+
+/// `fcntl(fd, F_GET_SEALS)`: the object's seals (`F_SEAL_*` bits); 0 for an object that
+/// cannot be sealed (a POSIX shared memory object fails with `EINVAL`, reported as 0).
+pub(crate) fn seals(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: plain integer arguments.
+    match cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) }) {
+        Ok(s) => Ok(s as u32),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(0),
+        Err(e) => Err(e),
+    }
 }
 
 /// Size, owner uid and mode of the object behind `fd`.

@@ -1,16 +1,16 @@
 //! One suite, every transport: the same cases run against each mechanism, each across two
-//! real processes (this test binary re-executed as the peer).
+//! real processes (`peer.rs`, run by the peer binary).
 
 #[path = "../util/mod.rs"]
 mod util;
 
-use ipckit::connect::{connect, Options, Server};
-use ipckit::mq::posix::PosixMq;
-use ipckit::mq::sysv::{self, SysvMq};
+mod peer;
+
 use ipckit::{Mechanism, RecvError, SendError, Transport, Wait};
+use peer::{assert_gone, finish, start, Pair};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use util::{init, payload, peer_command, scarce, watchdog, KillOnDrop, Rng};
+use util::{init, payload, peer_command, scarce, watchdog, Rng};
 
 /// Largest random message in the integrity run: keeps 10,000 messages quick and within a
 /// System V queue's 16 KiB of room when four are in flight.
@@ -18,173 +18,7 @@ const RANDOM_MAX: usize = 2048;
 const WINDOW: usize = 4;
 
 // ---------------------------------------------------------------------------------------
-// The peer side, run in the re-executed binary.
-
-/// Entry point for peer processes; does nothing in a normal test run.
-#[test]
-fn peer_entry() {
-    let Ok(role) = std::env::var(util::ROLE) else {
-        return;
-    };
-    let mech: Mechanism = std::env::var("MECH").unwrap().parse().unwrap();
-    let addr = std::env::var("ADDR").unwrap();
-    let wait = Wait::parse(&std::env::var("WAIT").unwrap_or_else(|_| "block".into())).unwrap();
-    let opts = Options {
-        wait,
-        ..Options::default()
-    };
-    let code = match role.as_str() {
-        "echo" => {
-            let before = ipckit::count_open_fds().unwrap();
-            {
-                let mut ep = connect(mech, &addr, &opts).expect("peer connect");
-                let mut buf = vec![0u8; ep.max_msg_size()];
-                loop {
-                    match ep.recv(&mut buf) {
-                        Ok(n) => {
-                            if ep.send(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                        Err(RecvError::PeerGone) => break,
-                        Err(e) => panic!("peer recv: {e}"),
-                    }
-                }
-            }
-            let after = ipckit::count_open_fds().unwrap();
-            // A pipe peer adopts two inherited descriptors, which its endpoint closes.
-            let inherited = if mech == Mechanism::Pipe { 2 } else { 0 };
-            if after + inherited != before {
-                eprintln!("fd leak in peer: {before} open before connect, {after} after drop");
-                3
-            } else {
-                0
-            }
-        }
-        "stream" => {
-            let mut ep = connect(mech, &addr, &opts).expect("peer connect");
-            let mut i = 0u64;
-            loop {
-                let m = payload(i, 64);
-                match ep.send(&m) {
-                    Ok(()) => i += 1,
-                    Err(_) => break,
-                }
-            }
-            0
-        }
-        "sleeper" => {
-            let _ep = connect(mech, &addr, &opts).expect("peer connect");
-            std::thread::sleep(Duration::from_secs(60));
-            0
-        }
-        other => panic!("unknown role {other}"),
-    };
-    std::process::exit(code);
-}
-
-// ---------------------------------------------------------------------------------------
 // The cases.
-
-struct Pair {
-    ep: Box<dyn Transport>,
-    child: KillOnDrop,
-    address: String,
-}
-
-fn start(mech: Mechanism, role: &str, wait: Wait) -> Pair {
-    init();
-    let opts = Options {
-        wait,
-        ..Options::default()
-    };
-    let server = Server::create(mech, &opts).expect("server create");
-    let address = server.address();
-    let mut cmd: Command = peer_command(
-        role,
-        &[
-            ("MECH", mech.name().to_owned()),
-            ("ADDR", address.clone()),
-            ("WAIT", wait.name().to_owned()),
-        ],
-    );
-    server.configure_child(&mut cmd);
-    let child = KillOnDrop(cmd.spawn().expect("spawn peer"));
-    let ep = server.accept().expect("accept");
-    Pair { ep, child, address }
-}
-
-/// After the endpoint is dropped, nothing of this pair may remain.
-fn assert_gone(mech: Mechanism, address: &str) {
-    match mech {
-        Mechanism::Fifo => {
-            for ext in ["c2s", "s2c"] {
-                let p = format!("{address}.{ext}");
-                assert!(!std::path::Path::new(&p).exists(), "{p} left behind");
-            }
-        }
-        Mechanism::Uds | Mechanism::UdsDgram | Mechanism::UdsSeqpacket => {
-            assert!(
-                !std::path::Path::new(address).exists(),
-                "{address} left behind"
-            );
-        }
-        Mechanism::MqPosix => {
-            for ext in ["c2s", "s2c"] {
-                let n = format!("{address}.{ext}");
-                let e = PosixMq::open(&n, Wait::Block).expect_err("queue left behind");
-                assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{n}: {e}");
-            }
-        }
-        Mechanism::MqSysv => {
-            let k = sysv::parse_key(address).unwrap();
-            for key in [k, k + 1] {
-                let e = SysvMq::open(key, Wait::Block).expect_err("System V queue left behind");
-                assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
-            }
-        }
-        Mechanism::Shm => {
-            let p = format!("/dev/shm/{}", address.trim_start_matches('/'));
-            assert!(!std::path::Path::new(&p).exists(), "{p} left behind");
-        }
-        _ => {}
-    }
-    let recs: Vec<_> = ipckit::registry::list()
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.record.name.starts_with(address) || address.contains(&e.record.name))
-        .collect();
-    assert!(recs.is_empty(), "registry records left behind: {recs:?}");
-}
-
-fn finish(pair: Pair, mech: Mechanism) {
-    let Pair {
-        ep,
-        mut child,
-        address,
-    } = pair;
-    drop(ep);
-    let status = wait_exit(&mut child.0, Duration::from_secs(5));
-    assert_eq!(
-        status,
-        Some(0),
-        "peer exited badly (3 = fd leak in the peer)"
-    );
-    assert_gone(mech, &address);
-}
-
-fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
-    let t = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code();
-        }
-        if t.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 /// 10,000 messages of random sizes, echoed, in windows of four: every one comes back whole
 /// and in order (UDP: whole, with losses counted).
@@ -382,7 +216,6 @@ fn no_fd_leak(mech: Mechanism) {
         "fdcheck",
         &[("MECH", mech.name().to_owned()), ("ADDR", String::new())],
     );
-    cmd.env(util::ROLE, "fdcheck");
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -391,51 +224,16 @@ fn no_fd_leak(mech: Mechanism) {
     );
 }
 
-/// The server half of the fd check, run in a child.
-#[test]
-fn fdcheck_entry() {
-    if std::env::var(util::ROLE).as_deref() != Ok("fdcheck") {
-        return;
-    }
-    let mech: Mechanism = std::env::var("MECH").unwrap().parse().unwrap();
-    let before = ipckit::count_open_fds().unwrap();
-    for _ in 0..3 {
-        let mut pair = start(mech, "echo", Wait::Block);
-        let mut buf = vec![0u8; pair.ep.max_msg_size()];
-        pair.ep.send(b"x").unwrap();
-        pair.ep.recv(&mut buf).unwrap();
-        finish(pair, mech);
-    }
-    let after = ipckit::count_open_fds().unwrap();
-    if before != after {
-        eprintln!("fd leak: {before} open before, {after} after three pairs");
-        std::process::exit(3);
-    }
-    // Nothing named with this run's prefix and this process's pid is left in the temp dir.
-    let mine = format!("-{}-", std::process::id());
-    let left: Vec<String> = util::leftover_files()
-        .into_iter()
-        .filter(|n| n.contains(&mine))
-        .collect();
-    if !left.is_empty() {
-        eprintln!("left behind: {left:?}");
-        std::process::exit(4);
-    }
-    std::process::exit(0);
-}
-
 macro_rules! suite {
     ($($modname:ident => $mech:expr),* $(,)?) => {$(
         mod $modname {
             use super::*;
             #[test]
             fn order_and_integrity_10k() {
-                if std::env::var(util::ROLE).is_ok() { return; }
                 watchdog(120, || integrity($mech, Wait::Block, 10_000));
             }
             #[test]
             fn adaptive_and_spin_waits() {
-                if std::env::var(util::ROLE).is_ok() { return; }
                 watchdog(60, || {
                     integrity($mech, Wait::ADAPTIVE, 1_000);
                     integrity($mech, Wait::Spin, 1_000);
@@ -443,22 +241,18 @@ macro_rules! suite {
             }
             #[test]
             fn empty_max_and_over_max() {
-                if std::env::var(util::ROLE).is_ok() { return; }
                 watchdog(30, || limits($mech));
             }
             #[test]
             fn peer_killed_mid_stream() {
-                if std::env::var(util::ROLE).is_ok() { return; }
                 watchdog(10, || peer_killed($mech));
             }
             #[test]
             fn peer_killed_while_we_send() {
-                if std::env::var(util::ROLE).is_ok() { return; }
                 watchdog(10, || peer_killed_while_sending($mech));
             }
             #[test]
             fn no_fd_leak_and_nothing_left() {
-                if std::env::var(util::ROLE).is_ok() { return; }
                 watchdog(60, || no_fd_leak($mech));
             }
         }

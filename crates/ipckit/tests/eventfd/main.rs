@@ -9,22 +9,6 @@ use std::time::Duration;
 use util::{peer_command, watchdog, KillOnDrop};
 
 #[test]
-fn peer_entry() {
-    let Ok(role) = std::env::var(util::ROLE) else {
-        return;
-    };
-    assert_eq!(role, "notifier");
-    let ping = EventFd::from_address(&std::env::var("PING").unwrap(), Wait::Block).unwrap();
-    let pong = EventFd::from_address(&std::env::var("PONG").unwrap(), Wait::Block).unwrap();
-    // Five notifications of 1..=5, then wait for the parent's answer.
-    for n in 1..=5 {
-        ping.notify(n).unwrap();
-    }
-    let v = pong.wait().unwrap();
-    std::process::exit(if v == 15 { 0 } else { 1 });
-}
-
-#[test]
 fn counts_add_up_across_processes() {
     watchdog(20, || {
         util::init();

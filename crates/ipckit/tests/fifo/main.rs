@@ -14,32 +14,6 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use util::{init, peer_command, watchdog, KillOnDrop};
 
-/// The peers: writers that are real second processes.
-#[test]
-fn peer_entry() {
-    let Ok(role) = std::env::var(util::ROLE) else {
-        return;
-    };
-    let path = PathBuf::from(std::env::var("FIFO").unwrap());
-    let mut w = fifo::open_writer(&path, Duration::from_secs(10)).unwrap();
-    match role.as_str() {
-        // Writes MSG, holds the FIFO open until its stdin closes, writes MSG2, exits.
-        "hold" => {
-            w.write_all(std::env::var("MSG").unwrap().as_bytes())
-                .unwrap();
-            let _ = std::io::stdin().read_to_end(&mut Vec::new());
-            w.write_all(std::env::var("MSG2").unwrap().as_bytes())
-                .unwrap();
-        }
-        // Writes LEN bytes of a known pattern, exits.
-        "stream" => {
-            let len: usize = std::env::var("LEN").unwrap().parse().unwrap();
-            w.write_all(&util::payload(7, len)).unwrap();
-        }
-        r => panic!("unknown role {r}"),
-    }
-}
-
 fn new_fifo(tag: &str) -> (PathBuf, ipckit::registry::ObjectGuard) {
     let path = init().join(unique_name(tag));
     let guard = fifo::create(&path, 0o600).unwrap();

@@ -4,21 +4,9 @@
 #[path = "../util/mod.rs"]
 mod util;
 
+mod peer;
 mod raw;
 mod spawn;
-
-/// A re-executed copy of this binary playing a peer's role (see `util::peer_command`).
-#[test]
-fn peer_entry() {
-    let Ok(role) = std::env::var(util::ROLE) else {
-        return;
-    };
-    match role.as_str() {
-        "channel" => spawn::channel_peer(),
-        "atomic-writer" => raw::atomic_writer_peer(),
-        other => panic!("unknown role {other}"),
-    }
-}
 
 use ipckit::pipe::{self, PipePair};
 use ipckit::{fifo, Transport, Wait};

@@ -1,6 +1,7 @@
 //! Raw pipe ends: non-blocking mode, partial writes, readiness through poll and epoll, and
 //! PIPE_BUF atomicity with four writer processes.
 
+use super::peer::{record, RECORDS};
 use super::util;
 use ipckit::epoll::{Epoll, Events, Interest};
 use ipckit::pipe::{self, PipeReader, PipeWriter, PIPE_BUF};
@@ -9,27 +10,6 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
 const WRITERS: u32 = 4;
-const RECORDS: u32 = 3000;
-
-/// Fills a record: writer id, sequence number, then a byte pattern of both.
-fn record(id: u32, seq: u32) -> [u8; PIPE_BUF] {
-    let mut r = [0u8; PIPE_BUF];
-    r[..4].copy_from_slice(&id.to_le_bytes());
-    r[4..8].copy_from_slice(&seq.to_le_bytes());
-    let fill = (id * 61 + seq) as u8;
-    r[8..].fill(fill);
-    r
-}
-
-/// A writer process: `RECORDS` writes of exactly PIPE_BUF bytes into the inherited pipe.
-pub fn atomic_writer_peer() {
-    let fd: i32 = std::env::var("FD").unwrap().parse().unwrap();
-    let id: u32 = std::env::var("ID").unwrap().parse().unwrap();
-    let mut w = PipeWriter::from_inherited(fd).unwrap();
-    for seq in 0..RECORDS {
-        w.write_atomic(&record(id, seq)).unwrap();
-    }
-}
 
 #[test]
 fn pipe_buf_writes_from_four_processes_never_interleave() {

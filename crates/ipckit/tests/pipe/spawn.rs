@@ -8,35 +8,6 @@ use ipckit::{RecvError, Transport, Wait};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-/// The child: lists its open descriptors before it opens anything else, sends the list over
-/// the channel, then echoes until the parent closes its end.
-pub fn channel_peer() {
-    let fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| {
-            let e = e.unwrap();
-            let target = std::fs::read_link(e.path()).ok()?;
-            Some(format!(
-                "{}={}",
-                e.file_name().to_str().unwrap(),
-                target.display()
-            ))
-        })
-        // The directory handle of this very listing is an entry too.
-        .filter(|l| !(l.contains("=/proc/") && l.ends_with("/fd")))
-        .collect();
-    let mut ch = pipe::channel_from_env(Wait::Block, None).unwrap();
-    ch.send(fds.join("\n").as_bytes()).unwrap();
-    let mut buf = vec![0u8; ch.max_msg_size()];
-    loop {
-        match ch.recv(&mut buf) {
-            Ok(n) => ch.send(&buf[..n]).unwrap(),
-            Err(RecvError::PeerGone) => std::process::exit(0),
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
-
 /// A descriptor without close-on-exec, as a careless C library might leave one.
 fn stray_fd() -> std::fs::File {
     let f = std::fs::File::open("/dev/null").unwrap();

@@ -11,25 +11,6 @@ use std::io::BufRead;
 use util::{peer_command, watchdog, KillOnDrop};
 
 #[test]
-fn peer_entry() {
-    let Ok(role) = std::env::var(util::ROLE) else {
-        return;
-    };
-    assert_eq!(role, "creator");
-    let dir = std::env::var("DIR").unwrap();
-    let fifo = format!("{dir}/{}", registry::unique_name("orphan-fifo"));
-    let sock = format!("{dir}/{}", registry::unique_name("orphan-sock"));
-    let mq = format!("/{}", registry::unique_name("orphan-mq"));
-    let key = format!("{}", 0x1c90_0000 | (std::process::id() & 0xffff) as i32);
-    let _a = open_receiver(Mechanism::Fifo, &fifo, &Options::default()).unwrap();
-    let _b = open_receiver(Mechanism::UdsDgram, &sock, &Options::default()).unwrap();
-    let _c = open_receiver(Mechanism::MqPosix, &mq, &Options::default()).unwrap();
-    let _d = open_receiver(Mechanism::MqSysv, &key, &Options::default()).unwrap();
-    println!("{fifo}\n{sock}\n{mq}\n{key}\nready");
-    std::thread::sleep(std::time::Duration::from_secs(60));
-}
-
-#[test]
 fn clean_removes_a_killed_creators_objects_and_nothing_else() {
     watchdog(30, || {
         let _s = util::scarce();

@@ -1,4 +1,4 @@
-//! The MPSC queue across real processes (this test binary re-executed as producers or as the
+//! The MPSC queue across real processes (the peer binary, `peer.rs`, as producers or as the
 //! receiver): integrity from four producers under each wait strategy, a receiver killed
 //! under a blocked producer, producers killed mid-stream and mid-send, bad input, and
 //! nothing left behind.
@@ -6,114 +6,16 @@
 #[path = "../util/mod.rs"]
 mod util;
 
+mod peer;
+
 use ipckit::registry;
 use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender, PairOptions, ShmListener};
 use ipckit::{RecvError, SendError, Wait};
+use peer::{check, PER_PRODUCER, PRODUCERS};
 use std::io::{BufRead, BufReader, Lines, Write};
 use std::process::{ChildStdout, Stdio};
 use std::time::{Duration, Instant};
-use util::{init, payload, peer_command, watchdog, KillOnDrop, Rng};
-
-const PRODUCERS: u32 = 4;
-const PER_PRODUCER: u64 = 20_000;
-/// Bytes before a message's payload: producer id and sequence number.
-const ID_LEN: usize = 12;
-
-// ---------------------------------------------------------------------------------------
-// Peer processes.
-
-fn env(k: &str) -> String {
-    std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"))
-}
-
-fn wait_of(s: &str) -> Wait {
-    Wait::parse(s).unwrap_or_else(|| panic!("bad wait {s}"))
-}
-
-/// Message `seq` of producer `id`, of a length from `rng` (at least the id and sequence).
-fn message(id: u32, seq: u64, rng: &mut Rng, max: usize) -> Vec<u8> {
-    let len = ID_LEN + (rng.next() as usize) % (max - ID_LEN + 1);
-    let mut m = Vec::with_capacity(len);
-    m.extend_from_slice(&id.to_le_bytes());
-    m.extend_from_slice(&seq.to_le_bytes());
-    m.extend_from_slice(&payload(seq ^ (u64::from(id) << 40), len - ID_LEN));
-    m
-}
-
-/// Checks a received message and returns its producer id and sequence number.
-fn check(m: &[u8]) -> (u32, u64) {
-    assert!(
-        m.len() >= ID_LEN,
-        "message of {} bytes is too short",
-        m.len()
-    );
-    let id = u32::from_le_bytes(m[..4].try_into().unwrap());
-    let seq = u64::from_le_bytes(m[4..12].try_into().unwrap());
-    assert!(
-        m[ID_LEN..] == payload(seq ^ (u64::from(id) << 40), m.len() - ID_LEN)[..],
-        "payload of message {seq} from producer {id} is corrupt"
-    );
-    (id, seq)
-}
-
-/// Entry point for peer processes; does nothing in a normal test run.
-#[test]
-fn peer_entry() {
-    let Ok(role) = std::env::var(util::ROLE) else {
-        return;
-    };
-    let name = env("NAME");
-    match role.as_str() {
-        "producer" | "endless" => {
-            let id: u32 = env("ID").parse().unwrap();
-            let count: u64 = if role == "endless" {
-                u64::MAX
-            } else {
-                env("COUNT").parse().unwrap()
-            };
-            let mut tx = MpscSender::open(&name, wait_of(&env("WAIT"))).expect("open");
-            println!("ready");
-            if role == "producer" {
-                // Start together: the receiver's PeerGone means "all gone" only once every
-                // producer has registered.
-                let mut go = String::new();
-                std::io::stdin().read_line(&mut go).unwrap();
-            }
-            let mut rng = Rng(0x5eed ^ u64::from(id));
-            let max = tx.max_msg_size();
-            for seq in 0..count {
-                if let Err(e) = tx.send(&message(id, seq, &mut rng, max)) {
-                    eprintln!("producer {id}: send {seq}: {e}");
-                    std::process::exit(2);
-                }
-            }
-        }
-        "abandon" => {
-            let mut tx = MpscSender::open(&name, Wait::Block).expect("open");
-            let count: u64 = env("COUNT").parse().unwrap();
-            let mut rng = Rng(7);
-            for seq in 0..count {
-                tx.send(&message(9, seq, &mut rng, tx.max_msg_size()))
-                    .unwrap();
-            }
-            tx.abandon_claim().unwrap();
-            println!("claimed");
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        "receiver" => {
-            let opts = MpscOptions {
-                slots: env("SLOTS").parse().unwrap(),
-                slot_size: 64,
-                ..MpscOptions::default()
-            };
-            let _rx = MpscReceiver::create(&name, &opts).expect("create");
-            println!("ready");
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
-}
+use util::{init, peer_command, watchdog, KillOnDrop};
 
 // ---------------------------------------------------------------------------------------
 // Helpers.
@@ -502,6 +404,88 @@ fn claim_of_a_killed_producer_is_skipped() {
         assert!(matches!(rx.recv(&mut buf), Err(RecvError::PeerGone)));
         drop(rx);
         assert_gone(&name);
+    });
+}
+
+/// A producer SIGKILLed at any step of a send (slot claimed; `tail` moved on; half written;
+/// written but not published), while the receiver waits on its claim: the receiver skips the
+/// slot as soon as the producer is dead and delivers what another producer queued behind it,
+/// or, if the dead one was the last producer, says PeerGone. The time from the kill is
+/// printed, not asserted (speed is the benchmarks' business); the watchdog catches a hang.
+#[test]
+fn a_producer_killed_at_any_step_is_skipped() {
+    watchdog(60, || {
+        for step in ["claim", "advance", "mid-write", "written"] {
+            for last in [false, true] {
+                let name = queue_name();
+                let opts = MpscOptions {
+                    slots: 16,
+                    ..MpscOptions::default()
+                };
+                let mut rx = MpscReceiver::create(&name, &opts).unwrap();
+                let mut victim = Peer::spawn(
+                    "abandon",
+                    &[
+                        ("NAME", name.clone()),
+                        ("COUNT", "3".into()),
+                        ("STEP", step.into()),
+                    ],
+                );
+                victim.expect("claimed");
+                let mut buf = vec![0u8; rx.max_msg_size()];
+                for seq in 0..3 {
+                    let n = rx.recv(&mut buf).unwrap();
+                    assert_eq!(check(&buf[..n]), (9, seq), "{step}");
+                }
+                // Another producer queues messages behind the claim (unless the victim is to
+                // be the last one).
+                let mut tx = (!last).then(|| MpscSender::open(&name, Wait::Block).unwrap());
+                for i in 0..5u8 {
+                    if let Some(tx) = &mut tx {
+                        tx.send(&[i; 3]).unwrap();
+                    }
+                }
+                // While the claimer lives, its claim is a send in progress.
+                assert!(
+                    matches!(
+                        rx.recv_timeout(&mut buf, Duration::from_millis(50)),
+                        Err(RecvError::Timeout)
+                    ),
+                    "{step}: the receiver waits for a live claimer"
+                );
+                // Killed while the receiver is blocked on the claim.
+                let pid = victim.child.0.id() as libc::pid_t;
+                let killer = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(30));
+                    let t = Instant::now();
+                    // SAFETY: kill takes two integers; `pid` is our unreaped child.
+                    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+                    t
+                });
+                let r = rx.recv(&mut buf);
+                let seen = Instant::now();
+                let after = seen.saturating_duration_since(killer.join().unwrap());
+                if last {
+                    assert!(matches!(r, Err(RecvError::PeerGone)), "{step}: {r:?}");
+                    eprintln!(
+                        "killed at {step:?}, the last producer: PeerGone {after:?} after the kill"
+                    );
+                } else {
+                    assert_eq!(&buf[..r.unwrap()], &[0u8; 3], "{step}");
+                    eprintln!("killed at {step:?}: its claim skipped {after:?} after the kill");
+                    for i in 1..5u8 {
+                        let n = rx.recv(&mut buf).unwrap();
+                        assert_eq!(&buf[..n], &[i; 3], "{step}");
+                    }
+                    drop(tx);
+                    assert!(matches!(rx.recv(&mut buf), Err(RecvError::PeerGone)));
+                }
+                assert_eq!(rx.lost(), 1, "{step}: the dead claim is counted lost");
+                let _ = victim.child.0.wait();
+                drop(rx);
+                assert_gone(&name);
+            }
+        }
     });
 }
 

@@ -6,11 +6,14 @@
 #[path = "../util/mod.rs"]
 mod util;
 
-use ipckit::connect::{connect, connect_dgram, connect_stream, Options, Server};
+mod peer;
+
+use ipckit::connect::{connect_dgram, connect_stream, Options};
 use ipckit::tokio::{AsyncEndpoint, AsyncSocket, AsyncUnixListener};
 use ipckit::unix::{ListenerBuilder, Policy};
 use ipckit::{Mechanism, RecvError, SendError};
-use std::io::{BufRead, BufReader, ErrorKind, Write};
+use peer::MARK;
+use std::io::{BufRead, BufReader, ErrorKind};
 use std::process::{ChildStdout, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,58 +26,6 @@ const SOCKETS: [Mechanism; 5] = [
     Mechanism::Tcp,
     Mechanism::Udp,
 ];
-const MARK: &str = "@@ ";
-
-/// The peers, run in the re-executed binary (blocking ipckit, no tokio).
-#[test]
-fn peer_entry() {
-    let Ok(role) = std::env::var(util::ROLE) else {
-        return;
-    };
-    let mech: Mechanism = std::env::var("MECH").unwrap().parse().unwrap();
-    let say = |s: &str| {
-        let mut o = std::io::stdout().lock();
-        writeln!(o, "{MARK}{s}").unwrap();
-        o.flush().unwrap();
-    };
-    match role.as_str() {
-        // Creates a server, prints its address, echoes every message until the peer goes.
-        "echo" => {
-            let server = Server::create(mech, &Options::default()).unwrap();
-            say(&server.address());
-            let mut ep = server.accept().unwrap();
-            let mut buf = vec![0u8; ep.max_msg_size()];
-            loop {
-                match ep.recv(&mut buf) {
-                    Ok(n) => {
-                        if ep.send(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    Err(RecvError::PeerGone) => break,
-                    Err(e) => panic!("echo recv: {e}"),
-                }
-            }
-        }
-        // Connects to ADDR, sends "hello", prints the reply.
-        "client" => {
-            let addr = std::env::var("ADDR").unwrap();
-            let mut ep = connect(mech, &addr, &Options::default()).unwrap();
-            let mut buf = vec![0u8; ep.max_msg_size()];
-            // A refused client may already be closed when it sends.
-            match ep.send(b"hello") {
-                Err(e) => say(&format!("error {e}")),
-                Ok(()) => match ep.recv(&mut buf) {
-                    Ok(n) => say(&format!("reply {}", String::from_utf8_lossy(&buf[..n]))),
-                    Err(e) => say(&format!("error {e}")),
-                },
-            }
-        }
-        r => panic!("unknown role {r}"),
-    }
-    std::process::exit(0);
-}
-
 fn report(r: &mut BufReader<ChildStdout>) -> String {
     loop {
         let mut s = String::new();

@@ -7,13 +7,16 @@
 #[path = "../util/mod.rs"]
 mod util;
 
+mod peer;
+
 use ipckit::connect::{connect, Options};
 use ipckit::framing::HEADER_LEN;
 use ipckit::registry::unique_name;
 use ipckit::unix::{ListenerBuilder, Policy, UnixListener};
-use ipckit::{Mechanism, RecvError};
+use ipckit::Mechanism;
+use peer::{MARK, PAYLOAD};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
@@ -21,9 +24,6 @@ use std::time::Duration;
 use util::{init, peer_command, watchdog, KillOnDrop};
 
 const NOBODY: u32 = 65534;
-const PAYLOAD: usize = 64;
-/// Marks the peers' report lines among what the test harness prints.
-const MARK: &str = "@@ ";
 
 /// The next report line of a peer (the harness's own lines are skipped); "" at the end.
 fn report(r: &mut impl BufRead) -> String {
@@ -36,63 +36,6 @@ fn report(r: &mut impl BufRead) -> String {
             return l.trim_end().to_owned();
         }
     }
-}
-
-/// The peers, run in the re-executed binary.
-#[test]
-fn peer_entry() {
-    let Ok(role) = std::env::var(util::ROLE) else {
-        return;
-    };
-    let addr = std::env::var("ADDR").unwrap();
-    let out = |s: String| {
-        let mut o = std::io::stdout().lock();
-        writeln!(o, "{MARK}{s}").unwrap();
-        o.flush().unwrap();
-    };
-    match role.as_str() {
-        // Connects (accepting a listener of any uid), sends PAYLOAD bytes, says so, waits for
-        // a line on stdin, then reports what a receive gives: a reply, or how it was closed.
-        "client" => {
-            let mech: Mechanism = std::env::var("MECH").unwrap().parse().unwrap();
-            let opts = Options {
-                allow_other_users: true,
-                ..Options::default()
-            };
-            let mut ep = connect(mech, &addr, &opts).expect("client connect");
-            ep.send(&util::payload(1, PAYLOAD)).unwrap();
-            // SAFETY: geteuid has no preconditions.
-            let uid = unsafe { libc::geteuid() };
-            out(format!("sent uid={uid}"));
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line).unwrap();
-            let mut buf = vec![0u8; ep.max_msg_size()];
-            match ep.recv_timeout(&mut buf, Duration::from_secs(10)) {
-                Ok(n) => out(format!("reply {}", String::from_utf8_lossy(&buf[..n]))),
-                Err(RecvError::PeerGone) => out("closed".into()),
-                Err(e) => out(format!("error {e}")),
-            }
-        }
-        // Binds a listener at ADDR, says so, and waits to be killed.
-        "hold" => {
-            let _l = ListenerBuilder::new(addr).bind().expect("hold bind");
-            out("ready".into());
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        // Binds at ADDR with MODE under UMASK and reports the file's mode.
-        "mode" => {
-            let umask = u32::from_str_radix(&std::env::var("UMASK").unwrap(), 8).unwrap();
-            let mode = u32::from_str_radix(&std::env::var("MODE").unwrap(), 8).unwrap();
-            // SAFETY: umask has no preconditions; this process is single-threaded here but
-            // for the test harness, which creates no files.
-            unsafe { libc::umask(umask as libc::mode_t) };
-            let _l = ListenerBuilder::new(&addr).mode(mode).bind().unwrap();
-            let m = std::fs::symlink_metadata(&addr).unwrap().mode() & 0o7777;
-            out(format!("{m:o}"));
-        }
-        r => panic!("unknown role {r}"),
-    }
-    std::process::exit(0);
 }
 
 fn is_root() -> bool {
@@ -124,34 +67,21 @@ fn run_as(cmd: &mut Command, uid: u32, gid: u32, groups: Vec<u32>) {
     }
 }
 
-/// The test binary, copied into the per-run directory where `nobody` can execute it (the
+/// The peer binary, copied into the per-run directory where `nobody` can execute it (the
 /// checkout may sit under a directory closed to others, like `/root`); removed on drop.
 struct OpenExe(PathBuf);
 
 impl OpenExe {
     fn new() -> OpenExe {
         let p = init().join(unique_name("exe"));
-        std::fs::copy(std::env::current_exe().unwrap(), &p).unwrap();
+        std::fs::copy(util::peer_exe(), &p).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         OpenExe(p)
     }
 
     /// `peer_command`, running this copy.
     fn peer_command(&self, role: &str, vars: &[(&str, String)]) -> Command {
-        let mut cmd = Command::new(&self.0);
-        cmd.args([
-            "peer_entry",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env(util::ROLE, role)
-        .stdin(Stdio::null());
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        cmd
+        util::peer_command_at(&self.0, role, vars)
     }
 }
 

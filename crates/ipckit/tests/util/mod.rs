@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: a per-run environment, peer processes that are
-//! this very test binary re-executed, a watchdog, and leftover checks.
+//! Helpers shared by the integration tests and their peer binary (`tests/peers/bin.rs`): a
+//! per-run environment, peer processes, a watchdog, and leftover checks.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, Once, OnceLock};
 use std::time::Duration;
 
-/// Environment variable naming the role a re-executed test binary plays.
+/// Environment variable naming the role a peer (`tests/peers/bin.rs`) plays.
 pub const ROLE: &str = "IPCKIT_TEST_ROLE";
 
 static INIT: Once = Once::new();
@@ -55,18 +55,31 @@ pub fn scarce() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Spawns this test binary as a peer running `role` (the `peer_entry` test picks it up).
+/// Environment variable naming the test (the peer module of `tests/peers/bin.rs`) whose role
+/// a peer plays.
+pub const GROUP: &str = "IPCKIT_TEST_GROUP";
+
+/// The peer binary, `tests/peers/bin.rs`: cargo builds it for the integration tests and names
+/// it in `CARGO_BIN_EXE_*`. A peer that spawns a peer of its own is that binary already.
+pub fn peer_exe() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_ipckit-test-peer") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe().unwrap(),
+    }
+}
+
+/// Spawns the peer binary playing `role` of this test (its `peer.rs` module); `vars` are set
+/// in its environment.
 pub fn peer_command(role: &str, vars: &[(&str, String)]) -> Command {
-    let exe = std::env::current_exe().unwrap();
+    peer_command_at(&peer_exe(), role, vars)
+}
+
+/// `peer_command` running the peer binary at `exe` (a copy of it).
+pub fn peer_command_at(exe: &std::path::Path, role: &str, vars: &[(&str, String)]) -> Command {
+    // The test's own crate name, or inside a peer the group it was started for.
+    let group = std::env::var(GROUP).unwrap_or_else(|_| env!("CARGO_CRATE_NAME").to_owned());
     let mut cmd = Command::new(exe);
-    let entry = if role == "fdcheck" {
-        "fdcheck_entry"
-    } else {
-        "peer_entry"
-    };
-    cmd.args([entry, "--exact", "--nocapture", "--test-threads=1", "-q"])
-        .env(ROLE, role)
-        .stdin(Stdio::null());
+    cmd.env(GROUP, group).env(ROLE, role).stdin(Stdio::null());
     for (k, v) in vars {
         cmd.env(k, v);
     }

@@ -6,69 +6,18 @@
 #[path = "../util/mod.rs"]
 mod util;
 
+mod peer;
+
 use ipckit::pipe;
 use ipckit::zerocopy::{
     self, Completion, SpliceFlags, VmspliceSender, ZeroCopyEvent, ZeroCopySender,
 };
+use peer::{msg_len, TCP_MESSAGES, TCP_SLOT, VMSPLICE_MAX, VMSPLICE_MESSAGES};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
-
-/// Runs the role named in the environment when this binary is re-executed as a peer.
-#[test]
-fn peer_entry() {
-    let Ok(role) = std::env::var(util::ROLE) else {
-        return;
-    };
-    match role.as_str() {
-        "vmsplice-reader" => vmsplice_reader(),
-        "tcp-reader" => tcp_reader(),
-        "tcp-quitter" => tcp_quitter(),
-        other => panic!("unknown role {other}"),
-    }
-}
-
-const VMSPLICE_MAX: usize = 64 * 1024;
-const VMSPLICE_MESSAGES: u64 = 3000;
-
-/// Length of message `i`: deterministic, so the reader knows the boundaries without framing;
-/// mostly the maximum (to keep the pipe full of whole pages), sometimes odd sizes.
-fn msg_len(i: u64, max: usize) -> usize {
-    let r = util::Rng(i.wrapping_mul(0x9E37_79B9) | 1).next();
-    match r % 4 {
-        0 => 1 + (r >> 8) as usize % max,
-        _ => max,
-    }
-}
-
-/// The reader of `vmsplice_rotation_...`: reads every message with `read` (a copy, as the
-/// rotation rule needs) and checks every byte.
-fn vmsplice_reader() {
-    let fd: i32 = std::env::var("FD").unwrap().parse().unwrap();
-    let mut r = pipe::PipeReader::from_inherited(fd).unwrap();
-    let mut buf = vec![0u8; VMSPLICE_MAX];
-    for i in 0..VMSPLICE_MESSAGES {
-        let len = msg_len(i, VMSPLICE_MAX);
-        r.read_exact(&mut buf[..len]).unwrap();
-        // Slow down now and then, so the writer runs ahead and the pipe stays full.
-        if i % 97 == 0 {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let want = util::payload(i, len);
-        if buf[..len] != want[..] {
-            let at = buf[..len].iter().zip(&want).position(|(a, b)| a != b);
-            panic!("message {i} ({len} B) corrupted at byte {at:?}");
-        }
-    }
-    let mut rest = [0u8; 1];
-    assert_eq!(
-        r.read(&mut rest).unwrap(),
-        0,
-        "nothing after the last message"
-    );
-}
 
 #[test]
 fn vmsplice_rotation_is_read_intact_by_another_process() {
@@ -259,35 +208,6 @@ fn tee_duplicates_without_consuming() {
     drop(w2);
 }
 
-const TCP_SLOT: usize = 64 * 1024;
-const TCP_MESSAGES: u64 = 4000;
-
-/// The reader of the MSG_ZEROCOPY test: connects, reads every message, checks every byte;
-/// reads slowly at times so that sends stay in flight and the sender must wait.
-fn tcp_reader() {
-    let port: u16 = std::env::var("PORT").unwrap().parse().unwrap();
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut buf = vec![0u8; TCP_SLOT];
-    for i in 0..TCP_MESSAGES {
-        let len = msg_len(i, TCP_SLOT);
-        s.read_exact(&mut buf[..len]).unwrap();
-        if i % 211 == 0 {
-            std::thread::sleep(Duration::from_millis(3));
-        }
-        let want = util::payload(i, len);
-        if buf[..len] != want[..] {
-            let at = buf[..len].iter().zip(&want).position(|(a, b)| a != b);
-            panic!("message {i} ({len} B) corrupted at byte {at:?}");
-        }
-    }
-    let mut rest = [0u8; 1];
-    assert_eq!(
-        s.read(&mut rest).unwrap(),
-        0,
-        "nothing after the last message"
-    );
-}
-
 /// Replays the sender's record: a buffer may be lent only when every send made from it
 /// before is covered by a completion the kernel had reported by then.
 fn check_no_early_reuse(events: &[ZeroCopyEvent], slots: usize) -> (u64, u64) {
@@ -365,16 +285,6 @@ fn msg_zerocopy_completions_are_counted_and_buffers_reused_only_after_them() {
         st.success(),
         "the reader found a corrupted or missing message: {st}"
     );
-}
-
-/// Reads a few messages, then exits with data unread: the kernel resets the connection.
-fn tcp_quitter() {
-    let port: u16 = std::env::var("PORT").unwrap().parse().unwrap();
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut buf = vec![0u8; TCP_SLOT];
-    for _ in 0..10 {
-        s.read_exact(&mut buf).unwrap();
-    }
 }
 
 #[test]

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Paired ratios NEW/OLD from bench/ring-pairs.sh's JSON files (see that script)."""
+import json
+import statistics
+import sys
+
+out, pairs = sys.argv[1], int(sys.argv[2])
+FAST = 250.0  # ns: a cache-line probe below this is the VM's fast mode, above it the slow one
+
+
+def rows(path):
+    d = json.load(open(path))
+    return {(r["mechanism"], r["wait"], r["size"]): r for r in d["rows"] if r["impl"] == "ipckit"}
+
+
+def mode(r):
+    p = r.get("cacheline_p50_ns")
+    return None if p is None else p < FAST
+
+
+ratios, dropped, lines = {}, {}, []
+for i in range(1, pairs + 1):
+    o, n = rows(f"{out}/{i}-old.json"), rows(f"{out}/{i}-new.json")
+    for key in sorted(set(o) & set(n)):
+        a, b = o[key], n[key]
+        if mode(a) != mode(b) or mode(a) is None:
+            dropped[key] = dropped.get(key, 0) + 1
+            lines.append(f"pair {i} {key}: probes {a.get('cacheline_p50_ns')} / {b.get('cacheline_p50_ns')} ns: dropped")
+            continue
+        pa, pb = a["cacheline_p50_ns"], b["cacheline_p50_ns"]
+        r = ratios.setdefault(key, {"rtt": [], "mbps": [], "cpu": [], "raw": []})
+        if a["rtt_ns"] and b["rtt_ns"]:
+            r["rtt"].append((b["rtt_ns"]["p50"] / pb) / (a["rtt_ns"]["p50"] / pa))
+        if a.get("throughput_mbps") and b.get("throughput_mbps"):
+            r["mbps"].append((b["throughput_mbps"] * pb) / (a["throughput_mbps"] * pa))
+        if a.get("cpu_ns_per_msg") and b.get("cpu_ns_per_msg"):
+            r["cpu"].append(b["cpu_ns_per_msg"] / a["cpu_ns_per_msg"])
+        r["raw"].append(
+            f"pair {i}: probe {pa:.0f}/{pb:.0f} ns, RTT p50 {a['rtt_ns']['p50'] if a['rtt_ns'] else '-'}"
+            f"/{b['rtt_ns']['p50'] if b['rtt_ns'] else '-'} ns, MB/s {a.get('throughput_mbps') or 0:.0f}"
+            f"/{b.get('throughput_mbps') or 0:.0f}, CPU/msg {a.get('cpu_ns_per_msg') or 0:.0f}/{b.get('cpu_ns_per_msg') or 0:.0f} ns"
+        )
+
+print("row (mechanism, wait, size): median of paired NEW/OLD ratios [pairs kept, dropped]")
+for key in sorted(ratios):
+    r = ratios[key]
+    med = lambda v: f"{statistics.median(v):.3f} ({min(v):.2f}-{max(v):.2f})" if v else "-"
+    print(f"{key}: RTT p50/probe {med(r['rtt'])}; MB/s*probe {med(r['mbps'])}; CPU/msg {med(r['cpu'])}"
+          f" [{len(r['raw'])} kept, {dropped.get(key, 0)} dropped]")
+print()
+for key in sorted(ratios):
+    print(key)
+    for l in ratios[key]["raw"]:
+        print("  " + l)
+for l in lines:
+    print(l)

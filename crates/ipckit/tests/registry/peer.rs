@@ -1,0 +1,21 @@
+//! The registry test's peer (run by `tests/peers/bin.rs`).
+
+use ipckit::connect::{open_receiver, Options};
+use ipckit::registry;
+use ipckit::Mechanism;
+
+/// The creator: makes a FIFO, a socket and two queues, says their names, waits to be killed.
+pub fn run(role: &str) {
+    assert_eq!(role, "creator");
+    let dir = std::env::var("DIR").unwrap();
+    let fifo = format!("{dir}/{}", registry::unique_name("orphan-fifo"));
+    let sock = format!("{dir}/{}", registry::unique_name("orphan-sock"));
+    let mq = format!("/{}", registry::unique_name("orphan-mq"));
+    let key = format!("{}", 0x1c90_0000 | (std::process::id() & 0xffff) as i32);
+    let _a = open_receiver(Mechanism::Fifo, &fifo, &Options::default()).unwrap();
+    let _b = open_receiver(Mechanism::UdsDgram, &sock, &Options::default()).unwrap();
+    let _c = open_receiver(Mechanism::MqPosix, &mq, &Options::default()).unwrap();
+    let _d = open_receiver(Mechanism::MqSysv, &key, &Options::default()).unwrap();
+    println!("{fifo}\n{sock}\n{mq}\n{key}\nready");
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
