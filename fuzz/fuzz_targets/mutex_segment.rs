@@ -15,11 +15,11 @@
 //!   in `__pthread_tpp_change_priority`;
 //! - and by construction, a peer that rewrites a held robust mutex's list links makes the
 //!   holder's unlock write where the peer chose.
+//!
 //! So the fuzzer leaves both objects as their creator made them (it restores them after
 //! every write) and fuzzes what ipckit itself reads: the segment header, its mutex header and
 //! the value. Only a trusted peer may share a lock; closing that would take a lock and a
 //! condition variable of ipckit's own on futex words.
-//! Only a trusted peer may share a lock.
 #![no_main]
 
 use ipckit::shm::{LockError, ShmMutex, HEADER_LEN};
