@@ -1133,7 +1133,11 @@ impl Master {
         }
         // Every worker is gone: the board's totals are final (a slot reused by a replacement
         // counts from zero again, so a replaced worker's requests are not in them).
-        let requests: u64 = self.board.snapshot().iter().map(|s| s.requests).sum();
+        let requests = self
+            .board
+            .snapshot()
+            .iter()
+            .fold(0u64, |t, s| t.saturating_add(s.requests));
         self.log.line(&format!(
             "exiting; the board counts {requests} requests served"
         ));
@@ -1235,7 +1239,12 @@ pub fn status(port: Option<u16>, out: &mut dyn Write) -> i32 {
     0
 }
 
-fn print_status(path: &Path, s: &State, out: &mut dyn Write) -> io::Result<()> {
+/// Prints one master's status (what [`status`] prints for each): its board, opened by the
+/// name in `s`, read against the workers `s` lists. Public only for the fuzz target
+/// (`fuzz/fuzz_targets/status.rs`): the board's words are written by worker processes, the
+/// state file by any process of the same user.
+#[doc(hidden)]
+pub fn print_status(path: &Path, s: &State, out: &mut dyn Write) -> io::Result<()> {
     let board = StatusBoard::open_named(&s.status)
         .map_err(|e| io::Error::new(e.kind(), format!("status board {}: {e}", s.status)))?;
     let snap = board.snapshot();
@@ -1286,8 +1295,10 @@ fn print_status(path: &Path, s: &State, out: &mut dyn Write) -> io::Result<()> {
                 c.status_5xx,
             ]
         });
+        // Saturating: the counters are whatever the board holds, and a worker (or anyone
+        // who can write the board) may have left any value there.
         for (t, v) in total.iter_mut().zip(vals) {
-            *t += v;
+            *t = t.saturating_add(v);
         }
         total[6] += 1;
         writeln!(
@@ -1316,12 +1327,46 @@ fn print_status(path: &Path, s: &State, out: &mut dyn Write) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::civil_date;
+    use super::*;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn civil_dates() {
         assert_eq!(civil_date(0), (1970, 1, 1));
         assert_eq!(civil_date(11_016), (2000, 2, 29));
         assert_eq!(civil_date(20_417), (2025, 11, 25));
+    }
+
+    /// Found by the `status` fuzz target: counters near `u64::MAX` (a board another process
+    /// wrote) overflowed the totals, a panic in a debug build.
+    #[test]
+    fn status_totals_of_huge_counters_saturate() {
+        let name = format!("ipckit-test-status-{}", std::process::id());
+        let board = StatusBoard::create_named(&name, 2).unwrap();
+        for i in 0..2 {
+            board.slot(i).claim(100 + i as u32, 1, 0);
+            board.slot(i).requests.store(u64::MAX, Ordering::Relaxed);
+        }
+        let state = State {
+            master_pid: 1,
+            master_start: 0,
+            status: name,
+            listen: Vec::new(),
+            accept: AcceptMode::Exclusive,
+            generation: 1,
+            workers: (0..2)
+                .map(|i| StateWorker {
+                    slot: i,
+                    pid: 100 + i as u32,
+                    generation: 1,
+                    retiring: false,
+                })
+                .collect(),
+        };
+        let mut out = Vec::new();
+        print_status(Path::new("test.json"), &state, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let all = text.lines().last().unwrap();
+        assert!(all.contains(&u64::MAX.to_string()), "{text}");
     }
 }

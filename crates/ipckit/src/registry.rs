@@ -221,7 +221,10 @@ fn remove_object(kind: ObjectKind, name: &str) -> io::Result<()> {
     }
 }
 
-pub(crate) fn parse_key(name: &str) -> io::Result<i32> {
+/// Parses a System V key as a record names it (`0x...` or decimal, any 32-bit pattern).
+/// Public only for the fuzz target (`fuzz/fuzz_targets/registry.rs`).
+#[doc(hidden)]
+pub fn parse_key(name: &str) -> io::Result<i32> {
     let t = name.trim();
     let v = if let Some(h) = t.strip_prefix("0x") {
         i64::from_str_radix(h, 16)
@@ -457,7 +460,11 @@ pub(crate) fn register(kind: ObjectKind, name: &str) -> io::Result<ObjectGuard> 
     })
 }
 
-fn parse_record(text: &str) -> Option<Record> {
+/// Parses a record file's text (`key=value` lines); `None` if a line has no `=` or a field is
+/// missing or bad. Public only for the fuzz target (`fuzz/fuzz_targets/registry.rs`): record
+/// files are written by any process of the same user.
+#[doc(hidden)]
+pub fn parse_record(text: &str) -> Option<Record> {
     let mut kind = None;
     let (mut name, mut pid, mut start, mut created) = (None, None, None, 0);
     for line in text.lines() {

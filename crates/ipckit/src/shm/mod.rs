@@ -45,10 +45,18 @@
 //!   into an error; growing it changes nothing. A memfd segment
 //!   ([`SegmentBuilder::create_memfd`]) is sealed against both ([`Segment::size_sealed`]);
 //! - write anything into a [`ShmMutex`]'s value (a [`Plain`] type: every bit pattern is a
-//!   value) or into the mutex itself (glibc's structure: lockers may then wait, as for a
-//!   holder that never unlocks, or get an error).
+//!   value);
+//! - write into a [`ShmMutex`]'s or [`ShmCondvar`]'s pthread objects, which glibc trusts: the
+//!   fuzzer (`fuzz/fuzz_targets/mutex_segment.rs`) found that garbage in the condition
+//!   variable makes [`ShmCondvar::wait_timeout`] block whatever the timeout, that a bad kind
+//!   word in the mutex makes `lock_timeout` abort the process inside glibc, and, by
+//!   construction, that rewriting the robust-list links of a held mutex makes the holder's
+//!   unlock write to an address the writer chose. **Share a mutex only with processes you
+//!   trust as you trust your own code**; the ring pair and the MPSC queue have no such
+//!   limit.
 //!
-//! It **cannot** make ipckit read or write outside the mapping, panic, or spin for ever:
+//! Except for the mutex above, it **cannot** make ipckit read or write outside the mapping,
+//! panic, or spin for ever:
 //! every value read from a segment is checked, with checked arithmetic, before it is used as
 //! a length, offset, capacity or count. It cannot make a receiver deliver a message longer
 //! than the negotiated maximum, or one nobody wrote: a record is taken only if its header was

@@ -207,18 +207,26 @@ pub(crate) fn claim_slot<M: QueueMem>(m: &M, mask: usize, idx: usize) -> Option<
             super::sync::spin();
         } else if d == 0 {
             // Claimed or published for `pos`, but `tail` still names it: its claimer has not
-            // moved `tail` on yet, or died before it could. Do it for them.
-            pos = match tail.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => pos + 1,
+            // moved `tail` on yet, or died before it could. Do it for them. (Wrapping: `tail`
+            // is shared memory, and no correct queue gets near 2^64.)
+            let next = pos.wrapping_add(1);
+            pos = match tail.compare_exchange(pos, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => next,
                 Err(now) => now,
             };
         } else if d < 0 {
             // The slot still holds the message of `pos - slots`.
             return None;
         } else {
-            // Our `tail` was stale.
+            // Our `tail` was stale: it has moved on since, as the slot word we acquired was
+            // stored after it did. If it has not, `tail` was written outside the protocol:
+            // give up (looks full; `corrupt_tail` tells) rather than spin forever.
             super::sync::spin();
-            pos = tail.load(Ordering::Relaxed);
+            let now = tail.load(Ordering::Relaxed);
+            if now == pos {
+                return None;
+            }
+            pos = now;
         }
     }
 }
@@ -226,11 +234,38 @@ pub(crate) fn claim_slot<M: QueueMem>(m: &M, mask: usize, idx: usize) -> Option<
 /// Moves `tail` past a position we claimed (unless another producer already has).
 #[inline]
 pub(crate) fn advance<M: QueueMem>(m: &M, pos: u64) {
-    let _ = m
-        .ctl()
-        .tail
-        .tail
-        .compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+    let _ = m.ctl().tail.tail.compare_exchange(
+        pos,
+        pos.wrapping_add(1),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+}
+
+/// Whether `tail` and the slot it names are in a state no correct queue reaches, once
+/// [`claim_slot`] has found no free slot: the slot's sequence is not its position modulo the
+/// slot count, lies more than one lap behind `tail`, or lies ahead of a `tail` that does
+/// not move. Correct queues only ever show a slot one lap behind (full). `mask` is
+/// `slots - 1`.
+pub(crate) fn corrupt_tail<M: QueueMem>(m: &M, mask: usize) -> Option<io::Error> {
+    let tail = &m.ctl().tail.tail;
+    let pos = tail.load(Ordering::Relaxed);
+    let w = m.seq(pos as usize & mask).load(Ordering::Acquire);
+    let ahead = (w >> TAG_BITS).wrapping_sub(pos) & ((1 << (64 - TAG_BITS)) - 1);
+    let lap_len = mask as u64 + 1;
+    let d = lap(w, pos);
+    let bad = ahead & mask as u64 != 0
+        || (d < 0 && ahead != (1 << (64 - TAG_BITS)) - lap_len)
+        || (d > 0 && tail.load(Ordering::Relaxed) == pos);
+    bad.then(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "corrupt MPSC queue: enqueue position {pos} names a slot holding word {w:#018x} \
+                 (a process wrote outside the protocol)"
+            ),
+        )
+    })
 }
 
 /// Claims a position and moves `tail` on; `None` if the queue is full.
@@ -481,7 +516,10 @@ fn geometry(slots: usize, slot_size: usize) -> io::Result<(usize, usize)> {
 }
 
 fn views(seg: &Segment, slots: usize, stride: usize) -> io::Result<ShmQueue> {
-    let need = SLOTS_OFF + slots * stride;
+    let need = slots
+        .checked_mul(stride)
+        .and_then(|b| b.checked_add(SLOTS_OFF))
+        .unwrap_or(usize::MAX);
     if seg.len() < need {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -1254,7 +1292,8 @@ impl MpscSender {
     /// # Errors
     ///
     /// [`SendError::TooLarge`] for a message over the slot size; [`SendError::PeerGone`] if
-    /// the receiver was dropped, exited or was killed. Nothing is sent in either case.
+    /// the receiver was dropped, exited or was killed; `Io(InvalidData)` if the queue's
+    /// enqueue position was written outside the protocol. Nothing is sent in these cases.
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         self.send_deadline(msg, Deadline::Never)
     }
@@ -1314,6 +1353,9 @@ impl MpscSender {
                         }
                         if Self::receiver_gone(&q, dead) {
                             return Err(SendError::PeerGone);
+                        }
+                        if let Some(e) = corrupt_tail(&q, mask) {
+                            return Err(SendError::Io(e));
                         }
                         Ok(None)
                     },
@@ -1472,6 +1514,23 @@ mod tests {
         assert!(geometry(4, MAX_SLOT_SIZE + 1).is_err());
         assert_eq!(geometry(1, 48).unwrap(), (64, SLOTS_OFF + 64));
         assert_eq!(geometry(4, 49).unwrap(), (128, SLOTS_OFF + 4 * 128));
+    }
+
+    #[test]
+    fn geometry_of_hostile_header_values_is_an_error_not_a_panic() {
+        // What `MpscSender::open` reads from a peer-written header, as u64 -> usize.
+        let hostile = [0, 1, 64, 65, u32::MAX as usize, 1 << 63, usize::MAX];
+        for slots in hostile.into_iter().chain([MAX_SLOTS, MAX_SLOTS + 1]) {
+            for size in hostile
+                .into_iter()
+                .chain([MAX_SLOT_SIZE, MAX_SLOT_SIZE + 1])
+            {
+                if let Ok((stride, total)) = geometry(slots, size) {
+                    assert!(slots.is_power_of_two() && slots <= MAX_SLOTS && size <= MAX_SLOT_SIZE);
+                    assert!(stride >= SLOT_HEADER + size && total >= SLOTS_OFF + slots * stride);
+                }
+            }
+        }
     }
 }
 

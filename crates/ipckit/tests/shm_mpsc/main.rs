@@ -14,6 +14,7 @@ use ipckit::{RecvError, SendError, Wait};
 use peer::{check, PER_PRODUCER, PRODUCERS};
 use std::io::{BufRead, BufReader, Lines, Write};
 use std::process::{ChildStdout, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use util::{init, peer_command, watchdog, KillOnDrop};
 
@@ -491,6 +492,166 @@ fn a_producer_killed_at_any_step_is_skipped() {
 
 // ---------------------------------------------------------------------------------------
 // Semantics and input.
+
+/// Boundary values a buggy or hostile process may write into a shared word.
+const HOSTILE: [u64; 7] = [0, 1, 64, 65, u32::MAX as u64, 1 << 63, u64::MAX];
+
+/// Where the queue's words sit, as `u64` indexes into the segment's data (see the layout in
+/// `shm/mpsc.rs`): the header's geometry, `tail`, producer entry 0's state, and slot `i`'s
+/// sequence and length words for slots of 64 bytes (a stride of 128).
+mod word {
+    pub const SLOTS: usize = 0;
+    pub const SLOT_SIZE: usize = 1;
+    pub const STRIDE: usize = 2;
+    pub const MAX_PRODUCERS: usize = 3;
+    pub const TAIL: usize = 512 / 8;
+    pub const ENTRY0: usize = 1024 / 8;
+    pub fn seq(slot: usize) -> usize {
+        (8192 + slot * 128) / 8
+    }
+    pub fn len(slot: usize) -> usize {
+        seq(slot) + 1
+    }
+}
+
+/// A second mapping of the queue `name`, through which a test writes what a hostile process
+/// would.
+fn hostile_view(name: &str) -> ipckit::shm::Segment {
+    ipckit::shm::SegmentBuilder::new(1)
+        .layout(ipckit::shm::MPSC_LAYOUT)
+        .open_existing(name)
+        .unwrap()
+}
+
+fn is_invalid_data(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::InvalidData
+}
+
+/// A send or receive on a damaged queue: a result or a clear error, never a panic (the
+/// caller's watchdog catches a hang).
+fn tolerated_send(r: Result<(), SendError>, what: &str) {
+    match r {
+        Ok(()) | Err(SendError::Full | SendError::Timeout) => {}
+        Err(SendError::Io(e)) if is_invalid_data(&e) => {}
+        Err(e) => panic!("{what}: send gave {e:?}"),
+    }
+}
+
+fn tolerated_recv(r: Result<usize, RecvError>, max: usize, what: &str) {
+    match r {
+        Ok(n) => assert!(
+            n <= max,
+            "{what}: a message of {n} bytes from {max}-byte slots"
+        ),
+        Err(RecvError::Empty | RecvError::Timeout | RecvError::PeerGone) => {}
+        Err(RecvError::Io(e)) if is_invalid_data(&e) => {}
+        Err(e) => panic!("{what}: recv gave {e:?}"),
+    }
+}
+
+/// Every header word (slots, slot size, stride, producer table size) at each boundary value:
+/// a producer's open is `InvalidData`, or, for a value that still makes a consistent queue
+/// (one slot), works without a panic; never an out-of-bounds view.
+#[test]
+fn hostile_header_words_are_invalid_data_at_open() {
+    watchdog(60, || {
+        let name = queue_name();
+        let opts = MpscOptions {
+            slots: 16,
+            slot_size: 64,
+            ..MpscOptions::default()
+        };
+        let mut rx = MpscReceiver::create(&name, &opts).unwrap();
+        let seg = hostile_view(&name);
+        let w = seg.atomic_u64s();
+        let fields = [
+            ("slots", word::SLOTS, ipckit::shm::MAX_SLOTS as u64),
+            (
+                "slot size",
+                word::SLOT_SIZE,
+                ipckit::shm::MAX_SLOT_SIZE as u64,
+            ),
+            ("stride", word::STRIDE, 128),
+            (
+                "producer table",
+                word::MAX_PRODUCERS,
+                ipckit::shm::MAX_PRODUCERS as u64,
+            ),
+        ];
+        let mut buf = vec![0u8; rx.max_msg_size()];
+        for (what, i, max) in fields {
+            let good = w[i].load(Ordering::SeqCst);
+            for v in HOSTILE.into_iter().chain([max, max + 1, max - 1]) {
+                w[i].store(v, Ordering::SeqCst);
+                match MpscSender::open(&name, Wait::Spin) {
+                    Err(e) => assert!(is_invalid_data(&e), "{what} = {v}: {e}"),
+                    Ok(mut tx) => {
+                        for _ in 0..40 {
+                            tolerated_send(tx.try_send(b"ok"), what);
+                            tolerated_recv(rx.try_recv(&mut buf), 64, what);
+                        }
+                    }
+                }
+                w[i].store(good, Ordering::SeqCst);
+            }
+        }
+        drop(seg);
+        drop(rx);
+        assert_gone(&name);
+    });
+}
+
+/// A live queue whose slot length, slot sequence, `tail` or producer entry state is
+/// overwritten with each boundary value: the receiver and the producer return messages
+/// within the slot size or clear errors (`InvalidData`), wait within their deadlines, and
+/// never panic or spin forever.
+#[test]
+fn hostile_slot_tail_and_entry_words_are_errors_not_panics() {
+    watchdog(60, || {
+        for (what, at) in [
+            ("slot length", word::len(0)),
+            ("slot sequence", word::seq(0)),
+            ("slot sequence ahead", word::seq(1)),
+            ("tail", word::TAIL),
+            ("producer entry state", word::ENTRY0),
+        ] {
+            for v in HOSTILE {
+                let what = format!("{what} = {v:#x}");
+                let name = queue_name();
+                let opts = MpscOptions {
+                    slots: 16,
+                    slot_size: 64,
+                    ..MpscOptions::default()
+                };
+                let mut rx = MpscReceiver::create(&name, &opts).unwrap();
+                let mut tx = MpscSender::open(&name, Wait::Block).unwrap();
+                let seg = hostile_view(&name);
+                let mut buf = vec![0u8; rx.max_msg_size()];
+                tx.send(b"first").unwrap();
+                seg.atomic_u64s()[at].store(v, Ordering::SeqCst);
+                for _ in 0..20 {
+                    tolerated_send(tx.try_send(b"next"), &what);
+                    tolerated_recv(rx.try_recv(&mut buf), 64, &what);
+                }
+                tolerated_send(tx.send_timeout(b"late", Duration::from_millis(20)), &what);
+                tolerated_recv(
+                    rx.recv_timeout(&mut buf, Duration::from_millis(30)),
+                    64,
+                    &what,
+                );
+                drop(tx);
+                tolerated_recv(
+                    rx.recv_timeout(&mut buf, Duration::from_millis(30)),
+                    64,
+                    &what,
+                );
+                drop(seg);
+                drop(rx);
+                assert_gone(&name);
+            }
+        }
+    });
+}
 
 /// PeerGone means "producers came and none is left now": not before any producer opens,
 /// not while messages remain, and not after a new producer opens.
