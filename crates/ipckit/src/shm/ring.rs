@@ -39,9 +39,10 @@
 //!
 //! A side that may sleep (`Adaptive`, `Block`) says so in `may_sleep` of its wait line. The
 //! other side, after publishing, checks that flag; only if it is set does it pay a `SeqCst`
-//! fence and look at `sleeping`, and wake the sleeper with a futex on `seq`. A spinning peer
-//! costs the publisher one load of a line that never changes. See `endpoint.rs` for the
-//! sleeper's half of this Dekker handshake.
+//! fence and look at `sleeping`, and, if it claims the sleeper's announcement (swaps it to
+//! 0), wake the sleeper with a futex on `seq`: one wake-up per sleep. A spinning peer costs
+//! the publisher one load of a line that never changes. See `wait.rs` for the sleeper's half
+//! of this Dekker handshake, and `.ci/loom` for its model checking.
 
 use super::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
