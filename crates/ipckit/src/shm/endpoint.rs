@@ -643,8 +643,7 @@ impl Loan<'_> {
     /// Publishes the message.
     #[inline]
     pub fn commit(self) {
-        let len = self.len;
-        self.commit_len(len);
+        self.ep.prod.commit(&self.ep.tx, self.start, self.len);
     }
 
     /// Publishes only the first `len` bytes (at most the loaned length).
@@ -653,14 +652,22 @@ impl Loan<'_> {
         let len = len.min(self.len);
         let to = self.ep.prod.payload_offset(self.start, len);
         if to != self.off {
-            // A loan of over `ring::ALIGN_ABOVE` bytes cut to at most that: the consumer looks
-            // for the shorter payload right after the header, so move it there.
-            let mut moved = [0u8; ring::ALIGN_ABOVE];
-            self.ep.tx.read(self.off, &mut moved[..len]);
-            self.ep.tx.write(to, &moved[..len]);
+            move_payload(self.ep.tx, self.off, to, len);
         }
         self.ep.prod.commit(&self.ep.tx, self.start, len);
     }
+}
+
+/// A loan of over `ring::ALIGN_ABOVE` bytes cut to at most that: the consumer looks for the
+/// shorter payload right after the header, so move it there. Out of line, and never on
+/// [`Loan::commit`]'s path: with it there (even out of line) a 64-byte round trip went from
+/// 130 to 190-200 ns here.
+#[cold]
+#[inline(never)]
+fn move_payload(tx: ShmRing, from: usize, to: usize, len: usize) {
+    let mut moved = [0u8; ring::ALIGN_ABOVE];
+    tx.read(from, &mut moved[..len]);
+    tx.write(to, &moved[..len]);
 }
 
 impl std::ops::Deref for Loan<'_> {

@@ -406,9 +406,9 @@ fn the_layout_is_the_one_these_tests_write() {
 // The receiver: a forged header word at its position.
 
 /// What a receiver must do with `word` at its position `pos`: the rules of `shm/ring.rs`.
-/// The producer clears the header word after each record before publishing it, so the word
-/// at the receiver's position is 0 (nothing yet) or the next record's header, stamped for
-/// that position; a pad sends the receiver to the next lap's start, where `lap_start` is.
+/// A word without the stamp of the receiver's position is nothing yet (the producer makes sure
+/// no stale word there carries it); one with it is a record header, checked; a pad sends the
+/// receiver to the next lap's start, where `lap_start` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Want {
     /// A well-formed record: indistinguishable from one the sender wrote, so delivered.
@@ -420,11 +420,8 @@ enum Want {
 }
 
 fn want(pos: u64, word: u64, lap_start: u64, cap: usize, max: usize) -> Want {
-    if word == 0 {
-        return Want::Nothing;
-    }
     if word as u32 != ring::stamp(pos) {
-        return Want::Corrupt;
+        return Want::Nothing;
     }
     let off = (pos as usize) & (cap - 1);
     let len = (word >> 32) as u32;
