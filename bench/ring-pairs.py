@@ -10,24 +10,32 @@ FAST = 250.0  # ns: a cache-line probe below this is the VM's fast mode, above i
 
 def rows(path):
     d = json.load(open(path))
-    return {(r["mechanism"], r["wait"], r["size"]): r for r in d["rows"] if r["impl"] == "ipckit"}
+    return d["floor"], {(r["mechanism"], r["wait"], r["size"]): r for r in d["rows"] if r["impl"] == "ipckit"}
 
 
-def mode(r):
+def probe(r, floor):
+    """The row's own cache-line probe; a blocking row has none, so the run's floor probe."""
     p = r.get("cacheline_p50_ns")
-    return None if p is None else p < FAST
+    return p if p is not None else floor["cacheline_rtt_ns"]["p50"]
+
+
+def mode(r, floor):
+    return probe(r, floor) < FAST
 
 
 ratios, dropped, lines = {}, {}, []
 for i in range(1, pairs + 1):
-    o, n = rows(f"{out}/{i}-old.json"), rows(f"{out}/{i}-new.json")
+    (fo, o), (fn, n) = rows(f"{out}/{i}-old.json"), rows(f"{out}/{i}-new.json")
     for key in sorted(set(o) & set(n)):
         a, b = o[key], n[key]
-        if mode(a) != mode(b) or mode(a) is None:
+        pa, pb = probe(a, fo), probe(b, fn)
+        if mode(a, fo) != mode(b, fn):
             dropped[key] = dropped.get(key, 0) + 1
-            lines.append(f"pair {i} {key}: probes {a.get('cacheline_p50_ns')} / {b.get('cacheline_p50_ns')} ns: dropped")
+            lines.append(f"pair {i} {key}: probes {pa} / {pb} ns: dropped")
             continue
-        pa, pb = a["cacheline_p50_ns"], b["cacheline_p50_ns"]
+        if key[1] != "spin":
+            # A blocking row is bound by the wake-up, not the cache line: compared raw.
+            pa = pb = 1.0
         r = ratios.setdefault(key, {"rtt": [], "mbps": [], "cpu": [], "raw": []})
         if a["rtt_ns"] and b["rtt_ns"]:
             r["rtt"].append((b["rtt_ns"]["p50"] / pb) / (a["rtt_ns"]["p50"] / pa))
@@ -41,7 +49,8 @@ for i in range(1, pairs + 1):
             f"/{b.get('throughput_mbps') or 0:.0f}, CPU/msg {a.get('cpu_ns_per_msg') or 0:.0f}/{b.get('cpu_ns_per_msg') or 0:.0f} ns"
         )
 
-print("row (mechanism, wait, size): median of paired NEW/OLD ratios [pairs kept, dropped]")
+print("row (mechanism, wait, size): median of paired NEW/OLD ratios (min-max) [pairs kept, dropped];")
+print("spin rows scaled by their own cache-line probe, blocking rows raw")
 for key in sorted(ratios):
     r = ratios[key]
     med = lambda v: f"{statistics.median(v):.3f} ({min(v):.2f}-{max(v):.2f})" if v else "-"
