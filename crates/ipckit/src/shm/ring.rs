@@ -36,7 +36,10 @@
 //! The producer only *clears* when a word matches (about never, for payloads that are not
 //! built to collide): an unconditional store would put a second line in the store path, and
 //! on x86 the header cannot become visible before that line is the producer's, which cost a
-//! 64-byte round trip 60-70 ns here.
+//! 64-byte round trip 60-70 ns here. And it only *looks* where it last wrote payload (a bit
+//! per line in its private memory): a header of an earlier lap never carries a later stamp,
+//! and in traffic of one size the next record starts where a header stood, so the common
+//! case reads no second shared line either.
 //!
 //! The consumer publishes how far it has read in `head` (`Release`, after reading the
 //! payload); the producer reads it (`Acquire`) only when the space it last saw runs out.
@@ -213,15 +216,50 @@ pub struct Producer {
     pos: u64,
     head: u64,
     cap: usize,
+    /// One bit per line of the data area: set while the line's first word is one no later
+    /// position's stamp can match (zero, a header or a pad this producer wrote), clear while
+    /// it is a payload word. Private memory, so the common case (the next record starts
+    /// where a header stood a lap ago) costs no look at the shared line.
+    header_like: Vec<u64>,
 }
 
 impl Producer {
     /// A producer of a fresh ring of `cap` bytes.
     pub fn new(cap: usize) -> Producer {
+        let lines = cap / RECORD_ALIGN;
         Producer {
             pos: 0,
             head: 0,
             cap,
+            // A fresh ring is zeroes: every line is header-like.
+            header_like: vec![u64::MAX; lines.div_ceil(64)],
+        }
+    }
+
+    #[inline]
+    fn is_header_like(&self, line: usize) -> bool {
+        self.header_like[line / 64] & (1 << (line % 64)) != 0
+    }
+
+    #[inline]
+    fn set_header_like(&mut self, line: usize) {
+        self.header_like[line / 64] |= 1 << (line % 64);
+    }
+
+    /// Marks lines `from..to` as holding payload words.
+    #[inline]
+    fn set_payload(&mut self, from: usize, to: usize) {
+        let mut l = from;
+        while l < to {
+            let (w, b) = (l / 64, l % 64);
+            let n = (64 - b).min(to - l);
+            let mask = if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << b
+            };
+            self.header_like[w] &= !mask;
+            l += n;
         }
     }
 
@@ -271,16 +309,25 @@ impl Producer {
         //    header. Only the producer writes the data area, so the word read is one it
         //    wrote, and the consumer sees that one or a later one (see the module docs for
         //    why the store is conditional).
-        let next = m.word(offset(end, self.cap));
-        if next.load(Ordering::Relaxed) as u32 == stamp(end) {
-            next.store(0, Ordering::Relaxed);
+        //    Only a payload word can carry it (a header of an earlier lap never does), so
+        //    the shared line is read only where this producer last wrote payload.
+        let next_line = offset(end, self.cap) / RECORD_ALIGN;
+        if !self.is_header_like(next_line) {
+            let next = m.word(offset(end, self.cap));
+            if next.load(Ordering::Relaxed) as u32 == stamp(end) {
+                next.store(0, Ordering::Relaxed);
+            }
         }
         m.word(offset(start, self.cap))
             .store(header(start, len as u32), Ordering::Release);
+        let first = offset(start, self.cap) / RECORD_ALIGN;
+        self.set_header_like(first);
+        self.set_payload(first + 1, first + record_len(len) / RECORD_ALIGN);
         // 2. A pad after the record it leads to: a consumer that takes the pad finds it.
         if start != self.pos {
             m.word(offset(self.pos, self.cap))
                 .store(header(self.pos, PAD), Ordering::Release);
+            self.set_header_like(offset(self.pos, self.cap) / RECORD_ALIGN);
         }
         self.pos = end;
         wake(&m.ctl().rx);
