@@ -221,6 +221,9 @@ pub struct Producer {
     /// it is a payload word. Private memory, so the common case (the next record starts
     /// where a header stood a lap ago) costs no look at the shared line.
     header_like: Vec<u64>,
+    /// The position `reserve` last looked at for [`Producer::commit`]'s clearing, and whether
+    /// its word needs it.
+    checked: (u64, bool),
 }
 
 impl Producer {
@@ -233,7 +236,18 @@ impl Producer {
             cap,
             // A fresh ring is zeroes: every line is header-like.
             header_like: vec![u64::MAX; lines.div_ceil(64)],
+            checked: (0, false),
         }
+    }
+
+    /// Whether the word at `end` carries `end`'s stamp without being a header for it: only a
+    /// payload word can, so the shared line is read only where this producer last wrote
+    /// payload.
+    #[inline]
+    fn needs_clear<M: RingMem>(&self, m: &M, end: u64) -> bool {
+        let off = offset(end, self.cap);
+        !self.is_header_like(off / RECORD_ALIGN)
+            && m.word(off).load(Ordering::Relaxed) as u32 == stamp(end)
     }
 
     #[inline]
@@ -289,6 +303,9 @@ impl Producer {
                 return Ok(None);
             }
         }
+        // Look at the next header word now, before the payload is written: a line far from
+        // the cache then arrives during the copy instead of holding up the commit.
+        self.checked = (end, self.needs_clear(m, end));
         Ok(Some(start))
     }
 
@@ -309,14 +326,15 @@ impl Producer {
         //    header. Only the producer writes the data area, so the word read is one it
         //    wrote, and the consumer sees that one or a later one (see the module docs for
         //    why the store is conditional).
-        //    Only a payload word can carry it (a header of an earlier lap never does), so
-        //    the shared line is read only where this producer last wrote payload.
-        let next_line = offset(end, self.cap) / RECORD_ALIGN;
-        if !self.is_header_like(next_line) {
-            let next = m.word(offset(end, self.cap));
-            if next.load(Ordering::Relaxed) as u32 == stamp(end) {
-                next.store(0, Ordering::Relaxed);
-            }
+        //    `reserve` looked already, unless the record was cut shorter since; nobody but
+        //    the producer writes the data area, so what it saw still holds.
+        let clear = if self.checked.0 == end {
+            self.checked.1
+        } else {
+            self.needs_clear(m, end)
+        };
+        if clear {
+            m.word(offset(end, self.cap)).store(0, Ordering::Relaxed);
         }
         m.word(offset(start, self.cap))
             .store(header(start, len as u32), Ordering::Release);
@@ -582,7 +600,13 @@ mod tests {
 
     /// Sends `msg` if there is room; the start position it went to.
     fn send(p: &mut Producer, m: &HeapMem, msg: &[u8]) -> Option<u64> {
-        let start = p.reserve(m, msg.len()).expect("head in range")?;
+        send_cut(p, m, msg, msg.len())
+    }
+
+    /// Sends `msg` in room reserved for `reserved` bytes (at least its length), as a loan
+    /// cut short with `commit_len` does.
+    fn send_cut(p: &mut Producer, m: &HeapMem, msg: &[u8], reserved: usize) -> Option<u64> {
+        let start = p.reserve(m, reserved).expect("head in range")?;
         m.write(p.payload_offset(start, msg.len()), msg);
         p.commit(m, start, msg.len());
         Some(start)
@@ -668,18 +692,21 @@ mod tests {
         fn received_equals_sent(
             cap_shift in 12u32..15,
             ops in prop::collection::vec((any::<bool>(), 0usize..8192, 0u8..4, any::<u64>()), 1..300),
+            cut in prop::collection::vec(0usize..300, 1..8),
         ) {
             let cap = 1usize << cap_shift;
             let max = max_payload(cap);
             let m = HeapMem::new(cap);
             let (mut p, mut c) = (Producer::new(cap), Consumer::new(cap, max));
             let mut queue = std::collections::VecDeque::new();
-            for (is_send, len, fill, seed) in ops {
+            for (i, (is_send, len, fill, seed)) in ops.into_iter().enumerate() {
                 if is_send {
                     let len = len.min(max);
-                    let (start, _) = place(p.pos, record_len(len), cap);
+                    // Some loans are cut short: room reserved for more than is committed.
+                    let reserved = (len + cut[i % cut.len()]).min(max);
+                    let (start, _) = place(p.pos, record_len(reserved), cap);
                     let msg = colliding(start, len, cap, fill, seed);
-                    if send(&mut p, &m, &msg).is_some() {
+                    if send_cut(&mut p, &m, &msg, reserved).is_some() {
                         queue.push_back(msg);
                     }
                 } else {
