@@ -824,48 +824,6 @@ mod loom_tests {
         b.check(f);
     }
 
-    struct HeapMem {
-        ctl: RingCtl,
-        words: Vec<AtomicU64>,
-    }
-
-    impl HeapMem {
-        fn new(cap: usize) -> HeapMem {
-            HeapMem {
-                ctl: RingCtl::default(),
-                words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
-            }
-        }
-    }
-
-    impl RingMem for HeapMem {
-        fn ctl(&self) -> &RingCtl {
-            &self.ctl
-        }
-        fn word(&self, off: usize) -> &AtomicU64 {
-            &self.words[off / 8]
-        }
-        fn write(&self, off: usize, src: &[u8]) {
-            for (i, c) in src.chunks(8).enumerate() {
-                let mut b = [0u8; 8];
-                b[..c.len()].copy_from_slice(c);
-                self.words[off / 8 + i].store(u64::from_le_bytes(b), Ordering::Relaxed);
-            }
-        }
-        fn read(&self, off: usize, dst: &mut [u8]) {
-            for (i, c) in dst.chunks_mut(8).enumerate() {
-                let b = self.words[off / 8 + i]
-                    .load(Ordering::Relaxed)
-                    .to_le_bytes();
-                let n = c.len();
-                c.copy_from_slice(&b[..n]);
-            }
-        }
-        fn cap(&self) -> usize {
-            self.words.len() * 8
-        }
-    }
-
     fn msg(i: usize) -> Vec<u8> {
         // Lengths that take one, two and three lines, the last forcing a wrap (a pad record)
         // in a 512-byte ring.
