@@ -120,10 +120,13 @@ fn posix_queue_made_elsewhere_is_read_as_is() {
     assert_eq!((&buf[..n], p), (&b"raw bytes, no hello"[..], 4));
 }
 
+/// A key of ipckit's range no other test of this process uses: the pid, and a counter (the
+/// nanoseconds of a just-made `Instant`'s `elapsed()` were used before, nearly always 0, so
+/// two tests running at once collided: "registered already").
 fn sysv_key() -> i32 {
-    0x1c80_0000
-        | (std::process::id() as i32 & 0xffff) << 4
-        | (std::time::Instant::now().elapsed().subsec_nanos() as i32 & 0xf)
+    static NEXT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xf;
+    0x1c80_0000 | (std::process::id() as i32 & 0xffff) << 4 | n
 }
 
 #[test]
