@@ -61,34 +61,52 @@ use std::time::{Duration, Instant};
 /// Creates a FIFO at `path` with `mode` (use 0o600), failing if anything exists there.
 /// The returned guard removes it (and its registry record) when dropped.
 ///
-/// A relative `path` is taken from the current directory now; the FIFO is made, recorded and
-/// later removed at its absolute form ([`ObjectGuard::name`]), so neither a later change of
-/// directory nor `ipckit clean` run elsewhere touches another file.
+/// The FIFO is made (`mkfifoat`) and later removed (`unlinkat`) relative to a handle on its
+/// directory opened now, and removed only while that name is still this FIFO (device, inode,
+/// type, owner): renaming a directory above it or replacing the FIFO cannot make the guard
+/// remove anything else (see [`crate::fs`]). The directory must be one nobody else can
+/// rename entries of, as for socket files: not a symbolic link, owned by us or root, and not
+/// writable by others unless sticky. The FIFO is recorded at its absolute path
+/// ([`ObjectGuard::name`]: the directory's real path and the name), so `ipckit clean` run
+/// elsewhere finds the same file.
 ///
 /// # Errors
 ///
-/// `AlreadyExists`, `InvalidInput` for a path that is not UTF-8 or holds a control character,
-/// or the OS error.
+/// `AlreadyExists`, `PermissionDenied` for a directory that fails the check above,
+/// `InvalidInput` for a path that is not UTF-8 or holds a control character, or the OS error.
 #[doc(alias = "mkfifo")]
+#[doc(alias = "mkfifoat")]
 pub fn create(path: &Path, mode: u32) -> io::Result<ObjectGuard> {
-    let abs = registry::absolute_path(path)?;
-    let name = abs
-        .to_str()
-        .ok_or_else(|| crate::error::invalid("FIFO path must be UTF-8"))?;
-    let mut guard = registry::register(ObjectKind::Fifo, name)?;
-    // Make exactly the file the guard will remove.
-    let abs = Path::new(guard.name()).to_path_buf();
-    if let Err(e) = syspipe::mkfifo(&abs, mode) {
+    let parent = crate::fs::open_parent(path, "FIFO")?;
+    let mut guard = registry::register_file(ObjectKind::Fifo, parent)?;
+    let made = (|| {
+        let (dir, entry) = guard.file().expect("a file guard has its directory");
+        let entry = std::os::unix::ffi::OsStrExt::as_bytes(entry.as_os_str()).to_vec();
+        crate::sys::fs::mkfifoat(dir.as_fd(), &entry, mode)?;
+        Ok::<_, io::Error>((dir.try_clone()?, entry))
+    })();
+    let (dir, entry) = match made {
+        Ok(v) => v,
+        Err(e) => {
+            guard.forget_object();
+            return Err(if e.kind() == io::ErrorKind::AlreadyExists {
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} already exists", path.display()),
+                )
+            } else {
+                named(e, path)
+            });
+        }
+    };
+    if let Err(e) = guard.identify_file(libc::S_IFIFO) {
+        // Not the FIFO we made at that name: leave it, and drop our record.
         guard.forget_object();
-        return Err(if e.kind() == io::ErrorKind::AlreadyExists {
-            io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{} already exists", path.display()),
-            )
-        } else {
-            e
-        });
+        return Err(e);
     }
+    // The umask may have taken bits away: set exactly `mode` (the entry is the FIFO just
+    // identified, in a directory nobody else can rename entries of).
+    crate::sys::fs::fchmodat(dir.as_fd(), &entry, mode & 0o7777).map_err(|e| named(e, path))?;
     Ok(guard)
 }
 

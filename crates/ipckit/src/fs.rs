@@ -4,10 +4,33 @@
 //! the kernel (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`), so `..` components,
 //! absolute paths and symlinks (absolute, or relative ones climbing out) that would leave the
 //! directory fail instead of opening something outside it; symlinks that stay inside work.
+//!
+//! # Removing exactly what was made
+//!
+//! Every file ipckit makes in a directory (a FIFO, a socket file) is made and later removed
+//! relative to a handle on that directory ([`open_parent`], an `O_PATH` descriptor opened
+//! once), never by looking its path up again: renaming a directory above it, or putting a
+//! symbolic link where a directory was, cannot redirect the removal elsewhere. And the entry
+//! is removed only while it is still the very file that was made ([`FileId`]: device, inode,
+//! type and owner, checked with `fstatat(AT_SYMLINK_NOFOLLOW)` just before `unlinkat`); a
+//! name that now denotes anything else is left alone ([`remove_if_same`]).
+//!
+//! The directory a file is made in must be one nobody else can rename entries of (the same
+//! rule for FIFOs and sockets): not a symbolic link, owned by us or root, and not writable by
+//! others unless sticky.
+//!
+//! # Private directories and output files
+//!
+//! [`private_dir`] finds (or makes) a per-user directory such as the registry's, bypassing
+//! candidates another user owns or can write; [`create_output`] creates an output file
+//! without following a symbolic link and never over one of the inputs.
 
 use crate::sys;
+use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 
 /// Opens `path` (relative to `dir`; a leading `/` is refused by the kernel, so strip it)
 /// with `flags` (`O_RDONLY`, ...; `O_CLOEXEC` is always added) such that resolution never
@@ -29,6 +52,369 @@ pub fn open_beneath(dir: impl AsFd, path: &[u8], flags: i32) -> io::Result<Owned
         flags,
         libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
     )
+}
+
+/// What a directory entry was when ipckit made it: removal checks it is still that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    /// Device (`st_dev`).
+    pub dev: u64,
+    /// Inode (`st_ino`).
+    pub ino: u64,
+    /// File type bits (`st_mode & S_IFMT`).
+    pub ftype: u32,
+    /// Owner (`st_uid`).
+    pub uid: u32,
+}
+
+impl FileId {
+    pub(crate) fn of(st: &libc::stat) -> FileId {
+        FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            ftype: st.st_mode & libc::S_IFMT,
+            uid: st.st_uid,
+        }
+    }
+
+    /// The kind of file, for messages ("a FIFO", "a regular file", ...).
+    pub fn type_name(&self) -> &'static str {
+        type_name(self.ftype)
+    }
+}
+
+/// "a FIFO", "a socket", ... for `st_mode & S_IFMT`.
+pub(crate) fn type_name(ftype: u32) -> &'static str {
+    match ftype {
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFREG => "a regular file",
+        libc::S_IFDIR => "a directory",
+        libc::S_IFLNK => "a symbolic link",
+        libc::S_IFCHR | libc::S_IFBLK => "a device",
+        _ => "a file of unknown type",
+    }
+}
+
+/// A directory entry ipckit is about to make: the handle on its directory, its name there,
+/// and its absolute path (the directory's real path, as the kernel names the handle, joined
+/// with the name) for records and messages.
+#[derive(Debug)]
+pub(crate) struct Parent {
+    pub(crate) dir: OwnedFd,
+    pub(crate) entry: OsString,
+    pub(crate) path: PathBuf,
+}
+
+/// Opens the directory `path` is to be made in and checks that nobody else can rename
+/// entries of it: it must not be a symbolic link, must be owned by us or root, and must not
+/// be writable by others unless sticky. `what` names the object for messages ("socket").
+///
+/// # Errors
+///
+/// `InvalidInput` for a path without a file name, `PermissionDenied` for a directory that
+/// fails the check, `NotADirectory`, or the OS error (naming the directory).
+pub(crate) fn open_parent(path: &Path, what: &str) -> io::Result<Parent> {
+    let entry = match path.components().next_back() {
+        Some(Component::Normal(f)) => f.to_os_string(),
+        _ => {
+            return Err(crate::error::invalid(format!(
+                "{} does not end in a file name",
+                path.display()
+            )))
+        }
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let unsafe_dir = |why: String| {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("refusing to make a {what} in {}: {why}", dir.display()),
+        )
+    };
+    let fd = match sys::fs::open_dir_path(None, dir.as_os_str().as_bytes()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // O_NOFOLLOW | O_DIRECTORY on a symbolic link: ENOTDIR (or ELOOP).
+            let m = std::fs::symlink_metadata(dir);
+            if m.as_ref().is_ok_and(|m| m.file_type().is_symlink()) {
+                let to = std::fs::canonicalize(dir)
+                    .map(|t| format!(" (to {})", t.display()))
+                    .unwrap_or_default();
+                return Err(unsafe_dir(format!(
+                    "it is a symbolic link{to}; give the real directory"
+                )));
+            }
+            if m.as_ref().is_ok_and(|m| !m.is_dir()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{} is not a directory", dir.display()),
+                ));
+            }
+            return Err(io::Error::new(
+                e.kind(),
+                format!("{what} directory {}: {e}", dir.display()),
+            ));
+        }
+    };
+    // Checked on the handle itself, so what is checked is what the object is made in.
+    let st = sys::fs::fstat(fd.as_fd())?;
+    let me = crate::registry::euid();
+    if st.st_uid != me && st.st_uid != 0 {
+        return Err(unsafe_dir(format!(
+            "it belongs to uid {}, neither us (uid {me}) nor root",
+            st.st_uid
+        )));
+    }
+    let mode = st.st_mode;
+    if mode & 0o022 != 0 && mode & libc::S_ISVTX == 0 {
+        return Err(unsafe_dir(format!(
+            "its mode {:04o} lets others write it, and it is not sticky",
+            mode & 0o7777
+        )));
+    }
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", raw(&fd)))
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+    if !real.is_absolute() {
+        // "/proc/self/fd/N" of a directory gone from every mount shows no path.
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} is no longer reachable", dir.display()),
+        ));
+    }
+    Ok(Parent {
+        path: real.join(&entry),
+        dir: fd,
+        entry,
+    })
+}
+
+fn raw(fd: &OwnedFd) -> i32 {
+    use std::os::fd::AsRawFd;
+    fd.as_raw_fd()
+}
+
+/// The identity of the entry `name` in `dir` (not following a symbolic link).
+///
+/// # Errors
+///
+/// `NotFound`, or the OS error of `fstatat`.
+pub(crate) fn entry_id(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<FileId> {
+    Ok(FileId::of(&sys::fs::fstatat(dir, name.as_bytes())?))
+}
+
+/// The identity of the directory a handle is on.
+pub(crate) fn dir_id(dir: BorrowedFd<'_>) -> io::Result<FileId> {
+    Ok(FileId::of(&sys::fs::fstat(dir)?))
+}
+
+/// What [`remove_if_same`] did.
+#[derive(Debug)]
+pub enum Removal {
+    /// The entry was the file that was made, and is removed.
+    Removed,
+    /// Nothing is at the name any more.
+    Gone,
+    /// Something else is at the name now; it is left alone. The text says what.
+    LeftAlone(String),
+}
+
+/// Removes `name` from `dir` only if it is still the file `id` (device, inode, type and
+/// owner): `fstatat(AT_SYMLINK_NOFOLLOW)` then `unlinkat`, both relative to `dir`. No other
+/// process can put another file at the name in between unless it may rename entries of the
+/// directory, which [`open_parent`] refuses for directories ipckit makes files in.
+///
+/// # Errors
+///
+/// The OS error of `fstatat` or `unlinkat` (but `ENOENT`, which is [`Removal::Gone`]).
+pub(crate) fn remove_if_same(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    id: &FileId,
+) -> io::Result<Removal> {
+    let now = match entry_id(dir, name) {
+        Ok(now) => now,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removal::Gone),
+        Err(e) => return Err(e),
+    };
+    if now != *id {
+        return Ok(Removal::LeftAlone(differs(&now, id)));
+    }
+    match sys::fs::unlinkat(dir, name.as_bytes()) {
+        Ok(()) => Ok(Removal::Removed),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removal::Gone),
+        Err(e) => Err(e),
+    }
+}
+
+/// Why `now` is not the file `was`, in words.
+pub(crate) fn differs(now: &FileId, was: &FileId) -> String {
+    if now.ftype != was.ftype {
+        format!(
+            "it is now {}, not the {} that was made",
+            now.type_name(),
+            &was.type_name()[2..]
+        )
+    } else if now.uid != was.uid {
+        format!("it now belongs to uid {}, not {}", now.uid, was.uid)
+    } else {
+        format!(
+            "it is another {} (inode {} on device {:#x}, not inode {} on {:#x})",
+            &now.type_name()[2..],
+            now.ino,
+            now.dev,
+            was.ino,
+            was.dev
+        )
+    }
+}
+
+/// Where [`private_dir`] looks by default: `$IPCKIT_STATE_BASE` if set (tests plant state
+/// directories there instead of in the shared `/tmp`), else `/tmp`.
+pub fn state_base() -> PathBuf {
+    match std::env::var_os("IPCKIT_STATE_BASE") {
+        Some(b) if !b.is_empty() => PathBuf::from(b),
+        _ => PathBuf::from("/tmp"),
+    }
+}
+
+/// How many numbered alternatives [`private_dir`] tries after the plain name.
+const ALTERNATIVES: u32 = 8;
+
+/// The candidates [`private_dir`] tries, in order: `<base>/<stem>-<uid>`, then
+/// `<base>/<stem>-<uid>.1` to `.8`, where `<base>` is [`state_base`].
+pub fn private_dir_candidates(stem: &str) -> Vec<PathBuf> {
+    let base = state_base();
+    let uid = crate::registry::euid();
+    std::iter::once(base.join(format!("{stem}-{uid}")))
+        .chain((1..=ALTERNATIVES).map(|n| base.join(format!("{stem}-{uid}.{n}"))))
+        .collect()
+}
+
+/// Why the directory at `d` cannot be ours and private, or `None` if it is (a directory, not
+/// a symbolic link, owned by us, closed to writers of other users).
+pub fn not_private(d: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(d) {
+        Err(e) => Some(e.to_string()),
+        Ok(m) if m.file_type().is_symlink() => Some("it is a symbolic link".into()),
+        Ok(m) if !m.is_dir() => Some("it is not a directory".into()),
+        Ok(m) if m.uid() != crate::registry::euid() => {
+            Some(format!("it belongs to uid {}", m.uid()))
+        }
+        Ok(m) if m.mode() & 0o022 != 0 => Some(format!(
+            "its mode {:04o} lets others write it",
+            m.mode() & 0o7777
+        )),
+        Ok(_) => None,
+    }
+}
+
+/// A per-user private directory: the first of `candidates` that is (or, if missing, can be
+/// made, 0700) a directory of ours closed to others. One another user planted, or a symbolic
+/// link, is skipped with one line on stderr, so a planted name is bypassed rather than
+/// stopping the program; everyone looking for the directory walks the same list and finds
+/// the same one. With `create` false, a missing candidate is skipped silently.
+///
+/// # Errors
+///
+/// `PermissionDenied` if every candidate is taken (naming the first), or `NotFound` if
+/// `create` is false and none exists.
+pub fn private_dir(candidates: &[PathBuf], create: bool) -> io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut first_bad = None;
+    for d in candidates {
+        if create {
+            match std::fs::DirBuilder::new().mode(0o700).create(d) {
+                Ok(()) => return Ok(d.clone()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // A missing parent (say $XDG_RUNTIME_DIR gone): make it as the old code
+                    // did, then look again.
+                    if std::fs::DirBuilder::new()
+                        .mode(0o700)
+                        .recursive(true)
+                        .create(d)
+                        .is_ok()
+                        && not_private(d).is_none()
+                    {
+                        return Ok(d.clone());
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        if !create && std::fs::symlink_metadata(d).is_err() {
+            // Not made yet (or not reachable): nothing of ours can be there.
+            continue;
+        }
+        match not_private(d) {
+            None => return Ok(d.clone()),
+            Some(why) => {
+                eprintln!(
+                    "ipckit: not using {}: {why}; trying the next candidate",
+                    d.display()
+                );
+                first_bad.get_or_insert((d.clone(), why));
+            }
+        }
+    }
+    Err(match first_bad {
+        Some((d, why)) => io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "no private directory: {} ({why}) and every alternative are taken",
+                d.display()
+            ),
+        ),
+        None => io::Error::new(io::ErrorKind::NotFound, "no private directory exists yet"),
+    })
+}
+
+/// Creates the output file `path` (0644 less the umask, truncated if it is a regular file of
+/// ours): never through a symbolic link at `path` (`O_NOFOLLOW`), never anything but a
+/// regular file, and never one of `inputs` (compared by device and inode, so a second name of
+/// an input is caught too). The CLI writes every output file through this.
+///
+/// # Errors
+///
+/// `InvalidInput` naming what `path` is (a symbolic link, an input, not a regular file,
+/// another user's file), or the OS error.
+pub fn create_output(path: &Path, inputs: &[&Path]) -> io::Result<std::fs::File> {
+    let err =
+        |why: String| crate::error::invalid(format!("refusing to write {}: {why}", path.display()));
+    // Not O_TRUNC yet: what is there is checked first, through the descriptor.
+    let fd = sys::fs::openat(
+        None,
+        path.as_os_str().as_bytes(),
+        libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,
+        0o644,
+    )
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => err("it is a symbolic link".into()),
+        _ => io::Error::new(e.kind(), format!("{}: {e}", path.display())),
+    })?;
+    let out = FileId::of(&sys::fs::fstat(fd.as_fd())?);
+    if out.ftype != libc::S_IFREG {
+        return Err(err(format!("it is {}", out.type_name())));
+    }
+    if out.uid != crate::registry::euid() {
+        return Err(err(format!("it belongs to uid {}", out.uid)));
+    }
+    for i in inputs {
+        if let Ok(m) = std::fs::metadata(i) {
+            use std::os::unix::fs::MetadataExt;
+            if m.dev() == out.dev && m.ino() == out.ino {
+                return Err(err(format!("it is the input {}", i.display())));
+            }
+        }
+    }
+    let f = std::fs::File::from(fd);
+    f.set_len(0)?;
+    sys::fd::set_nonblocking(f.as_fd(), false)?;
+    Ok(f)
 }
 
 #[cfg(test)]

@@ -7,19 +7,40 @@
 //! drop; `ipckit list` reads the records and `ipckit clean` removes objects whose creator is
 //! dead and that no live process uses.
 //!
-//! FIFO and socket paths are recorded absolute, so `clean` run from any directory removes the
+//! FIFO and socket paths are recorded absolute, so `clean` run from any directory finds the
 //! right file. A record is written to a temporary file and hard-linked into place, so it
 //! appears complete or not at all and never over another; only a record that parses and
 //! whose owner is dead is replaced, under a lock on the directory that `clean` also takes.
 //!
-//! The registry directory is `$IPCKIT_REGISTRY`, else `$XDG_RUNTIME_DIR/ipckit`, else
-//! `/tmp/ipckit-registry-<uid>`; it is created 0700 and refused if another user owns it or
-//! others can write it.
+//! # Identities: removing exactly what was made
+//!
+//! Once the object exists, its record gains its [`Identity`]: device, inode, type and owner
+//! of a FIFO, socket file or shared memory object, and of the directory it was made in; the
+//! inode and owner of a POSIX queue; the `msqid`, change time and creator of a System V
+//! queue. The guard removes its object only while the name still denotes that identity (a
+//! file relative to a handle on its directory opened when it was made, see [`crate::fs`]),
+//! and `clean` likewise: a name that now denotes something else, or an object of another
+//! uid, is left alone and reported, never removed by name alone. A record without an
+//! identity (written by an older ipckit, or by a creator that died while making its object)
+//! is removed only once its object is gone; the object itself is left alone.
+//!
+//! # Where the registry is
+//!
+//! `$IPCKIT_REGISTRY` if set (used as is: tests point it at a private directory), else
+//! `$XDG_RUNTIME_DIR/ipckit`, else the first of `/tmp/ipckit-registry-<uid>` and its numbered
+//! alternatives (`.1` to `.8`, see [`crate::fs::private_dir`]) that is a directory of ours
+//! closed to others: one that another user planted is reported on stderr and bypassed, and
+//! every ipckit process of the user walks the same list, so `list` and `clean` find the
+//! records wherever they went. `$IPCKIT_STATE_BASE` replaces `/tmp` in those names (for
+//! tests). The directory is created 0700.
 
+use crate::fs::{FileId, Removal};
 use crate::sys::proc;
+use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::io::{self, Write as _};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,6 +105,87 @@ pub struct Record {
     pub start: u64,
     /// Creation time, seconds since the epoch.
     pub created: u64,
+    /// What the object is, recorded once it exists; `None` in records of older versions and
+    /// before the object is made.
+    pub identity: Option<Identity>,
+}
+
+/// What a recorded object was when it was made: the guard and `clean` remove it only while
+/// it is still that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// A FIFO, socket file or shared memory object: the file, and the directory it was made
+    /// in (device and inode).
+    File {
+        /// The file.
+        file: FileId,
+        /// Device of its directory.
+        dir_dev: u64,
+        /// Inode of its directory.
+        dir_ino: u64,
+    },
+    /// A POSIX message queue: its inode on the mqueue file system and its owner (`fstat` of
+    /// a queue descriptor; the times change with every message, so they are not kept).
+    MqPosix {
+        /// `st_ino`.
+        ino: u64,
+        /// `st_uid`.
+        uid: u32,
+    },
+    /// A System V queue: its id, change time and creator (`IPC_STAT`).
+    MqSysv {
+        /// The `msqid`.
+        msqid: i32,
+        /// `msg_ctime`.
+        ctime: i64,
+        /// `msg_perm.cuid`.
+        cuid: u32,
+    },
+}
+
+impl Identity {
+    /// The `id=` line's value.
+    fn encode(&self) -> String {
+        match self {
+            Identity::File {
+                file,
+                dir_dev,
+                dir_ino,
+            } => format!(
+                "file:{}:{}:{:o}:{}:{dir_dev}:{dir_ino}",
+                file.dev, file.ino, file.ftype, file.uid
+            ),
+            Identity::MqPosix { ino, uid } => format!("mq:{ino}:{uid}"),
+            Identity::MqSysv { msqid, ctime, cuid } => format!("msq:{msqid}:{ctime}:{cuid}"),
+        }
+    }
+
+    /// Parses an `id=` value; `None` for anything malformed.
+    fn decode(v: &str) -> Option<Identity> {
+        let f: Vec<&str> = v.split(':').collect();
+        match f.as_slice() {
+            ["file", dev, ino, ftype, uid, dir_dev, dir_ino] => Some(Identity::File {
+                file: FileId {
+                    dev: dev.parse().ok()?,
+                    ino: ino.parse().ok()?,
+                    ftype: u32::from_str_radix(ftype, 8).ok()?,
+                    uid: uid.parse().ok()?,
+                },
+                dir_dev: dir_dev.parse().ok()?,
+                dir_ino: dir_ino.parse().ok()?,
+            }),
+            ["mq", ino, uid] => Some(Identity::MqPosix {
+                ino: ino.parse().ok()?,
+                uid: uid.parse().ok()?,
+            }),
+            ["msq", msqid, ctime, cuid] => Some(Identity::MqSysv {
+                msqid: msqid.parse().ok()?,
+                ctime: ctime.parse().ok()?,
+                cuid: cuid.parse().ok()?,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// A record with what is true of it now.
@@ -138,30 +240,42 @@ pub fn unique_name(tag: &str) -> String {
 ///
 /// # Errors
 ///
-/// If it cannot be created, or exists owned by another user or writable by others.
+/// If it cannot be created, or (`$IPCKIT_REGISTRY`, `$XDG_RUNTIME_DIR/ipckit`) exists owned
+/// by another user or writable by others, or every candidate in `/tmp` is taken.
 pub fn dir() -> io::Result<PathBuf> {
-    let d = if let Some(p) = std::env::var_os("IPCKIT_REGISTRY") {
-        PathBuf::from(p)
-    } else if let Some(p) = std::env::var_os("XDG_RUNTIME_DIR") {
-        PathBuf::from(p).join("ipckit")
-    } else {
-        PathBuf::from(format!("/tmp/ipckit-registry-{}", euid()))
+    static FOUND: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(d) = FOUND.get() {
+        // Checked again: it is cheap, and a directory can change hands.
+        if crate::fs::not_private(d).is_none() {
+            return Ok(d.clone());
+        }
+    }
+    let named = std::env::var_os("IPCKIT_REGISTRY")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_RUNTIME_DIR").map(|p| PathBuf::from(p).join("ipckit")));
+    let d = match named {
+        Some(d) => {
+            match fs::DirBuilder::new().mode(0o700).recursive(true).create(&d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            if let Some(why) = crate::fs::not_private(&d) {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "registry {} is not a directory owned by us and closed to others: {why}",
+                        d.display()
+                    ),
+                ));
+            }
+            d
+        }
+        None => {
+            crate::fs::private_dir(&crate::fs::private_dir_candidates("ipckit-registry"), true)?
+        }
     };
-    match fs::DirBuilder::new().mode(0o700).recursive(true).create(&d) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    let md = fs::symlink_metadata(&d)?;
-    if !md.is_dir() || md.uid() != euid() || md.mode() & 0o022 != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "registry {} is not a directory owned by us and closed to others",
-                d.display()
-            ),
-        ));
-    }
+    let _ = FOUND.set(d.clone());
     Ok(d)
 }
 
@@ -207,17 +321,157 @@ fn record_file(kind: ObjectKind, name: &str) -> String {
     format!("{}-{:016x}-{}.rec", kind.name(), h, tail)
 }
 
-/// Removes a kernel object by kind and name.
-fn remove_object(kind: ObjectKind, name: &str) -> io::Result<()> {
-    match kind {
-        ObjectKind::Fifo | ObjectKind::UnixSocket => fs::remove_file(name),
-        ObjectKind::MqPosix => crate::sys::mq::unlink(name),
-        ObjectKind::MqSysv => {
-            let key = parse_key(name)?;
-            let id = crate::sys::sysv::get(key, None)?;
-            crate::sys::sysv::remove(id)
+/// What removing an object by its identity did.
+enum Outcome {
+    Removed,
+    Gone,
+    LeftAlone(String),
+}
+
+impl From<Removal> for Outcome {
+    fn from(r: Removal) -> Outcome {
+        match r {
+            Removal::Removed => Outcome::Removed,
+            Removal::Gone => Outcome::Gone,
+            Removal::LeftAlone(why) => Outcome::LeftAlone(why),
         }
-        ObjectKind::Shm => crate::sys::shm::shm_unlink(name),
+    }
+}
+
+/// The directory a shared memory object `/name` lives in, and its entry there.
+const SHM_DIR: &str = "/dev/shm";
+
+/// Removes the object `name` of `kind` if it is still `id` and ours; `dir` is a handle on a
+/// file's directory opened when it was made (the guard's), or `None` to open it now
+/// (`clean`), in which case the directory must still be the one recorded.
+fn remove_identified(
+    kind: ObjectKind,
+    name: &str,
+    id: &Identity,
+    dir: Option<(&OwnedFd, &OsString)>,
+) -> io::Result<Outcome> {
+    let me = euid();
+    match (kind, id) {
+        (
+            ObjectKind::Fifo | ObjectKind::UnixSocket | ObjectKind::Shm,
+            Identity::File {
+                file,
+                dir_dev,
+                dir_ino,
+            },
+        ) => {
+            if file.uid != me {
+                return Ok(Outcome::LeftAlone(format!(
+                    "it was recorded as belonging to uid {}, not ours ({me})",
+                    file.uid
+                )));
+            }
+            let opened;
+            let (d, entry) = match dir {
+                Some((d, e)) => (d, e.clone()),
+                None => {
+                    let path = match kind {
+                        ObjectKind::Shm => PathBuf::from(shm_path(name)),
+                        _ => PathBuf::from(name),
+                    };
+                    let (Some(parent), Some(entry)) = (path.parent(), path.file_name()) else {
+                        return Ok(Outcome::LeftAlone("the recorded name is not a path".into()));
+                    };
+                    opened = match crate::sys::fs::open_dir_path(
+                        None,
+                        std::os::unix::ffi::OsStrExt::as_bytes(parent.as_os_str()),
+                    ) {
+                        Ok(fd) => fd,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Gone),
+                        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                            return Ok(Outcome::LeftAlone(format!(
+                                "{} is no longer a directory (a symbolic link?)",
+                                parent.display()
+                            )))
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let now = crate::fs::dir_id(opened.as_fd())?;
+                    if (now.dev, now.ino) != (*dir_dev, *dir_ino) {
+                        return Ok(Outcome::LeftAlone(format!(
+                            "{} is no longer the directory it was made in",
+                            parent.display()
+                        )));
+                    }
+                    (&opened, entry.to_os_string())
+                }
+            };
+            crate::fs::remove_if_same(d.as_fd(), &entry, file).map(Outcome::from)
+        }
+        (ObjectKind::MqPosix, Identity::MqPosix { ino, uid }) => {
+            if *uid != me {
+                return Ok(Outcome::LeftAlone(format!(
+                    "it was recorded as belonging to uid {uid}, not ours ({me})"
+                )));
+            }
+            let fd = match crate::sys::mq::open(name, None) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Gone),
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    return Ok(Outcome::LeftAlone(
+                        "the queue by that name now is another user's".into(),
+                    ))
+                }
+                Err(e) => return Err(e),
+            };
+            let st = crate::sys::fs::fstat(fd.as_fd())?;
+            if st.st_ino != *ino || st.st_uid != *uid {
+                return Ok(Outcome::LeftAlone(format!(
+                    "the queue by that name now is another one (inode {}, uid {}; recorded inode                      {ino}, uid {uid})",
+                    st.st_ino, st.st_uid
+                )));
+            }
+            match crate::sys::mq::unlink(name) {
+                Ok(()) => Ok(Outcome::Removed),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Outcome::Gone),
+                Err(e) => Err(e),
+            }
+        }
+        (ObjectKind::MqSysv, Identity::MqSysv { msqid, ctime, cuid }) => {
+            let ds = match crate::sys::sysv::stat(*msqid) {
+                Ok(ds) => ds,
+                // EINVAL: no queue has that id any more (EIDRM: being removed).
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EIDRM)) => {
+                    return Ok(Outcome::Gone)
+                }
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    return Ok(Outcome::LeftAlone(format!(
+                        "queue id {msqid} now is another user's"
+                    )))
+                }
+                Err(e) => return Err(e),
+            };
+            let key = parse_key(name).ok();
+            if ds.msg_ctime != *ctime || ds.msg_perm.cuid != *cuid || Some(ds.msg_perm.__key) != key
+            {
+                return Ok(Outcome::LeftAlone(format!(
+                    "queue id {msqid} now is another queue (created by uid {} at {}; recorded uid                      {cuid} at {ctime})",
+                    ds.msg_perm.cuid, ds.msg_ctime
+                )));
+            }
+            if ds.msg_perm.uid != me {
+                return Ok(Outcome::LeftAlone(format!(
+                    "it now belongs to uid {}, not ours ({me})",
+                    ds.msg_perm.uid
+                )));
+            }
+            match crate::sys::sysv::remove(*msqid) {
+                Ok(()) => Ok(Outcome::Removed),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EIDRM)) => {
+                    Ok(Outcome::Gone)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        _ => Ok(Outcome::LeftAlone(format!(
+            "its recorded identity does not fit a {}",
+            kind.name()
+        ))),
     }
 }
 
@@ -241,18 +495,30 @@ pub fn parse_key(name: &str) -> io::Result<i32> {
 }
 
 /// Removes its object and record when dropped. Held by the endpoint that created the object.
+///
+/// The object is removed only while its name still denotes the object that was made (see
+/// the module docs); if it denotes something else now, that is left alone and one line on
+/// stderr says so.
 #[derive(Debug)]
 pub struct ObjectGuard {
     kind: ObjectKind,
     name: String,
     record: PathBuf,
     armed: bool,
+    /// A file's directory (opened before the file was made) and its name there.
+    file: Option<(OwnedFd, OsString)>,
+    identity: Option<Identity>,
 }
 
 impl ObjectGuard {
     /// The object's name, as recorded: for FIFOs and socket files, the absolute path.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What the object was when it was made, once known.
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity
     }
 
     /// Forgets the object: neither it nor its record will be removed on drop.
@@ -265,12 +531,115 @@ impl ObjectGuard {
         self.armed = false;
         let _ = fs::remove_file(&self.record);
     }
+
+    /// The directory handle and entry name of a file object.
+    pub(crate) fn file(&self) -> Option<(&OwnedFd, &OsString)> {
+        self.file.as_ref().map(|(d, e)| (d, e))
+    }
+
+    /// Records the identity of the file just made in the guard's directory (`fstatat`, not
+    /// following a link): it must be of type `ftype` (`S_IFIFO`, `S_IFSOCK`) and ours.
+    ///
+    /// # Errors
+    ///
+    /// `AlreadyExists` if the entry is not such a file (someone else is at work in the
+    /// directory), or the error of `fstatat` or of rewriting the record.
+    pub(crate) fn identify_file(&mut self, ftype: u32) -> io::Result<()> {
+        let (dir, entry) = self
+            .file
+            .as_ref()
+            .ok_or_else(|| io::Error::other("not a file object"))?;
+        let file = crate::fs::entry_id(dir.as_fd(), entry)?;
+        if file.ftype != ftype || file.uid != euid() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} is {} of uid {} just after it was made; someone else is at work in its                      directory",
+                    self.name,
+                    file.type_name(),
+                    file.uid
+                ),
+            ));
+        }
+        let d = crate::fs::dir_id(dir.as_fd())?;
+        self.set_identity(Identity::File {
+            file,
+            dir_dev: d.dev,
+            dir_ino: d.ino,
+        })
+    }
+
+    /// Records the identity of the shared memory object just made, from its descriptor.
+    pub(crate) fn identify_shm(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+        let file = FileId::of(&crate::sys::fs::fstat(fd)?);
+        let d = fs::metadata(SHM_DIR)?;
+        self.set_identity(Identity::File {
+            file,
+            dir_dev: d.dev(),
+            dir_ino: d.ino(),
+        })
+    }
+
+    /// Records the identity of the POSIX queue just made, from its descriptor.
+    pub(crate) fn identify_mq(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+        let st = crate::sys::fs::fstat(fd)?;
+        self.set_identity(Identity::MqPosix {
+            ino: st.st_ino,
+            uid: st.st_uid,
+        })
+    }
+
+    /// Records the identity of the System V queue just made.
+    pub(crate) fn identify_sysv(&mut self, msqid: i32) -> io::Result<()> {
+        let ds = crate::sys::sysv::stat(msqid)?;
+        self.set_identity(Identity::MqSysv {
+            msqid,
+            ctime: ds.msg_ctime,
+            cuid: ds.msg_perm.cuid,
+        })
+    }
+
+    /// Rewrites our record with `id` (a new complete file renamed over it: the record is
+    /// ours, its owner alive, so nobody else replaces it meanwhile).
+    fn set_identity(&mut self, id: Identity) -> io::Result<()> {
+        self.identity = Some(id);
+        let d = self
+            .record
+            .parent()
+            .ok_or_else(|| io::Error::other("record without a directory"))?;
+        let text = fs::read_to_string(&self.record)?;
+        let mut r = parse_record(&text).ok_or_else(|| {
+            io::Error::other(format!("our record {} changed", self.record.display()))
+        })?;
+        r.identity = Some(id);
+        let tmp = write_temp(d, &encode_record(&r))?;
+        fs::rename(&tmp, &self.record).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+    }
+
+    /// Removes the object if it is still the one made.
+    fn remove_object(&self) -> io::Result<Outcome> {
+        match &self.identity {
+            Some(id) => remove_identified(self.kind, &self.name, id, self.file()),
+            None => Ok(Outcome::LeftAlone("its identity was never recorded".into())),
+        }
+    }
 }
 
 impl Drop for ObjectGuard {
     fn drop(&mut self) {
         if self.armed {
-            let _ = remove_object(self.kind, &self.name);
+            if let Ok(Outcome::LeftAlone(why)) = self.remove_object() {
+                // The one place the library speaks on its own: something else took our
+                // object's name, which the user must hear about, and a destructor has no
+                // caller to tell.
+                eprintln!(
+                    "ipckit: left {} {} alone: {why}",
+                    self.kind.name(),
+                    self.name
+                );
+            }
             let _ = fs::remove_file(&self.record);
         }
     }
@@ -403,34 +772,64 @@ fn link_record(d: &Path, tmp: &Path, path: &Path, name: &str) -> io::Result<()> 
     })
 }
 
+/// The text of a record file.
+fn encode_record(r: &Record) -> String {
+    let mut t = format!(
+        "kind={}\nname={}\npid={}\nstart={}\ncreated={}\n",
+        r.kind.name(),
+        r.name,
+        r.pid,
+        r.start,
+        r.created
+    );
+    if let Some(id) = &r.identity {
+        t.push_str(&format!("id={}\n", id.encode()));
+    }
+    t
+}
+
 /// Writes the record for an object about to be created by this process. Call before the
-/// object exists, so a crash in between leaves a record (cleaned up) rather than an orphan.
+/// object exists, so a crash in between leaves a record (cleaned up) rather than an orphan;
+/// once it exists, record its identity with the guard's `identify_*`.
 ///
-/// The names of FIFOs and socket files are recorded absolute (see [`absolute_path`]); the
-/// guard's [`ObjectGuard::name`] is that absolute path, and it is what the guard removes.
+/// For POSIX and System V queues and shared memory objects; a FIFO or socket file is
+/// registered with [`register_file`].
 /// The record appears complete or not at all, and never replaces another process's record
 /// unless that one parses and its owner is dead.
 ///
 /// # Errors
 ///
-/// `InvalidInput` for a name with a control character (or a path without a file name),
-/// `AlreadyExists` if a record for this name exists and its owner is alive or it cannot be
-/// parsed, or the error writing the registry.
+/// `InvalidInput` for a name with a control character, `AlreadyExists` if a record for this
+/// name exists and its owner is alive or it cannot be parsed, or the error writing the
+/// registry.
 pub(crate) fn register(kind: ObjectKind, name: &str) -> io::Result<ObjectGuard> {
-    check_name(name)?;
-    let name = match kind {
-        ObjectKind::Fifo | ObjectKind::UnixSocket => absolute_path(Path::new(name))?
-            .into_os_string()
-            .into_string()
-            .map_err(|p| {
-                crate::error::invalid(format!(
-                    "the absolute form of {name}, {}, is not UTF-8",
-                    Path::new(&p).display()
-                ))
-            })?,
-        ObjectKind::MqPosix | ObjectKind::MqSysv | ObjectKind::Shm => name.to_owned(),
-    };
-    // The current directory may hold control characters too.
+    register_as(kind, name.to_owned(), None)
+}
+
+/// [`register`] for a file about to be made in `parent` (see [`crate::fs::open_parent`]):
+/// the record names its absolute path, and the guard keeps the directory handle to remove
+/// it through.
+///
+/// # Errors
+///
+/// As [`register`]; `InvalidInput` for a path that is not UTF-8.
+pub(crate) fn register_file(
+    kind: ObjectKind,
+    parent: crate::fs::Parent,
+) -> io::Result<ObjectGuard> {
+    let name = parent
+        .path
+        .to_str()
+        .ok_or_else(|| crate::error::invalid(format!("{} is not UTF-8", parent.path.display())))?
+        .to_owned();
+    register_as(kind, name, Some((parent.dir, parent.entry)))
+}
+
+fn register_as(
+    kind: ObjectKind,
+    name: String,
+    file: Option<(OwnedFd, OsString)>,
+) -> io::Result<ObjectGuard> {
     check_name(&name)?;
     let pid = proc::getpid();
     let start = proc::start_time(pid).unwrap_or(0);
@@ -440,14 +839,14 @@ pub(crate) fn register(kind: ObjectKind, name: &str) -> io::Result<ObjectGuard> 
         .unwrap_or(0);
     let d = dir()?;
     let path = d.join(record_file(kind, &name));
-    let content = format!(
-        "kind={}\nname={}\npid={}\nstart={}\ncreated={}\n",
-        kind.name(),
-        name,
+    let content = encode_record(&Record {
+        kind,
+        name: name.clone(),
         pid,
         start,
-        created
-    );
+        created,
+        identity: None,
+    });
     let tmp = write_temp(&d, &content)?;
     let linked = link_record(&d, &tmp, &path, &name);
     let _ = fs::remove_file(&tmp);
@@ -457,6 +856,8 @@ pub(crate) fn register(kind: ObjectKind, name: &str) -> io::Result<ObjectGuard> 
         name,
         record: path,
         armed: true,
+        file,
+        identity: None,
     })
 }
 
@@ -467,6 +868,7 @@ pub(crate) fn register(kind: ObjectKind, name: &str) -> io::Result<ObjectGuard> 
 pub fn parse_record(text: &str) -> Option<Record> {
     let mut kind = None;
     let (mut name, mut pid, mut start, mut created) = (None, None, None, 0);
+    let mut identity = None;
     for line in text.lines() {
         let (k, v) = line.split_once('=')?;
         match k {
@@ -475,6 +877,8 @@ pub fn parse_record(text: &str) -> Option<Record> {
             "pid" => pid = v.parse().ok(),
             "start" => start = v.parse().ok(),
             "created" => created = v.parse().unwrap_or(0),
+            // Malformed: no identity, so the object is never removed by this record.
+            "id" => identity = Identity::decode(v),
             _ => {}
         }
     }
@@ -484,6 +888,7 @@ pub fn parse_record(text: &str) -> Option<Record> {
         pid: pid?,
         start: start?,
         created,
+        identity,
     })
 }
 
@@ -651,6 +1056,10 @@ pub enum CleanAction {
     OwnerAlive,
     /// Kept: a live process still uses it.
     InUse,
+    /// The object was left alone: its name denotes something other than what was made (the
+    /// record, whose object is gone, is removed), or no identity was recorded to check it
+    /// against (the record is kept). The text says which.
+    LeftAlone(String),
     /// Removal failed.
     Failed(io::Error),
 }
@@ -704,18 +1113,38 @@ fn clean_one(e: &Entry) -> CleanAction {
         }
         Ok(_) => {}
     }
-    let r = if e.exists {
-        remove_object(e.record.kind, &e.record.name)
-    } else {
-        Ok(())
+    let remove_record = || match fs::remove_file(&e.record_path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
     };
-    match r.and_then(|()| fs::remove_file(&e.record_path)) {
-        Ok(()) => CleanAction::Removed,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            let _ = fs::remove_file(&e.record_path);
-            CleanAction::Removed
+    let Some(id) = &e.record.identity else {
+        // Nothing to check the name against: the object is never removed by name alone.
+        // Once it is gone, its record goes too.
+        if e.exists {
+            return CleanAction::LeftAlone(
+                "no identity is recorded for it (a record of an older ipckit, or its creator                  died while making it), so it cannot be told from another object of that name;                  remove it by hand if it is yours"
+                    .into(),
+            );
         }
-        Err(err) => CleanAction::Failed(err),
+        return match remove_record() {
+            Ok(()) => CleanAction::Removed,
+            Err(err) => CleanAction::Failed(err),
+        };
+    };
+    let outcome = match remove_identified(e.record.kind, &e.record.name, id, None) {
+        Ok(o) => o,
+        Err(err) => return CleanAction::Failed(err),
+    };
+    // Removed, gone, or something else holds the name: our object no longer exists either
+    // way, so its record goes.
+    if let Err(err) = remove_record() {
+        return CleanAction::Failed(err);
+    }
+    match outcome {
+        Outcome::Removed | Outcome::Gone => CleanAction::Removed,
+        Outcome::LeftAlone(why) => CleanAction::LeftAlone(format!(
+            "{why}; the record of the object that was made is removed"
+        )),
     }
 }
 
@@ -750,16 +1179,30 @@ mod tests {
             pid: 7,
             start: 9,
             created: 3,
+            identity: Some(Identity::MqSysv {
+                msqid: 5,
+                ctime: 11,
+                cuid: 0,
+            }),
         };
-        let text = format!(
-            "kind={}\nname={}\npid={}\nstart={}\ncreated={}\n",
-            r.kind.name(),
-            r.name,
-            r.pid,
-            r.start,
-            r.created
-        );
-        assert_eq!(parse_record(&text), Some(r));
+        assert_eq!(parse_record(&encode_record(&r)), Some(r.clone()));
+        // An older record (no id line) still parses, without an identity.
+        let old = "kind=mq-posix\nname=/ipckit-x-1\npid=7\nstart=9\ncreated=3\n";
+        assert_eq!(parse_record(old).unwrap().identity, None);
+        // A malformed identity is no identity.
+        let bad = format!("{old}id=file:1:2\n");
+        assert_eq!(parse_record(&bad).unwrap().identity, None);
+        let file = Identity::File {
+            file: FileId {
+                dev: 1,
+                ino: 2,
+                ftype: libc::S_IFIFO,
+                uid: 3,
+            },
+            dir_dev: 4,
+            dir_ino: 5,
+        };
+        assert_eq!(Identity::decode(&file.encode()), Some(file));
     }
 
     #[test]

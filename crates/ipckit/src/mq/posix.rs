@@ -133,12 +133,16 @@ fn create_queue(name: &str, opts: &MqOptions) -> io::Result<(OwnedFd, ObjectGuar
         ),
         _ => e,
     });
+    let mut guard = guard;
     match fd {
-        Ok(fd) => Ok((fd, guard)),
+        Ok(fd) => {
+            // What it is, so that only this queue is ever unlinked by that name.
+            guard.identify_mq(fd.as_fd())?;
+            Ok((fd, guard))
+        }
         Err(e) => {
             // The queue was not created: drop the record but do not unlink someone else's
             // queue of the same name.
-            let mut guard = guard;
             guard.forget_object();
             Err(e)
         }

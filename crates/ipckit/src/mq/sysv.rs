@@ -106,7 +106,11 @@ fn random_nonce() -> [u8; 16] {
 fn create_queue(key: i32, mode: u32) -> io::Result<(i32, ObjectGuard)> {
     let mut guard = registry::register(ObjectKind::MqSysv, &key_name(key))?;
     match sysv::get(key, Some(mode)) {
-        Ok(id) => Ok((id, guard)),
+        Ok(id) => {
+            // What it is, so that only this queue is ever removed for that key.
+            guard.identify_sysv(id)?;
+            Ok((id, guard))
+        }
         Err(e) => {
             guard.forget_object();
             Err(if e.raw_os_error() == Some(libc::EEXIST) {

@@ -205,7 +205,8 @@ impl SegmentBuilder {
                 return Err(io::Error::new(e.kind(), format!("shm_open {name}: {e}")));
             }
         };
-        // From here the guard unlinks the object if anything fails.
+        // From here the guard unlinks the object if anything fails (and only this one).
+        guard.identify_shm(fd.as_fd())?;
         sys::fchmod(fd.as_fd(), self.mode)?;
         sys::ftruncate(fd.as_fd(), total)?;
         let mut seg = self.init(fd, total, Some(name), None)?;

@@ -5,7 +5,7 @@
 //!   `O_NONBLOCK`/`FD_CLOEXEC` control, `FIONREAD`, `F_GETFL`, `readv`/`writev`, `OwnedFd`
 //!   construction.
 //! - `epoll`: `epoll_create1`, `epoll_ctl`, `epoll_wait`.
-//! - `pipe`: `pipe2`, `F_GETPIPE_SZ`/`F_SETPIPE_SZ`, `mkfifo`, `eventfd`.
+//! - `pipe`: `pipe2`, `F_GETPIPE_SZ`/`F_SETPIPE_SZ`, `eventfd`.
 //! - `scm`: `sendmsg`/`recvmsg` with control data (`SCM_RIGHTS`, `SCM_CREDENTIALS`, encoded by
 //!   the pure `unix::ancillary` codec), received descriptors owned at once; `SO_PASSCRED`.
 //! - `socket`: `socket`/`bind`/`listen`/`accept4`/`connect` for `AF_UNIX` (paths and the
@@ -26,7 +26,9 @@
 //!   calls only), `wait4` with the child's usage, `getrusage`, `pidfd_send_signal`.
 //! - `signal`: `sigaction` with the one async-signal-safe handler, `pthread_sigmask`,
 //!   `signalfd`, `kill`, `sigqueue`, `RLIMIT_SIGPENDING`.
-//! - `fs`: `openat2` with `RESOLVE_*` flags (opening a path that cannot escape a directory).
+//! - `fs`: `openat2` with `RESOLVE_*` flags (opening a path that cannot escape a directory),
+//!   and the directory-relative calls (`O_PATH` handles, `fstatat`, `unlinkat`, `mkfifoat`,
+//!   `fchmodat`, `openat`).
 //! - `tcp`: a TCP listener with `SO_REUSEADDR`/`SO_REUSEPORT` set before `bind`.
 //! - `async_fd` (feature `tokio`): registering an owned descriptor with tokio's reactor.
 //!

@@ -50,17 +50,6 @@ pub(crate) fn cstr(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
-/// `mkfifo(path, mode)`; fails with `AlreadyExists` if anything is at `path` (exclusive).
-pub(crate) fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
-    let c = cstr(path)?;
-    // The umask could only remove bits; set the exact mode afterwards as well.
-    // SAFETY: `c` is a NUL-terminated string that outlives the call.
-    cvt(unsafe { libc::mkfifo(c.as_ptr(), mode as libc::mode_t) })?;
-    // SAFETY: as above.
-    cvt(unsafe { libc::chmod(c.as_ptr(), mode as libc::mode_t) })?;
-    Ok(())
-}
-
 /// `open(path, flags | O_CLOEXEC)`.
 pub(crate) fn open(path: &Path, flags: i32) -> io::Result<OwnedFd> {
     let c = cstr(path)?;

@@ -56,7 +56,6 @@ use crate::wait::Wait;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -493,53 +492,6 @@ fn parse_addr(addr: &str) -> io::Result<socket::UnixAddr<'_>> {
     Ok(ua)
 }
 
-/// Refuses a directory others could use to swap our socket file: it must not be a symbolic
-/// link, must be owned by us or root, and must not be writable by others unless sticky.
-fn check_dir(path: &Path) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let unsafe_dir = |why: String| {
-        io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("refusing to make a socket in {}: {why}", dir.display()),
-        )
-    };
-    let m = std::fs::symlink_metadata(dir).map_err(|e| {
-        io::Error::new(e.kind(), format!("socket directory {}: {e}", dir.display()))
-    })?;
-    if m.file_type().is_symlink() {
-        let to = std::fs::canonicalize(dir)
-            .map(|t| format!(" (to {})", t.display()))
-            .unwrap_or_default();
-        return Err(unsafe_dir(format!(
-            "it is a symbolic link{to}; give the real directory"
-        )));
-    }
-    if !m.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotADirectory,
-            format!("{} is not a directory", dir.display()),
-        ));
-    }
-    let me = registry::euid();
-    if m.uid() != me && m.uid() != 0 {
-        return Err(unsafe_dir(format!(
-            "it belongs to uid {}, neither us (uid {me}) nor root",
-            m.uid()
-        )));
-    }
-    let mode = m.mode();
-    if mode & 0o022 != 0 && mode & libc::S_ISVTX == 0 {
-        return Err(unsafe_dir(format!(
-            "its mode {:04o} lets others write it, and it is not sticky",
-            mode & 0o7777
-        )));
-    }
-    Ok(())
-}
-
 /// What a probe found at a socket file.
 enum Probe {
     Live,
@@ -575,6 +527,7 @@ pub(crate) fn bind_socket(
     shown: &str,
     mode: u32,
 ) -> io::Result<(OwnedFd, Option<ObjectGuard>)> {
+    use std::os::unix::ffi::OsStrExt as _;
     socket::check_addr(ua)?;
     let path = match ua {
         socket::UnixAddr::Abstract(_) => {
@@ -593,50 +546,59 @@ pub(crate) fn bind_socket(
         }
         socket::UnixAddr::Path(p) => *p,
     };
-    check_dir(path)?;
-    let stale = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => match probe(path)? {
-            Probe::Live => {
+    // The directory, checked and held: the socket file is identified, reclaimed and later
+    // removed through this handle, never by its path again (see `crate::fs`).
+    let parent = crate::fs::open_parent(path, "socket")?;
+    let entry = std::os::unix::ffi::OsStrExt::as_bytes(parent.entry.as_os_str()).to_vec();
+    let stale = match crate::fs::entry_id(parent.dir.as_fd(), &parent.entry) {
+        Ok(id) if id.ftype == libc::S_IFSOCK => {
+            if id.uid != registry::euid() {
+                // Even where we could (root, or a directory of ours), another user's socket
+                // file is theirs to remove.
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
-                    format!("a live listener is at {shown}"),
-                ))
+                    format!(
+                        "{shown} is a socket file of uid {}; another user's socket is left alone",
+                        id.uid
+                    ),
+                ));
             }
-            Probe::Stale => Some((m.dev(), m.ino())),
-        },
-        Ok(m) => {
-            let what = if m.file_type().is_symlink() {
-                "a symbolic link"
-            } else if m.is_dir() {
-                "a directory"
-            } else if m.file_type().is_fifo() {
-                "a FIFO"
-            } else {
-                "a file"
-            };
+            match probe(path)? {
+                Probe::Live => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("a live listener is at {shown}"),
+                    ))
+                }
+                Probe::Stale => Some(id),
+            }
+        }
+        Ok(id) => {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!("{shown} exists and is {what}, not a socket; it is left alone"),
+                format!(
+                    "{shown} exists and is {}, not a socket; it is left alone",
+                    id.type_name()
+                ),
             ));
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(io::Error::new(e.kind(), format!("{shown}: {e}"))),
     };
-    let mut guard = registry::register(ObjectKind::UnixSocket, shown)?;
+    let dir = parent.dir.try_clone()?;
+    let mut guard = registry::register_file(ObjectKind::UnixSocket, parent)?;
     let made = (|| {
-        if let Some((dev, ino)) = stale {
+        if let Some(id) = stale {
             // Only the file we probed: if it changed since, someone else is at work here.
-            match std::fs::symlink_metadata(path) {
-                Ok(m) if m.dev() == dev && m.ino() == ino => {
-                    std::fs::remove_file(path).map_err(|e| {
-                        io::Error::new(
-                            e.kind(),
-                            format!("cannot remove the stale socket at {shown}: {e}"),
-                        )
-                    })?
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                _ => {
+            match crate::fs::remove_if_same(dir.as_fd(), std::ffi::OsStr::from_bytes(&entry), &id)
+                .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot remove the stale socket at {shown}: {e}"),
+                )
+            })? {
+                crate::fs::Removal::Removed | crate::fs::Removal::Gone => {}
+                crate::fs::Removal::LeftAlone(_) => {
                     return Err(io::Error::new(
                         io::ErrorKind::AddrInUse,
                         format!("{shown} changed while its stale socket was being reclaimed"),
@@ -665,14 +627,20 @@ pub(crate) fn bind_socket(
             return Err(e);
         }
     };
+    // `bind` looked the path up by name: the file it made must be the one in our directory.
+    // If not (the path was redirected meanwhile), ours is elsewhere and is not ours to find.
+    if let Err(e) = guard.identify_file(libc::S_IFSOCK) {
+        guard.forget_object();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("{e} (the path {shown} no longer leads to the directory it did)"),
+        ));
+    }
     // The file now exists and is ours (the guard removes it on any error below). No peer can
     // connect before listen(), and a datagram peer needs write permission, which the fchmod
     // already narrowed to `mode`: this only undoes what a umask took away.
-    std::fs::set_permissions(
-        path,
-        std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
-    )
-    .map_err(|e| io::Error::new(e.kind(), format!("chmod {shown}: {e}")))?;
+    crate::sys::fs::fchmodat(dir.as_fd(), &entry, mode & 0o7777)
+        .map_err(|e| io::Error::new(e.kind(), format!("chmod {shown}: {e}")))?;
     Ok((fd, Some(guard)))
 }
 
