@@ -110,14 +110,25 @@ pub struct StateWorker {
     pub retiring: bool,
 }
 
-/// Where state files live: `$XDG_RUNTIME_DIR` if it is a directory, else
-/// `/tmp/ipckit-serve-<euid>` (a directory of our own, so another user cannot plant or hold
-/// the name in the shared `/tmp`).
+/// Where state files live: `$XDG_RUNTIME_DIR` if it is a directory of ours closed to others,
+/// else the first of `/tmp/ipckit-serve-<euid>` and its numbered alternatives (`.1` to `.8`)
+/// that is, or can be made (0700), a directory of ours closed to others
+/// ([`ipckit::fs::private_dir`]): a name another user planted in the shared `/tmp` is
+/// reported on stderr and bypassed, and `serve --status` and `clean` walk the same list and
+/// find the same directory. `$IPCKIT_STATE_BASE` replaces `/tmp` (tests use it). If every
+/// candidate is taken, the first is returned and creating state there fails with the reason.
 pub fn state_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        Some(d) if d.is_dir() => d,
-        _ => PathBuf::from(format!("/tmp/ipckit-serve-{}", euid())),
-    }
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+            if d.is_dir() && ipckit::fs::not_private(&d).is_none() {
+                return d;
+            }
+        }
+        let candidates = ipckit::fs::private_dir_candidates("ipckit-serve");
+        ipckit::fs::private_dir(&candidates, true).unwrap_or_else(|_| candidates[0].clone())
+    })
+    .clone()
 }
 
 /// This process's effective uid (the owner of `/proc/self`).

@@ -222,7 +222,8 @@ pub enum Removal {
 }
 
 /// Removes `name` from `dir` only if it is still the file `id` (device, inode, type and
-/// owner): `fstatat(AT_SYMLINK_NOFOLLOW)` then `unlinkat`, both relative to `dir`. No other
+/// owner): `fstatat(AT_SYMLINK_NOFOLLOW)` then `unlinkat`, both relative to `dir`
+/// (`dry_run`: the check only). No other
 /// process can put another file at the name in between unless it may rename entries of the
 /// directory, which [`open_parent`] refuses for directories ipckit makes files in.
 ///
@@ -233,6 +234,7 @@ pub(crate) fn remove_if_same(
     dir: BorrowedFd<'_>,
     name: &OsStr,
     id: &FileId,
+    dry_run: bool,
 ) -> io::Result<Removal> {
     let now = match entry_id(dir, name) {
         Ok(now) => now,
@@ -241,6 +243,9 @@ pub(crate) fn remove_if_same(
     };
     if now != *id {
         return Ok(Removal::LeftAlone(differs(&now, id)));
+    }
+    if dry_run {
+        return Ok(Removal::Removed);
     }
     match sys::fs::unlinkat(dir, name.as_bytes()) {
         Ok(()) => Ok(Removal::Removed),

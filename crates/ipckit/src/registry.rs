@@ -349,6 +349,7 @@ fn remove_identified(
     name: &str,
     id: &Identity,
     dir: Option<(&OwnedFd, &OsString)>,
+    dry_run: bool,
 ) -> io::Result<Outcome> {
     let me = euid();
     match (kind, id) {
@@ -401,7 +402,7 @@ fn remove_identified(
                     (&opened, entry.to_os_string())
                 }
             };
-            crate::fs::remove_if_same(d.as_fd(), &entry, file).map(Outcome::from)
+            crate::fs::remove_if_same(d.as_fd(), &entry, file, dry_run).map(Outcome::from)
         }
         (ObjectKind::MqPosix, Identity::MqPosix { ino, uid }) => {
             if *uid != me {
@@ -425,6 +426,9 @@ fn remove_identified(
                     "the queue by that name now is another one (inode {}, uid {}; recorded inode                      {ino}, uid {uid})",
                     st.st_ino, st.st_uid
                 )));
+            }
+            if dry_run {
+                return Ok(Outcome::Removed);
             }
             match crate::sys::mq::unlink(name) {
                 Ok(()) => Ok(Outcome::Removed),
@@ -459,6 +463,9 @@ fn remove_identified(
                     "it now belongs to uid {}, not ours ({me})",
                     ds.msg_perm.uid
                 )));
+            }
+            if dry_run {
+                return Ok(Outcome::Removed);
             }
             match crate::sys::sysv::remove(*msqid) {
                 Ok(()) => Ok(Outcome::Removed),
@@ -621,7 +628,7 @@ impl ObjectGuard {
     /// Removes the object if it is still the one made.
     fn remove_object(&self) -> io::Result<Outcome> {
         match &self.identity {
-            Some(id) => remove_identified(self.kind, &self.name, id, self.file()),
+            Some(id) => remove_identified(self.kind, &self.name, id, self.file(), false),
             None => Ok(Outcome::LeftAlone("its identity was never recorded".into())),
         }
     }
@@ -1085,18 +1092,17 @@ pub fn clean(dry_run: bool) -> io::Result<Vec<(Entry, CleanAction)>> {
             CleanAction::OwnerAlive
         } else if e.in_use {
             CleanAction::InUse
-        } else if dry_run {
-            CleanAction::Removed
         } else {
-            clean_one(&e)
+            clean_one(&e, dry_run)
         };
         out.push((e, action));
     }
     Ok(out)
 }
 
-/// Removes a dead owner's object and record, if the record is still the one `list` read.
-fn clean_one(e: &Entry) -> CleanAction {
+/// Removes a dead owner's object and record, if the record is still the one `list` read and
+/// the object still the one it names (`dry_run`: only says what it would do).
+fn clean_one(e: &Entry, dry_run: bool) -> CleanAction {
     match fs::read_to_string(&e.record_path) {
         // Removed since `list` (by another clean): so was its object.
         Err(err) if err.kind() == io::ErrorKind::NotFound => return CleanAction::Removed,
@@ -1113,7 +1119,11 @@ fn clean_one(e: &Entry) -> CleanAction {
         }
         Ok(_) => {}
     }
-    let remove_record = || match fs::remove_file(&e.record_path) {
+    let remove_record = || match if dry_run {
+        Ok(())
+    } else {
+        fs::remove_file(&e.record_path)
+    } {
         Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
         _ => Ok(()),
     };
@@ -1131,7 +1141,7 @@ fn clean_one(e: &Entry) -> CleanAction {
             Err(err) => CleanAction::Failed(err),
         };
     };
-    let outcome = match remove_identified(e.record.kind, &e.record.name, id, None) {
+    let outcome = match remove_identified(e.record.kind, &e.record.name, id, None, dry_run) {
         Ok(o) => o,
         Err(err) => return CleanAction::Failed(err),
     };
@@ -1143,7 +1153,12 @@ fn clean_one(e: &Entry) -> CleanAction {
     match outcome {
         Outcome::Removed | Outcome::Gone => CleanAction::Removed,
         Outcome::LeftAlone(why) => CleanAction::LeftAlone(format!(
-            "{why}; the record of the object that was made is removed"
+            "{why}; the record of the object that was made {}",
+            if dry_run {
+                "would be removed"
+            } else {
+                "is removed"
+            }
         )),
     }
 }

@@ -77,6 +77,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             UserError("--format html needs --output FILE (or use --html FILE)".into()).into(),
         );
     }
+    // Opened before the run, so a refused path costs nothing: never through a symbolic link
+    // (see `ipckit::fs::create_output`; bench reads no input file).
+    let file = output
+        .map(|p| ipckit::fs::create_output(p, &[]).map_err(|e| UserError::new(e.to_string())))
+        .transpose()?;
     let opts = options(args);
     let report = match ipckit_bench::run(&opts, true) {
         Ok(r) => r,
@@ -89,11 +94,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     } else {
         report.render(opts.format)
     };
-    match output {
-        Some(path) => {
-            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?
-        }
-        None => {
+    match (file, output) {
+        (Some(mut f), Some(path)) => f
+            .write_all(text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?,
+        _ => {
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())?;
             out.flush()?;

@@ -1,5 +1,7 @@
 //! `ipckit clean`: removes the objects whose creator is dead (same pid and start time) and
-//! that no live process uses, and says what it kept and why.
+//! that no live process uses, and says what it kept and why. An object is removed only while
+//! its name still denotes the object that was made (its recorded identity: see
+//! `ipckit::registry`) and is ours; anything else at that name is left alone and reported.
 
 use crate::cli::CleanArgs;
 use anyhow::Context;
@@ -14,7 +16,7 @@ pub fn run(args: &CleanArgs) -> anyhow::Result<()> {
         writeln!(out, "nothing to clean: no ipckit objects are recorded")?;
         return Ok(());
     }
-    let mut failed = 0;
+    let (mut failed, mut left) = (0, 0);
     for (e, action) in &results {
         let r = &e.record;
         let what = format!("{} {}", r.kind.name(), r.name);
@@ -31,12 +33,23 @@ pub fn run(args: &CleanArgs) -> anyhow::Result<()> {
                 "kept {what} (owner pid {} is gone, but a live process still uses it)",
                 r.pid
             ),
+            CleanAction::LeftAlone(why) => {
+                left += 1;
+                let verb = if args.dry_run { "would leave" } else { "left" };
+                format!("{verb} {what} alone (owner pid {} is gone): {why}", r.pid)
+            }
             CleanAction::Failed(err) => {
                 failed += 1;
                 format!("failed to remove {what}: {err}")
             }
         };
         writeln!(out, "{line}")?;
+    }
+    if left > 0 {
+        eprintln!(
+            "ipckit: {left} object(s) left alone: their names no longer denote what ipckit made, \
+             or what they are could not be checked"
+        );
     }
     if failed > 0 {
         anyhow::bail!("{failed} object(s) could not be removed");

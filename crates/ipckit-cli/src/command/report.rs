@@ -12,6 +12,10 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let saved = ipckit_bench::results::load(path).map_err(|e| UserError::new(e.to_string()))?;
     let html = ipckit_bench::html::render(&saved.raw)
         .map_err(|e| UserError(format!("{}: {e}", path.display())))?;
-    std::fs::write(&args.html, html).with_context(|| format!("writing {}", args.html.display()))?;
+    // Never through a symbolic link, never over the input (see `ipckit::fs::create_output`).
+    let mut f = ipckit::fs::create_output(&args.html, &[path])
+        .map_err(|e| UserError::new(e.to_string()))?;
+    std::io::Write::write_all(&mut f, html.as_bytes())
+        .with_context(|| format!("writing {}", args.html.display()))?;
     Ok(())
 }

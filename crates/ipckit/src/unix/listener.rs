@@ -590,8 +590,13 @@ pub(crate) fn bind_socket(
     let made = (|| {
         if let Some(id) = stale {
             // Only the file we probed: if it changed since, someone else is at work here.
-            match crate::fs::remove_if_same(dir.as_fd(), std::ffi::OsStr::from_bytes(&entry), &id)
-                .map_err(|e| {
+            match crate::fs::remove_if_same(
+                dir.as_fd(),
+                std::ffi::OsStr::from_bytes(&entry),
+                &id,
+                false,
+            )
+            .map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!("cannot remove the stale socket at {shown}: {e}"),
