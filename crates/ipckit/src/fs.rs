@@ -175,15 +175,33 @@ pub(crate) fn open_parent(path: &Path, what: &str) -> io::Result<Parent> {
             mode & 0o7777
         )));
     }
-    let real = std::fs::read_link(format!("/proc/self/fd/{}", raw(&fd)))
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-    if !real.is_absolute() {
-        // "/proc/self/fd/N" of a directory gone from every mount shows no path.
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{} is no longer reachable", dir.display()),
-        ));
-    }
+    // The directory's real path, for the record: as the kernel names the handle, and only
+    // once that name leads back to it (a directory being renamed meanwhile gives a name that
+    // is stale at once; a few tries, then give up).
+    let mut tries = 0;
+    let real = loop {
+        let real = std::fs::read_link(format!("/proc/self/fd/{}", raw(&fd)))
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+        let back = std::fs::metadata(&real).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.dev(), m.ino())
+        });
+        // "/proc/self/fd/N" of a directory gone from every mount shows no absolute path.
+        if real.is_absolute() && back == Some((st.st_dev, st.st_ino)) {
+            break real;
+        }
+        tries += 1;
+        if tries == 5 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{} is being moved or removed while a {what} is made in it",
+                    dir.display()
+                ),
+            ));
+        }
+        std::thread::yield_now();
+    };
     Ok(Parent {
         path: real.join(&entry),
         dir: fd,

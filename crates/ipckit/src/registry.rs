@@ -325,7 +325,11 @@ fn record_file(kind: ObjectKind, name: &str) -> String {
 enum Outcome {
     Removed,
     Gone,
+    /// Something else is at the name: ours is gone from it.
     LeftAlone(String),
+    /// The object could not be looked at where it was made (its directory is not the one it
+    /// was made in now); it may still be there.
+    Unverified(String),
 }
 
 impl From<Removal> for Outcome {
@@ -385,7 +389,7 @@ fn remove_identified(
                         Ok(fd) => fd,
                         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Gone),
                         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
-                            return Ok(Outcome::LeftAlone(format!(
+                            return Ok(Outcome::Unverified(format!(
                                 "{} is no longer a directory (a symbolic link?)",
                                 parent.display()
                             )))
@@ -394,7 +398,7 @@ fn remove_identified(
                     };
                     let now = crate::fs::dir_id(opened.as_fd())?;
                     if (now.dev, now.ino) != (*dir_dev, *dir_ino) {
-                        return Ok(Outcome::LeftAlone(format!(
+                        return Ok(Outcome::Unverified(format!(
                             "{} is no longer the directory it was made in",
                             parent.display()
                         )));
@@ -515,6 +519,8 @@ pub struct ObjectGuard {
     /// A file's directory (opened before the file was made) and its name there.
     file: Option<(OwnedFd, OsString)>,
     identity: Option<Identity>,
+    /// The dead creator's record ours replaced, until our object exists.
+    replaced: Option<String>,
 }
 
 impl ObjectGuard {
@@ -536,6 +542,16 @@ impl ObjectGuard {
     /// The object was never created by us (creation failed): drop only the record.
     pub(crate) fn forget_object(&mut self) {
         self.armed = false;
+        // The name may still hold the object of the record ours replaced (creation failed
+        // with "exists"): put that record back, so `clean` still knows of it.
+        if let (Some(old), Some(d)) = (self.replaced.take(), self.record.parent()) {
+            if let Ok(tmp) = write_temp(d, &old) {
+                if fs::rename(&tmp, &self.record).is_ok() {
+                    return;
+                }
+                let _ = fs::remove_file(&tmp);
+            }
+        }
         let _ = fs::remove_file(&self.record);
     }
 
@@ -610,6 +626,8 @@ impl ObjectGuard {
     /// ours, its owner alive, so nobody else replaces it meanwhile).
     fn set_identity(&mut self, id: Identity) -> io::Result<()> {
         self.identity = Some(id);
+        // Our object exists, so the one of a replaced record is gone from the name.
+        self.replaced = None;
         let d = self
             .record
             .parent()
@@ -637,7 +655,7 @@ impl ObjectGuard {
 impl Drop for ObjectGuard {
     fn drop(&mut self) {
         if self.armed {
-            if let Ok(Outcome::LeftAlone(why)) = self.remove_object() {
+            if let Ok(Outcome::LeftAlone(why) | Outcome::Unverified(why)) = self.remove_object() {
                 // The one place the library speaks on its own: something else took our
                 // object's name, which the user must hear about, and a destructor has no
                 // caller to tell.
@@ -736,8 +754,10 @@ fn write_temp(d: &Path, content: &str) -> io::Result<PathBuf> {
     }
 }
 
-/// Puts the complete record `tmp` at `path`, replacing only a record whose owner is dead.
-fn link_record(d: &Path, tmp: &Path, path: &Path, name: &str) -> io::Result<()> {
+/// Puts the complete record `tmp` at `path`, replacing only a record whose owner is dead;
+/// returns the text of the record it replaced (put back if our object cannot be made: then
+/// the old object, which kept the name, is still there and still needs its record).
+fn link_record(d: &Path, tmp: &Path, path: &Path, name: &str) -> io::Result<Option<String>> {
     let taken = |why: String| {
         io::Error::new(
             io::ErrorKind::AlreadyExists,
@@ -746,9 +766,10 @@ fn link_record(d: &Path, tmp: &Path, path: &Path, name: &str) -> io::Result<()> 
     };
     match fs::hard_link(tmp, path) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        r => return r,
+        r => return r.map(|()| None),
     }
     let _lock = lock_dir(d)?;
+    let mut replaced = None;
     match fs::read_to_string(path) {
         // Its owner dropped it meanwhile: the name is free.
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -760,6 +781,7 @@ fn link_record(d: &Path, tmp: &Path, path: &Path, name: &str) -> io::Result<()> 
                     Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                     _ => {}
                 }
+                replaced = Some(text);
             }
             Some(r) => return Err(taken(format!("its owner, pid {}, is alive", r.pid))),
             None => {
@@ -776,7 +798,8 @@ fn link_record(d: &Path, tmp: &Path, path: &Path, name: &str) -> io::Result<()> 
         } else {
             e
         }
-    })
+    })?;
+    Ok(replaced)
 }
 
 /// The text of a record file.
@@ -857,7 +880,7 @@ fn register_as(
     let tmp = write_temp(&d, &content)?;
     let linked = link_record(&d, &tmp, &path, &name);
     let _ = fs::remove_file(&tmp);
-    linked?;
+    let replaced = linked?;
     Ok(ObjectGuard {
         kind,
         name,
@@ -865,6 +888,7 @@ fn register_as(
         armed: true,
         file,
         identity: None,
+        replaced,
     })
 }
 
@@ -1142,6 +1166,11 @@ fn clean_one(e: &Entry, dry_run: bool) -> CleanAction {
         };
     };
     let outcome = match remove_identified(e.record.kind, &e.record.name, id, None, dry_run) {
+        Ok(Outcome::Unverified(why)) => {
+            // Its directory was moved or replaced: the object may be intact elsewhere, or
+            // come back; keep the record.
+            return CleanAction::LeftAlone(format!("{why}; its record is kept"));
+        }
         Ok(o) => o,
         Err(err) => return CleanAction::Failed(err),
     };
@@ -1152,7 +1181,7 @@ fn clean_one(e: &Entry, dry_run: bool) -> CleanAction {
     }
     match outcome {
         Outcome::Removed | Outcome::Gone => CleanAction::Removed,
-        Outcome::LeftAlone(why) => CleanAction::LeftAlone(format!(
+        Outcome::Unverified(why) | Outcome::LeftAlone(why) => CleanAction::LeftAlone(format!(
             "{why}; the record of the object that was made {}",
             if dry_run {
                 "would be removed"
