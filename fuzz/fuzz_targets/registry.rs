@@ -5,7 +5,7 @@
 //! and hex.
 #![no_main]
 
-use ipckit::registry::{parse_key, parse_record};
+use ipckit::registry::{encode_record, parse_key, parse_record};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,14 +15,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(r) = parse_record(text) {
         let _ = parse_key(&r.name);
         if !r.name.chars().any(char::is_control) {
-            let written = format!(
-                "kind={}\nname={}\npid={}\nstart={}\ncreated={}\n",
-                r.kind.name(),
-                r.name,
-                r.pid,
-                r.start,
-                r.created
-            );
+            let written = encode_record(&r);
             assert_eq!(parse_record(&written).as_ref(), Some(&r), "{written:?}");
         }
     }

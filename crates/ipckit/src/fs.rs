@@ -8,12 +8,12 @@
 //! # Removing exactly what was made
 //!
 //! Every file ipckit makes in a directory (a FIFO, a socket file) is made and later removed
-//! relative to a handle on that directory ([`open_parent`], an `O_PATH` descriptor opened
+//! relative to a handle on that directory (an `O_PATH` descriptor opened
 //! once), never by looking its path up again: renaming a directory above it, or putting a
 //! symbolic link where a directory was, cannot redirect the removal elsewhere. And the entry
 //! is removed only while it is still the very file that was made ([`FileId`]: device, inode,
 //! type and owner, checked with `fstatat(AT_SYMLINK_NOFOLLOW)` just before `unlinkat`); a
-//! name that now denotes anything else is left alone ([`remove_if_same`]).
+//! name that now denotes anything else is left alone.
 //!
 //! The directory a file is made in must be one nobody else can rename entries of (the same
 //! rule for FIFOs and sockets): not a symbolic link, owned by us or root, and not writable by
@@ -228,9 +228,9 @@ pub(crate) fn dir_id(dir: BorrowedFd<'_>) -> io::Result<FileId> {
     Ok(FileId::of(&sys::fs::fstat(dir)?))
 }
 
-/// What [`remove_if_same`] did.
+/// What `remove_if_same` did.
 #[derive(Debug)]
-pub enum Removal {
+pub(crate) enum Removal {
     /// The entry was the file that was made, and is removed.
     Removed,
     /// Nothing is at the name any more.

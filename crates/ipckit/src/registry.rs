@@ -673,7 +673,8 @@ impl Drop for ObjectGuard {
 /// `path` made absolute: joined to the current directory if relative, with its parent
 /// directory canonicalized (symbolic links and `..` resolved) and its last component kept as
 /// given. This is the form `/proc/PID/fd` links show, and it names the same file from any
-/// current directory, so records of path objects always hold it.
+/// current directory (records of path objects hold the same form, taken from the handle on
+/// the directory: see `crate::fs::open_parent`).
 ///
 /// # Errors
 ///
@@ -802,8 +803,10 @@ fn link_record(d: &Path, tmp: &Path, path: &Path, name: &str) -> io::Result<Opti
     Ok(replaced)
 }
 
-/// The text of a record file.
-fn encode_record(r: &Record) -> String {
+/// The text of a record file, as ipckit writes it. Public only for the fuzz target
+/// (`fuzz/fuzz_targets/registry.rs`).
+#[doc(hidden)]
+pub fn encode_record(r: &Record) -> String {
     let mut t = format!(
         "kind={}\nname={}\npid={}\nstart={}\ncreated={}\n",
         r.kind.name(),
@@ -1088,8 +1091,9 @@ pub enum CleanAction {
     /// Kept: a live process still uses it.
     InUse,
     /// The object was left alone: its name denotes something other than what was made (the
-    /// record, whose object is gone, is removed), or no identity was recorded to check it
-    /// against (the record is kept). The text says which.
+    /// record, whose object is gone from that name, is removed), or its directory is not the
+    /// one it was made in now, or no identity was recorded to check it against (in those
+    /// two cases the record is kept). The text says which.
     LeftAlone(String),
     /// Removal failed.
     Failed(io::Error),
