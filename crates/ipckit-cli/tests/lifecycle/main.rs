@@ -730,3 +730,41 @@ fn symlink_race_fifo() {
 fn symlink_race_uds() {
     symlink_race("uds");
 }
+
+/// A record without an identity (written by an older ipckit) does not make `clean` remove
+/// what is at its name: the object is left alone and reported, and the record goes only once
+/// the object is gone.
+#[test]
+fn an_old_record_never_removes_by_name() {
+    let env = TestEnv::new("old-record");
+    mkdir(&env.registry, 0o700, None);
+    let fifo = env.dir.join("old.fifo");
+    let c = CString::new(s(&fifo)).unwrap();
+    // SAFETY: a live C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // A creator that is gone: a pid with a start time no process had.
+    let rec = env.registry.join("fifo-old.rec");
+    std::fs::write(
+        &rec,
+        format!(
+            "kind=fifo\nname={}\npid={}\nstart=1\ncreated=1\n",
+            s(&fifo),
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let (st, out, err) = run(env.cmd(&["clean"]));
+    assert!(
+        std::fs::symlink_metadata(&fifo).is_ok(),
+        "clean removed by name alone: {out}{err}"
+    );
+    assert!(st.success() && out.contains("no identity"), "{out}{err}");
+    assert!(rec.exists(), "the record of an object still there is kept");
+    std::fs::remove_file(&fifo).unwrap();
+    let (st, out, err) = run(env.cmd(&["clean"]));
+    assert!(
+        st.success() && out.contains("removed the record"),
+        "{out}{err}"
+    );
+    assert_eq!(env.records(), Vec::<String>::new());
+}
