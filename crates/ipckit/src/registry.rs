@@ -382,6 +382,14 @@ fn remove_identified(
                     let (Some(parent), Some(entry)) = (path.parent(), path.file_name()) else {
                         return Ok(Outcome::LeftAlone("the recorded name is not a path".into()));
                     };
+                    // /dev/shm may be a symbolic link (to /run/shm): followed, as it was
+                    // when its identity was recorded.
+                    let parent = if kind == ObjectKind::Shm {
+                        parent.join(".")
+                    } else {
+                        parent.to_path_buf()
+                    };
+                    let parent = parent.as_path();
                     opened = match crate::sys::fs::open_dir_path(
                         None,
                         std::os::unix::ffi::OsStrExt::as_bytes(parent.as_os_str()),
@@ -641,6 +649,30 @@ impl ObjectGuard {
         fs::rename(&tmp, &self.record).inspect_err(|_| {
             let _ = fs::remove_file(&tmp);
         })
+    }
+
+    /// Removes the object now (only if it is still the one made) and its record; the guard
+    /// then does nothing on drop.
+    ///
+    /// # Errors
+    ///
+    /// `AlreadyExists` if the name now denotes another object (left alone), or the OS error
+    /// of the removal; the record is removed either way.
+    pub(crate) fn remove_now(&mut self) -> io::Result<()> {
+        let r = if self.armed {
+            self.remove_object()
+        } else {
+            Ok(Outcome::Gone)
+        };
+        self.armed = false;
+        let _ = fs::remove_file(&self.record);
+        match r? {
+            Outcome::Removed | Outcome::Gone => Ok(()),
+            Outcome::LeftAlone(why) | Outcome::Unverified(why) => Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("left {} {} alone: {why}", self.kind.name(), self.name),
+            )),
+        }
     }
 
     /// Removes the object if it is still the one made.

@@ -569,13 +569,12 @@ impl Segment {
     ///
     /// # Errors
     ///
-    /// The OS error of `shm_unlink`.
+    /// `AlreadyExists` if the name now denotes another object (it is left alone), or the OS
+    /// error of the removal.
     pub fn unlink(&mut self) -> io::Result<()> {
         if let Some(mut g) = self.guard.take() {
-            let r = self.name.as_deref().map_or(Ok(()), sys::shm_unlink);
-            // The object is gone (or never was ours to remove): drop the record only.
-            g.forget_object();
-            r?;
+            // Only while the name is still this segment (see `registry`); the record goes too.
+            g.remove_now()?;
         }
         Ok(())
     }

@@ -1,10 +1,10 @@
-//! Shared memory objects and mappings: `shm_open`/`shm_unlink`, `memfd_create`, `ftruncate`,
+//! Shared memory objects and mappings: `shm_open`, `memfd_create`, `ftruncate`,
 //! file seals (`F_ADD_SEALS`/`F_GET_SEALS`), `mmap`/`munmap`, `madvise`, `mlock`, and the
 //! futex calls the rings sleep in.
 //!
 //! # Safety
 //!
-//! `shm_open`, `shm_unlink` and `memfd_create` take a NUL-terminated name built here from a
+//! `shm_open` and `memfd_create` take a NUL-terminated name built here from a
 //! checked `&str`; their new descriptor becomes an `OwnedFd` at once. [`Mapping`] owns one
 //! `mmap` region: it is created from a successful `mmap` of exactly `len` bytes and unmapped
 //! once, on drop; `madvise`/`mlock` are given that same region. The futex calls take the
@@ -39,14 +39,6 @@ pub(crate) fn shm_open(name: &str, create: Option<u32>) -> io::Result<OwnedFd> {
     // SAFETY: `c` is a live NUL-terminated string; the result is checked and owned below.
     let fd = cvt_r(|| unsafe { libc::shm_open(c.as_ptr(), flags, mode as libc::mode_t) })?;
     Ok(owned(fd))
-}
-
-/// `shm_unlink(name)`.
-pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
-    let c = c_name(name)?;
-    // SAFETY: `c` is a live NUL-terminated string.
-    cvt(unsafe { libc::shm_unlink(c.as_ptr()) })?;
-    Ok(())
 }
 
 /// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING [| MFD_HUGETLB])` (hugetlbfs takes
