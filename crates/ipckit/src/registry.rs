@@ -243,13 +243,9 @@ pub fn unique_name(tag: &str) -> String {
 /// If it cannot be created, or (`$IPCKIT_REGISTRY`, `$XDG_RUNTIME_DIR/ipckit`) exists owned
 /// by another user or writable by others, or every candidate in `/tmp` is taken.
 pub fn dir() -> io::Result<PathBuf> {
+    // The walk through the /tmp candidates, done once per process (it reports what it
+    // bypasses); the result is checked again at every use, as a directory can change hands.
     static FOUND: OnceLock<PathBuf> = OnceLock::new();
-    if let Some(d) = FOUND.get() {
-        // Checked again: it is cheap, and a directory can change hands.
-        if crate::fs::not_private(d).is_none() {
-            return Ok(d.clone());
-        }
-    }
     let named = std::env::var_os("IPCKIT_REGISTRY")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_RUNTIME_DIR").map(|p| PathBuf::from(p).join("ipckit")));
@@ -271,11 +267,18 @@ pub fn dir() -> io::Result<PathBuf> {
             }
             d
         }
-        None => {
-            crate::fs::private_dir(&crate::fs::private_dir_candidates("ipckit-registry"), true)?
-        }
+        None => match FOUND.get() {
+            Some(d) if crate::fs::not_private(d).is_none() => d.clone(),
+            _ => {
+                let d = crate::fs::private_dir(
+                    &crate::fs::private_dir_candidates("ipckit-registry"),
+                    true,
+                )?;
+                let _ = FOUND.set(d.clone());
+                d
+            }
+        },
     };
-    let _ = FOUND.set(d.clone());
     Ok(d)
 }
 
