@@ -65,16 +65,29 @@ pub struct FileId {
     pub ftype: u32,
     /// Owner (`st_uid`).
     pub uid: u32,
+    /// Birth time (seconds, nanoseconds; `statx`), where the file system keeps one: an inode
+    /// number is reused as soon as its file is removed, a birth time is not.
+    pub btime: Option<(i64, u32)>,
 }
 
 impl FileId {
+    /// From `stat` alone (no birth time).
     pub(crate) fn of(st: &libc::stat) -> FileId {
         FileId {
             dev: st.st_dev,
             ino: st.st_ino,
             ftype: st.st_mode & libc::S_IFMT,
             uid: st.st_uid,
+            btime: None,
         }
+    }
+
+    /// Of the file `fd` is open on, with its birth time.
+    pub(crate) fn of_fd(fd: BorrowedFd<'_>) -> io::Result<FileId> {
+        Ok(FileId {
+            btime: sys::fs::birth_time(fd, b"")?,
+            ..FileId::of(&sys::fs::fstat(fd)?)
+        })
     }
 
     /// The kind of file, for messages ("a FIFO", "a regular file", ...).
@@ -220,7 +233,10 @@ fn raw(fd: &OwnedFd) -> i32 {
 ///
 /// `NotFound`, or the OS error of `fstatat`.
 pub(crate) fn entry_id(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<FileId> {
-    Ok(FileId::of(&sys::fs::fstatat(dir, name.as_bytes())?))
+    Ok(FileId {
+        btime: sys::fs::birth_time(dir, name.as_bytes())?,
+        ..FileId::of(&sys::fs::fstatat(dir, name.as_bytes())?)
+    })
 }
 
 /// The identity of the directory a handle is on.
@@ -239,8 +255,8 @@ pub(crate) enum Removal {
     LeftAlone(String),
 }
 
-/// Removes `name` from `dir` only if it is still the file `id` (device, inode, type and
-/// owner): `fstatat(AT_SYMLINK_NOFOLLOW)` then `unlinkat`, both relative to `dir`
+/// Removes `name` from `dir` only if it is still the file `id` (device, inode, type, owner
+/// and birth time): `fstatat(AT_SYMLINK_NOFOLLOW)` then `unlinkat`, both relative to `dir`
 /// (`dry_run`: the check only). No other
 /// process can put another file at the name in between unless it may rename entries of the
 /// directory, which [`open_parent`] refuses for directories ipckit makes files in.
@@ -282,6 +298,13 @@ pub(crate) fn differs(now: &FileId, was: &FileId) -> String {
         )
     } else if now.uid != was.uid {
         format!("it now belongs to uid {}, not {}", now.uid, was.uid)
+    } else if (now.dev, now.ino) == (was.dev, was.ino) {
+        format!(
+            "it is another {} made since in the same inode (born {:?}, not {:?})",
+            &now.type_name()[2..],
+            now.btime,
+            was.btime
+        )
     } else {
         format!(
             "it is another {} (inode {} on device {:#x}, not inode {} on {:#x})",
@@ -443,6 +466,7 @@ pub fn create_output(path: &Path, inputs: &[&Path]) -> io::Result<std::fs::File>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn stays_beneath() {
@@ -468,6 +492,88 @@ mod tests {
             );
         }
         assert!(open_beneath(&dir, b"a\0b", libc::O_RDONLY).is_err());
+        std::fs::remove_dir_all(&top).unwrap();
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ipckit-fs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn removes_only_the_same_file() {
+        let top = scratch("same");
+        let p = open_parent(&top.join("f"), "file").unwrap();
+        assert_eq!(p.path, std::fs::canonicalize(&top).unwrap().join("f"));
+        std::fs::write(top.join("f"), "a").unwrap();
+        let id = entry_id(p.dir.as_fd(), &p.entry).unwrap();
+        // Replaced by another file of the same name and type: left alone.
+        std::fs::remove_file(top.join("f")).unwrap();
+        std::fs::write(top.join("f"), "b").unwrap();
+        let r = remove_if_same(p.dir.as_fd(), &p.entry, &id, false).unwrap();
+        // The new file may well have the old one's inode: only a birth time tells them apart.
+        if id.btime.is_some() {
+            assert!(matches!(r, Removal::LeftAlone(_)), "{r:?}");
+            assert!(top.join("f").exists());
+        } else {
+            eprintln!("note: no birth times on this file system; inode reuse not checked");
+            std::fs::write(top.join("f"), "b").unwrap();
+        }
+        // Its own file goes, through the handle even after the directory was renamed.
+        let id = entry_id(p.dir.as_fd(), &p.entry).unwrap();
+        std::fs::rename(&top, top.with_extension("moved")).unwrap();
+        std::fs::create_dir(&top).unwrap();
+        std::fs::write(top.join("f"), "decoy").unwrap();
+        let r = remove_if_same(p.dir.as_fd(), &p.entry, &id, false).unwrap();
+        assert!(matches!(r, Removal::Removed), "{r:?}");
+        assert!(top.join("f").exists(), "the decoy at the old path stays");
+        assert!(!top.with_extension("moved").join("f").exists());
+        let r = remove_if_same(p.dir.as_fd(), &p.entry, &id, false).unwrap();
+        assert!(matches!(r, Removal::Gone), "{r:?}");
+        std::fs::remove_dir_all(&top).unwrap();
+        std::fs::remove_dir_all(top.with_extension("moved")).unwrap();
+    }
+
+    #[test]
+    fn parents_others_could_rename_entries_of_are_refused() {
+        let top = scratch("parent");
+        std::fs::create_dir(top.join("open")).unwrap();
+        std::fs::set_permissions(top.join("open"), PermissionsExt::from_mode(0o777)).unwrap();
+        let e = open_parent(&top.join("open/x"), "FIFO").unwrap_err();
+        assert!(e.to_string().contains("not sticky"), "{e}");
+        std::fs::set_permissions(top.join("open"), PermissionsExt::from_mode(0o1777)).unwrap();
+        assert!(open_parent(&top.join("open/x"), "FIFO").is_ok());
+        std::os::unix::fs::symlink(top.join("open"), top.join("link")).unwrap();
+        let e = open_parent(&top.join("link/x"), "FIFO").unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(open_parent(&top.join(".."), "FIFO").is_err());
+        std::fs::remove_dir_all(&top).unwrap();
+    }
+
+    #[test]
+    fn outputs_are_never_links_or_inputs() {
+        let top = scratch("out");
+        let input = top.join("in");
+        std::fs::write(&input, "input").unwrap();
+        std::os::unix::fs::symlink(&input, top.join("link")).unwrap();
+        std::fs::hard_link(&input, top.join("hard")).unwrap();
+        for (out, why) in [
+            ("link", "symbolic link"),
+            ("in", "input"),
+            ("hard", "input"),
+        ] {
+            let e = create_output(&top.join(out), &[&input]).unwrap_err();
+            assert!(e.to_string().contains(why), "{out}: {e}");
+        }
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), "input");
+        let e = create_output(&top, &[]).unwrap_err();
+        assert!(e.to_string().contains("directory"), "{e}");
+        std::fs::write(top.join("old"), "old and long").unwrap();
+        let mut f = create_output(&top.join("old"), &[&input]).unwrap();
+        std::io::Write::write_all(&mut f, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(top.join("old")).unwrap(), "new");
         std::fs::remove_dir_all(&top).unwrap();
     }
 }

@@ -152,8 +152,13 @@ impl Identity {
                 dir_dev,
                 dir_ino,
             } => format!(
-                "file:{}:{}:{:o}:{}:{dir_dev}:{dir_ino}",
-                file.dev, file.ino, file.ftype, file.uid
+                "file:{}:{}:{:o}:{}:{dir_dev}:{dir_ino}:{}",
+                file.dev,
+                file.ino,
+                file.ftype,
+                file.uid,
+                file.btime
+                    .map_or("-".to_owned(), |(s, ns)| format!("{s}.{ns:09}"))
             ),
             Identity::MqPosix { ino, uid } => format!("mq:{ino}:{uid}"),
             Identity::MqSysv { msqid, ctime, cuid } => format!("msq:{msqid}:{ctime}:{cuid}"),
@@ -164,12 +169,20 @@ impl Identity {
     fn decode(v: &str) -> Option<Identity> {
         let f: Vec<&str> = v.split(':').collect();
         match f.as_slice() {
-            ["file", dev, ino, ftype, uid, dir_dev, dir_ino] => Some(Identity::File {
+            ["file", dev, ino, ftype, uid, dir_dev, dir_ino, btime] => Some(Identity::File {
                 file: FileId {
                     dev: dev.parse().ok()?,
                     ino: ino.parse().ok()?,
                     ftype: u32::from_str_radix(ftype, 8).ok()?,
                     uid: uid.parse().ok()?,
+                    btime: match *btime {
+                        "-" => None,
+                        t => {
+                            let (s, ns) = t.split_once('.')?;
+                            let ns: u32 = ns.parse().ok().filter(|&ns| ns < 1_000_000_000)?;
+                            Some((s.parse().ok()?, ns))
+                        }
+                    },
                 },
                 dir_dev: dir_dev.parse().ok()?,
                 dir_ino: dir_ino.parse().ok()?,
@@ -605,7 +618,7 @@ impl ObjectGuard {
 
     /// Records the identity of the shared memory object just made, from its descriptor.
     pub(crate) fn identify_shm(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
-        let file = FileId::of(&crate::sys::fs::fstat(fd)?);
+        let file = FileId::of_fd(fd)?;
         let d = fs::metadata(SHM_DIR)?;
         self.set_identity(Identity::File {
             file,
@@ -1281,11 +1294,22 @@ mod tests {
                 ino: 2,
                 ftype: libc::S_IFIFO,
                 uid: 3,
+                btime: Some((1_700_000_000, 5)),
             },
             dir_dev: 4,
             dir_ino: 5,
         };
         assert_eq!(Identity::decode(&file.encode()), Some(file));
+        let Identity::File { mut file, .. } = file else {
+            unreachable!()
+        };
+        file.btime = None;
+        let no_btime = Identity::File {
+            file,
+            dir_dev: 4,
+            dir_ino: 5,
+        };
+        assert_eq!(Identity::decode(&no_btime.encode()), Some(no_btime));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Directory-relative file calls: `openat2(2)` with resolution restrictions, `openat` of an
-//! `O_PATH` directory handle, `fstatat`, `unlinkat`, `mkfifoat`, `fchmodat`.
+//! `O_PATH` directory handle, `fstatat`, `statx` (birth time), `unlinkat`, `mkfifoat`,
+//! `fchmodat`.
 //!
 //! # Safety
 //!
 //! Each FFI call takes a NUL-terminated path (from a checked `&[u8]`) and plain integers;
-//! `fstatat` also a pointer to a live, writable local `stat`. `openat2` takes a path built here from a checked `&[u8]`, a pointer
+//! `fstatat` and `statx` also a pointer to a live, writable local `stat` / `statx`. `openat2` takes a path built here from a checked `&[u8]`, a pointer
 //! to a live `OpenHow` (the kernel's `struct open_how`, `#[repr(C)]`, three `u64`s) with its
 //! exact size, and a borrowed directory descriptor; the new descriptor becomes an `OwnedFd`
 //! at once.
@@ -136,4 +137,30 @@ pub(crate) fn openat(
         unsafe { libc::openat(d, c.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) }
     })?;
     Ok(owned(fd))
+}
+
+/// The birth time (seconds, nanoseconds) of `name` in `dir` (not following a symbolic link;
+/// an empty `name` is `dir` itself), from `statx`; `None` where the file system keeps none.
+pub(crate) fn birth_time(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<(i64, u32)>> {
+    let c = cstring(name)?;
+    let flags = libc::AT_SYMLINK_NOFOLLOW
+        | if name.is_empty() {
+            libc::AT_EMPTY_PATH
+        } else {
+            0
+        };
+    // SAFETY: an all-zero `statx` is a valid out-value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a live C string and a live, writable `statx`.
+    cvt_r(|| unsafe {
+        libc::statx(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            flags,
+            libc::STATX_BTIME,
+            &mut stx,
+        )
+    })?;
+    Ok((stx.stx_mask & libc::STATX_BTIME != 0)
+        .then_some((stx.stx_btime.tv_sec, stx.stx_btime.tv_nsec)))
 }
