@@ -395,11 +395,12 @@ impl StreamEndpoint {
             None
         };
         let wait_writer = &mut self.wait_writer;
+        let limit = self.dec.capacity() - 1;
         let spare = self.dec.spare();
         if spare.is_empty() {
             return Err(RecvError::Io(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "line longer than the maximum message",
+                format!("peer sent a line over the {limit}-byte line-framing limit"),
             )));
         }
         drive(

@@ -47,6 +47,9 @@ enum Source {
 enum Next {
     Msg(usize),
     PeerGone,
+    /// This peer broke the framing (an over-long line or length, a malformed header): on a
+    /// listener only its connection ends.
+    BadPeer(anyhow::Error),
     Stop,
 }
 
@@ -111,6 +114,7 @@ fn receive(
     clock.reset();
     let want = args.count.unwrap_or(u64::MAX);
     let mut got = 0u64;
+    let mut bad_peers = 0u64;
     let mut out = io::stdout().lock();
     'peers: while got < want {
         let mut accepted;
@@ -136,9 +140,19 @@ fn receive(
                     clock.reset();
                 }
                 Next::PeerGone if matches!(source, Source::Listener(_)) => continue 'peers,
+                Next::BadPeer(e) if matches!(source, Source::Listener(_)) => {
+                    // One bad peer ends its own connection, not the listener.
+                    bad_peers += 1;
+                    eprintln!("ipckit: dropped a peer: {e:#}");
+                    continue 'peers;
+                }
+                Next::BadPeer(e) => return Err(e),
                 Next::PeerGone | Next::Stop => break 'peers,
             }
         }
+    }
+    if bad_peers > 0 {
+        eprintln!("ipckit: {bad_peers} peer(s) dropped for malformed or over-long messages");
     }
     if got < want && args.count.is_some() && !interrupt::interrupted() {
         anyhow::bail!(
@@ -194,6 +208,9 @@ fn next(ep: &mut dyn Transport, buf: &mut Vec<u8>, clock: &Clock) -> anyhow::Res
             Err(RecvError::Timeout) | Err(RecvError::Empty) => {}
             Err(RecvError::PeerGone) => return Ok(Next::PeerGone),
             Err(RecvError::BufferTooSmall { needed }) => buf.resize(needed, 0),
+            Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                return Ok(Next::BadPeer(anyhow::Error::from(e).context("receiving")))
+            }
             Err(e) => return Err(anyhow::Error::from(io::Error::from(e)).context("receiving")),
         }
     }

