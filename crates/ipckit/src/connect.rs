@@ -914,6 +914,10 @@ pub enum Receiver {
 /// recorded, removed on drop) when it does not exist and using it when it does (FIFOs and
 /// queues). No hello is expected: any program may send.
 ///
+/// A FIFO receiver outlives its writers: when the last one closes it waits for the next,
+/// and a message a writer left unfinished is dropped and counted ([`Transport::dropped`]),
+/// never joined to the next writer's bytes.
+///
 /// TCP and UDP bind `addr` as given (`0.0.0.0:PORT` or `[::]:PORT` for every interface). An IP
 /// peer has no credentials to check, so [`Options::allow_other_users`] does not apply: any
 /// host that can reach the address may send.
@@ -936,7 +940,7 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
             Receiver::Endpoint(Box::new(
                 StreamEndpoint::new(mech, Some(r), None, false, opts.wait, max)?
                     .with_guards(guard.into_iter().collect())
-                    .waiting_for_writer(),
+                    .fifo_sessions(),
             ))
         }
         Mechanism::Uds | Mechanism::UdsSeqpacket => Receiver::Listener(Listener {

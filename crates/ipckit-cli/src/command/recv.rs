@@ -17,7 +17,6 @@ use crate::UserError;
 use ipckit::connect::{self, Listener, Options, Receiver};
 use ipckit::mq::sysv::{self, SysvMq, SysvOptions};
 use ipckit::{Mechanism, RecvError, Transport, Wait};
-use std::fs::File;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
@@ -86,9 +85,8 @@ fn receive(
     framing: ipckit::Framing,
 ) -> anyhow::Result<()> {
     let opts = Options::default();
-    // A FIFO reader sees end-of-file whenever the last writer closes; holding a write end of
-    // our own keeps it open for the next writer, as a listener keeps accepting.
-    let mut _hold: Option<File> = None;
+    // A FIFO receiver goes on from one writer to the next by itself, and drops (and counts)
+    // a message a writer left unfinished: the end of a writer's session is how it tells.
     let mut source = match mech {
         Mechanism::MqSysv => Source::One(open_sysv(addr, args.msg_type)?),
         _ => match connect::open_receiver(mech, addr, &opts) {
@@ -97,15 +95,6 @@ fn receive(
             Err(e) => return Err(open_error(e, mech, addr, "receive at")),
         },
     };
-    if mech == Mechanism::Fifo {
-        use std::os::unix::fs::OpenOptionsExt;
-        _hold = Some(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(addr)?,
-        );
-    }
     eprintln!("ipckit: receiving on {mech} at {addr}");
     let mut clock = Clock {
         idle: args.timeout.map(Duration::from_secs_f64),
@@ -115,6 +104,7 @@ fn receive(
     let want = args.count.unwrap_or(u64::MAX);
     let mut got = 0u64;
     let mut bad_peers = 0u64;
+    let mut drops = Drops { mech, seen: 0 };
     let mut out = io::stdout().lock();
     'peers: while got < want {
         let mut accepted;
@@ -131,7 +121,9 @@ fn receive(
         ep.set_framing(framing);
         let mut buf = vec![0u8; ep.max_msg_size()];
         while got < want {
-            match next(ep, &mut buf, &clock)? {
+            let n = next(ep, &mut buf, &clock);
+            drops.report(ep);
+            match n? {
                 Next::Msg(n) => {
                     out.write_all(&buf[..n])?;
                     out.write_all(b"\n")?;
@@ -165,6 +157,27 @@ fn receive(
         );
     }
     Ok(())
+}
+
+/// Messages an endpoint threw away ([`Transport::dropped`]), reported on stderr as they come.
+struct Drops {
+    mech: Mechanism,
+    seen: u64,
+}
+
+impl Drops {
+    fn report(&mut self, ep: &dyn Transport) {
+        let now = ep.dropped();
+        if now > self.seen {
+            let what = match self.mech {
+                Mechanism::Fifo => "unfinished message(s) that a writer left when it closed",
+                Mechanism::UdsDgram => "datagram(s) from a sender that the policy refuses",
+                _ => "message(s)",
+            };
+            eprintln!("ipckit: dropped {} {what} ({now} so far)", now - self.seen);
+            self.seen = now;
+        }
+    }
 }
 
 fn open_sysv(addr: &str, msg_type: Option<i64>) -> anyhow::Result<Box<dyn Transport>> {

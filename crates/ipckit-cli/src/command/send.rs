@@ -3,7 +3,13 @@
 //!
 //! The CLI adds no header of its own: what goes out is the message's bytes, newline-ended on
 //! byte streams by default so `cat`, `nc` and `socat` read it (`--framing length` switches to
-//! the library's 4-byte length prefix).
+//! the library's 16-byte header: the payload's length as a little-endian `u32`, then 12 zero
+//! bytes; [`ipckit::framing`]).
+//!
+//! A FIFO may have several writers at once, so each message (with its newline or header)
+//! goes out in one `write` of at most `PIPE_BUF` (4096) bytes, which the kernel never splits
+//! or interleaves: a FIFO message is at most 4,095 bytes with line framing, 4,080 with
+//! length framing. A killed sender can then never leave half a message in the FIFO.
 //!
 //! tcp and udp send to any `HOST:PORT` (a name, an IPv4 address, or `[IPv6]:PORT`), on this
 //! machine or another one.
@@ -74,6 +80,27 @@ impl Sender<'_> {
                  the end of the connection",
             )
             .into());
+        }
+        if mech == Mechanism::Fifo {
+            // A FIFO may have several writers, and only a write of at most PIPE_BUF bytes is
+            // never split, interleaved with another writer's or left half-written by a killed
+            // sender; so each message goes out whole in one such write.
+            let overhead = match self.framing {
+                Framing::Line => 1,
+                Framing::Length => ipckit::framing::HEADER_LEN,
+            };
+            let limit = ipckit::fifo::ATOMIC_WRITE - overhead;
+            if msg.len() > limit {
+                return Err(UserError::new(format!(
+                    "message of {} bytes is over the fifo limit of {limit} bytes ({} with this \
+                     framing: one atomic write of PIPE_BUF, {} bytes, per message so writers \
+                     never mix); nothing sent; use uds for larger messages",
+                    msg.len(),
+                    limit,
+                    ipckit::fifo::ATOMIC_WRITE
+                ))
+                .into());
+            }
         }
         match self.ep.send(msg) {
             Ok(()) => Ok(()),

@@ -131,3 +131,111 @@ fn uds_long_line_ends_only_that_connection() {
 fn uds_huge_length_ends_only_that_connection() {
     bad_peer_then_good("uds", "length");
 }
+
+/// Row 8: a FIFO writer writes half a message and is killed; the next writer's `hello`
+/// arrives alone (the half is dropped, counted, reported), and with length framing it is not
+/// swallowed as the dead writer's payload.
+fn fifo_half_then_hello(framing: &str) {
+    use std::os::unix::process::CommandExt;
+    let env = TestEnv::new(&format!("fifo-half-{framing}"));
+    let at = env.path("f");
+    let r = listener(&env, "fifo", &at, framing);
+    let half: Vec<u8> = if framing == "line" {
+        b"half a line, no newline".to_vec()
+    } else {
+        // A header announcing 100 bytes, then 10 of them.
+        let mut h = vec![0u8; 16];
+        h[..4].copy_from_slice(&100u32.to_le_bytes());
+        h.extend_from_slice(b"0123456789");
+        h
+    };
+    let mut w = std::fs::OpenOptions::new().write(true).open(&at).unwrap();
+    w.write_all(&half).unwrap();
+    // The writer that dies is a child holding the only other write end.
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .stdout(w.try_clone().unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    drop(w);
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let s = env.run(
+        &[
+            "send",
+            "--via",
+            "fifo",
+            "--to",
+            &at,
+            "--framing",
+            framing,
+            "hello",
+        ],
+        b"",
+    );
+    let out = r.finish();
+    assert!(s.status.success(), "{framing}: send: {s:?}; recv: {out:?}");
+    assert!(out.status.success(), "{framing}: recv: {out:?}");
+    assert_eq!(out.stdout, "hello\n", "{framing}: {out:?}");
+    assert!(
+        out.stderr.contains("dropped 1 unfinished message"),
+        "{framing}: the half must be counted and reported: {out:?}"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn fifo_line_half_message_of_a_dead_writer_is_dropped() {
+    fifo_half_then_hello("line");
+}
+
+#[test]
+fn fifo_length_half_frame_of_a_dead_writer_does_not_swallow_the_next() {
+    fifo_half_then_hello("length");
+}
+
+/// Row 8: a FIFO message over one atomic write is refused before anything is written (exit
+/// 2, one line), so a sender is never told "sent" for a message that could be split; the
+/// largest that fits goes through.
+#[test]
+fn fifo_message_over_pipe_buf_is_refused_whole() {
+    let env = TestEnv::new("fifo-big");
+    let at = env.path("f");
+    let r = listener(&env, "fifo", &at, "line");
+    let big = "x".repeat(4096);
+    env.run(
+        &[
+            "send",
+            "--via",
+            "fifo",
+            "--to",
+            &at,
+            "--framing",
+            "line",
+            &big,
+        ],
+        b"",
+    )
+    .user_error("over the fifo limit of 4095 bytes");
+    let fits = "y".repeat(4095);
+    env.run(
+        &[
+            "send",
+            "--via",
+            "fifo",
+            "--to",
+            &at,
+            "--framing",
+            "line",
+            &fits,
+        ],
+        b"",
+    )
+    .ok();
+    let out = r.finish();
+    assert_eq!(out.stdout, format!("{fits}\n"));
+    env.assert_clean();
+}
