@@ -33,7 +33,7 @@ pub enum Framing {
     #[default]
     Length,
     /// Each message ends with `\n` and must not contain one: what `cat`, `nc` and `socat`
-    /// read and write.
+    /// read and write. A line is at most [`framing::LINE_MAX`] (65,535) bytes.
     Line,
 }
 

@@ -239,3 +239,90 @@ fn fifo_message_over_pipe_buf_is_refused_whole() {
     assert_eq!(out.stdout, format!("{fits}\n"));
     env.assert_clean();
 }
+
+/// Writes `n` with thousands separators, as the docs do (65,535).
+fn grouped(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Row 15: the header size and the line limit that `--help` and the README state are the
+/// code's constants.
+#[test]
+fn docs_state_the_real_header_and_line_limit() {
+    let env = TestEnv::new("docs");
+    let help = env.run(&["send", "--help"], b"").ok().to_owned();
+    let header = format!("{}-byte header", ipckit::framing::HEADER_LEN);
+    let line = grouped(ipckit::framing::LINE_MAX);
+    let fifo_line = grouped(ipckit::fifo::ATOMIC_WRITE - 1);
+    let fifo_len = grouped(ipckit::fifo::ATOMIC_WRITE - ipckit::framing::HEADER_LEN);
+    for needle in [&header, &line, &fifo_line, &fifo_len] {
+        assert!(
+            help.contains(needle.as_str()),
+            "send --help lacks '{needle}': {help}"
+        );
+    }
+    assert!(!help.contains("4-byte"), "send --help: {help}");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    for needle in [&header, &format!("{line} B a line"), &fifo_line, &fifo_len] {
+        assert!(readme.contains(needle.as_str()), "README lacks '{needle}'");
+    }
+}
+
+/// Row 15: the wire is what the docs say. A frame built by hand from the documented layout
+/// (u32 LE length, 12 zero bytes, payload) is received; a line of exactly the documented
+/// limit is received; one byte more loses its connection.
+#[test]
+fn wire_matches_the_documented_header_and_line_limit() {
+    use std::os::unix::net::UnixStream;
+    let env = TestEnv::new("wire");
+    let at = env.path("sock");
+    let r = listener(&env, "uds", &at, "length");
+    let mut frame = 5u32.to_le_bytes().to_vec();
+    frame.extend_from_slice(&[0u8; 12]);
+    frame.extend_from_slice(b"hand!");
+    UnixStream::connect(&at).unwrap().write_all(&frame).unwrap();
+    assert_eq!(r.finish().stdout, "hand!\n");
+
+    let at = env.path("sock2");
+    let mut r = env.spawn(&[
+        "recv",
+        "--via",
+        "uds",
+        "--at",
+        &at,
+        "--count",
+        "2",
+        "--timeout",
+        "15",
+    ]);
+    r.wait_ready();
+    let max = ipckit::framing::LINE_MAX;
+    for len in [max + 1, max] {
+        let mut l = vec![b'z'; len];
+        l.push(b'\n');
+        let mut c = UnixStream::connect(&at).unwrap();
+        let _ = c.write_all(&l);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    UnixStream::connect(&at)
+        .unwrap()
+        .write_all(b"after\n")
+        .unwrap();
+    let out = r.finish();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, format!("{}\nafter\n", "z".repeat(max)));
+    assert!(
+        out.stderr
+            .contains(&format!("{max}-byte line-framing limit")),
+        "{out:?}"
+    );
+}
