@@ -1025,6 +1025,9 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
                 )?,
                 Err(e) => return Err(e),
             };
+            let mut q = q;
+            // So one-way senders know whom to watch (`msg_lrpid`).
+            q.announce_receiver()?;
             Receiver::Endpoint(Box::new(q))
         }
         Mechanism::Pipe | Mechanism::Eventfd => {
@@ -1074,12 +1077,12 @@ pub fn open_sender(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Bo
             Box::new(DgramEndpoint::new(mech, s.into(), opts.wait, max)?)
         }
         Mechanism::MqPosix => {
-            let q = PosixMq::open(addr, opts.wait)?;
+            let q = PosixMq::open_sender(addr, opts.wait)?;
             check_existing_queue(addr, q.owner()?, opts)?;
             Box::new(q)
         }
         Mechanism::MqSysv => {
-            let q = SysvMq::open(sysvmod::parse_key(addr)?, opts.wait)?;
+            let q = SysvMq::open_sender(sysvmod::parse_key(addr)?, opts.wait)?;
             check_existing_queue(addr, q.owner()?, opts)?;
             Box::new(q)
         }

@@ -195,6 +195,9 @@ fn open_sysv(addr: &str, msg_type: Option<i64>) -> anyhow::Result<Box<dyn Transp
         }
     };
     let mut q = open().map_err(|e| open_error(e, Mechanism::MqSysv, addr, "receive at"))?;
+    // So one-way senders know whom to watch (`msg_lrpid`).
+    q.announce_receiver()
+        .map_err(|e| open_error(e, Mechanism::MqSysv, addr, "receive at"))?;
     if let Some(t) = msg_type {
         q.set_recv_type(t);
     }

@@ -138,7 +138,8 @@ fn open_sender(
         Mechanism::MqPosix if priority.is_some_and(|p| p >= 32768) => {
             return Err(UserError::new("a POSIX priority (--priority) must be below 32768").into());
         }
-        Mechanism::MqPosix => PosixMq::open(addr, Wait::Block).and_then(|mut q| {
+        // One-way senders: a send waiting on a full queue learns of the receiver's end.
+        Mechanism::MqPosix => PosixMq::open_sender(addr, Wait::Block).and_then(|mut q| {
             connect::check_existing_queue(addr, q.owner()?, &opts)?;
             q.set_priority(priority.unwrap_or(0));
             Ok(Box::new(q) as Box<dyn Transport>)
@@ -152,7 +153,7 @@ fn open_sender(
                 .into());
             }
             sysv::parse_key(addr)
-                .and_then(|key| SysvMq::open(key, Wait::Block))
+                .and_then(|key| SysvMq::open_sender(key, Wait::Block))
                 .and_then(|mut q| {
                     connect::check_existing_queue(addr, q.owner()?, &opts)?;
                     q.set_send_type(mtype)?;

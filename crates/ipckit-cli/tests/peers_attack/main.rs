@@ -326,3 +326,112 @@ fn wire_matches_the_documented_header_and_line_limit() {
         "{out:?}"
     );
 }
+
+/// Row 6: `seq 1 30000000 | ipckit send --via MECH --to ADDR` with the receiver killed (-9)
+/// or stopped (TERM) mid-stream: the sender, blocked on the full queue, fails (not exit 0)
+/// soon after. The delay is measured and printed; only a generous bound that catches a
+/// hang is asserted.
+fn queue_sender_learns_of_receiver_end(via: &str, addr: &str, sig: i32) {
+    use std::process::Stdio;
+    use std::time::Instant;
+    let env = TestEnv::new(&format!("mq-end-{via}-{sig}"));
+    let r = listener_plain(&env, via, addr);
+    let mut send = env.cmd(&["send", "--via", via, "--to", addr]);
+    send.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut sender = send.spawn().unwrap();
+    let mut stdin = sender.stdin.take().unwrap();
+    // `seq 1 30000000`, written until the sender stops reading.
+    let feeder = std::thread::spawn(move || {
+        let mut buf = String::new();
+        for i in 1..=30_000_000u64 {
+            buf.push_str(&i.to_string());
+            buf.push('\n');
+            if buf.len() > 60_000 {
+                if stdin.write_all(buf.as_bytes()).is_err() {
+                    return;
+                }
+                buf.clear();
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        sender.try_wait().unwrap().is_none(),
+        "the sender ended early"
+    );
+    r.signal(sig);
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(st) = sender.try_wait().unwrap() {
+            break st;
+        }
+        if killed.elapsed() > Duration::from_secs(5) {
+            let _ = sender.kill();
+            let _ = sender.wait();
+            let _ = r.finish();
+            let _ = env.run(&["clean"], b"");
+            panic!("{via}: the sender still blocked 5 s after the receiver's end (signal {sig})");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let delay = killed.elapsed();
+    eprintln!("{via}, receiver signal {sig}: the sender ended {delay:?} after it");
+    let mut err = String::new();
+    std::io::Read::read_to_string(sender.stderr.as_mut().unwrap(), &mut err).unwrap();
+    feeder.join().unwrap();
+    let _ = r.finish();
+    env.run(&["clean"], b"").ok();
+    assert!(
+        !status.success(),
+        "{via}: send exited 0 though the receiver was gone: {err}"
+    );
+    assert!(err.contains("went away"), "{via}: {err}");
+    assert!(delay < Duration::from_secs(2), "{via}: took {delay:?}");
+    env.assert_clean();
+}
+
+/// `recv --via MECH --at ADDR` with no count or timeout and its output thrown away (a full
+/// stdout pipe would stop it reading), waited for.
+fn listener_plain(env: &TestEnv, via: &str, at: &str) -> Bg {
+    use std::process::Stdio;
+    let mut c = env.cmd(&["recv", "--via", via, "--at", at]);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut r = Bg::start(c.spawn().unwrap());
+    r.wait_ready();
+    r
+}
+
+fn mq_posix_name(tag: &str) -> String {
+    format!("/ipckit-peers-{}-{tag}", std::process::id())
+}
+
+fn mq_sysv_key(n: u32) -> String {
+    format!(
+        "0x{:08x}",
+        0x5e00_0000 | ((std::process::id() & 0xffff) << 4) | n
+    )
+}
+
+#[test]
+fn mq_posix_sender_learns_of_receiver_kill() {
+    queue_sender_learns_of_receiver_end("mq-posix", &mq_posix_name("kill"), libc::SIGKILL);
+}
+
+#[test]
+fn mq_posix_sender_learns_of_receiver_stop() {
+    queue_sender_learns_of_receiver_end("mq-posix", &mq_posix_name("term"), libc::SIGTERM);
+}
+
+#[test]
+fn mq_sysv_sender_learns_of_receiver_kill() {
+    queue_sender_learns_of_receiver_end("mq-sysv", &mq_sysv_key(1), libc::SIGKILL);
+}
+
+#[test]
+fn mq_sysv_sender_learns_of_receiver_stop() {
+    queue_sender_learns_of_receiver_end("mq-sysv", &mq_sysv_key(2), libc::SIGTERM);
+}
