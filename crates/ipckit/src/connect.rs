@@ -973,9 +973,12 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
         Mechanism::UdsDgram => {
             let (fd, guard) = bind_unix(libc::SOCK_DGRAM, addr, opts.mode)?;
             let max = grow_dgram_buffers(&fd, max)?;
+            // Every datagram's sender is checked (`crate::dgram`): an abstract address has
+            // no file mode to keep other users out.
             Receiver::Endpoint(Box::new(
                 DgramEndpoint::new(mech, fd, opts.wait, max)?
-                    .with_guards(guard.into_iter().collect()),
+                    .with_guards(guard.into_iter().collect())
+                    .with_policy(policy(opts))?,
             ))
         }
         Mechanism::Udp => {
@@ -1069,7 +1072,9 @@ pub fn open_sender(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Bo
         Mechanism::UdsDgram => {
             let fd = connect_unix(libc::SOCK_DGRAM, addr)?;
             let max = grow_dgram_buffers(&fd, max)?;
-            Box::new(DgramEndpoint::new(mech, fd, opts.wait, max)?)
+            // The receiver proves it is an ipckit receiver of an accepted uid first.
+            let peer = crate::dgram::verify_receiver(&fd, &policy(opts), opts.timeout, addr)?;
+            Box::new(DgramEndpoint::new(mech, fd, opts.wait, max)?.with_peer(Some(peer), None))
         }
         Mechanism::Udp => {
             let (s, a) = udp_connected(addr)?;

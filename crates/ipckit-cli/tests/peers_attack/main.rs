@@ -435,3 +435,202 @@ fn mq_sysv_sender_learns_of_receiver_kill() {
 fn mq_sysv_sender_learns_of_receiver_stop() {
     queue_sender_learns_of_receiver_end("mq-sysv", &mq_sysv_key(2), libc::SIGTERM);
 }
+
+/// True if this test may go on as another user; a loud skip (or, under CI or as root, a
+/// failure) otherwise.
+fn can_switch_users(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: needs root to act as another user, and CI must run it");
+    }
+    eprintln!("SKIPPED: needs root: {test}");
+    false
+}
+
+/// An unused numeric uid (and gid) for this test: no account needed.
+fn stranger_uid(n: u32) -> u32 {
+    60_000 + (std::process::id() % 1000) * 4 + n
+}
+
+/// A directory the stranger owns, for its own registry.
+fn stranger_dir(env: &TestEnv, uid: u32) -> String {
+    let d = env.path(&format!("stranger-{uid}"));
+    std::fs::create_dir(&d).unwrap();
+    std::os::unix::fs::chown(&d, Some(uid), Some(uid)).unwrap();
+    d
+}
+
+/// `ipckit ARGS` run as `uid`.
+fn as_user(env: &TestEnv, uid: u32, args: &[&str]) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = env.cmd(args);
+    // std drops the supplementary groups too when root sets a uid.
+    c.uid(uid)
+        .gid(uid)
+        .env("IPCKIT_REGISTRY", stranger_dir(env, uid) + "/reg");
+    c
+}
+
+/// Sends `msg` to the abstract address `@name` from a forked child running as `uid`: a plain
+/// datagram, as Python's `sendto` would send it.
+fn raw_sendto_as(uid: u32, name: &str, msg: &[u8]) {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    // Everything the child needs is made before the fork; the child only makes syscalls.
+    let sock = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    // SAFETY: fork in a test process; the child calls only async-signal-safe functions
+    // (setresgid, setgroups, setresuid, send via a socket made before the fork, _exit).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // SAFETY: plain syscalls on integers, then _exit; no allocation.
+        unsafe {
+            let ok = libc::setgroups(0, std::ptr::null()) == 0
+                && libc::setresgid(uid, uid, uid) == 0
+                && libc::setresuid(uid, uid, uid) == 0;
+            if !ok {
+                libc::_exit(3);
+            }
+        }
+        let sent = sock.send_to_addr(msg, &addr).is_ok();
+        // SAFETY: _exit ends the child without running the parent's destructors.
+        unsafe { libc::_exit(if sent { 0 } else { 4 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the stranger's sendto failed: {status}"
+    );
+}
+
+/// Row 4: `recv --via uds-dgram --at @name` drops (and reports) datagrams from another user,
+/// a plain `sendto` or `ipckit send`, and still takes its own user's.
+#[test]
+fn dgram_receiver_drops_another_users_datagrams() {
+    if !can_switch_users("dgram_receiver_drops_another_users_datagrams") {
+        return;
+    }
+    let env = TestEnv::new("dgram-drop");
+    let name = format!("ipckit-peers-{}-drop", std::process::id());
+    let at = format!("@{name}");
+    let r = listener_dgram(&env, &at);
+    let uid = stranger_uid(0);
+    raw_sendto_as(uid, &name, b"from a stranger");
+    let stranger = as_user(
+        &env,
+        uid,
+        &["send", "--via", "uds-dgram", "--to", &at, "ipckit stranger"],
+    )
+    .output()
+    .unwrap();
+    env.run(&["send", "--via", "uds-dgram", "--to", &at, "mine"], b"")
+        .ok();
+    let out = r.finish();
+    assert!(
+        !stranger.status.success(),
+        "the stranger's send: {stranger:?}"
+    );
+    assert_eq!(out.stdout, "mine\n", "{out:?}");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.contains("policy refuses"),
+        "drops must be reported: {out:?}"
+    );
+}
+
+/// `recv --via uds-dgram --count 1` with its output collected.
+fn listener_dgram(env: &TestEnv, at: &str) -> Bg {
+    let mut r = env.spawn(&[
+        "recv",
+        "--via",
+        "uds-dgram",
+        "--at",
+        at,
+        "--count",
+        "1",
+        "--timeout",
+        "15",
+    ]);
+    r.wait_ready();
+    r
+}
+
+/// Row 4: root's `send --via uds-dgram --to @other` to another user's ipckit receiver is
+/// refused before anything is sent (the answer's credentials), and nothing arrives there.
+#[test]
+fn dgram_sender_refuses_another_users_receiver() {
+    if !can_switch_users("dgram_sender_refuses_another_users_receiver") {
+        return;
+    }
+    use std::process::Stdio;
+    let env = TestEnv::new("dgram-other-rx");
+    let at = format!("@ipckit-peers-{}-other", std::process::id());
+    let uid = stranger_uid(1);
+    let mut c = as_user(
+        &env,
+        uid,
+        &[
+            "recv",
+            "--via",
+            "uds-dgram",
+            "--at",
+            &at,
+            "--count",
+            "1",
+            "--timeout",
+            "4",
+        ],
+    );
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut r = Bg::start(c.spawn().unwrap());
+    r.wait_ready();
+    let s = env.run(&["send", "--via", "uds-dgram", "--to", &at, "secret"], b"");
+    let out = r.finish();
+    assert!(!s.status.success(), "send must refuse: {s:?}");
+    // The other user's receiver refuses our probe as we would refuse its answer: either way
+    // the sender stops before its message.
+    assert!(s.stderr.contains("nothing was sent"), "{s:?}");
+    assert_eq!(
+        out.stdout, "",
+        "nothing may reach the other user's receiver: {out:?}"
+    );
+}
+
+/// Row 4: a datagram socket that is not ipckit's (same user) never answers the hello: the
+/// sender fails with a clear error, and the socket got the probe, not the message.
+#[test]
+fn dgram_sender_refuses_a_plain_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    let env = TestEnv::new("dgram-plain");
+    let name = format!("ipckit-peers-{}-plain", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let plain = std::os::unix::net::UnixDatagram::bind_addr(&addr).unwrap();
+    let s = env.run(
+        &[
+            "send",
+            "--via",
+            "uds-dgram",
+            "--to",
+            &format!("@{name}"),
+            "hello",
+        ],
+        b"",
+    );
+    assert!(!s.status.success(), "{s:?}");
+    assert!(s.stderr.contains("did not answer ipckit's hello"), "{s:?}");
+    plain.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 256];
+    let mut got = Vec::new();
+    while let Ok(n) = plain.recv(&mut b) {
+        got.push(b[..n].to_vec());
+    }
+    assert_eq!(got.len(), 1, "only the probe: {got:?}");
+    assert!(got[0].starts_with(b"ipckit-dgram-hel"), "{got:?}");
+}
