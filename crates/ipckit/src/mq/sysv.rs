@@ -96,7 +96,7 @@ pub struct SysvMq {
 
 /// The type of a receiver's announcement ([`SysvMq::announce_receiver`]): the largest, which
 /// no sender's type (`--priority`, a `u32`) reaches and no receive by type takes by mistake.
-const ANNOUNCE_TYPE: i64 = libc::c_long::MAX as i64;
+const ANNOUNCE_TYPE: i64 = i64::MAX;
 /// The announcement's text.
 const ANNOUNCE: &[u8; 16] = b"ipckit-receiver\0";
 
