@@ -113,6 +113,9 @@ struct OneWay {
     name: String,
     /// Device and inode of the queue, to recognise it in other processes' descriptors.
     id: (u64, u64),
+    /// The queue's mode lets other users read it: a receiver may then hide in a process
+    /// whose descriptors we cannot see.
+    others_may_read: bool,
     watch: Option<Watched>,
 }
 
@@ -139,19 +142,28 @@ fn holds_for_reading(pid: u32, fd: &str, id: (u64, u64)) -> bool {
         && access_mode(pid, fd).is_some_and(|a| a != libc::O_WRONLY)
 }
 
-/// Another process that has queue `name` (`id`) open for reading: (pid, descriptor). Only
-/// processes whose `/proc/PID/fd` we may read are seen (our own uid's, or all for root).
-fn find_reader(name: &str, id: (u64, u64)) -> Option<(u32, i32)> {
+/// Another process that has queue `name` (`id`) open for reading: (pid, descriptor), and
+/// whether some process's descriptors could not be read. Only processes whose
+/// `/proc/PID/fd` we may read are seen (our own uid's, or all for root).
+fn find_reader(name: &str, id: (u64, u64)) -> (Option<(u32, i32)>, bool) {
     let me = std::process::id();
-    for p in std::fs::read_dir("/proc").ok()?.flatten() {
+    let mut hidden = false;
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return (None, true);
+    };
+    for p in procs.flatten() {
         let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
         if pid == me {
             continue;
         }
-        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
-            continue;
+        let fds = match std::fs::read_dir(p.path().join("fd")) {
+            Ok(fds) => fds,
+            Err(e) => {
+                hidden |= e.kind() == io::ErrorKind::PermissionDenied;
+                continue;
+            }
         };
         for fd in fds.flatten() {
             // An mq descriptor reads back as the queue's name under the mqueue mount.
@@ -160,11 +172,11 @@ fn find_reader(name: &str, id: (u64, u64)) -> Option<(u32, i32)> {
             let num = fd.file_name();
             let Some(num) = num.to_str() else { continue };
             if named && holds_for_reading(pid, num, id) {
-                return num.parse().ok().map(|n| (pid, n));
+                return (num.parse().ok().map(|n| (pid, n)), hidden);
             }
         }
     }
-    None
+    (None, hidden)
 }
 
 fn create_queue(name: &str, opts: &MqOptions) -> io::Result<(OwnedFd, ObjectGuard)> {
@@ -297,7 +309,9 @@ impl PosixMq {
         let st = crate::sys::pipe::fstat(fd.as_fd())?;
         let mut me = Self::from_parts(None, Some(fd), wait, Vec::new())?;
         let id = (st.st_dev, st.st_ino);
-        let watch = find_reader(name, id).and_then(|(pid, fd)| Watched::new(pid, Some(fd)));
+        let watch = find_reader(name, id)
+            .0
+            .and_then(|(pid, fd)| Watched::new(pid, Some(fd)));
         me.peer = watch.as_ref().map(|w| PeerInfo {
             pid: w.pid,
             watched: true,
@@ -305,6 +319,7 @@ impl PosixMq {
         me.one_way = Some(OneWay {
             name: name.to_owned(),
             id,
+            others_may_read: st.st_mode & 0o044 != 0,
             watch,
         });
         Ok(me)
@@ -333,14 +348,20 @@ impl PosixMq {
                 None => SLICE,
             };
             if ow.watch.is_none() {
-                ow.watch =
-                    find_reader(&ow.name, ow.id).and_then(|(pid, fd)| Watched::new(pid, Some(fd)));
+                let (found, hidden) = find_reader(&ow.name, ow.id);
+                ow.watch = found.and_then(|(pid, fd)| Watched::new(pid, Some(fd)));
                 self.peer = ow.watch.as_ref().map(|w| PeerInfo {
                     pid: w.pid,
                     watched: true,
                 });
                 if ow.watch.is_none() {
-                    return Err(SendError::PeerGone);
+                    if !(hidden && ow.others_may_read) {
+                        return Err(SendError::PeerGone);
+                    }
+                    // Another user's process may read it, unseen: wait for room, as a plain
+                    // queue does, and look again after the slice.
+                    sysfd::poll(&[(fd, libc::POLLOUT)], Some(slice))?;
+                    continue;
                 }
             }
             let w = ow.watch.as_ref().expect("set above");

@@ -212,7 +212,7 @@ impl SysvMq {
     /// As [`SysvMq::open`].
     pub fn open_sender(key: i32, wait: Wait) -> io::Result<SysvMq> {
         let mut me = Self::open(key, wait)?;
-        me.one_way = Some(me.live_reader(None));
+        me.one_way = Some(me.live_reader(None).ok().flatten());
         Ok(me)
     }
 
@@ -238,11 +238,14 @@ impl SysvMq {
             r => r.map(drop),
         }
     }
-
     /// The live process that last read the send queue, watched; `current` is kept if it is
-    /// still the one.
-    fn live_reader(&self, current: Option<Watched>) -> Option<Watched> {
-        let pid = sysv::stat(self.send_id).ok()?.msg_lrpid;
+    /// still the one. `Err` when the queue cannot be looked at (no read permission).
+    fn live_reader(&self, current: Option<Watched>) -> Result<Option<Watched>, ()> {
+        let pid = sysv::stat(self.send_id).map_err(drop)?.msg_lrpid;
+        Ok(Self::reader_pid(pid, current))
+    }
+
+    fn reader_pid(pid: libc::pid_t, current: Option<Watched>) -> Option<Watched> {
         let pid = u32::try_from(pid).ok().filter(|&p| p != 0)?;
         if pid == std::process::id() {
             return None;
@@ -274,8 +277,18 @@ impl SysvMq {
             }
             let mut watch = self.one_way.take().flatten();
             if watch.is_none() || Instant::now() >= restat {
-                watch = self.live_reader(watch);
                 restat = Instant::now() + RESTAT;
+                watch = match self.live_reader(watch) {
+                    Ok(w) => w,
+                    Err(()) => {
+                        // Write-only access: the reader cannot be known. Wait as a plain
+                        // queue does.
+                        self.one_way = Some(None);
+                        std::thread::sleep(left.map_or(nap, |l| l.min(nap)));
+                        nap = (nap * 2).min(MAX_NAP);
+                        continue;
+                    }
+                };
             }
             let Some(w) = watch else {
                 self.one_way = Some(None);
