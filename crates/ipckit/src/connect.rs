@@ -1041,10 +1041,17 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
 
 /// Opens the sending side of a one-way channel to an existing receiver at `addr`.
 ///
+/// A Unix datagram sender first has the receiver answer a hello whose credentials are
+/// checked against the options' policy ([`DgramEndpoint`]): the receiver must be receiving
+/// meanwhile. Queue senders are one-way senders that learn of their receiver's end while
+/// they wait for room ([`crate::mq`]).
+///
 /// # Errors
 ///
-/// `NotFound`/`ConnectionRefused`/`TimedOut` when no receiver is there, `InvalidInput` for
-/// an address of the wrong form, or the OS error.
+/// `NotFound`/`ConnectionRefused`/`TimedOut` when no receiver is there (for a Unix datagram
+/// socket, also one that does not answer the hello: not an ipckit receiver),
+/// `PermissionDenied` for a datagram receiver of a refused uid, `InvalidInput` for an
+/// address of the wrong form, or the OS error.
 pub fn open_sender(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Box<dyn Transport>> {
     let max = max_for(mech, opts);
     Ok(match mech {

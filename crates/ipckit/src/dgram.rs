@@ -35,6 +35,15 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 /// A message-socket endpoint.
+///
+/// A one-way Unix datagram receiver ([`crate::connect::open_receiver`]) checks every
+/// datagram's `SCM_CREDENTIALS` against its [`Policy`] (our own uid by default) and drops and
+/// counts ([`Transport::dropped`]) the refused ones unread: Linux gives `SO_PEERCRED` on
+/// datagram sockets only for socketpairs, and an abstract address has no file mode. A sender
+/// ([`crate::connect::open_sender`]) first sends a probe with a random nonce and waits for
+/// the receiver's answer, whose kernel-vouched credentials it checks in turn; only the
+/// receiver can send to the sender's connected socket, so the answer cannot be forged, and a
+/// socket that is not an ipckit receiver never answers (the sender fails after its timeout).
 #[derive(Debug)]
 pub struct DgramEndpoint {
     mech: Mechanism,

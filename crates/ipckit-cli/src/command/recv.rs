@@ -1,7 +1,12 @@
 //! `ipckit recv`: prints each message it receives on its own line of stdout.
 //!
 //! The endpoint is created when it does not exist and used when it does. On listening
-//! mechanisms (uds, uds-seqpacket, tcp) peers are accepted one after another. It stops after
+//! mechanisms (uds, uds-seqpacket, tcp) peers are accepted one after another; a peer that
+//! breaks the framing (a line over the limit, a length over the maximum, a malformed header)
+//! loses its own connection, with one line on stderr, and the others are served. A FIFO
+//! receiver goes from one writer to the next and drops an unfinished message a writer left;
+//! a uds-dgram receiver drops datagrams from senders of another uid; both are reported on
+//! stderr as they happen. It stops after
 //! `--count` messages, after `--timeout` seconds without one, or on SIGINT/SIGTERM, and removes
 //! what it created in every case (waits are sliced so the signal flag is seen).
 //!
