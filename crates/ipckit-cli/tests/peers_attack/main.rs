@@ -634,3 +634,70 @@ fn dgram_sender_refuses_a_plain_socket() {
     assert_eq!(got.len(), 1, "only the probe: {got:?}");
     assert!(got[0].starts_with(b"ipckit-dgram-hel"), "{got:?}");
 }
+
+/// Row 7 on seqpacket: a record over the receiver's maximum (1 MiB) ends that connection
+/// only. The record needs a send buffer over the default, which only root may force.
+#[test]
+fn seqpacket_oversized_record_ends_only_that_connection() {
+    if !can_switch_users("seqpacket_oversized_record_ends_only_that_connection") {
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::new("badpeer-seqpacket");
+    let at = env.path("sp");
+    let mut r = env.spawn(&[
+        "recv",
+        "--via",
+        "uds-seqpacket",
+        "--at",
+        &at,
+        "--count",
+        "1",
+        "--timeout",
+        "15",
+    ]);
+    r.wait_ready();
+    // SAFETY: plain socket calls on integers and on live locals of the sizes passed.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let big: libc::c_int = 8 << 20;
+        let r = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUFFORCE,
+            (&big as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(r, 0);
+        let mut sa: libc::sockaddr_un = std::mem::zeroed();
+        sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in sa
+            .sun_path
+            .iter_mut()
+            .zip(std::ffi::OsStr::new(&at).as_bytes())
+        {
+            *d = *s as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        assert_eq!(
+            libc::connect(fd, (&sa as *const libc::sockaddr_un).cast(), len),
+            0
+        );
+        let rec = vec![b'x'; 2 << 20];
+        let n = libc::send(fd, rec.as_ptr().cast(), rec.len(), 0);
+        assert_eq!(n, rec.len() as isize);
+        std::thread::sleep(Duration::from_millis(200));
+        env.run(
+            &["send", "--via", "uds-seqpacket", "--to", &at, "after"],
+            b"",
+        )
+        .ok();
+        libc::close(fd);
+    }
+    let out = r.finish();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, "after\n", "{out:?}");
+    assert!(out.stderr.contains("1 peer(s) dropped"), "{out:?}");
+    env.assert_clean();
+}
