@@ -153,9 +153,10 @@ pub enum FormatArg {
 /// Message framing on byte streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FramingArg {
-    /// Newline-terminated messages.
+    /// Newline-terminated messages, at most 65,535 bytes a line (4,095 on a fifo).
     Line,
-    /// 4-byte little-endian length, then the payload.
+    /// A 16-byte header (the payload's length as a little-endian u32, then 12 zero bytes),
+    /// then the payload: up to 1 MiB (4,080 bytes on a fifo).
     Length,
 }
 

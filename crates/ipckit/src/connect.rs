@@ -914,6 +914,10 @@ pub enum Receiver {
 /// recorded, removed on drop) when it does not exist and using it when it does (FIFOs and
 /// queues). No hello is expected: any program may send.
 ///
+/// A FIFO receiver outlives its writers: when the last one closes it waits for the next,
+/// and a message a writer left unfinished is dropped and counted ([`Transport::dropped`]),
+/// never joined to the next writer's bytes.
+///
 /// TCP and UDP bind `addr` as given (`0.0.0.0:PORT` or `[::]:PORT` for every interface). An IP
 /// peer has no credentials to check, so [`Options::allow_other_users`] does not apply: any
 /// host that can reach the address may send.
@@ -936,7 +940,7 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
             Receiver::Endpoint(Box::new(
                 StreamEndpoint::new(mech, Some(r), None, false, opts.wait, max)?
                     .with_guards(guard.into_iter().collect())
-                    .waiting_for_writer(),
+                    .fifo_sessions(),
             ))
         }
         Mechanism::Uds | Mechanism::UdsSeqpacket => Receiver::Listener(Listener {
@@ -969,9 +973,12 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
         Mechanism::UdsDgram => {
             let (fd, guard) = bind_unix(libc::SOCK_DGRAM, addr, opts.mode)?;
             let max = grow_dgram_buffers(&fd, max)?;
+            // Every datagram's sender is checked (`crate::dgram`): an abstract address has
+            // no file mode to keep other users out.
             Receiver::Endpoint(Box::new(
                 DgramEndpoint::new(mech, fd, opts.wait, max)?
-                    .with_guards(guard.into_iter().collect()),
+                    .with_guards(guard.into_iter().collect())
+                    .with_policy(policy(opts))?,
             ))
         }
         Mechanism::Udp => {
@@ -1021,6 +1028,9 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
                 )?,
                 Err(e) => return Err(e),
             };
+            let mut q = q;
+            // So one-way senders know whom to watch (`msg_lrpid`).
+            q.announce_receiver()?;
             Receiver::Endpoint(Box::new(q))
         }
         Mechanism::Pipe | Mechanism::Eventfd => {
@@ -1031,10 +1041,17 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
 
 /// Opens the sending side of a one-way channel to an existing receiver at `addr`.
 ///
+/// A Unix datagram sender first has the receiver answer a hello whose credentials are
+/// checked against the options' policy ([`DgramEndpoint`]): the receiver must be receiving
+/// meanwhile. Queue senders are one-way senders that learn of their receiver's end while
+/// they wait for room ([`crate::mq`]).
+///
 /// # Errors
 ///
-/// `NotFound`/`ConnectionRefused`/`TimedOut` when no receiver is there, `InvalidInput` for
-/// an address of the wrong form, or the OS error.
+/// `NotFound`/`ConnectionRefused`/`TimedOut` when no receiver is there (for a Unix datagram
+/// socket, also one that does not answer the hello: not an ipckit receiver),
+/// `PermissionDenied` for a datagram receiver of a refused uid, `InvalidInput` for an
+/// address of the wrong form, or the OS error.
 pub fn open_sender(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Box<dyn Transport>> {
     let max = max_for(mech, opts);
     Ok(match mech {
@@ -1062,7 +1079,9 @@ pub fn open_sender(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Bo
         Mechanism::UdsDgram => {
             let fd = connect_unix(libc::SOCK_DGRAM, addr)?;
             let max = grow_dgram_buffers(&fd, max)?;
-            Box::new(DgramEndpoint::new(mech, fd, opts.wait, max)?)
+            // The receiver proves it is an ipckit receiver of an accepted uid first.
+            let peer = crate::dgram::verify_receiver(&fd, &policy(opts), opts.timeout, addr)?;
+            Box::new(DgramEndpoint::new(mech, fd, opts.wait, max)?.with_peer(Some(peer), None))
         }
         Mechanism::Udp => {
             let (s, a) = udp_connected(addr)?;
@@ -1070,12 +1089,12 @@ pub fn open_sender(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Bo
             Box::new(DgramEndpoint::new(mech, s.into(), opts.wait, max)?)
         }
         Mechanism::MqPosix => {
-            let q = PosixMq::open(addr, opts.wait)?;
+            let q = PosixMq::open_sender(addr, opts.wait)?;
             check_existing_queue(addr, q.owner()?, opts)?;
             Box::new(q)
         }
         Mechanism::MqSysv => {
-            let q = SysvMq::open(sysvmod::parse_key(addr)?, opts.wait)?;
+            let q = SysvMq::open_sender(sysvmod::parse_key(addr)?, opts.wait)?;
             check_existing_queue(addr, q.owner()?, opts)?;
             Box::new(q)
         }

@@ -1,17 +1,49 @@
 //! The message-socket endpoint shared by Unix datagram, Unix seqpacket and UDP sockets. The
 //! kernel keeps message boundaries, so there is no framing: one `send` is one message.
+//!
+//! # Unix datagram receivers check every sender
+//!
+//! A datagram socket has no connection whose peer could be checked once, and Linux gives
+//! `SO_PEERCRED` on datagram sockets only for socketpairs; and an abstract address has no
+//! file mode to keep other users out. So a one-way Unix datagram receiver
+//! ([`crate::connect::open_receiver`]) sets `SO_PASSCRED`, reads every datagram's
+//! `SCM_CREDENTIALS` (the kernel's word: an unprivileged sender cannot claim another uid),
+//! and drops and counts ([`Transport::dropped`]) those its [`Policy`] refuses (another uid,
+//! by default) unread. Path-bound receivers do the same, whatever the file's mode.
+//!
+//! A sender checks its receiver the other way round with a hello before its first message
+//! ([`crate::connect::open_sender`]): it sets `SO_PASSCRED` on its own socket, which is
+//! autobound and connected to the receiver, sends a probe (a fixed text and a random
+//! nonce), and waits for the receiver's answer carrying the same nonce. The answer's
+//! `SCM_CREDENTIALS` are checked against the sender's policy. It cannot be forged: a
+//! connected datagram socket accepts datagrams only from the address it is connected to (the
+//! kernel refuses anyone else's with `EPERM`), and the credentials are the kernel's. A
+//! receiver that is not ipckit gets the probe (a readable line, `ipckit-dgram-hello`) and
+//! never answers, so the sender fails with a clear error after its timeout instead of
+//! sending into a socket it cannot vouch for.
 
 use crate::error::{RecvError, SendError};
 use crate::peer::{self, Hello, HELLO_LEN};
 use crate::registry::ObjectGuard;
-use crate::sys::{fd as sysfd, socket};
+use crate::sys::{fd as sysfd, scm, socket};
 use crate::transport::{Mechanism, PeerInfo, RawHandle, Transport};
+use crate::unix::ancillary::Credentials;
+use crate::unix::Policy;
 use crate::wait::{drive, Deadline, Wait};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 /// A message-socket endpoint.
+///
+/// A one-way Unix datagram receiver ([`crate::connect::open_receiver`]) checks every
+/// datagram's `SCM_CREDENTIALS` against its [`Policy`] (our own uid by default) and drops and
+/// counts ([`Transport::dropped`]) the refused ones unread: Linux gives `SO_PEERCRED` on
+/// datagram sockets only for socketpairs, and an abstract address has no file mode. A sender
+/// ([`crate::connect::open_sender`]) first sends a probe with a random nonce and waits for
+/// the receiver's answer, whose kernel-vouched credentials it checks in turn; only the
+/// receiver can send to the sender's connected socket, so the answer cannot be forged, and a
+/// socket that is not an ipckit receiver never answers (the sender fails after its timeout).
 #[derive(Debug)]
 pub struct DgramEndpoint {
     mech: Mechanism,
@@ -27,7 +59,125 @@ pub struct DgramEndpoint {
     paired: bool,
     gone: bool,
     blocking: bool,
+    /// A one-way Unix datagram receiver: the senders it accepts (see the module docs).
+    policy: Option<Policy>,
+    /// Datagrams dropped because the policy refused their sender.
+    dropped: u64,
     _guards: Vec<ObjectGuard>,
+}
+
+/// The probe a Unix datagram sender opens with: this text, then a 16-byte nonce.
+const PROBE: &[u8; 16] = b"ipckit-dgram-hel";
+/// The receiver's answer: this text, then the probe's nonce.
+const ANSWER: &[u8; 16] = b"ipckit-dgram-ack";
+/// Length of a probe and of an answer.
+const PROBE_LEN: usize = 32;
+
+/// 16 bytes nobody can predict well enough to answer a probe they did not see.
+fn nonce() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = [0u8; 16];
+    for half in out.chunks_mut(8) {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        half.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    out
+}
+
+fn cred_of(c: &libc::ucred) -> Credentials {
+    Credentials {
+        pid: c.pid,
+        uid: c.uid,
+        gid: c.gid,
+    }
+}
+
+/// The sender's side of the hello (see the module docs): probes the receiver that `fd` is
+/// connected to and checks the credentials its answer carries against `policy`.
+///
+/// # Errors
+///
+/// `TimedOut` when no answer comes within `timeout` (not an ipckit receiver, or one that
+/// does not accept us), `PermissionDenied` when the receiver's credentials are refused,
+/// `ConnectionRefused` when nothing reads the socket, or the OS error.
+pub(crate) fn verify_receiver(
+    fd: &OwnedFd,
+    policy: &Policy,
+    timeout: Duration,
+    addr: &str,
+) -> io::Result<PeerInfo> {
+    let fd = fd.as_fd();
+    scm::set_passcred(fd, true)?;
+    let deadline = std::time::Instant::now().checked_add(timeout);
+    let left = || deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+    let no_answer = || {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the datagram socket at {addr} did not answer ipckit's hello within {:.1} s: \
+                 it is not an ipckit receiver, or one that refuses our uid; nothing was sent",
+                timeout.as_secs_f64()
+            ),
+        )
+    };
+    let n = nonce();
+    let mut probe = [0u8; PROBE_LEN];
+    probe[..16].copy_from_slice(PROBE);
+    probe[16..].copy_from_slice(&n);
+    loop {
+        match socket::send(fd, &probe, libc::MSG_DONTWAIT) {
+            Ok(_) => break,
+            Err(e) if would_block(&e) => {
+                if let sysfd::Ready::TimedOut = sysfd::poll(&[(fd, libc::POLLOUT)], left())? {
+                    return Err(no_answer());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut b = [0u8; 64];
+    loop {
+        if let sysfd::Ready::TimedOut = sysfd::poll(&[(fd, libc::POLLIN)], left())? {
+            return Err(no_answer());
+        }
+        let (got, _, cred) = match socket::recv_from_unix_cred_flags(fd, &mut b, libc::MSG_DONTWAIT)
+        {
+            Ok(v) => v,
+            Err(e) if would_block(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        // Only the receiver can send to this connected socket; anything but the answer is
+        // ignored.
+        if got != PROBE_LEN || b[..16] != ANSWER[..] || b[16..PROBE_LEN] != n {
+            continue;
+        }
+        let Some(c) = cred.as_ref().map(cred_of) else {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("the receiver at {addr} answered without credentials"),
+            ));
+        };
+        if !policy.allows(&c, fd) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "refused the receiver at {addr}: it runs as uid {} (pid {}), and {policy} \
+                     are accepted; nothing was sent",
+                    c.uid, c.pid
+                ),
+            ));
+        }
+        return Ok(PeerInfo {
+            pid: u32::try_from(c.pid).unwrap_or(0),
+            watched: false,
+        });
+    }
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -48,8 +198,66 @@ impl DgramEndpoint {
             paired: false,
             gone: false,
             blocking: false,
+            policy: None,
+            dropped: 0,
             _guards: Vec::new(),
         })
+    }
+
+    /// Makes this a checked Unix datagram receiver: `SO_PASSCRED` on, every datagram's
+    /// sender checked against `policy`, refused ones dropped and counted, probes answered
+    /// (see the module docs).
+    pub(crate) fn with_policy(mut self, policy: Policy) -> io::Result<Self> {
+        scm::set_passcred(self.fd.as_fd(), true)?;
+        self.policy = Some(policy);
+        Ok(self)
+    }
+
+    /// A checked receive: peek at the next datagram's length and sender, drop it unread if
+    /// the policy refuses the sender, answer it if it is a probe, else take it.
+    fn recv_checked(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, RecvError> {
+        if self.blocking {
+            sysfd::set_nonblocking(self.fd.as_fd(), true)?;
+            self.blocking = false;
+        }
+        let fd = self.fd.as_fd();
+        let policy = self.policy.as_ref().expect("checked by caller");
+        loop {
+            let (len, _, cred) = drive(self.wait, deadline, fd, libc::POLLIN, None, || {
+                match socket::recv_from_unix_cred_flags(
+                    fd,
+                    &mut [],
+                    libc::MSG_PEEK | libc::MSG_TRUNC,
+                ) {
+                    Ok(v) => Ok(Some(v)),
+                    Err(e) if would_block(&e) => Ok(None),
+                    Err(e) => Err(RecvError::from(e)),
+                }
+            })?;
+            let allowed = cred
+                .as_ref()
+                .is_some_and(|c| policy.allows(&cred_of(c), fd));
+            if !allowed {
+                // Dropped unread (descriptors a sender attached are closed by the kernel: no
+                // control buffer is given).
+                let _ = socket::recv(fd, &mut [], libc::MSG_DONTWAIT);
+                self.dropped += 1;
+                continue;
+            }
+            if len > buf.len() {
+                return Err(RecvError::BufferTooSmall { needed: len });
+            }
+            let (n, from, _) = socket::recv_from_unix_cred_flags(fd, buf, libc::MSG_DONTWAIT)?;
+            if n == PROBE_LEN && buf[..16] == PROBE[..] {
+                let mut answer = [0u8; PROBE_LEN];
+                answer[..16].copy_from_slice(ANSWER);
+                answer[16..].copy_from_slice(&buf[16..PROBE_LEN]);
+                // Best effort: a sender that went away needs no answer.
+                let _ = socket::send_to_raw(fd, &answer, &from, libc::MSG_DONTWAIT);
+                continue;
+            }
+            return Ok(n);
+        }
     }
 
     pub(crate) fn with_peer(mut self, peer: Option<PeerInfo>, pidfd: Option<OwnedFd>) -> Self {
@@ -137,6 +345,9 @@ impl Transport for DgramEndpoint {
         if self.gone {
             return Err(RecvError::PeerGone);
         }
+        if self.policy.is_some() {
+            return self.recv_checked(buf, deadline);
+        }
         self.mode_for(deadline)?;
         let fd = self.fd.as_fd();
         let pidfd = self.pidfd.as_ref().map(|p| p.as_fd());
@@ -189,6 +400,10 @@ impl Transport for DgramEndpoint {
 
     fn peer(&self) -> Option<PeerInfo> {
         self.peer
+    }
+
+    fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     fn raw(&self) -> RawHandle<'_> {

@@ -626,3 +626,10 @@ impl AsFd for FifoReader {
         self.fd.as_fd()
     }
 }
+
+/// Largest write the kernel keeps whole on a FIFO (`PIPE_BUF`, 4096 bytes on Linux): it is
+/// never split, never interleaved with another writer's bytes, and a writer killed during it
+/// leaves all of it or nothing. A FIFO with several writers keeps messages apart only if each
+/// (with its newline or frame header) goes out in one write of at most this many bytes;
+/// `ipckit send --via fifo` refuses larger ones.
+pub const ATOMIC_WRITE: usize = libc::PIPE_BUF;

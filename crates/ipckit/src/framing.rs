@@ -8,6 +8,13 @@
 //! took 14.8 µs with the payload aligned, 40 µs behind a 4-byte header, 14.7 µs behind a
 //! 16-byte one). The zero bytes also catch a peer that is not speaking this framing.
 //!
+//! Line framing ([`crate::Framing::Line`], what `cat` and `nc` speak) has no length ahead of
+//! a message, so the receiver must hold a line whole before it knows where it ends: a line
+//! is at most [`LINE_MAX`] bytes (65,535, the newline excluded), which keeps a connection's
+//! buffer at 64 KiB whatever a peer sends. Length framing has no such limit below the
+//! endpoint's maximum (1 MiB by default): its payload is read straight into the caller's
+//! buffer.
+//!
 //! [`FrameDecoder`] is the receive-side buffer. It never holds more than
 //! [`FrameDecoder::capacity`] bytes, whatever the peer sends: large payloads are read
 //! straight into the caller's buffer, not accumulated here, and a length over the endpoint's
@@ -20,6 +27,10 @@ pub const HEADER_LEN: usize = 16;
 
 /// Upper bound on the decoder's own buffer (bytes beyond this are left in the kernel).
 pub const DECODER_CAP: usize = 64 * 1024;
+
+/// Longest line, newline excluded, that a line-framed stream carries: the decoder's buffer
+/// less the newline.
+pub const LINE_MAX: usize = DECODER_CAP - 1;
 
 /// Encodes a frame header for a payload of `len` bytes.
 pub fn encode_header(len: usize) -> [u8; HEADER_LEN] {

@@ -33,7 +33,7 @@ pub enum Framing {
     #[default]
     Length,
     /// Each message ends with `\n` and must not contain one: what `cat`, `nc` and `socat`
-    /// read and write.
+    /// read and write. A line is at most [`framing::LINE_MAX`] (65,535) bytes.
     Line,
 }
 
@@ -65,6 +65,10 @@ pub struct StreamEndpoint {
     last_len: usize,
     /// Fixed buffer for the small-frame fast path.
     sframe: Box<[u8; SMALL_FRAME]>,
+    /// A FIFO receiver that outlives its writers (see [`StreamEndpoint::fifo_sessions`]).
+    sessions: bool,
+    /// Unfinished messages discarded at the end of a FIFO session.
+    discarded: u64,
     _guards: Vec<ObjectGuard>,
 }
 
@@ -121,6 +125,8 @@ impl StreamEndpoint {
             partial: None,
             last_len: 0,
             sframe: Box::new([0; SMALL_FRAME]),
+            sessions: false,
+            discarded: 0,
             _guards: Vec::new(),
         })
     }
@@ -128,6 +134,48 @@ impl StreamEndpoint {
     pub(crate) fn waiting_for_writer(mut self) -> Self {
         self.wait_writer = true;
         self
+    }
+
+    /// Makes a FIFO's read end a receiver that outlives its writers, one *session* (first
+    /// writer's open to last writer's close) after another: when the last writer closes, a
+    /// message it left unfinished (a line without its newline, a frame shorter than its
+    /// header says) is discarded and counted ([`Transport::dropped`]), never joined to the
+    /// next writer's bytes, and the endpoint waits for the next writer instead of reporting
+    /// [`RecvError::PeerGone`].
+    ///
+    /// The end of a session is the only moment a reader can tell writers apart: writers that
+    /// overlap share one byte stream. ipckit's own FIFO senders therefore write each message
+    /// whole in one `write` of at most `PIPE_BUF` bytes where several writers may share the
+    /// FIFO (`ipckit send --via fifo`), which the kernel never splits or interleaves.
+    pub(crate) fn fifo_sessions(mut self) -> Self {
+        self.wait_writer = true;
+        self.sessions = true;
+        self
+    }
+
+    /// The end of a FIFO session: drops whatever is left of an unfinished message (counted),
+    /// and reopens the read end, because the one the session ended on keeps reporting
+    /// `POLLHUP` until a writer comes, which would make every wait return at once.
+    ///
+    /// The FIFO is reopened through `/proc/self/fd`, not by its path, so it is the same
+    /// object whatever the path names now; the old descriptor is closed only after, so the
+    /// FIFO never lacks a reader (a writer that opened meanwhile keeps its bytes).
+    fn end_session(&mut self) -> io::Result<()> {
+        let unfinished = !self.dec.is_empty() || self.partial.is_some() || self.broken;
+        if unfinished {
+            self.discarded += 1;
+        }
+        let len = self.dec.len();
+        self.dec.consume(len);
+        self.partial = None;
+        self.broken = false;
+        let old = self.rfd()?;
+        let fresh = sysfd::reopen_fifo_read(old)?;
+        sysfd::set_nonblocking(fresh.as_fd(), true)?;
+        self.r = Some(fresh);
+        self.blocking = false;
+        self.wait_writer = true;
+        Ok(())
     }
 
     pub(crate) fn with_peer(mut self, peer: Option<PeerInfo>) -> Self {
@@ -395,11 +443,12 @@ impl StreamEndpoint {
             None
         };
         let wait_writer = &mut self.wait_writer;
+        let limit = self.dec.capacity() - 1;
         let spare = self.dec.spare();
         if spare.is_empty() {
             return Err(RecvError::Io(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "line longer than the maximum message",
+                format!("peer sent a line over the {limit}-byte line-framing limit"),
             )));
         }
         drive(
@@ -443,7 +492,9 @@ impl StreamEndpoint {
             if n == 0 {
                 // The end: a last line without a newline is still a message.
                 let rest = self.dec.len();
-                if rest == 0 {
+                if rest == 0 || self.sessions {
+                    // A FIFO session's unterminated last line is an unfinished message:
+                    // `end_session` drops and counts it.
                     return Err(RecvError::PeerGone);
                 }
                 if buf.len() < rest {
@@ -667,13 +718,23 @@ impl Transport for StreamEndpoint {
     }
 
     fn recv_deadline(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, RecvError> {
-        let n = if self.wpos < self.wpend.len() {
-            self.recv_while_flushing(buf, deadline)?
-        } else {
-            self.recv_inner(buf, deadline)?
+        let n = loop {
+            let r = if self.wpos < self.wpend.len() {
+                self.recv_while_flushing(buf, deadline)
+            } else {
+                self.recv_inner(buf, deadline)
+            };
+            match r {
+                Err(RecvError::PeerGone) if self.sessions => self.end_session()?,
+                r => break r?,
+            }
         };
         self.last_len = n;
         Ok(n)
+    }
+
+    fn dropped(&self) -> u64 {
+        self.discarded
     }
 
     fn peer(&self) -> Option<PeerInfo> {

@@ -176,7 +176,8 @@ pub struct PeerInfo {
 }
 
 /// A message transport: an endpoint that sends whole messages and receives them into a
-/// caller's buffer, preserving boundaries (byte streams are framed with a 4-byte length).
+/// caller's buffer, preserving boundaries (byte streams are framed: a 16-byte header holding the length, or a
+/// newline; see [`crate::Framing`]).
 ///
 /// Every endpoint has a [`Wait`] strategy and a maximum message size; a message over it is
 /// refused with [`SendError::TooLarge`] and nothing is sent.
@@ -221,6 +222,14 @@ pub trait Transport: Send + fmt::Debug {
 
     /// The kernel objects behind this endpoint.
     fn raw(&self) -> RawHandle<'_>;
+
+    /// Messages this endpoint received and threw away rather than deliver: an unfinished
+    /// message a FIFO writer left at the end of its session, a datagram from a sender the
+    /// receiver's policy refuses. Counted since the endpoint was made; 0 where nothing is
+    /// ever dropped.
+    fn dropped(&self) -> u64 {
+        0
+    }
 
     /// Chooses how a byte stream delimits messages ([`crate::Framing`]). Mechanisms that keep
     /// message boundaries themselves ignore it.
@@ -383,6 +392,9 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn raw(&self) -> RawHandle<'_> {
         (**self).raw()
+    }
+    fn dropped(&self) -> u64 {
+        (**self).dropped()
     }
     fn set_framing(&mut self, framing: crate::Framing) {
         (**self).set_framing(framing)

@@ -83,7 +83,7 @@ impl Deadline {
         }
     }
 
-    fn remaining(&self) -> Option<Duration> {
+    pub(crate) fn remaining(&self) -> Option<Duration> {
         match self {
             Deadline::Now => Some(Duration::ZERO),
             Deadline::At(t) => Some(t.saturating_duration_since(Instant::now())),

@@ -1,7 +1,12 @@
 //! `ipckit recv`: prints each message it receives on its own line of stdout.
 //!
 //! The endpoint is created when it does not exist and used when it does. On listening
-//! mechanisms (uds, uds-seqpacket, tcp) peers are accepted one after another. It stops after
+//! mechanisms (uds, uds-seqpacket, tcp) peers are accepted one after another; a peer that
+//! breaks the framing (a line over the limit, a length over the maximum, a malformed header)
+//! loses its own connection, with one line on stderr, and the others are served. A FIFO
+//! receiver goes from one writer to the next and drops an unfinished message a writer left;
+//! a uds-dgram receiver drops datagrams from senders of another uid; both are reported on
+//! stderr as they happen. It stops after
 //! `--count` messages, after `--timeout` seconds without one, or on SIGINT/SIGTERM, and removes
 //! what it created in every case (waits are sliced so the signal flag is seen).
 //!
@@ -17,7 +22,6 @@ use crate::UserError;
 use ipckit::connect::{self, Listener, Options, Receiver};
 use ipckit::mq::sysv::{self, SysvMq, SysvOptions};
 use ipckit::{Mechanism, RecvError, Transport, Wait};
-use std::fs::File;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
@@ -47,6 +51,9 @@ enum Source {
 enum Next {
     Msg(usize),
     PeerGone,
+    /// This peer broke the framing (an over-long line or length, a malformed header): on a
+    /// listener only its connection ends.
+    BadPeer(anyhow::Error),
     Stop,
 }
 
@@ -83,9 +90,8 @@ fn receive(
     framing: ipckit::Framing,
 ) -> anyhow::Result<()> {
     let opts = Options::default();
-    // A FIFO reader sees end-of-file whenever the last writer closes; holding a write end of
-    // our own keeps it open for the next writer, as a listener keeps accepting.
-    let mut _hold: Option<File> = None;
+    // A FIFO receiver goes on from one writer to the next by itself, and drops (and counts)
+    // a message a writer left unfinished: the end of a writer's session is how it tells.
     let mut source = match mech {
         Mechanism::MqSysv => Source::One(open_sysv(addr, args.msg_type)?),
         _ => match connect::open_receiver(mech, addr, &opts) {
@@ -94,15 +100,6 @@ fn receive(
             Err(e) => return Err(open_error(e, mech, addr, "receive at")),
         },
     };
-    if mech == Mechanism::Fifo {
-        use std::os::unix::fs::OpenOptionsExt;
-        _hold = Some(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(addr)?,
-        );
-    }
     eprintln!("ipckit: receiving on {mech} at {addr}");
     let mut clock = Clock {
         idle: args.timeout.map(Duration::from_secs_f64),
@@ -111,6 +108,8 @@ fn receive(
     clock.reset();
     let want = args.count.unwrap_or(u64::MAX);
     let mut got = 0u64;
+    let mut bad_peers = 0u64;
+    let mut drops = Drops { mech, seen: 0 };
     let mut out = io::stdout().lock();
     'peers: while got < want {
         let mut accepted;
@@ -127,7 +126,9 @@ fn receive(
         ep.set_framing(framing);
         let mut buf = vec![0u8; ep.max_msg_size()];
         while got < want {
-            match next(ep, &mut buf, &clock)? {
+            let n = next(ep, &mut buf, &clock);
+            drops.report(ep);
+            match n? {
                 Next::Msg(n) => {
                     out.write_all(&buf[..n])?;
                     out.write_all(b"\n")?;
@@ -136,9 +137,19 @@ fn receive(
                     clock.reset();
                 }
                 Next::PeerGone if matches!(source, Source::Listener(_)) => continue 'peers,
+                Next::BadPeer(e) if matches!(source, Source::Listener(_)) => {
+                    // One bad peer ends its own connection, not the listener.
+                    bad_peers += 1;
+                    eprintln!("ipckit: dropped a peer: {e:#}");
+                    continue 'peers;
+                }
+                Next::BadPeer(e) => return Err(e),
                 Next::PeerGone | Next::Stop => break 'peers,
             }
         }
+    }
+    if bad_peers > 0 {
+        eprintln!("ipckit: {bad_peers} peer(s) dropped for malformed or over-long messages");
     }
     if got < want && args.count.is_some() && !interrupt::interrupted() {
         anyhow::bail!(
@@ -151,6 +162,27 @@ fn receive(
         );
     }
     Ok(())
+}
+
+/// Messages an endpoint threw away ([`Transport::dropped`]), reported on stderr as they come.
+struct Drops {
+    mech: Mechanism,
+    seen: u64,
+}
+
+impl Drops {
+    fn report(&mut self, ep: &dyn Transport) {
+        let now = ep.dropped();
+        if now > self.seen {
+            let what = match self.mech {
+                Mechanism::Fifo => "unfinished message(s) that a writer left when it closed",
+                Mechanism::UdsDgram => "datagram(s) from a sender that the policy refuses",
+                _ => "message(s)",
+            };
+            eprintln!("ipckit: dropped {} {what} ({now} so far)", now - self.seen);
+            self.seen = now;
+        }
+    }
 }
 
 fn open_sysv(addr: &str, msg_type: Option<i64>) -> anyhow::Result<Box<dyn Transport>> {
@@ -168,6 +200,9 @@ fn open_sysv(addr: &str, msg_type: Option<i64>) -> anyhow::Result<Box<dyn Transp
         }
     };
     let mut q = open().map_err(|e| open_error(e, Mechanism::MqSysv, addr, "receive at"))?;
+    // So one-way senders know whom to watch (`msg_lrpid`).
+    q.announce_receiver()
+        .map_err(|e| open_error(e, Mechanism::MqSysv, addr, "receive at"))?;
     if let Some(t) = msg_type {
         q.set_recv_type(t);
     }
@@ -194,6 +229,9 @@ fn next(ep: &mut dyn Transport, buf: &mut Vec<u8>, clock: &Clock) -> anyhow::Res
             Err(RecvError::Timeout) | Err(RecvError::Empty) => {}
             Err(RecvError::PeerGone) => return Ok(Next::PeerGone),
             Err(RecvError::BufferTooSmall { needed }) => buf.resize(needed, 0),
+            Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                return Ok(Next::BadPeer(anyhow::Error::from(e).context("receiving")))
+            }
             Err(e) => return Err(anyhow::Error::from(io::Error::from(e)).context("receiving")),
         }
     }

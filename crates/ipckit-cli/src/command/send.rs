@@ -3,7 +3,13 @@
 //!
 //! The CLI adds no header of its own: what goes out is the message's bytes, newline-ended on
 //! byte streams by default so `cat`, `nc` and `socat` read it (`--framing length` switches to
-//! the library's 4-byte length prefix).
+//! the library's 16-byte header: the payload's length as a little-endian `u32`, then 12 zero
+//! bytes; [`ipckit::framing`]).
+//!
+//! A FIFO may have several writers at once, so each message (with its newline or header)
+//! goes out in one `write` of at most `PIPE_BUF` (4096) bytes, which the kernel never splits
+//! or interleaves: a FIFO message is at most 4,095 bytes with line framing, 4,080 with
+//! length framing. A killed sender can then never leave half a message in the FIFO.
 //!
 //! tcp and udp send to any `HOST:PORT` (a name, an IPv4 address, or `[IPv6]:PORT`), on this
 //! machine or another one.
@@ -75,6 +81,27 @@ impl Sender<'_> {
             )
             .into());
         }
+        if mech == Mechanism::Fifo {
+            // A FIFO may have several writers, and only a write of at most PIPE_BUF bytes is
+            // never split, interleaved with another writer's or left half-written by a killed
+            // sender; so each message goes out whole in one such write.
+            let overhead = match self.framing {
+                Framing::Line => 1,
+                Framing::Length => ipckit::framing::HEADER_LEN,
+            };
+            let limit = ipckit::fifo::ATOMIC_WRITE - overhead;
+            if msg.len() > limit {
+                return Err(UserError::new(format!(
+                    "message of {} bytes is over the fifo limit of {limit} bytes ({} with this \
+                     framing: one atomic write of PIPE_BUF, {} bytes, per message so writers \
+                     never mix); nothing sent; use uds for larger messages",
+                    msg.len(),
+                    limit,
+                    ipckit::fifo::ATOMIC_WRITE
+                ))
+                .into());
+            }
+        }
         match self.ep.send(msg) {
             Ok(()) => Ok(()),
             Err(SendError::TooLarge { len, max }) => Err(UserError::new(format!(
@@ -111,7 +138,8 @@ fn open_sender(
         Mechanism::MqPosix if priority.is_some_and(|p| p >= 32768) => {
             return Err(UserError::new("a POSIX priority (--priority) must be below 32768").into());
         }
-        Mechanism::MqPosix => PosixMq::open(addr, Wait::Block).and_then(|mut q| {
+        // One-way senders: a send waiting on a full queue learns of the receiver's end.
+        Mechanism::MqPosix => PosixMq::open_sender(addr, Wait::Block).and_then(|mut q| {
             connect::check_existing_queue(addr, q.owner()?, &opts)?;
             q.set_priority(priority.unwrap_or(0));
             Ok(Box::new(q) as Box<dyn Transport>)
@@ -125,7 +153,7 @@ fn open_sender(
                 .into());
             }
             sysv::parse_key(addr)
-                .and_then(|key| SysvMq::open(key, Wait::Block))
+                .and_then(|key| SysvMq::open_sender(key, Wait::Block))
                 .and_then(|mut q| {
                     connect::check_existing_queue(addr, q.owner()?, &opts)?;
                     q.set_send_type(mtype)?;

@@ -1,5 +1,61 @@
 //! Message queues: [`posix`] (`mq_open`, priorities, pollable descriptors) and [`sysv`]
 //! (`msgget`, message types, receive by type).
+//!
+//! # A one-way sender and its receiver's end
+//!
+//! A queue has no connection: a sender blocked on a full queue whose receiver died, or left,
+//! would wait for ever. The one-way senders ([`posix::PosixMq::open_sender`],
+//! [`sysv::SysvMq::open_sender`]) therefore find the receiver's process and watch it with a
+//! pidfd while they wait:
+//! - POSIX: the process that holds the queue open for reading (`/proc/PID/fdinfo`; senders
+//!   open it write-only, so they are not mistaken for one). Waiting is one `poll` on the
+//!   queue (room) and the pidfd (exit) together, cut into 100 ms slices at whose ends the
+//!   receiver is checked to still hold the queue, so a receiver that closes it and lives on
+//!   is noticed too. When the watched receiver is gone another reader is looked for before
+//!   the sender gives up.
+//! - System V has no descriptor: the receiver is the queue's last reader (`msg_lrpid`,
+//!   which ipckit's receivers set as soon as they open the queue). Waiting retries
+//!   `IPC_NOWAIT` between `poll`s of the pidfd that double as the naps (at most 2 ms), so an
+//!   exit is seen at once and room within 2 ms. A queue removed by its creator (`EIDRM`) is
+//!   a receiver that left.
+//!
+//! The sender then fails with [`crate::SendError::PeerGone`]. What it cannot see: a System V
+//! receiver that stops reading and lives on without removing the queue.
 
 pub mod posix;
 pub mod sysv;
+
+use crate::sys::{fd as sysfd, proc};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+/// A receiver process a one-way sender watches.
+#[derive(Debug)]
+pub(crate) struct Watched {
+    pub(crate) pid: u32,
+    pidfd: OwnedFd,
+    /// POSIX: the receiver's descriptor number for the queue, checked at slice ends.
+    pub(crate) fd: Option<i32>,
+}
+
+impl Watched {
+    /// Starts watching `pid`; `None` if it is already gone (or pidfds are unavailable). A
+    /// zombie (exited, not yet reaped) is gone: its pidfd opens but reports the exit.
+    pub(crate) fn new(pid: u32, fd: Option<i32>) -> Option<Watched> {
+        let pidfd = proc::pidfd_open(pid).ok()?;
+        let w = Watched { pid, pidfd, fd };
+        (!w.exited_within(Duration::ZERO)).then_some(w)
+    }
+
+    pub(crate) fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// Waits up to `timeout` for the receiver to exit; true if it has.
+    pub(crate) fn exited_within(&self, timeout: Duration) -> bool {
+        matches!(
+            sysfd::poll(&[(self.pidfd.as_fd(), libc::POLLIN)], Some(timeout)),
+            Ok(sysfd::Ready::Fd(_))
+        )
+    }
+}

@@ -23,6 +23,7 @@
 //!
 //! `mq_overview(7)`, `mq_open(3)`, `mq_send(3)`, `mq_receive(3)`.
 
+use super::Watched;
 use crate::error::{invalid, RecvError, SendError};
 use crate::peer;
 use crate::registry::{self, ObjectGuard, ObjectKind};
@@ -31,6 +32,7 @@ use crate::transport::{Mechanism, PeerInfo, RawHandle, Transport};
 use crate::wait::{drive, Deadline, Wait};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
 
 /// Queue attributes used at creation.
 #[derive(Debug, Clone, Copy)]
@@ -100,7 +102,81 @@ pub struct PosixMq {
     pidfd: Option<OwnedFd>,
     gone: bool,
     blocking: bool,
+    /// A one-way sender ([`PosixMq::open_sender`]) and the receiver it watches.
+    one_way: Option<OneWay>,
     _guards: Vec<ObjectGuard>,
+}
+
+/// What a one-way sender knows of its queue and receiver.
+#[derive(Debug)]
+struct OneWay {
+    name: String,
+    /// Device and inode of the queue, to recognise it in other processes' descriptors.
+    id: (u64, u64),
+    /// The queue's mode lets other users read it: a receiver may then hide in a process
+    /// whose descriptors we cannot see.
+    others_may_read: bool,
+    watch: Option<Watched>,
+}
+
+/// How long a one-way sender waits in one `poll` before checking that its receiver still
+/// holds the queue.
+const SLICE: Duration = Duration::from_millis(100);
+
+/// The access mode of descriptor `fd` of `pid`, from `/proc/PID/fdinfo/FD` (`flags:` octal).
+fn access_mode(pid: u32, fd: &str) -> Option<i32> {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .map(str::trim)?;
+    i32::from_str_radix(flags, 8)
+        .ok()
+        .map(|f| f & libc::O_ACCMODE)
+}
+
+/// True if `pid`'s descriptor `fd` is the queue `id`, open for reading.
+fn holds_for_reading(pid: u32, fd: &str, id: (u64, u64)) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|m| (m.dev(), m.ino()) == id)
+        && access_mode(pid, fd).is_some_and(|a| a != libc::O_WRONLY)
+}
+
+/// Another process that has queue `name` (`id`) open for reading: (pid, descriptor), and
+/// whether some process's descriptors could not be read. Only processes whose
+/// `/proc/PID/fd` we may read are seen (our own uid's, or all for root).
+fn find_reader(name: &str, id: (u64, u64)) -> (Option<(u32, i32)>, bool) {
+    let me = std::process::id();
+    let mut hidden = false;
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return (None, true);
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let fds = match std::fs::read_dir(p.path().join("fd")) {
+            Ok(fds) => fds,
+            Err(e) => {
+                hidden |= e.kind() == io::ErrorKind::PermissionDenied;
+                continue;
+            }
+        };
+        for fd in fds.flatten() {
+            // An mq descriptor reads back as the queue's name under the mqueue mount.
+            let named = std::fs::read_link(fd.path())
+                .is_ok_and(|l| l.to_str().is_some_and(|l| l.ends_with(name)));
+            let num = fd.file_name();
+            let Some(num) = num.to_str() else { continue };
+            if named && holds_for_reading(pid, num, id) {
+                return (num.parse().ok().map(|n| (pid, n)), hidden);
+            }
+        }
+    }
+    (None, hidden)
 }
 
 fn create_queue(name: &str, opts: &MqOptions) -> io::Result<(OwnedFd, ObjectGuard)> {
@@ -170,6 +246,7 @@ impl PosixMq {
             pidfd: None,
             gone: false,
             blocking: false,
+            one_way: None,
             _guards: guards,
         })
     }
@@ -207,6 +284,107 @@ impl PosixMq {
         })?;
         let dup = sysfd::dup(fd.as_fd())?;
         Self::from_parts(Some(fd), Some(dup), wait, Vec::new())
+    }
+
+    /// Opens an existing queue to send to it only, as a one-way sender that learns of its
+    /// receiver's end: the process holding the queue open for reading is watched with a
+    /// pidfd while a send waits for room, and a send fails with [`SendError::PeerGone`]
+    /// within about 100 ms once no process has the queue open for reading (the receiver
+    /// was killed, exited, or closed it). See [`crate::mq`] for how.
+    ///
+    /// A send that finds room never waits, so messages can be queued before a receiver
+    /// opens the queue; a send that must wait with no receiver there fails at once.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such queue, `PermissionDenied`, or the OS error.
+    pub fn open_sender(name: &str, wait: Wait) -> io::Result<PosixMq> {
+        check_name(name)?;
+        let fd = mq::open_write_only(name).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no POSIX queue named {name}"),
+                )
+            } else {
+                e
+            }
+        })?;
+        let st = crate::sys::pipe::fstat(fd.as_fd())?;
+        let mut me = Self::from_parts(None, Some(fd), wait, Vec::new())?;
+        let id = (st.st_dev, st.st_ino);
+        let watch = find_reader(name, id)
+            .0
+            .and_then(|(pid, fd)| Watched::new(pid, Some(fd)));
+        me.peer = watch.as_ref().map(|w| PeerInfo {
+            pid: w.pid,
+            watched: true,
+        });
+        me.one_way = Some(OneWay {
+            name: name.to_owned(),
+            id,
+            others_may_read: st.st_mode & 0o044 != 0,
+            watch,
+        });
+        Ok(me)
+    }
+
+    /// A one-way sender's send: try, and while the queue is full wait in `poll` on the queue
+    /// and the receiver's pidfd, in slices, checking at each slice's end that the receiver
+    /// still holds the queue.
+    fn send_one_way(&mut self, msg: &[u8], prio: u32, deadline: Deadline) -> Result<(), SendError> {
+        let Some(fd) = self.sq.as_ref().map(|f| f.as_fd()) else {
+            return Err(SendError::Io(invalid("receive-only endpoint")));
+        };
+        let ow = self.one_way.as_mut().expect("checked by caller");
+        loop {
+            match mq::send(fd, msg, prio) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(SendError::from(e)),
+            }
+            if deadline == Deadline::Now {
+                return Err(SendError::Full);
+            }
+            let slice = match deadline.remaining() {
+                Some(left) if left.is_zero() => return Err(SendError::Timeout),
+                Some(left) => left.min(SLICE),
+                None => SLICE,
+            };
+            if ow.watch.is_none() {
+                let (found, hidden) = find_reader(&ow.name, ow.id);
+                ow.watch = found.and_then(|(pid, fd)| Watched::new(pid, Some(fd)));
+                self.peer = ow.watch.as_ref().map(|w| PeerInfo {
+                    pid: w.pid,
+                    watched: true,
+                });
+                if ow.watch.is_none() {
+                    if !(hidden && ow.others_may_read) {
+                        return Err(SendError::PeerGone);
+                    }
+                    // Another user's process may read it, unseen: wait for room, as a plain
+                    // queue does, and look again after the slice.
+                    sysfd::poll(&[(fd, libc::POLLOUT)], Some(slice))?;
+                    continue;
+                }
+            }
+            let w = ow.watch.as_ref().expect("set above");
+            let lost = match sysfd::poll(
+                &[(fd, libc::POLLOUT), (w.pidfd(), libc::POLLIN)],
+                Some(slice),
+            )? {
+                sysfd::Ready::Fd(0) => false,
+                sysfd::Ready::Fd(_) => true,
+                sysfd::Ready::TimedOut => {
+                    let num = w.fd.map(|n| n.to_string()).unwrap_or_default();
+                    !holds_for_reading(w.pid, &num, ow.id)
+                }
+            };
+            if lost {
+                // Look for another reader before the next try; none means gone.
+                ow.watch = None;
+            }
+        }
     }
 
     /// A blocking wait with no deadline is one blocking `mq_send`/`mq_receive` when no peer is
@@ -342,6 +520,9 @@ impl PosixMq {
                 len: msg.len(),
                 max: self.max,
             });
+        }
+        if self.one_way.is_some() {
+            return self.send_one_way(msg, prio, deadline);
         }
         self.mode_for(deadline)?;
         let fd = self

@@ -18,6 +18,7 @@
 //!
 //! `sysvipc(7)`, `msgget(2)`, `msgsnd(2)`, `msgrcv(2)`, `msgctl(2)`.
 
+use super::Watched;
 use crate::error::{invalid, RecvError, SendError};
 use crate::peer::{self, Hello};
 use crate::registry::{self, ObjectGuard, ObjectKind};
@@ -88,8 +89,21 @@ pub struct SysvMq {
     watcher: Option<Watcher>,
     peer: Option<PeerInfo>,
     gone: bool,
+    /// A one-way sender ([`SysvMq::open_sender`]): the receiver it watches, if known.
+    one_way: Option<Option<Watched>>,
     _guards: Vec<ObjectGuard>,
 }
+
+/// The type of a receiver's announcement ([`SysvMq::announce_receiver`]): the largest, which
+/// no sender's type (`--priority`, a `u32`) reaches and no receive by type takes by mistake.
+const ANNOUNCE_TYPE: i64 = i64::MAX;
+/// The announcement's text.
+const ANNOUNCE: &[u8; 16] = b"ipckit-receiver\0";
+
+/// Longest nap of a one-way sender waiting for room.
+const MAX_NAP: Duration = Duration::from_millis(2);
+/// How often a waiting one-way sender rereads `msg_lrpid` (another receiver may have come).
+const RESTAT: Duration = Duration::from_millis(50);
 
 fn random_nonce() -> [u8; 16] {
     let s = std::collections::hash_map::RandomState::new();
@@ -152,6 +166,7 @@ impl SysvMq {
             watcher: None,
             peer: None,
             gone: false,
+            one_way: None,
             _guards: guards,
         })
     }
@@ -185,6 +200,118 @@ impl SysvMq {
             }
         })?;
         Self::from_parts(id, id, wait, Vec::new())
+    }
+
+    /// Opens an existing queue to send to it, as a one-way sender that learns of its
+    /// receiver's end: the queue's last reader (`msg_lrpid`, set by
+    /// [`SysvMq::announce_receiver`] as a receiver opens it) is watched with a pidfd while a
+    /// send waits for room, and the send fails with [`SendError::PeerGone`] as soon as that
+    /// process has exited (or the queue was removed). See [`crate::mq`].
+    ///
+    /// A send that finds room never waits, so messages can be queued before a receiver
+    /// comes; a send that must wait with no live reader known fails at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`SysvMq::open`].
+    pub fn open_sender(key: i32, wait: Wait) -> io::Result<SysvMq> {
+        let mut me = Self::open(key, wait)?;
+        me.one_way = Some(me.live_reader(None).ok().flatten());
+        Ok(me)
+    }
+
+    /// Makes this process the queue's last reader (`msg_lrpid`) now, before any message
+    /// comes, so a one-way sender ([`SysvMq::open_sender`]) knows whom to watch: one small
+    /// message of a type no sender uses, sent and taken back at once. Skipped when the queue
+    /// is full (the first real receive sets `msg_lrpid` anyway).
+    ///
+    /// # Errors
+    ///
+    /// The `msgsnd`/`msgrcv` error, other than a full queue.
+    pub fn announce_receiver(&mut self) -> io::Result<()> {
+        let mut m = vec![0u8; sysv::TYPE_LEN + ANNOUNCE.len()];
+        sysv::set_type(&mut m, ANNOUNCE_TYPE);
+        m[sysv::TYPE_LEN..].copy_from_slice(ANNOUNCE);
+        match sysv::send(self.recv_id, &m, ANNOUNCE.len(), true) {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(()),
+            r => r?,
+        }
+        match sysv::recv(self.recv_id, &mut m, ANNOUNCE_TYPE, true) {
+            // Another receiver may have taken ours and we theirs: either way, it is gone.
+            Err(e) if e.raw_os_error() == Some(libc::ENOMSG) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+    /// The live process that last read the send queue, watched; `current` is kept if it is
+    /// still the one. `Err` when the queue cannot be looked at (no read permission).
+    fn live_reader(&self, current: Option<Watched>) -> Result<Option<Watched>, ()> {
+        let pid = sysv::stat(self.send_id).map_err(drop)?.msg_lrpid;
+        Ok(Self::reader_pid(pid, current))
+    }
+
+    fn reader_pid(pid: libc::pid_t, current: Option<Watched>) -> Option<Watched> {
+        let pid = u32::try_from(pid).ok().filter(|&p| p != 0)?;
+        if pid == std::process::id() {
+            return None;
+        }
+        match current {
+            Some(w) if w.pid == pid => Some(w),
+            _ => Watched::new(pid, None),
+        }
+    }
+
+    /// A one-way sender's wait for room: `IPC_NOWAIT` tries between naps that are `poll`s of
+    /// the receiver's pidfd, so its exit ends the wait at once.
+    fn send_one_way(&mut self, len: usize, deadline: Deadline) -> Result<(), SendError> {
+        let id = self.send_id;
+        let mut nap = Duration::from_micros(50);
+        let mut restat = Instant::now() + RESTAT;
+        loop {
+            match sysv::send(id, &self.sbuf, len, true) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
+                Err(e) => return Err(SendError::from(removed_is_gone(e))),
+            }
+            if deadline == Deadline::Now {
+                return Err(SendError::Full);
+            }
+            let left = deadline.remaining();
+            if left.is_some_and(|l| l.is_zero()) {
+                return Err(SendError::Timeout);
+            }
+            let mut watch = self.one_way.take().flatten();
+            if watch.is_none() || Instant::now() >= restat {
+                restat = Instant::now() + RESTAT;
+                watch = match self.live_reader(watch) {
+                    Ok(w) => w,
+                    Err(()) => {
+                        // Write-only access: the reader cannot be known. Wait as a plain
+                        // queue does.
+                        self.one_way = Some(None);
+                        std::thread::sleep(left.map_or(nap, |l| l.min(nap)));
+                        nap = (nap * 2).min(MAX_NAP);
+                        continue;
+                    }
+                };
+            }
+            let Some(w) = watch else {
+                self.one_way = Some(None);
+                self.peer = None;
+                return Err(SendError::PeerGone);
+            };
+            self.peer = Some(PeerInfo {
+                pid: w.pid,
+                watched: true,
+            });
+            let exited = w.exited_within(left.map_or(nap, |l| l.min(nap)));
+            // A reader that exited is looked for again at the next turn: gone, unless
+            // another process has read the queue since.
+            self.one_way = Some((!exited).then_some(w));
+            if exited {
+                restat = Instant::now();
+            }
+            nap = (nap * 2).min(MAX_NAP);
+        }
     }
 
     /// The type plain `send` gives messages (default 1; must be positive).
@@ -250,6 +377,9 @@ impl SysvMq {
         }
         sysv::set_type(&mut self.sbuf, mtype);
         self.sbuf[sysv::TYPE_LEN..sysv::TYPE_LEN + msg.len()].copy_from_slice(msg);
+        if self.one_way.is_some() {
+            return self.send_one_way(msg.len(), deadline);
+        }
         let (id, len) = (self.send_id, msg.len());
         let shared = self.watcher.as_ref().map(|w| w.shared.clone());
         let sbuf = &self.sbuf;
@@ -322,6 +452,10 @@ impl SysvMq {
                 Err(RecvError::PeerGone) if shared.is_some() => return self.drain(buf, msgtyp),
                 Err(e) => return Err(e),
             };
+            if t == ANNOUNCE_TYPE && self.rbuf[sysv::TYPE_LEN..sysv::TYPE_LEN + n] == ANNOUNCE[..] {
+                // Another receiver's announcement, taken in the instant it was queued.
+                continue;
+            }
             if n == 16 && self.rbuf[sysv::TYPE_LEN..sysv::TYPE_LEN + 16] == self.nonce {
                 // Our watcher's wake-up: the peer is gone (or it is a stale one: go on).
                 if is_dead() {

@@ -227,3 +227,30 @@ pub(crate) fn status_flags(fd: BorrowedFd<'_>) -> io::Result<i32> {
     // SAFETY: fcntl on a borrowed, open descriptor; F_GETFL takes no pointer.
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })
 }
+
+/// Opens the FIFO behind `fd` again for reading (non-blocking), through `/proc/self/fd`:
+/// the same object, whatever its path names now. The new open file description starts a new
+/// "has a writer been seen" state, so it does not report the old one's sticky `POLLHUP`.
+///
+/// # Errors
+///
+/// The open's error, or `InvalidData` if what opened is not the same FIFO (no `/proc`).
+pub(crate) fn reopen_fifo_read(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(link)?;
+    let (a, b) = (
+        super::pipe::fstat(fd)?,
+        super::pipe::fstat(std::os::fd::AsFd::as_fd(&f))?,
+    );
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) || b.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "reopening the FIFO through /proc/self/fd gave another file",
+        ));
+    }
+    Ok(f.into())
+}

@@ -63,6 +63,20 @@ pub(crate) fn open(name: &str, create: Option<Create>) -> io::Result<OwnedFd> {
     Ok(owned(fd))
 }
 
+/// `mq_open(name, O_WRONLY | O_NONBLOCK)`: a sender's descriptor, which a scan of
+/// `/proc/PID/fdinfo` tells apart from a receiver's.
+pub(crate) fn open_write_only(name: &str) -> io::Result<OwnedFd> {
+    let c = cname(name)?;
+    // SAFETY: `c` outlives the call; without O_CREAT no further arguments are read.
+    let fd = cvt_r(|| unsafe {
+        libc::mq_open(
+            c.as_ptr(),
+            libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    })?;
+    Ok(owned(fd))
+}
+
 /// `mq_unlink(name)`.
 pub(crate) fn unlink(name: &str) -> io::Result<()> {
     let c = cname(name)?;

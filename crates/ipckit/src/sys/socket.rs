@@ -234,6 +234,28 @@ pub(crate) fn connect_raw(fd: BorrowedFd<'_>, addr: &RawUnixAddr) -> io::Result<
     Ok(())
 }
 
+/// `sendto` an address `recvfrom` returned; `MSG_NOSIGNAL` is added.
+pub(crate) fn send_to_raw(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    addr: &RawUnixAddr,
+    flags: i32,
+) -> io::Result<usize> {
+    // SAFETY: `data` is a live slice of its true length; `addr.sa` is a sockaddr_un the kernel
+    // filled, `addr.len` its meaningful length.
+    let n = cvt_r(|| unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            flags | libc::MSG_NOSIGNAL,
+            (&addr.sa as *const libc::sockaddr_un).cast(),
+            addr.len,
+        )
+    })?;
+    Ok(n as usize)
+}
+
 /// Binds an `AF_UNIX` socket to a kernel-chosen abstract address (autobind).
 pub(crate) fn autobind(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: an all-zero sockaddr_un is valid; only the family is set.
@@ -282,6 +304,16 @@ pub(crate) fn recv_from_unix_cred(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
 ) -> io::Result<(usize, RawUnixAddr, Option<libc::ucred>)> {
+    recv_from_unix_cred_flags(fd, buf, 0)
+}
+
+/// [`recv_from_unix_cred`] with `recvmsg` flags (`MSG_PEEK`, `MSG_TRUNC`, `MSG_DONTWAIT`).
+/// With `MSG_TRUNC` the length is the datagram's full length, even past `buf`.
+pub(crate) fn recv_from_unix_cred_flags(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: i32,
+) -> io::Result<(usize, RawUnixAddr, Option<libc::ucred>)> {
     // SAFETY: an all-zero sockaddr_un is a valid out-value.
     let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     let mut iov = libc::iovec {
@@ -300,7 +332,9 @@ pub(crate) fn recv_from_unix_cred(
     msg.msg_controllen = std::mem::size_of_val(&control);
     // SAFETY: every pointer in `msg` refers to a live local or to `buf`, with its true size.
     // MSG_CMSG_CLOEXEC: descriptors a sender attaches (SCM_RIGHTS) must not reach a child.
-    let n = cvt_r(|| unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
+    let n = cvt_r(|| unsafe {
+        libc::recvmsg(fd.as_raw_fd(), &mut msg, flags | libc::MSG_CMSG_CLOEXEC)
+    })?;
     let mut cred = None;
     // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR walk the control buffer the kernel filled, within
     // msg_controllen; CMSG_DATA of an SCM_CREDENTIALS message holds one ucred, which we copy

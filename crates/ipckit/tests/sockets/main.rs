@@ -97,15 +97,20 @@ fn one_way_datagram_receiver_takes_any_sender() {
     else {
         panic!("datagram receivers are endpoints")
     };
+    // A sender's open waits for the receiver to answer its hello: the receiver must be
+    // receiving meanwhile.
+    let receiver = std::thread::spawn(move || {
+        let mut b = vec![0u8; rx.max_msg_size()];
+        for i in 0..3u8 {
+            let n = rx.recv_timeout(&mut b, Duration::from_secs(10)).unwrap();
+            assert_eq!(&b[..n], &[i; 10]);
+        }
+        assert_eq!(rx.dropped(), 0);
+    });
     for i in 0..3u8 {
         let mut tx = open_sender(Mechanism::UdsDgram, &p, &Options::default()).unwrap();
         tx.send(&[i; 10]).unwrap();
     }
-    let mut b = vec![0u8; rx.max_msg_size()];
-    for i in 0..3u8 {
-        let n = rx.recv_timeout(&mut b, Duration::from_secs(2)).unwrap();
-        assert_eq!(&b[..n], &[i; 10]);
-    }
-    drop(rx);
+    receiver.join().unwrap();
     assert!(!path.exists());
 }
