@@ -67,6 +67,11 @@ pub struct WorkerSpec {
     pub generation: u64,
     /// The configuration.
     pub config: Config,
+    /// The master's pid: the worker dies (`SIGKILL`) with it, and exits at once if its
+    /// parent is not that process any more ([`ipckit::process::die_with_parent`]). `None`
+    /// for a worker run on its own (tests, benchmarks).
+    #[serde(default)]
+    pub master_pid: Option<u32>,
 }
 
 impl WorkerSpec {
@@ -136,6 +141,14 @@ pub const SIGNALS: [Signal; 5] = [
 /// Runs a worker until it is told to stop; returns the process exit code (0 after a
 /// graceful shutdown, 128 + n after TERM or INT, 1 if it cannot start).
 pub fn run(spec: WorkerSpec) -> i32 {
+    // First of all: a worker must not outlive its master (a `kill -9` of the master would
+    // leave workers serving on a port nothing else can then take, unseen by `--status`).
+    if let Some(master) = spec.master_pid {
+        if let Err(e) = ipckit::process::die_with_parent(master) {
+            eprintln!("ipckit serve worker slot {}: {e}; exiting", spec.slot);
+            return 1;
+        }
+    }
     let mut log = Log::open(spec.config.error_log.clone());
     match start(&spec, &mut log) {
         Ok(code) => code,
