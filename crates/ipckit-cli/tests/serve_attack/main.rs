@@ -301,8 +301,8 @@ fn a_master_killed_with_9_takes_its_workers_and_clean_removes_its_state() {
     let master = s.master_pid();
     let other = Server::start(&env, free_port(false), 1, &[]);
     kill(master, libc::SIGKILL);
-    let died = s.bg.take().unwrap().finish();
-    assert_eq!(died.status.code(), None, "{died:?}");
+    // Reaped without reading its output to the end: surviving workers would hold the pipes.
+    drop(s.bg.take());
     let t0 = Instant::now();
     while workers.iter().any(|&w| is_worker(w)) {
         assert!(
