@@ -129,6 +129,18 @@ impl Drop for Server<'_> {
     }
 }
 
+/// Removes the status board of a master killed by the test if the test fails before `clean`
+/// ran (the registry that records it goes with the test's directory).
+struct BoardGuard(u32);
+
+impl Drop for BoardGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() && !alive(self.0) {
+            let _ = std::fs::remove_file(format!("/dev/shm/ipckit-serve-{}", self.0));
+        }
+    }
+}
+
 fn state_path(env: &TestEnv, port: u16) -> PathBuf {
     env.dir.join(format!("ipckit-serve-{port}.json"))
 }
@@ -300,6 +312,7 @@ fn a_master_killed_with_9_takes_its_workers_and_clean_removes_its_state() {
     let workers = s.seen_workers.clone();
     let master = s.master_pid();
     let other = Server::start(&env, free_port(false), 1, &[]);
+    let _board = BoardGuard(master);
     kill(master, libc::SIGKILL);
     // Reaped without reading its output to the end: surviving workers would hold the pipes.
     drop(s.bg.take());
