@@ -117,13 +117,24 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// Reads and checks a results file.
+/// The largest results file read (a full run's is under 100 KB).
+pub const MAX_RESULTS_BYTES: u64 = 64 << 20;
+
+/// Reads and checks a results file: a regular file of at most [`MAX_RESULTS_BYTES`].
 ///
 /// # Errors
 ///
-/// [`LoadError`]: unreadable, not JSON, not ipckit's, newer schema, or malformed rows.
+/// [`LoadError`]: unreadable (or not a regular file, or too big), not JSON, not ipckit's, newer schema, or malformed rows.
 pub fn load(path: &Path) -> Result<Saved, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io(path.into(), e))?;
+    // Bounded, and only a regular file (not `/dev/zero`, not a FIFO that never ends).
+    let bytes = ipckit::fs::read_regular(path, MAX_RESULTS_BYTES)
+        .map_err(|e| LoadError::Io(path.into(), e))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        LoadError::Io(
+            path.into(),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
+        )
+    })?;
     parse(path, &text)
 }
 

@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipckit::Mechanism;
 use ipckit_bench::netvariants::NetVariant;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Every way Linux processes talk: pipes, FIFOs, Unix and IP sockets, POSIX and System V
 /// queues, eventfd.
@@ -190,9 +191,9 @@ pub struct BenchArgs {
     /// Do not write or verify payloads (the report says so).
     #[arg(long)]
     pub no_touch: bool,
-    /// Length of each measured phase, seconds [default: 0.2; --quick 0.04].
-    #[arg(long, value_name = "SECS", value_parser = parse_positive_f64)]
-    pub duration: Option<f64>,
+    /// Length of each measured phase, seconds (or 200ms, ...) [default: 0.2; --quick 0.04].
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub duration: Option<Duration>,
     /// Runs per configuration [default: 3; --quick 1].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub repeat: Option<u32>,
@@ -221,8 +222,14 @@ pub struct BenchArgs {
     pub mpsc_producers: Vec<u32>,
 }
 
-/// Parses a latency: `500ns`, `20us`, `20µs`, `5ms`, `1s` (a bare number is µs); in ns.
-fn parse_latency(s: &str) -> Result<f64, String> {
+/// The longest duration any option takes: 365 days (a wait or a phase longer than that is a
+/// typo, and an unbounded one overflows `Duration`).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// The one parser of durations: a positive decimal number (`20`, `0.5`) with an optional unit
+/// `ns`, `us`/`µs`, `ms` or `s`; a bare number is in `bare` (`"s"` or `"us"`). At most
+/// [`MAX_DURATION`]; no exponent, sign, `inf` or `nan`.
+fn parse_duration(s: &str, bare: &str) -> Result<Duration, String> {
     let t = s.trim();
     let end = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -230,23 +237,41 @@ fn parse_latency(s: &str) -> Result<f64, String> {
     let (num, unit) = t.split_at(end);
     let n: f64 = num
         .parse()
-        .map_err(|_| format!("invalid duration '{s}': expected e.g. 20us, 5ms, 1s"))?;
-    let mult = match unit.trim() {
-        "ns" => 1.0,
-        "" | "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
+        .map_err(|_| format!("invalid duration '{s}': expected e.g. 20us, 5ms, 1.5s"))?;
+    let unit = match unit.trim() {
+        "" => bare,
+        u => u,
+    };
+    let secs_per_unit = match unit {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
         u => {
             return Err(format!(
                 "invalid duration unit '{u}' in '{s}': use ns, us, ms or s"
             ))
         }
     };
-    if n.is_finite() && n > 0.0 {
-        Ok(n * mult)
-    } else {
-        Err(format!("invalid duration '{s}': must be above zero"))
+    let max = MAX_DURATION.as_secs();
+    match Duration::try_from_secs_f64(n * secs_per_unit) {
+        Ok(d) if d.is_zero() => Err(format!("invalid duration '{s}': must be above zero")),
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!(
+            "invalid duration '{s}': at most {max} s ({} days)",
+            max / 86_400
+        )),
     }
+}
+
+/// A duration whose bare number is seconds: `--timeout 1.5`, `--duration 200ms`.
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    parse_duration(s, "s")
+}
+
+/// A latency: `500ns`, `20us`, `20µs`, `5ms`, `1s` (a bare number is µs); in ns.
+fn parse_latency(s: &str) -> Result<f64, String> {
+    parse_duration(s, "us").map(|d| d.as_nanos() as f64)
 }
 
 /// `ipckit recommend`.
@@ -342,8 +367,8 @@ pub struct RecvArgs {
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
     /// Give up after SECS without a message.
-    #[arg(long, value_name = "SECS", value_parser = parse_positive_f64)]
-    pub timeout: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<Duration>,
     /// System V message type to receive (msgrcv's msgtyp).
     #[arg(long = "type", value_name = "T", allow_negative_numbers = true)]
     pub msg_type: Option<i64>,
@@ -496,6 +521,16 @@ mod tests {
     }
 
     #[test]
+    fn durations() {
+        assert_eq!(parse_secs("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_secs("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_secs("31536000"), Ok(MAX_DURATION));
+        assert!(parse_secs("31536001").is_err());
+        assert_eq!(parse_latency("20"), Ok(20_000.0));
+        assert_eq!(parse_latency("5ms"), Ok(5e6));
+    }
+
+    #[test]
     fn bench_rejects_bad_values() {
         for bad in [
             &["ipckit", "bench", "--mech", "carrier-pigeon"][..],
@@ -505,6 +540,69 @@ mod tests {
             &["ipckit", "bench", "--pin", "1"],
             &["ipckit", "bench", "--repeat", "0"],
             &["ipckit", "bench", "--rate", "-5"],
+            &["ipckit", "bench", "--duration", "1e30"],
+            &["ipckit", "bench", "--duration", "0"],
+            &[
+                "ipckit",
+                "recv",
+                "--via",
+                "udp",
+                "--at",
+                "x:1",
+                "--timeout",
+                "1e30",
+            ],
+            &[
+                "ipckit",
+                "recv",
+                "--via",
+                "udp",
+                "--at",
+                "x:1",
+                "--timeout",
+                "18446744073709551616",
+            ],
+            &[
+                "ipckit",
+                "recv",
+                "--via",
+                "udp",
+                "--at",
+                "x:1",
+                "--timeout",
+                "inf",
+            ],
+            &[
+                "ipckit",
+                "recv",
+                "--via",
+                "udp",
+                "--at",
+                "x:1",
+                "--timeout",
+                "NaN",
+            ],
+            &[
+                "ipckit",
+                "recv",
+                "--via",
+                "udp",
+                "--at",
+                "x:1",
+                "--timeout",
+                "-1",
+            ],
+            &[
+                "ipckit",
+                "recv",
+                "--via",
+                "udp",
+                "--at",
+                "x:1",
+                "--timeout",
+                "366days",
+            ],
+            &["ipckit", "recommend", "--latency-p99", "1e30"],
             &["ipckit", "demo", "cow-snapshot", "--size", "0"],
             &["ipckit", "demo", "cow-snapshot", "--size", "65537"],
             &["ipckit", "demo", "cow-snapshot", "--size", "1.5"],

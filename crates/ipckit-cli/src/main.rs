@@ -2,7 +2,8 @@
 //!
 //! `main` first hands the hidden peer mode of the bench (`ipckit __peer <spec>`) to the
 //! harness, then parses the command line and runs one command. A user's mistake is one line on
-//! stderr and exit status 2 (return a [`UserError`] from a command); any other failure exits 1;
+//! stderr and exit status 2 (return a [`UserError`] from a command, or an `io::Error` of a
+//! kind that names the user's mistake: see [`is_user_error`]); any other failure exits 1;
 //! a closed stdout (`ipckit bench | head`) is success. A command that succeeds may still choose
 //! its exit status (`ipckit pipeline` exits with its pipeline's, as a shell does).
 #![deny(unsafe_code)]
@@ -97,10 +98,44 @@ fn main() -> ExitCode {
                 eprintln!("ipckit: {u}");
                 return ExitCode::from(EXIT_USAGE);
             }
-            eprintln!("ipckit: {e:#}");
-            ExitCode::FAILURE
+            // One line whatever the chain holds (a message with a newline in it included).
+            let line = format!("{e:#}").replace('\n', " ");
+            eprintln!("ipckit: {line}");
+            if is_user_error(&e) {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// True if the failure is the user's to fix: the chain holds a [`UserError`], or an OS error
+/// of a kind that says the request itself cannot be done as asked, whatever the machine's
+/// state: a name the user gave that does not exist, may not be used by this user, is
+/// malformed or too long, or is in use; or an input that is the wrong kind of file or too big.
+/// Everything else (out of memory, a peer's I/O failing, a full disk) is a failure, exit 1.
+fn is_user_error(e: &anyhow::Error) -> bool {
+    use io::ErrorKind as K;
+    e.chain().any(|c| {
+        c.is::<UserError>()
+            || c.downcast_ref::<io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    K::NotFound
+                        | K::PermissionDenied
+                        | K::InvalidInput
+                        | K::InvalidFilename
+                        | K::AlreadyExists
+                        | K::AddrInUse
+                        | K::AddrNotAvailable
+                        | K::NotADirectory
+                        | K::IsADirectory
+                        | K::FileTooLarge
+                        | K::ReadOnlyFilesystem
+                )
+            })
+    })
 }
 
 /// True if the error chain holds an `EPIPE` (stdout closed by the reader).

@@ -44,6 +44,7 @@ fn main() {
             slot,
             generation: 1,
             config: config.clone(),
+            master_pid: None,
         };
         let mut cmd = Command::new(&exe);
         cmd.env(WorkerSpec::ENV, spec.to_json());

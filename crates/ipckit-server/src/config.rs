@@ -118,6 +118,9 @@ fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The largest config file read (a real one is a few hundred bytes).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 fn bad(path: &Path, line: usize, msg: impl fmt::Display) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
@@ -130,12 +133,19 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// The error opening or reading the file (naming it); `InvalidData` as
+    /// The error opening or reading the file (naming it): `InvalidInput` when it is not a
+    /// regular file, `FileTooLarge` over [`MAX_CONFIG_BYTES`]; `InvalidData` as
     /// `FILE:LINE: what is wrong` for a line without `=`, an unknown or repeated key, or a
     /// bad value.
     pub fn load(path: &Path) -> io::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("config {}: {e}", path.display())))?;
+        let named =
+            |e: io::Error| io::Error::new(e.kind(), format!("config {}: {e}", path.display()));
+        // Bounded, and only a regular file: `/dev/zero` or a FIFO is refused before anything
+        // is read (the master reads this with its signals blocked: a read that never ended
+        // would leave it deaf to TERM).
+        let bytes = ipckit::fs::read_regular(path, MAX_CONFIG_BYTES).map_err(named)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| named(io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text")))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Config::parse(&text, path, base)
     }

@@ -6,7 +6,8 @@
 //! - A header over `max_header_bytes` without completing is 431 (the buffer is exactly that
 //!   big, so the check is "buffer full, no request"). An httparse error is 400. Both close.
 //! - A body announced by `Content-Length` is skipped (requests are answered at once; the
-//!   body bytes are discarded as they arrive). `Transfer-Encoding` is 501, and closes.
+//!   body bytes are discarded as they arrive). Repeated `Content-Length` headers must agree,
+//!   else 400 (request smuggling). `Transfer-Encoding` is 501, and closes.
 //! - Keep-alive: HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0 closes
 //!   unless `Connection: keep-alive`.
 //! - Only GET and HEAD are served; other methods get 405 (keep-alive kept).
@@ -138,7 +139,10 @@ impl Input {
         };
         let http10 = req.version == Some(0);
         let mut keep_alive = !http10;
-        let mut body: u64 = 0;
+        // `None` until a `Content-Length` is seen: every later one must repeat its value, in
+        // whatever order (`0` then `5` is as ambiguous as `5` then `0`: a proxy in front may
+        // take either, and then the two disagree on where the next pipelined request starts).
+        let mut length: Option<u64> = None;
         for h in req.headers.iter() {
             let name = h.name.as_bytes();
             if name.eq_ignore_ascii_case(b"connection") {
@@ -148,8 +152,9 @@ impl Input {
                     keep_alive = true;
                 }
             } else if name.eq_ignore_ascii_case(b"content-length") {
-                match parse_u64(h.value) {
-                    Some(n) if body == 0 || body == n => body = n,
+                match (parse_u64(h.value), length) {
+                    (Some(n), None) => length = Some(n),
+                    (Some(n), Some(m)) if n == m => {}
                     _ => return Next::Reject(400),
                 }
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
@@ -164,7 +169,7 @@ impl Input {
         // The target is a subslice of `data`: its offset in the buffer.
         let off = target.as_ptr() as usize - self.buf.as_ptr() as usize;
         self.start += len;
-        self.skip = body;
+        self.skip = length.unwrap_or(0);
         Next::Request(Request {
             method,
             path: off..off + path_len,
@@ -464,6 +469,28 @@ mod tests {
         big.resize(100, b'y');
         feed(&mut inp, &big);
         assert_eq!(inp.next_request(), Next::Reject(431));
+    }
+
+    #[test]
+    fn differing_lengths_are_refused_in_either_order() {
+        for (a, b) in [("0", "5"), ("5", "0"), ("3", "4")] {
+            let mut inp = Input::new(8192);
+            let req = format!(
+                "GET /x HTTP/1.1\r\nContent-Length: {a}\r\nContent-Length: {b}\r\n\r\nGET / HTTP/1.1\r\n\r\n"
+            );
+            feed(&mut inp, req.as_bytes());
+            assert_eq!(inp.next_request(), Next::Reject(400), "{a} then {b}");
+        }
+        let mut inp = Input::new(8192);
+        feed(
+            &mut inp,
+            b"GET /x HTTP/1.1\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nabGET /y HTTP/1.1\r\n\r\n",
+        );
+        assert!(matches!(inp.next_request(), Next::Request(_)));
+        let Next::Request(r) = inp.next_request() else {
+            panic!("the request after an agreed length")
+        };
+        assert_eq!(inp.bytes(r.path), b"/y");
     }
 
     #[test]

@@ -488,6 +488,9 @@ impl Master {
             slot,
             generation,
             config: self.config.clone(),
+            // Workers are started from this, the master's only thread: PR_SET_PDEATHSIG
+            // fires when the forking thread ends, which is when the master does.
+            master_pid: Some(std::process::id()),
         };
         fds.push(self.board.as_fd());
         let json = serde_json::to_string(&spec).map_err(io::Error::other)?;
@@ -1169,17 +1172,96 @@ fn describe(s: &io::Result<ExitStatus>) -> String {
     }
 }
 
+/// The largest state file read (a real one is a few KB even with 512 workers).
+const MAX_STATE_BYTES: u64 = 1 << 20;
+
 fn read_state(p: &Path) -> io::Result<State> {
+    read_state_id(p).map(|(s, _)| s)
+}
+
+/// The state in `p` and the file's (device, inode), if `p` is a regular file of ours (not a
+/// symlink), read with a bound.
+fn read_state_id(p: &Path) -> io::Result<(State, (u64, u64))> {
     use std::os::unix::fs::MetadataExt;
-    if std::fs::symlink_metadata(p)?.uid() != euid() {
+    let md = std::fs::symlink_metadata(p)?;
+    if md.uid() != euid() || !md.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            format!("{} is not ours", p.display()),
+            format!("{} is not a file of ours", p.display()),
         ));
     }
-    let text = std::fs::read_to_string(p)?;
-    serde_json::from_str(&text)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display())))
+    let bytes = ipckit::fs::read_regular(p, MAX_STATE_BYTES)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+    let state = serde_json::from_slice(&bytes)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display())))?;
+    Ok((state, (md.dev(), md.ino())))
+}
+
+/// What [`clean_stale`] did with one state file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StaleAction {
+    /// Its master (this pid) is dead: the file was removed (or would be, in a dry run).
+    Removed(u32),
+    /// Its master (this pid) runs.
+    MasterAlive(u32),
+    /// Left alone: why (not ours, not a state file, replaced while we looked, ...).
+    Kept(String),
+    /// Removing it failed.
+    Failed(String),
+}
+
+/// `ipckit clean`'s part for `serve`: the state files a master killed with `-9` left behind.
+/// A file is removed only when its master is verified dead (pid *and* start time, so a reused
+/// pid does not keep it, and a live master's is never touched), when it is a regular file of
+/// ours, and when the name still denotes the very file read (device and inode compared just
+/// before the unlink; the directory is ours and closed to others, so nobody can swap it in
+/// between). The status board is in ipckit's registry and cleaned with it.
+///
+/// # Errors
+///
+/// Reading the state directory (a missing one is no state file, not an error).
+pub fn clean_stale(dry_run: bool) -> io::Result<Vec<(PathBuf, StaleAction)>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(state_dir()) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("ipckit-serve-") && n.ends_with(".json"))
+        })
+        .collect();
+    paths.sort();
+    for p in paths {
+        let action = match read_state_id(&p) {
+            Err(e) => StaleAction::Kept(e.to_string()),
+            Ok((s, _)) if master_alive(&s) => StaleAction::MasterAlive(s.master_pid),
+            Ok((s, _)) if dry_run => StaleAction::Removed(s.master_pid),
+            Ok((s, id)) => {
+                let same = std::fs::symlink_metadata(&p)
+                    .is_ok_and(|m| m.is_file() && (m.dev(), m.ino()) == id);
+                if !same {
+                    StaleAction::Kept("replaced while it was read".into())
+                } else {
+                    match std::fs::remove_file(&p) {
+                        Ok(()) => StaleAction::Removed(s.master_pid),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            StaleAction::Removed(s.master_pid)
+                        }
+                        Err(e) => StaleAction::Failed(e.to_string()),
+                    }
+                }
+            }
+        };
+        out.push((p, action));
+    }
+    Ok(out)
 }
 
 fn master_alive(s: &State) -> bool {

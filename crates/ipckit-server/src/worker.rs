@@ -16,8 +16,9 @@
 //!   second: no allocation and no formatting per request. With a root directory, other paths
 //!   are files opened with [`ipckit::fs::open_beneath`] (the kernel refuses `..`, absolute
 //!   paths and symlinks leaving the root: 403) and sent with `sendfile`; missing: 404; a
-//!   directory: 403 (no index files, no listings). `/` stays the hello response even with a
-//!   root.
+//!   directory: 403 (no index files, no listings); anything else that is not a regular file
+//!   (a FIFO, socket or device): 403, found with `O_PATH` and never opened for reading
+//!   ([`ipckit::fs::open_regular_beneath`]). `/` stays the hello response even with a root.
 //! - Listeners are edge-triggered too (with `EPOLLEXCLUSIVE` in [`AcceptMode::Exclusive`],
 //!   where every worker shares one socket), and drained with `accept` until `EAGAIN`. When
 //!   the process is out of descriptors (`EMFILE`/`ENFILE`), a spare descriptor kept open on
@@ -66,6 +67,11 @@ pub struct WorkerSpec {
     pub generation: u64,
     /// The configuration.
     pub config: Config,
+    /// The master's pid: the worker dies (`SIGKILL`) with it, and exits at once if its
+    /// parent is not that process any more ([`ipckit::process::die_with_parent`]). `None`
+    /// for a worker run on its own (tests, benchmarks).
+    #[serde(default)]
+    pub master_pid: Option<u32>,
 }
 
 impl WorkerSpec {
@@ -135,6 +141,14 @@ pub const SIGNALS: [Signal; 5] = [
 /// Runs a worker until it is told to stop; returns the process exit code (0 after a
 /// graceful shutdown, 128 + n after TERM or INT, 1 if it cannot start).
 pub fn run(spec: WorkerSpec) -> i32 {
+    // First of all: a worker must not outlive its master (a `kill -9` of the master would
+    // leave workers serving on a port nothing else can then take, unseen by `--status`).
+    if let Some(master) = spec.master_pid {
+        if let Err(e) = ipckit::process::die_with_parent(master) {
+            eprintln!("ipckit serve worker slot {}: {e}; exiting", spec.slot);
+            return 1;
+        }
+    }
     let mut log = Log::open(spec.config.error_log.clone());
     match start(&spec, &mut log) {
         Ok(code) => code,
@@ -766,28 +780,28 @@ impl Worker<'_, '_> {
             (Some(_), None) => 400,
             (Some(root), Some(decoded)) => {
                 let rel = trim_slashes(decoded);
-                match ipckit::fs::open_beneath(root, rel, libc::O_RDONLY) {
-                    Ok(fd) => {
-                        let file = File::from(fd);
-                        match file.metadata() {
-                            Ok(m) if m.is_file() => {
-                                let len = m.len();
-                                self.responses.header(
-                                    &mut c.out,
-                                    200,
-                                    http::content_type(rel),
-                                    len,
-                                    keep,
-                                );
-                                if !head && len > 0 {
-                                    c.file = Some(FileSend { file, off: 0, len });
-                                }
-                                return 200;
+                // Only a regular file is ever opened for reading: a FIFO would block this
+                // worker in `open` for good, and opening a device may have side effects.
+                match ipckit::fs::open_regular_beneath(root, rel) {
+                    Ok(None) => 403,
+                    Ok(Some(file)) => match file.metadata() {
+                        Ok(m) if m.is_file() => {
+                            let len = m.len();
+                            self.responses.header(
+                                &mut c.out,
+                                200,
+                                http::content_type(rel),
+                                len,
+                                keep,
+                            );
+                            if !head && len > 0 {
+                                c.file = Some(FileSend { file, off: 0, len });
                             }
-                            Ok(_) => 403,
-                            Err(_) => 500,
+                            return 200;
                         }
-                    }
+                        Ok(_) => 403,
+                        Err(_) => 500,
+                    },
                     Err(e) => match e.raw_os_error() {
                         Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG) => 404,
                         Some(libc::EXDEV | libc::ELOOP | libc::EACCES | libc::EPERM) => 403,

@@ -24,12 +24,22 @@
 //! [`private_dir`] finds (or makes) a per-user directory such as the registry's, bypassing
 //! candidates another user owns or can write; [`create_output`] creates an output file
 //! without following a symbolic link and never over one of the inputs.
+//!
+//! # Reading only regular files
+//!
+//! [`open_regular_beneath`] and [`read_regular`] open only regular files, and never open
+//! anything else for reading: the path is opened with `O_PATH` (no open of the object
+//! itself happens: a FIFO does not block, a device driver's `open` does not run), checked
+//! with `fstat`, and only a regular file is reopened for reading, through its
+//! `/proc/self/fd/N` link, which names that very inode (a rename in between changes nothing).
 
 use crate::sys;
 use std::ffi::{OsStr, OsString};
-use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Opens `path` (relative to `dir`; a leading `/` is refused by the kernel, so strip it)
@@ -52,6 +62,77 @@ pub fn open_beneath(dir: impl AsFd, path: &[u8], flags: i32) -> io::Result<Owned
         flags,
         libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
     )
+}
+
+/// As [`open_beneath`] for reading, but only a regular file: `Ok(None)` if `path` names
+/// anything else (a directory, FIFO, socket or device), which is never opened for reading.
+///
+/// # Errors
+///
+/// As [`open_beneath`]; `PermissionDenied` when the file may not be read.
+///
+/// # References
+///
+/// `openat2(2)` (`O_PATH`), `fstat(2)`, `proc(5)` (`/proc/self/fd`).
+pub fn open_regular_beneath(dir: impl AsFd, path: &[u8]) -> io::Result<Option<File>> {
+    let handle = File::from(sys::fs::openat2(
+        dir.as_fd(),
+        path,
+        libc::O_PATH,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
+    )?);
+    if !handle.metadata()?.is_file() {
+        return Ok(None);
+    }
+    reopen_for_reading(&handle).map(Some)
+}
+
+/// Reads the whole of `path`, which must be a regular file of at most `limit` bytes: a
+/// config file or a JSON input, safe to point at `/dev/zero`, a FIFO or `/dev/tty` (refused
+/// before anything is opened for reading, so nothing blocks and nothing is read).
+///
+/// # Errors
+///
+/// `InvalidInput` naming the path and what it is when it is not a regular file,
+/// `FileTooLarge` when it holds more than `limit` bytes, or the error opening or reading it
+/// (`NotFound`, `PermissionDenied`, ...). Messages do not repeat the path: the caller names
+/// it (`config {path}: a FIFO, not a regular file`).
+///
+/// # References
+///
+/// `open(2)` (`O_PATH`), `fstat(2)`, `proc(5)` (`/proc/self/fd`).
+pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(path)?;
+    let ftype = sys::fs::fstat(handle.as_fd())?.st_mode & libc::S_IFMT;
+    if ftype != libc::S_IFREG {
+        let what = type_name(ftype);
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what}, not a regular file"),
+        ));
+    }
+    let file = reopen_for_reading(&handle)?;
+    let mut buf = Vec::new();
+    // One byte more than allowed tells a file that is too big (or grew) from one that fits.
+    file.take(limit.saturating_add(1)).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(buf)
+}
+
+/// Opens the inode an `O_PATH` handle refers to, read-only, through `/proc/self/fd/N`.
+fn reopen_for_reading(handle: &File) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
 }
 
 /// What a directory entry was when ipckit made it: removal checks it is still that.
@@ -104,7 +185,8 @@ pub(crate) fn type_name(ftype: u32) -> &'static str {
         libc::S_IFREG => "a regular file",
         libc::S_IFDIR => "a directory",
         libc::S_IFLNK => "a symbolic link",
-        libc::S_IFCHR | libc::S_IFBLK => "a device",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
         _ => "a file of unknown type",
     }
 }
@@ -492,6 +574,9 @@ mod tests {
             );
         }
         assert!(open_beneath(&dir, b"a\0b", libc::O_RDONLY).is_err());
+        assert!(open_regular_beneath(&dir, b"ok").unwrap().is_some());
+        assert!(open_regular_beneath(&dir, b"d").unwrap().is_none());
+        assert!(open_regular_beneath(&dir, b"rel").is_err());
         std::fs::remove_dir_all(&top).unwrap();
     }
 
@@ -574,6 +659,30 @@ mod tests {
         let mut f = create_output(&top.join("old"), &[&input]).unwrap();
         std::io::Write::write_all(&mut f, b"new").unwrap();
         assert_eq!(std::fs::read_to_string(top.join("old")).unwrap(), "new");
+        std::fs::remove_dir_all(&top).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_within_the_limit() {
+        let top = std::env::temp_dir().join(format!("ipckit-fs-read-{}", std::process::id()));
+        std::fs::create_dir_all(&top).unwrap();
+        let f = top.join("f");
+        std::fs::write(&f, b"12345").unwrap();
+        assert_eq!(read_regular(&f, 5).unwrap(), b"12345");
+        let e = read_regular(&f, 4).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+        let e = read_regular(Path::new("/dev/zero"), 1 << 20).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("character device"), "{e}");
+        let e = read_regular(&top, 10).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let e = read_regular(&top.join("missing"), 10).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
         std::fs::remove_dir_all(&top).unwrap();
     }
 }

@@ -24,6 +24,36 @@ pub fn pidfd(pid: u32) -> io::Result<OwnedFd> {
     proc::pidfd_open(pid).map_err(|e| io::Error::new(e.kind(), format!("pidfd_open({pid}): {e}")))
 }
 
+/// Makes this process die (`SIGKILL`) with its parent, a process started by `parent`: sets
+/// `PR_SET_PDEATHSIG`, then checks that the parent is still `parent` — had it died before
+/// the call, this process would have been handed to another (init or a subreaper) and the
+/// death signal would never come.
+///
+/// A child calls it first thing after `exec`, with the pid its parent passed on (the
+/// environment, an argument). The signal comes when the *thread* that forked this process
+/// exits, so the parent should start children from a thread that lives as long as it does
+/// (its main thread).
+///
+/// # Errors
+///
+/// `Other` naming both pids if the parent is already gone (the caller should exit), or the
+/// error of `prctl`.
+///
+/// # References
+///
+/// prctl(2) (`PR_SET_PDEATHSIG`), getppid(2).
+#[doc(alias = "PR_SET_PDEATHSIG")]
+pub fn die_with_parent(parent: u32) -> io::Result<()> {
+    proc::set_parent_death_kill()?;
+    let now = std::os::unix::process::parent_id();
+    if now != parent {
+        return Err(io::Error::other(format!(
+            "the parent process {parent} is gone (the parent is now {now})"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,6 @@ use ipckit::Wait;
 use ipckit_bench::options::{BenchOptions, Format, Placement};
 use ipckit_bench::BenchError;
 use std::io::Write;
-use std::time::Duration;
 
 fn options(a: &BenchArgs) -> BenchOptions {
     let mut o = BenchOptions::default();
@@ -60,7 +59,7 @@ fn options(a: &BenchArgs) -> BenchOptions {
         o.repeat = r;
     }
     if let Some(d) = a.duration {
-        o.duration = Duration::from_secs_f64(d);
+        o.duration = d;
     }
     if a.quick {
         o = o.quick(a.duration.is_some(), a.repeat.is_some());

@@ -10,9 +10,10 @@ use std::io::{self, Write};
 
 /// Runs `ipckit clean`.
 pub fn run(args: &CleanArgs) -> anyhow::Result<()> {
+    let (serve_seen, serve_failed) = clean_serve_state(args.dry_run)?;
     let results = registry::clean(args.dry_run).context("reading the ipckit registry")?;
     let mut out = io::stdout().lock();
-    if results.is_empty() {
+    if results.is_empty() && serve_seen == 0 {
         writeln!(out, "nothing to clean: no ipckit objects are recorded")?;
         return Ok(());
     }
@@ -51,8 +52,35 @@ pub fn run(args: &CleanArgs) -> anyhow::Result<()> {
              or what they are could not be checked"
         );
     }
+    failed += serve_failed;
     if failed > 0 {
         anyhow::bail!("{failed} object(s) could not be removed");
     }
     Ok(())
+}
+
+/// The state files of `serve` masters that were killed (`kill -9`): one line each; returns
+/// how many state files there were and how many could not be removed.
+fn clean_serve_state(dry_run: bool) -> anyhow::Result<(usize, usize)> {
+    use ipckit_server::master::{clean_stale, StaleAction};
+    let results = clean_stale(dry_run).context("reading serve's state directory")?;
+    let mut out = io::stdout().lock();
+    let (seen, mut failed) = (results.len(), 0);
+    for (p, action) in results {
+        let what = format!("serve state file {}", p.display());
+        let line = match action {
+            StaleAction::Removed(pid) if dry_run => {
+                format!("would remove {what} (master pid {pid} is gone)")
+            }
+            StaleAction::Removed(pid) => format!("removed {what} (master pid {pid} is gone)"),
+            StaleAction::MasterAlive(pid) => format!("kept {what} (master pid {pid} runs)"),
+            StaleAction::Kept(why) => format!("kept {what}: {why}"),
+            StaleAction::Failed(e) => {
+                failed += 1;
+                format!("failed to remove {what}: {e}")
+            }
+        };
+        writeln!(out, "{line}")?;
+    }
+    Ok((seen, failed))
 }

@@ -8,7 +8,9 @@
 //! a uds-dgram receiver drops datagrams from senders of another uid; both are reported on
 //! stderr as they happen. It stops after
 //! `--count` messages, after `--timeout` seconds without one, or on SIGINT/SIGTERM, and removes
-//! what it created in every case (waits are sliced so the signal flag is seen).
+//! what it created in every case (waits are sliced so the signal flag is seen). SIGTERM is a
+//! request to stop, as for `signal listen`: what has already arrived is received and printed
+//! (for at most [`DRAIN_MAX`]), then it exits 0. SIGINT (Ctrl-C) stops at once, status 130.
 //!
 //! tcp and udp bind the address given: `127.0.0.1:PORT` keeps to this machine, `0.0.0.0:PORT`
 //! or `[::]:PORT` listens on every interface, for senders on other hosts. IP peers carry no
@@ -23,10 +25,38 @@ use ipckit::connect::{self, Listener, Options, Receiver};
 use ipckit::mq::sysv::{self, SysvMq, SysvOptions};
 use ipckit::{Mechanism, RecvError, Transport, Wait};
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Longest single wait, so a signal is noticed promptly.
 const SLICE: Duration = Duration::from_millis(100);
+
+/// After SIGTERM: a wait this long without a message means everything sent is received.
+const DRAIN_SLICE: Duration = Duration::from_millis(20);
+
+/// After SIGTERM, the longest the draining goes on (a sender that never stops cannot keep
+/// `recv` running).
+pub const DRAIN_MAX: Duration = Duration::from_secs(2);
+
+/// Set by SIGTERM (its own flag: SIGINT's, in `interrupt`, means stop at once).
+static TERMINATED: AtomicBool = AtomicBool::new(false);
+
+fn terminated() -> bool {
+    TERMINATED.load(Ordering::SeqCst)
+}
+
+/// SIGTERM sets [`TERMINATED`] instead of the common interrupt flag.
+fn install_term() {
+    use ipckit::signal::{Action, Handler, HandlerOptions, Signal};
+    if let Ok(h) = Handler::install(
+        Signal::SIGTERM,
+        Action::Flag(&TERMINATED),
+        HandlerOptions::default(),
+    ) {
+        // The handler lasts for the rest of the process.
+        std::mem::forget(h);
+    }
+}
 
 /// Runs `ipckit recv`.
 pub fn run(args: &RecvArgs) -> anyhow::Result<()> {
@@ -36,10 +66,15 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<()> {
     if args.msg_type.is_some() && mech != Mechanism::MqSysv {
         return Err(UserError::new(format!("--type applies to mq-sysv, not {mech}")).into());
     }
+    // SIGTERM's handler first: `interrupt` then keeps SIGINT only (a signal has one handler).
+    install_term();
     interrupt::install();
     let r = receive(args, mech, &addr, framing);
     // Everything receive() made is dropped (and removed) by now.
     interrupt::exit_if_interrupted();
+    if terminated() && r.is_ok() {
+        eprintln!("ipckit: stopped by SIGTERM; received what had arrived, cleaned up");
+    }
     r
 }
 
@@ -60,6 +95,8 @@ enum Next {
 struct Clock {
     idle: Option<Duration>,
     deadline: Option<Instant>,
+    /// Set at the first look after SIGTERM: when the draining ends at the latest.
+    drain_until: std::cell::Cell<Option<Instant>>,
 }
 
 impl Clock {
@@ -68,10 +105,18 @@ impl Clock {
     }
 
     /// The next wait: a slice, shorter if the deadline is nearer; `None` once it has passed
-    /// or a signal came.
+    /// or SIGINT came; after SIGTERM, a short one while draining.
     fn slice(&self) -> Option<Duration> {
         if interrupt::interrupted() {
             return None;
+        }
+        if terminated() {
+            let until = self
+                .drain_until
+                .get()
+                .unwrap_or_else(|| Instant::now() + DRAIN_MAX);
+            self.drain_until.set(Some(until));
+            return (Instant::now() < until).then_some(DRAIN_SLICE);
         }
         match self.deadline {
             None => Some(SLICE),
@@ -102,8 +147,9 @@ fn receive(
     };
     eprintln!("ipckit: receiving on {mech} at {addr}");
     let mut clock = Clock {
-        idle: args.timeout.map(Duration::from_secs_f64),
+        idle: args.timeout,
         deadline: None,
+        drain_until: std::cell::Cell::new(None),
     };
     clock.reset();
     let want = args.count.unwrap_or(u64::MAX);
@@ -151,7 +197,7 @@ fn receive(
     if bad_peers > 0 {
         eprintln!("ipckit: {bad_peers} peer(s) dropped for malformed or over-long messages");
     }
-    if got < want && args.count.is_some() && !interrupt::interrupted() {
+    if got < want && args.count.is_some() && !interrupt::interrupted() && !terminated() {
         anyhow::bail!(
             "received {got} of {want} messages: {}",
             if clock.slice().is_none() {
@@ -212,6 +258,10 @@ fn open_sysv(addr: &str, msg_type: Option<i64>) -> anyhow::Result<Box<dyn Transp
 /// The next peer, or `None` when the time is up or a signal came.
 fn accept(l: &Listener, clock: &Clock) -> anyhow::Result<Option<Box<dyn Transport>>> {
     while let Some(slice) = clock.slice() {
+        if terminated() {
+            // Draining receives from the peer at hand; no new one is taken.
+            return Ok(None);
+        }
         match l.accept(Some(slice)) {
             Ok(ep) => return Ok(Some(ep)),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
@@ -226,6 +276,8 @@ fn next(ep: &mut dyn Transport, buf: &mut Vec<u8>, clock: &Clock) -> anyhow::Res
     while let Some(slice) = clock.slice() {
         match ep.recv_timeout(buf, slice) {
             Ok(n) => return Ok(Next::Msg(n)),
+            // After SIGTERM, a quiet slice means everything already sent is received.
+            Err(RecvError::Timeout) | Err(RecvError::Empty) if terminated() => break,
             Err(RecvError::Timeout) | Err(RecvError::Empty) => {}
             Err(RecvError::PeerGone) => return Ok(Next::PeerGone),
             Err(RecvError::BufferTooSmall { needed }) => buf.resize(needed, 0),

@@ -165,6 +165,7 @@ fn start_with(
         slot: 0,
         generation: 1,
         config,
+        master_pid: None,
     };
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.env(ROLE, "worker")

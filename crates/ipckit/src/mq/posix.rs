@@ -70,13 +70,16 @@ pub fn system_max_msg_size() -> usize {
     proc_limit("msgsize_max", 8192)
 }
 
-/// Validates a queue name: `/` then 1..=255 bytes with no further `/`.
+/// Validates a queue name: `/` then 1..=255 bytes with no further `/`, not `/.` or `/..`.
 pub fn check_name(name: &str) -> io::Result<()> {
     let ok = name.len() >= 2
         && name.len() <= 255
         && name.starts_with('/')
         && !name[1..].contains('/')
-        && !name.contains('\0');
+        && !name.contains('\0')
+        // The queue file system's own `.` and `..`, not queues (mq_open says EACCES).
+        && name != "/."
+        && name != "/..";
     if ok {
         Ok(())
     } else {

@@ -3,6 +3,7 @@
 //! # Safety
 //!
 //! `pidfd_open` is a raw syscall taking two integers; its result becomes an `OwnedFd` at once.
+//! `prctl(PR_SET_PDEATHSIG)` takes integers only.
 //! `access` takes a NUL-terminated `CString` that outlives the call. The `pre_exec` closures
 //! run in the forked child and call only async-signal-safe functions (`fcntl`, `sigemptyset`,
 //! `sigprocmask`) on data built before the fork.
@@ -21,6 +22,22 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: the syscall takes a pid and flags, no pointers.
     let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) })?;
     Ok(owned(fd as i32))
+}
+
+/// `prctl(PR_SET_PDEATHSIG, SIGKILL)`: this process is killed when the thread that forked
+/// it exits.
+pub(crate) fn set_parent_death_kill() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })?;
+    Ok(())
 }
 
 /// A process's start time in clock ticks since boot (`/proc/PID/stat`, field 22). Together
