@@ -18,6 +18,25 @@ pub(crate) fn spin() {
     std::hint::spin_loop();
 }
 
+/// Asks for the cache line of `word`, for writing, without waiting for it: the producer's
+/// look at a far line (`ring::Producer::commit`) then finds it arrived during the payload
+/// copy. A load there instead would hold up every instruction after it until the line
+/// came, the copy included. Nothing under loom, or off x86-64.
+#[inline]
+#[allow(unsafe_code)]
+pub(crate) fn prefetch_write(word: &AtomicU64) {
+    #[cfg(all(target_arch = "x86_64", not(ipckit_loom)))]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
+        // SAFETY: 1. the CPU has SSE (part of the x86-64 baseline), the one requirement of
+        // `_mm_prefetch`; 2. a prefetch is a hint: it never faults and changes no memory,
+        // whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_ET0>(word.as_ptr().cast::<i8>()) }
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(ipckit_loom))))]
+    let _ = word;
+}
+
 /// Futex wait and wake on a word in shared memory.
 #[cfg(not(ipckit_loom))]
 pub(crate) use crate::sys::shm::{futex_wait, futex_wake};
