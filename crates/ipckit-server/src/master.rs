@@ -1223,22 +1223,7 @@ pub enum StaleAction {
 pub fn clean_stale(dry_run: bool) -> io::Result<Vec<(PathBuf, StaleAction)>> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
-    let entries = match std::fs::read_dir(state_dir()) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("ipckit-serve-") && n.ends_with(".json"))
-        })
-        .collect();
-    paths.sort();
-    for p in paths {
+    for p in state_files()? {
         let action = match read_state_id(&p) {
             Err(e) => StaleAction::Kept(e.to_string()),
             Ok((s, _)) if master_alive(&s) => StaleAction::MasterAlive(s.master_pid),
@@ -1264,6 +1249,26 @@ pub fn clean_stale(dry_run: bool) -> io::Result<Vec<(PathBuf, StaleAction)>> {
     Ok(out)
 }
 
+/// Every state file in the state directory, sorted (none if the directory does not exist).
+fn state_files() -> io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(state_dir()) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut v: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("ipckit-serve-") && n.ends_with(".json"))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
 fn master_alive(s: &State) -> bool {
     ipckit::is_alive(s.master_pid, s.master_start)
 }
@@ -1276,24 +1281,7 @@ fn master_alive(s: &State) -> bool {
 pub fn running(port: Option<u16>) -> io::Result<Vec<(PathBuf, State)>> {
     let paths: Vec<PathBuf> = match port {
         Some(p) => vec![state_path(p)],
-        None => {
-            let entries = match std::fs::read_dir(state_dir()) {
-                Ok(e) => e,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(e) => return Err(e),
-            };
-            let mut v: Vec<PathBuf> = entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("ipckit-serve-") && n.ends_with(".json"))
-                })
-                .collect();
-            v.sort();
-            v
-        }
+        None => state_files()?,
     };
     Ok(paths
         .into_iter()

@@ -145,6 +145,18 @@ fn holds_for_reading(pid: u32, fd: &str, id: (u64, u64)) -> bool {
         && access_mode(pid, fd).is_some_and(|a| a != libc::O_WRONLY)
 }
 
+/// `ENOENT` from opening queue `name`, in words.
+fn not_found(e: io::Error, name: &str) -> io::Error {
+    if e.raw_os_error() == Some(libc::ENOENT) {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no POSIX queue named {name}"),
+        )
+    } else {
+        e
+    }
+}
+
 /// Another process that has queue `name` (`id`) open for reading: (pid, descriptor), and
 /// whether some process's descriptors could not be read. Only processes whose
 /// `/proc/PID/fd` we may read are seen (our own uid's, or all for root).
@@ -275,16 +287,7 @@ impl PosixMq {
     /// `NotFound` if there is no such queue, `PermissionDenied`, or the OS error.
     pub fn open(name: &str, wait: Wait) -> io::Result<PosixMq> {
         check_name(name)?;
-        let fd = mq::open(name, None).map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENOENT) {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("no POSIX queue named {name}"),
-                )
-            } else {
-                e
-            }
-        })?;
+        let fd = mq::open(name, None).map_err(|e| not_found(e, name))?;
         let dup = sysfd::dup(fd.as_fd())?;
         Self::from_parts(Some(fd), Some(dup), wait, Vec::new())
     }
@@ -303,16 +306,7 @@ impl PosixMq {
     /// `NotFound` if there is no such queue, `PermissionDenied`, or the OS error.
     pub fn open_sender(name: &str, wait: Wait) -> io::Result<PosixMq> {
         check_name(name)?;
-        let fd = mq::open_write_only(name).map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENOENT) {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("no POSIX queue named {name}"),
-                )
-            } else {
-                e
-            }
-        })?;
+        let fd = mq::open_write_only(name).map_err(|e| not_found(e, name))?;
         let st = crate::sys::pipe::fstat(fd.as_fd())?;
         let mut me = Self::from_parts(None, Some(fd), wait, Vec::new())?;
         let id = (st.st_dev, st.st_ino);

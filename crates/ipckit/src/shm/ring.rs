@@ -802,7 +802,11 @@ mod tests {
                 let mut p = Producer::new(200 * RECORD_ALIGN);
                 p.set_payload(from, to);
                 for l in 0..200 {
-                    assert_eq!(p.is_header_like(l), !(from..to).contains(&l), "{from}..{to}: {l}");
+                    assert_eq!(
+                        p.is_header_like(l),
+                        !(from..to).contains(&l),
+                        "{from}..{to}: {l}"
+                    );
                 }
             }
         }
