@@ -246,10 +246,24 @@ fn sigint_to_ipckit_alone_does_not_stop_the_wait() {
     assert_eq!((o.stdout.as_str(), o.code()), ("done\n", Some(7)), "{o:?}");
 }
 
-/// Starts `prog ARGS` as the leader of a new process group, as a shell starts a job.
+/// Starts `prog ARGS` as the leader of a new process group, as a shell starts a job: with
+/// SIGINT and SIGQUIT at their defaults, as an interactive shell sets them for a foreground
+/// job, whatever this test inherited (a non-interactive shell's background command, such as
+/// `bash .ci/run &`, has both ignored, and an ignored SIGINT stays ignored across exec).
 fn spawn_job(mut cmd: std::process::Command) -> util::Bg {
     use std::os::unix::process::CommandExt;
     use std::process::Stdio;
+    // SAFETY: between fork and exec only `signal`, which is async-signal-safe, is called.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGQUIT] {
+                if libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
     cmd.process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
