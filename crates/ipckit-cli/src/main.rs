@@ -64,11 +64,8 @@ fn main() -> ExitCode {
                 }
                 _ => {
                     let text = e.to_string();
-                    let line = text
-                        .lines()
-                        .find(|l| !l.trim().is_empty())
-                        .unwrap_or("invalid arguments");
-                    let line = line.strip_prefix("error: ").unwrap_or(line);
+                    let line = first_paragraph(&text);
+                    let line = line.strip_prefix("error: ").unwrap_or(&line);
                     let possible = text
                         .lines()
                         .find_map(|l| l.trim().strip_prefix("[possible values: "));
@@ -107,6 +104,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// The first paragraph of clap's message on one line: "the following required arguments
+/// were not provided:" is followed by the arguments, one per indented line.
+fn first_paragraph(text: &str) -> String {
+    let para: Vec<&str> = text
+        .lines()
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    if para.is_empty() {
+        "invalid arguments".into()
+    } else {
+        para.join(" ")
     }
 }
 

@@ -272,6 +272,9 @@ fn user_errors_are_one_line_and_exit_2() {
         )
         .user_error("is not a System V key");
     }
+    // A missing argument is named, on the one line.
+    run_within(&env, &["send", "--to", "/q", "hi"], WATCHDOG).user_error("--via");
+    run_within(&env, &["recv", "--at", "/q"], WATCHDOG).user_error("--via");
     env.assert_clean();
 }
 
