@@ -29,9 +29,10 @@
 //! `$IPCKIT_REGISTRY` if set (used as is: tests point it at a private directory), else
 //! `$XDG_RUNTIME_DIR/ipckit`, else the first of `/tmp/ipckit-registry-<uid>` and its numbered
 //! alternatives (`.1` to `.8`, see [`crate::fs::private_dir`]) that is a directory of ours
-//! closed to others: one that another user planted is reported on stderr and bypassed, and
-//! every ipckit process of the user walks the same list, so `list` and `clean` find the
-//! records wherever they went. `$IPCKIT_STATE_BASE` replaces `/tmp` in those names (for
+//! closed to others, and if another user planted all nine, `~/.cache/ipckit/` (see
+//! [`crate::fs::private_dir_candidates`]): one that another user planted is reported on
+//! stderr and bypassed, and every ipckit process of the user walks the same list, so `list`
+//! and `clean` find the records wherever they went. `$IPCKIT_STATE_BASE` replaces `/tmp` in those names (for
 //! tests). The directory is created 0700.
 
 use crate::fs::{FileId, Removal};
@@ -451,7 +452,8 @@ fn remove_identified(
             let st = crate::sys::fs::fstat(fd.as_fd())?;
             if st.st_ino != *ino || st.st_uid != *uid {
                 return Ok(Outcome::LeftAlone(format!(
-                    "the queue by that name now is another one (inode {}, uid {}; recorded inode                      {ino}, uid {uid})",
+                    "the queue by that name now is another one (inode {}, uid {}; recorded inode \
+                     {ino}, uid {uid})",
                     st.st_ino, st.st_uid
                 )));
             }
@@ -482,7 +484,8 @@ fn remove_identified(
             if ds.msg_ctime != *ctime || ds.msg_perm.cuid != *cuid || Some(ds.msg_perm.__key) != key
             {
                 return Ok(Outcome::LeftAlone(format!(
-                    "queue id {msqid} now is another queue (created by uid {} at {}; recorded uid                      {cuid} at {ctime})",
+                    "queue id {msqid} now is another queue (created by uid {} at {}; recorded uid \
+                     {cuid} at {ctime})",
                     ds.msg_perm.cuid, ds.msg_ctime
                 )));
             }
@@ -601,7 +604,8 @@ impl ObjectGuard {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!(
-                    "{} is {} of uid {} just after it was made; someone else is at work in its                      directory",
+                    "{} is {} of uid {} just after it was made; someone else is at work in its \
+                     directory",
                     self.name,
                     file.type_name(),
                     file.uid
@@ -1132,8 +1136,11 @@ pub fn list() -> io::Result<Vec<Entry>> {
 /// What `clean` did with one entry.
 #[derive(Debug)]
 pub enum CleanAction {
-    /// Object (if it existed) and record removed.
+    /// Object and record removed.
     Removed,
+    /// The object that was made is gone already (whatever its name denotes now is another
+    /// object, left alone); its record was removed.
+    AlreadyGone,
     /// Kept: the owner is alive.
     OwnerAlive,
     /// Kept: a live process still uses it.
@@ -1181,7 +1188,7 @@ pub fn clean(dry_run: bool) -> io::Result<Vec<(Entry, CleanAction)>> {
 fn clean_one(e: &Entry, dry_run: bool) -> CleanAction {
     match fs::read_to_string(&e.record_path) {
         // Removed since `list` (by another clean): so was its object.
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return CleanAction::Removed,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return CleanAction::AlreadyGone,
         Err(err) => return CleanAction::Failed(err),
         Ok(text) if parse_record(&text).as_ref() != Some(&e.record) => {
             // Replaced since `list` by a new registrant of the same name: the object is theirs.
@@ -1208,12 +1215,14 @@ fn clean_one(e: &Entry, dry_run: bool) -> CleanAction {
         // Once it is gone, its record goes too.
         if e.exists {
             return CleanAction::LeftAlone(
-                "no identity is recorded for it (a record of an older ipckit, or its creator                  died while making it), so it cannot be told from another object of that name;                  remove it by hand if it is yours"
+                "no identity is recorded for it (a record of an older ipckit, or its creator \
+                 died while making it), so it cannot be told from another object of that name; \
+                 remove it by hand if it is yours"
                     .into(),
             );
         }
         return match remove_record() {
-            Ok(()) => CleanAction::Removed,
+            Ok(()) => CleanAction::AlreadyGone,
             Err(err) => CleanAction::Failed(err),
         };
     };
@@ -1232,7 +1241,8 @@ fn clean_one(e: &Entry, dry_run: bool) -> CleanAction {
         return CleanAction::Failed(err);
     }
     match outcome {
-        Outcome::Removed | Outcome::Gone => CleanAction::Removed,
+        Outcome::Removed => CleanAction::Removed,
+        Outcome::Gone => CleanAction::AlreadyGone,
         Outcome::Unverified(why) | Outcome::LeftAlone(why) => CleanAction::LeftAlone(format!(
             "{why}; the record of the object that was made {}",
             if dry_run {

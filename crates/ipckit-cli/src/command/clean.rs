@@ -25,10 +25,24 @@ pub fn run(args: &CleanArgs) -> anyhow::Result<()> {
             CleanAction::Removed if args.dry_run => {
                 format!("would remove {what} (owner pid {} is gone)", r.pid)
             }
-            CleanAction::Removed if !e.exists => {
-                format!("removed the record of {what} (owner pid {} is gone; the object was already gone)", r.pid)
-            }
             CleanAction::Removed => format!("removed {what} (owner pid {} is gone)", r.pid),
+            CleanAction::AlreadyGone => {
+                let verb = if args.dry_run {
+                    "would remove"
+                } else {
+                    "removed"
+                };
+                let now = if e.exists {
+                    "; what that name denotes now is another object, left alone"
+                } else {
+                    ""
+                };
+                format!(
+                    "{verb} the record of {what} (owner pid {} is gone; the object it made was \
+                     already gone{now})",
+                    r.pid
+                )
+            }
             CleanAction::OwnerAlive => format!("kept {what} (owner pid {} is alive)", r.pid),
             CleanAction::InUse => format!(
                 "kept {what} (owner pid {} is gone, but a live process still uses it)",
