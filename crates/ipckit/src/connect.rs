@@ -42,7 +42,7 @@ use crate::unix::{ListenerBuilder, Policy, UnixListener};
 use crate::wait::{Deadline, Wait};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -865,6 +865,19 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// The listening socket, to wait for peers with others' descriptors (`epoll`, `poll`):
+    /// readable when a peer is waiting to be accepted. `None` for `shm`, whose peers
+    /// arrive through its own handshake ([`Listener::accept`] only).
+    pub fn pollable(&self) -> Option<BorrowedFd<'_>> {
+        if self.shm.is_some() {
+            return None;
+        }
+        if let Some(l) = &self.unix {
+            return Some(l.as_fd());
+        }
+        self.fd.as_ref().map(AsFd::as_fd)
+    }
+
     /// Accepts the next peer, waiting at most `timeout` (`None`: forever).
     ///
     /// # Errors
@@ -915,8 +928,11 @@ pub enum Receiver {
 /// queues). No hello is expected: any program may send.
 ///
 /// A FIFO receiver outlives its writers: when the last one closes it waits for the next,
-/// and a message a writer left unfinished is dropped and counted ([`Transport::dropped`]),
-/// never joined to the next writer's bytes.
+/// and a message left unfinished when the last writer closed is dropped and counted
+/// ([`Transport::dropped`]), never joined to the next writer's bytes. Writers that overlap
+/// share one byte stream: a fragment one of them leaves while another is connected cannot
+/// be told apart (ipckit's own senders write each message whole, in one `write` of at most
+/// [`crate::fifo::ATOMIC_WRITE`] bytes).
 ///
 /// TCP and UDP bind `addr` as given (`0.0.0.0:PORT` or `[::]:PORT` for every interface). An IP
 /// peer has no credentials to check, so [`Options::allow_other_users`] does not apply: any
@@ -1057,11 +1073,13 @@ pub fn open_sender(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Bo
     Ok(match mech {
         Mechanism::Fifo => {
             let path = Path::new(addr);
-            if !path.exists() {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("no FIFO at {addr}"),
-                ));
+            // Not `exists()`: that says "no" for a FIFO we may not reach as well.
+            if let Err(e) = std::fs::metadata(path) {
+                let why = match e.kind() {
+                    io::ErrorKind::NotFound => format!("no FIFO at {addr}"),
+                    _ => format!("cannot reach the FIFO at {addr}: {e}"),
+                };
+                return Err(io::Error::new(e.kind(), why));
             }
             let w = fifo_write(path, opts)?;
             Box::new(StreamEndpoint::new(
