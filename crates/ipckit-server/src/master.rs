@@ -112,8 +112,9 @@ pub struct StateWorker {
 
 /// Where state files live: `$XDG_RUNTIME_DIR` if it is a directory of ours closed to others,
 /// else the first of `/tmp/ipckit-serve-<euid>` and its numbered alternatives (`.1` to `.8`)
-/// that is, or can be made (0700), a directory of ours closed to others
-/// ([`ipckit::fs::private_dir`]): a name another user planted in the shared `/tmp` is
+/// that is, or can be made (0700), a directory of ours closed to others, then
+/// `~/.cache/ipckit/ipckit-serve-<euid>` ([`ipckit::fs::private_dir_candidates`],
+/// [`ipckit::fs::private_dir`]): a name another user planted in the shared `/tmp` is
 /// reported on stderr and bypassed, and `serve --status` and `clean` walk the same list and
 /// find the same directory. `$IPCKIT_STATE_BASE` replaces `/tmp` (tests use it). If every
 /// candidate is taken, the first is returned and creating state there fails with the reason.

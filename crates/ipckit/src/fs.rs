@@ -202,8 +202,9 @@ pub(crate) struct Parent {
 }
 
 /// Opens the directory `path` is to be made in and checks that nobody else can rename
-/// entries of it: it must not be a symbolic link, must be owned by us or root, and must not
-/// be writable by others unless sticky. `what` names the object for messages ("socket").
+/// entries of it or of any directory on the way to it ([`open_dir_checked`]); the directory
+/// itself must not be given as a symbolic link. `what` names the object for messages
+/// ("socket").
 ///
 /// # Errors
 ///
@@ -223,53 +224,8 @@ pub(crate) fn open_parent(path: &Path, what: &str) -> io::Result<Parent> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let unsafe_dir = |why: String| {
-        io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("refusing to make a {what} in {}: {why}", dir.display()),
-        )
-    };
-    let fd = match sys::fs::open_dir_path(None, dir.as_os_str().as_bytes()) {
-        Ok(fd) => fd,
-        Err(e) => {
-            // O_NOFOLLOW | O_DIRECTORY on a symbolic link: ENOTDIR (or ELOOP).
-            let m = std::fs::symlink_metadata(dir);
-            if m.as_ref().is_ok_and(|m| m.file_type().is_symlink()) {
-                let to = std::fs::canonicalize(dir)
-                    .map(|t| format!(" (to {})", t.display()))
-                    .unwrap_or_default();
-                return Err(unsafe_dir(format!(
-                    "it is a symbolic link{to}; give the real directory"
-                )));
-            }
-            if m.as_ref().is_ok_and(|m| !m.is_dir()) {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotADirectory,
-                    format!("{} is not a directory", dir.display()),
-                ));
-            }
-            return Err(io::Error::new(
-                e.kind(),
-                format!("{what} directory {}: {e}", dir.display()),
-            ));
-        }
-    };
-    // Checked on the handle itself, so what is checked is what the object is made in.
+    let fd = open_dir_checked(dir, what)?;
     let st = sys::fs::fstat(fd.as_fd())?;
-    let me = crate::registry::euid();
-    if st.st_uid != me && st.st_uid != 0 {
-        return Err(unsafe_dir(format!(
-            "it belongs to uid {}, neither us (uid {me}) nor root",
-            st.st_uid
-        )));
-    }
-    let mode = st.st_mode;
-    if mode & 0o022 != 0 && mode & libc::S_ISVTX == 0 {
-        return Err(unsafe_dir(format!(
-            "its mode {:04o} lets others write it, and it is not sticky",
-            mode & 0o7777
-        )));
-    }
     // The directory's real path, for the record: as the kernel names the handle, and only
     // once that name leads back to it (a directory being renamed meanwhile gives a name that
     // is stale at once; a few tries, then give up).
@@ -302,6 +258,136 @@ pub(crate) fn open_parent(path: &Path, what: &str) -> io::Result<Parent> {
         dir: fd,
         entry,
     })
+}
+
+/// How many symbolic links [`open_dir_checked`] follows in one path (the kernel's limit).
+const MAX_LINKS: u32 = 40;
+
+/// Opens the directory `dir` (an `O_PATH` handle) by walking it one component at a time from
+/// `/` (from the working directory's path for a relative one), never letting the kernel
+/// follow a symbolic link: every directory looked in must be one nobody else can rename
+/// entries of (owned by us or root, and not writable by others unless sticky), and every
+/// symbolic link followed must be owned by us or root. So a directory of another user, or a
+/// link another user made, anywhere along the path cannot move the result elsewhere. The
+/// last component must not be a symbolic link at all. `..` goes up from the directory
+/// reached, as the kernel's own resolution does.
+///
+/// # Errors
+///
+/// `PermissionDenied` naming the directory or link that fails a check, `NotADirectory`,
+/// `ELOOP`'s kind past [`MAX_LINKS`] links, or the OS error (naming the path).
+fn open_dir_checked(dir: &Path, what: &str) -> io::Result<OwnedFd> {
+    use std::collections::VecDeque;
+    use std::os::unix::ffi::OsStrExt;
+    let refuse = |why: String| {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("refusing to make a {what} in {}: {why}", dir.display()),
+        )
+    };
+    let me = crate::registry::euid();
+    let check_dir = |fd: &OwnedFd, shown: &Path| -> io::Result<()> {
+        let st = sys::fs::fstat(fd.as_fd())?;
+        if st.st_uid != me && st.st_uid != 0 {
+            return Err(refuse(format!(
+                "{} belongs to uid {}, neither us (uid {me}) nor root",
+                shown.display(),
+                st.st_uid
+            )));
+        }
+        if st.st_mode & 0o022 != 0 && st.st_mode & libc::S_ISVTX == 0 {
+            return Err(refuse(format!(
+                "{} (mode {:04o}) lets others write it, and it is not sticky",
+                shown.display(),
+                st.st_mode & 0o7777
+            )));
+        }
+        Ok(())
+    };
+    let start = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(dir)
+    };
+    // Each component with whether it is the last one of `dir` as given.
+    let mut pending: VecDeque<(Vec<u8>, bool)> = start
+        .as_os_str()
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .map(|c| (c.to_vec(), false))
+        .collect();
+    if let Some(last) = pending.back_mut() {
+        last.1 = true;
+    }
+    // The directories walked so far, `/` first, with their names for messages.
+    let root = sys::fs::open_dir_path(None, b"/")?;
+    check_dir(&root, Path::new("/"))?;
+    let mut stack = vec![(root, PathBuf::from("/"))];
+    let mut links = 0;
+    while let Some((c, last_given)) = pending.pop_front() {
+        if c.is_empty() || c == b"." {
+            continue;
+        }
+        let (top, shown) = stack.last().expect("the root is never popped");
+        if c == b".." {
+            if stack.len() > 1 {
+                stack.pop();
+            }
+            continue;
+        }
+        let name = shown.join(OsStr::from_bytes(&c));
+        let st = sys::fs::fstatat(top.as_fd(), &c)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", name.display())))?;
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFLNK => {
+                let to = sys::fs::readlinkat(top.as_fd(), &c).unwrap_or_default();
+                let to_shown = String::from_utf8_lossy(&to).into_owned();
+                if last_given {
+                    return Err(refuse(format!(
+                        "it is a symbolic link (to {to_shown}); give the real directory"
+                    )));
+                }
+                if st.st_uid != me && st.st_uid != 0 {
+                    return Err(refuse(format!(
+                        "{} is a symbolic link (to {to_shown}) of uid {}, neither us (uid \
+                         {me}) nor root",
+                        name.display(),
+                        st.st_uid
+                    )));
+                }
+                links += 1;
+                if links > MAX_LINKS {
+                    let eloop = io::Error::from_raw_os_error(libc::ELOOP).kind();
+                    return Err(io::Error::new(
+                        eloop,
+                        format!("{}: too many symbolic links", dir.display()),
+                    ));
+                }
+                if to.first() == Some(&b'/') {
+                    stack.truncate(1);
+                }
+                for part in to.split(|&b| b == b'/').rev() {
+                    pending.push_front((part.to_vec(), false));
+                }
+            }
+            libc::S_IFDIR => {
+                // O_NOFOLLOW: a link put here since the fstatat fails instead of being
+                // followed (and the directory we are in is one nobody else can change).
+                let fd = sys::fs::open_dir_path(Some(top.as_fd()), &c)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", name.display())))?;
+                check_dir(&fd, &name)?;
+                stack.push((fd, name));
+            }
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{} is not a directory", name.display()),
+                ))
+            }
+        }
+    }
+    Ok(stack.pop().expect("the root is never popped").0)
 }
 
 fn raw(fd: &OwnedFd) -> i32 {
@@ -412,12 +498,24 @@ pub fn state_base() -> PathBuf {
 const ALTERNATIVES: u32 = 8;
 
 /// The candidates [`private_dir`] tries, in order: `<base>/<stem>-<uid>`, then
-/// `<base>/<stem>-<uid>.1` to `.8`, where `<base>` is [`state_base`].
+/// `<base>/<stem>-<uid>.1` to `.8`, where `<base>` is [`state_base`]; and last, should
+/// another user have taken all nine names in the shared base, `<cache>/ipckit/<stem>-<uid>`
+/// in the user's own cache directory (`$XDG_CACHE_HOME`, else `$HOME/.cache`, if either is
+/// set to an absolute path), where no other user can plant anything.
 pub fn private_dir_candidates(stem: &str) -> Vec<PathBuf> {
     let base = state_base();
     let uid = crate::registry::euid();
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".cache"))
+                .filter(|p| p.is_absolute())
+        });
     std::iter::once(base.join(format!("{stem}-{uid}")))
         .chain((1..=ALTERNATIVES).map(|n| base.join(format!("{stem}-{uid}.{n}"))))
+        .chain(cache.map(|c| c.join("ipckit").join(format!("{stem}-{uid}"))))
         .collect()
 }
 

@@ -183,10 +183,11 @@ fn recv_args<'a>(mech: &'a str, at: &'a str) -> Vec<&'a str> {
     vec!["recv", "--via", mech, "--at", at]
 }
 
-/// Row 1: root's `recv` makes its FIFO or socket in a directory of its own inside a directory
-/// another user owns; while it runs, the user renames root's directory away and puts a
-/// symbolic link to another directory in its place. On TERM, root must remove its own object
-/// (where it now is) and nothing in the symlink's target.
+/// Row 1: root's `recv` is asked for a FIFO or socket in a directory of its own inside a
+/// directory another user owns, who could rename root's directory away and put a symbolic
+/// link to another directory in its place: refused, nothing made. And when that happens
+/// anyway while it runs (here root's own script renames, as the user could not now), on
+/// TERM root removes its own object (where it now is) and nothing in the symlink's target.
 fn rename_above_while_running(mech: &str) {
     if !root("rename_above_while_running") {
         return;
@@ -196,13 +197,28 @@ fn rename_above_while_running(mech: &str) {
     mkdir(&top, 0o755, Some(other()));
     let d = top.join("d");
     mkdir(&d, 0o755, None);
+    let at = d.join("x");
+    let mut c = env.cmd(&recv_args(mech, s(&at)));
+    c.args(["--timeout", "1"]);
+    let (st, out, err) = run(c);
+    assert!(
+        !st.success() && err.contains("refusing") && err.contains("belongs to uid"),
+        "{mech}: {st:?} {out}{err}"
+    );
+    assert!(
+        std::fs::symlink_metadata(&at).is_err(),
+        "{mech}: made in {}",
+        d.display()
+    );
+    std::os::unix::fs::chown(&top, Some(0), Some(0)).unwrap();
+
     let victim = env.dir.join("victim");
     mkdir(&victim, 0o755, None);
     std::fs::write(victim.join("x"), "root's own file").unwrap();
-    let at = d.join("x");
     let mut r = Proc::spawn(env.cmd(&recv_args(mech, s(&at))));
     assert!(r.ready(), "{:?}", r.seen);
-    as_other(&top, &format!("mv d d.old && ln -s {} d", s(&victim)));
+    std::fs::rename(&d, top.join("d.old")).unwrap();
+    std::os::unix::fs::symlink(&victim, &d).unwrap();
     r.signal(libc::SIGTERM);
     let (_, err) = r.finish();
     assert_eq!(
@@ -394,11 +410,24 @@ fn row3_clean_spares_another_users_queues() {
         "clean destroyed another user's POSIX queue: {out}{err}"
     );
     assert!(st.success(), "{out}{err}");
+    // Nothing of theirs was removed, and clean does not claim it was.
+    for what in [
+        format!("removed mq-sysv {key_s}"),
+        format!("removed mq-posix {mq}"),
+    ] {
+        assert!(!out.contains(&what), "clean says '{what}': {out}{err}");
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&key_s) && l.contains("already gone")),
+        "{out}{err}"
+    );
     assert_eq!(env.records(), Vec::<String>::new(), "{out}");
 }
 
 /// Row 12: a FIFO in another user's directory, or through a symbolic link to a directory,
-/// is refused as a socket is; nothing is made.
+/// is refused as a socket is, and so is one anywhere below such a directory or link (they
+/// could move it); nothing is made.
 #[test]
 fn row12_fifo_refused_where_a_socket_is() {
     if !root("row12_fifo_refused_where_a_socket_is") {
@@ -412,8 +441,18 @@ fn row12_fifo_refused_where_a_socket_is() {
     let link = env.dir.join("link");
     std::os::unix::fs::symlink(&real, &link).unwrap();
     std::os::unix::fs::lchown(&link, Some(other()), Some(other())).unwrap();
+    // Deeper: a directory of root's under theirs, and one reached through their link.
+    let deep = theirs.join("sub");
+    mkdir(&deep, 0o755, None);
+    let sub = real.join("sub");
+    mkdir(&sub, 0o755, None);
     for mech in ["fifo", "uds"] {
-        for (dir, why) in [(&theirs, "belongs to uid"), (&link, "symbolic link")] {
+        for (dir, why) in [
+            (theirs.clone(), "belongs to uid"),
+            (link.clone(), "symbolic link"),
+            (deep.clone(), "belongs to uid"),
+            (link.join("sub"), "symbolic link"),
+        ] {
             let at = dir.join("x");
             let mut c = env.cmd(&recv_args(mech, s(&at)));
             c.args(["--timeout", "1"]);
@@ -423,8 +462,10 @@ fn row12_fifo_refused_where_a_socket_is() {
                 "{mech} at {}: {st:?} {out}{err}",
                 at.display()
             );
-            assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0, "{mech}");
-            assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0, "{mech}");
+            assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 1, "{mech}");
+            assert_eq!(std::fs::read_dir(&real).unwrap().count(), 1, "{mech}");
+            assert_eq!(std::fs::read_dir(&deep).unwrap().count(), 0, "{mech}");
+            assert_eq!(std::fs::read_dir(&sub).unwrap().count(), 0, "{mech}");
         }
     }
     assert_eq!(env.records(), Vec::<String>::new());
@@ -603,6 +644,83 @@ fn row16_planted_serve_directory_is_bypassed() {
     assert!(st.success(), "serve --status: {out}{err}");
     assert!(merr.contains("not using"), "{merr}");
     assert!(!state.exists(), "state file left: {merr}");
+}
+
+/// Row 16: another user who took all nine names in the shared base (`ipckit-registry-0`,
+/// `.1` to `.8`, and the same for `ipckit-serve-0`) stops nothing either: `recv`, `list`,
+/// `clean` and `serve` fall back to `~/.cache/ipckit/`, where no other user can plant.
+#[test]
+fn row16_all_nine_planted_fall_back_to_the_users_cache() {
+    if !root("row16_all_nine_planted_fall_back_to_the_users_cache") {
+        return;
+    }
+    let env = TestEnv::new("row16-all");
+    let base = env.dir.join("base");
+    mkdir(&base, 0o1777, None);
+    let home = env.dir.join("home");
+    mkdir(&home, 0o700, None);
+    as_other(
+        &base,
+        "for s in registry serve; do for n in '' .1 .2 .3 .4 .5 .6 .7 .8; do \
+         mkdir -m 777 ipckit-$s-0$n; done; done",
+    );
+    let cmd = |args: &[&str]| {
+        let mut c = in_base(&env, args, &base);
+        c.env("HOME", &home).env_remove("XDG_CACHE_HOME");
+        c
+    };
+    let at = env.dir.join("q");
+    let mut r = Proc::spawn(cmd(&recv_args("fifo", s(&at))));
+    assert!(r.ready(), "{:?}", r.seen);
+    let used = home.join(".cache/ipckit/ipckit-registry-0");
+    let recs = std::fs::read_dir(&used).map(|d| d.count()).unwrap_or(0);
+    let (lst, listed, lerr) = run(cmd(&["list"]));
+    r.signal(libc::SIGKILL);
+    r.finish();
+    let (st, out, err) = run(cmd(&["clean"]));
+    assert!(recs > 0, "no record in {}", used.display());
+    assert!(lst.success(), "list: {listed}{lerr}");
+    assert!(
+        listed.contains(s(&at)),
+        "list does not show the FIFO: {listed}"
+    );
+    assert!(st.success() && out.contains("removed fifo"), "{out}{err}");
+    assert!(std::fs::symlink_metadata(&at).is_err());
+    assert_eq!(std::fs::metadata(&used).unwrap().mode() & 0o7777, 0o700);
+
+    let port = util::free_port(false);
+    let addr = format!("127.0.0.1:{port}");
+    let mut m = Proc::spawn(cmd(&["serve", "--listen", &addr, "--workers", "1"]));
+    let state = home.join(format!(
+        ".cache/ipckit/ipckit-serve-0/ipckit-serve-{port}.json"
+    ));
+    let until = Instant::now() + WATCHDOG;
+    while !state.exists() && Instant::now() < until {
+        if m.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let running = state.exists();
+    let (st, out, err) = run(cmd(&["serve", "--status", "--listen", &addr]));
+    m.signal(libc::SIGTERM);
+    let (mst, merr) = m.finish();
+    assert!(
+        running,
+        "no state file at {}: {mst:?} {merr}",
+        state.display()
+    );
+    assert!(st.success(), "serve --status: {out}{err}");
+    assert!(!state.exists(), "state file left: {merr}");
+    // Every planted directory is still theirs.
+    for e in std::fs::read_dir(&base).unwrap().flatten() {
+        assert_eq!(
+            e.metadata().unwrap().uid(),
+            other(),
+            "{}",
+            e.path().display()
+        );
+    }
 }
 
 /// The symlink race: a swapper thread keeps replacing `top/d` (root's directory the objects

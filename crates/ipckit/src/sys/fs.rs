@@ -1,11 +1,12 @@
 //! Directory-relative file calls: `openat2(2)` with resolution restrictions, `openat` of an
 //! `O_PATH` directory handle, `fstatat`, `statx` (birth time), `unlinkat`, `mkfifoat`,
-//! `fchmodat`.
+//! `fchmodat`, `readlinkat`.
 //!
 //! # Safety
 //!
 //! Each FFI call takes a NUL-terminated path (from a checked `&[u8]`) and plain integers;
-//! `fstatat` and `statx` also a pointer to a live, writable local `stat` / `statx`. `openat2` takes a path built here from a checked `&[u8]`, a pointer
+//! `fstatat` and `statx` also a pointer to a live, writable local `stat` / `statx`;
+//! `readlinkat` a live, writable buffer with its exact length. `openat2` takes a path built here from a checked `&[u8]`, a pointer
 //! to a live `OpenHow` (the kernel's `struct open_how`, `#[repr(C)]`, three `u64`s) with its
 //! exact size, and a borrowed directory descriptor; the new descriptor becomes an `OwnedFd`
 //! at once.
@@ -91,6 +92,28 @@ pub(crate) fn fstatat(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<libc::stat
     // SAFETY: a live C string and a live, writable `stat`.
     cvt_r(|| unsafe { libc::fstatat(dir.as_raw_fd(), c.as_ptr(), &mut st, flags) })?;
     Ok(st)
+}
+
+/// `readlinkat(dir, name)`: the target of the symbolic link `name` in `dir`.
+pub(crate) fn readlinkat(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
+    let c = cstring(name)?;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: a live C string and a live buffer of `buf.len()` writable bytes.
+    let n = cvt_r(|| unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    })?;
+    // A target as long as the buffer may have been cut short.
+    let n = usize::try_from(n).map_err(|_| io::Error::other("readlinkat: negative length"))?;
+    if n >= buf.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    buf.truncate(n);
+    Ok(buf)
 }
 
 /// `fstat(fd)`.
