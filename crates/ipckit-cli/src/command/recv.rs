@@ -1,7 +1,8 @@
 //! `ipckit recv`: prints each message it receives on its own line of stdout.
 //!
 //! The endpoint is created when it does not exist and used when it does. On listening
-//! mechanisms (uds, uds-seqpacket, tcp) peers are accepted one after another; a peer that
+//! mechanisms (uds, uds-seqpacket, tcp) peers are served side by side (up to [`MAX_PEERS`]
+//! at once, waited on with `epoll`), so a silent peer delays nobody; a peer that
 //! breaks the framing (a line over the limit, a length over the maximum, a malformed header)
 //! loses its own connection, with one line on stderr, and the others are served. A FIFO
 //! receiver goes from one writer to the next and drops an unfinished message a writer left;
@@ -159,7 +160,27 @@ fn receive(
     let mut bad_peers = 0u64;
     let mut drops = Drops { mech, seen: 0 };
     let mut out = io::stdout().lock();
-    'peers: while got < want {
+    let served_side_by_side = match &source {
+        Source::Listener(l) => match l.pollable() {
+            Some(lfd) => {
+                let mut peers = Peers {
+                    framing,
+                    want,
+                    got: 0,
+                    bad: 0,
+                    out: &mut out,
+                    clock: &mut clock,
+                };
+                peers.serve(l, lfd)?;
+                (got, bad_peers) = (peers.got, peers.bad);
+                true
+            }
+            None => false,
+        },
+        Source::One(_) => false,
+    };
+    // One endpoint; or the peers of a listener that cannot be polled (shm), one after another.
+    'peers: while got < want && !served_side_by_side {
         let mut accepted;
         let ep: &mut dyn Transport = match &mut source {
             Source::One(ep) => ep.as_mut(),
@@ -210,6 +231,137 @@ fn receive(
         );
     }
     Ok(())
+}
+
+/// Most peers a listener serves at once; more wait in the kernel's backlog until one leaves.
+const MAX_PEERS: usize = 256;
+
+/// The peers of a pollable listener, served side by side: a peer that is silent, or stops
+/// half-way through a message, delays nobody else.
+struct Peers<'a, W: Write> {
+    framing: ipckit::Framing,
+    want: u64,
+    got: u64,
+    /// Peers dropped for breaking the framing.
+    bad: u64,
+    out: &'a mut W,
+    clock: &'a mut Clock,
+}
+
+impl<W: Write> Peers<'_, W> {
+    /// Accepts and receives until `want` messages, the idle timeout, or a signal (after
+    /// SIGTERM: no new peer, and what the connected ones have sent is received).
+    fn serve(&mut self, l: &Listener, lfd: std::os::fd::BorrowedFd<'_>) -> anyhow::Result<()> {
+        use ipckit::epoll::{Epoll, Events, Interest};
+        use std::collections::BTreeMap;
+        const LISTENER: u64 = 0;
+        let ep = Epoll::new()?;
+        ep.add(lfd, LISTENER, Interest::INPUT)?;
+        let mut listening = true;
+        let mut peers: BTreeMap<u64, Box<dyn Transport>> = BTreeMap::new();
+        let mut next_token = 1u64;
+        let mut events = Events::with_capacity(64);
+        let mut buf = Vec::new();
+        while self.got < self.want {
+            let Some(slice) = self.clock.slice() else {
+                break;
+            };
+            let wanted = !terminated() && peers.len() < MAX_PEERS;
+            if listening != wanted {
+                if wanted {
+                    ep.add(lfd, LISTENER, Interest::INPUT)?;
+                } else {
+                    ep.delete(lfd)?;
+                }
+                listening = wanted;
+            }
+            if ep.wait(&mut events, Some(slice))? == 0 {
+                if terminated() {
+                    // A quiet slice after SIGTERM: everything sent is received.
+                    break;
+                }
+                continue;
+            }
+            let ready: Vec<u64> = events.iter().map(|e| e.token()).collect();
+            for token in ready {
+                if token == LISTENER {
+                    // Every peer waiting, in the order they connected.
+                    while listening && peers.len() < MAX_PEERS {
+                        match l.accept(Some(Duration::ZERO)) {
+                            Ok(mut p) => {
+                                p.set_framing(self.framing);
+                                ep.add(read_fd(p.as_ref())?, next_token, Interest::INPUT)?;
+                                peers.insert(next_token, p);
+                                next_token += 1;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
+                            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                                eprintln!("ipckit: {e}")
+                            }
+                            Err(e) => {
+                                return Err(anyhow::Error::from(e).context("accepting a peer"))
+                            }
+                        }
+                    }
+                    continue;
+                }
+                let Some(p) = peers.get_mut(&token) else {
+                    continue;
+                };
+                if !self.drain(p.as_mut(), &mut buf)? {
+                    ep.delete(read_fd(p.as_ref())?)?;
+                    peers.remove(&token);
+                }
+                if self.got >= self.want {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives every whole message `p` has sent so far; false once it is gone or was dropped
+    /// for breaking the framing.
+    fn drain(&mut self, p: &mut dyn Transport, buf: &mut Vec<u8>) -> anyhow::Result<bool> {
+        if buf.len() < p.max_msg_size() {
+            buf.resize(p.max_msg_size(), 0);
+        }
+        while self.got < self.want {
+            match p.try_recv(buf) {
+                Ok(n) => {
+                    self.out.write_all(&buf[..n])?;
+                    self.out.write_all(b"\n")?;
+                    self.out.flush()?;
+                    self.got += 1;
+                    self.clock.reset();
+                }
+                Err(RecvError::Empty) | Err(RecvError::Timeout) => return Ok(true),
+                Err(RecvError::PeerGone) => return Ok(false),
+                Err(RecvError::BufferTooSmall { needed }) => buf.resize(needed, 0),
+                Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                    // One bad peer ends its own connection, not the listener.
+                    self.bad += 1;
+                    eprintln!(
+                        "ipckit: dropped a peer: {:#}",
+                        anyhow::Error::from(e).context("receiving")
+                    );
+                    return Ok(false);
+                }
+                Err(e) => return Err(anyhow::Error::from(io::Error::from(e)).context("receiving")),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The descriptor a connected peer's messages arrive on.
+fn read_fd(p: &dyn Transport) -> io::Result<std::os::fd::BorrowedFd<'_>> {
+    match p.raw() {
+        ipckit::RawHandle::Fds { read: Some(fd), .. } => Ok(fd),
+        _ => Err(io::Error::other(
+            "a connected peer without a descriptor to wait on",
+        )),
+    }
 }
 
 /// Messages an endpoint threw away ([`Transport::dropped`]), reported on stderr as they come.

@@ -701,3 +701,92 @@ fn seqpacket_oversized_record_ends_only_that_connection() {
     assert!(out.stderr.contains("1 peer(s) dropped"), "{out:?}");
     env.assert_clean();
 }
+
+/// Another user sending to a FIFO in root's 0700 directory is told it may not reach it
+/// (a usage error, exit 2), not that there is no FIFO there.
+#[test]
+fn fifo_out_of_reach_is_permission_denied_not_missing() {
+    if !can_switch_users("fifo_out_of_reach_is_permission_denied_not_missing") {
+        return;
+    }
+    let env = TestEnv::new("fifo-reach");
+    let d = env.path("closed");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let at = format!("{d}/x");
+    let r = listener_plain(&env, "fifo", &at);
+    let out = as_user(
+        &env,
+        stranger_uid(3),
+        &["send", "--via", "fifo", "--to", &at, "hi"],
+    )
+    .output()
+    .unwrap();
+    r.signal(libc::SIGTERM);
+    r.finish();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("ermission denied") && !err.contains("no FIFO"),
+        "{err}"
+    );
+}
+
+/// An idle peer (connected, silent) and one that stops half-way through a message do not
+/// stall a stream listener: the peers are served side by side, so two other senders'
+/// messages arrive at once and each `send` delivered what it said it did.
+fn idle_peers_do_not_stall_the_others(via: &str) {
+    let env = TestEnv::new(&format!("idle-{via}"));
+    let at = match via {
+        "tcp" => format!("127.0.0.1:{}", free_port()),
+        _ => env.path("sock"),
+    };
+    let mut r = env.spawn(&[
+        "recv",
+        "--via",
+        via,
+        "--at",
+        &at,
+        "--count",
+        "2",
+        "--timeout",
+        "15",
+    ]);
+    r.wait_ready();
+    let connect = || -> Box<dyn Write> {
+        match via {
+            "tcp" => Box::new(std::net::TcpStream::connect(&at).unwrap()),
+            _ => Box::new(std::os::unix::net::UnixStream::connect(&at).unwrap()),
+        }
+    };
+    let idle = connect();
+    let mut half = connect();
+    half.write_all(b"half a mess").unwrap();
+    half.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let start = std::time::Instant::now();
+    for m in ["one", "two"] {
+        let s = env.run(&["send", "--via", via, "--to", &at, m], b"");
+        assert!(s.status.success(), "{via}: {s:?}");
+    }
+    let out = r.finish();
+    let took = start.elapsed();
+    drop((idle, half));
+    assert!(out.status.success(), "{via}: {out:?}");
+    assert_eq!(out.stdout, "one\ntwo\n", "{via}: {out:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "{via}: the listener waited on an idle peer ({took:?}): {out:?}"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn tcp_idle_peers_do_not_stall_the_others() {
+    idle_peers_do_not_stall_the_others("tcp");
+}
+
+#[test]
+fn uds_idle_peers_do_not_stall_the_others() {
+    idle_peers_do_not_stall_the_others("uds");
+}
