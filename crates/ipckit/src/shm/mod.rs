@@ -46,16 +46,13 @@
 //!   ([`SegmentBuilder::create_memfd`]) is sealed against both ([`Segment::size_sealed`]);
 //! - write anything into a [`ShmMutex`]'s value (a [`Plain`] type: every bit pattern is a
 //!   value);
-//! - write into a [`ShmMutex`]'s or [`ShmCondvar`]'s pthread objects, which glibc trusts: the
-//!   fuzzer (`fuzz/fuzz_targets/mutex_segment.rs`) found that garbage in the condition
-//!   variable makes [`ShmCondvar::wait_timeout`] block whatever the timeout, that a bad kind
-//!   word in the mutex makes `lock_timeout` abort the process inside glibc, and, by
-//!   construction, that rewriting the robust-list links of a held mutex makes the holder's
-//!   unlock write to an address the writer chose. **Share a mutex only with processes you
-//!   trust as you trust your own code**; the ring pair and the MPSC queue have no such
-//!   limit.
+//! - write into a [`ShmMutex`]'s lock word a live thread's id, which then holds the lock as
+//!   if it had locked it (a peer that locks and never unlocks does as much): lock with
+//!   [`ShmMutex::lock_timeout`] where that matters. Any other value is a dead holder or an
+//!   unrecoverable mutex, reported as such; the lock and condition variable are ipckit's own,
+//!   on futex words, and no C library is handed their bytes.
 //!
-//! Except for the mutex above, it **cannot** make ipckit read or write outside the mapping,
+//! It **cannot** make ipckit read or write outside the mapping,
 //! panic, or spin for ever:
 //! every value read from a segment is checked, with checked arithmetic, before it is used as
 //! a length, offset, capacity or count. It cannot make a receiver deliver a message longer
@@ -85,7 +82,8 @@ pub use mpsc::{
     MAX_SLOTS, MAX_SLOT_SIZE, MPSC_LAYOUT,
 };
 pub use mutex::{
-    LockError, LockResult, MutexGuard, Plain, ShmCondvar, ShmMutex, WaitTimeoutResult, MUTEX_LAYOUT,
+    LockError, LockResult, MutexGuard, Plain, ShmCondvar, ShmMutex, WaitTimeoutResult, CHECK_EVERY,
+    MUTEX_LAYOUT,
 };
 pub use segment::{
     check_name, HugePages, HugeStatus, Layout, Segment, SegmentBuilder, HEADER_LEN, NAME_MAX,

@@ -17,8 +17,6 @@
 //!   descriptor.
 //! - `mq`: POSIX message queues (`mq_open`, `mq_send`, `mq_receive`, `mq_unlink`, ...).
 //! - `shm`: `shm_open`, `memfd_create`, `mmap` (the [`shm::Mapping`] owner), `futex`.
-//! - `pthread`: process-shared robust mutexes and condition variables (`pthread_mutex_*`,
-//!   `pthread_cond_*`), the only `unsafe fn`s here: see that file's `# Safety`.
 //! - `zerocopy`: `vmsplice`, `splice`, `tee`, `sendfile`, `send(MSG_ZEROCOPY)`, the socket
 //!   error queue (`recvmsg(MSG_ERRQUEUE)`), page-aligned anonymous buffers (`mmap`).
 //! - `sysv`: System V message queues (`msgget`, `msgsnd`, `msgrcv`, `msgctl`).
@@ -53,7 +51,6 @@ pub(crate) mod fs;
 pub(crate) mod mq;
 pub(crate) mod pipe;
 pub(crate) mod proc;
-pub(crate) mod pthread;
 pub(crate) mod scm;
 pub(crate) mod shm;
 pub(crate) mod signal;

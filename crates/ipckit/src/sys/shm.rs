@@ -222,13 +222,19 @@ pub(crate) fn futex_wait(
 /// `FUTEX_WAKE` of every waiter on a shared word.
 #[cfg_attr(ipckit_loom, allow(dead_code))]
 pub(crate) fn futex_wake(word: &AtomicU32) {
+    futex_wake_n(word, i32::MAX);
+}
+
+/// `FUTEX_WAKE` of at most `n` waiters on a shared word.
+#[cfg_attr(ipckit_loom, allow(dead_code))]
+pub(crate) fn futex_wake_n(word: &AtomicU32, n: i32) {
     // SAFETY: as in `futex_wait`; waking has no effect on memory.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAKE,
-            i32::MAX,
+            n,
             std::ptr::null::<libc::timespec>(),
             std::ptr::null::<u32>(),
             0u32,
