@@ -603,6 +603,38 @@ fn row16_planted_registry_directory_is_bypassed() {
     assert_eq!(std::fs::metadata(&used).unwrap().mode() & 0o7777, 0o700);
 }
 
+/// Runs `serve` (commands made by `cmd`) until its state file appears where `state(port)`
+/// says, checks that `serve --status` finds it and that TERM removes it; returns the master's
+/// stderr.
+fn serve_finds_its_state(
+    cmd: impl Fn(&[&str]) -> Command,
+    state: impl Fn(u16) -> std::path::PathBuf,
+) -> String {
+    let port = util::free_port(false);
+    let addr = format!("127.0.0.1:{port}");
+    let mut m = Proc::spawn(cmd(&["serve", "--listen", &addr, "--workers", "1"]));
+    let state = state(port);
+    let until = Instant::now() + WATCHDOG;
+    while !state.exists() && Instant::now() < until {
+        if m.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let running = state.exists();
+    let (st, out, err) = run(cmd(&["serve", "--status", "--listen", &addr]));
+    m.signal(libc::SIGTERM);
+    let (mst, merr) = m.finish();
+    assert!(
+        running,
+        "no state file at {}: {mst:?} {merr}",
+        state.display()
+    );
+    assert!(st.success(), "serve --status: {out}{err}");
+    assert!(!state.exists(), "state file left: {merr}");
+    merr
+}
+
 /// Row 16: another user who made `<base>/ipckit-serve-<uid>` first does not stop `serve`.
 #[test]
 fn row16_planted_serve_directory_is_bypassed() {
@@ -613,37 +645,11 @@ fn row16_planted_serve_directory_is_bypassed() {
     let base = env.dir.join("base");
     mkdir(&base, 0o1777, None);
     as_other(&base, "mkdir -m 777 ipckit-serve-0");
-    let port = util::free_port(false);
-    let addr = format!("127.0.0.1:{port}");
-    let mut m = Proc::spawn(in_base(
-        &env,
-        &["serve", "--listen", &addr, "--workers", "1"],
-        &base,
-    ));
-    let state = base.join(format!("ipckit-serve-0.1/ipckit-serve-{port}.json"));
-    let until = Instant::now() + WATCHDOG;
-    while !state.exists() && Instant::now() < until {
-        if m.child.as_mut().unwrap().try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let running = state.exists();
-    let (st, out, err) = run(in_base(
-        &env,
-        &["serve", "--status", "--listen", &addr],
-        &base,
-    ));
-    m.signal(libc::SIGTERM);
-    let (mst, merr) = m.finish();
-    assert!(
-        running,
-        "no state file at {}: {mst:?} {merr}",
-        state.display()
+    let merr = serve_finds_its_state(
+        |args| in_base(&env, args, &base),
+        |port| base.join(format!("ipckit-serve-0.1/ipckit-serve-{port}.json")),
     );
-    assert!(st.success(), "serve --status: {out}{err}");
     assert!(merr.contains("not using"), "{merr}");
-    assert!(!state.exists(), "state file left: {merr}");
 }
 
 /// Row 16: another user who took all nine names in the shared base (`ipckit-registry-0`,
@@ -688,30 +694,11 @@ fn row16_all_nine_planted_fall_back_to_the_users_cache() {
     assert!(std::fs::symlink_metadata(&at).is_err());
     assert_eq!(std::fs::metadata(&used).unwrap().mode() & 0o7777, 0o700);
 
-    let port = util::free_port(false);
-    let addr = format!("127.0.0.1:{port}");
-    let mut m = Proc::spawn(cmd(&["serve", "--listen", &addr, "--workers", "1"]));
-    let state = home.join(format!(
-        ".cache/ipckit/ipckit-serve-0/ipckit-serve-{port}.json"
-    ));
-    let until = Instant::now() + WATCHDOG;
-    while !state.exists() && Instant::now() < until {
-        if m.child.as_mut().unwrap().try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let running = state.exists();
-    let (st, out, err) = run(cmd(&["serve", "--status", "--listen", &addr]));
-    m.signal(libc::SIGTERM);
-    let (mst, merr) = m.finish();
-    assert!(
-        running,
-        "no state file at {}: {mst:?} {merr}",
-        state.display()
-    );
-    assert!(st.success(), "serve --status: {out}{err}");
-    assert!(!state.exists(), "state file left: {merr}");
+    serve_finds_its_state(cmd, |port| {
+        home.join(format!(
+            ".cache/ipckit/ipckit-serve-0/ipckit-serve-{port}.json"
+        ))
+    });
     // Every planted directory is still theirs.
     for e in std::fs::read_dir(&base).unwrap().flatten() {
         assert_eq!(

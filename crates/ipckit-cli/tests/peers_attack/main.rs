@@ -19,8 +19,30 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A fresh address for a `tcp` or `uds` listener.
+fn stream_addr(env: &TestEnv, via: &str) -> String {
+    match via {
+        "tcp" => format!("127.0.0.1:{}", free_port()),
+        _ => env.path("sock"),
+    }
+}
+
+/// A raw client of a `tcp` or `uds` listener, writing whatever the test wants.
+fn connect_raw(via: &str, at: &str) -> Box<dyn Write> {
+    match via {
+        "tcp" => Box::new(std::net::TcpStream::connect(at).unwrap()),
+        _ => Box::new(std::os::unix::net::UnixStream::connect(at).unwrap()),
+    }
+}
+
 /// Starts `recv --count 1` on a stream listener and waits for it.
 fn listener(env: &TestEnv, via: &str, at: &str, framing: &str) -> Bg {
+    listener_for(env, via, at, framing, 1)
+}
+
+/// Starts `recv --count N` (15 s at most without a message) and waits for it.
+fn listener_for(env: &TestEnv, via: &str, at: &str, framing: &str, count: u32) -> Bg {
+    let count = count.to_string();
     let mut r = env.spawn(&[
         "recv",
         "--via",
@@ -30,7 +52,7 @@ fn listener(env: &TestEnv, via: &str, at: &str, framing: &str) -> Bg {
         "--framing",
         framing,
         "--count",
-        "1",
+        &count,
         "--timeout",
         "15",
     ]);
@@ -56,18 +78,11 @@ fn bad_bytes(framing: &str) -> Vec<u8> {
 /// counted); the listener goes on and receives the next client's message.
 fn bad_peer_then_good(via: &str, framing: &str) {
     let env = TestEnv::new(&format!("badpeer-{via}-{framing}"));
-    let at = match via {
-        "tcp" => format!("127.0.0.1:{}", free_port()),
-        _ => env.path("sock"),
-    };
+    let at = stream_addr(&env, via);
     let r = listener(&env, via, &at, framing);
     // The bad peer: a raw socket, kept open while the good one sends, so only the receiver
     // can end its connection.
-    let bad: Box<dyn Write> = match via {
-        "tcp" => Box::new(std::net::TcpStream::connect(&at).unwrap()),
-        _ => Box::new(std::os::unix::net::UnixStream::connect(&at).unwrap()),
-    };
-    let mut bad = bad;
+    let mut bad = connect_raw(via, &at);
     let _ = bad.write_all(&bad_bytes(framing));
     let _ = bad.flush();
     std::thread::sleep(Duration::from_millis(200));
@@ -293,18 +308,7 @@ fn wire_matches_the_documented_header_and_line_limit() {
     assert_eq!(r.finish().stdout, "hand!\n");
 
     let at = env.path("sock2");
-    let mut r = env.spawn(&[
-        "recv",
-        "--via",
-        "uds",
-        "--at",
-        &at,
-        "--count",
-        "2",
-        "--timeout",
-        "15",
-    ]);
-    r.wait_ready();
+    let r = listener_for(&env, "uds", &at, "line", 2);
     let max = ipckit::framing::LINE_MAX;
     for len in [max + 1, max] {
         let mut l = vec![b'z'; len];
@@ -737,30 +741,10 @@ fn fifo_out_of_reach_is_permission_denied_not_missing() {
 /// messages arrive at once and each `send` delivered what it said it did.
 fn idle_peers_do_not_stall_the_others(via: &str) {
     let env = TestEnv::new(&format!("idle-{via}"));
-    let at = match via {
-        "tcp" => format!("127.0.0.1:{}", free_port()),
-        _ => env.path("sock"),
-    };
-    let mut r = env.spawn(&[
-        "recv",
-        "--via",
-        via,
-        "--at",
-        &at,
-        "--count",
-        "2",
-        "--timeout",
-        "15",
-    ]);
-    r.wait_ready();
-    let connect = || -> Box<dyn Write> {
-        match via {
-            "tcp" => Box::new(std::net::TcpStream::connect(&at).unwrap()),
-            _ => Box::new(std::os::unix::net::UnixStream::connect(&at).unwrap()),
-        }
-    };
-    let idle = connect();
-    let mut half = connect();
+    let at = stream_addr(&env, via);
+    let r = listener_for(&env, via, &at, "line", 2);
+    let idle = connect_raw(via, &at);
+    let mut half = connect_raw(via, &at);
     half.write_all(b"half a mess").unwrap();
     half.flush().unwrap();
     std::thread::sleep(Duration::from_millis(100));
