@@ -600,21 +600,27 @@ pub fn private_dir(candidates: &[PathBuf], create: bool) -> io::Result<PathBuf> 
 }
 
 /// Creates the output file `path` (0644 less the umask, truncated if it is a regular file of
-/// ours): never through a symbolic link at `path` (`O_NOFOLLOW`), never anything but a
-/// regular file, and never one of `inputs` (compared by device and inode, so a second name of
-/// an input is caught too). The CLI writes every output file through this.
+/// ours): never through a symbolic link at `path` (`O_NOFOLLOW`), never in a directory
+/// reached through a directory or link another user could change (the rule FIFOs and sockets
+/// follow), never anything but a regular file, and never one of `inputs`
+/// (compared by device and inode, so a second name of an input is caught too). The CLI
+/// writes every output file through this.
 ///
 /// # Errors
 ///
 /// `InvalidInput` naming what `path` is (a symbolic link, an input, not a regular file,
-/// another user's file), or the OS error.
+/// another user's file), `PermissionDenied` for a directory on the way that fails the check,
+/// or the OS error.
 pub fn create_output(path: &Path, inputs: &[&Path]) -> io::Result<std::fs::File> {
     let err =
         |why: String| crate::error::invalid(format!("refusing to write {}: {why}", path.display()));
+    // The directory as FIFOs and sockets are made in (no directory or link another user
+    // could change anywhere up the path), so that the file opened is where the user said.
+    let parent = open_parent(path, "file")?;
     // Not O_TRUNC yet: what is there is checked first, through the descriptor.
     let fd = sys::fs::openat(
-        None,
-        path.as_os_str().as_bytes(),
+        Some(parent.dir.as_fd()),
+        parent.entry.as_bytes(),
         libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,
         0o644,
     )

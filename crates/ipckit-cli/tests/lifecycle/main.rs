@@ -471,8 +471,8 @@ fn row12_fifo_refused_where_a_socket_is() {
     assert_eq!(env.records(), Vec::<String>::new());
 }
 
-/// Row 14: `report --html P` never writes through another user's symlink, nor over its input
-/// (by name or by another hard link).
+/// Row 14: `report --html P` never writes through another user's symlink, at `P` or up its
+/// path, nor over its input (by name or by another hard link).
 #[test]
 fn row14_report_output_is_never_a_symlink_or_the_input() {
     if !root("row14_report_output_is_never_a_symlink_or_the_input") {
@@ -490,10 +490,19 @@ fn row14_report_output_is_never_a_symlink_or_the_input() {
     std::os::unix::fs::lchown(&link, Some(other()), Some(other())).unwrap();
     let hard = env.dir.join("hard.json");
     std::fs::hard_link(&input, &hard).unwrap();
+    // Their directory, holding their link back to ours: `theirs/dirlink/target` is root's
+    // `target` reached through a link the other user made, in a directory they own.
+    let theirs = env.dir.join("theirs");
+    mkdir(&theirs, 0o755, Some(other()));
+    let dirlink = theirs.join("dirlink");
+    std::os::unix::fs::symlink(&env.dir, &dirlink).unwrap();
+    std::os::unix::fs::lchown(&dirlink, Some(other()), Some(other())).unwrap();
+    let through = dirlink.join("target");
     for (out, what) in [
         (&link, "symbolic link"),
         (&input, "input"),
         (&hard, "input"),
+        (&through, "belongs to uid"),
     ] {
         let (st, o, e) = run(env.cmd(&["report", s(&input), "--html", s(out)]));
         assert_eq!(st.code(), Some(2), "{}: {o}{e}", out.display());
