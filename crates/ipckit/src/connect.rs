@@ -165,7 +165,7 @@ pub fn check_existing_queue(name: &str, owner: (u32, u32), opts: &Options) -> io
         io::ErrorKind::PermissionDenied,
         format!(
             "queue {name} belongs to uid {uid} with mode {mode:03o}; refusing a queue other users \
-             own or may write (allow other users to use it anyway)"
+             own or may write (the library's `Options::allow_other_users` lifts this)"
         ),
     ))
 }

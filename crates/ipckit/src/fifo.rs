@@ -140,7 +140,7 @@ fn check_fifo(fd: &OwnedFd, path: &Path, owner: Owner) -> io::Result<()> {
             io::ErrorKind::PermissionDenied,
             format!(
                 "{} is owned by uid {} with mode {:03o}; only a FIFO of our uid {} that others \
-                 cannot write is used, unless other users are allowed",
+                 cannot write is used (the library's `allow_other_users` option lifts this)",
                 path.display(),
                 st.st_uid,
                 st.st_mode & 0o7777,

@@ -289,36 +289,55 @@ impl Drop for ChildGuard {
     }
 }
 
-/// SIGINT/SIGTERM as a flag: long-running commands wait in short slices and stop when it is
-/// set, so their endpoints are dropped and what they created is removed.
+/// SIGINT/SIGTERM/SIGHUP/SIGQUIT as flags: long-running commands wait in short slices and
+/// stop when one is set, so their endpoints are dropped and what they created is removed
+/// (a closed terminal's SIGHUP and Ctrl-\\'s SIGQUIT included, which would otherwise end the
+/// process where it stands and leave its FIFO, socket or queue behind).
 pub(crate) mod interrupt {
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    /// SIGINT or SIGTERM (status 130), SIGHUP (129), SIGQUIT (131).
     static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+    static HUNG_UP: AtomicBool = AtomicBool::new(false);
+    static QUIT: AtomicBool = AtomicBool::new(false);
 
-    /// Installs the handler for SIGINT and SIGTERM (without `SA_RESTART`): the library's
-    /// async-signal-safe flag action. The handlers last for the rest of the process.
+    /// Installs the handlers (without `SA_RESTART`): the library's async-signal-safe flag
+    /// action. A signal that already has a handler (recv's SIGTERM) keeps it. The handlers
+    /// last for the rest of the process.
     pub(crate) fn install() {
         use ipckit::signal::{Action, Handler, HandlerOptions, Signal};
-        for sig in [Signal::SIGINT, Signal::SIGTERM] {
-            if let Ok(h) =
-                Handler::install(sig, Action::Flag(&INTERRUPTED), HandlerOptions::default())
-            {
+        for (sig, flag) in [
+            (Signal::SIGINT, &INTERRUPTED),
+            (Signal::SIGTERM, &INTERRUPTED),
+            (Signal::SIGHUP, &HUNG_UP),
+            (Signal::SIGQUIT, &QUIT),
+        ] {
+            if let Ok(h) = Handler::install(sig, Action::Flag(flag), HandlerOptions::default()) {
                 std::mem::forget(h);
             }
         }
     }
 
-    /// True once SIGINT or SIGTERM has arrived.
+    /// True once one of the signals has arrived.
     pub(crate) fn interrupted() -> bool {
-        INTERRUPTED.load(Ordering::SeqCst)
+        [&INTERRUPTED, &HUNG_UP, &QUIT]
+            .iter()
+            .any(|f| f.load(Ordering::SeqCst))
     }
 
-    /// Exits with status 130 if a signal came (call after dropping every endpoint).
+    /// Exits with 128 + the signal's number (130 for SIGINT and SIGTERM) if one came (call
+    /// after dropping every endpoint).
     pub(crate) fn exit_if_interrupted() {
-        if interrupted() {
-            eprintln!("ipckit: interrupted; cleaned up");
-            std::process::exit(130);
-        }
+        let code = if HUNG_UP.load(Ordering::SeqCst) {
+            128 + libc::SIGHUP
+        } else if QUIT.load(Ordering::SeqCst) {
+            128 + libc::SIGQUIT
+        } else if INTERRUPTED.load(Ordering::SeqCst) {
+            130
+        } else {
+            return;
+        };
+        eprintln!("ipckit: interrupted; cleaned up");
+        std::process::exit(code);
     }
 }

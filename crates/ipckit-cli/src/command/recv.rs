@@ -148,7 +148,8 @@ fn receive(
             Err(e) => return Err(open_error(e, mech, addr, "receive at")),
         },
     };
-    eprintln!("ipckit: receiving on {mech} at {addr}");
+    let bound = bound_address(mech, &source).unwrap_or_else(|| addr.to_owned());
+    eprintln!("ipckit: receiving on {mech} at {bound}");
     let mut clock = Clock {
         idle: args.timeout,
         deadline: None,
@@ -362,6 +363,25 @@ fn read_fd(p: &dyn Transport) -> io::Result<std::os::fd::BorrowedFd<'_>> {
             "a connected peer without a descriptor to wait on",
         )),
     }
+}
+
+/// The address a TCP or UDP receiver is bound to, as the kernel says (port 0 given: the
+/// port it chose, which senders need); `None` for other mechanisms.
+fn bound_address(mech: Mechanism, source: &Source) -> Option<String> {
+    let fd = match (mech, source) {
+        (Mechanism::Tcp, Source::Listener(l)) => l.pollable()?.try_clone_to_owned().ok()?,
+        (Mechanism::Udp, Source::One(ep)) => match ep.raw() {
+            ipckit::RawHandle::Fds { read: Some(fd), .. } => fd.try_clone_to_owned().ok()?,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    // A duplicate of the descriptor, closed when this returns; only its name is asked.
+    let addr = match mech {
+        Mechanism::Tcp => std::net::TcpListener::from(fd).local_addr(),
+        _ => std::net::UdpSocket::from(fd).local_addr(),
+    };
+    addr.ok().map(|a| a.to_string())
 }
 
 /// Messages an endpoint threw away ([`Transport::dropped`]), reported on stderr as they come.

@@ -172,6 +172,11 @@ pub(crate) fn open_error(e: io::Error, mech: Mechanism, addr: &str, verb: &str) 
         K::InvalidInput => {
             UserError::new(format!("cannot {verb} {addr} over {mech}: {e}")).into()
         }
+        // A receiver that cannot make its object (a missing directory) is not told to start
+        // a receiver.
+        K::NotFound if verb.starts_with("receive") => {
+            UserError::new(format!("cannot {verb} {addr} over {mech}: {e}")).into()
+        }
         K::NotFound | K::ConnectionRefused | K::TimedOut => UserError::new(format!(
             "no receiver at {addr} ({mech}): {e}; start one with 'ipckit recv --via {mech} --at {addr}'"
         ))

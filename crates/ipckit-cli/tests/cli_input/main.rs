@@ -304,3 +304,22 @@ fn recv_drains_and_exits_0_on_sigterm() {
     assert!(!std::path::Path::new(&format!("/dev/mqueue{q}")).exists());
     env.assert_clean();
 }
+
+/// SIGHUP (a closed terminal or ssh session) and SIGQUIT (Ctrl-\) end `recv` as SIGINT does:
+/// what it made is removed and it exits 128 + the signal.
+#[test]
+fn recv_cleans_up_on_sighup_and_sigquit() {
+    let env = TestEnv::new("input-hup");
+    for sig in [libc::SIGHUP, libc::SIGQUIT] {
+        let at = env.path(&format!("fifo-{sig}"));
+        let mut r = env.spawn(&["recv", "--via", "fifo", "--at", &at]);
+        r.wait_ready();
+        assert!(util::exists(&at));
+        r.signal(sig);
+        let o = r.finish();
+        assert_eq!(o.code(), Some(128 + sig), "{o:?}");
+        assert!(o.stderr.contains("cleaned up"), "{o:?}");
+        assert!(!util::exists(&at), "signal {sig} left {at} behind");
+    }
+    env.assert_clean();
+}

@@ -774,3 +774,31 @@ fn tcp_idle_peers_do_not_stall_the_others() {
 fn uds_idle_peers_do_not_stall_the_others() {
     idle_peers_do_not_stall_the_others("uds");
 }
+
+/// `recv` at port 0 says which port the kernel chose, so a sender can reach it.
+#[test]
+fn port_zero_is_reported_as_bound() {
+    let env = TestEnv::new("port-zero");
+    for via in ["tcp", "udp"] {
+        let mut r = env.spawn(&[
+            "recv",
+            "--via",
+            via,
+            "--at",
+            "127.0.0.1:0",
+            "--count",
+            "1",
+            "--timeout",
+            "15",
+        ]);
+        let line = r.wait_ready();
+        let at = line.rsplit(' ').next().unwrap().to_owned();
+        let port: u16 = at.rsplit(':').next().unwrap().parse().unwrap();
+        assert_ne!(port, 0, "{via}: {line}");
+        let s = env.run(&["send", "--via", via, "--to", &at, "found"], b"");
+        assert!(s.status.success(), "{via}: {s:?}");
+        let out = r.finish();
+        assert_eq!(out.stdout, "found\n", "{via}: {out:?}");
+    }
+    env.assert_clean();
+}

@@ -172,17 +172,18 @@ impl Bg {
         self.child.as_ref().unwrap().id()
     }
 
-    /// Waits for the "receiving on" line that `recv` prints once its endpoint exists.
-    pub fn wait_ready(&mut self) {
+    /// Waits for the "receiving on" line that `recv` prints once its endpoint exists, and
+    /// returns it.
+    pub fn wait_ready(&mut self) -> String {
         let until = Instant::now() + WATCHDOG;
         loop {
             let left = until.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(l) => {
                     let ready = l.contains("receiving on");
-                    self.seen.push(l);
+                    self.seen.push(l.clone());
                     if ready {
-                        return;
+                        return l;
                     }
                 }
                 Err(_) => panic!("recv never became ready; stderr: {:?}", self.seen),
