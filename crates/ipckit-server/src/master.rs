@@ -1250,22 +1250,42 @@ pub fn clean_stale(dry_run: bool) -> io::Result<Vec<(PathBuf, StaleAction)>> {
     Ok(out)
 }
 
-/// Every state file in the state directory, sorted (none if the directory does not exist).
+/// The directories state files are read from: [`state_dir`], then every other candidate that
+/// is a private directory of ours ([`ipckit::fs::private_dirs_existing`]): a master that
+/// found a name taken wrote its state further down the list, and `--status` and `clean` must
+/// still find it when the name is freed.
+fn state_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![state_dir()];
+    let more =
+        ipckit::fs::private_dirs_existing(&ipckit::fs::private_dir_candidates("ipckit-serve"));
+    for d in more {
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
+    dirs
+}
+
+/// Every state file in the state directories, sorted (none where a directory does not exist).
 fn state_files() -> io::Result<Vec<PathBuf>> {
-    let entries = match std::fs::read_dir(state_dir()) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut v: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("ipckit-serve-") && n.ends_with(".json"))
-        })
-        .collect();
+    let mut v = Vec::new();
+    for d in state_dirs() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        v.extend(
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("ipckit-serve-") && n.ends_with(".json"))
+                }),
+        );
+    }
     v.sort();
     Ok(v)
 }
@@ -1281,7 +1301,10 @@ fn master_alive(s: &State) -> bool {
 /// Reading the state directory.
 pub fn running(port: Option<u16>) -> io::Result<Vec<(PathBuf, State)>> {
     let paths: Vec<PathBuf> = match port {
-        Some(p) => vec![state_path(p)],
+        Some(p) => {
+            let name = format!("ipckit-serve-{p}.json");
+            state_dirs().into_iter().map(|d| d.join(&name)).collect()
+        }
         None => state_files()?,
     };
     Ok(paths

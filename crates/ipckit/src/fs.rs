@@ -599,6 +599,19 @@ pub fn private_dir(candidates: &[PathBuf], create: bool) -> io::Result<PathBuf> 
     })
 }
 
+/// Every one of `candidates` that exists now and is a private directory of ours (see
+/// [`not_private`]), in order, saying nothing on stderr: where an earlier process, which
+/// found other names taken, may have put records or state. Readers that must see all of it
+/// (`list`, `clean`, `serve --status`) read each, so a planted name that disappears later
+/// hides nothing.
+pub fn private_dirs_existing(candidates: &[PathBuf]) -> Vec<PathBuf> {
+    candidates
+        .iter()
+        .filter(|d| std::fs::symlink_metadata(d).is_ok() && not_private(d).is_none())
+        .cloned()
+        .collect()
+}
+
 /// Creates the output file `path` (0644 less the umask, truncated if it is a regular file of
 /// ours): never through a symbolic link at `path` (`O_NOFOLLOW`), never in a directory
 /// reached through a directory or link another user could change (the rule FIFOs and sockets

@@ -1105,9 +1105,37 @@ fn sysv_users_alive(name: &str) -> bool {
 ///
 /// If the registry directory cannot be read.
 pub fn list() -> io::Result<Vec<Entry>> {
-    let d = dir()?;
     let mut out = Vec::new();
-    for e in fs::read_dir(&d)?.flatten() {
+    for d in read_dirs()? {
+        out.extend(list_in(&d)?);
+    }
+    out.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+    Ok(out)
+}
+
+/// The directories records are read from: [`dir`], and unless `$IPCKIT_REGISTRY` names the
+/// one directory, every other candidate that is a private directory of ours
+/// ([`crate::fs::private_dirs_existing`]): an earlier process that found a name taken wrote
+/// its records further down the list, and they must not vanish from `list` and `clean` when
+/// the name is freed.
+fn read_dirs() -> io::Result<Vec<PathBuf>> {
+    let mut dirs = vec![dir()?];
+    if std::env::var_os("IPCKIT_REGISTRY").is_none() {
+        let more =
+            crate::fs::private_dirs_existing(&crate::fs::private_dir_candidates("ipckit-registry"));
+        for d in more {
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+    }
+    Ok(dirs)
+}
+
+/// The records in one registry directory.
+fn list_in(d: &Path) -> io::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(d)?.flatten() {
         let path = e.path();
         if path.extension().is_none_or(|x| x != "rec") {
             continue;
@@ -1129,7 +1157,6 @@ pub fn list() -> io::Result<Vec<Entry>> {
             record_path: path,
         });
     }
-    out.sort_by(|a, b| a.record.name.cmp(&b.record.name));
     Ok(out)
 }
 
@@ -1161,25 +1188,27 @@ pub enum CleanAction {
 ///
 /// If the registry cannot be read.
 pub fn clean(dry_run: bool) -> io::Result<Vec<(Entry, CleanAction)>> {
-    let entries = list()?;
-    let d = dir()?;
-    // Removing records we do not own: hold the lock so none is replaced between our check and
-    // the removal (see `lock_dir`).
-    let _lock = if dry_run { None } else { Some(lock_dir(&d)?) };
-    if !dry_run {
-        remove_old_temps(&d);
-    }
     let mut out = Vec::new();
-    for e in entries {
-        let action = if e.owner_alive {
-            CleanAction::OwnerAlive
-        } else if e.in_use {
-            CleanAction::InUse
-        } else {
-            clean_one(&e, dry_run)
-        };
-        out.push((e, action));
+    for d in read_dirs()? {
+        let entries = list_in(&d)?;
+        // Removing records we do not own: hold the lock so none is replaced between our check
+        // and the removal (see `lock_dir`).
+        let _lock = if dry_run { None } else { Some(lock_dir(&d)?) };
+        if !dry_run {
+            remove_old_temps(&d);
+        }
+        for e in entries {
+            let action = if e.owner_alive {
+                CleanAction::OwnerAlive
+            } else if e.in_use {
+                CleanAction::InUse
+            } else {
+                clean_one(&e, dry_run)
+            };
+            out.push((e, action));
+        }
     }
+    out.sort_by(|a, b| a.0.record.name.cmp(&b.0.record.name));
     Ok(out)
 }
 

@@ -595,19 +595,21 @@ fn row16_planted_registry_directory_is_bypassed() {
     let (_, listed, _) = run(in_base(&env, &["list"], &base));
     r.signal(libc::SIGKILL);
     r.finish();
+    let planted = std::fs::metadata(base.join("ipckit-registry-0")).unwrap();
+    // They take their directory away again: the record in `.1` must not vanish with it.
+    as_other(&base, "rmdir ipckit-registry-0");
+    let (_, listed_after, _) = run(in_base(&env, &["list"], &base));
     let (st, out, err) = run(in_base(&env, &["clean"], &base));
     assert!(recs > 0, "no record in {}", used.display());
-    assert!(
-        listed.contains(s(&at)),
-        "list does not show the FIFO: {listed}"
-    );
+    for l in [&listed, &listed_after] {
+        assert!(l.contains(s(&at)), "list does not show the FIFO: {l}");
+    }
     assert!(st.success() && out.contains("removed fifo"), "{out}{err}");
     assert!(std::fs::symlink_metadata(&at).is_err());
-    let planted = std::fs::metadata(base.join("ipckit-registry-0")).unwrap();
     assert_eq!(
         planted.uid(),
         other(),
-        "the planted directory is theirs, left alone"
+        "the planted directory was theirs, left alone"
     );
     assert_eq!(std::fs::metadata(&used).unwrap().mode() & 0o7777, 0o700);
 }
@@ -618,6 +620,7 @@ fn row16_planted_registry_directory_is_bypassed() {
 fn serve_finds_its_state(
     cmd: impl Fn(&[&str]) -> Command,
     state: impl Fn(u16) -> std::path::PathBuf,
+    meanwhile: impl Fn(),
 ) -> String {
     let port = util::free_port(false);
     let addr = format!("127.0.0.1:{port}");
@@ -631,7 +634,9 @@ fn serve_finds_its_state(
         std::thread::sleep(Duration::from_millis(20));
     }
     let running = state.exists();
+    meanwhile();
     let (st, out, err) = run(cmd(&["serve", "--status", "--listen", &addr]));
+    let (ast, aout, aerr) = run(cmd(&["serve", "--status"]));
     m.signal(libc::SIGTERM);
     let (mst, merr) = m.finish();
     assert!(
@@ -639,7 +644,8 @@ fn serve_finds_its_state(
         "no state file at {}: {mst:?} {merr}",
         state.display()
     );
-    assert!(st.success(), "serve --status: {out}{err}");
+    assert!(st.success(), "serve --status --listen: {out}{err}");
+    assert!(ast.success(), "serve --status: {aout}{aerr}");
     assert!(!state.exists(), "state file left: {merr}");
     merr
 }
@@ -657,6 +663,8 @@ fn row16_planted_serve_directory_is_bypassed() {
     let merr = serve_finds_its_state(
         |args| in_base(&env, args, &base),
         |port| base.join(format!("ipckit-serve-0.1/ipckit-serve-{port}.json")),
+        // They take their directory away while the server runs: it is still found.
+        || as_other(&base, "rmdir ipckit-serve-0"),
     );
     assert!(merr.contains("not using"), "{merr}");
 }
@@ -703,11 +711,15 @@ fn row16_all_nine_planted_fall_back_to_the_users_cache() {
     assert!(std::fs::symlink_metadata(&at).is_err());
     assert_eq!(std::fs::metadata(&used).unwrap().mode() & 0o7777, 0o700);
 
-    serve_finds_its_state(cmd, |port| {
-        home.join(format!(
-            ".cache/ipckit/ipckit-serve-0/ipckit-serve-{port}.json"
-        ))
-    });
+    serve_finds_its_state(
+        cmd,
+        |port| {
+            home.join(format!(
+                ".cache/ipckit/ipckit-serve-0/ipckit-serve-{port}.json"
+            ))
+        },
+        || {},
+    );
     // Every planted directory is still theirs.
     for e in std::fs::read_dir(&base).unwrap().flatten() {
         assert_eq!(
