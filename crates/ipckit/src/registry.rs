@@ -209,8 +209,11 @@ pub struct Entry {
     pub record: Record,
     /// The creator (same pid and start time) is still running.
     pub owner_alive: bool,
-    /// The object still exists.
+    /// The object that was made still exists: its recorded identity (see the module docs) is
+    /// what its name denotes now (for a record without one, something exists by that name).
     pub exists: bool,
+    /// Something exists by the object's name: the object that was made, or another one.
+    pub name_taken: bool,
     /// Some live process has the object open (or, for System V, last used it).
     pub in_use: bool,
     /// Where the record file is.
@@ -1147,12 +1150,23 @@ fn list_in(d: &Path) -> io::Result<Vec<Entry>> {
             continue;
         };
         let owner_alive = proc::is_alive(record.pid, record.start);
-        let exists = exists(record.kind, &record.name);
+        let name_taken = exists(record.kind, &record.name);
+        // Checked as `clean` would (without removing): a name that now denotes another
+        // object, or one no longer ours, is not the object that was made. What cannot be
+        // checked (an error, a directory moved away) counts as the name says.
+        let exists = name_taken
+            && record.identity.as_ref().is_none_or(|id| {
+                !matches!(
+                    remove_identified(record.kind, &record.name, id, None, true),
+                    Ok(Outcome::Gone | Outcome::LeftAlone(_))
+                )
+            });
         let in_use = exists && in_use(record.kind, &record.name);
         out.push(Entry {
             record,
             owner_alive,
             exists,
+            name_taken,
             in_use,
             record_path: path,
         });

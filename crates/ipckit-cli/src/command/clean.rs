@@ -32,7 +32,7 @@ pub fn run(args: &CleanArgs) -> anyhow::Result<()> {
                 } else {
                     "removed"
                 };
-                let now = if e.exists {
+                let now = if e.name_taken {
                     "; what that name denotes now is another object, left alone"
                 } else {
                     ""

@@ -254,6 +254,13 @@ fn replaced_then_clean(mech: &str) {
     r.finish();
     std::fs::remove_file(&at).unwrap();
     std::fs::write(&at, "a regular file").unwrap();
+    // `list` says the object made is gone, though its name is taken.
+    let (_, listed, _) = run(env.cmd(&["list"]));
+    let line = listed.lines().find(|l| l.ends_with(s(&at))).unwrap_or("");
+    assert!(
+        line.split_whitespace().nth(4) == Some("no"),
+        "{mech}: list says it exists: {listed}"
+    );
     let (st, out, err) = run(env.cmd(&["clean"]));
     assert_eq!(
         std::fs::read_to_string(&at).ok().as_deref(),
