@@ -36,10 +36,14 @@ for i in range(1, pairs + 1):
         if key[1] != "spin":
             # A blocking row is bound by the wake-up, not the cache line: compared raw.
             pa = pb = 1.0
-        r = ratios.setdefault(key, {"rtt": [], "mbps": [], "rtt_raw": [], "mbps_raw": [], "cpu": [], "raw": []})
+        r = ratios.setdefault(key, {"rtt": [], "mbps": [], "rtt_raw": [], "rtt_mean": [], "mbps_raw": [], "cpu": [], "raw": []})
         if a["rtt_ns"] and b["rtt_ns"]:
             r["rtt"].append((b["rtt_ns"]["p50"] / pb) / (a["rtt_ns"]["p50"] / pa))
             r["rtt_raw"].append(b["rtt_ns"]["p50"] / a["rtt_ns"]["p50"])
+        # The batched mean round trip has no histogram steps: it resolves a few percent
+        # where p50 moves by 10 ns at a time.
+        if a.get("rtt_batched_ns") and b.get("rtt_batched_ns"):
+            r["rtt_mean"].append(b["rtt_batched_ns"] / a["rtt_batched_ns"])
         if a.get("throughput_mbps") and b.get("throughput_mbps"):
             r["mbps"].append((b["throughput_mbps"] * pb) / (a["throughput_mbps"] * pa))
             r["mbps_raw"].append(b["throughput_mbps"] / a["throughput_mbps"])
@@ -57,7 +61,8 @@ print("(the probe then only sorts pairs by machine mode); blocking rows raw in b
 for key in sorted(ratios):
     r = ratios[key]
     med = lambda v: f"{statistics.median(v):.3f} ({min(v):.2f}-{max(v):.2f})" if v else "-"
-    print(f"{key}: RTT p50/probe {med(r['rtt'])}, raw {med(r['rtt_raw'])}; MB/s*probe {med(r['mbps'])},"
+    print(f"{key}: RTT p50/probe {med(r['rtt'])}, raw {med(r['rtt_raw'])}, batched mean {med(r['rtt_mean'])};"
+          f" MB/s*probe {med(r['mbps'])},"
           f" raw {med(r['mbps_raw'])}; CPU/msg {med(r['cpu'])} [{len(r['raw'])} kept, {dropped.get(key, 0)} dropped]")
 print()
 for key in sorted(ratios):
