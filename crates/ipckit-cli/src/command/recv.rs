@@ -200,9 +200,7 @@ fn receive(
             drops.report(ep);
             match n? {
                 Next::Msg(n) => {
-                    out.write_all(&buf[..n])?;
-                    out.write_all(b"\n")?;
-                    out.flush()?;
+                    print_msg(&mut out, &buf[..n])?;
                     got += 1;
                     clock.reset();
                 }
@@ -328,30 +326,53 @@ impl<W: Write> Peers<'_, W> {
             buf.resize(p.max_msg_size(), 0);
         }
         while self.got < self.want {
-            match p.try_recv(buf) {
-                Ok(n) => {
-                    self.out.write_all(&buf[..n])?;
-                    self.out.write_all(b"\n")?;
-                    self.out.flush()?;
+            match receive_one(buf, |b| p.try_recv(b))? {
+                Some(Next::Msg(n)) => {
+                    print_msg(self.out, &buf[..n])?;
                     self.got += 1;
                     self.clock.reset();
                 }
-                Err(RecvError::Empty) | Err(RecvError::Timeout) => return Ok(true),
-                Err(RecvError::PeerGone) => return Ok(false),
-                Err(RecvError::BufferTooSmall { needed }) => buf.resize(needed, 0),
-                Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                None => return Ok(true),
+                Some(Next::BadPeer(e)) => {
                     // One bad peer ends its own connection, not the listener.
                     self.bad += 1;
-                    eprintln!(
-                        "ipckit: dropped a peer: {:#}",
-                        anyhow::Error::from(e).context("receiving")
-                    );
+                    eprintln!("ipckit: dropped a peer: {e:#}");
                     return Ok(false);
                 }
-                Err(e) => return Err(anyhow::Error::from(io::Error::from(e)).context("receiving")),
+                Some(Next::PeerGone | Next::Stop) => return Ok(false),
             }
         }
         Ok(true)
+    }
+}
+
+/// Prints one received message on its own line.
+fn print_msg(out: &mut impl Write, msg: &[u8]) -> io::Result<()> {
+    out.write_all(msg)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// One receive through `recv`, a bigger buffer tried at once where the message needs it:
+/// `None` if nothing came (an empty queue, or the wait's time passed).
+fn receive_one(
+    buf: &mut Vec<u8>,
+    mut recv: impl FnMut(&mut [u8]) -> Result<usize, RecvError>,
+) -> anyhow::Result<Option<Next>> {
+    loop {
+        return match recv(buf) {
+            Ok(n) => Ok(Some(Next::Msg(n))),
+            Err(RecvError::Timeout) | Err(RecvError::Empty) => Ok(None),
+            Err(RecvError::PeerGone) => Ok(Some(Next::PeerGone)),
+            Err(RecvError::BufferTooSmall { needed }) => {
+                buf.resize(needed, 0);
+                continue;
+            }
+            Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => Ok(Some(
+                Next::BadPeer(anyhow::Error::from(e).context("receiving")),
+            )),
+            Err(e) => Err(anyhow::Error::from(io::Error::from(e)).context("receiving")),
+        };
     }
 }
 
@@ -448,17 +469,11 @@ fn accept(l: &Listener, clock: &Clock) -> anyhow::Result<Option<Box<dyn Transpor
 
 fn next(ep: &mut dyn Transport, buf: &mut Vec<u8>, clock: &Clock) -> anyhow::Result<Next> {
     while let Some(slice) = clock.slice() {
-        match ep.recv_timeout(buf, slice) {
-            Ok(n) => return Ok(Next::Msg(n)),
+        match receive_one(buf, |b| ep.recv_timeout(b, slice))? {
+            Some(n) => return Ok(n),
             // After SIGTERM, a quiet slice means everything already sent is received.
-            Err(RecvError::Timeout) | Err(RecvError::Empty) if terminated() => break,
-            Err(RecvError::Timeout) | Err(RecvError::Empty) => {}
-            Err(RecvError::PeerGone) => return Ok(Next::PeerGone),
-            Err(RecvError::BufferTooSmall { needed }) => buf.resize(needed, 0),
-            Err(RecvError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
-                return Ok(Next::BadPeer(anyhow::Error::from(e).context("receiving")))
-            }
-            Err(e) => return Err(anyhow::Error::from(io::Error::from(e)).context("receiving")),
+            None if terminated() => break,
+            None => {}
         }
     }
     Ok(Next::Stop)
