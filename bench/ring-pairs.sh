@@ -14,6 +14,8 @@
 #   NEW    the new binary (default: target/release/ipckit of this repository)
 #   PAIRS  number of pairs (default 9)
 #   OUT    directory for the JSON files (default: a new directory under /tmp)
+#   SIZES  --size list (default 8,56,64,4096,65536); WAITS --wait list (default spin,block),
+#          e.g. SIZES=64 WAITS=spin PAIRS=20 for the 64 B spin round trip alone
 # Run it on a quiet machine: nothing else building.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +25,7 @@ pairs=${PAIRS:-9}
 out=${OUT:-$(mktemp -d /tmp/ring-pairs.XXXXXX)}
 mkdir -p "$out"
 [[ -x $old && -x $new ]] || { echo "OLD and NEW must be executables" >&2; exit 2; }
-args=(bench --mech shm --size 8,56,64,4096,65536 --wait spin,block --repeat 1 --format json)
+args=(bench --mech shm --size "${SIZES:-8,56,64,4096,65536}" --wait "${WAITS:-spin,block}" --repeat 1 --format json)
 for ((i = 1; i <= pairs; i++)); do
     if ((i % 2)); then order=(old new); else order=(new old); fi
     for which in "${order[@]}"; do
