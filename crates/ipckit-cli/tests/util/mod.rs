@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How long any child may run before the watchdog kills it.
@@ -309,6 +309,16 @@ pub fn free_port(udp: bool) -> u16 {
 /// True if `p` exists (without following a symlink).
 pub fn exists(p: &str) -> bool {
     Path::new(p).symlink_metadata().is_ok()
+}
+
+/// POSIX queue tests run one at a time: RLIMIT_MSGQUEUE (bytes of queues per user) is small.
+/// The lock is per test binary; `cargo test` runs the binaries one after another.
+static MQ_POSIX: Mutex<()> = Mutex::new(());
+
+/// Holds the POSIX queue lock until the guard drops (a test that panicked holding it does
+/// not poison it for the others).
+pub fn mq_lock() -> MutexGuard<'static, ()> {
+    MQ_POSIX.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs `cmd` (its stdout and stderr piped) to completion and returns its output; kills it and

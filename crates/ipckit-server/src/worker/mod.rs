@@ -39,89 +39,29 @@
 //!   request appends a line to a buffer written once per loop iteration.
 //! - Counters go to this worker's slot of the status board with `Relaxed` atomics, added
 //!   once per batch.
+//!
+//! The parts: [`run`] and the loop here; `spec` (the [`WorkerSpec`]), `log` (the error and
+//! access logs) and `conn` (a connection's state and its output).
+
+mod conn;
+mod log;
+mod spec;
+
+pub use spec::WorkerSpec;
 
 use crate::config::{AcceptMode, Config};
 use crate::http::{self, Input, Method, Next, Responses};
 use crate::status::{Slot, StatusBoard};
+use conn::{flush, linger, Conn, FileSend, Verdict, LINGER_MS};
 use ipckit::epoll::{Epoll, Events, Interest};
 use ipckit::signal::{Signal, Signals};
-use serde::{Deserialize, Serialize};
+use log::{AccessLog, Log};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-
-/// What the master tells a worker (as JSON in [`WorkerSpec::ENV`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WorkerSpec {
-    /// Inherited listening sockets (descriptor numbers).
-    pub listeners: Vec<i32>,
-    /// The inherited status board (descriptor number).
-    pub status_fd: i32,
-    /// This worker's slot in the board.
-    pub slot: usize,
-    /// The master's generation (reload count) this worker belongs to.
-    pub generation: u64,
-    /// The configuration.
-    pub config: Config,
-    /// The master's pid: the worker dies (`SIGKILL`) with it, and exits at once if its
-    /// parent is not that process any more ([`ipckit::process::die_with_parent`]). `None`
-    /// for a worker run on its own (tests, benchmarks).
-    #[serde(default)]
-    pub master_pid: Option<u32>,
-}
-
-impl WorkerSpec {
-    /// The environment variable holding the spec as JSON.
-    pub const ENV: &'static str = "IPCKIT_SERVE_WORKER";
-
-    /// The spec from [`WorkerSpec::ENV`]. The descriptors are adopted (with checks) by
-    /// [`run`].
-    ///
-    /// # Errors
-    ///
-    /// `NotFound` if the variable is unset, `InvalidData` if it is not a spec, or
-    /// `InvalidInput` for a spec with no listener. (The descriptors themselves are checked
-    /// when [`run`] adopts them: not stdio, inherited, a listening TCP socket / a shared
-    /// memory file; a failure there is logged and `run` returns 1.)
-    pub fn from_env() -> io::Result<WorkerSpec> {
-        let v = std::env::var(Self::ENV).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "{} is not set: a worker is started by the master",
-                    Self::ENV
-                ),
-            )
-        })?;
-        let spec = Self::from_json(&v)?;
-        if spec.listeners.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "worker spec: no listening socket",
-            ));
-        }
-        Ok(spec)
-    }
-
-    /// Parses a spec.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidData` naming what is wrong.
-    pub fn from_json(s: &str) -> io::Result<WorkerSpec> {
-        serde_json::from_str(s)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("worker spec: {e}")))
-    }
-
-    /// The spec as JSON, for [`WorkerSpec::ENV`].
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a worker spec serializes")
-    }
-}
 
 /// How often the timeout sweep runs (and the longest `epoll_wait`).
 pub const SWEEP_MS: u64 = 100;
@@ -224,90 +164,10 @@ fn start(spec: &WorkerSpec, log: &mut Log) -> io::Result<i32> {
     w.run(&mut Events::with_capacity(512))
 }
 
-/// The error log: a file opened for appending (reopened on USR1), or stderr.
-#[derive(Debug)]
-struct Log {
-    path: Option<PathBuf>,
-    file: Option<File>,
-}
-
-impl Log {
-    fn open(path: Option<PathBuf>) -> Log {
-        let mut l = Log { path, file: None };
-        l.reopen();
-        l
-    }
-
-    fn reopen(&mut self) {
-        if let Some(p) = &self.path {
-            match std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(p)
-            {
-                Ok(f) => self.file = Some(f),
-                Err(e) => eprintln!(
-                    "ipckit serve: cannot open the error log {}: {e}",
-                    p.display()
-                ),
-            }
-        }
-    }
-
-    fn line(&mut self, msg: &str) {
-        let date = http::http_date(http::unix_now_secs());
-        let line = format!(
-            "{} [error] worker {}: {msg}\n",
-            String::from_utf8_lossy(&date),
-            std::process::id()
-        );
-        match &mut self.file {
-            Some(f) => {
-                let _ = f.write_all(line.as_bytes());
-            }
-            None => {
-                let _ = io::stderr().write_all(line.as_bytes());
-            }
-        }
-    }
-}
-
 fn unix_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// A file body being sent.
-#[derive(Debug)]
-struct FileSend {
-    file: File,
-    off: u64,
-    len: u64,
-}
-
-#[derive(Debug)]
-struct Conn {
-    stream: TcpStream,
-    input: Input,
-    out: Vec<u8>,
-    out_pos: usize,
-    file: Option<FileSend>,
-    /// When the connection is closed by the sweep (ms since the worker started).
-    deadline: u64,
-    /// The deadline was set for a header in progress (not refreshed by more bytes).
-    header_clock: bool,
-    /// Close once the output is sent.
-    close_after: bool,
-    /// The peer sent EOF.
-    eof: bool,
-    /// The response that closes the connection is sent and our side shut down: input is
-    /// read and discarded until EOF (or the deadline), so that unread bytes do not make the
-    /// kernel reset the connection before the client reads that response.
-    lingering: bool,
-    /// Requests answered on this connection: a draining worker closes an idle connection
-    /// only once it was served, never one just accepted whose first request is on its way.
-    served: u64,
 }
 
 struct Worker<'b, 'l> {
@@ -334,37 +194,6 @@ struct Worker<'b, 'l> {
     /// Connections to drive again (their read budget ran out), and a spare list.
     again: Vec<(usize, bool)>,
     again_spare: Vec<(usize, bool)>,
-}
-
-/// The access log: lines buffered, written once per loop iteration.
-#[derive(Debug)]
-struct AccessLog {
-    path: PathBuf,
-    out: io::BufWriter<File>,
-}
-
-impl AccessLog {
-    fn open(path: &std::path::Path) -> io::Result<AccessLog> {
-        let f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("access log {}: {e}", path.display())))?;
-        Ok(AccessLog {
-            path: path.to_path_buf(),
-            out: io::BufWriter::with_capacity(64 * 1024, f),
-        })
-    }
-}
-
-/// What driving a connection decided.
-#[derive(Debug, PartialEq, Eq)]
-enum Verdict {
-    Keep,
-    Close,
-    /// Its budget is spent with input maybe left unread: drive it again after the others
-    /// (edge-triggered, so no new event would come for what is already there).
-    Again,
 }
 
 /// Reads one connection may make per turn, so a client that pipelines without end cannot
@@ -815,60 +644,7 @@ impl Worker<'_, '_> {
     }
 }
 
-/// How long a closing connection's input is discarded at most.
-const LINGER_MS: u64 = 2000;
-
-/// Reads and discards input after the final response until EOF or `EAGAIN`.
-fn linger(c: &mut Conn) -> Verdict {
-    let mut sink = [0u8; 4096];
-    loop {
-        match c.stream.read(&mut sink) {
-            Ok(0) => return Verdict::Close,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Verdict::Keep,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Verdict::Close,
-        }
-    }
-}
-
 fn trim_slashes(p: &[u8]) -> &[u8] {
     let i = p.iter().position(|&b| b != b'/').unwrap_or(p.len());
     &p[i..]
-}
-
-/// Sends unsent output; `Ok(true)` when everything is sent, `Ok(false)` when the socket is
-/// full.
-fn flush(c: &mut Conn) -> io::Result<bool> {
-    while c.out_pos < c.out.len() {
-        match c.stream.write(&c.out[c.out_pos..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => c.out_pos += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if c.out_pos > 0 {
-        c.out.clear();
-        c.out_pos = 0;
-        if c.out.capacity() > 1 << 20 {
-            c.out.shrink_to(1 << 16);
-        }
-    }
-    if let Some(f) = &mut c.file {
-        while f.off < f.len {
-            let want = (f.len - f.off).min(1 << 30) as usize;
-            match ipckit::zerocopy::sendfile(&c.stream, &f.file, Some(&mut f.off), want) {
-                // The file shrank under us: the response cannot be completed.
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        c.file = None;
-    }
-    Ok(true)
 }

@@ -1,0 +1,205 @@
+//! `ipckit bench` end to end: `--quick --format json`, the TCP/UDP variant rows and the
+//! zero-copy rows, each measured without errors and leaving nothing behind.
+
+#[path = "../util/mod.rs"]
+mod util;
+
+use util::{mq_lock, TestEnv};
+
+/// `bench --quick --format json` parses, names every mechanism, reports no errors, and
+/// leaves nothing behind. Holds the POSIX queue lock (`util::mq_lock`): the bench makes queues.
+#[test]
+fn bench_quick_json_has_every_mechanism() {
+    let _q = mq_lock();
+    let env = TestEnv::new("bench-json");
+    let mut cmd = env.cmd(&["bench", "--quick", "--format", "json"]);
+    // The bench's own limit is 30 s on an idle machine; other tests run beside it here.
+    let out = util::output_within(
+        &mut cmd,
+        std::time::Duration::from_secs(120),
+        "bench --quick",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(v["schema"], 1);
+    for key in [
+        "cpu_model",
+        "cpu_count",
+        "kernel",
+        "clock_source",
+        "profile",
+    ] {
+        assert!(!v["machine"][key].is_null(), "machine.{key} missing");
+    }
+    assert!(v["floor"]["cacheline_rtt_ns"]["p50"].as_f64().unwrap() > 0.0);
+    let rows = v["rows"].as_array().unwrap();
+    let mechs: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["mechanism"].as_str().unwrap())
+        .collect();
+    for m in [
+        "pipe",
+        "fifo",
+        "uds",
+        "uds-dgram",
+        "uds-seqpacket",
+        "tcp",
+        "udp",
+        "mq-posix",
+        "mq-sysv",
+        "eventfd",
+        // Shared memory: the copy API, the zero-copy API and the MPSC queue, each its own row.
+        "shm",
+        "shm-zerocopy",
+        "shm-mpsc",
+    ] {
+        assert!(mechs.contains(m), "{m} missing from {mechs:?}");
+    }
+    for r in rows {
+        for key in [
+            "wait",
+            "placement",
+            "size",
+            "rtt_ns",
+            "rtt_batched_ns",
+            "throughput_mbps",
+            "msgs_per_s",
+            "cpu_ns_per_msg",
+            "spread_pct",
+            "lost",
+            "reordered",
+            "errors",
+        ] {
+            assert!(r.get(key).is_some(), "row lacks {key}: {r}");
+        }
+        assert_eq!(r["errors"], 0, "row with errors: {r}");
+        assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    env.assert_clean();
+}
+
+/// `bench --mech` takes the TCP/UDP variant rows: each is measured without errors, under its
+/// own name (the split-write row through the raw loop), with the socket buffers the kernel
+/// granted and, for UDP, the share of the flood lost; an unknown name is a user error.
+#[test]
+fn bench_tcp_udp_variant_rows() {
+    let env = TestEnv::new("bench-net");
+    let out = env.run(
+        &[
+            "bench",
+            "--quick",
+            "--format",
+            "json",
+            "--mech",
+            "tcp,tcp-nagle,tcp-nagle-split,tcp-bigbuf,udp-defbuf",
+            "--size",
+            "64",
+            "--wait",
+            "block",
+            "--mpsc-producers",
+            "0",
+        ],
+        b"",
+    );
+    let v: serde_json::Value = serde_json::from_str(out.ok()).expect("one JSON document");
+    let rows = v["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["mechanism"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "tcp",
+            "tcp-nagle",
+            "tcp-nagle-split",
+            "tcp-bigbuf",
+            "udp-defbuf"
+        ]
+    );
+    for r in rows {
+        assert_eq!(r["errors"], 0, "{r}");
+        assert!(r["socket_buffers"]["rcvbuf"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["rtt_ns"]["p50"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert_eq!(rows[2]["impl"], "raw");
+    assert!(rows[2]["note"].as_str().unwrap().contains("two write(2)s"));
+    // 4 MiB asked: the kernel grants twice what it is given, within net.core.wmem_max.
+    let wmem_max: u64 = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        rows[3]["socket_buffers"]["sndbuf"].as_u64().unwrap(),
+        2 * wmem_max.min(4 << 20),
+        "{}",
+        rows[3]
+    );
+    assert!(rows[4]["loss_pct"].as_f64().is_some(), "{}", rows[4]);
+    assert!(rows[0]["loss_pct"].is_null());
+    env.run(&["bench", "--mech", "tcp-turbo"], b"")
+        .user_error("tcp-nagle");
+}
+
+/// `bench --mech zero-copy`: every zero-copy row runs beside its copying baseline with no
+/// verification error, the MSG_ZEROCOPY row carries its completion counts (copied never more
+/// than completed), and nothing is left behind.
+#[test]
+fn bench_zero_copy_rows() {
+    let env = TestEnv::new("bench-zero-copy");
+    let mut cmd = env.cmd(&[
+        "bench",
+        "--mech",
+        "zero-copy",
+        "--quick",
+        "--size",
+        "4K",
+        "--wait",
+        "block",
+        "--format",
+        "json",
+    ]);
+    cmd.env("TMPDIR", &env.dir);
+    let out = util::output_within(
+        &mut cmd,
+        std::time::Duration::from_secs(120),
+        "bench --mech zero-copy",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    let rows = v["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["mechanism"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "pipe-write",
+            "pipe-vmsplice",
+            "uds-read-write",
+            "uds-splice",
+            "uds-sendfile",
+            "tcp-send",
+            "tcp-zerocopy"
+        ]
+    );
+    for r in rows {
+        assert_eq!(r["errors"], 0, "{r}");
+        assert!(r["throughput_mbps"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let zc = &rows[6];
+    let completions = zc["zc_completions"].as_u64().unwrap();
+    let copied = zc["zc_copied"].as_u64().unwrap();
+    assert!(completions > 0 && copied <= completions, "{zc}");
+    assert!(zc["ratio_to_raw_msgs"].as_f64().unwrap() > 0.0);
+    assert!(zc["note"].as_str().unwrap().contains("completions"), "{zc}");
+    assert!(rows[0]["zc_completions"].is_null());
+    assert_eq!(v["options"]["zero_copy"][0], "pipe-vmsplice");
+    env.assert_clean();
+}
