@@ -2,8 +2,8 @@
 //! two chosen CPUs by two processes, single-thread memcpy bandwidth, the cost of a syscall and
 //! of a clock read.
 
-use crate::options::Impl;
 use crate::peer::{self, Control, FromPeer, PeerSpec, Role};
+use crate::rows::Impl;
 use crate::stats::{new_histogram, Percentiles};
 use crate::sys::{self, SharedPage};
 use serde::Serialize;

@@ -21,6 +21,7 @@ pub mod reference;
 pub mod refring;
 pub mod report;
 pub mod results;
+mod rows;
 pub mod scenario;
 pub mod session;
 pub mod stats;
@@ -29,8 +30,9 @@ pub mod zerocopy;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ipckit::{Mechanism, Wait};
-use options::{format_size, BenchOptions, Impl, Placement};
+use options::{format_size, BenchOptions};
 use report::{Report, Row, Skipped};
+use rows::{Impl, Placement};
 use stats::{median, spread_pct, Percentiles, NOISY_PCT};
 use std::time::Duration;
 

@@ -8,8 +8,8 @@
 
 use crate::options::BenchOptions;
 use crate::pattern;
-use crate::peer::{self, Control, FromPeer, PeerSpec, ToPeer, GO_TIMEOUT};
-use crate::session::{expect_ready, Config, Measured};
+use crate::peer::{self, expect_ready, Control, FromPeer, PeerSpec, ToPeer, GO_TIMEOUT};
+use crate::session::{Config, Measured};
 use crate::sys;
 use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender, PairOptions};
 use ipckit::Wait;

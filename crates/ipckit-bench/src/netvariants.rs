@@ -19,37 +19,15 @@
 //!   `wmem_default`), as a plain `socket(2)` gets them, where `udp` asks for 4 MiB. Under the
 //!   throughput phase's flood the smaller receive buffer overflows sooner: more `lost`.
 
+use crate::rows::Skipped;
+pub use crate::rows::{NetVariant, SocketBuffers};
 use crate::scenario::Channel;
 use crate::sys;
 use ipckit::connect::UDP_MAX_V4;
 use ipckit::{Mechanism, RawHandle, Transport};
-use serde::Serialize;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
-
-/// A variant of the TCP or UDP rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NetVariant {
-    /// `tcp-nagle`: Nagle's algorithm on, ipckit's framing (one `sendmsg` per message).
-    TcpNagle,
-    /// `tcp-nagle-split`: Nagle on, every message written in two `write(2)`s.
-    TcpNagleSplit,
-    /// `tcp-bigbuf`: 4 MiB socket buffers asked on both ends.
-    TcpBigBuf,
-    /// `udp-defbuf`: the kernel's default socket buffers.
-    UdpDefBuf,
-}
-
-/// What the kernel granted a socket, as `getsockopt` reports it (Linux doubles the value
-/// asked, for its bookkeeping, within `net.core.wmem_max`/`rmem_max`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct SocketBuffers {
-    /// `SO_SNDBUF`, bytes.
-    pub sndbuf: usize,
-    /// `SO_RCVBUF`, bytes.
-    pub rcvbuf: usize,
-}
 
 /// The buffer size `tcp-bigbuf` asks for.
 pub const BIG_BUFFER: i32 = 4 << 20;
@@ -62,42 +40,6 @@ const STALL_NS: f64 = 10e6;
 const SPLIT_AT: usize = 16;
 
 impl NetVariant {
-    /// Every variant, in report order.
-    pub const ALL: [NetVariant; 4] = [
-        NetVariant::TcpNagle,
-        NetVariant::TcpNagleSplit,
-        NetVariant::TcpBigBuf,
-        NetVariant::UdpDefBuf,
-    ];
-
-    /// The row name, as `--mech` takes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            NetVariant::TcpNagle => "tcp-nagle",
-            NetVariant::TcpNagleSplit => "tcp-nagle-split",
-            NetVariant::TcpBigBuf => "tcp-bigbuf",
-            NetVariant::UdpDefBuf => "udp-defbuf",
-        }
-    }
-
-    /// The mechanism it varies.
-    pub fn base(self) -> Mechanism {
-        match self {
-            NetVariant::UdpDefBuf => Mechanism::Udp,
-            _ => Mechanism::Tcp,
-        }
-    }
-
-    /// The variant named `s`, if any.
-    pub fn parse(s: &str) -> Option<NetVariant> {
-        Self::ALL.iter().copied().find(|v| v.name() == s)
-    }
-
-    /// True if messages go through the raw loop in two writes (no ipckit framing).
-    pub fn split_writes(self) -> bool {
-        self == NetVariant::TcpNagleSplit
-    }
-
     /// The options this variant runs with: `tcp-nagle-split` round trips take tens of
     /// milliseconds, so its warm-up and batch are a handful of round trips and its latency
     /// phase lasts at least a second (a few dozen samples instead of 2000 warm-ups that
@@ -246,8 +188,8 @@ pub fn udp_latency_skip(
     wait: &str,
     placement: &str,
     size: usize,
-) -> Option<crate::report::Skipped> {
-    (mech == Mechanism::Udp && size > UDP_MAX_V4).then(|| crate::report::Skipped {
+) -> Option<Skipped> {
+    (mech == Mechanism::Udp && size > UDP_MAX_V4).then(|| Skipped {
         mechanism: format!("{} latency", row_name(mech, net)),
         wait: wait.into(),
         placement: placement.into(),
