@@ -215,7 +215,7 @@ fn syscall_ns() -> f64 {
     const N: u32 = 200_000;
     let t0 = Instant::now();
     for _ in 0..N {
-        black_box(sys::syscall_getppid());
+        black_box(sys::getppid());
     }
     t0.elapsed().as_nanos() as f64 / f64::from(N)
 }

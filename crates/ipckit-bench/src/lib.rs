@@ -10,6 +10,7 @@
 pub mod compare;
 pub mod floor;
 pub mod html;
+mod libc_only;
 pub mod machine;
 mod mpsc;
 pub mod netvariants;
@@ -41,7 +42,8 @@ pub use peer::{peer_main, peer_main_with, PEER_ARG};
 /// The few system calls a driver outside this crate needs to follow the harness's rules (the
 /// `peers` comparison crate): the same pinning, per-thread CPU time and shared monotonic clock.
 pub mod os {
-    pub use crate::sys::{allowed_cpus, mono_ns, pin_current_thread, set_affinity, thread_cpu_ns};
+    pub use crate::libc_only::thread_cpu_ns;
+    pub use crate::sys::{allowed_cpus, mono_ns, pin_current_thread, set_affinity};
 }
 
 /// Why a run could not start.

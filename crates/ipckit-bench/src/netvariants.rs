@@ -22,11 +22,11 @@
 use crate::rows::Skipped;
 pub use crate::rows::{NetVariant, SocketBuffers};
 use crate::scenario::Channel;
-use crate::sys;
 use ipckit::connect::UDP_MAX_V4;
 use ipckit::{Mechanism, RawHandle, Transport};
+use rustix::net::sockopt;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 /// The buffer size `tcp-bigbuf` asks for.
@@ -55,30 +55,35 @@ impl NetVariant {
         o
     }
 
-    fn apply(self, fd: RawFd) -> io::Result<()> {
+    fn apply(self, fd: BorrowedFd<'_>) -> io::Result<()> {
         match self {
             NetVariant::TcpNagle | NetVariant::TcpNagleSplit => {
-                sys::set_sockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 0)
+                sockopt::set_tcp_nodelay(fd, false)?;
             }
             NetVariant::TcpBigBuf => {
-                sys::set_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, BIG_BUFFER)?;
-                sys::set_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, BIG_BUFFER)
+                sockopt::set_socket_send_buffer_size(fd, BIG_BUFFER as usize)?;
+                sockopt::set_socket_recv_buffer_size(fd, BIG_BUFFER as usize)?;
             }
             NetVariant::UdpDefBuf => {
                 // The kernel doubles what it is given: half the default gives the default.
-                for (name, file, fallback) in [
-                    (libc::SO_SNDBUF, "wmem_default", 212_992),
-                    (libc::SO_RCVBUF, "rmem_default", 212_992),
+                for (send, file, fallback) in [
+                    (true, "wmem_default", 212_992),
+                    (false, "rmem_default", 212_992),
                 ] {
                     let v = std::fs::read_to_string(format!("/proc/sys/net/core/{file}"))
                         .ok()
                         .and_then(|s| s.trim().parse::<i32>().ok())
                         .unwrap_or(fallback);
-                    sys::set_sockopt_int(fd, libc::SOL_SOCKET, name, v / 2)?;
+                    let half = (v / 2) as usize;
+                    if send {
+                        sockopt::set_socket_send_buffer_size(fd, half)?;
+                    } else {
+                        sockopt::set_socket_recv_buffer_size(fd, half)?;
+                    }
                 }
-                Ok(())
             }
         }
+        Ok(())
     }
 
     /// What the row's note says about the variant, given what it measured (`rtt_p50_ns`: the
@@ -148,9 +153,9 @@ pub fn order(mechs: &[Mechanism], variants: &[NetVariant]) -> Vec<(Mechanism, Op
     out
 }
 
-fn socket_fd(t: &dyn Transport) -> Option<RawFd> {
+fn socket_fd(t: &dyn Transport) -> Option<BorrowedFd<'_>> {
     match t.raw() {
-        RawHandle::Fds { read, write } => read.or(write).map(|f| f.as_raw_fd()),
+        RawHandle::Fds { read, write } => read.or(write),
         RawHandle::SysV { .. } => None,
     }
 }
@@ -172,10 +177,9 @@ pub fn setup(t: &dyn Transport, net: Option<NetVariant>) -> io::Result<Option<So
         v.apply(fd)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: setsockopt: {e}", v.name())))?;
     }
-    let get = |name| sys::sockopt_int(fd, libc::SOL_SOCKET, name).map(|v| v.max(0) as usize);
     Ok(Some(SocketBuffers {
-        sndbuf: get(libc::SO_SNDBUF)?,
-        rcvbuf: get(libc::SO_RCVBUF)?,
+        sndbuf: sockopt::socket_send_buffer_size(fd)?,
+        rcvbuf: sockopt::socket_recv_buffer_size(fd)?,
     }))
 }
 

@@ -11,13 +11,14 @@
 //!   peer on every early return.
 #![allow(unsafe_code)]
 
+use crate::libc_only;
 use crate::rows::Impl;
 use crate::scenario::RecvTotals;
 use crate::sys;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -136,7 +137,7 @@ impl Control {
     pub fn recv<T: for<'de> Deserialize<'de>>(&mut self, timeout: Duration) -> io::Result<T> {
         if self.r.buffer().is_empty() {
             let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-            if !sys::poll_one(self.r.get_ref().as_raw_fd(), libc::POLLIN, ms)? {
+            if !libc_only::poll_one(self.r.get_ref().as_fd(), libc_only::POLLIN, ms)? {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "peer did not answer on the control pipe in time",
@@ -159,7 +160,7 @@ impl Control {
         if !self.r.buffer().is_empty() {
             return Ok(true);
         }
-        sys::poll_one(self.r.get_ref().as_raw_fd(), libc::POLLIN, timeout_ms)
+        libc_only::poll_one(self.r.get_ref().as_fd(), libc_only::POLLIN, timeout_ms)
     }
 }
 
@@ -237,19 +238,22 @@ pub fn spawn(
     inherit.push(spec.ctl_in);
     inherit.push(spec.ctl_out);
     let parent = std::process::id();
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
-    // (prctl, getppid, fcntl) on values captured before the fork; it allocates nothing: its
-    // errors are errno values (`last_os_error`, `from_raw_os_error`), never boxed.
+    // SAFETY: 1. the closure runs between fork and exec and only makes async-signal-safe
+    // calls (prctl, getppid, fcntl) on values captured before the fork; it allocates nothing:
+    // its errors are errno values (rustix's `Errno` into `io::Error`), never boxed.
+    // 2. It runs only in the forked child, where every descriptor in `inherit` is open: the
+    // parent holds them (`keep` is the caller's, the control-pipe ends are ours) until `spawn`
+    // returns, and fork copied them; so borrowing them for one fcntl pair is sound.
     unsafe {
         cmd.pre_exec(move || {
             sys::set_parent_death_signal()?;
             if sys::getppid() != parent {
                 // The parent exited before the peer started (nobody is left to read this; std
                 // only passes a hook's errno to the parent anyway, never a message).
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                return Err(rustix::io::Errno::SRCH.into());
             }
             for &fd in &inherit {
-                sys::clear_cloexec(fd)?;
+                sys::clear_cloexec(BorrowedFd::borrow_raw(fd))?;
             }
             Ok(())
         });

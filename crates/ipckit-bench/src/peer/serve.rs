@@ -10,7 +10,7 @@ use crate::sys;
 use crate::{floor, reference};
 use ipckit::{Mechanism, Wait};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 /// Entry point of the peer process (`ipckit __peer <json>`); returns the exit code.
@@ -55,11 +55,7 @@ fn run_peer(spec: &PeerSpec, ctl: &mut Control) -> io::Result<()> {
                 ctl,
             ),
             Impl::Raw => {
-                let mut c = reference::RawCounter::new(
-                    tx.as_fd().as_raw_fd(),
-                    rx.as_fd().as_raw_fd(),
-                    wait,
-                )?;
+                let mut c = reference::RawCounter::new(tx.as_fd(), rx.as_fd(), wait)?;
                 serve_counter(&mut c, lat_size.is_some(), spec.warmup, ctl)
             }
         };

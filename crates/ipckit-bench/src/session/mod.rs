@@ -107,8 +107,7 @@ fn run_inner(cfg: &Config, opts: &BenchOptions) -> io::Result<Measured> {
         let m = match cfg.imp {
             Impl::Ipckit => drive_counter(&mut IpcCounter { tx: a, rx: b }, opts, &mut ctl)?,
             Impl::Raw => {
-                let mut c =
-                    RawCounter::new(a.as_fd().as_raw_fd(), b.as_fd().as_raw_fd(), cfg.wait)?;
+                let mut c = RawCounter::new(a.as_fd(), b.as_fd(), cfg.wait)?;
                 let m = drive_counter(&mut c, opts, &mut ctl)?;
                 drop((a, b));
                 m

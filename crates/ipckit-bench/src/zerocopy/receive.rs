@@ -3,13 +3,14 @@
 
 use super::session::wait_ready;
 use super::{file_slots, Path};
+use crate::libc_only;
 use crate::pattern;
 use crate::peer::{Control, FromPeer, PeerSpec, ToPeer, GO_TIMEOUT};
 use crate::scenario::RecvTotals;
 use crate::sys;
 use ipckit::Wait;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 /// The descriptor a zero-copy row's peer reads from, named in its spec as `fd:N`.
@@ -24,7 +25,7 @@ pub(crate) fn peer_fd(spec: &PeerSpec) -> io::Result<RawFd> {
 /// reads exactly one message at a time into one buffer and checks header and words.
 pub(crate) fn serve(spec: &PeerSpec, p: Path, fd: OwnedFd, ctl: &mut Control) -> io::Result<()> {
     let wait = Wait::parse(&spec.wait).ok_or_else(|| io::Error::other("bad wait"))?;
-    sys::set_nonblocking(fd.as_raw_fd(), wait.spins())?;
+    sys::set_nonblocking(fd.as_fd(), wait.spins())?;
     let size = spec
         .max_msg_size
         .ok_or_else(|| io::Error::other("zero-copy peer without a size"))?;
@@ -53,13 +54,13 @@ fn receive(
     // One message at a time, into one reused buffer (cache-hot), as a consumer would.
     let mut buf = vec![0u8; size];
     let mut t = RecvTotals::default();
-    let cpu0 = sys::thread_cpu_ns();
+    let cpu0 = libc_only::thread_cpu_ns();
     let mut i = 0u64;
     loop {
         let mut have = 0usize;
         let mut since = None;
         while have < size {
-            match sys::read(fd.as_raw_fd(), &mut buf[have..]) {
+            match sys::read(fd, &mut buf[have..]) {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "sender gone")),
                 Ok(n) => {
                     have += n;
@@ -67,7 +68,7 @@ fn receive(
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_ready(
                     fd,
-                    libc::POLLIN,
+                    libc_only::POLLIN,
                     wait,
                     *since.get_or_insert_with(Instant::now),
                 )?,
@@ -97,6 +98,6 @@ fn receive(
         t.received += 1;
         t.bytes += size as u64;
     }
-    t.cpu_ns = sys::thread_cpu_ns().saturating_sub(cpu0);
+    t.cpu_ns = libc_only::thread_cpu_ns().saturating_sub(cpu0);
     Ok(t)
 }

@@ -2,6 +2,7 @@
 //! objects for the path, spawn the receiving peer, stream for the phase's duration, collect.
 
 use super::{file_slots, Path, PIPE_SIZE};
+use crate::libc_only;
 use crate::options::BenchOptions;
 use crate::pattern;
 use crate::peer::{self, expect_ready, FromPeer, PeerSpec, Role, ToPeer};
@@ -133,7 +134,7 @@ pub(super) fn session(
     let (peer_fd, mut sender): (OwnedFd, Sender) = match p {
         Path::PipeWrite => {
             let (r, w) = pipe_pair(PIPE_SIZE)?;
-            sys::set_nonblocking(w.as_raw_fd(), wait.spins())?;
+            sys::set_nonblocking(w.as_fd(), wait.spins())?;
             (r, Sender::Pipe { w, wait })
         }
         Path::PipeVmsplice => {
@@ -242,7 +243,7 @@ pub(super) fn session(
 
 fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
-        let n = sys::write(fd.as_raw_fd(), buf)?;
+        let n = sys::write(fd, buf)?;
         buf = &buf[n..];
     }
     Ok(())
@@ -264,7 +265,7 @@ pub(super) fn wait_ready(
     if spin_for == Duration::MAX || since.elapsed() < spin_for {
         std::hint::spin_loop();
     } else {
-        sys::poll_one(fd.as_raw_fd(), events, -1)?;
+        libc_only::poll_one(fd, events, -1)?;
     }
     Ok(())
 }
@@ -274,14 +275,14 @@ pub(super) fn wait_ready(
 fn write_all_waiting(fd: BorrowedFd<'_>, mut buf: &[u8], wait: Wait) -> io::Result<()> {
     let mut since = None;
     while !buf.is_empty() {
-        match sys::write(fd.as_raw_fd(), buf) {
+        match sys::write(fd, buf) {
             Ok(n) => {
                 buf = &buf[n..];
                 since = None;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_ready(
                 fd,
-                libc::POLLOUT,
+                libc_only::POLLOUT,
                 wait,
                 *since.get_or_insert_with(Instant::now),
             )?,
@@ -297,7 +298,7 @@ fn stream(s: &mut Sender, size: usize, opts: &BenchOptions) -> io::Result<(u64, 
     let mask = pattern::seq_mask(size);
     let slots = file_slots(size) as u64;
     let mut buf = vec![0u8; size];
-    let cpu0 = sys::thread_cpu_ns();
+    let cpu0 = libc_only::thread_cpu_ns();
     let first = sys::mono_ns();
     let start = Instant::now();
     let mut seq = 0u64;
@@ -367,5 +368,5 @@ fn stream(s: &mut Sender, size: usize, opts: &BenchOptions) -> io::Result<(u64, 
         Sender::Tcp { sock } | Sender::File { sock, .. } => write_all(sock.as_fd(), &end)?,
         Sender::TcpZc(z) => z.send(&end)?,
     }
-    Ok((seq, first, sys::thread_cpu_ns().saturating_sub(cpu0)))
+    Ok((seq, first, libc_only::thread_cpu_ns().saturating_sub(cpu0)))
 }
