@@ -25,6 +25,7 @@ pub mod results;
 mod rows;
 pub mod scenario;
 pub mod session;
+mod shm_channel;
 pub mod stats;
 mod sys;
 pub mod zerocopy;

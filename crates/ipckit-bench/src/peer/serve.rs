@@ -118,7 +118,7 @@ fn serve_shm(spec: &PeerSpec, wait: Wait, ctl: &mut Control) -> io::Result<()> {
                     ..Default::default()
                 },
             )?;
-            let mut ch = crate::refring::ShmChannel {
+            let mut ch = crate::shm_channel::ShmChannel {
                 ep,
                 zero_copy: spec.zero_copy,
             };

@@ -218,7 +218,7 @@ fn run_shm(
             spec.max_msg_size = Some(cfg.size);
             let (guard, mut ctl) = peer::spawn(&mut spec, |_| {}, &[], limit)?;
             let ep = l.accept()?;
-            let mut ch = crate::refring::ShmChannel {
+            let mut ch = crate::shm_channel::ShmChannel {
                 ep,
                 zero_copy: cfg.zero_copy,
             };
