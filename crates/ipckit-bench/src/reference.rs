@@ -46,7 +46,8 @@ pub struct RawChannel {
     wait: Wait,
 }
 
-/// The descriptor a channel of `kind` needs for this direction (System V has none).
+/// One direction's descriptor, or an error if the transport gave none (System V queues have
+/// no descriptor; their arms never ask).
 #[inline]
 fn need(fd: &Option<OwnedFd>) -> io::Result<BorrowedFd<'_>> {
     fd.as_ref().map(AsFd::as_fd).ok_or_else(|| {
