@@ -8,8 +8,14 @@
 //!   does (its records follow one another through memory).
 //!
 //! `cargo run --release -p ipckit-bench --example line_pingpong`
+//!
+//! Pinning is the harness's own ([`ipckit_bench::os`]); the mapping and the reaping go
+//! through rustix; `fork` and `_exit`, which rustix leaves out, through libc.
 #![allow(unsafe_code)]
 
+use ipckit_bench::os::pin_current_thread;
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::process::{Pid, WaitOptions};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -17,13 +23,8 @@ const LEN: usize = 1 << 20;
 const TRIPS: u64 = 2_000_000;
 
 fn pin(cpu: usize) {
-    // SAFETY: an all-zero cpu_set_t is an empty set; CPU_SET and sched_setaffinity get a
-    // live set and its exact size.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
+    // A CPU this process may not use leaves it unpinned; the ping-pong still runs.
+    let _ = pin_current_thread(cpu);
 }
 
 /// The two offsets a trip uses: where the request goes and where the reply comes back.
@@ -39,18 +40,17 @@ fn lines(shape: usize, i: u64) -> (usize, usize) {
 }
 
 fn main() {
-    // SAFETY: a fresh shared anonymous mapping chosen by the kernel; checked below.
+    // SAFETY: a fresh shared anonymous mapping chosen by the kernel (no address asked for);
+    // no existing memory is affected.
     let p = unsafe {
-        libc::mmap(
+        rustix::mm::mmap_anonymous(
             std::ptr::null_mut(),
             LEN,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
         )
-    };
-    assert_ne!(p, libc::MAP_FAILED, "mmap failed");
+    }
+    .expect("mmap failed");
     let base = p.cast::<u8>();
     // SAFETY: `off + 8 <= LEN` and 8-aligned for every offset `lines` returns; the mapping
     // lives until the process exits; both processes touch it only through atomics.
@@ -99,8 +99,7 @@ fn main() {
             }
             rtt.push(t.elapsed().as_nanos() as u64);
         }
-        // SAFETY: reaps our own child; a null status pointer is allowed.
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        let _ = rustix::process::waitpid(Pid::from_raw(pid), WaitOptions::empty());
         rtt.sort_unstable();
         println!(
             "{name:22} RTT p50 {:4} ns, p99 {:4} ns",

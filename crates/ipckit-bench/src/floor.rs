@@ -2,8 +2,8 @@
 //! two chosen CPUs by two processes, single-thread memcpy bandwidth, the cost of a syscall and
 //! of a clock read.
 
-use crate::options::Impl;
 use crate::peer::{self, Control, FromPeer, PeerSpec, Role};
+use crate::rows::Impl;
 use crate::stats::{new_histogram, Percentiles};
 use crate::sys::{self, SharedPage};
 use serde::Serialize;
@@ -215,7 +215,7 @@ fn syscall_ns() -> f64 {
     const N: u32 = 200_000;
     let t0 = Instant::now();
     for _ in 0..N {
-        black_box(sys::syscall_getppid());
+        black_box(sys::getppid());
     }
     t0.elapsed().as_nanos() as f64 / f64::from(N)
 }

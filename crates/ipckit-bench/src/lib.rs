@@ -10,6 +10,7 @@
 pub mod compare;
 pub mod floor;
 pub mod html;
+mod libc_only;
 pub mod machine;
 mod mpsc;
 pub mod netvariants;
@@ -21,16 +22,19 @@ pub mod reference;
 pub mod refring;
 pub mod report;
 pub mod results;
+mod rows;
 pub mod scenario;
 pub mod session;
+mod shm_channel;
 pub mod stats;
 mod sys;
 pub mod zerocopy;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ipckit::{Mechanism, Wait};
-use options::{format_size, BenchOptions, Impl, Placement};
+use options::{format_size, BenchOptions};
 use report::{Report, Row, Skipped};
+use rows::{Impl, Placement};
 use stats::{median, spread_pct, Percentiles, NOISY_PCT};
 use std::time::Duration;
 
@@ -39,7 +43,8 @@ pub use peer::{peer_main, peer_main_with, PEER_ARG};
 /// The few system calls a driver outside this crate needs to follow the harness's rules (the
 /// `peers` comparison crate): the same pinning, per-thread CPU time and shared monotonic clock.
 pub mod os {
-    pub use crate::sys::{allowed_cpus, mono_ns, pin_current_thread, set_affinity, thread_cpu_ns};
+    pub use crate::libc_only::thread_cpu_ns;
+    pub use crate::sys::{allowed_cpus, mono_ns, pin_current_thread, set_affinity};
 }
 
 /// Why a run could not start.

@@ -6,10 +6,11 @@
 //! checks, per message, which producer sent it, that it is that producer's next one, and every
 //! word. The rate is bytes received over the time from the start signal to the last message.
 
+use crate::libc_only;
 use crate::options::BenchOptions;
 use crate::pattern;
-use crate::peer::{self, Control, FromPeer, PeerSpec, ToPeer, GO_TIMEOUT};
-use crate::session::{expect_ready, Config, Measured};
+use crate::peer::{self, expect_ready, Control, FromPeer, PeerSpec, ToPeer, GO_TIMEOUT};
+use crate::session::{Config, Measured};
 use crate::sys;
 use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender, PairOptions};
 use ipckit::Wait;
@@ -78,7 +79,7 @@ pub(crate) fn run(
             first_error = Some(msg);
         }
     };
-    let cpu0 = sys::thread_cpu_ns();
+    let cpu0 = libc_only::thread_cpu_ns();
     let start_ns = sys::mono_ns();
     for (_, ctl) in &mut peers {
         ctl.send(&go)?;
@@ -125,7 +126,7 @@ pub(crate) fn run(
         received += 1;
         bytes += len as u64;
     }
-    let mut cpu = sys::thread_cpu_ns().saturating_sub(cpu0);
+    let mut cpu = libc_only::thread_cpu_ns().saturating_sub(cpu0);
     for (i, (guard, mut ctl)) in peers.into_iter().enumerate() {
         match ctl.recv::<FromPeer>(Duration::from_secs(10))? {
             FromPeer::SendDone { sent, cpu_ns } => {
@@ -174,7 +175,7 @@ pub(crate) fn produce(spec: &PeerSpec, wait: Wait, ctl: &mut Control) -> io::Res
     let ToPeer::Go { tput_size, .. } = ctl.recv(GO_TIMEOUT)?;
     let mut msg = vec![0u8; tput_size];
     let duration = Duration::from_millis(spec.duration_ms);
-    let cpu0 = sys::thread_cpu_ns();
+    let cpu0 = libc_only::thread_cpu_ns();
     let start = Instant::now();
     let mut seq = 0u64;
     loop {
@@ -193,7 +194,7 @@ pub(crate) fn produce(spec: &PeerSpec, wait: Wait, ctl: &mut Control) -> io::Res
     tx.send(&msg).map_err(io::Error::from)?;
     ctl.send(&FromPeer::SendDone {
         sent: seq,
-        cpu_ns: sys::thread_cpu_ns().saturating_sub(cpu0),
+        cpu_ns: libc_only::thread_cpu_ns().saturating_sub(cpu0),
     })?;
     Ok(())
 }

@@ -19,37 +19,15 @@
 //!   `wmem_default`), as a plain `socket(2)` gets them, where `udp` asks for 4 MiB. Under the
 //!   throughput phase's flood the smaller receive buffer overflows sooner: more `lost`.
 
+use crate::rows::Skipped;
+pub use crate::rows::{NetVariant, SocketBuffers};
 use crate::scenario::Channel;
-use crate::sys;
 use ipckit::connect::UDP_MAX_V4;
 use ipckit::{Mechanism, RawHandle, Transport};
-use serde::Serialize;
+use rustix::net::sockopt;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::BorrowedFd;
 use std::time::Duration;
-
-/// A variant of the TCP or UDP rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NetVariant {
-    /// `tcp-nagle`: Nagle's algorithm on, ipckit's framing (one `sendmsg` per message).
-    TcpNagle,
-    /// `tcp-nagle-split`: Nagle on, every message written in two `write(2)`s.
-    TcpNagleSplit,
-    /// `tcp-bigbuf`: 4 MiB socket buffers asked on both ends.
-    TcpBigBuf,
-    /// `udp-defbuf`: the kernel's default socket buffers.
-    UdpDefBuf,
-}
-
-/// What the kernel granted a socket, as `getsockopt` reports it (Linux doubles the value
-/// asked, for its bookkeeping, within `net.core.wmem_max`/`rmem_max`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct SocketBuffers {
-    /// `SO_SNDBUF`, bytes.
-    pub sndbuf: usize,
-    /// `SO_RCVBUF`, bytes.
-    pub rcvbuf: usize,
-}
 
 /// The buffer size `tcp-bigbuf` asks for.
 pub const BIG_BUFFER: i32 = 4 << 20;
@@ -62,42 +40,6 @@ const STALL_NS: f64 = 10e6;
 const SPLIT_AT: usize = 16;
 
 impl NetVariant {
-    /// Every variant, in report order.
-    pub const ALL: [NetVariant; 4] = [
-        NetVariant::TcpNagle,
-        NetVariant::TcpNagleSplit,
-        NetVariant::TcpBigBuf,
-        NetVariant::UdpDefBuf,
-    ];
-
-    /// The row name, as `--mech` takes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            NetVariant::TcpNagle => "tcp-nagle",
-            NetVariant::TcpNagleSplit => "tcp-nagle-split",
-            NetVariant::TcpBigBuf => "tcp-bigbuf",
-            NetVariant::UdpDefBuf => "udp-defbuf",
-        }
-    }
-
-    /// The mechanism it varies.
-    pub fn base(self) -> Mechanism {
-        match self {
-            NetVariant::UdpDefBuf => Mechanism::Udp,
-            _ => Mechanism::Tcp,
-        }
-    }
-
-    /// The variant named `s`, if any.
-    pub fn parse(s: &str) -> Option<NetVariant> {
-        Self::ALL.iter().copied().find(|v| v.name() == s)
-    }
-
-    /// True if messages go through the raw loop in two writes (no ipckit framing).
-    pub fn split_writes(self) -> bool {
-        self == NetVariant::TcpNagleSplit
-    }
-
     /// The options this variant runs with: `tcp-nagle-split` round trips take tens of
     /// milliseconds, so its warm-up and batch are a handful of round trips and its latency
     /// phase lasts at least a second (a few dozen samples instead of 2000 warm-ups that
@@ -113,30 +55,35 @@ impl NetVariant {
         o
     }
 
-    fn apply(self, fd: RawFd) -> io::Result<()> {
+    fn apply(self, fd: BorrowedFd<'_>) -> io::Result<()> {
         match self {
             NetVariant::TcpNagle | NetVariant::TcpNagleSplit => {
-                sys::set_sockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 0)
+                sockopt::set_tcp_nodelay(fd, false)?;
             }
             NetVariant::TcpBigBuf => {
-                sys::set_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, BIG_BUFFER)?;
-                sys::set_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, BIG_BUFFER)
+                sockopt::set_socket_send_buffer_size(fd, BIG_BUFFER as usize)?;
+                sockopt::set_socket_recv_buffer_size(fd, BIG_BUFFER as usize)?;
             }
             NetVariant::UdpDefBuf => {
                 // The kernel doubles what it is given: half the default gives the default.
-                for (name, file, fallback) in [
-                    (libc::SO_SNDBUF, "wmem_default", 212_992),
-                    (libc::SO_RCVBUF, "rmem_default", 212_992),
+                for (send, file, fallback) in [
+                    (true, "wmem_default", 212_992),
+                    (false, "rmem_default", 212_992),
                 ] {
                     let v = std::fs::read_to_string(format!("/proc/sys/net/core/{file}"))
                         .ok()
                         .and_then(|s| s.trim().parse::<i32>().ok())
                         .unwrap_or(fallback);
-                    sys::set_sockopt_int(fd, libc::SOL_SOCKET, name, v / 2)?;
+                    let half = (v / 2) as usize;
+                    if send {
+                        sockopt::set_socket_send_buffer_size(fd, half)?;
+                    } else {
+                        sockopt::set_socket_recv_buffer_size(fd, half)?;
+                    }
                 }
-                Ok(())
             }
         }
+        Ok(())
     }
 
     /// What the row's note says about the variant, given what it measured (`rtt_p50_ns`: the
@@ -206,9 +153,9 @@ pub fn order(mechs: &[Mechanism], variants: &[NetVariant]) -> Vec<(Mechanism, Op
     out
 }
 
-fn socket_fd(t: &dyn Transport) -> Option<RawFd> {
+fn socket_fd(t: &dyn Transport) -> Option<BorrowedFd<'_>> {
     match t.raw() {
-        RawHandle::Fds { read, write } => read.or(write).map(|f| f.as_raw_fd()),
+        RawHandle::Fds { read, write } => read.or(write),
         RawHandle::SysV { .. } => None,
     }
 }
@@ -230,10 +177,9 @@ pub fn setup(t: &dyn Transport, net: Option<NetVariant>) -> io::Result<Option<So
         v.apply(fd)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: setsockopt: {e}", v.name())))?;
     }
-    let get = |name| sys::sockopt_int(fd, libc::SOL_SOCKET, name).map(|v| v.max(0) as usize);
     Ok(Some(SocketBuffers {
-        sndbuf: get(libc::SO_SNDBUF)?,
-        rcvbuf: get(libc::SO_RCVBUF)?,
+        sndbuf: sockopt::socket_send_buffer_size(fd)?,
+        rcvbuf: sockopt::socket_recv_buffer_size(fd)?,
     }))
 }
 
@@ -246,8 +192,8 @@ pub fn udp_latency_skip(
     wait: &str,
     placement: &str,
     size: usize,
-) -> Option<crate::report::Skipped> {
-    (mech == Mechanism::Udp && size > UDP_MAX_V4).then(|| crate::report::Skipped {
+) -> Option<Skipped> {
+    (mech == Mechanism::Udp && size > UDP_MAX_V4).then(|| Skipped {
         mechanism: format!("{} latency", row_name(mech, net)),
         wait: wait.into(),
         placement: placement.into(),

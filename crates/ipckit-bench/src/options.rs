@@ -1,50 +1,9 @@
 //! What a bench run measures, independent of the command line that asked for it.
 
+pub use crate::rows::{Impl, Placement};
 use ipckit::{Mechanism, Wait};
 use serde::Serialize;
 use std::time::Duration;
-
-/// Where the two processes run relative to each other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Placement {
-    /// Each process on its own CPU.
-    Cross,
-    /// Both processes on one CPU.
-    Same,
-}
-
-impl Placement {
-    /// `cross` or `same`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Placement::Cross => "cross",
-            Placement::Same => "same",
-        }
-    }
-}
-
-/// Which code drives the mechanism: ipckit's transports, or the plain syscalls.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Impl {
-    /// Through `ipckit::Transport` / `ipckit::Notify`.
-    Ipckit,
-    /// The reference loop: raw syscalls on the same kernel objects.
-    Raw,
-}
-
-impl Impl {
-    /// `ipckit` or `raw`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Impl::Ipckit => "ipckit",
-            Impl::Raw => "raw",
-        }
-    }
-}
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -94,7 +53,7 @@ pub struct BenchOptions {
     /// Shared memory: producer counts of the MPSC rows (empty: no MPSC rows).
     pub mpsc_producers: Vec<u32>,
     /// TCP/UDP rows with one socket option changed (`tcp-nagle`, ...; empty by default).
-    pub net_variants: Vec<crate::netvariants::NetVariant>,
+    pub net_variants: Vec<crate::rows::NetVariant>,
     /// Zero-copy rows to run, each with its copying baseline (empty: none; see
     /// [`crate::zerocopy`]).
     pub zero_copy: Vec<crate::zerocopy::Path>,

@@ -15,11 +15,12 @@
 //! reads exactly that many bytes. System V messages are sent in place: every buffer reserves
 //! 8 bytes before the payload for `mtype`.
 
+use crate::libc_only::{self, POLLIN, POLLOUT};
 use crate::scenario::{Channel, Counter};
 use crate::sys;
 use ipckit::{Mechanism, RawHandle, Transport, Wait};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
@@ -35,17 +36,28 @@ enum Kind {
     },
 }
 
-/// Raw-syscall [`Channel`] on a transport's kernel objects. The transport must outlive it.
+/// Raw-syscall [`Channel`] on a transport's kernel objects, through its own duplicates of
+/// the transport's descriptors (the same open files: one `dup` at setup, nothing per message).
 #[derive(Debug)]
 pub struct RawChannel {
     kind: Kind,
-    rfd: RawFd,
-    wfd: RawFd,
+    rfd: Option<OwnedFd>,
+    wfd: Option<OwnedFd>,
     wait: Wait,
 }
 
+/// One direction's descriptor, or an error if the transport gave none (System V queues have
+/// no descriptor; their arms never ask).
+#[inline]
+fn need(fd: &Option<OwnedFd>) -> io::Result<BorrowedFd<'_>> {
+    fd.as_ref().map(AsFd::as_fd).ok_or_else(|| {
+        io::Error::other("reference loop: transport has no descriptor for this direction")
+    })
+}
+
 fn would_block(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOMSG)
+    e.kind() == io::ErrorKind::WouldBlock
+        || e.raw_os_error() == Some(rustix::io::Errno::NOMSG.raw_os_error())
 }
 
 /// Runs one operation under `wait`. `f(nowait)` makes one attempt; `fd`/`events` is what to
@@ -53,7 +65,7 @@ fn would_block(e: &io::Error) -> bool {
 #[inline]
 fn drive(
     wait: Wait,
-    fd: Option<RawFd>,
+    fd: Option<BorrowedFd<'_>>,
     events: i16,
     mut f: impl FnMut(bool) -> io::Result<usize>,
 ) -> io::Result<usize> {
@@ -86,7 +98,7 @@ fn drive(
             loop {
                 match fd {
                     Some(fd) => {
-                        sys::poll_one(fd, events, -1)?;
+                        libc_only::poll_one(fd, events, -1)?;
                         match f(true) {
                             Err(e) if would_block(&e) || e.kind() == io::ErrorKind::Interrupted => {
                             }
@@ -110,8 +122,8 @@ impl RawChannel {
         let mech = t.mechanism();
         let (kind, rfd, wfd) = match t.raw() {
             RawHandle::Fds { read, write } => {
-                let rfd = read.map(|f| f.as_raw_fd()).unwrap_or(-1);
-                let wfd = write.map(|f| f.as_raw_fd()).unwrap_or(-1);
+                let rfd = read.map(|f| f.try_clone_to_owned()).transpose()?;
+                let wfd = write.map(|f| f.try_clone_to_owned()).transpose()?;
                 let kind = match mech {
                     m if m.is_stream() => Kind::Stream,
                     Mechanism::MqPosix => Kind::MqPosix,
@@ -131,14 +143,12 @@ impl RawChannel {
                     send_id,
                     send_type,
                 },
-                -1,
-                -1,
+                None,
+                None,
             ),
         };
-        for fd in [rfd, wfd] {
-            if fd >= 0 {
-                sys::set_nonblocking(fd, wait.spins())?;
-            }
+        for fd in rfd.iter().chain(&wfd) {
+            sys::set_nonblocking(fd.as_fd(), wait.spins())?;
         }
         Ok(RawChannel {
             kind,
@@ -159,18 +169,20 @@ impl Channel for RawChannel {
 
     #[inline]
     fn send(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        let (w, fd) = (self.wait, self.wfd);
+        let w = self.wait;
         match self.kind {
             Kind::Stream => {
+                let fd = need(&self.wfd)?;
                 let mut off = 0;
                 while off < buf.len() {
                     let rest = &buf[off..];
-                    off += drive(w, Some(fd), libc::POLLOUT, |_| sys::write(fd, rest))?;
+                    off += drive(w, Some(fd), POLLOUT, |_| sys::write(fd, rest))?;
                 }
                 Ok(())
             }
             Kind::Datagram => {
-                let n = drive(w, Some(fd), libc::POLLOUT, |_| sys::send(fd, buf))?;
+                let fd = need(&self.wfd)?;
+                let n = drive(w, Some(fd), POLLOUT, |_| sys::send(fd, buf))?;
                 if n != buf.len() {
                     return Err(io::Error::other(format!(
                         "short datagram send: {n} of {}",
@@ -179,17 +191,20 @@ impl Channel for RawChannel {
                 }
                 Ok(())
             }
-            Kind::MqPosix => drive(w, Some(fd), libc::POLLOUT, |_| {
-                sys::mq_send(fd, buf).map(|()| 0)
-            })
-            .map(drop),
+            Kind::MqPosix => {
+                let fd = need(&self.wfd)?;
+                drive(w, Some(fd), POLLOUT, |_| {
+                    libc_only::mq_send(fd, buf).map(|()| 0)
+                })
+                .map(drop)
+            }
             Kind::SysV {
                 send_id, send_type, ..
             } => {
-                buf[..8].copy_from_slice(&(send_type as libc::c_long).to_ne_bytes());
+                buf[..8].copy_from_slice(&(send_type as std::ffi::c_long).to_ne_bytes());
                 let len = buf.len() - 8;
                 drive(w, None, 0, |nowait| {
-                    sys::msgsnd(send_id, buf, len, nowait).map(|()| 0)
+                    libc_only::msgsnd(send_id, buf, len, nowait).map(|()| 0)
                 })
                 .map(drop)
             }
@@ -198,13 +213,14 @@ impl Channel for RawChannel {
 
     #[inline]
     fn recv(&mut self, buf: &mut [u8], expect: usize) -> io::Result<usize> {
-        let (w, fd) = (self.wait, self.rfd);
+        let w = self.wait;
         match self.kind {
             Kind::Stream => {
+                let fd = need(&self.rfd)?;
                 let mut got = 0;
                 while got < expect {
                     let dst = &mut buf[got..expect];
-                    let n = drive(w, Some(fd), libc::POLLIN, |_| sys::read(fd, dst))?;
+                    let n = drive(w, Some(fd), POLLIN, |_| sys::read(fd, dst))?;
                     if n == 0 {
                         return Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
@@ -215,12 +231,18 @@ impl Channel for RawChannel {
                 }
                 Ok(expect)
             }
-            Kind::Datagram => drive(w, Some(fd), libc::POLLIN, |_| sys::recv(fd, buf)),
-            Kind::MqPosix => drive(w, Some(fd), libc::POLLIN, |_| sys::mq_receive(fd, buf)),
+            Kind::Datagram => {
+                let fd = need(&self.rfd)?;
+                drive(w, Some(fd), POLLIN, |_| sys::recv(fd, buf))
+            }
+            Kind::MqPosix => {
+                let fd = need(&self.rfd)?;
+                drive(w, Some(fd), POLLIN, |_| libc_only::mq_receive(fd, buf))
+            }
             Kind::SysV {
                 recv_id, recv_type, ..
             } => drive(w, None, 0, |nowait| {
-                sys::msgrcv(recv_id, buf, recv_type, nowait)
+                libc_only::msgrcv(recv_id, buf, recv_type, nowait)
             }),
         }
     }
@@ -233,7 +255,7 @@ impl Channel for RawChannel {
     ) -> io::Result<Option<usize>> {
         // Only lossy (datagram) transports use this. Spin like the wait strategy says, then
         // poll for what is left of the timeout, then one receive.
-        let fd = self.rfd;
+        let fd = need(&self.rfd)?;
         let start = Instant::now();
         let spin_for = match self.wait {
             Wait::Block => Duration::ZERO,
@@ -255,27 +277,32 @@ impl Channel for RawChannel {
             }
         }
         let left = timeout.saturating_sub(start.elapsed());
-        if !sys::poll_one(fd, libc::POLLIN, left.as_millis() as i32)? {
+        if !libc_only::poll_one(fd, POLLIN, left.as_millis() as i32)? {
             return Ok(None);
         }
         self.recv(buf, expect).map(Some)
     }
 }
 
-/// Raw-syscall [`Counter`]: 8-byte `write`/`read` on two eventfds.
+/// Raw-syscall [`Counter`]: 8-byte `write`/`read` on two eventfds, through its own
+/// duplicates of their descriptors.
 #[derive(Debug)]
 pub struct RawCounter {
-    tx: RawFd,
-    rx: RawFd,
+    tx: OwnedFd,
+    rx: OwnedFd,
     wait: Wait,
 }
 
 impl RawCounter {
-    /// From the two eventfd descriptors (which must outlive it).
-    pub fn new(tx: RawFd, rx: RawFd, wait: Wait) -> io::Result<RawCounter> {
+    /// From the two eventfd descriptors (duplicated: the same counters).
+    pub fn new(tx: BorrowedFd<'_>, rx: BorrowedFd<'_>, wait: Wait) -> io::Result<RawCounter> {
         sys::set_nonblocking(tx, wait.spins())?;
         sys::set_nonblocking(rx, wait.spins())?;
-        Ok(RawCounter { tx, rx, wait })
+        Ok(RawCounter {
+            tx: tx.try_clone_to_owned()?,
+            rx: rx.try_clone_to_owned()?,
+            wait,
+        })
     }
 }
 
@@ -283,14 +310,14 @@ impl Counter for RawCounter {
     #[inline]
     fn add(&mut self, n: u64) -> io::Result<()> {
         let b = n.to_ne_bytes();
-        let fd = self.tx;
-        drive(self.wait, Some(fd), libc::POLLOUT, |_| sys::write(fd, &b)).map(drop)
+        let fd = self.tx.as_fd();
+        drive(self.wait, Some(fd), POLLOUT, |_| sys::write(fd, &b)).map(drop)
     }
     #[inline]
     fn take(&mut self) -> io::Result<u64> {
         let mut b = [0u8; 8];
-        let fd = self.rx;
-        drive(self.wait, Some(fd), libc::POLLIN, |_| sys::read(fd, &mut b))?;
+        let fd = self.rx.as_fd();
+        drive(self.wait, Some(fd), POLLIN, |_| sys::read(fd, &mut b))?;
         Ok(u64::from_ne_bytes(b))
     }
 }

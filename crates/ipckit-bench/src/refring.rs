@@ -1,5 +1,5 @@
-//! Shared memory, twice: the minimal reference ring every `shm` row is compared with, and
-//! ipckit's ring pair as a [`Channel`] (copy API, or zero-copy with `send_with`/`recv_with`).
+//! The minimal reference ring every `shm` row is compared with (ipckit's ring pair as a
+//! [`Channel`] is [`ShmChannel`], in its own file and re-exported here).
 //!
 //! The reference is the textbook ring a C programmer writes in a hundred lines, with no API
 //! around it: per direction a `tail` and a `head` index on their own 128-byte lines, each side
@@ -9,9 +9,9 @@
 //! so a dead peer would hang it: a reference loop, not a library).
 
 use crate::scenario::Channel;
+pub use crate::shm_channel::ShmChannel;
 use crate::sys::{futex_wait, futex_wake, SharedPage};
-use ipckit::shm::ShmEndpoint;
-use ipckit::{Deadline, RecvError, Transport, Wait};
+use ipckit::Wait;
 use std::io;
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
@@ -196,73 +196,5 @@ impl Channel for RefRing {
         _timeout: Duration,
     ) -> io::Result<Option<usize>> {
         self.recv(buf, expect).map(Some)
-    }
-}
-
-/// ipckit's ring pair as a [`Channel`], statically dispatched. With `zero_copy`, messages
-/// are written and verified in place (`loan`/`recv_ref`); otherwise they are copied through
-/// the `Transport` calls.
-#[derive(Debug)]
-pub struct ShmChannel {
-    /// The endpoint.
-    pub ep: ShmEndpoint,
-    /// Use the zero-copy API.
-    pub zero_copy: bool,
-}
-
-impl Channel for ShmChannel {
-    #[inline]
-    fn send(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        self.ep.send(buf).map_err(io::Error::from)
-    }
-
-    #[inline]
-    fn recv(&mut self, buf: &mut [u8], _expect: usize) -> io::Result<usize> {
-        self.ep.recv(buf).map_err(io::Error::from)
-    }
-
-    fn recv_timeout(
-        &mut self,
-        buf: &mut [u8],
-        _expect: usize,
-        timeout: Duration,
-    ) -> io::Result<Option<usize>> {
-        match self.ep.recv_timeout(buf, timeout) {
-            Ok(n) => Ok(Some(n)),
-            Err(RecvError::Timeout) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    #[inline]
-    fn send_with(
-        &mut self,
-        scratch: &mut [u8],
-        len: usize,
-        fill: impl FnOnce(&mut [u8]),
-    ) -> io::Result<()> {
-        if self.zero_copy {
-            let mut loan = self.ep.loan(len, Deadline::Never)?;
-            fill(&mut loan);
-            loan.commit();
-            Ok(())
-        } else {
-            crate::scenario::copy_send_with(self, scratch, len, fill)
-        }
-    }
-
-    #[inline]
-    fn recv_with<R>(
-        &mut self,
-        scratch: &mut [u8],
-        expect: usize,
-        look: impl FnOnce(&[u8]) -> R,
-    ) -> io::Result<R> {
-        if self.zero_copy {
-            let m = self.ep.recv_ref(Deadline::Never)?;
-            Ok(look(&m))
-        } else {
-            crate::scenario::copy_recv_with(self, scratch, expect, look)
-        }
     }
 }

@@ -3,6 +3,7 @@
 use crate::floor::Floor;
 use crate::machine::Machine;
 use crate::options::{format_size, BenchOptions, Format};
+pub use crate::rows::Skipped;
 use crate::stats::{Percentiles, NOISY_PCT};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -59,7 +60,7 @@ pub struct Row {
     /// TCP/UDP rows: `SO_SNDBUF`/`SO_RCVBUF` as `getsockopt` reported them on the parent's
     /// socket once set up (TCP's unset buffers autotune beyond this during the run).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub socket_buffers: Option<crate::netvariants::SocketBuffers>,
+    pub socket_buffers: Option<crate::rows::SocketBuffers>,
     /// Verification failures and failed runs.
     pub errors: u64,
     /// The first error, described.
@@ -87,21 +88,6 @@ pub struct Row {
     pub zc_completions: Option<u64>,
     /// `tcp-zerocopy` rows: of those, the ones it marked `SO_EE_CODE_ZEROCOPY_COPIED`.
     pub zc_copied: Option<u64>,
-}
-
-/// A configuration not measured, and why.
-#[derive(Debug, Clone, Serialize)]
-pub struct Skipped {
-    /// Mechanism.
-    pub mechanism: String,
-    /// Wait.
-    pub wait: String,
-    /// Placement.
-    pub placement: String,
-    /// Size.
-    pub size: usize,
-    /// Why.
-    pub reason: String,
 }
 
 /// The options, as recorded in the JSON.

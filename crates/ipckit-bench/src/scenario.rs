@@ -4,6 +4,7 @@
 //! Buffers carry `prefix()` bytes before the payload (8 for a raw System V `mtype`, 0
 //! otherwise) so the raw loops can send in place, without a copy ipckit would not make.
 
+use crate::libc_only;
 use crate::pattern;
 use crate::stats::new_histogram;
 use crate::sys;
@@ -266,7 +267,7 @@ pub fn latency_client<C: Channel>(
         seq += 1;
     }
     let mut hist = new_histogram();
-    let cpu0 = sys::thread_cpu_ns();
+    let cpu0 = libc_only::thread_cpu_ns();
     let start = Instant::now();
     let mut recorded = 0u64;
     match p.rate {
@@ -321,7 +322,7 @@ pub fn latency_client<C: Channel>(
     };
     // The end marker travels as one more round trip.
     round_trip(ch, &mut tx, &mut rx, (seq & mask) | pattern::end_bit(size))?;
-    let cpu_ns = sys::thread_cpu_ns().saturating_sub(cpu0);
+    let cpu_ns = libc_only::thread_cpu_ns().saturating_sub(cpu0);
     Ok(LatencyResult {
         hist,
         batched_ns,
@@ -345,10 +346,10 @@ pub fn latency_server<C: Channel>(
     let mut buf = vec![0u8; pre + cap.max(size)];
     let end = pattern::end_bit(size);
     let mut n_echoed = 0u64;
-    let mut cpu0 = sys::thread_cpu_ns();
+    let mut cpu0 = libc_only::thread_cpu_ns();
     loop {
         if n_echoed == warmup {
-            cpu0 = sys::thread_cpu_ns();
+            cpu0 = libc_only::thread_cpu_ns();
         }
         let n = ch.recv(&mut buf, size)?;
         let h = pattern::read_header(&buf[pre..pre + n]);
@@ -358,7 +359,7 @@ pub fn latency_server<C: Channel>(
             break;
         }
     }
-    let cpu = sys::thread_cpu_ns().saturating_sub(cpu0);
+    let cpu = libc_only::thread_cpu_ns().saturating_sub(cpu0);
     if lossy {
         // Drop late duplicates of the end marker before the next phase.
         while let Some(_n) = ch.recv_timeout(&mut buf, size, Duration::from_millis(20))? {}
@@ -376,7 +377,7 @@ pub fn stream_send<C: Channel>(
 ) -> io::Result<SendTotals> {
     let mut tx = vec![0u8; ch.prefix() + size];
     let mask = pattern::seq_mask(size);
-    let cpu0 = sys::thread_cpu_ns();
+    let cpu0 = libc_only::thread_cpu_ns();
     let first_send_ns = sys::mono_ns();
     let start = Instant::now();
     let mut seq: u64 = 0;
@@ -397,7 +398,7 @@ pub fn stream_send<C: Channel>(
     Ok(SendTotals {
         sent: seq,
         first_send_ns,
-        cpu_ns: sys::thread_cpu_ns().saturating_sub(cpu0),
+        cpu_ns: libc_only::thread_cpu_ns().saturating_sub(cpu0),
     })
 }
 
@@ -425,7 +426,7 @@ pub fn stream_recv<C: Channel>(
     let end = pattern::end_bit(size);
     let mut t = RecvTotals::default();
     let mut expected: u64 = 0;
-    let cpu0 = sys::thread_cpu_ns();
+    let cpu0 = libc_only::thread_cpu_ns();
     let note = |t: &mut RecvTotals, msg: String| {
         t.errors += 1;
         if t.first_error.is_none() {
@@ -489,7 +490,7 @@ pub fn stream_recv<C: Channel>(
             break;
         }
     }
-    t.cpu_ns = sys::thread_cpu_ns().saturating_sub(cpu0);
+    t.cpu_ns = libc_only::thread_cpu_ns().saturating_sub(cpu0);
     Ok(t)
 }
 
@@ -512,7 +513,7 @@ pub fn counter_latency_client<C: Counter>(
         rt(c, 1)?;
     }
     let mut hist = new_histogram();
-    let cpu0 = sys::thread_cpu_ns();
+    let cpu0 = libc_only::thread_cpu_ns();
     let start = Instant::now();
     let mut recorded = 0u64;
     let interval = p.rate.map(|r| Duration::from_secs_f64(1.0 / r));
@@ -548,7 +549,7 @@ pub fn counter_latency_client<C: Counter>(
         f64::NAN
     };
     rt(c, COUNTER_END)?;
-    let cpu_ns = sys::thread_cpu_ns().saturating_sub(cpu0);
+    let cpu_ns = libc_only::thread_cpu_ns().saturating_sub(cpu0);
     Ok(LatencyResult {
         hist,
         batched_ns,
@@ -563,10 +564,10 @@ pub fn counter_latency_client<C: Counter>(
 /// end marker. Returns CPU time after the warm-up, ns.
 pub fn counter_latency_server<C: Counter>(c: &mut C, warmup: u64) -> io::Result<u64> {
     let mut n = 0u64;
-    let mut cpu0 = sys::thread_cpu_ns();
+    let mut cpu0 = libc_only::thread_cpu_ns();
     loop {
         if n == warmup {
-            cpu0 = sys::thread_cpu_ns();
+            cpu0 = libc_only::thread_cpu_ns();
         }
         let v = c.take()?;
         c.add(1)?;
@@ -575,12 +576,12 @@ pub fn counter_latency_server<C: Counter>(c: &mut C, warmup: u64) -> io::Result<
             break;
         }
     }
-    Ok(sys::thread_cpu_ns().saturating_sub(cpu0))
+    Ok(libc_only::thread_cpu_ns().saturating_sub(cpu0))
 }
 
 /// Sender side of counter streaming: `add(1)` for `duration`, then the end marker.
 pub fn counter_stream_send<C: Counter>(c: &mut C, duration: Duration) -> io::Result<SendTotals> {
-    let cpu0 = sys::thread_cpu_ns();
+    let cpu0 = libc_only::thread_cpu_ns();
     let first_send_ns = sys::mono_ns();
     let start = Instant::now();
     let mut sent = 0u64;
@@ -595,13 +596,13 @@ pub fn counter_stream_send<C: Counter>(c: &mut C, duration: Duration) -> io::Res
     Ok(SendTotals {
         sent,
         first_send_ns,
-        cpu_ns: sys::thread_cpu_ns().saturating_sub(cpu0),
+        cpu_ns: libc_only::thread_cpu_ns().saturating_sub(cpu0),
     })
 }
 
 /// Receiver side of counter streaming: sums every wake-up until the end marker.
 pub fn counter_stream_recv<C: Counter>(c: &mut C) -> io::Result<RecvTotals> {
-    let cpu0 = sys::thread_cpu_ns();
+    let cpu0 = libc_only::thread_cpu_ns();
     let mut t = RecvTotals::default();
     loop {
         let v = c.take()?;
@@ -614,7 +615,7 @@ pub fn counter_stream_recv<C: Counter>(c: &mut C) -> io::Result<RecvTotals> {
         t.sum += v;
     }
     t.received = t.sum;
-    t.cpu_ns = sys::thread_cpu_ns().saturating_sub(cpu0);
+    t.cpu_ns = libc_only::thread_cpu_ns().saturating_sub(cpu0);
     Ok(t)
 }
 

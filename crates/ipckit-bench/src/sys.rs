@@ -1,70 +1,39 @@
-//! The harness's own libc calls: affinity, CPU time, shared memory for the floor, and the
-//! plain syscalls of the reference loops.
+//! The harness's own system calls over rustix: affinity, the shared clock, the peer's
+//! start-up (death signal, inherited descriptors), descriptor flags, the plain I/O calls of
+//! the reference loops, shared memory and futexes for the floor and the reference ring.
+//! What rustix lacks is in [`crate::libc_only`].
 //!
 //! # Safety
 //!
-//! Every function here is safe to call. Each `unsafe` block is one FFI call whose pointer
-//! arguments come from live Rust references with the lengths the kernel is told; the one
-//! mapping ([`SharedPage`]) is unmapped only by its own `Drop`.
+//! Every function here is safe to call except [`owned_from_inherited`]. The one mapping
+//! ([`SharedPage`]) is unmapped only by its own `Drop`, and every view into it is checked
+//! against its length.
 #![allow(unsafe_code)]
 
+use rustix::fs::{MemfdFlags, OFlags};
+use rustix::io::FdFlags;
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::net::{RecvFlags, SendFlags};
+use rustix::process::{Pid, Signal};
+use rustix::thread::futex;
+use rustix::thread::CpuSet;
+use rustix::time::{ClockId, Timespec};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64};
-
-fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
-fn cvt_size(rc: libc::ssize_t) -> io::Result<usize> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc as usize)
-    }
-}
-
-/// User + system CPU time of the calling thread (`getrusage(RUSAGE_THREAD)`), in ns.
-pub fn thread_cpu_ns() -> u64 {
-    // SAFETY: `rusage` is plain old data; all-zero is a valid value.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a live, writable rusage the kernel fills.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-    if rc != 0 {
-        return 0;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
 
 /// `CLOCK_MONOTONIC` in ns: the same clock in every process, so two processes can compare
 /// their timestamps (`Instant` does not expose its value).
 pub fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a live, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let ts = rustix::time::clock_gettime(ClockId::Monotonic);
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The CPUs this process may run on (`sched_getaffinity`).
 pub fn allowed_cpus() -> io::Result<Vec<usize>> {
-    // SAFETY: `cpu_set_t` is a plain bit array; all-zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is live and writable and its size is the one passed.
-    cvt(unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) })?;
-    let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: every index is below the set's capacity in bits.
-    Ok((0..max)
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect())
+    let set = rustix::thread::sched_getaffinity(None)?;
+    Ok((0..CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect())
 }
 
 /// Pins the calling thread to one CPU (`sched_setaffinity`).
@@ -74,71 +43,48 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
 
 /// Restricts the calling thread to `cpus`.
 pub fn set_affinity(cpus: &[usize]) -> io::Result<()> {
-    // SAFETY: as in `allowed_cpus`.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    let mut set = CpuSet::new();
     for &c in cpus {
-        if c >= max {
+        if c >= CpuSet::MAX_CPU {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("CPU {c} out of range"),
             ));
         }
-        // SAFETY: `c` is below the set's capacity (checked above).
-        unsafe { libc::CPU_SET(c, &mut set) };
+        set.set(c);
     }
-    // SAFETY: `set` is a live cpu_set_t of the size passed.
-    cvt(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) })?;
+    rustix::thread::sched_setaffinity(None, &set)?;
     Ok(())
 }
 
-/// One `getppid` through `syscall(2)` (bypassing any libc caching): the syscall floor.
-pub fn syscall_getppid() -> libc::c_long {
-    // SAFETY: getppid takes no arguments and cannot fail.
-    unsafe { libc::syscall(libc::SYS_getppid) }
+/// The parent's pid: one `getppid` system call each time (rustix calls the kernel directly,
+/// nothing is cached), so it is also the floor's syscall. Async-signal-safe.
+pub fn getppid() -> u32 {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
 }
 
 /// `prctl(PR_SET_PDEATHSIG, SIGKILL)`: async-signal-safe, for use between fork and exec.
 pub fn set_parent_death_signal() -> io::Result<()> {
-    // SAFETY: prctl with integer arguments only.
-    cvt(unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    })?;
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
     Ok(())
 }
 
-/// The parent's pid (async-signal-safe).
-pub fn getppid() -> u32 {
-    // SAFETY: getppid takes no arguments and cannot fail.
-    unsafe { libc::getppid() as u32 }
-}
-
 /// Clears `FD_CLOEXEC` so `fd` survives `exec` (async-signal-safe: one fcntl pair).
-pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on an integer fd; an invalid fd yields EBADF.
-    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
-    // SAFETY: as above.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) })?;
+pub fn clear_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = rustix::io::fcntl_getfd(fd)?;
+    rustix::io::fcntl_setfd(fd, flags - FdFlags::CLOEXEC)?;
     Ok(())
 }
 
 /// Sets or clears `O_NONBLOCK`.
-pub fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
-    // SAFETY: fcntl on an integer fd; an invalid fd yields EBADF.
-    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
     let new = if on {
-        flags | libc::O_NONBLOCK
+        flags | OFlags::NONBLOCK
     } else {
-        flags & !libc::O_NONBLOCK
+        flags - OFlags::NONBLOCK
     };
-    // SAFETY: as above.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, new) })?;
+    rustix::fs::fcntl_setfl(fd, new)?;
     Ok(())
 }
 
@@ -152,94 +98,28 @@ pub unsafe fn owned_from_inherited(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-/// `poll` on one descriptor; `timeout_ms < 0` waits forever. True if ready.
-pub fn poll_one(fd: RawFd, events: i16, timeout_ms: i32) -> io::Result<bool> {
-    let mut p = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: one live pollfd, count 1.
-        let rc = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        return Ok(rc > 0);
-    }
-}
-
 /// `read(2)` once.
-pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is live and writable for `buf.len()` bytes.
-    cvt_size(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+#[inline]
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    Ok(rustix::io::read(fd, buf)?)
 }
 
 /// `write(2)` once.
-pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is live and readable for `buf.len()` bytes.
-    cvt_size(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
+#[inline]
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    Ok(rustix::io::write(fd, buf)?)
 }
 
 /// `send(2)` once with `MSG_NOSIGNAL`.
-pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is live and readable for `buf.len()` bytes.
-    cvt_size(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) })
+#[inline]
+pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    Ok(rustix::net::send(fd, buf, SendFlags::NOSIGNAL)?)
 }
 
 /// `recv(2)` once.
-pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is live and writable for `buf.len()` bytes.
-    cvt_size(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })
-}
-
-/// `mq_send(3)` at priority 0.
-pub fn mq_send(mqd: RawFd, buf: &[u8]) -> io::Result<()> {
-    // SAFETY: `buf` is live and readable for `buf.len()` bytes; mqd is an integer.
-    cvt(unsafe { libc::mq_send(mqd, buf.as_ptr().cast(), buf.len(), 0) })?;
-    Ok(())
-}
-
-/// `mq_receive(3)`; `buf` must be at least the queue's `mq_msgsize`.
-pub fn mq_receive(mqd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is live and writable for `buf.len()` bytes; priority pointer may be null.
-    cvt_size(unsafe {
-        libc::mq_receive(
-            mqd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            std::ptr::null_mut(),
-        )
-    })
-}
-
-/// `msgsnd(2)`: `buf` holds the 8-byte `mtype` then `len` payload bytes.
-pub fn msgsnd(id: i32, buf: &[u8], len: usize, nowait: bool) -> io::Result<()> {
-    assert!(buf.len() >= 8 + len);
-    let flags = if nowait { libc::IPC_NOWAIT } else { 0 };
-    // SAFETY: `buf` is live for 8 + len bytes (asserted): a `long` mtype and the payload.
-    cvt(unsafe { libc::msgsnd(id, buf.as_ptr().cast(), len, flags) })?;
-    Ok(())
-}
-
-/// `msgrcv(2)` into `buf` (8-byte `mtype`, then the payload); returns the payload length.
-pub fn msgrcv(id: i32, buf: &mut [u8], mtype: i64, nowait: bool) -> io::Result<usize> {
-    assert!(buf.len() >= 8);
-    let flags = if nowait { libc::IPC_NOWAIT } else { 0 };
-    // SAFETY: `buf` is live and writable for 8 + (len - 8) bytes, as told to the kernel.
-    cvt_size(unsafe {
-        libc::msgrcv(
-            id,
-            buf.as_mut_ptr().cast(),
-            buf.len() - 8,
-            mtype as libc::c_long,
-            flags,
-        )
-    })
+#[inline]
+pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    Ok(rustix::net::recv(fd, buf, RecvFlags::empty())?.0)
 }
 
 /// Memory shared between two processes through a memfd: one page for the floor, a ring pair
@@ -260,12 +140,8 @@ impl SharedPage {
 
     /// Creates a memfd of `len` bytes.
     pub fn create_fd_len(len: usize) -> io::Result<OwnedFd> {
-        // SAFETY: the name is a NUL-terminated literal.
-        let fd = cvt(unsafe { libc::memfd_create(c"ipckit-floor".as_ptr(), libc::MFD_CLOEXEC) })?;
-        // SAFETY: memfd_create returned a new descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: ftruncate on a descriptor we own.
-        cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) })?;
+        let fd = rustix::fs::memfd_create(c"ipckit-floor", MemfdFlags::CLOEXEC)?;
+        rustix::fs::ftruncate(&fd, len as u64)?;
         Ok(fd)
     }
 
@@ -276,20 +152,18 @@ impl SharedPage {
 
     /// Maps `len` bytes `MAP_SHARED | MAP_POPULATE`, read-write.
     pub fn map_len(fd: BorrowedFd<'_>, len: usize) -> io::Result<SharedPage> {
-        // SAFETY: a fresh mapping chosen by the kernel; no existing memory is affected.
+        // SAFETY: a fresh mapping chosen by the kernel (no address asked for); no existing
+        // memory is affected.
         let p = unsafe {
-            libc::mmap(
+            rustix::mm::mmap(
                 std::ptr::null_mut(),
                 len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED | MapFlags::POPULATE,
+                fd.as_fd(),
                 0,
             )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        }?;
         Ok(SharedPage {
             ptr: NonNull::new(p.cast()).expect("mmap returned null"),
             len,
@@ -345,78 +219,30 @@ impl Drop for SharedPage {
     fn drop(&mut self) {
         // SAFETY: the mapping was made by `map_len` with this length and is unmapped once,
         // here; no reference from `atomic` outlives `self`.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
 
 /// `FUTEX_WAIT` on a shared word while it holds `expected`, at most `timeout_ms` (0: no
 /// limit, and no timer to arm).
 pub fn futex_wait(word: &AtomicU32, expected: u32, timeout_ms: u64) {
-    let ts = libc::timespec {
-        tv_sec: (timeout_ms / 1000) as libc::time_t,
-        tv_nsec: ((timeout_ms % 1000) * 1_000_000) as libc::c_long,
+    let ts = Timespec {
+        tv_sec: (timeout_ms / 1000) as _,
+        tv_nsec: ((timeout_ms % 1000) * 1_000_000) as _,
     };
-    let tsp = if timeout_ms == 0 {
-        std::ptr::null()
-    } else {
-        &ts as *const libc::timespec
-    };
-    // SAFETY: `word` is a live AtomicU32 in shared memory; `tsp` NULL or a live timespec.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            tsp,
-            std::ptr::null::<u32>(),
-            0u32,
-        );
-    }
+    let tsp = (timeout_ms != 0).then_some(&ts);
+    // Woken, timed out, interrupted or the word changed: the caller rechecks either way.
+    let _ = futex::wait(word, futex::Flags::empty(), expected, tsp);
 }
 
 /// `FUTEX_WAKE` of every waiter on a shared word.
 pub fn futex_wake(word: &AtomicU32) {
-    // SAFETY: as `futex_wait`; waking touches no memory.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE,
-            i32::MAX,
-            std::ptr::null::<libc::timespec>(),
-            std::ptr::null::<u32>(),
-            0u32,
-        );
-    }
+    let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
 }
 
 /// `kill(pid, SIGKILL)`.
 pub fn kill_hard(pid: u32) {
-    // SAFETY: kill with integer arguments; a stale pid at worst yields ESRCH.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-}
-
-/// `setsockopt(fd, level, name, &val, sizeof(int))`.
-pub fn set_sockopt_int(fd: RawFd, level: i32, name: i32, val: i32) -> io::Result<()> {
-    // SAFETY: `val` is a live i32 and the kernel is told its size.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&val as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
-}
-
-/// `getsockopt(fd, level, name)` of an int option.
-pub fn sockopt_int(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
-    let mut v: i32 = 0;
-    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    // SAFETY: `v` and `len` are live locals of the sizes the kernel is told.
-    cvt(unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut i32).cast(), &mut len) })?;
-    Ok(v)
+    if let Some(pid) = Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
+    }
 }

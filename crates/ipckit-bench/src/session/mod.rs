@@ -1,9 +1,14 @@
 //! One measured session: spawn the peer, connect, pin, run the latency phase then the
 //! throughput phase, collect both sides' totals over the control pipe, reap the peer.
 
-use crate::options::{BenchOptions, Impl};
-use crate::peer::{self, Control, FromPeer, PeerSpec, Role, ToPeer};
+mod config;
+
+pub use config::{Config, Measured};
+
+use crate::options::BenchOptions;
+use crate::peer::{self, expect_ready, Control, FromPeer, PeerSpec, Role, ToPeer};
 use crate::reference::{RawChannel, RawCounter};
+use crate::rows::Impl;
 use crate::scenario::{
     self, Channel, Counter, IpcChannel, IpcCounter, LatencyParams, LatencyResult, RecvTotals,
     SendTotals,
@@ -15,80 +20,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-/// What one session runs.
-#[derive(Debug, Clone, Copy)]
-pub struct Config {
-    /// Mechanism.
-    pub mech: Mechanism,
-    /// Wait strategy.
-    pub wait: Wait,
-    /// ipckit or raw loops.
-    pub imp: Impl,
-    /// Requested message size.
-    pub size: usize,
-    /// Parent's CPU, peer's CPU.
-    pub cpus: [usize; 2],
-    /// Shared memory: the zero-copy API.
-    pub zero_copy: bool,
-    /// Shared memory: MPSC producer processes (0: not an MPSC session).
-    pub producers: u32,
-    /// TCP/UDP: the socket option this row changes ([`crate::netvariants`]).
-    pub net: Option<crate::netvariants::NetVariant>,
-}
-
-/// What one session measured.
-#[derive(Debug, Clone, Default)]
-pub struct Measured {
-    /// Smallest of the two endpoints' maximum message sizes.
-    pub max_msg_size: usize,
-    /// Latency message size (`None`: the mechanism cannot carry the requested size).
-    pub lat_size: Option<usize>,
-    /// Throughput message size (the requested one, or the mechanism's largest).
-    pub tput_size: usize,
-    /// Round-trip percentiles, ns.
-    pub rtt: Option<Percentiles>,
-    /// Batched mean round trip, ns.
-    pub rtt_batched_ns: Option<f64>,
-    /// CPU (both processes) per round trip, ns.
-    pub cpu_ns_per_rtt: Option<f64>,
-    /// MB/s (10^6 B/s) of payload received; `None` for counters.
-    pub mbps: Option<f64>,
-    /// Messages (or notifications) per second.
-    pub msgs_per_s: f64,
-    /// CPU (both processes) per message received, ns.
-    pub cpu_ns_per_msg: Option<f64>,
-    /// Lost messages (lossy transports; latency retries included).
-    pub lost: u64,
-    /// Reordered messages (lossy transports).
-    pub reordered: u64,
-    /// Verification failures.
-    pub errors: u64,
-    /// The first failure, described.
-    pub first_error: Option<String>,
-    /// Shared memory, spinning: the cache-line round trip p50 measured just before this
-    /// session, ns. This VM's cross-CPU cost changes over seconds (as the host moves its
-    /// virtual CPUs), so a shm row is compared with the floor of its own moment.
-    pub cacheline_p50_ns: Option<f64>,
-    /// TCP/UDP: the socket buffers the kernel granted the parent's socket after setup.
-    pub socket_buffers: Option<crate::netvariants::SocketBuffers>,
-    /// Messages sent in the throughput phase.
-    pub tput_sent: u64,
-    /// Of those, lost (lossy transports).
-    pub tput_lost: u64,
-}
-
-const READY_TIMEOUT: Duration = Duration::from_secs(15);
 const PHASE_SLACK: Duration = Duration::from_secs(30);
-
-pub(crate) fn expect_ready(ctl: &mut Control) -> io::Result<usize> {
-    match ctl.recv::<FromPeer>(READY_TIMEOUT)? {
-        FromPeer::Ready { max_msg_size } => Ok(max_msg_size),
-        FromPeer::Error(e) => Err(io::Error::other(format!("peer: {e}"))),
-        other => Err(io::Error::other(format!(
-            "peer sent {other:?} before ready"
-        ))),
-    }
-}
 
 fn expect_lat_done(ctl: &mut Control) -> io::Result<u64> {
     match ctl.recv::<FromPeer>(PHASE_SLACK)? {
@@ -175,8 +107,7 @@ fn run_inner(cfg: &Config, opts: &BenchOptions) -> io::Result<Measured> {
         let m = match cfg.imp {
             Impl::Ipckit => drive_counter(&mut IpcCounter { tx: a, rx: b }, opts, &mut ctl)?,
             Impl::Raw => {
-                let mut c =
-                    RawCounter::new(a.as_fd().as_raw_fd(), b.as_fd().as_raw_fd(), cfg.wait)?;
+                let mut c = RawCounter::new(a.as_fd(), b.as_fd(), cfg.wait)?;
                 let m = drive_counter(&mut c, opts, &mut ctl)?;
                 drop((a, b));
                 m
@@ -287,7 +218,7 @@ fn run_shm(
             spec.max_msg_size = Some(cfg.size);
             let (guard, mut ctl) = peer::spawn(&mut spec, |_| {}, &[], limit)?;
             let ep = l.accept()?;
-            let mut ch = crate::refring::ShmChannel {
+            let mut ch = crate::shm_channel::ShmChannel {
                 ep,
                 zero_copy: cfg.zero_copy,
             };

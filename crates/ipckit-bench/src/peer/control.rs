@@ -1,5 +1,6 @@
-//! The second process: how the bench re-executes itself as its own peer, the control pipe
-//! both sides talk over (JSON lines, never the measured transport), and the peer's main.
+//! How the bench re-executes itself as its own peer, and the control pipe both sides talk over
+//! (JSON lines, never the measured transport): the spec passed on the command line, the
+//! messages, spawning, and the peer's side of the start-up ([`peer_main_with`]).
 //!
 //! Safety nets, so a run never hangs or leaves a process behind:
 //! - the peer gets `PR_SET_PDEATHSIG(SIGKILL)` before `exec` and checks its parent is still
@@ -10,15 +11,14 @@
 //!   peer on every early return.
 #![allow(unsafe_code)]
 
-use crate::options::Impl;
-use crate::scenario::{self, Channel, IpcChannel, IpcCounter, RecvTotals};
+use crate::libc_only;
+use crate::rows::Impl;
+use crate::scenario::RecvTotals;
 use crate::sys;
-use crate::{floor, reference};
-use ipckit::{Mechanism, Wait};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -137,7 +137,7 @@ impl Control {
     pub fn recv<T: for<'de> Deserialize<'de>>(&mut self, timeout: Duration) -> io::Result<T> {
         if self.r.buffer().is_empty() {
             let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-            if !sys::poll_one(self.r.get_ref().as_raw_fd(), libc::POLLIN, ms)? {
+            if !libc_only::poll_one(self.r.get_ref().as_fd(), libc_only::POLLIN, ms)? {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "peer did not answer on the control pipe in time",
@@ -160,7 +160,7 @@ impl Control {
         if !self.r.buffer().is_empty() {
             return Ok(true);
         }
-        sys::poll_one(self.r.get_ref().as_raw_fd(), libc::POLLIN, timeout_ms)
+        libc_only::poll_one(self.r.get_ref().as_fd(), libc_only::POLLIN, timeout_ms)
     }
 }
 
@@ -238,19 +238,22 @@ pub fn spawn(
     inherit.push(spec.ctl_in);
     inherit.push(spec.ctl_out);
     let parent = std::process::id();
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
-    // (prctl, getppid, fcntl) on values captured before the fork; it allocates nothing: its
-    // errors are errno values (`last_os_error`, `from_raw_os_error`), never boxed.
+    // SAFETY: 1. the closure runs between fork and exec and only makes async-signal-safe
+    // calls (prctl, getppid, fcntl) on values captured before the fork; it allocates nothing:
+    // its errors are errno values (rustix's `Errno` into `io::Error`), never boxed.
+    // 2. It runs only in the forked child, where every descriptor in `inherit` is open: the
+    // parent holds them (`keep` is the caller's, the control-pipe ends are ours) until `spawn`
+    // returns, and fork copied them; so borrowing them for one fcntl pair is sound.
     unsafe {
         cmd.pre_exec(move || {
             sys::set_parent_death_signal()?;
             if sys::getppid() != parent {
                 // The parent exited before the peer started (nobody is left to read this; std
                 // only passes a hook's errno to the parent anyway, never a message).
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                return Err(rustix::io::Errno::SRCH.into());
             }
             for &fd in &inherit {
-                sys::clear_cloexec(fd)?;
+                sys::clear_cloexec(BorrowedFd::borrow_raw(fd))?;
             }
             Ok(())
         });
@@ -277,12 +280,7 @@ pub fn spawn(
     Ok((guard, ctl))
 }
 
-/// Entry point of the peer process (`ipckit __peer <json>`); returns the exit code.
-pub fn peer_main(args: &[String]) -> i32 {
-    peer_main_with(args, run_peer)
-}
-
-/// As [`peer_main`], with the peer's work done by `run` instead of this crate's transports:
+/// As [`peer_main`](super::peer_main), with the peer's work done by `run` instead of this crate's transports:
 /// for a driver outside the harness (the `peers` comparison crate) that measures another
 /// library through the same spawn, control pipe, watchdog and totals. `run` gets the spec
 /// the parent passed to [`spawn`] and the peer's end of the control pipe; it should pin
@@ -325,171 +323,15 @@ pub fn peer_main_with(
 
 pub(crate) const GO_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn run_peer(spec: &PeerSpec, ctl: &mut Control) -> io::Result<()> {
-    sys::pin_current_thread(spec.cpu)?;
-    if let Role::Floor = spec.role {
-        let fd = spec
-            .shm_fd
-            .ok_or_else(|| io::Error::other("floor peer without a shared page"))?;
-        // SAFETY: the parent's memfd, inherited and named in the spec; unowned here.
-        let fd = unsafe { sys::owned_from_inherited(fd) };
-        return floor::peer(&fd, ctl);
-    }
-    if let Some(p) = crate::zerocopy::Path::from_row_name(&spec.mechanism) {
-        let fd = crate::zerocopy::peer_fd(spec)?;
-        // SAFETY: the parent created this descriptor for us, left it inheritable and named
-        // it in the spec; nothing else in this process owns it.
-        let fd = unsafe { sys::owned_from_inherited(fd) };
-        return crate::zerocopy::serve(spec, p, fd, ctl);
-    }
-    let (mech, net) =
-        crate::netvariants::parse_row_name(&spec.mechanism).map_err(io::Error::other)?;
-    let wait = Wait::parse(&spec.wait).ok_or_else(|| io::Error::other("bad wait"))?;
-    if mech == Mechanism::Eventfd {
-        let rx = ipckit::eventfd::EventFd::from_address(&spec.address, wait)?;
-        let tx_addr = spec
-            .address2
-            .as_deref()
-            .ok_or_else(|| io::Error::other("eventfd needs two"))?;
-        let tx = ipckit::eventfd::EventFd::from_address(tx_addr, wait)?;
-        ctl.send(&FromPeer::Ready { max_msg_size: 8 })?;
-        let ToPeer::Go { lat_size, .. } = ctl.recv(GO_TIMEOUT)?;
-        return match spec.imp {
-            Impl::Ipckit => serve_counter(
-                &mut IpcCounter { tx, rx },
-                lat_size.is_some(),
-                spec.warmup,
-                ctl,
-            ),
-            Impl::Raw => {
-                let mut c = reference::RawCounter::new(
-                    tx.as_fd().as_raw_fd(),
-                    rx.as_fd().as_raw_fd(),
-                    wait,
-                )?;
-                serve_counter(&mut c, lat_size.is_some(), spec.warmup, ctl)
-            }
-        };
-    }
-    if mech == Mechanism::Shm && spec.producer.is_some() {
-        return crate::mpsc::produce(spec, wait, ctl);
-    }
-    if mech == Mechanism::Shm {
-        return serve_shm(spec, wait, ctl);
-    }
-    let opts = ipckit::connect::Options {
-        wait,
-        timeout: Duration::from_secs(10),
-        max_msg_size: spec.max_msg_size,
-        ..Default::default()
-    };
-    let t = ipckit::connect::connect(mech, &spec.address, &opts)?;
-    crate::netvariants::setup(&*t, net)?;
-    let cap = t.max_msg_size();
-    ctl.send(&FromPeer::Ready { max_msg_size: cap })?;
-    let ToPeer::Go {
-        lat_size,
-        tput_size,
-    } = ctl.recv(GO_TIMEOUT)?;
-    let lossy = mech.is_lossy();
-    match spec.imp {
-        Impl::Ipckit => serve(
-            &mut IpcChannel(t),
-            cap,
-            lat_size,
-            tput_size,
-            spec,
-            lossy,
-            ctl,
-        ),
-        Impl::Raw if net.is_some_and(|v| v.split_writes()) => {
-            let mut ch = crate::netvariants::SplitWrites(reference::RawChannel::new(&*t, wait)?);
-            let r = serve(&mut ch, cap, lat_size, tput_size, spec, lossy, ctl);
-            drop(t);
-            r
-        }
-        Impl::Raw => {
-            let mut ch = reference::RawChannel::new(&*t, wait)?;
-            let r = serve(&mut ch, cap, lat_size, tput_size, spec, lossy, ctl);
-            drop(t);
-            r
-        }
-    }
-}
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The peer of a shared-memory session: ipckit's ring pair, or the reference ring.
-fn serve_shm(spec: &PeerSpec, wait: Wait, ctl: &mut Control) -> io::Result<()> {
-    match spec.imp {
-        Impl::Ipckit => {
-            let ep = ipckit::shm::connect(
-                &spec.address,
-                &ipckit::shm::PairOptions {
-                    wait,
-                    timeout: Duration::from_secs(10),
-                    ..Default::default()
-                },
-            )?;
-            let mut ch = crate::refring::ShmChannel {
-                ep,
-                zero_copy: spec.zero_copy,
-            };
-            serve_ready(&mut ch, ctl, spec)
-        }
-        Impl::Raw => {
-            let fd = spec
-                .shm_fd
-                .ok_or_else(|| io::Error::other("reference ring without its memfd"))?;
-            let cap = spec
-                .shm_capacity
-                .ok_or_else(|| io::Error::other("reference ring without a capacity"))?;
-            // SAFETY: the parent's memfd, inherited and named in the spec; unowned here.
-            let fd = unsafe { sys::owned_from_inherited(fd) };
-            let mem = sys::SharedPage::map_len(fd.as_fd(), crate::refring::pair_len(cap))?;
-            let mut ch = crate::refring::RefRing::new(mem, cap, false, wait);
-            serve_ready(&mut ch, ctl, spec)
-        }
+/// Waits for the peer's [`FromPeer::Ready`] and returns its largest message size.
+pub(crate) fn expect_ready(ctl: &mut Control) -> io::Result<usize> {
+    match ctl.recv::<FromPeer>(READY_TIMEOUT)? {
+        FromPeer::Ready { max_msg_size } => Ok(max_msg_size),
+        FromPeer::Error(e) => Err(io::Error::other(format!("peer: {e}"))),
+        other => Err(io::Error::other(format!(
+            "peer sent {other:?} before ready"
+        ))),
     }
-}
-
-fn serve_ready<C: Channel>(ch: &mut C, ctl: &mut Control, spec: &PeerSpec) -> io::Result<()> {
-    let cap = spec.max_msg_size.unwrap_or(0);
-    ctl.send(&FromPeer::Ready { max_msg_size: cap })?;
-    let ToPeer::Go {
-        lat_size,
-        tput_size,
-    } = ctl.recv(GO_TIMEOUT)?;
-    serve(ch, cap, lat_size, tput_size, spec, false, ctl)
-}
-
-fn serve<C: Channel>(
-    ch: &mut C,
-    cap: usize,
-    lat_size: Option<usize>,
-    tput_size: usize,
-    spec: &PeerSpec,
-    lossy: bool,
-    ctl: &mut Control,
-) -> io::Result<()> {
-    if let Some(size) = lat_size {
-        let cpu_ns = scenario::latency_server(ch, size, cap, spec.warmup, lossy)?;
-        ctl.send(&FromPeer::LatDone { cpu_ns })?;
-    }
-    let totals = scenario::stream_recv(ch, tput_size, cap, spec.touch, lossy)?;
-    ctl.send(&FromPeer::TputDone(totals))?;
-    Ok(())
-}
-
-fn serve_counter<C: scenario::Counter>(
-    c: &mut C,
-    latency: bool,
-    warmup: u64,
-    ctl: &mut Control,
-) -> io::Result<()> {
-    if latency {
-        let cpu_ns = scenario::counter_latency_server(c, warmup)?;
-        ctl.send(&FromPeer::LatDone { cpu_ns })?;
-    }
-    let totals = scenario::counter_stream_recv(c)?;
-    ctl.send(&FromPeer::TputDone(totals))?;
-    Ok(())
 }
