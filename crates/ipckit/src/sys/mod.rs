@@ -6,8 +6,9 @@
 //!   construction.
 //! - `epoll`: `epoll_create1`, `epoll_ctl`, `epoll_wait`.
 //! - `pipe`: `pipe2`, `F_GETPIPE_SZ`/`F_SETPIPE_SZ`, `eventfd`.
+//! - `cmsg`: the pure control-message codec (no system calls), public as `unix::ancillary`.
 //! - `scm`: `sendmsg`/`recvmsg` with control data (`SCM_RIGHTS`, `SCM_CREDENTIALS`, encoded by
-//!   the pure `unix::ancillary` codec), received descriptors owned at once; `SO_PASSCRED`.
+//!   `cmsg`), received descriptors owned at once; `SO_PASSCRED`.
 //! - `socket`: `socket`/`bind`/`listen`/`accept4`/`connect` for `AF_UNIX` (paths and the
 //!   abstract namespace) including `SOCK_SEQPACKET`, `socketpair`, `send`/`recv` with flags,
 //!   `SO_PEERCRED`, `SO_PEERGROUPS`, `fchmod` of a socket before `bind`, address checks.
@@ -44,6 +45,7 @@
 
 #[cfg(feature = "tokio")]
 pub(crate) mod async_fd;
+pub(crate) mod cmsg;
 pub(crate) mod epoll;
 pub(crate) mod fd;
 pub(crate) mod fork;

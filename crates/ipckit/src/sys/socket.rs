@@ -358,7 +358,7 @@ pub(crate) fn recv_from_unix_cred_flags(
         .flat_map(|w| w.to_ne_bytes())
         .take(used)
         .collect();
-    for raw in crate::unix::ancillary::decode(&bytes).all_fds() {
+    for raw in super::cmsg::decode(&bytes).all_fds() {
         if raw >= 0 {
             // The kernel just installed `raw` for us in this recvmsg; nothing owns it yet.
             drop(owned(raw));
