@@ -2,8 +2,8 @@
 //!
 //! What it provides, by file:
 //! - `fd`: `cvt`/`cvt_r` (errno to `io::Result`, EINTR retried in one place), `poll`,
-//!   `O_NONBLOCK`/`FD_CLOEXEC` control, `FIONREAD`, `F_GETFL`, `readv`/`writev`, `OwnedFd`
-//!   construction.
+//!   `O_NONBLOCK`/`FD_CLOEXEC` control, `FIONREAD`, `F_GETFL`, `fstat`, `readv`/`writev`,
+//!   `OwnedFd` construction.
 //! - `epoll`: `epoll_create1`, `epoll_ctl`, `epoll_wait`.
 //! - `pipe`: `pipe2`, `F_GETPIPE_SZ`/`F_SETPIPE_SZ`, `eventfd`.
 //! - `cmsg`: the pure control-message codec (no system calls), public as `unix::ancillary`.
