@@ -248,24 +248,6 @@ pub(crate) fn connect_unix(ty: i32, addr: &str) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Largest Unix datagram this socket can send: the send buffer, grown toward `want`.
-pub(crate) fn grow_dgram_buffers(fd: &OwnedFd, want: usize) -> io::Result<usize> {
-    let target =
-        i32::try_from(want.saturating_mul(2).saturating_add(64 * 1024)).unwrap_or(i32::MAX);
-    for (force, plain) in [
-        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-    ] {
-        if socket::set_int_opt(fd.as_fd(), libc::SOL_SOCKET, force, target).is_err() {
-            let _ = socket::set_int_opt(fd.as_fd(), libc::SOL_SOCKET, plain, target);
-        }
-    }
-    // The kernel doubles the value for its bookkeeping; a datagram must fit the half, less
-    // the skb overhead.
-    let sb = socket::sndbuf(fd.as_fd())?;
-    Ok((sb / 2).saturating_sub(4096).min(want))
-}
-
 /// The policy the options mean: our own uid, or anyone.
 fn policy(opts: &Options) -> Policy {
     if opts.allow_other_users {
@@ -534,7 +516,7 @@ impl Server {
                 }
             }
             Inner::UnixDgram { fd, guard } => {
-                let max = grow_dgram_buffers(&fd, max)?;
+                let max = socket::grow_dgram_buffers(fd.as_fd(), max)?;
                 wait_readable(&fd, &opts, "no peer said hello")?;
                 let mut b = [0u8; HELLO_LEN + 1];
                 let (n, from, cred) = socket::recv_from_unix_cred(fd.as_fd(), &mut b)?;
@@ -764,12 +746,12 @@ fn connect_any(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Con
         Mechanism::UdsSeqpacket => {
             let fd = connect_unix(libc::SOCK_SEQPACKET, address)?;
             let peer = check_peer_uid(&fd, opts.allow_other_users)?;
-            let max = grow_dgram_buffers(&fd, max)?;
+            let max = socket::grow_dgram_buffers(fd.as_fd(), max)?;
             Connected::from(DgramEndpoint::new(mech, fd, opts.wait, max)?.with_peer(peer, None))
         }
         Mechanism::UdsDgram => {
             let fd = connect_unix(libc::SOCK_DGRAM, address)?;
-            let max = grow_dgram_buffers(&fd, max)?;
+            let max = socket::grow_dgram_buffers(fd.as_fd(), max)?;
             socket::send(fd.as_fd(), &Hello::mine().encode(), 0)?;
             wait_readable(&fd, opts, "the peer did not answer the hello")?;
             let mut b = [0u8; HELLO_LEN + 1];
@@ -988,7 +970,7 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
         }),
         Mechanism::UdsDgram => {
             let (fd, guard) = bind_unix(libc::SOCK_DGRAM, addr, opts.mode)?;
-            let max = grow_dgram_buffers(&fd, max)?;
+            let max = socket::grow_dgram_buffers(fd.as_fd(), max)?;
             // Every datagram's sender is checked (`crate::dgram`): an abstract address has
             // no file mode to keep other users out.
             Receiver::Endpoint(Box::new(
@@ -1096,7 +1078,7 @@ pub fn open_sender(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Bo
         }
         Mechanism::UdsDgram => {
             let fd = connect_unix(libc::SOCK_DGRAM, addr)?;
-            let max = grow_dgram_buffers(&fd, max)?;
+            let max = socket::grow_dgram_buffers(fd.as_fd(), max)?;
             // The receiver proves it is an ipckit receiver of an accepted uid first.
             let peer = crate::dgram::verify_receiver(&fd, &policy(opts), opts.timeout, addr)?;
             Box::new(DgramEndpoint::new(mech, fd, opts.wait, max)?.with_peer(Some(peer), None))

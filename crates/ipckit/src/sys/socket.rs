@@ -290,6 +290,24 @@ pub(crate) fn sndbuf(fd: BorrowedFd<'_>) -> io::Result<usize> {
     Ok(v as usize)
 }
 
+/// Largest Unix datagram this socket can send: the send buffer, grown toward `want`.
+pub(crate) fn grow_dgram_buffers(fd: BorrowedFd<'_>, want: usize) -> io::Result<usize> {
+    let target =
+        i32::try_from(want.saturating_mul(2).saturating_add(64 * 1024)).unwrap_or(i32::MAX);
+    for (force, plain) in [
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+    ] {
+        if set_int_opt(fd, libc::SOL_SOCKET, force, target).is_err() {
+            let _ = set_int_opt(fd, libc::SOL_SOCKET, plain, target);
+        }
+    }
+    // The kernel doubles the value for its bookkeeping; a datagram must fit the half, less
+    // the skb overhead.
+    let sb = sndbuf(fd)?;
+    Ok((sb / 2).saturating_sub(4096).min(want))
+}
+
 /// Bytes queued for reading (`FIONREAD`); for seqpacket sockets, the sum over all records.
 pub(crate) fn bytes_queued(fd: BorrowedFd<'_>) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
