@@ -285,7 +285,7 @@ fn open_dir_checked(dir: &Path, what: &str) -> io::Result<OwnedFd> {
             format!("refusing to make a {what} in {}: {why}", dir.display()),
         )
     };
-    let me = crate::registry::euid();
+    let me = crate::sys::proc::euid();
     let check_dir = |fd: &OwnedFd, shown: &Path| -> io::Result<()> {
         let st = sys::fs::fstat(fd.as_fd())?;
         if st.st_uid != me && st.st_uid != 0 {
@@ -504,7 +504,7 @@ const ALTERNATIVES: u32 = 8;
 /// set to an absolute path), where no other user can plant anything.
 pub fn private_dir_candidates(stem: &str) -> Vec<PathBuf> {
     let base = state_base();
-    let uid = crate::registry::euid();
+    let uid = crate::sys::proc::euid();
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
@@ -527,7 +527,7 @@ pub fn not_private(d: &Path) -> Option<String> {
         Err(e) => Some(e.to_string()),
         Ok(m) if m.file_type().is_symlink() => Some("it is a symbolic link".into()),
         Ok(m) if !m.is_dir() => Some("it is not a directory".into()),
-        Ok(m) if m.uid() != crate::registry::euid() => {
+        Ok(m) if m.uid() != crate::sys::proc::euid() => {
             Some(format!("it belongs to uid {}", m.uid()))
         }
         Ok(m) if m.mode() & 0o022 != 0 => Some(format!(
@@ -645,7 +645,7 @@ pub fn create_output(path: &Path, inputs: &[&Path]) -> io::Result<std::fs::File>
     if out.ftype != libc::S_IFREG {
         return Err(err(format!("it is {}", out.type_name())));
     }
-    if out.uid != crate::registry::euid() {
+    if out.uid != crate::sys::proc::euid() {
         return Err(err(format!("it belongs to uid {}", out.uid)));
     }
     for i in inputs {

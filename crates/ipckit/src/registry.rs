@@ -37,6 +37,7 @@
 
 use crate::fs::{FileId, Removal};
 use crate::sys::proc;
+pub(crate) use crate::sys::proc::euid;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs;
@@ -297,21 +298,6 @@ pub fn dir() -> io::Result<PathBuf> {
         },
     };
     Ok(d)
-}
-
-/// Effective uid of this process.
-pub(crate) fn euid() -> u32 {
-    static UID: OnceLock<u32> = OnceLock::new();
-    *UID.get_or_init(|| {
-        fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("Uid:"))
-                    .and_then(|l| l.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
-            })
-            .unwrap_or(0)
-    })
 }
 
 fn record_file(kind: ObjectKind, name: &str) -> String {
