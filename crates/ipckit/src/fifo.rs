@@ -122,7 +122,7 @@ enum Owner {
 }
 
 fn check_fifo(fd: &OwnedFd, path: &Path, owner: Owner) -> io::Result<()> {
-    let st = syspipe::fstat(fd.as_fd())?;
+    let st = sysfd::fstat(fd.as_fd())?;
     if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
         let what = match st.st_mode & libc::S_IFMT {
             libc::S_IFDIR => "a directory",
@@ -444,7 +444,7 @@ pub struct FifoReader {
 impl FifoReader {
     fn open(path: &Path, owner: Owner) -> io::Result<FifoReader> {
         let fd = open_read_as(path, owner)?;
-        let st = syspipe::fstat(fd.as_fd())?;
+        let st = sysfd::fstat(fd.as_fd())?;
         Ok(FifoReader {
             fd,
             path: path.to_path_buf(),
@@ -546,7 +546,7 @@ impl FifoReader {
     /// its buffer and its writers are kept.
     fn reopen(&mut self) -> io::Result<()> {
         let fd = open_read_as(&self.path, self.owner)?;
-        let st = syspipe::fstat(fd.as_fd())?;
+        let st = sysfd::fstat(fd.as_fd())?;
         if (st.st_dev, st.st_ino) != self.id {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

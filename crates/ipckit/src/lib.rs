@@ -93,8 +93,8 @@ pub mod zerocopy;
 
 pub use dgram::DgramEndpoint;
 pub use error::{RecvError, SendError};
-pub use stream::{Framing, StreamEndpoint, DEFAULT_STREAM_MAX, STREAM_MAX_LIMIT};
+pub use stream::{StreamEndpoint, DEFAULT_STREAM_MAX, STREAM_MAX_LIMIT};
 pub use sys::fd::count_open_fds;
 pub use sys::proc::{is_alive, start_time};
-pub use transport::{Mechanism, Notify, PeerInfo, RawHandle, Transport};
+pub use transport::{Framing, Mechanism, Notify, PeerInfo, RawHandle, Transport};
 pub use wait::{Deadline, Wait};

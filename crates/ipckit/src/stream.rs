@@ -9,7 +9,7 @@ use crate::error::{RecvError, SendError};
 use crate::framing::{self, FrameDecoder, HEADER_LEN};
 use crate::registry::ObjectGuard;
 use crate::sys::{fd as sysfd, socket};
-use crate::transport::{Mechanism, PeerInfo, RawHandle, Transport};
+use crate::transport::{Framing, Mechanism, PeerInfo, RawHandle, Transport};
 use crate::wait::{drive, Deadline, Wait};
 use std::fmt;
 use std::io;
@@ -24,18 +24,6 @@ const SMALL_FRAME: usize = 4096;
 pub const DEFAULT_STREAM_MAX: usize = 1 << 20;
 /// Largest message a stream transport can be configured for (the header is 32 bits).
 pub const STREAM_MAX_LIMIT: usize = 1 << 30;
-
-/// How messages are delimited on a byte stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Framing {
-    /// A 16-byte header holding the length, then the payload (any bytes); see
-    /// [`crate::framing`].
-    #[default]
-    Length,
-    /// Each message ends with `\n` and must not contain one: what `cat`, `nc` and `socat`
-    /// read and write. A line is at most [`framing::LINE_MAX`] (65,535) bytes.
-    Line,
-}
 
 /// A framed byte-stream endpoint.
 pub struct StreamEndpoint {

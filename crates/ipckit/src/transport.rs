@@ -1,5 +1,6 @@
 //! The two traits every mechanism implements: [`Transport`] for mechanisms that carry
-//! messages, [`Notify`] for eventfd, which carries a count.
+//! messages, [`Notify`] for eventfd, which carries a count; and the words they speak in
+//! ([`Mechanism`], [`Framing`], [`PeerInfo`], [`RawHandle`]).
 
 use crate::error::{RecvError, SendError};
 use crate::wait::{Deadline, Wait};
@@ -8,6 +9,18 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::str::FromStr;
 use std::time::Duration;
+
+/// How messages are delimited on a byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framing {
+    /// A 16-byte header holding the length, then the payload (any bytes); see
+    /// [`crate::framing`].
+    #[default]
+    Length,
+    /// Each message ends with `\n` and must not contain one: what `cat`, `nc` and `socat`
+    /// read and write. A line is at most [`crate::framing::LINE_MAX`] (65,535) bytes.
+    Line,
+}
 
 /// Every mechanism ipckit measures, named as the CLI and the bench name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -177,7 +190,7 @@ pub struct PeerInfo {
 
 /// A message transport: an endpoint that sends whole messages and receives them into a
 /// caller's buffer, preserving boundaries (byte streams are framed: a 16-byte header holding the length, or a
-/// newline; see [`crate::Framing`]).
+/// newline; see [`Framing`]).
 ///
 /// Every endpoint has a [`Wait`] strategy and a maximum message size; a message over it is
 /// refused with [`SendError::TooLarge`] and nothing is sent.
@@ -231,9 +244,9 @@ pub trait Transport: Send + fmt::Debug {
         0
     }
 
-    /// Chooses how a byte stream delimits messages ([`crate::Framing`]). Mechanisms that keep
+    /// Chooses how a byte stream delimits messages ([`Framing`]). Mechanisms that keep
     /// message boundaries themselves ignore it.
-    fn set_framing(&mut self, framing: crate::Framing) {
+    fn set_framing(&mut self, framing: Framing) {
         let _ = framing;
     }
 
@@ -396,7 +409,7 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     fn dropped(&self) -> u64 {
         (**self).dropped()
     }
-    fn set_framing(&mut self, framing: crate::Framing) {
+    fn set_framing(&mut self, framing: Framing) {
         (**self).set_framing(framing)
     }
     fn try_flush(&mut self) -> Result<(), SendError> {

@@ -307,7 +307,7 @@ impl PosixMq {
     pub fn open_sender(name: &str, wait: Wait) -> io::Result<PosixMq> {
         check_name(name)?;
         let fd = mq::open_write_only(name).map_err(|e| not_found(e, name))?;
-        let st = crate::sys::pipe::fstat(fd.as_fd())?;
+        let st = crate::sys::fd::fstat(fd.as_fd())?;
         let mut me = Self::from_parts(None, Some(fd), wait, Vec::new())?;
         let id = (st.st_dev, st.st_ino);
         let watch = find_reader(name, id)
@@ -412,7 +412,7 @@ impl PosixMq {
             .as_ref()
             .or(self.sq.as_ref())
             .expect("at least one queue");
-        let st = crate::sys::pipe::fstat(q.as_fd())?;
+        let st = crate::sys::fd::fstat(q.as_fd())?;
         Ok((st.st_uid, st.st_mode & 0o777))
     }
 

@@ -332,7 +332,7 @@ impl PipeWriter {
 }
 
 fn check_end(fd: &OwnedFd, access: i32) -> io::Result<()> {
-    let st = syspipe::fstat(fd.as_fd())?;
+    let st = sysfd::fstat(fd.as_fd())?;
     let fl = sysfd::status_flags(fd.as_fd())?;
     if st.st_mode & libc::S_IFMT != libc::S_IFIFO || fl & libc::O_ACCMODE != access {
         return Err(crate::error::invalid(format!(

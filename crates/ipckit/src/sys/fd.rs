@@ -228,6 +228,15 @@ pub(crate) fn status_flags(fd: BorrowedFd<'_>) -> io::Result<i32> {
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })
 }
 
+/// `fstat` file type and inode, used to check that a path really is a FIFO we opened.
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    // SAFETY: zeroed `stat` is a valid out-value; fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a live, writable stat struct.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(st)
+}
+
 /// Opens the FIFO behind `fd` again for reading (non-blocking), through `/proc/self/fd`:
 /// the same object, whatever its path names now. The new open file description starts a new
 /// "has a writer been seen" state, so it does not report the old one's sticky `POLLHUP`.
@@ -242,10 +251,7 @@ pub(crate) fn reopen_fifo_read(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(link)?;
-    let (a, b) = (
-        super::pipe::fstat(fd)?,
-        super::pipe::fstat(std::os::fd::AsFd::as_fd(&f))?,
-    );
+    let (a, b) = (fstat(fd)?, fstat(std::os::fd::AsFd::as_fd(&f))?);
     if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) || b.st_mode & libc::S_IFMT != libc::S_IFIFO {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

@@ -30,7 +30,7 @@
 //! The parent's calls (`wait4`, `getrusage`, `clock_gettime`, `pidfd_send_signal`, `fcntl`,
 //! `sysconf`) take plain integers or pointers to local structs of the type the kernel writes.
 
-use super::fd::{cvt, cvt_r};
+use super::fd::{cvt, cvt_r, fstat};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
@@ -217,7 +217,7 @@ pub(crate) fn page_size() -> usize {
 ///
 /// `InvalidInput` saying which of the three it is not; `fstat`/`fcntl`'s own errors.
 pub(crate) fn check_pwritable(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let st = super::pipe::fstat(fd)?;
+    let st = fstat(fd)?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

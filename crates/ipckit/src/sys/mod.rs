@@ -2,12 +2,13 @@
 //!
 //! What it provides, by file:
 //! - `fd`: `cvt`/`cvt_r` (errno to `io::Result`, EINTR retried in one place), `poll`,
-//!   `O_NONBLOCK`/`FD_CLOEXEC` control, `FIONREAD`, `F_GETFL`, `readv`/`writev`, `OwnedFd`
-//!   construction.
+//!   `O_NONBLOCK`/`FD_CLOEXEC` control, `FIONREAD`, `F_GETFL`, `fstat`, `readv`/`writev`,
+//!   `OwnedFd` construction.
 //! - `epoll`: `epoll_create1`, `epoll_ctl`, `epoll_wait`.
 //! - `pipe`: `pipe2`, `F_GETPIPE_SZ`/`F_SETPIPE_SZ`, `eventfd`.
+//! - `cmsg`: the pure control-message codec (no system calls), public as `unix::ancillary`.
 //! - `scm`: `sendmsg`/`recvmsg` with control data (`SCM_RIGHTS`, `SCM_CREDENTIALS`, encoded by
-//!   the pure `unix::ancillary` codec), received descriptors owned at once; `SO_PASSCRED`.
+//!   `cmsg`), received descriptors owned at once; `SO_PASSCRED`.
 //! - `socket`: `socket`/`bind`/`listen`/`accept4`/`connect` for `AF_UNIX` (paths and the
 //!   abstract namespace) including `SOCK_SEQPACKET`, `socketpair`, `send`/`recv` with flags,
 //!   `SO_PEERCRED`, `SO_PEERGROUPS`, `fchmod` of a socket before `bind`, address checks.
@@ -44,6 +45,7 @@
 
 #[cfg(feature = "tokio")]
 pub(crate) mod async_fd;
+pub(crate) mod cmsg;
 pub(crate) mod epoll;
 pub(crate) mod fd;
 pub(crate) mod fork;

@@ -58,15 +58,6 @@ pub(crate) fn open(path: &Path, flags: i32) -> io::Result<OwnedFd> {
     Ok(owned(fd))
 }
 
-/// `fstat` file type and inode, used to check that a path really is a FIFO we opened.
-pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
-    // SAFETY: zeroed `stat` is a valid out-value; fstat fills it.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a live, writable stat struct.
-    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
-    Ok(st)
-}
-
 /// `eventfd(initval, EFD_CLOEXEC | EFD_NONBLOCK [| EFD_SEMAPHORE])`.
 pub(crate) fn eventfd(semaphore: bool) -> io::Result<OwnedFd> {
     let flags =

@@ -1,4 +1,5 @@
-//! Processes: pidfds, start times and the boot id; threads' ids and start times.
+//! Processes: pidfds, start times, the boot id and our effective uid; threads' ids and start
+//! times.
 //!
 //! # Safety
 //!
@@ -152,6 +153,21 @@ pub(crate) fn boot_id() -> [u8; 16] {
         out[i] = u8::from_str_radix(txt, 16).unwrap_or(0);
     }
     out
+}
+
+/// Effective uid of this process.
+pub(crate) fn euid() -> u32 {
+    static UID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UID.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .and_then(|l| l.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
+            })
+            .unwrap_or(0)
+    })
 }
 
 /// Pid of the calling process.

@@ -1,9 +1,9 @@
 //! `sendmsg`/`recvmsg` with control data: descriptors (`SCM_RIGHTS`) and credentials
 //! (`SCM_CREDENTIALS`) over `AF_UNIX` sockets, and `SO_PASSCRED`.
 //!
-//! The control bytes are built and read by the pure codec in `crate::unix::ancillary`; this
-//! file only moves them through the kernel, and turns every descriptor the kernel installed
-//! into an `OwnedFd` before anything else can fail.
+//! The control bytes are built and read by the pure codec in `cmsg` (public as
+//! `crate::unix::ancillary`); this file only moves them through the kernel, and turns every
+//! descriptor the kernel installed into an `OwnedFd` before anything else can fail.
 //!
 //! # Safety
 //!
@@ -11,13 +11,13 @@
 //! their true lengths, or the adoption of descriptors the kernel has just installed for this
 //! process in the control data of a successful `recvmsg` (argued where it happens).
 
+use super::cmsg::{self, Credentials, DecodeError};
 use super::fd::{cvt_r, owned};
-use crate::unix::ancillary::{self, Credentials, DecodeError};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// `sendmsg(fd, {data}, control, flags | MSG_NOSIGNAL)`: returns the data bytes sent. The
-/// control bytes come from [`ancillary::encode`]; an empty slice sends none.
+/// control bytes come from [`cmsg::encode`]; an empty slice sends none.
 pub(crate) fn sendmsg(
     fd: BorrowedFd<'_>,
     data: &[u8],
@@ -107,7 +107,7 @@ pub(crate) fn recvmsg(
         .flat_map(|w| w.to_ne_bytes())
         .take(used)
         .collect();
-    let decoded = ancillary::decode(&bytes);
+    let decoded = cmsg::decode(&bytes);
     // The kernel wrote `bytes` (msg_controllen of them, no more) in this successful recvmsg,
     // and each number in an SCM_RIGHTS or SCM_PIDFD message there is a descriptor it just
     // installed for us, owned by nobody yet; the decoder reports each number once, as
@@ -147,12 +147,12 @@ pub(crate) fn passcred(fd: BorrowedFd<'_>) -> io::Result<bool> {
 /// Sets `SO_PASSPIDFD` (Linux 6.5+): every message received then brings a pidfd of its
 /// sender.
 pub(crate) fn set_passpidfd(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
-    super::socket::set_int_opt(fd, libc::SOL_SOCKET, ancillary::SO_PASSPIDFD, i32::from(on))
+    super::socket::set_int_opt(fd, libc::SOL_SOCKET, cmsg::SO_PASSPIDFD, i32::from(on))
 }
 
 /// Whether `SO_PASSPIDFD` is set (false on kernels without it).
 pub(crate) fn passpidfd(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    match super::socket::int_opt(fd, libc::SOL_SOCKET, ancillary::SO_PASSPIDFD) {
+    match super::socket::int_opt(fd, libc::SOL_SOCKET, cmsg::SO_PASSPIDFD) {
         Ok(v) => Ok(v != 0),
         Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => Ok(false),
         Err(e) => Err(e),
@@ -169,9 +169,7 @@ pub(crate) fn own_credentials() -> Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::unix::ancillary::{
-        cmsg_len, cmsg_space, credentials_space, rights_space, HEADER_LEN,
-    };
+    use crate::sys::cmsg::{cmsg_len, cmsg_space, credentials_space, rights_space, HEADER_LEN};
 
     /// The codec's arithmetic agrees with libc's macros, for every length a message can have.
     #[test]
@@ -203,7 +201,7 @@ mod tests {
             uid: 8,
             gid: 9,
         };
-        let bytes = ancillary::encode(&[11, 12, 13], Some(creds));
+        let bytes = cmsg::encode(&[11, 12, 13], Some(creds));
         let mut words: Vec<u64> = bytes
             .chunks(8)
             .map(|c| {

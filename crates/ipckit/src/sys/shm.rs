@@ -20,8 +20,13 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
+/// An `InvalidInput` error with a message (the platform layer's own, plain `io::Error`).
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
 fn c_name(name: &str) -> io::Result<CString> {
-    CString::new(name).map_err(|_| crate::error::invalid(format!("{name:?} contains a NUL byte")))
+    CString::new(name).map_err(|_| invalid(format!("{name:?} contains a NUL byte")))
 }
 
 /// `shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)` when `create`,
@@ -64,7 +69,7 @@ pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
 /// `ftruncate(fd, len)`.
 pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
     let len = libc::off_t::try_from(len)
-        .map_err(|_| crate::error::invalid(format!("a size of {len} bytes is too large")))?;
+        .map_err(|_| invalid(format!("a size of {len} bytes is too large")))?;
     // SAFETY: plain integer arguments.
     cvt_r(|| unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
     Ok(())
@@ -118,7 +123,7 @@ impl Mapping {
     /// `mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED [| MAP_POPULATE], fd, 0)`.
     pub(crate) fn new(fd: BorrowedFd<'_>, len: usize, populate: bool) -> io::Result<Mapping> {
         if len == 0 {
-            return Err(crate::error::invalid("cannot map 0 bytes"));
+            return Err(invalid("cannot map 0 bytes".into()));
         }
         let mut flags = libc::MAP_SHARED;
         if populate {

@@ -290,6 +290,24 @@ pub(crate) fn sndbuf(fd: BorrowedFd<'_>) -> io::Result<usize> {
     Ok(v as usize)
 }
 
+/// Largest Unix datagram this socket can send: the send buffer, grown toward `want`.
+pub(crate) fn grow_dgram_buffers(fd: BorrowedFd<'_>, want: usize) -> io::Result<usize> {
+    let target =
+        i32::try_from(want.saturating_mul(2).saturating_add(64 * 1024)).unwrap_or(i32::MAX);
+    for (force, plain) in [
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+    ] {
+        if set_int_opt(fd, libc::SOL_SOCKET, force, target).is_err() {
+            let _ = set_int_opt(fd, libc::SOL_SOCKET, plain, target);
+        }
+    }
+    // The kernel doubles the value for its bookkeeping; a datagram must fit the half, less
+    // the skb overhead.
+    let sb = sndbuf(fd)?;
+    Ok((sb / 2).saturating_sub(4096).min(want))
+}
+
 /// Bytes queued for reading (`FIONREAD`); for seqpacket sockets, the sum over all records.
 pub(crate) fn bytes_queued(fd: BorrowedFd<'_>) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
@@ -358,7 +376,7 @@ pub(crate) fn recv_from_unix_cred_flags(
         .flat_map(|w| w.to_ne_bytes())
         .take(used)
         .collect();
-    for raw in crate::unix::ancillary::decode(&bytes).all_fds() {
+    for raw in super::cmsg::decode(&bytes).all_fds() {
         if raw >= 0 {
             // The kernel just installed `raw` for us in this recvmsg; nothing owns it yet.
             drop(owned(raw));

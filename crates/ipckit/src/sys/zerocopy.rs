@@ -11,8 +11,8 @@
 //! data, not of memory safety (the pages stay alive while the pipe references them, even if
 //! this process unmaps them). [`PageBuf`] owns one anonymous `mmap` region, created from a
 //! successful `mmap` of exactly `len` bytes and unmapped once, on drop; its slices borrow it.
-//! The error-queue control message is parsed by hand in `zerocopy.rs` from a byte buffer, not
-//! through pointers.
+//! The error-queue control message is parsed by hand in `zerocopy/msg_zerocopy.rs` from a
+//! byte buffer, not through pointers.
 
 use super::fd::cvt_r;
 use std::io;

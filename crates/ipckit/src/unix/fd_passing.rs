@@ -5,7 +5,7 @@ use super::ancillary::{self, Credentials, MAX_FDS};
 use crate::error::invalid;
 use crate::shm::{Segment, SegmentBuilder};
 use crate::stream::{StreamEndpoint, DEFAULT_STREAM_MAX};
-use crate::sys::{fd as sysfd, pipe as syspipe, scm, socket};
+use crate::sys::{fd as sysfd, scm, socket};
 use crate::transport::{Mechanism, RawHandle, Transport};
 use crate::wait::Wait;
 use std::fs::File;
@@ -391,7 +391,7 @@ fn wrong_kind(fd: OwnedFd, want: &str) -> io::Error {
 }
 
 fn file_type(fd: BorrowedFd<'_>) -> io::Result<libc::mode_t> {
-    Ok(syspipe::fstat(fd)?.st_mode & libc::S_IFMT)
+    Ok(sysfd::fstat(fd)?.st_mode & libc::S_IFMT)
 }
 
 fn unix_socket_of_type(fd: &OwnedFd, ty: i32) -> bool {

@@ -7,6 +7,7 @@
 pub mod ancillary;
 mod fd_passing;
 pub mod listener;
+mod policy;
 
 pub use ancillary::Credentials;
 pub use fd_passing::{
@@ -14,4 +15,5 @@ pub use fd_passing::{
     recv_with_fds_timeout, send_channel, send_fd, send_with_credentials, send_with_fds,
     set_pass_credentials, set_pass_pidfd, Passable, Received,
 };
-pub use listener::{ListenerBuilder, Policy, Rejection, UnixListener};
+pub use listener::{ListenerBuilder, Rejection, UnixListener};
+pub use policy::Policy;

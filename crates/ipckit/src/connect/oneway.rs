@@ -1,0 +1,294 @@
+//! One-way channels, as `ipckit recv` and `ipckit send` use them: [`open_receiver`] makes or
+//! opens the receiving object (an endpoint, or a [`Listener`] that accepts senders one after
+//! another) and [`open_sender`] the sending side; no hello, any program may send.
+
+use super::client::connect;
+use super::open::{
+    bind_unix, check_existing_queue, connect_unix, fifo_read, fifo_write, grow_ip_buffers, ip_addr,
+    max_for, policy, udp_connected, unix_listener,
+};
+use super::{Options, UDP_MAX_V4, UDP_MAX_V6};
+use crate::dgram::DgramEndpoint;
+use crate::error::invalid;
+use crate::fifo;
+use crate::mq::posix::{MqOptions, PosixMq};
+use crate::mq::sysv::{self as sysvmod, SysvMq, SysvOptions};
+use crate::shm::ShmListener;
+use crate::stream::StreamEndpoint;
+use crate::sys::{fd as sysfd, socket};
+use crate::transport::{Mechanism, Transport};
+use crate::unix::UnixListener;
+use std::io;
+use std::net::{TcpListener, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::time::Duration;
+
+/// A listening stream or seqpacket socket (Unix or TCP) that accepts peers one after
+/// another; used by `ipckit recv`.
+#[derive(Debug)]
+pub struct Listener {
+    mech: Mechanism,
+    fd: Option<OwnedFd>,
+    unix: Option<Box<UnixListener>>,
+    shm: Option<Box<std::sync::Mutex<ShmListener>>>,
+    opts: Options,
+}
+
+impl Listener {
+    /// The listening socket, to wait for peers with others' descriptors (`epoll`, `poll`):
+    /// readable when a peer is waiting to be accepted. `None` for `shm`, whose peers
+    /// arrive through its own handshake ([`Listener::accept`] only).
+    pub fn pollable(&self) -> Option<BorrowedFd<'_>> {
+        if self.shm.is_some() {
+            return None;
+        }
+        if let Some(l) = &self.unix {
+            return Some(l.as_fd());
+        }
+        self.fd.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Accepts the next peer, waiting at most `timeout` (`None`: forever).
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut`, `PermissionDenied` for a Unix peer of another uid, or the OS error.
+    pub fn accept(&self, timeout: Option<Duration>) -> io::Result<Box<dyn Transport>> {
+        if let Some(l) = &self.shm {
+            let mut l = l.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            return Ok(Box::new(l.accept_next(timeout)?));
+        }
+        if let Some(l) = &self.unix {
+            return l.accept(timeout);
+        }
+        let Some(fd) = &self.fd else {
+            return Err(invalid("listener without a socket"));
+        };
+        if let sysfd::Ready::TimedOut = sysfd::poll(&[(fd.as_fd(), libc::POLLIN)], timeout)? {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no peer connected in time",
+            ));
+        }
+        // Only TCP is left here: Unix listeners are `self.unix`.
+        let c = socket::accept(fd.as_fd())?;
+        socket::set_int_opt(c.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+        Ok(Box::new(StreamEndpoint::new(
+            self.mech,
+            Some(c),
+            None,
+            true,
+            self.opts.wait,
+            max_for(self.mech, &self.opts),
+        )?))
+    }
+}
+
+/// What [`open_receiver`] made.
+#[derive(Debug)]
+pub enum Receiver {
+    /// Messages arrive on this endpoint directly (FIFO, datagram sockets, queues).
+    Endpoint(Box<dyn Transport>),
+    /// Peers connect here, each with its own stream (Unix stream/seqpacket, TCP).
+    Listener(Listener),
+}
+
+/// Opens the receiving side of a one-way channel at `addr`, creating the object (owner-only,
+/// recorded, removed on drop) when it does not exist and using it when it does (FIFOs and
+/// queues). No hello is expected: any program may send.
+///
+/// A FIFO receiver outlives its writers: when the last one closes it waits for the next,
+/// and a message left unfinished when the last writer closed is dropped and counted
+/// ([`Transport::dropped`]), never joined to the next writer's bytes. Writers that overlap
+/// share one byte stream: a fragment one of them leaves while another is connected cannot
+/// be told apart (ipckit's own senders write each message whole, in one `write` of at most
+/// [`crate::fifo::ATOMIC_WRITE`] bytes).
+///
+/// TCP and UDP bind `addr` as given (`0.0.0.0:PORT` or `[::]:PORT` for every interface). An IP
+/// peer has no credentials to check, so [`Options::allow_other_users`] does not apply: any
+/// host that can reach the address may send.
+///
+/// # Errors
+///
+/// `InvalidInput` for an address of the wrong form, `AlreadyExists` for a socket address in
+/// use, or the OS error.
+pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Receiver> {
+    let max = max_for(mech, opts);
+    Ok(match mech {
+        Mechanism::Fifo => {
+            let path = Path::new(addr);
+            let guard = match fifo::create(path, opts.mode) {
+                Ok(g) => Some(g),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
+                Err(e) => return Err(e),
+            };
+            let r = fifo_read(path, opts)?;
+            Receiver::Endpoint(Box::new(
+                StreamEndpoint::new(mech, Some(r), None, false, opts.wait, max)?
+                    .with_guards(guard.into_iter().collect())
+                    .fifo_sessions(),
+            ))
+        }
+        Mechanism::Uds | Mechanism::UdsSeqpacket => Receiver::Listener(Listener {
+            mech,
+            fd: None,
+            unix: Some(Box::new(unix_listener(mech, addr, opts)?)),
+            shm: None,
+            opts: *opts,
+        }),
+        Mechanism::Tcp => {
+            let l = TcpListener::bind(ip_addr(addr)?)?;
+            Receiver::Listener(Listener {
+                mech,
+                fd: Some(l.into()),
+                unix: None,
+                shm: None,
+                opts: *opts,
+            })
+        }
+        Mechanism::Shm => Receiver::Listener(Listener {
+            mech,
+            fd: None,
+            unix: None,
+            shm: Some(Box::new(std::sync::Mutex::new(ShmListener::create(
+                addr,
+                &opts.pair(),
+            )?))),
+            opts: *opts,
+        }),
+        Mechanism::UdsDgram => {
+            let (fd, guard) = bind_unix(libc::SOCK_DGRAM, addr, opts.mode)?;
+            let max = socket::grow_dgram_buffers(fd.as_fd(), max)?;
+            // Every datagram's sender is checked (`crate::dgram`): an abstract address has
+            // no file mode to keep other users out.
+            Receiver::Endpoint(Box::new(
+                DgramEndpoint::new(mech, fd, opts.wait, max)?
+                    .with_guards(guard.into_iter().collect())
+                    .with_policy(policy(opts))?,
+            ))
+        }
+        Mechanism::Udp => {
+            let a = ip_addr(addr)?;
+            let s = UdpSocket::bind(a)?;
+            grow_ip_buffers(&s);
+            let max = max.min(if a.is_ipv4() { UDP_MAX_V4 } else { UDP_MAX_V6 });
+            Receiver::Endpoint(Box::new(DgramEndpoint::new(
+                mech,
+                s.into(),
+                opts.wait,
+                max,
+            )?))
+        }
+        Mechanism::MqPosix => {
+            let q = match PosixMq::open(addr, opts.wait) {
+                Ok(q) => {
+                    check_existing_queue(addr, q.owner()?, opts)?;
+                    q
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => PosixMq::create(
+                    addr,
+                    MqOptions {
+                        msg_size: opts.max_msg_size,
+                        mode: opts.mode,
+                        wait: opts.wait,
+                        max_msgs: None,
+                    },
+                )?,
+                Err(e) => return Err(e),
+            };
+            Receiver::Endpoint(Box::new(q))
+        }
+        Mechanism::MqSysv => {
+            let key = sysvmod::parse_key(addr)?;
+            let q = match SysvMq::open(key, opts.wait) {
+                Ok(q) => {
+                    check_existing_queue(addr, q.owner()?, opts)?;
+                    q
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => SysvMq::create(
+                    key,
+                    SysvOptions {
+                        mode: opts.mode,
+                        wait: opts.wait,
+                    },
+                )?,
+                Err(e) => return Err(e),
+            };
+            let mut q = q;
+            // So one-way senders know whom to watch (`msg_lrpid`).
+            q.announce_receiver()?;
+            Receiver::Endpoint(Box::new(q))
+        }
+        Mechanism::Pipe | Mechanism::Eventfd => {
+            return Err(invalid(format!("{mech} has no address to receive at")))
+        }
+    })
+}
+
+/// Opens the sending side of a one-way channel to an existing receiver at `addr`.
+///
+/// A Unix datagram sender first has the receiver answer a hello whose credentials are
+/// checked against the options' policy ([`DgramEndpoint`]): the receiver must be receiving
+/// meanwhile. Queue senders are one-way senders that learn of their receiver's end while
+/// they wait for room ([`crate::mq`]).
+///
+/// # Errors
+///
+/// `NotFound`/`ConnectionRefused`/`TimedOut` when no receiver is there (for a Unix datagram
+/// socket, also one that does not answer the hello: not an ipckit receiver),
+/// `PermissionDenied` for a datagram receiver of a refused uid, `InvalidInput` for an
+/// address of the wrong form, or the OS error.
+pub fn open_sender(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Box<dyn Transport>> {
+    let max = max_for(mech, opts);
+    Ok(match mech {
+        Mechanism::Fifo => {
+            let path = Path::new(addr);
+            // Not `exists()`: that says "no" for a FIFO we may not reach as well.
+            if let Err(e) = std::fs::metadata(path) {
+                let why = match e.kind() {
+                    io::ErrorKind::NotFound => format!("no FIFO at {addr}"),
+                    _ => format!("cannot reach the FIFO at {addr}: {e}"),
+                };
+                return Err(io::Error::new(e.kind(), why));
+            }
+            let w = fifo_write(path, opts)?;
+            Box::new(StreamEndpoint::new(
+                mech,
+                None,
+                Some(w),
+                false,
+                opts.wait,
+                max,
+            )?)
+        }
+        Mechanism::Uds | Mechanism::UdsSeqpacket | Mechanism::Tcp | Mechanism::Shm => {
+            connect(mech, addr, opts)?
+        }
+        Mechanism::UdsDgram => {
+            let fd = connect_unix(libc::SOCK_DGRAM, addr)?;
+            let max = socket::grow_dgram_buffers(fd.as_fd(), max)?;
+            // The receiver proves it is an ipckit receiver of an accepted uid first.
+            let peer = crate::dgram::verify_receiver(&fd, &policy(opts), opts.timeout, addr)?;
+            Box::new(DgramEndpoint::new(mech, fd, opts.wait, max)?.with_peer(Some(peer), None))
+        }
+        Mechanism::Udp => {
+            let (s, a) = udp_connected(addr)?;
+            let max = max.min(if a.is_ipv4() { UDP_MAX_V4 } else { UDP_MAX_V6 });
+            Box::new(DgramEndpoint::new(mech, s.into(), opts.wait, max)?)
+        }
+        Mechanism::MqPosix => {
+            let q = PosixMq::open_sender(addr, opts.wait)?;
+            check_existing_queue(addr, q.owner()?, opts)?;
+            Box::new(q)
+        }
+        Mechanism::MqSysv => {
+            let q = SysvMq::open_sender(sysvmod::parse_key(addr)?, opts.wait)?;
+            check_existing_queue(addr, q.owner()?, opts)?;
+            Box::new(q)
+        }
+        Mechanism::Pipe | Mechanism::Eventfd => {
+            return Err(invalid(format!("{mech} has no address to send to")))
+        }
+    })
+}
