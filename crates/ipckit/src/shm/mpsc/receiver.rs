@@ -5,7 +5,7 @@ use super::layout::{geometry, views, ShmQueue, ENTRY_DEAD, MPSC_LAYOUT};
 use super::queue::{pack, wake_space, Consumer, Head, QueueMem, FREE, MAX_PRODUCERS, TAG_MASK};
 use super::watch::{Watch, SCAN};
 use crate::peer::Hello;
-use crate::shm::endpoint::put_hello;
+use crate::shm::hello::put_hello;
 use crate::shm::segment::{Segment, SegmentBuilder};
 use crate::shm::sync::{futex_wake, Ordering};
 use crate::shm::wait::wait_on;

@@ -11,7 +11,7 @@ use super::queue::{
 };
 use crate::error::invalid;
 use crate::peer::{self, Hello, Watcher};
-use crate::shm::endpoint::{get_hello, put_hello};
+use crate::shm::hello::{get_hello, put_hello};
 use crate::shm::ring;
 use crate::shm::segment::{Segment, SegmentBuilder};
 use crate::shm::sync::{futex_wake, AtomicU64, Ordering};

@@ -5,7 +5,7 @@
 use super::layout::{Entry, ShmQueue, ENTRY_CLAIMING, ENTRY_DEAD, ENTRY_FREE, ENTRY_LIVE};
 use super::queue::{wake_space, Consumer, Head, MAX_PRODUCERS, TAG_MASK};
 use crate::peer::{self, Watcher};
-use crate::shm::endpoint::get_hello;
+use crate::shm::hello::get_hello;
 use crate::shm::sync::{futex_wake, Ordering};
 use crate::sys::fd as sysfd;
 use std::os::fd::{AsFd, OwnedFd};
