@@ -10,7 +10,7 @@ use ipckit::Wait;
 use ipckit_fuzz::{unique_name, Input, SegmentFile};
 use libfuzzer_sys::fuzz_target;
 
-/// The queue's layout in the segment file (`shm/mpsc.rs`): header, control lines, the
+/// The queue's layout in the segment file (`shm/mpsc/layout.rs`): header, control lines, the
 /// producer table, then the slots.
 const H: u64 = HEADER_LEN as u64;
 const CTL_OFF: u64 = 512;

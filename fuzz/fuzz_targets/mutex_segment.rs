@@ -18,7 +18,7 @@ use ipckit_fuzz::{unique_name, Input, SegmentFile};
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, Instant};
 
-/// The mutex's layout in the segment file (`shm/mutex.rs`): ipckit's header, the lock words
+/// The mutex's layout in the segment file (`shm/mutex/layout.rs`): ipckit's header, the lock words
 /// at 64, the condition variable's sequence at 128, the value at 192.
 const H: u64 = HEADER_LEN as u64;
 

@@ -11,7 +11,7 @@ use ipckit_fuzz::{unique_name, Input, SegmentFile};
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
 
-/// The pair's layout in the segment file (`shm/endpoint.rs`): the pair header, the control
+/// The pair's layout in the segment file (`shm/pair.rs`): the pair header, the control
 /// blocks of ring A (server to client) and ring B, then the two data areas.
 const H: u64 = HEADER_LEN as u64;
 const CTL_LEN: u64 = 4096;

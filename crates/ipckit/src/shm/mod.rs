@@ -66,17 +66,19 @@
 
 pub mod cow;
 mod endpoint;
+mod hello;
+mod listener;
 mod mpsc;
 mod mutex;
+mod pair;
 mod region;
 pub mod ring;
 mod segment;
 mod sync;
 mod wait;
 
-pub use endpoint::{
-    connect, Loan, Msg, PairOptions, ShmEndpoint, ShmListener, DEFAULT_CAPACITY, PAIR_LAYOUT,
-};
+pub use endpoint::{Loan, Msg, ShmEndpoint};
+pub use listener::{connect, ShmListener};
 pub use mpsc::{
     MpscOptions, MpscReceiver, MpscSender, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE, MAX_PRODUCERS,
     MAX_SLOTS, MAX_SLOT_SIZE, MPSC_LAYOUT,
@@ -85,6 +87,7 @@ pub use mutex::{
     LockError, LockResult, MutexGuard, Plain, ShmCondvar, ShmMutex, WaitTimeoutResult, CHECK_EVERY,
     MUTEX_LAYOUT,
 };
+pub use pair::{PairOptions, DEFAULT_CAPACITY, PAIR_LAYOUT};
 pub use segment::{
     check_name, HugePages, HugeStatus, Layout, Segment, SegmentBuilder, HEADER_LEN, NAME_MAX,
 };

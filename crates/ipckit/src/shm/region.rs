@@ -7,7 +7,7 @@
 //!   the region: bounds and alignment are checked, and every `T` used is made only of atomics
 //!   and integers, valid for any bit pattern another process may have written. The value a
 //!   robust mutex guards is such bytes in an `UnsafeCell`, written only by the lock's holder
-//!   (see `mutex.rs`).
+//!   (see `mutex/shm_mutex.rs`).
 //! - [`Region::copy_in`] / [`Region::copy_out`] copy payload bytes with bounds checked.
 //! - [`Region::slice`] / [`Region::slice_mut`] lend payload bytes for the zero-copy API; they
 //!   are `unsafe` because only the ring protocol knows that no other process writes those

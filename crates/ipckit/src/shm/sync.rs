@@ -1,7 +1,7 @@
 //! What the rings and queues take from the platform: atomics, the futex, the spin hint and
 //! the clock of a wait loop. std's and the kernel's; or, under `cfg(ipckit_loom)`, models
-//! that let loom explore every interleaving (the `loom_tests` modules of `ring.rs` and
-//! `mpsc.rs`, run by `.ci/loom`). Nothing else differs between the two builds.
+//! that let loom explore every interleaving (the loom models in `ring/loom_tests.rs` and
+//! `mpsc/queue.rs`, run by `.ci/loom`). Nothing else differs between the two builds.
 
 #[cfg(ipckit_loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64};

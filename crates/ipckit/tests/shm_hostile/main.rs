@@ -14,7 +14,7 @@
 //! `ftruncate` of a live `shm_open` pair does (the side that touches the segment next dies by
 //! `SIGBUS`; the shm module documents this under "What a peer can do").
 //!
-//! The layout these tests write is the one of `shm/endpoint.rs` and `shm/ring.rs`;
+//! The layout these tests write is the one of `shm/pair.rs` and `shm/ring.rs`;
 //! `the_layout_is_the_one_these_tests_write` checks it against a live pair, so a layout change
 //! fails there, by name, instead of making the other tests write the wrong words.
 
@@ -39,7 +39,7 @@ const ROLE: &str = "IPCKIT_HOSTILE_PEER";
 /// How long one case may take before the watchdog fails the run.
 const LIMIT: Duration = Duration::from_secs(10);
 
-// The pair's layout, as data offsets (from the segment's data start): see `shm/endpoint.rs`
+// The pair's layout, as data offsets (from the segment's data start): see `shm/pair.rs`
 // (`PairHeader`, `CTL_LEN`, `RING_A`, `RING_B`) and `shm/ring.rs` (`RingCtl`, `WaitLine`).
 /// `PairHeader::state` (low half) and `attach_seq` (high half).
 const STATE: usize = 0;

@@ -497,8 +497,8 @@ fn a_producer_killed_at_any_step_is_skipped() {
 const HOSTILE: [u64; 7] = [0, 1, 64, 65, u32::MAX as u64, 1 << 63, u64::MAX];
 
 /// Where the queue's words sit, as `u64` indexes into the segment's data (see the layout in
-/// `shm/mpsc.rs`): the header's geometry, `tail`, producer entry 0's state, and slot `i`'s
-/// sequence and length words for slots of 64 bytes (a stride of 128).
+/// `shm/mpsc/layout.rs`): the header's geometry, `tail`, producer entry 0's state, and slot
+/// `i`'s sequence and length words for slots of 64 bytes (a stride of 128).
 mod word {
     pub const SLOTS: usize = 0;
     pub const SLOT_SIZE: usize = 1;
