@@ -32,6 +32,54 @@ fn stamp_is_the_line_modulo_2_32_minus_1_plus_one() {
         check(x / RECORD_ALIGN as u64);
     }
 }
+#[test]
+fn advance_keeps_the_stamp_of_the_position() {
+    let m = u64::from(u32::MAX);
+    let line = RECORD_ALIGN as u64;
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    // Steps of every size a side takes (a record, a pad, up to a whole data area) and
+    // beyond (M lines and more), from positions near the stamp's wrap and at random.
+    let steps = [0, 1, 2, 63, 64, 1 << 20, m - 1, m, m + 1, 3 * m + 5];
+    for base in [0, 1, m - 2, m - 1, m, m + 1, 2 * m - 1] {
+        for k in steps {
+            let (p, b) = (base * line, k * line);
+            assert_eq!(advance(stamp(p), b), stamp(p + b), "line {base} + {k}");
+        }
+    }
+    for _ in 0..100_000 {
+        let p = (next() % (1 << 50)) * line;
+        let b = (next() % (1 << 30)) * line;
+        assert_eq!(advance(stamp(p), b), stamp(p + b), "{p} + {b}");
+    }
+}
+
+#[test]
+fn mark_record_is_a_header_bit_then_payload_bits() {
+    // Against the two-step update it replaces, over every start bit and length that
+    // stays in one word or crosses into the next ones.
+    for first in 0..128 {
+        for n in 1..=130 {
+            let cap = 512 * RECORD_ALIGN;
+            for fill in [0, u64::MAX, 0x5555_5555_5555_5555] {
+                let mut a = Producer::new(cap);
+                a.header_like.fill(fill);
+                let mut b = Producer::new(cap);
+                b.header_like.fill(fill);
+                a.mark_record(first, n);
+                b.set_header_like(first);
+                b.set_payload(first + 1, first + n);
+                assert_eq!(a.header_like, b.header_like, "first {first}, n {n}");
+            }
+        }
+    }
+}
+
 use proptest::prelude::*;
 
 /// The ring's index arithmetic against a model that keeps every live record as an
