@@ -17,10 +17,16 @@ use ipckit::{Deadline, Transport, Wait};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map_or("block", String::as_str);
-    let n: usize = args.get(2).map_or(64_000, |s| s.parse().expect("N: a count"));
+    let n: usize = args
+        .get(2)
+        .map_or(64_000, |s| s.parse().expect("N: a count"));
     let size: usize = args.get(3).map_or(64, |s| s.parse().expect("SIZE: bytes"));
     assert!(size >= 8, "SIZE: at least 8 bytes");
-    let wait = if mode.starts_with("spin") { Wait::Spin } else { Wait::Block };
+    let wait = if mode.starts_with("spin") {
+        Wait::Spin
+    } else {
+        Wait::Block
+    };
     let zero_copy = mode.ends_with("zc");
     let name = format!("/ipckit-ring-instructions-{}", std::process::id());
     let opts = PairOptions {

@@ -24,6 +24,7 @@ pub mod report;
 pub mod results;
 mod rows;
 pub mod scenario;
+pub mod seed;
 pub mod session;
 mod shm_channel;
 pub mod stats;
