@@ -186,11 +186,18 @@ pub struct Row {
     pub errors: u64,
     /// The first error, described.
     pub first_error: Option<String>,
-    /// RTT p50 / cache-line RTT p50: of the floor, or (shm spin rows) of a probe run just
-    /// before each session, median of the per-session ratios.
+    /// RTT p50 / cache-line RTT p50: of the floor, or (shm rows) of a probe run just before
+    /// each session, median of the per-session ratios.
     pub ratio_to_floor: Option<f64>,
-    /// shm spin rows: the cache-line RTT p50 probed beside the sessions (median), ns.
+    /// shm rows (cross-CPU, every wait): the cache-line RTT p50 probed beside the sessions
+    /// (median), ns.
     pub cacheline_p50_ns: Option<f64>,
+    /// shm rows: the probe beside them over the run's floor probe; outside 1/1.5..1.5 the
+    /// machine changed mode between the two ([`Row::mode_changed`]).
+    pub probe_vs_floor: Option<f64>,
+    /// The probe beside this row differs from the run's floor by more than 50%: the machine
+    /// was in another mode, and the row compares only with rows of a like probe.
+    pub mode_changed: bool,
     /// MB/s / memcpy MB/s of the floor.
     pub throughput_vs_memcpy: Option<f64>,
     /// ipckit rows: RTT p50 ipckit / raw, the median of the ratios of runs made back to back.

@@ -260,6 +260,8 @@ mod tests {
             first_error: None,
             ratio_to_floor: None,
             cacheline_p50_ns: None,
+            probe_vs_floor: None,
+            mode_changed: false,
             throughput_vs_memcpy: None,
             ratio_to_raw_rtt: None,
             ratio_to_raw_msgs: None,

@@ -77,6 +77,23 @@ fn bench_quick_json_has_every_mechanism() {
         assert_eq!(r["errors"], 0, "row with errors: {r}");
         assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");
     }
+    // Every shared-memory row is probed beside its sessions, whatever its wait, and says
+    // whether the machine was in the floor's mode then (issue 18, item 6).
+    for r in rows {
+        let m = r["mechanism"].as_str().unwrap();
+        if m.starts_with("shm") && r["placement"] == "cross" {
+            assert!(r["cacheline_p50_ns"].as_f64().unwrap() > 0.0, "unprobed: {r}");
+            assert!(r["probe_vs_floor"].as_f64().unwrap() > 0.0, "{r}");
+            let changed = r["mode_changed"].as_bool().unwrap();
+            let ratio = r["probe_vs_floor"].as_f64().unwrap();
+            assert_eq!(changed, !(1.0 / 1.5..=1.5).contains(&ratio), "{r}");
+            if changed {
+                assert!(r["note"].as_str().unwrap().contains("changed mode"), "{r}");
+            }
+        } else {
+            assert_eq!(r["mode_changed"], false, "{r}");
+        }
+    }
     seed_table_is_the_rows(&v);
     env.assert_clean();
 }
