@@ -34,11 +34,12 @@ impl ShmListener {
     /// `InvalidInput` for a bad name, capacity or maximum, `AlreadyExists`, or the OS error.
     pub fn create(name: &str, opts: &PairOptions) -> io::Result<ShmListener> {
         let (cap, max) = capacity_for(opts)?;
-        let mut seg = SegmentBuilder::new(CTL_LEN + 2 * cap)
+        let mut seg = SegmentBuilder::new(name)
+            .size(CTL_LEN + 2 * cap)
             .mode(opts.mode)
             .layout(PAIR_LAYOUT)
             .populate(opts.populate)
-            .create(name)?;
+            .create()?;
         {
             let v = views(&seg, cap)?;
             v.hdr.cap.store(cap as u64, Ordering::Relaxed);
@@ -133,10 +134,8 @@ impl ShmListener {
 /// `NotFound`, `InvalidData` for a segment of another layout or version, `AddrInUse` if it
 /// has a client already, `ConnectionRefused` if its creator is gone, or the OS error.
 pub fn connect(name: &str, opts: &PairOptions) -> io::Result<ShmEndpoint> {
-    let seg = SegmentBuilder::new(1)
-        .layout(PAIR_LAYOUT)
-        .open_existing(name)?;
-    // The header is published (open_existing saw the magic), but written by another process:
+    let seg = SegmentBuilder::new(name).layout(PAIR_LAYOUT).open()?;
+    // The header is published (open saw the magic), but written by another process:
     // every value is checked before it sizes anything.
     let (hdr_cap, hdr_max) = {
         let r = seg.region();

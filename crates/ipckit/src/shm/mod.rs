@@ -43,7 +43,7 @@
 //!   queues and named segments are (the kernel seals memfds only). Every process mapping it
 //!   then gets `SIGBUS` at its next touch of a page past the new end, which ipckit cannot turn
 //!   into an error; growing it changes nothing. A memfd segment
-//!   ([`SegmentBuilder::create_memfd`]) is sealed against both ([`Segment::size_sealed`]);
+//!   ([`SegmentBuilder::anonymous`]) is sealed against both ([`Segment::size_sealed`]);
 //! - write anything into a [`ShmMutex`]'s value (a [`Plain`] type: every bit pattern is a
 //!   value);
 //! - write into a [`ShmMutex`]'s lock word a live thread's id, which then holds the lock as

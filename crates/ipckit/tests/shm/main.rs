@@ -38,8 +38,9 @@ fn shm_exists(name: &str) -> bool {
 fn clean_after_kill_removes_the_dead_creators_segments_not_live_ones() {
     watchdog(30, || {
         init();
-        let live = SegmentBuilder::new(4096)
-            .create(&format!("/{}", registry::unique_name("live")))
+        let live = SegmentBuilder::new(&format!("/{}", registry::unique_name("live")))
+            .size(4096)
+            .create()
             .unwrap()
             .ready();
         let (mut creator, names) = spawn_reading("creator", "");
@@ -92,12 +93,14 @@ fn clean_after_kill_removes_the_dead_creators_segments_not_live_ones() {
 fn bad_input_gets_clear_errors() {
     init();
     let err = |r: std::io::Result<shm::Segment>| r.map(|_| ()).unwrap_err();
-    let e = err(SegmentBuilder::new(4096).create("/a/b"));
+    let e = err(SegmentBuilder::new("/a/b").size(4096).create());
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.to_string().contains('/'), "{e}");
-    let e = err(SegmentBuilder::new(4096).create(&"x".repeat(256)));
+    let e = err(SegmentBuilder::new(&"x".repeat(256)).size(4096).create());
     assert!(e.to_string().contains("NAME_MAX"), "{e}");
-    let e = err(SegmentBuilder::new(0).create(&registry::unique_name("zero")));
+    let e = err(SegmentBuilder::new(&registry::unique_name("zero"))
+        .size(0)
+        .create());
     assert!(e.to_string().contains("size of 0"), "{e}");
 
     // Not an ipckit segment, and too small for the header.
@@ -112,7 +115,7 @@ fn bad_input_gets_clear_errors() {
             .unwrap();
         f.set_len(100).unwrap();
     }
-    let e = err(SegmentBuilder::new(1).open_existing(tiny.trim_start_matches("/dev/shm")));
+    let e = err(SegmentBuilder::new(tiny.trim_start_matches("/dev/shm")).open());
     std::fs::remove_file(&tiny).unwrap();
     assert_eq!(e.kind(), ErrorKind::InvalidData);
     assert!(e.to_string().contains("too small"), "{e}");
@@ -123,9 +126,10 @@ fn bad_input_gets_clear_errors() {
         version: 99,
     };
     let name = format!("/{}", registry::unique_name("future"));
-    let seg = SegmentBuilder::new(1 << 20)
+    let seg = SegmentBuilder::new(&name)
+        .size(1 << 20)
         .layout(future)
-        .create(&name)
+        .create()
         .unwrap()
         .ready();
     let e = shm::connect(&name, &PairOptions::default()).unwrap_err();
@@ -155,31 +159,36 @@ fn bad_input_gets_clear_errors() {
 fn segments_of_other_users_are_refused_and_modes_are_exact() {
     init();
     let name = format!("/{}", registry::unique_name("mode"));
-    let seg = SegmentBuilder::new(4096).create(&name).unwrap().ready();
+    let seg = SegmentBuilder::new(&name)
+        .size(4096)
+        .create()
+        .unwrap()
+        .ready();
     use std::os::unix::fs::PermissionsExt;
     let path = format!("/dev/shm/{}", name.trim_start_matches('/'));
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     // Made writable by others: refused unless allowed.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let e = SegmentBuilder::new(1).open_existing(&name).unwrap_err();
+    let e = SegmentBuilder::new(&name).open().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
-    SegmentBuilder::new(1)
+    SegmentBuilder::new(&name)
         .allow_other_users(true)
-        .open_existing(&name)
+        .open()
         .unwrap();
     // Exclusive: a second create of the same name fails.
-    let e = SegmentBuilder::new(4096).create(&name).unwrap_err();
+    let e = SegmentBuilder::new(&name).size(4096).create().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
     drop(seg);
 }
 
 #[test]
 fn memfd_segments_and_huge_page_fallback() {
-    let seg = SegmentBuilder::new(4 << 20)
+    let seg = SegmentBuilder::anonymous()
+        .size(4 << 20)
         .huge_pages(HugePages::Try)
         .populate(true)
-        .create_memfd()
+        .create()
         .unwrap()
         .ready();
     // Whatever the machine has, it says what it did.

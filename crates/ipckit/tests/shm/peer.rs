@@ -11,12 +11,14 @@ pub fn run(role: &str) {
     match role {
         // Creates two segments, says their names, and waits to be killed.
         "creator" => {
-            let a = SegmentBuilder::new(4096)
-                .create(&format!("/{}", registry::unique_name("orphan-a")))
+            let a = SegmentBuilder::new(&format!("/{}", registry::unique_name("orphan-a")))
+                .size(4096)
+                .create()
                 .unwrap()
                 .ready();
-            let b = SegmentBuilder::new(4096)
-                .create(&format!("/{}", registry::unique_name("orphan-b")))
+            let b = SegmentBuilder::new(&format!("/{}", registry::unique_name("orphan-b")))
+                .size(4096)
+                .create()
                 .unwrap()
                 .ready();
             println!("{}\n{}\nready", a.name().unwrap(), b.name().unwrap());
@@ -24,7 +26,7 @@ pub fn run(role: &str) {
         }
         // Maps a segment and keeps it mapped, with its descriptor closed.
         "mapper" => {
-            let seg = SegmentBuilder::new(1).open_existing(&name).unwrap();
+            let seg = SegmentBuilder::new(&name).open().unwrap();
             println!("mapped\nready");
             std::thread::sleep(Duration::from_secs(60));
             drop(seg);

@@ -120,10 +120,7 @@ fn peer_main() -> ! {
                 Err(e) => format!("err {e}"),
             },
             // Maps a pair segment without attaching: a third process that can write it.
-            ["open", name] => match SegmentBuilder::new(1)
-                .layout(PAIR_LAYOUT)
-                .open_existing(name)
-            {
+            ["open", name] => match SegmentBuilder::new(name).layout(PAIR_LAYOUT).open() {
                 Ok(s) => {
                     seg = Some(s);
                     "ok".into()
@@ -133,7 +130,7 @@ fn peer_main() -> ! {
             // A segment whose descriptor the parent let this process inherit.
             ["adopt", _] => {
                 let fd = ipckit::inherit::regular_file(num(1) as i32)
-                    .and_then(|fd| SegmentBuilder::new(1).from_fd(fd));
+                    .and_then(|fd| SegmentBuilder::anonymous().open_fd(fd));
                 match fd {
                     Ok(s) => {
                         let r = format!("ok sealed={}", s.size_sealed());
@@ -904,9 +901,10 @@ fn a_memfd_segment_is_sealed_against_ftruncate() {
     util::init();
     let _w = Watchdog::start("memfd sealing".into());
     for huge in [shm::HugePages::No, shm::HugePages::Try] {
-        let seg = SegmentBuilder::new(8192)
+        let seg = SegmentBuilder::anonymous()
+            .size(8192)
             .huge_pages(huge)
-            .create_memfd()
+            .create()
             .unwrap()
             .ready();
         assert!(seg.size_sealed(), "{huge:?}: {:?}", seg.huge_pages());
@@ -936,8 +934,9 @@ fn a_memfd_segment_is_sealed_against_ftruncate() {
         assert_eq!(peer.ok("r 0"), "17");
     }
     // A named segment cannot be sealed, and says so.
-    let named = SegmentBuilder::new(4096)
-        .create(&format!("/{}", registry::unique_name("unsealed")))
+    let named = SegmentBuilder::new(&format!("/{}", registry::unique_name("unsealed")))
+        .size(4096)
+        .create()
         .unwrap()
         .ready();
     assert!(!named.size_sealed());

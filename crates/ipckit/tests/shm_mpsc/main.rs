@@ -517,9 +517,9 @@ mod word {
 /// A second mapping of the queue `name`, through which a test writes what a hostile process
 /// would.
 fn hostile_view(name: &str) -> ipckit::shm::Segment {
-    ipckit::shm::SegmentBuilder::new(1)
+    ipckit::shm::SegmentBuilder::new(name)
         .layout(ipckit::shm::MPSC_LAYOUT)
-        .open_existing(name)
+        .open()
         .unwrap()
 }
 

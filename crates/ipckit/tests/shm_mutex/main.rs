@@ -263,25 +263,31 @@ fn bad_names_and_foreign_segments_are_clear_errors() {
 
         // A segment of another layout.
         let raw_name = shm_name("mutex-raw");
-        let raw = SegmentBuilder::new(4096).create(&raw_name).unwrap().ready();
+        let raw = SegmentBuilder::new(&raw_name)
+            .size(4096)
+            .create()
+            .unwrap()
+            .ready();
         let e = ShmMutex::<u64>::open(&raw_name).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
         assert!(e.to_string().contains("raw bytes"), "{e}");
 
         // The mutex layout, but not made by ShmMutex (nothing initialized), and too small.
         let bare_name = shm_name("mutex-bare");
-        let bare = SegmentBuilder::new(4096)
+        let bare = SegmentBuilder::new(&bare_name)
+            .size(4096)
             .layout(MUTEX_LAYOUT)
-            .create(&bare_name)
+            .create()
             .unwrap()
             .ready();
         let e = ShmMutex::<u64>::open(&bare_name).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
         assert!(e.to_string().contains("never initialized"), "{e}");
         let tiny_name = shm_name("mutex-tiny");
-        let tiny = SegmentBuilder::new(64)
+        let tiny = SegmentBuilder::new(&tiny_name)
+            .size(64)
             .layout(MUTEX_LAYOUT)
-            .create(&tiny_name)
+            .create()
             .unwrap()
             .ready();
         let e = ShmMutex::<u64>::open(&tiny_name).unwrap_err();

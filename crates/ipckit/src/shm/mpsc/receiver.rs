@@ -134,11 +134,12 @@ impl MpscReceiver {
     /// [`MAX_SLOT_SIZE`](super::MAX_SLOT_SIZE); `AlreadyExists`; or the OS error.
     pub fn create(name: &str, opts: &MpscOptions) -> io::Result<MpscReceiver> {
         let (stride, total) = geometry(opts.slots, opts.slot_size)?;
-        let mut seg = SegmentBuilder::new(total)
+        let mut seg = SegmentBuilder::new(name)
+            .size(total)
             .mode(opts.mode)
             .layout(MPSC_LAYOUT)
             .populate(opts.populate)
-            .create(name)?;
+            .create()?;
         let q = views(&seg, opts.slots, stride)?;
         q.hdr.slots.store(opts.slots as u64, Ordering::Relaxed);
         q.hdr

@@ -90,9 +90,7 @@ impl MpscSender {
     /// geometry; `ConnectionRefused` if its receiver is gone or closed; `AddrInUse` if
     /// [`MAX_PRODUCERS`] producers are attached already; or the OS error.
     pub fn open(name: &str, wait: Wait) -> io::Result<MpscSender> {
-        let seg = SegmentBuilder::new(1)
-            .layout(MPSC_LAYOUT)
-            .open_existing(name)?;
+        let seg = SegmentBuilder::new(name).layout(MPSC_LAYOUT).open()?;
         let bad = |what: String| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -100,7 +98,7 @@ impl MpscSender {
             )
         };
         let (slots, slot_size, stride, maxp) = {
-            // The header is published: open_existing saw the magic.
+            // The header is published: open saw the magic.
             let hdr: &MpscHeader = seg.region().at(HDR_OFF);
             let l = |a: &AtomicU64| a.load(Ordering::Relaxed) as usize;
             (

@@ -128,9 +128,10 @@ impl<T: Plain> ShmMutex<T> {
     /// error.
     pub fn create(name: &str, init: T) -> io::Result<ShmMutex<T>> {
         let (off, total) = placement::<T>()?;
-        let seg = SegmentBuilder::new(total)
+        let seg = SegmentBuilder::new(name)
+            .size(total)
             .layout(MUTEX_LAYOUT)
-            .create(name)?;
+            .create()?;
         ShmMutex::init(seg, off, init)
     }
 
@@ -142,9 +143,10 @@ impl<T: Plain> ShmMutex<T> {
     /// `InvalidInput` for a `T` aligned above a page, or the OS error.
     pub fn create_memfd(init: T) -> io::Result<ShmMutex<T>> {
         let (off, total) = placement::<T>()?;
-        let seg = SegmentBuilder::new(total)
+        let seg = SegmentBuilder::anonymous()
+            .size(total)
             .layout(MUTEX_LAYOUT)
-            .create_memfd()?;
+            .create()?;
         ShmMutex::init(seg, off, init)
     }
 
@@ -156,9 +158,7 @@ impl<T: Plain> ShmMutex<T> {
     /// user can write; `InvalidData` for a segment of another layout (not a mutex), a mutex
     /// over a value of another size or alignment.
     pub fn open(name: &str) -> io::Result<ShmMutex<T>> {
-        let seg = SegmentBuilder::new(1)
-            .layout(MUTEX_LAYOUT)
-            .open_existing(name)?;
+        let seg = SegmentBuilder::new(name).layout(MUTEX_LAYOUT).open()?;
         ShmMutex::adopt(seg)
     }
 
@@ -169,7 +169,9 @@ impl<T: Plain> ShmMutex<T> {
     ///
     /// As [`ShmMutex::open`].
     pub fn from_fd(fd: OwnedFd) -> io::Result<ShmMutex<T>> {
-        let seg = SegmentBuilder::new(1).layout(MUTEX_LAYOUT).from_fd(fd)?;
+        let seg = SegmentBuilder::anonymous()
+            .layout(MUTEX_LAYOUT)
+            .open_fd(fd)?;
         ShmMutex::adopt(seg)
     }
 
@@ -207,7 +209,7 @@ impl<T: Plain> ShmMutex<T> {
         }
         let r = seg.region();
         let h: &MutexHeader = r.at(0);
-        // `open_existing` saw the segment's magic with `Acquire`: the header is complete.
+        // Opening saw the segment's magic with `Acquire`: the header is complete.
         if h.magic.load(Ordering::Relaxed) != MUTEX_MAGIC {
             return Err(bad(
                 "has the robust-mutex layout but its mutex was never initialized (not made by \
