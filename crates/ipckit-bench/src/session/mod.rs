@@ -190,17 +190,17 @@ fn run_shm(
     mut spec: PeerSpec,
     limit: Duration,
 ) -> io::Result<Measured> {
-    use ipckit::shm::{PairOptions, ShmListener};
+    use ipckit::shm::PairBuilder;
     let probe = (cfg.wait == Wait::Spin && cfg.cpus[0] != cfg.cpus[1])
         .then(|| crate::floor::cacheline(cfg.cpus, Duration::from_millis(30), 500).ok())
         .flatten()
         .map(|(p, _)| p.p50);
-    let popts = PairOptions {
-        wait: cfg.wait,
-        max_msg_size: Some(cfg.size),
-        capacity: opts.shm_capacity,
-        timeout: Duration::from_secs(10),
-        ..Default::default()
+    let popts = |name: &str| {
+        let b = PairBuilder::new(name).wait(cfg.wait).max_msg_size(cfg.size);
+        match opts.shm_capacity {
+            Some(c) => b.capacity(c),
+            None => b,
+        }
     };
     let finish = |m: io::Result<Measured>, guard: peer::PeerGuard| -> io::Result<Measured> {
         let mut m = m?;
@@ -213,11 +213,11 @@ fn run_shm(
     match cfg.imp {
         Impl::Ipckit => {
             let name = format!("/{}", ipckit::registry::unique_name("bench-shm"));
-            let l = ShmListener::create(&name, &popts)?;
+            let mut l = popts(&name).create()?;
             spec.address = name;
             spec.max_msg_size = Some(cfg.size);
             let (guard, mut ctl) = peer::spawn(&mut spec, |_| {}, &[], limit)?;
-            let ep = l.accept()?;
+            let ep = l.accept_timeout(Duration::from_secs(10))?;
             let mut ch = crate::shm_channel::ShmChannel {
                 ep,
                 zero_copy: cfg.zero_copy,
@@ -227,7 +227,7 @@ fn run_shm(
         }
         Impl::Raw => {
             // The same capacity ipckit's ring gets for these options.
-            let (cap, _) = popts.ring_size()?;
+            let (cap, _) = popts("").ring_size()?; // no segment: the name is not used
             let len = crate::refring::pair_len(cap);
             let fd = sys::SharedPage::create_fd_len(len)?;
             let mem = sys::SharedPage::map_len(fd.as_fd(), len)?;

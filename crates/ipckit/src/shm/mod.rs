@@ -2,8 +2,8 @@
 //! mutex and condition variable, and fork copy-on-write snapshots.
 //!
 //! - [`SegmentBuilder`] / [`Segment`]: `shm_open` and `memfd` segments with a checked header.
-//! - [`ShmListener`], [`connect`], [`ShmEndpoint`]: a duplex pair of SPSC rings. The endpoint
-//!   implements [`crate::Transport`] (copy API) and lends the ring's memory directly
+//! - [`PairBuilder`], [`ShmListener`], [`ShmEndpoint`]: a duplex pair of SPSC rings. The
+//!   endpoint implements [`crate::Transport`] (copy API) and lends the ring's memory directly
 //!   ([`ShmEndpoint::loan`], [`ShmEndpoint::recv_ref`]) for zero-copy use.
 //! - [`MpscReceiver`], [`MpscSender`]: a queue from many producer processes to one consumer,
 //!   in fixed-size slots (Vyukov's sequence numbers); a producer killed mid-send costs one
@@ -31,7 +31,7 @@
 //!   the ring, a pad where none belongs, a `head` beyond what was sent or going backwards, a
 //!   `cap` or `max` in the pair header that the segment cannot hold. The side that reads it
 //!   gets `InvalidData` ([`RecvError::Io`](crate::RecvError::Io),
-//!   [`SendError::Io`](crate::SendError::Io), or from [`connect`]), and the pair is of no
+//!   [`SendError::Io`](crate::SendError::Io), or from [`PairBuilder::open`]), and the pair is of no
 //!   further use;
 //! - raise the other side's `closed` flag: that side sees
 //!   [`PeerGone`](crate::RecvError::PeerGone) once it has read what was published before;
@@ -78,7 +78,7 @@ mod sync;
 mod wait;
 
 pub use endpoint::{Loan, Msg, ShmEndpoint};
-pub use listener::{connect, ShmListener};
+pub use listener::{PairBuilder, ShmListener};
 pub use mpsc::{
     MpscOptions, MpscReceiver, MpscSender, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE, MAX_PRODUCERS,
     MAX_SLOTS, MAX_SLOT_SIZE, MPSC_LAYOUT,
@@ -87,7 +87,7 @@ pub use mutex::{
     LockError, LockResult, MutexGuard, Plain, ShmCondvar, ShmMutex, WaitTimeoutResult, CHECK_EVERY,
     MUTEX_LAYOUT,
 };
-pub use pair::{PairOptions, DEFAULT_CAPACITY, PAIR_LAYOUT};
+pub use pair::{DEFAULT_CAPACITY, PAIR_LAYOUT};
 pub use segment::{
     check_name, HugePages, HugeStatus, Layout, Segment, SegmentBuilder, HEADER_LEN, NAME_MAX,
 };

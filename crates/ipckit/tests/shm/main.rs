@@ -6,7 +6,7 @@ mod integrity;
 mod util;
 
 use ipckit::registry::{self, CleanAction};
-use ipckit::shm::{self, HugePages, Layout, PairOptions, SegmentBuilder, ShmListener};
+use ipckit::shm::{self, HugePages, Layout, PairBuilder, SegmentBuilder};
 use ipckit::{Deadline, RecvError, SendError, Transport, Wait};
 use std::io::{BufRead, ErrorKind};
 use std::time::{Duration, Instant};
@@ -132,24 +132,17 @@ fn bad_input_gets_clear_errors() {
         .create()
         .unwrap()
         .ready();
-    let e = shm::connect(&name, &PairOptions::default()).unwrap_err();
+    let e = PairBuilder::new(&name).open().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidData);
     assert!(e.to_string().contains("version 99"), "{e}");
     drop(seg);
 
     // Capacities and maxima.
     let name = format!("/{}", registry::unique_name("cap"));
-    let bad = |o: PairOptions| ShmListener::create(&name, &o).unwrap_err();
-    let e = bad(PairOptions {
-        capacity: Some(5000),
-        ..Default::default()
-    });
+    let bad = |b: PairBuilder| b.create().unwrap_err();
+    let e = bad(PairBuilder::new(&name).capacity(5000));
     assert!(e.to_string().contains("power of two"), "{e}");
-    let e = bad(PairOptions {
-        capacity: Some(4096),
-        max_msg_size: Some(1 << 20),
-        ..Default::default()
-    });
+    let e = bad(PairBuilder::new(&name).capacity(4096).max_msg_size(1 << 20));
     assert!(e.to_string().contains("needs a ring"), "{e}");
     // Nothing was left by the refusals.
     assert!(!shm_exists(&name));
@@ -203,17 +196,16 @@ fn zero_copy_round_trips_across_processes() {
         init();
         let name = format!("/{}", registry::unique_name("zc"));
         // A small ring, so the largest messages (half of it) wrap it often.
-        let small = PairOptions {
-            capacity: Some(256 << 10),
-            ..PairOptions::default()
-        };
-        let l = ShmListener::create(&name, &small).unwrap();
+        let mut l = PairBuilder::new(&name)
+            .capacity(256 << 10)
+            .create()
+            .unwrap();
         let _child = KillOnDrop(
             peer_command("zc-echo", &[("NAME", name.clone())])
                 .spawn()
                 .unwrap(),
         );
-        let mut ep = l.accept().unwrap();
+        let mut ep = l.accept_timeout(Duration::from_secs(5)).unwrap();
         assert!(!shm_exists(&name), "accept unlinks the name");
         let max = ep.max_msg_size();
         for i in 0..5000u64 {
@@ -254,20 +246,13 @@ fn blocked_receiver_sees_peer_death() {
             let _s = util::scarce();
             init();
             let name = format!("/{}", registry::unique_name("death"));
-            let l = ShmListener::create(
-                &name,
-                &PairOptions {
-                    wait,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+            let mut l = PairBuilder::new(&name).wait(wait).create().unwrap();
             let mut child = KillOnDrop(
                 peer_command("sleeper", &[("NAME", name.clone())])
                     .spawn()
                     .unwrap(),
             );
-            let mut ep = l.accept().unwrap();
+            let mut ep = l.accept_timeout(Duration::from_secs(5)).unwrap();
             let pid = child.0.id();
             let killer = std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(100));

@@ -1,7 +1,7 @@
 //! The shared memory tests' peers (run by `tests/peers/bin.rs`).
 
 use ipckit::registry;
-use ipckit::shm::{self, PairOptions, SegmentBuilder};
+use ipckit::shm::{PairBuilder, SegmentBuilder};
 use ipckit::{Deadline, RecvError, Transport};
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ pub fn run(role: &str) {
         }
         // Echoes with the zero-copy API: borrow in place, copy into a loan, commit.
         "zc-echo" => {
-            let mut ep = shm::connect(&name, &PairOptions::default()).unwrap();
+            let mut ep = PairBuilder::new(&name).open().unwrap();
             let mut tmp = vec![0u8; ep.max_msg_size()];
             loop {
                 let n = match ep.recv_ref(Deadline::Never) {
@@ -51,7 +51,7 @@ pub fn run(role: &str) {
         }
         // Attaches and sleeps: never sends.
         "sleeper" => {
-            let _ep = shm::connect(&name, &PairOptions::default()).unwrap();
+            let _ep = PairBuilder::new(&name).open().unwrap();
             std::thread::sleep(Duration::from_secs(60));
         }
         other => panic!("unknown role {other}"),

@@ -9,7 +9,7 @@ mod util;
 mod peer;
 
 use ipckit::registry;
-use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender, PairOptions, ShmListener};
+use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender, PairBuilder};
 use ipckit::{RecvError, SendError, Wait};
 use peer::{check, PER_PRODUCER, PRODUCERS};
 use std::io::{BufRead, BufReader, Lines, Write};
@@ -757,7 +757,7 @@ fn bad_input_is_a_clear_error() {
         assert_gone(&name);
 
         // A segment of another layout is refused.
-        let pair = ShmListener::create(&name, &PairOptions::default()).unwrap();
+        let pair = PairBuilder::new(&name).create().unwrap();
         let e = MpscSender::open(&name, Wait::Block).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
         eprintln!("another layout: {e}");
