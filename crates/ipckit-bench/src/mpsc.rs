@@ -12,7 +12,7 @@ use crate::pattern;
 use crate::peer::{self, expect_ready, Control, FromPeer, PeerSpec, ToPeer, GO_TIMEOUT};
 use crate::session::{Config, Measured};
 use crate::sys;
-use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender, PairBuilder};
+use ipckit::shm::{MpscBuilder, PairBuilder};
 use ipckit::Wait;
 use std::io;
 use std::time::{Duration, Instant};
@@ -45,15 +45,11 @@ pub(crate) fn run(
         None => pair,
     }
     .ring_size()?;
-    let mut rx = MpscReceiver::create(
-        &name,
-        &MpscOptions {
-            slots: slots_for(cfg.size, ring_capacity),
-            slot_size: cfg.size,
-            wait: cfg.wait,
-            ..Default::default()
-        },
-    )?;
+    let mut rx = MpscBuilder::new(&name)
+        .slots(slots_for(cfg.size, ring_capacity))
+        .slot_size(cfg.size)
+        .wait(cfg.wait)
+        .create()?;
     let mut peers = Vec::with_capacity(n);
     for i in 0..n {
         let mut s = spec.clone();
@@ -168,7 +164,7 @@ pub(crate) fn run(
 /// A producer's side, in a peer process.
 pub(crate) fn produce(spec: &PeerSpec, wait: Wait, ctl: &mut Control) -> io::Result<()> {
     let id = u64::from(spec.producer.unwrap_or(0));
-    let mut tx = MpscSender::open(&spec.address, wait)?;
+    let mut tx = MpscBuilder::new(&spec.address).wait(wait).open()?;
     ctl.send(&FromPeer::Ready {
         max_msg_size: tx.max_msg_size(),
     })?;

@@ -5,9 +5,9 @@
 //! - [`PairBuilder`], [`ShmListener`], [`ShmEndpoint`]: a duplex pair of SPSC rings. The
 //!   endpoint implements [`crate::Transport`] (copy API) and lends the ring's memory directly
 //!   ([`ShmEndpoint::loan`], [`ShmEndpoint::recv_ref`]) for zero-copy use.
-//! - [`MpscReceiver`], [`MpscSender`]: a queue from many producer processes to one consumer,
-//!   in fixed-size slots (Vyukov's sequence numbers); a producer killed mid-send costs one
-//!   skipped slot, never a wedged queue.
+//! - [`MpscBuilder`], [`MpscReceiver`], [`MpscSender`]: a queue from many producer processes
+//!   to one consumer, in fixed-size slots (Vyukov's sequence numbers); a producer killed
+//!   mid-send costs one skipped slot, never a wedged queue.
 //! - [`ShmMutex`], [`ShmCondvar`]: a robust process-shared mutex over a [`Plain`] value, and
 //!   its condition variable; a holder's death is reported to the next locker
 //!   ([`LockError::OwnerDied`]), who repairs the value and calls
@@ -80,7 +80,7 @@ mod wait;
 pub use endpoint::{Loan, Msg, ShmEndpoint};
 pub use listener::{PairBuilder, ShmListener};
 pub use mpsc::{
-    MpscOptions, MpscReceiver, MpscSender, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE, MAX_PRODUCERS,
+    MpscBuilder, MpscReceiver, MpscSender, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE, MAX_PRODUCERS,
     MAX_SLOTS, MAX_SLOT_SIZE, MPSC_LAYOUT,
 };
 pub use mutex::{

@@ -28,7 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One producer of an MPSC queue. Any number of processes (up to [`MAX_PRODUCERS`] at once)
-/// may each open their own; see [`MpscReceiver`](super::MpscReceiver) for an example.
+/// may each open their own with [`MpscBuilder::open`](super::MpscBuilder::open); see
+/// [`MpscReceiver`](super::MpscReceiver) for an example.
 ///
 /// A send claims a slot with one compare-and-swap on the slot, moves the shared enqueue
 /// position on with another, copies the message and publishes it: it never waits for
@@ -81,15 +82,9 @@ fn refused(msg: String) -> io::Error {
 }
 
 impl MpscSender {
-    /// Opens the queue `name` made by [`MpscReceiver::create`](super::MpscReceiver::create)
-    /// and registers as a producer.
-    ///
-    /// # Errors
-    ///
-    /// `NotFound`; `InvalidData` for a segment of another layout or version or with a bad
-    /// geometry; `ConnectionRefused` if its receiver is gone or closed; `AddrInUse` if
-    /// [`MAX_PRODUCERS`] producers are attached already; or the OS error.
-    pub fn open(name: &str, wait: Wait) -> io::Result<MpscSender> {
+    /// Opens the queue `name` and registers as a producer (see
+    /// [`MpscBuilder::open`](super::MpscBuilder::open)).
+    pub(super) fn open(name: &str, wait: Wait) -> io::Result<MpscSender> {
         let seg = SegmentBuilder::new(name).layout(MPSC_LAYOUT).open()?;
         let bad = |what: String| {
             io::Error::new(
