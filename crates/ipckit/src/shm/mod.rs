@@ -8,9 +8,9 @@
 //! - [`MpscBuilder`], [`MpscReceiver`], [`MpscSender`]: a queue from many producer processes
 //!   to one consumer, in fixed-size slots (Vyukov's sequence numbers); a producer killed
 //!   mid-send costs one skipped slot, never a wedged queue.
-//! - [`ShmMutex`], [`ShmCondvar`]: a robust process-shared mutex over a [`Plain`] value, and
-//!   its condition variable; a holder's death is reported to the next locker
-//!   ([`LockError::OwnerDied`]), who repairs the value and calls
+//! - [`MutexBuilder`], [`ShmMutex`], [`ShmCondvar`]: a robust process-shared mutex over a
+//!   [`Plain`] value, and its condition variable; a holder's death is reported to the next
+//!   locker ([`LockError::OwnerDied`]), who repairs the value and calls
 //!   [`MutexGuard::make_consistent`].
 //! - [`cow`]: fork copy-on-write snapshots (the Redis `BGSAVE` pattern): a forked child writes
 //!   memory as it was at the fork to a file while the parent keeps writing.
@@ -84,8 +84,8 @@ pub use mpsc::{
     MAX_SLOTS, MAX_SLOT_SIZE, MPSC_LAYOUT,
 };
 pub use mutex::{
-    LockError, LockResult, MutexGuard, Plain, ShmCondvar, ShmMutex, WaitTimeoutResult, CHECK_EVERY,
-    MUTEX_LAYOUT,
+    LockError, LockResult, MutexBuilder, MutexGuard, Plain, ShmCondvar, ShmMutex,
+    WaitTimeoutResult, CHECK_EVERY, MUTEX_LAYOUT,
 };
 pub use pair::{DEFAULT_CAPACITY, PAIR_LAYOUT};
 pub use segment::{
