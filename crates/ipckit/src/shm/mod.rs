@@ -72,7 +72,7 @@ mod mpsc;
 mod mutex;
 mod pair;
 mod region;
-pub mod ring;
+mod ring;
 mod segment;
 mod sync;
 mod wait;
@@ -91,3 +91,17 @@ pub use pair::{DEFAULT_CAPACITY, PAIR_LAYOUT};
 pub use segment::{
     check_name, HugePages, HugeStatus, Layout, Segment, SegmentBuilder, HEADER_LEN, NAME_MAX,
 };
+
+/// For `fuzz/` and the integration tests only; not API: no stability, no semver, no docs.
+///
+/// The SPSC ring's protocol core (`shm/ring.rs`), which the `ring` fuzz target drives over
+/// heap memory and the hostile-peer tests use to write well-formed records; and the test
+/// hooks that leave an MPSC claim unpublished, as a producer killed mid-send does.
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use super::mpsc::{abandon_claim, abandon_claim_at};
+    pub use super::ring::{
+        header, max_payload, payload_gap, place, record_len, stamp, Consumer, Corrupt, Found,
+        HeadLine, Producer, RingCtl, RingMem, WaitLine, MIN_CAPACITY, RECORD_ALIGN,
+    };
+}

@@ -4,7 +4,8 @@
 
 use super::util::{init, peer_command, watchdog, KillOnDrop, Rng};
 use ipckit::registry;
-use ipckit::shm::{ring, PairBuilder, ShmEndpoint};
+use ipckit::shm::__fuzz as ring;
+use ipckit::shm::{PairBuilder, ShmEndpoint};
 use ipckit::{Deadline, RecvError, SendError, Transport, Wait};
 use proptest::prelude::*;
 use std::time::Duration;

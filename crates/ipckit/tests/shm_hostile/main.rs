@@ -22,9 +22,9 @@
 mod util;
 
 use ipckit::registry;
+use ipckit::shm::__fuzz as ring;
 use ipckit::shm::{
-    self, ring, PairBuilder, Segment, SegmentBuilder, ShmEndpoint, ShmListener, HEADER_LEN,
-    PAIR_LAYOUT,
+    self, PairBuilder, Segment, SegmentBuilder, ShmEndpoint, ShmListener, HEADER_LEN, PAIR_LAYOUT,
 };
 use ipckit::{Deadline, RecvError, SendError, Transport, Wait};
 use std::io::{BufRead, BufReader, ErrorKind, Write};

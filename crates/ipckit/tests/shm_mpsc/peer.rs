@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use crate::util::{payload, Rng};
+use ipckit::shm::__fuzz::abandon_claim_at;
 use ipckit::shm::MpscBuilder;
 use ipckit::Wait;
 use std::time::Duration;
@@ -93,7 +94,7 @@ pub fn run(role: &str) {
             // Stop the next send at STEP (default: claimed, `tail` moved on).
             let step = std::env::var("STEP").unwrap_or_else(|_| "advance".into());
             let m = message(9, count, &mut rng, tx.max_msg_size());
-            tx.abandon_claim_at(&step, &m).unwrap();
+            abandon_claim_at(&mut tx, &step, &m).unwrap();
             println!("claimed");
             std::thread::sleep(Duration::from_secs(60));
         }

@@ -71,7 +71,7 @@ pub use builder::{MpscBuilder, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
 pub use layout::{MAX_SLOTS, MAX_SLOT_SIZE, MPSC_LAYOUT};
 pub use queue::MAX_PRODUCERS;
 pub use receiver::MpscReceiver;
-pub use sender::MpscSender;
+pub use sender::{abandon_claim, abandon_claim_at, MpscSender};
 
 #[cfg(test)]
 mod tests {

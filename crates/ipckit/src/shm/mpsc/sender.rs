@@ -284,58 +284,53 @@ impl MpscSender {
     }
 }
 
-impl MpscSender {
-    /// Claims a slot and never publishes it: what a producer killed in the middle of a send
-    /// leaves behind, for tests of that case. The entry stays registered after this sender
-    /// is dropped, so the consumer skips the claim only once this process is gone.
-    ///
-    /// # Errors
-    ///
-    /// [`SendError::Full`] if no slot is free, [`SendError::PeerGone`] if the receiver is.
-    #[doc(hidden)]
-    pub fn abandon_claim(&mut self) -> Result<(), SendError> {
-        self.abandon_claim_at("advance", &[])
-    }
+/// Claims a slot and never publishes it: what a producer killed in the middle of a send
+/// leaves behind, for tests of that case. The entry stays registered after `tx` is dropped,
+/// so the consumer skips the claim only once this process is gone.
+///
+/// # Errors
+///
+/// [`SendError::Full`] if no slot is free, [`SendError::PeerGone`] if the receiver is.
+pub fn abandon_claim(tx: &mut MpscSender) -> Result<(), SendError> {
+    abandon_claim_at(tx, "advance", &[])
+}
 
-    /// Like [`MpscSender::abandon_claim`], stopping the send of `msg` at `step`: `"claim"`
-    /// (the slot is claimed, `tail` not moved on), `"advance"` (`tail` moved on too),
-    /// `"mid-write"` (the length and half of `msg` written) or `"written"` (all of it
-    /// written, not published): every point at which a producer can be killed.
-    ///
-    /// # Errors
-    ///
-    /// As [`MpscSender::abandon_claim`]; [`SendError::TooLarge`]; `Io(InvalidInput)` for
-    /// another `step`.
-    #[doc(hidden)]
-    pub fn abandon_claim_at(&mut self, step: &str, msg: &[u8]) -> Result<(), SendError> {
-        const STEPS: [&str; 4] = ["claim", "advance", "mid-write", "written"];
-        let Some(n) = STEPS.iter().position(|s| *s == step) else {
-            return Err(SendError::Io(invalid(format!(
-                "no step {step:?} in a send (one of {STEPS:?})"
-            ))));
-        };
-        if msg.len() > self.max {
-            return Err(SendError::TooLarge {
-                len: msg.len(),
-                max: self.max,
-            });
-        }
-        if Self::receiver_gone(&self.q, &self.dead) {
-            return Err(SendError::PeerGone);
-        }
-        let pos = claim_slot(&self.q, self.mask, self.idx).ok_or(SendError::Full)?;
-        self.abandoned = true;
-        if n >= 1 {
-            advance(&self.q, pos);
-        }
-        if n >= 2 {
-            let slot = pos as usize & self.mask;
-            self.q.len(slot).store(msg.len() as u32, Ordering::Relaxed);
-            let part = if n == 2 { msg.len() / 2 } else { msg.len() };
-            self.q.write(slot, &msg[..part]);
-        }
-        Ok(())
+/// Like [`abandon_claim`], stopping the send of `msg` at `step`: `"claim"` (the slot is
+/// claimed, `tail` not moved on), `"advance"` (`tail` moved on too), `"mid-write"` (the
+/// length and half of `msg` written) or `"written"` (all of it written, not published):
+/// every point at which a producer can be killed.
+///
+/// # Errors
+///
+/// As [`abandon_claim`]; [`SendError::TooLarge`]; `Io(InvalidInput)` for another `step`.
+pub fn abandon_claim_at(tx: &mut MpscSender, step: &str, msg: &[u8]) -> Result<(), SendError> {
+    const STEPS: [&str; 4] = ["claim", "advance", "mid-write", "written"];
+    let Some(n) = STEPS.iter().position(|s| *s == step) else {
+        return Err(SendError::Io(invalid(format!(
+            "no step {step:?} in a send (one of {STEPS:?})"
+        ))));
+    };
+    if msg.len() > tx.max {
+        return Err(SendError::TooLarge {
+            len: msg.len(),
+            max: tx.max,
+        });
     }
+    if MpscSender::receiver_gone(&tx.q, &tx.dead) {
+        return Err(SendError::PeerGone);
+    }
+    let pos = claim_slot(&tx.q, tx.mask, tx.idx).ok_or(SendError::Full)?;
+    tx.abandoned = true;
+    if n >= 1 {
+        advance(&tx.q, pos);
+    }
+    if n >= 2 {
+        let slot = pos as usize & tx.mask;
+        tx.q.len(slot).store(msg.len() as u32, Ordering::Relaxed);
+        let part = if n == 2 { msg.len() / 2 } else { msg.len() };
+        tx.q.write(slot, &msg[..part]);
+    }
+    Ok(())
 }
 
 /// Takes a free producer entry and writes our hello in it; `None` if all are taken.
