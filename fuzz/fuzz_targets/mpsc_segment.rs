@@ -5,7 +5,7 @@
 //! Errors are fine; a panic, an out-of-bounds access or a hang is not.
 #![no_main]
 
-use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender, HEADER_LEN};
+use ipckit::shm::{MpscBuilder, MpscSender, HEADER_LEN};
 use ipckit::Wait;
 use ipckit_fuzz::{unique_name, Input, SegmentFile};
 use libfuzzer_sys::fuzz_target;
@@ -19,15 +19,16 @@ const SLOTS_OFF: u64 = 8192;
 
 fuzz_target!(|data: &[u8]| {
     let mut inp = Input(data);
-    let opts = MpscOptions {
-        slots: 1 << (inp.byte() % 5),
-        slot_size: [1, 48, 100, 1000][usize::from(inp.byte() % 4)],
-        wait: Wait::Spin,
-        populate: false,
-        ..MpscOptions::default()
-    };
+    let slots = 1 << (inp.byte() % 5);
+    let slot_size = [1, 48, 100, 1000][usize::from(inp.byte() % 4)];
     let name = unique_name("mpsc");
-    let mut rx = MpscReceiver::create(&name, &opts).expect("create the queue");
+    let mut rx = MpscBuilder::new(&name)
+        .slots(slots)
+        .slot_size(slot_size)
+        .wait(Wait::Spin)
+        .populate(false)
+        .create()
+        .expect("create the queue");
     let file = SegmentFile::open(&name);
     let focus = [
         0..64,
@@ -48,14 +49,14 @@ fuzz_target!(|data: &[u8]| {
         match inp.byte() % 8 {
             0 => {
                 if senders.len() < 3 {
-                    if let Ok(s) = MpscSender::open(&name, Wait::Spin) {
+                    if let Ok(s) = MpscBuilder::new(&name).wait(Wait::Spin).open() {
                         senders.push(s);
                     }
                 }
             }
             1 | 2 => {
                 let i = usize::from(inp.byte());
-                let n = usize::from(inp.u16()) % (opts.slot_size + 2);
+                let n = usize::from(inp.u16()) % (slot_size + 2);
                 let k = i % senders.len().max(1);
                 if let Some(s) = senders.get_mut(k) {
                     let msg: Vec<u8> = (0..n).map(|k| k as u8).collect();

@@ -13,7 +13,7 @@
 //! alone. Now every byte of the segment is in scope.
 #![no_main]
 
-use ipckit::shm::{LockError, ShmMutex, CHECK_EVERY, HEADER_LEN};
+use ipckit::shm::{LockError, MutexBuilder, ShmMutex, CHECK_EVERY, HEADER_LEN};
 use ipckit_fuzz::{unique_name, Input, SegmentFile};
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, Instant};
@@ -32,7 +32,9 @@ fn bounded(started: Instant, timeout: Duration, what: &str) {
 fuzz_target!(|data: &[u8]| {
     let mut inp = Input(data);
     let name = unique_name("mutex");
-    let creator = ShmMutex::<u64>::create(&name, 7).expect("create the mutex");
+    let creator = MutexBuilder::<u64>::new(&name)
+        .create(7)
+        .expect("create the mutex");
     let file = SegmentFile::open(&name);
     let focus = [
         0..64,
@@ -44,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
     for _ in 0..inp.byte() % 8 {
         file.patch(&mut inp, &focus);
     }
-    let opened = ShmMutex::<u64>::open(&name);
+    let opened = ShmMutex::<u64>::builder(&name).open();
     let m = match (&opened, inp.byte() % 2) {
         (Ok(m), 0) => m,
         _ => &creator,

@@ -5,7 +5,7 @@
 //! peer would make them. Errors are fine; a panic, an out-of-bounds access or a hang is not.
 #![no_main]
 
-use ipckit::shm::{connect, PairOptions, ShmEndpoint, ShmListener, HEADER_LEN};
+use ipckit::shm::{PairBuilder, ShmEndpoint, HEADER_LEN};
 use ipckit::{Deadline, Transport, Wait};
 use ipckit_fuzz::{unique_name, Input, SegmentFile};
 use libfuzzer_sys::fuzz_target;
@@ -47,16 +47,13 @@ fn exercise(ep: &mut ShmEndpoint, inp: &mut Input<'_>, buf: &mut [u8]) {
 fuzz_target!(|data: &[u8]| {
     let mut inp = Input(data);
     let cap = 4096usize << (inp.byte() % 2);
-    let opts = PairOptions {
-        wait: [Wait::Spin, Wait::Block][usize::from(inp.byte() % 2)],
-        max_msg_size: Some([64, 1000, cap / 2 - 64][usize::from(inp.byte() % 3)]),
-        capacity: Some(cap),
-        timeout: Duration::from_millis(20),
-        populate: false,
-        ..PairOptions::default()
-    };
     let name = unique_name("pair");
-    let listener = ShmListener::create(&name, &opts).expect("create the pair");
+    let opts = PairBuilder::new(&name)
+        .wait([Wait::Spin, Wait::Block][usize::from(inp.byte() % 2)])
+        .max_msg_size([64, 1000, cap / 2 - 64][usize::from(inp.byte() % 3)])
+        .capacity(cap)
+        .populate(false);
+    let mut listener = opts.clone().create().expect("create the pair");
     let file = SegmentFile::open(&name);
     let cap = cap as u64;
     let focus = [
@@ -71,10 +68,11 @@ fuzz_target!(|data: &[u8]| {
         file.patch(&mut inp, &focus);
     }
     // The listener unlinks the name when it drops, whatever happens below.
-    let Ok(mut client) = connect(&name, &opts) else {
+    let Ok(mut client) = opts.open() else {
         return;
     };
-    let mut server = listener.accept().ok();
+    let mut server = listener.accept_timeout(Duration::from_millis(20)).ok();
+    drop(listener);
     let mut buf = vec![0u8; 1 << 16];
     for _ in 0..64 {
         if inp.is_empty() {

@@ -1,5 +1,5 @@
-//! The SPSC ring (`ipckit::shm::ring`) over heap memory, driven by one thread as producer and
-//! consumer in turn.
+//! The SPSC ring (`shm/ring.rs`, reached through `ipckit::shm::__fuzz`) over heap memory,
+//! driven by one thread as producer and consumer in turn.
 //!
 //! Honest mode (first byte even): the input is a ring capacity and a sequence of sends and
 //! receives. Whatever is received must be what was sent, byte for byte, in order; a record
@@ -17,7 +17,7 @@
 //! header words of positions one or two laps ahead.
 #![no_main]
 
-use ipckit::shm::ring::{self, Consumer, Producer, RingCtl, RingMem};
+use ipckit::shm::__fuzz::{self as ring, Consumer, Producer, RingCtl, RingMem};
 use libfuzzer_sys::fuzz_target;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};

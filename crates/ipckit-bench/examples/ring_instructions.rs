@@ -11,7 +11,7 @@
 //! it shows what one change to the path costs, deterministically, where paired timings of
 //! a few nanoseconds drown in the VM's noise.
 
-use ipckit::shm::{self, PairOptions, ShmListener};
+use ipckit::shm::PairBuilder;
 use ipckit::{Deadline, Transport, Wait};
 
 fn main() {
@@ -29,14 +29,10 @@ fn main() {
     };
     let zero_copy = mode.ends_with("zc");
     let name = format!("/ipckit-ring-instructions-{}", std::process::id());
-    let opts = PairOptions {
-        wait,
-        capacity: Some(1 << 22),
-        ..PairOptions::default()
-    };
-    let listener = ShmListener::create(&name, &opts).expect("create the pair");
+    let pair = PairBuilder::new(&name).wait(wait).capacity(1 << 22);
+    let mut listener = pair.clone().create().expect("create the pair");
     let accept = std::thread::spawn(move || listener.accept().expect("accept"));
-    let mut tx = shm::connect(&name, &opts).expect("connect");
+    let mut tx = pair.open().expect("open the pair");
     let mut rx = accept.join().expect("the accepting thread");
     let msg = vec![7u8; size];
     let mut buf = vec![0u8; size];

@@ -12,7 +12,7 @@ use crate::pattern;
 use crate::peer::{self, expect_ready, Control, FromPeer, PeerSpec, ToPeer, GO_TIMEOUT};
 use crate::session::{Config, Measured};
 use crate::sys;
-use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender, PairOptions};
+use ipckit::shm::{MpscBuilder, PairBuilder};
 use ipckit::Wait;
 use std::io;
 use std::time::{Duration, Instant};
@@ -39,21 +39,17 @@ pub(crate) fn run(
     let name = format!("/{}", ipckit::registry::unique_name("bench-mpsc"));
     // The ring's capacity for the same options (`--shm-capacity`, 4 MiB by default, more for
     // a message too large for it), as the `shm` rows get it.
-    let (ring_capacity, _) = PairOptions {
-        capacity: opts.shm_capacity,
-        max_msg_size: Some(cfg.size),
-        ..Default::default()
+    let pair = PairBuilder::new(&name).max_msg_size(cfg.size);
+    let (ring_capacity, _) = match opts.shm_capacity {
+        Some(c) => pair.capacity(c),
+        None => pair,
     }
     .ring_size()?;
-    let mut rx = MpscReceiver::create(
-        &name,
-        &MpscOptions {
-            slots: slots_for(cfg.size, ring_capacity),
-            slot_size: cfg.size,
-            wait: cfg.wait,
-            ..Default::default()
-        },
-    )?;
+    let mut rx = MpscBuilder::new(&name)
+        .slots(slots_for(cfg.size, ring_capacity))
+        .slot_size(cfg.size)
+        .wait(cfg.wait)
+        .create()?;
     let mut peers = Vec::with_capacity(n);
     for i in 0..n {
         let mut s = spec.clone();
@@ -168,7 +164,7 @@ pub(crate) fn run(
 /// A producer's side, in a peer process.
 pub(crate) fn produce(spec: &PeerSpec, wait: Wait, ctl: &mut Control) -> io::Result<()> {
     let id = u64::from(spec.producer.unwrap_or(0));
-    let mut tx = MpscSender::open(&spec.address, wait)?;
+    let mut tx = MpscBuilder::new(&spec.address).wait(wait).open()?;
     ctl.send(&FromPeer::Ready {
         max_msg_size: tx.max_msg_size(),
     })?;
@@ -206,13 +202,11 @@ mod tests {
     #[test]
     fn the_queue_holds_what_the_ring_beside_it_holds() {
         let ring = |size| {
-            PairOptions {
-                max_msg_size: Some(size),
-                ..Default::default()
-            }
-            .ring_size()
-            .unwrap()
-            .0
+            PairBuilder::new("")
+                .max_msg_size(size)
+                .ring_size()
+                .unwrap()
+                .0
         };
         // The default 4 MiB ring: 65,536 slots of 64 B, 64 of 64 KiB (not 1,024 and 64).
         assert_eq!(ring(64), 4 << 20);

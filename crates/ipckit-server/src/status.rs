@@ -102,9 +102,10 @@ impl StatusBoard {
     ///
     /// `InvalidInput` for 0 or more than [`MAX_SLOTS`] slots, or the OS error.
     pub fn create(slots: usize) -> io::Result<StatusBoard> {
-        let seg = SegmentBuilder::new(size_for(slots)?)
+        let seg = SegmentBuilder::anonymous()
+            .size(size_for(slots)?)
             .layout(STATUS_LAYOUT)
-            .create_memfd()?;
+            .create()?;
         Self::init(seg, slots)
     }
 
@@ -115,9 +116,10 @@ impl StatusBoard {
     ///
     /// `InvalidInput`, `AlreadyExists`, or the OS error.
     pub fn create_named(name: &str, slots: usize) -> io::Result<StatusBoard> {
-        let seg = SegmentBuilder::new(size_for(slots)?)
+        let seg = SegmentBuilder::new(name)
+            .size(size_for(slots)?)
             .layout(STATUS_LAYOUT)
-            .create(name)?;
+            .create()?;
         Self::init(seg, slots)
     }
 
@@ -146,9 +148,13 @@ impl StatusBoard {
     ///
     /// # Errors
     ///
-    /// As [`SegmentBuilder::from_fd`], or `InvalidData` for a board with a bad slot count.
+    /// As [`SegmentBuilder::open_fd`], or `InvalidData` for a board with a bad slot count.
     pub fn from_fd(fd: OwnedFd) -> io::Result<StatusBoard> {
-        Self::check(SegmentBuilder::new(1).layout(STATUS_LAYOUT).from_fd(fd)?)
+        Self::check(
+            SegmentBuilder::anonymous()
+                .layout(STATUS_LAYOUT)
+                .open_fd(fd)?,
+        )
     }
 
     /// Opens the named board (for `--status`, from another process of the same user).
@@ -157,11 +163,7 @@ impl StatusBoard {
     ///
     /// `NotFound` if no server runs under that name, or as [`StatusBoard::from_fd`].
     pub fn open_named(name: &str) -> io::Result<StatusBoard> {
-        Self::check(
-            SegmentBuilder::new(1)
-                .layout(STATUS_LAYOUT)
-                .open_existing(name)?,
-        )
+        Self::check(SegmentBuilder::new(name).layout(STATUS_LAYOUT).open()?)
     }
 
     /// The number of slots.

@@ -8,7 +8,7 @@
 //!
 //! Run it: `cargo run -p ipckit --example shm_mpsc`
 
-use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender};
+use ipckit::shm::MpscBuilder;
 use ipckit::{RecvError, Wait};
 use std::error::Error;
 use std::process::{Child, Command, ExitCode, ExitStatus};
@@ -38,12 +38,7 @@ fn consumer() -> Result<(), Box<dyn Error>> {
     // Process 1: the one consumer. 64 slots of up to 64 bytes each.
     let me = std::process::id();
     let name = format!("/ipckit-example-mpsc-{me}");
-    let opts = MpscOptions {
-        slots: 64,
-        slot_size: 64,
-        ..MpscOptions::default()
-    };
-    let mut rx = MpscReceiver::create(&name, &opts)?;
+    let mut rx = MpscBuilder::new(&name).slots(64).slot_size(64).create()?;
     println!("[process 1, pid {me}] created queue {name}");
     let (exe, mut children) = (std::env::current_exe()?, Vec::new());
     for k in 0..PRODUCERS {
@@ -88,7 +83,7 @@ fn consumer() -> Result<(), Box<dyn Error>> {
 
 fn producer(name: &str, k: &str) -> Result<(), Box<dyn Error>> {
     // Processes 2, 3, 4: open the queue by name, as a producer.
-    let mut tx = MpscSender::open(name, Wait::Block)?;
+    let mut tx = MpscBuilder::new(name).wait(Wait::Block).open()?;
     for i in 0..MESSAGES {
         tx.send_timeout(format!("{k} {i}").as_bytes(), LIMIT)?;
     }

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
 fn parent() -> Result<(), Box<dyn Error>> {
     // Process 1: the mutex and its value, in a segment only we can open (0600).
     let name = format!("/ipckit-example-mutex-{}", std::process::id());
-    let m = ShmMutex::create(&name, [1000u64, 0])?;
+    let m = ShmMutex::builder(&name).create([1000u64, 0])?;
     println!(
         "[process 1, pid {}] balances [a, b] = {:?}",
         std::process::id(),
@@ -79,7 +79,7 @@ fn parent() -> Result<(), Box<dyn Error>> {
 
 fn holder(name: &str) -> Result<(), Box<dyn Error>> {
     // Process 2: open the mutex by name and start a transfer it will not finish.
-    let m = ShmMutex::<[u64; 2]>::open(name)?;
+    let m = ShmMutex::<[u64; 2]>::builder(name).open()?;
     let mut g = m.lock_timeout(LIMIT).map_err(io::Error::from)?;
     g[0] -= 100;
     println!(

@@ -9,7 +9,7 @@
 //!
 //! Run it: `cargo run -p ipckit --example shm_zero_copy`
 
-use ipckit::shm::{self, PairOptions, ShmListener};
+use ipckit::shm::PairBuilder;
 use ipckit::{Deadline, RecvError};
 use std::error::Error;
 use std::process::{Child, Command, ExitCode, ExitStatus};
@@ -34,23 +34,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn options() -> PairOptions {
-    // Two 64 KiB rings (one each way); waits for the peer at most LIMIT.
-    PairOptions {
-        capacity: Some(64 << 10),
-        timeout: LIMIT,
-        ..PairOptions::default()
-    }
+fn pair(name: &str) -> PairBuilder {
+    // Two 64 KiB rings (one each way).
+    PairBuilder::new(name).capacity(64 << 10)
 }
 
 fn parent() -> Result<(), Box<dyn Error>> {
     // Process 1: create the segment, start process 2, wait for it to attach.
     let name = format!("/ipckit-example-shm-{}", std::process::id());
-    let listener = ShmListener::create(&name, &options())?;
+    let mut listener = pair(&name).create()?;
     let mut child = Command::new(std::env::current_exe()?)
         .args(["child", &name])
         .spawn()?;
-    let mut ep = listener.accept()?; // the name is unlinked from here on
+    let mut ep = listener.accept_timeout(LIMIT)?; // the name is unlinked from here on
     println!(
         "[process 1, pid {}] process 2 attached to {name}",
         std::process::id()
@@ -78,7 +74,7 @@ fn parent() -> Result<(), Box<dyn Error>> {
 
 fn child(name: &str) -> Result<(), Box<dyn Error>> {
     // Process 2: attach to the pair by name.
-    let mut ep = shm::connect(name, &options())?;
+    let mut ep = pair(name).open()?;
     loop {
         let sum: u64 = match ep.recv_ref(Deadline::after(LIMIT)) {
             // The bytes are read where process 1 wrote them.

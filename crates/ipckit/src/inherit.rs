@@ -23,7 +23,7 @@ pub fn tcp_listener(fd: RawFd) -> io::Result<TcpListener> {
 }
 
 /// Adopts an inherited regular file: a memfd or a POSIX shared memory object (for
-/// [`SegmentBuilder::from_fd`](crate::shm::SegmentBuilder::from_fd)).
+/// [`SegmentBuilder::open_fd`](crate::shm::SegmentBuilder::open_fd)).
 ///
 /// # Errors
 ///

@@ -110,14 +110,9 @@ fn run_peer(spec: &PeerSpec, ctl: &mut Control) -> io::Result<()> {
 fn serve_shm(spec: &PeerSpec, wait: Wait, ctl: &mut Control) -> io::Result<()> {
     match spec.imp {
         Impl::Ipckit => {
-            let ep = ipckit::shm::connect(
-                &spec.address,
-                &ipckit::shm::PairOptions {
-                    wait,
-                    timeout: Duration::from_secs(10),
-                    ..Default::default()
-                },
-            )?;
+            let ep = ipckit::shm::PairBuilder::new(&spec.address)
+                .wait(wait)
+                .open()?;
             let mut ch = crate::shm_channel::ShmChannel {
                 ep,
                 zero_copy: spec.zero_copy,

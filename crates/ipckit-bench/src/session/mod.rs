@@ -200,13 +200,13 @@ fn run_shm(
     mut spec: PeerSpec,
     limit: Duration,
 ) -> io::Result<Measured> {
-    use ipckit::shm::{PairOptions, ShmListener};
-    let popts = PairOptions {
-        wait: cfg.wait,
-        max_msg_size: Some(cfg.size),
-        capacity: opts.shm_capacity,
-        timeout: Duration::from_secs(10),
-        ..Default::default()
+    use ipckit::shm::PairBuilder;
+    let popts = |name: &str| {
+        let b = PairBuilder::new(name).wait(cfg.wait).max_msg_size(cfg.size);
+        match opts.shm_capacity {
+            Some(c) => b.capacity(c),
+            None => b,
+        }
     };
     let finish = |m: io::Result<Measured>, guard: peer::PeerGuard| -> io::Result<Measured> {
         let m = m?;
@@ -218,11 +218,11 @@ fn run_shm(
     match cfg.imp {
         Impl::Ipckit => {
             let name = format!("/{}", ipckit::registry::unique_name("bench-shm"));
-            let l = ShmListener::create(&name, &popts)?;
+            let mut l = popts(&name).create()?;
             spec.address = name;
             spec.max_msg_size = Some(cfg.size);
             let (guard, mut ctl) = peer::spawn(&mut spec, |_| {}, &[], limit)?;
-            let ep = l.accept()?;
+            let ep = l.accept_timeout(Duration::from_secs(10))?;
             let mut ch = crate::shm_channel::ShmChannel {
                 ep,
                 zero_copy: cfg.zero_copy,
@@ -232,7 +232,7 @@ fn run_shm(
         }
         Impl::Raw => {
             // The same capacity ipckit's ring gets for these options.
-            let (cap, _) = popts.ring_size()?;
+            let (cap, _) = popts("").ring_size()?; // no segment: the name is not used
             let len = crate::refring::pair_len(cap);
             let fd = sys::SharedPage::create_fd_len(len)?;
             let mem = sys::SharedPage::map_len(fd.as_fd(), len)?;

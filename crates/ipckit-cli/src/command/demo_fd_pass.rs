@@ -41,7 +41,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let mut file = File::open(&exe)?;
     let (mut pipe_r, pipe_w) = pipe::raw_pipe()?;
     pipe_r.set_read_timeout(Some(STEP));
-    let seg = SegmentBuilder::new(4096).create_memfd()?.ready();
+    let seg = SegmentBuilder::anonymous().size(4096).create()?.ready();
     let seg_file = File::from(seg.as_fd().try_clone_to_owned()?);
     let greeting = format!("hello from parent {me}, written into the memfd");
     seg_file.write_all_at(greeting.as_bytes(), GREETING_AT)?;

@@ -13,7 +13,7 @@ use super::{child_command, interrupt, ChildGuard};
 use crate::cli::DemoArgs;
 use hdrhistogram::Histogram;
 use ipckit::sched::{self, Policy};
-use ipckit::shm::{self, PairOptions, ShmEndpoint, ShmListener};
+use ipckit::shm::{PairBuilder, ShmEndpoint};
 use ipckit::{RecvError, Transport, Wait};
 use std::time::{Duration, Instant};
 
@@ -168,11 +168,7 @@ fn measure(
     time: Duration,
 ) -> anyhow::Result<Option<Histogram<u64>>> {
     let name = format!("/{}", ipckit::registry::unique_name("demo-lowlat"));
-    let opts = PairOptions {
-        wait: step.wait,
-        ..Default::default()
-    };
-    let listener = ShmListener::create(&name, &opts)?;
+    let mut listener = PairBuilder::new(&name).wait(step.wait).create()?;
     let role = format!(
         "echo,{me},{name},{},{},{},{}",
         step.wait.name(),
@@ -185,7 +181,7 @@ fn measure(
         u8::from(step.mlock)
     );
     let mut child = ChildGuard(child_command("low-latency", &role)?.spawn()?);
-    let mut ep = listener.accept()?;
+    let mut ep = listener.accept_timeout(Duration::from_secs(10))?;
     let mut buf = vec![0u8; 256];
     // The child's first message: "ready", or why it cannot take this step.
     let n = ep.recv_timeout(&mut buf, Duration::from_secs(10))?;
@@ -261,13 +257,7 @@ fn burn() -> anyhow::Result<()> {
 fn echo(parts: &[&str]) -> anyhow::Result<()> {
     let me = std::process::id();
     let wait = Wait::parse(parts[3]).ok_or_else(|| anyhow::anyhow!("bad wait {}", parts[3]))?;
-    let mut ep: ShmEndpoint = shm::connect(
-        parts[2],
-        &PairOptions {
-            wait,
-            ..Default::default()
-        },
-    )?;
+    let mut ep: ShmEndpoint = PairBuilder::new(parts[2]).wait(wait).open()?;
     if let Ok(cpu) = parts[4].parse::<usize>() {
         sched::pin_thread(&[cpu])?;
     }

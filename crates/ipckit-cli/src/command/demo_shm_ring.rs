@@ -4,7 +4,7 @@
 
 use super::{interrupt, spawn_child};
 use crate::cli::DemoArgs;
-use ipckit::shm::{self, PairOptions, ShmEndpoint, ShmListener};
+use ipckit::shm::{PairBuilder, ShmEndpoint};
 use ipckit::{Deadline, RecvError, Transport, Wait};
 use std::time::{Duration, Instant};
 
@@ -28,19 +28,15 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let mut results = Vec::new();
     for wait in waits {
         let name = format!("/{}", ipckit::registry::unique_name("demo-shm"));
-        let opts = PairOptions {
-            wait,
-            max_msg_size: Some(BIG),
-            ..Default::default()
-        };
-        let l = ShmListener::create(&name, &opts)?;
+        let opts = PairBuilder::new(&name).wait(wait).max_msg_size(BIG);
+        let mut l = opts.clone().create()?;
         say!(
             "\n[parent {me}] shm_open(\"{name}\", O_CREAT|O_EXCL, 0600): one segment, two rings of {} KiB (one per direction), {} waits",
             opts.ring_size()?.0 / 1024,
             wait.name()
         );
         let mut child = spawn_child("shm-ring", &format!("{name},{}", wait.name()), |_| {})?;
-        let mut ep = l.accept()?;
+        let mut ep = l.accept_timeout(Duration::from_secs(5))?;
         say!(
             "[parent {me}] child {} attached; the name is unlinked now: the mapping lives on, nothing is left if either of us dies",
             child.pid()
@@ -154,13 +150,7 @@ pub(super) fn child(role: &str) -> anyhow::Result<()> {
         .rsplit_once(',')
         .ok_or_else(|| anyhow::anyhow!("bad child role {role}"))?;
     let wait = Wait::parse(wait).ok_or_else(|| anyhow::anyhow!("bad wait {wait}"))?;
-    let mut ep = shm::connect(
-        name,
-        &PairOptions {
-            wait,
-            ..Default::default()
-        },
-    )?;
+    let mut ep = PairBuilder::new(name).wait(wait).open()?;
     let mut buf = vec![0u8; ep.max_msg_size()];
     // Echo until the empty message.
     loop {

@@ -12,7 +12,6 @@ use crate::mq::posix::PosixMq;
 use crate::mq::sysv::{self as sysvmod, SysvMq};
 use crate::peer::{self, Hello, HELLO_LEN};
 use crate::pipe;
-use crate::shm;
 use crate::stream::StreamEndpoint;
 use crate::sys::{fd as sysfd, socket};
 use crate::transport::{Mechanism, Transport};
@@ -218,7 +217,7 @@ fn connect_any(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Con
         Mechanism::MqPosix => {
             Connected::from(PosixMq::connect_pair(address, opts.wait, deadline(opts))?)
         }
-        Mechanism::Shm => Connected::from(shm::connect(address, &opts.pair())?),
+        Mechanism::Shm => Connected::from(opts.pair(address).open()?),
         Mechanism::MqSysv => Connected::from(SysvMq::connect_pair(
             sysvmod::parse_key(address)?,
             opts.wait,

@@ -40,7 +40,7 @@ pub use oneway::{open_receiver, open_sender, Listener, Receiver};
 pub use open::{check_existing_queue, ip_addr};
 pub use server::Server;
 
-use crate::shm::PairOptions;
+use crate::shm::PairBuilder;
 use crate::wait::Wait;
 use std::time::Duration;
 
@@ -80,16 +80,20 @@ impl Default for Options {
 }
 
 impl Options {
-    /// The shared-memory pair options these options mean.
-    fn pair(&self) -> PairOptions {
-        PairOptions {
-            wait: self.wait,
-            max_msg_size: self.max_msg_size,
-            capacity: self.shm_capacity,
-            timeout: self.timeout,
-            mode: self.mode,
-            populate: true,
+    /// The shared-memory pair builder these options mean, for the segment `name` (the
+    /// timeout is the accept's: `ShmListener::accept_timeout`).
+    fn pair(&self, name: &str) -> PairBuilder {
+        let mut b = PairBuilder::new(name)
+            .wait(self.wait)
+            .mode(self.mode)
+            .populate(true);
+        if let Some(m) = self.max_msg_size {
+            b = b.max_msg_size(m);
         }
+        if let Some(c) = self.shm_capacity {
+            b = b.capacity(c);
+        }
+        b
     }
 }
 

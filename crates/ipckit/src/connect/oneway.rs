@@ -57,7 +57,10 @@ impl Listener {
     pub fn accept(&self, timeout: Option<Duration>) -> io::Result<Box<dyn Transport>> {
         if let Some(l) = &self.shm {
             let mut l = l.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            return Ok(Box::new(l.accept_next(timeout)?));
+            return Ok(Box::new(match timeout {
+                Some(t) => l.accept_timeout(t)?,
+                None => l.accept()?,
+            }));
         }
         if let Some(l) = &self.unix {
             return l.accept(timeout);
@@ -151,10 +154,9 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
             mech,
             fd: None,
             unix: None,
-            shm: Some(Box::new(std::sync::Mutex::new(ShmListener::create(
-                addr,
-                &opts.pair(),
-            )?))),
+            shm: Some(Box::new(std::sync::Mutex::new(
+                opts.pair(addr).keep_listening(true).create()?,
+            ))),
             opts: *opts,
         }),
         Mechanism::UdsDgram => {

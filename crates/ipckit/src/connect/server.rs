@@ -153,7 +153,7 @@ impl Server {
                 (Inner::MqSysv(q), sysvmod::key_name(key))
             }
             Mechanism::Shm => {
-                let l = ShmListener::create(addr, &opts.pair())?;
+                let l = opts.pair(addr).create()?;
                 let a = l.name().to_owned();
                 (Inner::Shm(l), a)
             }
@@ -330,7 +330,7 @@ impl Server {
             }
             Inner::MqPosix(q) => Box::new(q.accept(deadline(&opts))?),
             Inner::MqSysv(q) => Box::new(q.accept(deadline(&opts))?),
-            Inner::Shm(l) => Box::new(l.accept()?),
+            Inner::Shm(mut l) => Box::new(l.accept_timeout(opts.timeout)?),
         })
     }
 }

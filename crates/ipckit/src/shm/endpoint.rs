@@ -1,5 +1,5 @@
 //! A duplex shared-memory endpoint: two SPSC rings in one segment, one per direction, made
-//! by a [`ShmListener`](super::ShmListener) and [`connect`](super::connect).
+//! by a [`ShmListener`](super::ShmListener) and [`PairBuilder::open`](super::PairBuilder::open).
 //!
 //! Each side watches the other with a pidfd in a small thread that sleeps in `poll` until the
 //! peer dies (or the endpoint is dropped). On death it raises a flag and wakes whatever this

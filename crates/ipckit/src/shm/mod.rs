@@ -2,15 +2,15 @@
 //! mutex and condition variable, and fork copy-on-write snapshots.
 //!
 //! - [`SegmentBuilder`] / [`Segment`]: `shm_open` and `memfd` segments with a checked header.
-//! - [`ShmListener`], [`connect`], [`ShmEndpoint`]: a duplex pair of SPSC rings. The endpoint
-//!   implements [`crate::Transport`] (copy API) and lends the ring's memory directly
+//! - [`PairBuilder`], [`ShmListener`], [`ShmEndpoint`]: a duplex pair of SPSC rings. The
+//!   endpoint implements [`crate::Transport`] (copy API) and lends the ring's memory directly
 //!   ([`ShmEndpoint::loan`], [`ShmEndpoint::recv_ref`]) for zero-copy use.
-//! - [`MpscReceiver`], [`MpscSender`]: a queue from many producer processes to one consumer,
-//!   in fixed-size slots (Vyukov's sequence numbers); a producer killed mid-send costs one
-//!   skipped slot, never a wedged queue.
-//! - [`ShmMutex`], [`ShmCondvar`]: a robust process-shared mutex over a [`Plain`] value, and
-//!   its condition variable; a holder's death is reported to the next locker
-//!   ([`LockError::OwnerDied`]), who repairs the value and calls
+//! - [`MpscBuilder`], [`MpscReceiver`], [`MpscSender`]: a queue from many producer processes
+//!   to one consumer, in fixed-size slots (Vyukov's sequence numbers); a producer killed
+//!   mid-send costs one skipped slot, never a wedged queue.
+//! - [`MutexBuilder`], [`ShmMutex`], [`ShmCondvar`]: a robust process-shared mutex over a
+//!   [`Plain`] value, and its condition variable; a holder's death is reported to the next
+//!   locker ([`LockError::OwnerDied`]), who repairs the value and calls
 //!   [`MutexGuard::make_consistent`].
 //! - [`cow`]: fork copy-on-write snapshots (the Redis `BGSAVE` pattern): a forked child writes
 //!   memory as it was at the fork to a file while the parent keeps writing.
@@ -31,7 +31,7 @@
 //!   the ring, a pad where none belongs, a `head` beyond what was sent or going backwards, a
 //!   `cap` or `max` in the pair header that the segment cannot hold. The side that reads it
 //!   gets `InvalidData` ([`RecvError::Io`](crate::RecvError::Io),
-//!   [`SendError::Io`](crate::SendError::Io), or from [`connect`]), and the pair is of no
+//!   [`SendError::Io`](crate::SendError::Io), or from [`PairBuilder::open`]), and the pair is of no
 //!   further use;
 //! - raise the other side's `closed` flag: that side sees
 //!   [`PeerGone`](crate::RecvError::PeerGone) once it has read what was published before;
@@ -43,7 +43,7 @@
 //!   queues and named segments are (the kernel seals memfds only). Every process mapping it
 //!   then gets `SIGBUS` at its next touch of a page past the new end, which ipckit cannot turn
 //!   into an error; growing it changes nothing. A memfd segment
-//!   ([`SegmentBuilder::create_memfd`]) is sealed against both ([`Segment::size_sealed`]);
+//!   ([`SegmentBuilder::anonymous`]) is sealed against both ([`Segment::size_sealed`]);
 //! - write anything into a [`ShmMutex`]'s value (a [`Plain`] type: every bit pattern is a
 //!   value);
 //! - write into a [`ShmMutex`]'s lock word a live thread's id, which then holds the lock as
@@ -72,22 +72,36 @@ mod mpsc;
 mod mutex;
 mod pair;
 mod region;
-pub mod ring;
+mod ring;
 mod segment;
 mod sync;
 mod wait;
 
 pub use endpoint::{Loan, Msg, ShmEndpoint};
-pub use listener::{connect, ShmListener};
+pub use listener::{PairBuilder, ShmListener};
 pub use mpsc::{
-    MpscOptions, MpscReceiver, MpscSender, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE, MAX_PRODUCERS,
+    MpscBuilder, MpscReceiver, MpscSender, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE, MAX_PRODUCERS,
     MAX_SLOTS, MAX_SLOT_SIZE, MPSC_LAYOUT,
 };
 pub use mutex::{
-    LockError, LockResult, MutexGuard, Plain, ShmCondvar, ShmMutex, WaitTimeoutResult, CHECK_EVERY,
-    MUTEX_LAYOUT,
+    LockError, LockResult, MutexBuilder, MutexGuard, Plain, ShmCondvar, ShmMutex,
+    WaitTimeoutResult, CHECK_EVERY, MUTEX_LAYOUT,
 };
-pub use pair::{PairOptions, DEFAULT_CAPACITY, PAIR_LAYOUT};
+pub use pair::{DEFAULT_CAPACITY, PAIR_LAYOUT};
 pub use segment::{
     check_name, HugePages, HugeStatus, Layout, Segment, SegmentBuilder, HEADER_LEN, NAME_MAX,
 };
+
+/// For `fuzz/` and the integration tests only; not API: no stability, no semver, no docs.
+///
+/// The SPSC ring's protocol core (`shm/ring.rs`), which the `ring` fuzz target drives over
+/// heap memory and the hostile-peer tests use to write well-formed records; and the test
+/// hooks that leave an MPSC claim unpublished, as a producer killed mid-send does.
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use super::mpsc::{abandon_claim, abandon_claim_at};
+    pub use super::ring::{
+        header, max_payload, payload_gap, place, record_len, stamp, Consumer, Corrupt, Found,
+        HeadLine, Producer, RingCtl, RingMem, WaitLine, MIN_CAPACITY, RECORD_ALIGN,
+    };
+}

@@ -1,14 +1,12 @@
 //! A ring pair's segment: its layout (the pair header, two ring control blocks, two data
-//! areas), the views of a mapping, and the options that size it.
+//! areas), the views of a mapping, and the sizes a builder's settings give.
 
 use super::region::Region;
 use super::ring::{self, RingCtl, RingMem};
 use super::segment::{Layout, Segment};
 use super::sync::{AtomicU32, AtomicU64};
 use crate::error::invalid;
-use crate::wait::Wait;
 use std::io;
-use std::time::Duration;
 
 /// The layout of a ring-pair segment.
 pub const PAIR_LAYOUT: Layout = Layout {
@@ -20,7 +18,8 @@ pub const PAIR_LAYOUT: Layout = Layout {
 /// for 64 KiB messages on the machine ipckit is developed on (README, "Shared memory").
 /// Below the L2 size the receiver reads lines still held in the sender's cache (8 GB/s at
 /// 256 KiB here); from 4 MiB it reads them from the shared L3 (55 GB/s zero-copy, 26 GB/s
-/// copying). A pair maps two of them; choose less with [`PairOptions::capacity`].
+/// copying). A pair maps two of them; choose less with
+/// [`PairBuilder::capacity`](super::PairBuilder::capacity).
 pub const DEFAULT_CAPACITY: usize = 4 << 20;
 
 /// Bytes before the first ring's data: the pair header and both control blocks.
@@ -120,53 +119,13 @@ fn unsafe_region(seg: &Segment) -> Region<'static> {
     unsafe { seg.region().detach() }
 }
 
-/// How to make a ring pair.
-#[derive(Debug, Clone, Copy)]
-pub struct PairOptions {
-    /// Wait strategy.
-    pub wait: Wait,
-    /// Largest message: at most half the ring; `None` for half the ring.
-    pub max_msg_size: Option<usize>,
-    /// Data area of each ring (a power of two, at least 4 KiB); `None` for
-    /// [`DEFAULT_CAPACITY`], or larger if `max_msg_size` needs it.
-    pub capacity: Option<usize>,
-    /// How long the server waits for a client, and the client for the segment.
-    pub timeout: Duration,
-    /// Permission bits (0600).
-    pub mode: u32,
-    /// Fault the pages in at creation (`MAP_POPULATE`).
-    pub populate: bool,
-}
-
-impl Default for PairOptions {
-    fn default() -> Self {
-        PairOptions {
-            wait: Wait::Block,
-            max_msg_size: None,
-            capacity: None,
-            timeout: Duration::from_secs(5),
-            mode: 0o600,
-            populate: true,
-        }
-    }
-}
-
-impl PairOptions {
-    /// The data area of each ring and the largest message these options give: the asked
-    /// capacity, or the default grown to fit the asked maximum (a message takes at most half
-    /// a ring).
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a capacity that is not a power of two of at least 4 KiB, or one too
-    /// small for the asked maximum.
-    pub fn ring_size(&self) -> io::Result<(usize, usize)> {
-        capacity_for(self)
-    }
-}
-
-pub(super) fn capacity_for(o: &PairOptions) -> io::Result<(usize, usize)> {
-    let mut cap = match o.capacity {
+/// The data area of each ring and the largest message that an asked `capacity` and
+/// `max_msg_size` give (see [`PairBuilder::ring_size`](super::PairBuilder::ring_size)).
+pub(super) fn capacity_for(
+    capacity: Option<usize>,
+    max_msg_size: Option<usize>,
+) -> io::Result<(usize, usize)> {
+    let mut cap = match capacity {
         Some(c) if c < ring::MIN_CAPACITY || !c.is_power_of_two() => {
             return Err(invalid(format!(
                 "a ring capacity of {c} bytes is not a power of two of at least {} bytes",
@@ -176,14 +135,14 @@ pub(super) fn capacity_for(o: &PairOptions) -> io::Result<(usize, usize)> {
         Some(c) => c,
         None => DEFAULT_CAPACITY,
     };
-    if let Some(m) = o.max_msg_size {
+    if let Some(m) = max_msg_size {
         if m >= u32::MAX as usize / 2 {
             return Err(invalid(format!(
                 "a maximum message of {m} bytes is too large"
             )));
         }
         if m > ring::max_payload(cap) {
-            if o.capacity.is_some() {
+            if capacity.is_some() {
                 return Err(invalid(format!(
                     "a {m}-byte maximum needs a ring of at least {} bytes, not {cap}",
                     ((m + ring::RECORD_ALIGN) * 2).next_power_of_two()
@@ -192,6 +151,6 @@ pub(super) fn capacity_for(o: &PairOptions) -> io::Result<(usize, usize)> {
             cap = ((m + ring::RECORD_ALIGN) * 2).next_power_of_two();
         }
     }
-    let max = o.max_msg_size.unwrap_or(ring::max_payload(cap));
+    let max = max_msg_size.unwrap_or(ring::max_payload(cap));
     Ok((cap, max))
 }

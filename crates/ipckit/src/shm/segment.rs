@@ -91,17 +91,29 @@ pub enum HugeStatus {
     FellBack(String),
 }
 
-/// How to create or open a segment.
+/// How to create or open a segment: a named POSIX object ([`SegmentBuilder::new`]) or an
+/// anonymous memfd ([`SegmentBuilder::anonymous`]), then setters, then [`create`] or
+/// [`open`] (or [`open_fd`] for a descriptor received from another process).
+///
+/// [`create`]: SegmentBuilder::create
+/// [`open`]: SegmentBuilder::open
+/// [`open_fd`]: SegmentBuilder::open_fd
+///
+/// # Examples
 ///
 /// ```
 /// use ipckit::shm::SegmentBuilder;
 /// # fn main() -> std::io::Result<()> {
-/// let seg = SegmentBuilder::new(1 << 20).populate(true).create_memfd()?;
+/// let seg = SegmentBuilder::anonymous().size(1 << 20).populate(true).create()?;
 /// assert_eq!(seg.len(), 1 << 20);
+/// // Named: `SegmentBuilder::new("/counters").size(4096).create()?` in one process,
+/// // `SegmentBuilder::new("/counters").open()?` (the whole object) in the others.
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 pub struct SegmentBuilder {
+    /// `None` for an anonymous segment.
+    name: Option<String>,
     size: usize,
     mode: u32,
     populate: bool,
@@ -113,10 +125,24 @@ pub struct SegmentBuilder {
 }
 
 impl SegmentBuilder {
-    /// A builder for `size` bytes of data (the header comes on top).
-    pub fn new(size: usize) -> SegmentBuilder {
+    /// A builder for the POSIX shared memory object `name` (`/name` or `name`), checked when
+    /// the segment is created or opened.
+    pub fn new(name: &str) -> SegmentBuilder {
+        SegmentBuilder::with_name(Some(name.to_owned()))
+    }
+
+    /// A builder for a segment without a name: [`SegmentBuilder::create`] makes a memfd, to
+    /// be handed to another process by descriptor, which maps it with
+    /// [`SegmentBuilder::open_fd`].
+    #[doc(alias = "memfd_create")]
+    pub fn anonymous() -> SegmentBuilder {
+        SegmentBuilder::with_name(None)
+    }
+
+    fn with_name(name: Option<String>) -> SegmentBuilder {
         SegmentBuilder {
-            size,
+            name,
+            size: 0,
             mode: 0o600,
             populate: false,
             huge: HugePages::No,
@@ -127,7 +153,16 @@ impl SegmentBuilder {
         }
     }
 
-    /// Permission bits of a created object (default 0600).
+    /// Bytes of data of a created segment (the header comes on top); it must be set, a size
+    /// of 0 is refused. Ignored by [`SegmentBuilder::open`] and [`SegmentBuilder::open_fd`],
+    /// which map the whole object, whatever its size ([`Segment::len`] says it).
+    pub fn size(mut self, size: usize) -> Self {
+        self.size = size;
+        self
+    }
+
+    /// Permission bits of a created object (default 0600). Ignored by
+    /// [`SegmentBuilder::open`] and [`SegmentBuilder::open_fd`].
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
         self
@@ -159,6 +194,7 @@ impl SegmentBuilder {
 
     /// Keep a named segment when its creator drops it (default: unlink it). It stays in the
     /// registry, so `ipckit clean` removes it once its creator is gone and nobody maps it.
+    /// Ignored by the openers, and for an anonymous segment.
     pub fn keep(mut self, on: bool) -> Self {
         self.keep = on;
         self
@@ -173,7 +209,9 @@ impl SegmentBuilder {
 
     fn total(&self) -> io::Result<usize> {
         if self.size == 0 {
-            return Err(invalid("a segment size of 0 bytes is not allowed"));
+            return Err(invalid(
+                "a segment size of 0 bytes is not allowed (SegmentBuilder::size sets one)",
+            ));
         }
         self.size
             .checked_add(HEADER_LEN)
@@ -181,13 +219,24 @@ impl SegmentBuilder {
             .ok_or_else(|| invalid(format!("a segment of {} bytes is too large", self.size)))
     }
 
-    /// Creates the POSIX shared memory object `name` (`/name` or `name`), exclusively: an
-    /// existing object of that name is `AlreadyExists`, never reused.
+    /// Creates the segment: the POSIX shared memory object of the builder's name,
+    /// exclusively (an existing object of that name is `AlreadyExists`, never reused),
+    /// recorded in the [`crate::registry`] and unlinked when the segment drops (unless
+    /// [`kept`](SegmentBuilder::keep)); or, for an [anonymous](SegmentBuilder::anonymous)
+    /// builder, a memfd (see below).
+    ///
+    /// A memfd disappears with its last descriptor and mapping. Once sized, it is sealed
+    /// (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`): no process holding its descriptor can
+    /// change its size, so none can make another's mapping fault with `SIGBUS` (see
+    /// [`Segment::size_sealed`]). Its contents stay writable by every holder.
     ///
     /// # Errors
     ///
     /// `InvalidInput` for a bad name or size, `AlreadyExists`, or the OS error.
-    pub fn create(&self, name: &str) -> io::Result<Segment> {
+    pub fn create(self) -> io::Result<Segment> {
+        let Some(name) = &self.name else {
+            return self.create_memfd();
+        };
         let name = check_name(name)?;
         let total = self.total()?;
         if self.huge == HugePages::Require && !thp_shmem_allowed() {
@@ -219,21 +268,10 @@ impl SegmentBuilder {
         Ok(seg)
     }
 
-    /// Creates an anonymous segment (`memfd_create`), to be handed to another process by
-    /// descriptor (inheritance or `SCM_RIGHTS`) and opened there with
-    /// [`SegmentBuilder::from_fd`]. It disappears with its last descriptor and mapping.
-    ///
-    /// Once sized, the memfd is sealed (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`): no
-    /// process holding its descriptor can change its size, so none can make another's
-    /// mapping fault with `SIGBUS` (see [`Segment::size_sealed`]). Its contents stay writable
-    /// by every holder.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a bad size, or the OS error.
-    pub fn create_memfd(&self) -> io::Result<Segment> {
+    /// The memfd of [`SegmentBuilder::create`] on an anonymous builder.
+    fn create_memfd(&self) -> io::Result<Segment> {
         let total = self.total()?;
-        // A memfd is born 0777, which the check `from_fd` makes for segments other users can
+        // A memfd is born 0777, which the check `open_fd` makes for segments other users can
         // write refuses: give it the builder's mode, as a named segment gets.
         let mut why = None;
         if self.huge != HugePages::No {
@@ -355,33 +393,44 @@ impl SegmentBuilder {
         Ok(HugeStatus::FellBack(why))
     }
 
-    /// Opens the existing object `name`, which must hold this builder's [`Layout`]. The
-    /// builder's size is ignored (the object's own is used); `populate`, `huge_pages` and
-    /// `mlock` apply to this mapping.
+    /// Opens the existing object of the builder's name, which must hold this builder's
+    /// [`Layout`], and maps all of it: the size set here is ignored (the object's own is
+    /// used, checked against its header), as are `mode` and `keep`; `populate`,
+    /// `huge_pages` and `mlock` apply to this mapping. It never creates the object.
     ///
     /// # Errors
     ///
-    /// `NotFound`; `PermissionDenied` for an object others can write (see
+    /// `InvalidInput` for a bad name, or on an [anonymous](SegmentBuilder::anonymous)
+    /// builder (open its descriptor with [`SegmentBuilder::open_fd`]); `NotFound`;
+    /// `PermissionDenied` for an object others can write (see
     /// [`SegmentBuilder::allow_other_users`]); `InvalidData` for an object too small for its
     /// header, not an ipckit segment, of another version or layout, or never initialized.
-    pub fn open_existing(&self, name: &str) -> io::Result<Segment> {
+    pub fn open(self) -> io::Result<Segment> {
+        let Some(name) = &self.name else {
+            return Err(invalid(
+                "an anonymous segment has no name to open: map its descriptor with \
+                 SegmentBuilder::open_fd",
+            ));
+        };
         let name = check_name(name)?;
         let fd = sys::shm_open(&name, None)
             .map_err(|e| io::Error::new(e.kind(), format!("shm_open {name}: {e}")))?;
-        self.open_fd(fd, Some(name))
+        self.map_fd(fd, Some(name))
     }
 
     /// Opens a segment from a descriptor (a memfd or shm object received from another
-    /// process), checking its header as [`SegmentBuilder::open_existing`] does.
+    /// process, by inheritance or `SCM_RIGHTS`), checking and mapping it as
+    /// [`SegmentBuilder::open`] does. The builder's name, if it has one, is not used: the
+    /// descriptor is the object.
     ///
     /// # Errors
     ///
-    /// As [`SegmentBuilder::open_existing`].
-    pub fn from_fd(&self, fd: OwnedFd) -> io::Result<Segment> {
-        self.open_fd(fd, None)
+    /// As [`SegmentBuilder::open`].
+    pub fn open_fd(self, fd: OwnedFd) -> io::Result<Segment> {
+        self.map_fd(fd, None)
     }
 
-    fn open_fd(&self, fd: OwnedFd, name: Option<String>) -> io::Result<Segment> {
+    fn map_fd(&self, fd: OwnedFd, name: Option<String>) -> io::Result<Segment> {
         let what = name.clone().unwrap_or_else(|| "the segment".into());
         let (size, uid, mode) = sys::fstat(fd.as_fd())?;
         if !self.allow_other_users && (uid != registry::euid() || mode & 0o022 != 0) {
@@ -503,6 +552,11 @@ impl fmt::Debug for Segment {
 }
 
 impl Segment {
+    /// A builder for the segment `name`: the same as [`SegmentBuilder::new`].
+    pub fn builder(name: &str) -> SegmentBuilder {
+        SegmentBuilder::new(name)
+    }
+
     /// Bytes of data (after the header).
     pub fn len(&self) -> usize {
         self.map.len() - HEADER_LEN
@@ -521,7 +575,7 @@ impl Segment {
     }
 
     /// True if nobody can change the segment's size any more: it is a memfd from
-    /// [`SegmentBuilder::create_memfd`], sealed with `F_SEAL_SHRINK | F_SEAL_GROW`. A
+    /// [`SegmentBuilder::anonymous`], sealed with `F_SEAL_SHRINK | F_SEAL_GROW`. A
     /// process that received a descriptor from a peer it does not trust checks this before
     /// relying on its mapping: a segment that is not sealed (every `shm_open` object, or a
     /// memfd someone else made) can be shrunk under it, and the next touch of a page past

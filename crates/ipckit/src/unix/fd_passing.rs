@@ -475,8 +475,8 @@ impl Passable for Segment {
     const KIND: &'static str = "shared memory segment";
 
     /// An ipckit segment of [`Layout::RAW`](crate::shm::Layout::RAW) data (a memfd or shm
-    /// object), header checked as [`SegmentBuilder::from_fd`] does, and mapped. For another
-    /// layout, receive an `OwnedFd` and call `from_fd` on a builder that names it.
+    /// object), header checked as [`SegmentBuilder::open_fd`] does, and mapped. For another
+    /// layout, receive an `OwnedFd` and call `open_fd` on a builder that names it.
     fn from_received(fd: OwnedFd) -> io::Result<Self> {
         if file_type(fd.as_fd())? != libc::S_IFREG {
             return Err(wrong_kind(
@@ -484,7 +484,7 @@ impl Passable for Segment {
                 "a shared memory segment (a memfd or shm object)",
             ));
         }
-        SegmentBuilder::new(1).from_fd(fd)
+        SegmentBuilder::anonymous().open_fd(fd)
     }
 }
 

@@ -44,7 +44,11 @@ fn a_child_uses_a_pipe_end_and_a_memfd_it_was_passed() {
         let (child, ch) = spawn("use-fds");
         let sock = unix::endpoint_socket(&ch).unwrap();
         let (mut r, w) = pipe::raw_pipe().unwrap();
-        let seg = SegmentBuilder::new(SEG_LEN).create_memfd().unwrap().ready();
+        let seg = SegmentBuilder::anonymous()
+            .size(SEG_LEN)
+            .create()
+            .unwrap()
+            .ready();
         let pattern = util::payload(1, SEG_LEN);
         seg_write(&seg, &pattern);
         let n = unix::send_with_fds(sock, b"pipe+segment", &[w.as_fd(), seg.as_fd()]).unwrap();
@@ -160,7 +164,11 @@ fn received_descriptors_are_cloexec_and_share_the_file_description() {
     init();
     watchdog(60, || {
         let (a, b) = UnixStream::pair().unwrap();
-        let seg = SegmentBuilder::new(4096).create_memfd().unwrap().ready();
+        let seg = SegmentBuilder::anonymous()
+            .size(4096)
+            .create()
+            .unwrap()
+            .ready();
         let mut f = File::from(seg.as_fd().try_clone_to_owned().unwrap());
         unix::send_fd(&a, &f).unwrap();
         let mut g: File = unix::recv_fd(&b).unwrap();

@@ -165,9 +165,10 @@ fn locking_memory_and_the_numa_view() {
         assert!(nodes.contains(&n), "CPU {cpu} on node {n}, nodes {nodes:?}");
     }
     // A touched memfd segment: every page on an online node.
-    let seg = ipckit::shm::SegmentBuilder::new(64 * 1024)
+    let seg = ipckit::shm::SegmentBuilder::anonymous()
+        .size(64 * 1024)
         .populate(true)
-        .create_memfd()
+        .create()
         .unwrap();
     let at = sched::segment_nodes(&seg).unwrap();
     let pages: usize = at.values().sum();

@@ -4,7 +4,8 @@
 
 use super::util::{init, peer_command, watchdog, KillOnDrop, Rng};
 use ipckit::registry;
-use ipckit::shm::{ring, PairOptions, ShmEndpoint, ShmListener};
+use ipckit::shm::__fuzz as ring;
+use ipckit::shm::{PairBuilder, ShmEndpoint};
 use ipckit::{Deadline, RecvError, SendError, Transport, Wait};
 use proptest::prelude::*;
 use std::time::Duration;
@@ -63,14 +64,14 @@ fn messages(sizes: &[usize], cap: usize, seed: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn pair_options(cap: usize, max: usize) -> PairOptions {
-    PairOptions {
-        capacity: Some(cap),
-        max_msg_size: Some(max),
-        wait: Wait::Spin,
-        timeout: Duration::from_secs(10),
-        ..PairOptions::default()
-    }
+/// How long the server waits for its echo.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn pair_options(name: &str, cap: usize, max: usize) -> PairBuilder {
+    PairBuilder::new(name)
+        .capacity(cap)
+        .max_msg_size(max)
+        .wait(Wait::Spin)
 }
 
 /// Sends every message to an echo and checks what comes back, up to `window` messages in
@@ -138,7 +139,7 @@ fn drive(ep: &mut ShmEndpoint, msgs: &[Vec<u8>], window: usize, seed: u64) {
 /// An echo on a thread of this process, through the copy or the zero-copy API.
 fn echo_thread(name: String, zero_copy: bool) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut ep = ipckit::shm::connect(&name, &PairOptions::default()).unwrap();
+        let mut ep = PairBuilder::new(&name).open().unwrap();
         let mut buf = vec![0u8; ep.max_msg_size()];
         loop {
             let n = if zero_copy {
@@ -171,7 +172,7 @@ fn round_trip(sizes: Vec<usize>, cap: usize, max: usize, window: usize, seed: u6
     watchdog(60, move || {
         init();
         let name = format!("/{}", registry::unique_name("integrity"));
-        let l = ShmListener::create(&name, &pair_options(cap, max)).unwrap();
+        let mut l = pair_options(&name, cap, max).create().unwrap();
         let msgs = messages(&sizes, cap, seed);
         match peer {
             Peer::Process => {
@@ -180,7 +181,7 @@ fn round_trip(sizes: Vec<usize>, cap: usize, max: usize, window: usize, seed: u6
                         .spawn()
                         .unwrap(),
                 );
-                let mut ep = l.accept().unwrap();
+                let mut ep = l.accept_timeout(ACCEPT_TIMEOUT).unwrap();
                 drive(&mut ep, &msgs, window, seed);
                 drop(ep);
                 let st = child.0.wait().unwrap();
@@ -188,7 +189,7 @@ fn round_trip(sizes: Vec<usize>, cap: usize, max: usize, window: usize, seed: u6
             }
             Peer::Thread { zero_copy } => {
                 let echo = echo_thread(name.clone(), zero_copy);
-                let mut ep = l.accept().unwrap();
+                let mut ep = l.accept_timeout(ACCEPT_TIMEOUT).unwrap();
                 drive(&mut ep, &msgs, window, seed);
                 drop(ep);
                 echo.join().expect("the echo thread panicked");
@@ -221,13 +222,13 @@ fn no_phantom_record_across_processes() {
     watchdog(60, move || {
         init();
         let name = format!("/{}", registry::unique_name("phantom"));
-        let l = ShmListener::create(&name, &pair_options(4096, 1024)).unwrap();
+        let mut l = pair_options(&name, 4096, 1024).create().unwrap();
         let mut child = KillOnDrop(
             peer_command("zc-echo", &[("NAME", name.clone())])
                 .spawn()
                 .unwrap(),
         );
-        let mut ep = l.accept().unwrap();
+        let mut ep = l.accept_timeout(ACCEPT_TIMEOUT).unwrap();
         drive(&mut ep, &exact, 1, 1);
         drop(ep);
         assert!(child.0.wait().unwrap().success());

@@ -6,7 +6,7 @@ mod integrity;
 mod util;
 
 use ipckit::registry::{self, CleanAction};
-use ipckit::shm::{self, HugePages, Layout, PairOptions, SegmentBuilder, ShmListener};
+use ipckit::shm::{self, HugePages, Layout, PairBuilder, SegmentBuilder};
 use ipckit::{Deadline, RecvError, SendError, Transport, Wait};
 use std::io::{BufRead, ErrorKind};
 use std::time::{Duration, Instant};
@@ -38,8 +38,9 @@ fn shm_exists(name: &str) -> bool {
 fn clean_after_kill_removes_the_dead_creators_segments_not_live_ones() {
     watchdog(30, || {
         init();
-        let live = SegmentBuilder::new(4096)
-            .create(&format!("/{}", registry::unique_name("live")))
+        let live = SegmentBuilder::new(&format!("/{}", registry::unique_name("live")))
+            .size(4096)
+            .create()
             .unwrap()
             .ready();
         let (mut creator, names) = spawn_reading("creator", "");
@@ -92,12 +93,14 @@ fn clean_after_kill_removes_the_dead_creators_segments_not_live_ones() {
 fn bad_input_gets_clear_errors() {
     init();
     let err = |r: std::io::Result<shm::Segment>| r.map(|_| ()).unwrap_err();
-    let e = err(SegmentBuilder::new(4096).create("/a/b"));
+    let e = err(SegmentBuilder::new("/a/b").size(4096).create());
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.to_string().contains('/'), "{e}");
-    let e = err(SegmentBuilder::new(4096).create(&"x".repeat(256)));
+    let e = err(SegmentBuilder::new(&"x".repeat(256)).size(4096).create());
     assert!(e.to_string().contains("NAME_MAX"), "{e}");
-    let e = err(SegmentBuilder::new(0).create(&registry::unique_name("zero")));
+    let e = err(SegmentBuilder::new(&registry::unique_name("zero"))
+        .size(0)
+        .create());
     assert!(e.to_string().contains("size of 0"), "{e}");
 
     // Not an ipckit segment, and too small for the header.
@@ -112,7 +115,7 @@ fn bad_input_gets_clear_errors() {
             .unwrap();
         f.set_len(100).unwrap();
     }
-    let e = err(SegmentBuilder::new(1).open_existing(tiny.trim_start_matches("/dev/shm")));
+    let e = err(SegmentBuilder::new(tiny.trim_start_matches("/dev/shm")).open());
     std::fs::remove_file(&tiny).unwrap();
     assert_eq!(e.kind(), ErrorKind::InvalidData);
     assert!(e.to_string().contains("too small"), "{e}");
@@ -123,29 +126,23 @@ fn bad_input_gets_clear_errors() {
         version: 99,
     };
     let name = format!("/{}", registry::unique_name("future"));
-    let seg = SegmentBuilder::new(1 << 20)
+    let seg = SegmentBuilder::new(&name)
+        .size(1 << 20)
         .layout(future)
-        .create(&name)
+        .create()
         .unwrap()
         .ready();
-    let e = shm::connect(&name, &PairOptions::default()).unwrap_err();
+    let e = PairBuilder::new(&name).open().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidData);
     assert!(e.to_string().contains("version 99"), "{e}");
     drop(seg);
 
     // Capacities and maxima.
     let name = format!("/{}", registry::unique_name("cap"));
-    let bad = |o: PairOptions| ShmListener::create(&name, &o).unwrap_err();
-    let e = bad(PairOptions {
-        capacity: Some(5000),
-        ..Default::default()
-    });
+    let bad = |b: PairBuilder| b.create().unwrap_err();
+    let e = bad(PairBuilder::new(&name).capacity(5000));
     assert!(e.to_string().contains("power of two"), "{e}");
-    let e = bad(PairOptions {
-        capacity: Some(4096),
-        max_msg_size: Some(1 << 20),
-        ..Default::default()
-    });
+    let e = bad(PairBuilder::new(&name).capacity(4096).max_msg_size(1 << 20));
     assert!(e.to_string().contains("needs a ring"), "{e}");
     // Nothing was left by the refusals.
     assert!(!shm_exists(&name));
@@ -155,31 +152,36 @@ fn bad_input_gets_clear_errors() {
 fn segments_of_other_users_are_refused_and_modes_are_exact() {
     init();
     let name = format!("/{}", registry::unique_name("mode"));
-    let seg = SegmentBuilder::new(4096).create(&name).unwrap().ready();
+    let seg = SegmentBuilder::new(&name)
+        .size(4096)
+        .create()
+        .unwrap()
+        .ready();
     use std::os::unix::fs::PermissionsExt;
     let path = format!("/dev/shm/{}", name.trim_start_matches('/'));
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     // Made writable by others: refused unless allowed.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let e = SegmentBuilder::new(1).open_existing(&name).unwrap_err();
+    let e = SegmentBuilder::new(&name).open().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
-    SegmentBuilder::new(1)
+    SegmentBuilder::new(&name)
         .allow_other_users(true)
-        .open_existing(&name)
+        .open()
         .unwrap();
     // Exclusive: a second create of the same name fails.
-    let e = SegmentBuilder::new(4096).create(&name).unwrap_err();
+    let e = SegmentBuilder::new(&name).size(4096).create().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
     drop(seg);
 }
 
 #[test]
 fn memfd_segments_and_huge_page_fallback() {
-    let seg = SegmentBuilder::new(4 << 20)
+    let seg = SegmentBuilder::anonymous()
+        .size(4 << 20)
         .huge_pages(HugePages::Try)
         .populate(true)
-        .create_memfd()
+        .create()
         .unwrap()
         .ready();
     // Whatever the machine has, it says what it did.
@@ -194,17 +196,16 @@ fn zero_copy_round_trips_across_processes() {
         init();
         let name = format!("/{}", registry::unique_name("zc"));
         // A small ring, so the largest messages (half of it) wrap it often.
-        let small = PairOptions {
-            capacity: Some(256 << 10),
-            ..PairOptions::default()
-        };
-        let l = ShmListener::create(&name, &small).unwrap();
+        let mut l = PairBuilder::new(&name)
+            .capacity(256 << 10)
+            .create()
+            .unwrap();
         let _child = KillOnDrop(
             peer_command("zc-echo", &[("NAME", name.clone())])
                 .spawn()
                 .unwrap(),
         );
-        let mut ep = l.accept().unwrap();
+        let mut ep = l.accept_timeout(Duration::from_secs(5)).unwrap();
         assert!(!shm_exists(&name), "accept unlinks the name");
         let max = ep.max_msg_size();
         for i in 0..5000u64 {
@@ -245,20 +246,13 @@ fn blocked_receiver_sees_peer_death() {
             let _s = util::scarce();
             init();
             let name = format!("/{}", registry::unique_name("death"));
-            let l = ShmListener::create(
-                &name,
-                &PairOptions {
-                    wait,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+            let mut l = PairBuilder::new(&name).wait(wait).create().unwrap();
             let mut child = KillOnDrop(
                 peer_command("sleeper", &[("NAME", name.clone())])
                     .spawn()
                     .unwrap(),
             );
-            let mut ep = l.accept().unwrap();
+            let mut ep = l.accept_timeout(Duration::from_secs(5)).unwrap();
             let pid = child.0.id();
             let killer = std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(100));

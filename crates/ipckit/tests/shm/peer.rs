@@ -1,7 +1,7 @@
 //! The shared memory tests' peers (run by `tests/peers/bin.rs`).
 
 use ipckit::registry;
-use ipckit::shm::{self, PairOptions, SegmentBuilder};
+use ipckit::shm::{PairBuilder, SegmentBuilder};
 use ipckit::{Deadline, RecvError, Transport};
 use std::time::Duration;
 
@@ -11,12 +11,14 @@ pub fn run(role: &str) {
     match role {
         // Creates two segments, says their names, and waits to be killed.
         "creator" => {
-            let a = SegmentBuilder::new(4096)
-                .create(&format!("/{}", registry::unique_name("orphan-a")))
+            let a = SegmentBuilder::new(&format!("/{}", registry::unique_name("orphan-a")))
+                .size(4096)
+                .create()
                 .unwrap()
                 .ready();
-            let b = SegmentBuilder::new(4096)
-                .create(&format!("/{}", registry::unique_name("orphan-b")))
+            let b = SegmentBuilder::new(&format!("/{}", registry::unique_name("orphan-b")))
+                .size(4096)
+                .create()
                 .unwrap()
                 .ready();
             println!("{}\n{}\nready", a.name().unwrap(), b.name().unwrap());
@@ -24,14 +26,14 @@ pub fn run(role: &str) {
         }
         // Maps a segment and keeps it mapped, with its descriptor closed.
         "mapper" => {
-            let seg = SegmentBuilder::new(1).open_existing(&name).unwrap();
+            let seg = SegmentBuilder::new(&name).open().unwrap();
             println!("mapped\nready");
             std::thread::sleep(Duration::from_secs(60));
             drop(seg);
         }
         // Echoes with the zero-copy API: borrow in place, copy into a loan, commit.
         "zc-echo" => {
-            let mut ep = shm::connect(&name, &PairOptions::default()).unwrap();
+            let mut ep = PairBuilder::new(&name).open().unwrap();
             let mut tmp = vec![0u8; ep.max_msg_size()];
             loop {
                 let n = match ep.recv_ref(Deadline::Never) {
@@ -49,7 +51,7 @@ pub fn run(role: &str) {
         }
         // Attaches and sleeps: never sends.
         "sleeper" => {
-            let _ep = shm::connect(&name, &PairOptions::default()).unwrap();
+            let _ep = PairBuilder::new(&name).open().unwrap();
             std::thread::sleep(Duration::from_secs(60));
         }
         other => panic!("unknown role {other}"),

@@ -22,9 +22,9 @@
 mod util;
 
 use ipckit::registry;
+use ipckit::shm::__fuzz as ring;
 use ipckit::shm::{
-    self, ring, PairOptions, Segment, SegmentBuilder, ShmEndpoint, ShmListener, HEADER_LEN,
-    PAIR_LAYOUT,
+    self, PairBuilder, Segment, SegmentBuilder, ShmEndpoint, ShmListener, HEADER_LEN, PAIR_LAYOUT,
 };
 use ipckit::{Deadline, RecvError, SendError, Transport, Wait};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
@@ -95,8 +95,8 @@ fn peer_main() -> ! {
             // Serves a pair: `listen CAP MAX`, then `accept`.
             ["listen", _, _] => {
                 let name = format!("/{}", registry::unique_name("hostile-srv"));
-                let opts = pair_options(num(1) as usize, num(2) as usize);
-                match ShmListener::create(&name, &opts) {
+                let opts = pair_options(&name, num(1) as usize, num(2) as usize);
+                match opts.create() {
                     Ok(l) => {
                         listener = Some(l);
                         format!("ok {name}")
@@ -104,7 +104,7 @@ fn peer_main() -> ! {
                     Err(e) => format!("err {e}"),
                 }
             }
-            ["accept"] => match listener.take().map(ShmListener::accept) {
+            ["accept"] => match listener.take().map(|mut l| l.accept_timeout(ACCEPT)) {
                 Some(Ok(e)) => {
                     ep = Some(e);
                     "ok".into()
@@ -112,7 +112,7 @@ fn peer_main() -> ! {
                 Some(Err(e)) => format!("err {e}"),
                 None => "err no listener".into(),
             },
-            ["connect", name] => match shm::connect(name, &pair_options(RING, MSG_MAX)) {
+            ["connect", name] => match pair_options(name, RING, MSG_MAX).open() {
                 Ok(e) => {
                     ep = Some(e);
                     "ok".into()
@@ -120,10 +120,7 @@ fn peer_main() -> ! {
                 Err(e) => format!("err {e}"),
             },
             // Maps a pair segment without attaching: a third process that can write it.
-            ["open", name] => match SegmentBuilder::new(1)
-                .layout(PAIR_LAYOUT)
-                .open_existing(name)
-            {
+            ["open", name] => match SegmentBuilder::new(name).layout(PAIR_LAYOUT).open() {
                 Ok(s) => {
                     seg = Some(s);
                     "ok".into()
@@ -133,7 +130,7 @@ fn peer_main() -> ! {
             // A segment whose descriptor the parent let this process inherit.
             ["adopt", _] => {
                 let fd = ipckit::inherit::regular_file(num(1) as i32)
-                    .and_then(|fd| SegmentBuilder::new(1).from_fd(fd));
+                    .and_then(|fd| SegmentBuilder::anonymous().open_fd(fd));
                 match fd {
                     Ok(s) => {
                         let r = format!("ok sealed={}", s.size_sealed());
@@ -206,14 +203,14 @@ fn peer_main() -> ! {
     std::process::exit(0);
 }
 
-fn pair_options(cap: usize, max: usize) -> PairOptions {
-    PairOptions {
-        capacity: Some(cap),
-        max_msg_size: Some(max),
-        wait: Wait::Block,
-        timeout: LIMIT / 2,
-        ..PairOptions::default()
-    }
+/// How long a server waits for its client.
+const ACCEPT: Duration = Duration::from_millis(LIMIT.as_millis() as u64 / 2);
+
+fn pair_options(name: &str, cap: usize, max: usize) -> PairBuilder {
+    PairBuilder::new(name)
+        .capacity(cap)
+        .max_msg_size(max)
+        .wait(Wait::Block)
 }
 
 /// Pids of this process's live peers, for the watchdog.
@@ -321,9 +318,9 @@ impl Drop for Watchdog {
 /// A fresh pair: this process serves (`listen`/`accept`), the peer attaches.
 fn serve(peer: &mut Peer, cap: usize, max: usize) -> ShmEndpoint {
     let name = format!("/{}", registry::unique_name("hostile"));
-    let l = ShmListener::create(&name, &pair_options(cap, max)).unwrap();
+    let mut l = pair_options(&name, cap, max).create().unwrap();
     peer.ok(&format!("connect {name}"));
-    l.accept().unwrap()
+    l.accept_timeout(ACCEPT).unwrap()
 }
 
 fn is_invalid_data_recv(r: &RecvError) -> bool {
@@ -763,7 +760,7 @@ fn connect_rejects_a_forged_cap_or_max() {
         let case = format!("{what} = {v}");
         let _w = Watchdog::start(case.clone());
         let name = format!("/{}", registry::unique_name("hostile-hdr"));
-        let l = ShmListener::create(&name, &pair_options(cap, MSG_MAX)).unwrap();
+        let mut l = pair_options(&name, cap, MSG_MAX).create().unwrap();
         peer.ok(&format!("open {name}"));
         peer.ok(&format!("w {field} {v}"));
         let valid = if field == CAP {
@@ -771,12 +768,12 @@ fn connect_rejects_a_forged_cap_or_max() {
         } else {
             v <= payload_max
         };
-        let r = no_panic(|| match shm::connect(&name, &pair_options(cap, MSG_MAX)) {
+        let r = no_panic(|| match pair_options(&name, cap, MSG_MAX).open() {
             Ok(mut client) if valid => {
                 if field == MAX && client.max_msg_size() as u64 != v {
                     return Err(format!("connected with max {}", client.max_msg_size()));
                 }
-                let mut server = l.accept().unwrap();
+                let mut server = l.accept_timeout(ACCEPT).unwrap();
                 let n = client.max_msg_size().min(100);
                 client.send(&util::payload(1, n)).unwrap();
                 let mut buf = vec![0u8; MSG_MAX];
@@ -790,7 +787,7 @@ fn connect_rejects_a_forged_cap_or_max() {
                 // if it is taken, the two sides disagree on where the rings are. Whatever
                 // they then see, they return (the watchdog) without a panic or a read out
                 // of bounds (AddressSanitizer).
-                let mut server = l.accept().unwrap();
+                let mut server = l.accept_timeout(ACCEPT).unwrap();
                 smoke(&mut server, client);
                 Ok(())
             }
@@ -853,11 +850,11 @@ fn accept_rejects_a_forged_attach() {
     let _w = Watchdog::start("forged attach".into());
     let mut peer = Peer::spawn("accept_rejects_a_forged_attach");
     let name = format!("/{}", registry::unique_name("hostile-attach"));
-    let l = ShmListener::create(&name, &pair_options(RING, MSG_MAX)).unwrap();
+    let mut l = pair_options(&name, RING, MSG_MAX).create().unwrap();
     peer.ok(&format!("open {name}"));
     // state = ATTACHED (2), attach_seq = 0.
     peer.ok(&format!("w {STATE} 2"));
-    let e = l.accept().unwrap_err();
+    let e = l.accept_timeout(ACCEPT).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
 }
 
@@ -904,9 +901,10 @@ fn a_memfd_segment_is_sealed_against_ftruncate() {
     util::init();
     let _w = Watchdog::start("memfd sealing".into());
     for huge in [shm::HugePages::No, shm::HugePages::Try] {
-        let seg = SegmentBuilder::new(8192)
+        let seg = SegmentBuilder::anonymous()
+            .size(8192)
             .huge_pages(huge)
-            .create_memfd()
+            .create()
             .unwrap()
             .ready();
         assert!(seg.size_sealed(), "{huge:?}: {:?}", seg.huge_pages());
@@ -936,8 +934,9 @@ fn a_memfd_segment_is_sealed_against_ftruncate() {
         assert_eq!(peer.ok("r 0"), "17");
     }
     // A named segment cannot be sealed, and says so.
-    let named = SegmentBuilder::new(4096)
-        .create(&format!("/{}", registry::unique_name("unsealed")))
+    let named = SegmentBuilder::new(&format!("/{}", registry::unique_name("unsealed")))
+        .size(4096)
+        .create()
         .unwrap()
         .ready();
     assert!(!named.size_sealed());

@@ -9,7 +9,7 @@ mod util;
 mod peer;
 
 use ipckit::registry;
-use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender, PairOptions, ShmListener};
+use ipckit::shm::{MpscBuilder, MpscReceiver, PairBuilder};
 use ipckit::{RecvError, SendError, Wait};
 use peer::{check, PER_PRODUCER, PRODUCERS};
 use std::io::{BufRead, BufReader, Lines, Write};
@@ -87,13 +87,8 @@ fn assert_gone(name: &str) {
 fn integrity(wait: Wait) {
     let _serial = wait.spins().then(util::scarce);
     let name = queue_name();
-    let opts = MpscOptions {
-        slots: 64,
-        slot_size: 200,
-        wait,
-        ..MpscOptions::default()
-    };
-    let mut rx = MpscReceiver::create(&name, &opts).unwrap();
+    let opts = MpscBuilder::new(&name).slots(64).slot_size(200).wait(wait);
+    let mut rx = opts.create().unwrap();
     let mut peers: Vec<Peer> = (0..PRODUCERS)
         .map(|id| {
             Peer::spawn(
@@ -171,7 +166,7 @@ fn receiver_killed_under_a_blocked_producer() {
             let name = queue_name();
             let mut rx = Peer::spawn("receiver", &[("NAME", name.clone()), ("SLOTS", "8".into())]);
             rx.expect("ready");
-            let mut tx = MpscSender::open(&name, wait).unwrap();
+            let mut tx = MpscBuilder::new(&name).wait(wait).open().unwrap();
             let mut n = 0;
             while tx.try_send(b"fill").is_ok() {
                 n += 1;
@@ -199,7 +194,7 @@ fn receiver_killed_under_a_blocked_producer() {
             assert!(matches!(tx.try_send(b"x"), Err(SendError::PeerGone)));
             drop(tx);
             // A queue whose receiver is gone refuses new producers.
-            let e = MpscSender::open(&name, wait).unwrap_err();
+            let e = MpscBuilder::new(&name).wait(wait).open().unwrap_err();
             assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
             // The receiver could not unlink its segment: clean does, as its owner is dead.
             registry::clean(false).unwrap();
@@ -213,12 +208,9 @@ fn receiver_killed_under_a_blocked_producer() {
 fn receiver_dropped_under_a_blocked_producer() {
     watchdog(30, || {
         let name = queue_name();
-        let opts = MpscOptions {
-            slots: 2,
-            ..MpscOptions::default()
-        };
-        let rx = MpscReceiver::create(&name, &opts).unwrap();
-        let mut tx = MpscSender::open(&name, Wait::Block).unwrap();
+        let opts = MpscBuilder::new(&name).slots(2);
+        let rx = opts.create().unwrap();
+        let mut tx = MpscBuilder::new(&name).wait(Wait::Block).open().unwrap();
         tx.send(b"1").unwrap();
         tx.send(b"2").unwrap();
         let sender = std::thread::spawn(move || tx.send(b"3"));
@@ -239,12 +231,8 @@ fn receiver_dropped_under_a_blocked_producer() {
 fn producer_killed_mid_stream() {
     watchdog(120, || {
         let name = queue_name();
-        let opts = MpscOptions {
-            slots: 64,
-            slot_size: 200,
-            ..MpscOptions::default()
-        };
-        let mut rx = MpscReceiver::create(&name, &opts).unwrap();
+        let opts = MpscBuilder::new(&name).slots(64).slot_size(200);
+        let mut rx = opts.create().unwrap();
         let vars = |id: u32| {
             vec![
                 ("NAME", name.clone()),
@@ -305,12 +293,8 @@ fn last_producer_killed_under_a_waiting_receiver() {
         for wait in [Wait::Block, Wait::ADAPTIVE, Wait::Spin] {
             let _serial = wait.spins().then(util::scarce);
             let name = queue_name();
-            let opts = MpscOptions {
-                slots: 8,
-                wait,
-                ..MpscOptions::default()
-            };
-            let mut rx = MpscReceiver::create(&name, &opts).unwrap();
+            let opts = MpscBuilder::new(&name).slots(8).wait(wait);
+            let mut rx = opts.create().unwrap();
             let mut victim = Peer::spawn(
                 "endless",
                 &[
@@ -360,11 +344,8 @@ fn last_producer_killed_under_a_waiting_receiver() {
 fn claim_of_a_killed_producer_is_skipped() {
     watchdog(60, || {
         let name = queue_name();
-        let opts = MpscOptions {
-            slots: 16,
-            ..MpscOptions::default()
-        };
-        let mut rx = MpscReceiver::create(&name, &opts).unwrap();
+        let opts = MpscBuilder::new(&name).slots(16);
+        let mut rx = opts.create().unwrap();
         let mut claimer = Peer::spawn("abandon", &[("NAME", name.clone()), ("COUNT", "10".into())]);
         claimer.expect("claimed");
         let mut buf = vec![0u8; rx.max_msg_size()];
@@ -379,7 +360,7 @@ fn claim_of_a_killed_producer_is_skipped() {
         ));
         assert!(matches!(rx.try_recv(&mut buf), Err(RecvError::Empty)));
         // Another producer queues messages behind the claim.
-        let mut tx = MpscSender::open(&name, Wait::Block).unwrap();
+        let mut tx = MpscBuilder::new(&name).wait(Wait::Block).open().unwrap();
         for i in 0..5u8 {
             tx.send(&[i; 3]).unwrap();
         }
@@ -419,11 +400,8 @@ fn a_producer_killed_at_any_step_is_skipped() {
         for step in ["claim", "advance", "mid-write", "written"] {
             for last in [false, true] {
                 let name = queue_name();
-                let opts = MpscOptions {
-                    slots: 16,
-                    ..MpscOptions::default()
-                };
-                let mut rx = MpscReceiver::create(&name, &opts).unwrap();
+                let opts = MpscBuilder::new(&name).slots(16);
+                let mut rx = opts.create().unwrap();
                 let mut victim = Peer::spawn(
                     "abandon",
                     &[
@@ -440,7 +418,8 @@ fn a_producer_killed_at_any_step_is_skipped() {
                 }
                 // Another producer queues messages behind the claim (unless the victim is to
                 // be the last one).
-                let mut tx = (!last).then(|| MpscSender::open(&name, Wait::Block).unwrap());
+                let mut tx =
+                    (!last).then(|| MpscBuilder::new(&name).wait(Wait::Block).open().unwrap());
                 for i in 0..5u8 {
                     if let Some(tx) = &mut tx {
                         tx.send(&[i; 3]).unwrap();
@@ -517,9 +496,9 @@ mod word {
 /// A second mapping of the queue `name`, through which a test writes what a hostile process
 /// would.
 fn hostile_view(name: &str) -> ipckit::shm::Segment {
-    ipckit::shm::SegmentBuilder::new(1)
+    ipckit::shm::SegmentBuilder::new(name)
         .layout(ipckit::shm::MPSC_LAYOUT)
-        .open_existing(name)
+        .open()
         .unwrap()
 }
 
@@ -556,12 +535,8 @@ fn tolerated_recv(r: Result<usize, RecvError>, max: usize, what: &str) {
 fn hostile_header_words_are_invalid_data_at_open() {
     watchdog(60, || {
         let name = queue_name();
-        let opts = MpscOptions {
-            slots: 16,
-            slot_size: 64,
-            ..MpscOptions::default()
-        };
-        let mut rx = MpscReceiver::create(&name, &opts).unwrap();
+        let opts = MpscBuilder::new(&name).slots(16).slot_size(64);
+        let mut rx = opts.create().unwrap();
         let seg = hostile_view(&name);
         let w = seg.atomic_u64s();
         let fields = [
@@ -583,7 +558,7 @@ fn hostile_header_words_are_invalid_data_at_open() {
             let good = w[i].load(Ordering::SeqCst);
             for v in HOSTILE.into_iter().chain([max, max + 1, max - 1]) {
                 w[i].store(v, Ordering::SeqCst);
-                match MpscSender::open(&name, Wait::Spin) {
+                match MpscBuilder::new(&name).wait(Wait::Spin).open() {
                     Err(e) => assert!(is_invalid_data(&e), "{what} = {v}: {e}"),
                     Ok(mut tx) => {
                         for _ in 0..40 {
@@ -618,13 +593,9 @@ fn hostile_slot_tail_and_entry_words_are_errors_not_panics() {
             for v in HOSTILE {
                 let what = format!("{what} = {v:#x}");
                 let name = queue_name();
-                let opts = MpscOptions {
-                    slots: 16,
-                    slot_size: 64,
-                    ..MpscOptions::default()
-                };
-                let mut rx = MpscReceiver::create(&name, &opts).unwrap();
-                let mut tx = MpscSender::open(&name, Wait::Block).unwrap();
+                let opts = MpscBuilder::new(&name).slots(16).slot_size(64);
+                let mut rx = opts.create().unwrap();
+                let mut tx = MpscBuilder::new(&name).wait(Wait::Block).open().unwrap();
                 let seg = hostile_view(&name);
                 let mut buf = vec![0u8; rx.max_msg_size()];
                 tx.send(b"first").unwrap();
@@ -659,14 +630,14 @@ fn hostile_slot_tail_and_entry_words_are_errors_not_panics() {
 fn peer_gone_semantics() {
     watchdog(30, || {
         let name = queue_name();
-        let mut rx = MpscReceiver::create(&name, &MpscOptions::default()).unwrap();
+        let mut rx = MpscBuilder::new(&name).create().unwrap();
         let mut buf = vec![0u8; rx.max_msg_size()];
         assert!(matches!(rx.try_recv(&mut buf), Err(RecvError::Empty)));
         assert!(matches!(
             rx.recv_timeout(&mut buf, Duration::from_millis(60)),
             Err(RecvError::Timeout)
         ));
-        let mut tx = MpscSender::open(&name, Wait::Block).unwrap();
+        let mut tx = MpscBuilder::new(&name).wait(Wait::Block).open().unwrap();
         for i in 0..3u8 {
             tx.send(&[i]).unwrap();
         }
@@ -681,7 +652,7 @@ fn peer_gone_semantics() {
         assert!(matches!(rx.recv(&mut buf), Err(RecvError::PeerGone)));
         eprintln!("PeerGone after a clean drop: {:?}", t.elapsed());
         assert!(matches!(rx.try_recv(&mut buf), Err(RecvError::PeerGone)));
-        let mut tx = MpscSender::open(&name, Wait::Block).unwrap();
+        let mut tx = MpscBuilder::new(&name).wait(Wait::Block).open().unwrap();
         assert!(matches!(
             rx.recv_timeout(&mut buf, Duration::from_millis(60)),
             Err(RecvError::Timeout)
@@ -709,32 +680,29 @@ fn invalid_input(r: std::io::Result<MpscReceiver>, what: &str) {
 fn bad_input_is_a_clear_error() {
     watchdog(30, || {
         let name = queue_name();
-        let with = |slots, slot_size| MpscOptions {
-            slots,
-            slot_size,
-            ..MpscOptions::default()
-        };
-        invalid_input(MpscReceiver::create(&name, &with(16, 0)), "slot size 0");
-        invalid_input(MpscReceiver::create(&name, &with(3, 64)), "3 slots");
-        invalid_input(MpscReceiver::create(&name, &with(0, 64)), "0 slots");
+        let with =
+            |name: &str, slots, slot_size| MpscBuilder::new(name).slots(slots).slot_size(slot_size);
+        invalid_input(with(&name, 16, 0).create(), "slot size 0");
+        invalid_input(with(&name, 3, 64).create(), "3 slots");
+        invalid_input(with(&name, 0, 64).create(), "0 slots");
+        invalid_input(with(&name, 1 << 25, 64).create(), "too many slots");
         invalid_input(
-            MpscReceiver::create(&name, &with(1 << 25, 64)),
-            "too many slots",
-        );
-        invalid_input(
-            MpscReceiver::create(&format!("{name}/x"), &with(16, 64)),
+            with(&format!("{name}/x"), 16, 64).create(),
             "a name with '/'",
         );
-        invalid_input(MpscReceiver::create("", &with(16, 64)), "an empty name");
+        invalid_input(with("", 16, 64).create(), "an empty name");
         assert_gone(&name);
 
-        let e = MpscSender::open(&name, Wait::Block).unwrap_err();
+        let e = MpscBuilder::new(&name)
+            .wait(Wait::Block)
+            .open()
+            .unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
 
-        let mut rx = MpscReceiver::create(&name, &with(4, 8)).unwrap();
-        let e = MpscReceiver::create(&name, &with(4, 8)).unwrap_err();
+        let mut rx = with(&name, 4, 8).create().unwrap();
+        let e = with(&name, 4, 8).create().unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
-        let mut tx = MpscSender::open(&name, Wait::Block).unwrap();
+        let mut tx = MpscBuilder::new(&name).wait(Wait::Block).open().unwrap();
         assert_eq!(tx.max_msg_size(), 8);
         assert!(matches!(
             tx.send(&[0; 9]),
@@ -757,8 +725,11 @@ fn bad_input_is_a_clear_error() {
         assert_gone(&name);
 
         // A segment of another layout is refused.
-        let pair = ShmListener::create(&name, &PairOptions::default()).unwrap();
-        let e = MpscSender::open(&name, Wait::Block).unwrap_err();
+        let pair = PairBuilder::new(&name).create().unwrap();
+        let e = MpscBuilder::new(&name)
+            .wait(Wait::Block)
+            .open()
+            .unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
         eprintln!("another layout: {e}");
         drop(pair);
@@ -771,14 +742,17 @@ fn bad_input_is_a_clear_error() {
 fn producer_table_is_bounded_and_reused() {
     watchdog(30, || {
         let name = queue_name();
-        let rx = MpscReceiver::create(&name, &MpscOptions::default()).unwrap();
+        let rx = MpscBuilder::new(&name).create().unwrap();
         let mut txs: Vec<_> = (0..ipckit::shm::MAX_PRODUCERS)
-            .map(|_| MpscSender::open(&name, Wait::Block).unwrap())
+            .map(|_| MpscBuilder::new(&name).wait(Wait::Block).open().unwrap())
             .collect();
-        let e = MpscSender::open(&name, Wait::Block).unwrap_err();
+        let e = MpscBuilder::new(&name)
+            .wait(Wait::Block)
+            .open()
+            .unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
         txs.pop();
-        txs.push(MpscSender::open(&name, Wait::Block).unwrap());
+        txs.push(MpscBuilder::new(&name).wait(Wait::Block).open().unwrap());
         drop(txs);
         drop(rx);
         assert_gone(&name);

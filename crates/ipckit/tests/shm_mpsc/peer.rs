@@ -5,7 +5,8 @@
 #![allow(dead_code)]
 
 use crate::util::{payload, Rng};
-use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender};
+use ipckit::shm::__fuzz::abandon_claim_at;
+use ipckit::shm::MpscBuilder;
 use ipckit::Wait;
 use std::time::Duration;
 
@@ -59,7 +60,10 @@ pub fn run(role: &str) {
             } else {
                 env("COUNT").parse().unwrap()
             };
-            let mut tx = MpscSender::open(&name, wait_of(&env("WAIT"))).expect("open");
+            let mut tx = MpscBuilder::new(&name)
+                .wait(wait_of(&env("WAIT")))
+                .open()
+                .expect("open");
             println!("ready");
             if role == "producer" {
                 // Start together: the receiver's PeerGone means "all gone" only once every
@@ -77,7 +81,10 @@ pub fn run(role: &str) {
             }
         }
         "abandon" => {
-            let mut tx = MpscSender::open(&name, Wait::Block).expect("open");
+            let mut tx = MpscBuilder::new(&name)
+                .wait(Wait::Block)
+                .open()
+                .expect("open");
             let count: u64 = env("COUNT").parse().unwrap();
             let mut rng = Rng(7);
             for seq in 0..count {
@@ -87,17 +94,15 @@ pub fn run(role: &str) {
             // Stop the next send at STEP (default: claimed, `tail` moved on).
             let step = std::env::var("STEP").unwrap_or_else(|_| "advance".into());
             let m = message(9, count, &mut rng, tx.max_msg_size());
-            tx.abandon_claim_at(&step, &m).unwrap();
+            abandon_claim_at(&mut tx, &step, &m).unwrap();
             println!("claimed");
             std::thread::sleep(Duration::from_secs(60));
         }
         "receiver" => {
-            let opts = MpscOptions {
-                slots: env("SLOTS").parse().unwrap(),
-                slot_size: 64,
-                ..MpscOptions::default()
-            };
-            let _rx = MpscReceiver::create(&name, &opts).expect("create");
+            let opts = MpscBuilder::new(&name)
+                .slots(env("SLOTS").parse().unwrap())
+                .slot_size(64);
+            let _rx = opts.create().expect("create");
             println!("ready");
             std::thread::sleep(Duration::from_secs(60));
         }

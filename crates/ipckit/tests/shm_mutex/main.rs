@@ -8,7 +8,7 @@ mod util;
 
 mod peer;
 
-use ipckit::shm::{LockError, SegmentBuilder, ShmMutex, MUTEX_LAYOUT, NAME_MAX};
+use ipckit::shm::{LockError, MutexBuilder, SegmentBuilder, ShmMutex, MUTEX_LAYOUT, NAME_MAX};
 use peer::{State, ROUNDS};
 use std::io::{BufRead, BufReader, ErrorKind};
 use std::os::fd::{AsFd, AsRawFd};
@@ -70,7 +70,7 @@ fn assert_gone(name: &str) {
 fn killed_holder_is_owner_died_and_repairable() {
     watchdog(60, || {
         let name = shm_name("mutex-died");
-        let m = ShmMutex::create(&name, State::default()).unwrap();
+        let m = MutexBuilder::new(&name).create(State::default()).unwrap();
         let child = spawn_until("holder", &name, "locked");
         assert!(matches!(m.try_lock(), Err(LockError::WouldBlock)));
         assert!(matches!(
@@ -123,7 +123,7 @@ fn killed_holder_is_owner_died_and_repairable() {
 fn owner_died_left_unrepaired_is_not_recoverable() {
     watchdog(60, || {
         let name = shm_name("mutex-nr");
-        let m = ShmMutex::create(&name, State::default()).unwrap();
+        let m = MutexBuilder::new(&name).create(State::default()).unwrap();
         kill(spawn_until("holder", &name, "locked"));
         let g = m.lock().unwrap_err().into_guard().expect("OwnerDied");
         assert_eq!(g.value, 42);
@@ -148,7 +148,7 @@ fn owner_died_left_unrepaired_is_not_recoverable() {
 fn condvar_wakes_another_process() {
     watchdog(60, || {
         let name = shm_name("mutex-cv");
-        let m = ShmMutex::create(&name, State::default()).unwrap();
+        let m = MutexBuilder::new(&name).create(State::default()).unwrap();
         let cv = m.condvar();
         let mut child = KillOnDrop(
             peer_command("waiter", &[("NAME", name.clone())])
@@ -185,7 +185,7 @@ fn condvar_wakes_another_process() {
 fn wait_that_reacquires_a_dead_holders_lock_is_owner_died() {
     watchdog(60, || {
         let name = shm_name("mutex-cvdied");
-        let m = ShmMutex::create(&name, State::default()).unwrap();
+        let m = MutexBuilder::new(&name).create(State::default()).unwrap();
         let g = m.lock().unwrap();
         let mut cmd = peer_command("notify_and_die", &[("NAME", name.clone())]);
         cmd.stdout(Stdio::piped());
@@ -218,7 +218,7 @@ fn wait_that_reacquires_a_dead_holders_lock_is_owner_died() {
 fn two_processes_exclude_each_other() {
     watchdog(120, || {
         util::init();
-        let m = ShmMutex::create_memfd(0u64).unwrap();
+        let m = MutexBuilder::anonymous().create(0u64).unwrap();
         let fd = m.as_fd().as_raw_fd();
         let mut cmd = peer_command("counter", &[("FD", fd.to_string())]);
         cmd.stdout(Stdio::piped());
@@ -253,54 +253,69 @@ fn bad_names_and_foreign_segments_are_clear_errors() {
         util::init();
         let long = "x".repeat(NAME_MAX + 1);
         for bad in ["a/b", "/a/b", "", "/", long.as_str()] {
-            let e = ShmMutex::create(bad, 0u64).unwrap_err();
+            let e = MutexBuilder::new(bad).create(0u64).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidInput, "create {bad:?}: {e}");
-            let e = ShmMutex::<u64>::open(bad).unwrap_err();
+            let e = ShmMutex::<u64>::builder(bad).open().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidInput, "open {bad:?}: {e}");
         }
-        let e = ShmMutex::<u64>::open(&shm_name("never-made")).unwrap_err();
+        let e = ShmMutex::<u64>::builder(&shm_name("never-made"))
+            .open()
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
 
         // A segment of another layout.
         let raw_name = shm_name("mutex-raw");
-        let raw = SegmentBuilder::new(4096).create(&raw_name).unwrap().ready();
-        let e = ShmMutex::<u64>::open(&raw_name).unwrap_err();
+        let raw = SegmentBuilder::new(&raw_name)
+            .size(4096)
+            .create()
+            .unwrap()
+            .ready();
+        let e = ShmMutex::<u64>::builder(&raw_name).open().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
         assert!(e.to_string().contains("raw bytes"), "{e}");
 
         // The mutex layout, but not made by ShmMutex (nothing initialized), and too small.
         let bare_name = shm_name("mutex-bare");
-        let bare = SegmentBuilder::new(4096)
+        let bare = SegmentBuilder::new(&bare_name)
+            .size(4096)
             .layout(MUTEX_LAYOUT)
-            .create(&bare_name)
+            .create()
             .unwrap()
             .ready();
-        let e = ShmMutex::<u64>::open(&bare_name).unwrap_err();
+        let e = ShmMutex::<u64>::builder(&bare_name).open().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
         assert!(e.to_string().contains("never initialized"), "{e}");
         let tiny_name = shm_name("mutex-tiny");
-        let tiny = SegmentBuilder::new(64)
+        let tiny = SegmentBuilder::new(&tiny_name)
+            .size(64)
             .layout(MUTEX_LAYOUT)
-            .create(&tiny_name)
+            .create()
             .unwrap()
             .ready();
-        let e = ShmMutex::<u64>::open(&tiny_name).unwrap_err();
+        let e = ShmMutex::<u64>::builder(&tiny_name).open().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
 
         // A mutex over another value type.
         let name = shm_name("mutex-type");
-        let m = ShmMutex::create(&name, 7u64).unwrap();
-        let e = ShmMutex::create(&name, 7u64).unwrap_err();
+        let m = MutexBuilder::new(&name).create(7u64).unwrap();
+        let e = MutexBuilder::new(&name).create(7u64).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
         for e in [
-            ShmMutex::<u32>::open(&name).unwrap_err(),
-            ShmMutex::<[u8; 8]>::open(&name).unwrap_err(),
-            ShmMutex::<State>::open(&name).unwrap_err(),
+            ShmMutex::<u32>::builder(&name).open().unwrap_err(),
+            ShmMutex::<[u8; 8]>::builder(&name).open().unwrap_err(),
+            ShmMutex::<State>::builder(&name).open().unwrap_err(),
         ] {
             assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
             assert!(e.to_string().contains("value"), "{e}");
         }
-        assert_eq!(*ShmMutex::<u64>::open(&name).unwrap().lock().unwrap(), 7);
+        assert_eq!(
+            *ShmMutex::<u64>::builder(&name)
+                .open()
+                .unwrap()
+                .lock()
+                .unwrap(),
+            7
+        );
 
         drop((raw, bare, tiny, m));
         for n in [raw_name, bare_name, tiny_name, name] {

@@ -3,7 +3,7 @@
 // Half of this module is the test's, half the peer binary's; each build uses its own half.
 #![allow(dead_code)]
 
-use ipckit::shm::{LockError, Plain, ShmMutex};
+use ipckit::shm::{LockError, MutexBuilder, Plain, ShmMutex};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -29,7 +29,11 @@ pub const ROUNDS: u64 = 100_000;
 /// Runs peer `role` on the mutex named `$NAME` (or inherited as `$FD`); exits 0 if it
 /// found what it expected.
 pub fn run(role: &str) {
-    let open = || ShmMutex::<State>::open(&std::env::var("NAME").unwrap()).unwrap();
+    let open = || {
+        ShmMutex::<State>::builder(&std::env::var("NAME").unwrap())
+            .open()
+            .unwrap()
+    };
     let ok = match role {
         // Locks, starts an update, says so, and waits to be killed with the lock held.
         "holder" => {
@@ -83,7 +87,7 @@ pub fn run(role: &str) {
             // SAFETY: the parent made this descriptor inheritable for this process alone
             // (see `mutual_exclusion`); nothing else here owns it.
             let fd = unsafe { OwnedFd::from_raw_fd(n) };
-            let m = ShmMutex::<u64>::from_fd(fd).unwrap();
+            let m = MutexBuilder::<u64>::anonymous().open_fd(fd).unwrap();
             say("ready");
             for _ in 0..ROUNDS {
                 *m.lock().unwrap() += 1;

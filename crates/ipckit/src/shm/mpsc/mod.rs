@@ -57,18 +57,21 @@
 //!
 //! `queue.rs`: the protocol over any memory, with its loom models; `layout.rs`: the segment
 //! and the checks of its header; `watch.rs`: the consumer's watch of the producers;
-//! `receiver.rs` and `sender.rs`: the two handles.
+//! `builder.rs`: [`MpscBuilder`], which makes the two handles; `receiver.rs` and
+//! `sender.rs`: the two handles.
 
+mod builder;
 mod layout;
 mod queue;
 mod receiver;
 mod sender;
 mod watch;
 
+pub use builder::{MpscBuilder, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
 pub use layout::{MAX_SLOTS, MAX_SLOT_SIZE, MPSC_LAYOUT};
 pub use queue::MAX_PRODUCERS;
-pub use receiver::{MpscOptions, MpscReceiver, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
-pub use sender::MpscSender;
+pub use receiver::MpscReceiver;
+pub use sender::{abandon_claim, abandon_claim_at, MpscSender};
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,5 @@
 //! The consumer's handle: [`MpscReceiver`] creates the queue and receives from every
-//! producer, and [`MpscOptions`] says how to make it.
+//! producer.
 
 use super::layout::{geometry, views, ShmQueue, ENTRY_DEAD, MPSC_LAYOUT};
 use super::queue::{pack, wake_space, Consumer, Head, QueueMem, FREE, MAX_PRODUCERS, TAG_MASK};
@@ -15,53 +15,22 @@ use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
-/// Slots unless asked otherwise: with [`DEFAULT_SLOT_SIZE`], 256 KiB, the ring's default.
-pub const DEFAULT_SLOTS: usize = 1024;
-/// Payload bytes per slot unless asked otherwise: a slot is then four cache lines.
-pub const DEFAULT_SLOT_SIZE: usize = 240;
-
-/// How to make an MPSC queue.
-#[derive(Debug, Clone, Copy)]
-pub struct MpscOptions {
-    /// Number of slots: a power of two, at most [`MAX_SLOTS`](super::MAX_SLOTS).
-    pub slots: usize,
-    /// Payload bytes per slot, the largest message (1 to
-    /// [`MAX_SLOT_SIZE`](super::MAX_SLOT_SIZE)).
-    pub slot_size: usize,
-    /// The receiver's wait strategy.
-    pub wait: Wait,
-    /// Permission bits (0600).
-    pub mode: u32,
-    /// Fault the pages in at creation (`MAP_POPULATE`).
-    pub populate: bool,
-}
-
-impl Default for MpscOptions {
-    fn default() -> Self {
-        MpscOptions {
-            slots: DEFAULT_SLOTS,
-            slot_size: DEFAULT_SLOT_SIZE,
-            wait: Wait::Block,
-            mode: 0o600,
-            populate: true,
-        }
-    }
-}
-
 /// The consumer of an MPSC queue: creates the segment and receives from every producer.
 ///
 /// ```no_run
-/// use ipckit::shm::{MpscOptions, MpscReceiver, MpscSender};
+/// use ipckit::shm::MpscBuilder;
 /// use ipckit::Wait;
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// // Process 1: the one consumer.
-/// let opts = MpscOptions { slots: 1024, slot_size: 240, ..MpscOptions::default() };
-/// let mut rx = MpscReceiver::create("/jobs", &opts)?; // owner-only, exclusive
+/// let mut rx = MpscBuilder::new("/jobs") // owner-only, exclusive
+///     .slots(1024)
+///     .slot_size(240)
+///     .create()?;
 /// let mut buf = vec![0; rx.max_msg_size()];
 /// let n = rx.recv(&mut buf)?; // PeerGone once every producer is gone and all is read
 ///
 /// // Processes 2, 3, ...: any number of producers.
-/// let mut tx = MpscSender::open("/jobs", Wait::Block)?;
+/// let mut tx = MpscBuilder::new("/jobs").wait(Wait::Block).open()?;
 /// tx.send(b"job 1")?; // PeerGone, never a hang, if the consumer dies
 /// # Ok(()) }
 /// ```
@@ -124,49 +93,42 @@ impl fmt::Debug for MpscReceiver {
 }
 
 impl MpscReceiver {
-    /// Creates the queue segment `name` (`/name`), exclusively, owner-only, recorded in the
-    /// registry; its name is removed when the receiver is dropped.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a bad name (empty, or with a '/' other than a leading one), a slot
-    /// count that is not a power of two, a slot size of 0 or over
-    /// [`MAX_SLOT_SIZE`](super::MAX_SLOT_SIZE); `AlreadyExists`; or the OS error.
-    pub fn create(name: &str, opts: &MpscOptions) -> io::Result<MpscReceiver> {
-        let (stride, total) = geometry(opts.slots, opts.slot_size)?;
-        let mut seg = SegmentBuilder::new(total)
-            .mode(opts.mode)
-            .layout(MPSC_LAYOUT)
-            .populate(opts.populate)
-            .create(name)?;
-        let q = views(&seg, opts.slots, stride)?;
-        q.hdr.slots.store(opts.slots as u64, Ordering::Relaxed);
-        q.hdr
-            .slot_size
-            .store(opts.slot_size as u64, Ordering::Relaxed);
+    /// Creates the queue segment with `seg`'s name and settings (see
+    /// [`MpscBuilder::create`](super::MpscBuilder::create)).
+    pub(super) fn create(
+        seg: SegmentBuilder,
+        slots: usize,
+        slot_size: usize,
+        wait: Wait,
+    ) -> io::Result<MpscReceiver> {
+        let (stride, total) = geometry(slots, slot_size)?;
+        let mut seg = seg.size(total).layout(MPSC_LAYOUT).create()?;
+        let q = views(&seg, slots, stride)?;
+        q.hdr.slots.store(slots as u64, Ordering::Relaxed);
+        q.hdr.slot_size.store(slot_size as u64, Ordering::Relaxed);
         q.hdr.stride.store(stride as u64, Ordering::Relaxed);
         q.hdr
             .max_producers
             .store(MAX_PRODUCERS as u64, Ordering::Relaxed);
         put_hello(&q.hdr.receiver, &Hello::mine());
         // Slot `i` waits for position `i` (slot 0's zeroes already say so).
-        for i in 1..opts.slots {
+        for i in 1..slots {
             q.seq(i).store(pack(i as u64, FREE), Ordering::Relaxed);
         }
         // The magic's Release store publishes all of the above.
         seg.publish();
         let mut rx = MpscReceiver {
             q,
-            cons: Consumer::new(opts.slots, opts.slot_size),
-            slots: opts.slots,
-            max: opts.slot_size,
+            cons: Consumer::new(slots, slot_size),
+            slots,
+            max: slot_size,
             wait: Wait::Spin,
             woke_up_at: None,
             watch: Watch::new(),
             lost: 0,
             seg,
         };
-        rx.set_wait(opts.wait);
+        rx.set_wait(wait);
         Ok(rx)
     }
 

@@ -28,7 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One producer of an MPSC queue. Any number of processes (up to [`MAX_PRODUCERS`] at once)
-/// may each open their own; see [`MpscReceiver`](super::MpscReceiver) for an example.
+/// may each open their own with [`MpscBuilder::open`](super::MpscBuilder::open); see
+/// [`MpscReceiver`](super::MpscReceiver) for an example.
 ///
 /// A send claims a slot with one compare-and-swap on the slot, moves the shared enqueue
 /// position on with another, copies the message and publishes it: it never waits for
@@ -81,18 +82,10 @@ fn refused(msg: String) -> io::Error {
 }
 
 impl MpscSender {
-    /// Opens the queue `name` made by [`MpscReceiver::create`](super::MpscReceiver::create)
-    /// and registers as a producer.
-    ///
-    /// # Errors
-    ///
-    /// `NotFound`; `InvalidData` for a segment of another layout or version or with a bad
-    /// geometry; `ConnectionRefused` if its receiver is gone or closed; `AddrInUse` if
-    /// [`MAX_PRODUCERS`] producers are attached already; or the OS error.
-    pub fn open(name: &str, wait: Wait) -> io::Result<MpscSender> {
-        let seg = SegmentBuilder::new(1)
-            .layout(MPSC_LAYOUT)
-            .open_existing(name)?;
+    /// Opens the queue `name` and registers as a producer (see
+    /// [`MpscBuilder::open`](super::MpscBuilder::open)).
+    pub(super) fn open(name: &str, wait: Wait) -> io::Result<MpscSender> {
+        let seg = SegmentBuilder::new(name).layout(MPSC_LAYOUT).open()?;
         let bad = |what: String| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -100,7 +93,7 @@ impl MpscSender {
             )
         };
         let (slots, slot_size, stride, maxp) = {
-            // The header is published: open_existing saw the magic.
+            // The header is published: open saw the magic.
             let hdr: &MpscHeader = seg.region().at(HDR_OFF);
             let l = |a: &AtomicU64| a.load(Ordering::Relaxed) as usize;
             (
@@ -291,58 +284,53 @@ impl MpscSender {
     }
 }
 
-impl MpscSender {
-    /// Claims a slot and never publishes it: what a producer killed in the middle of a send
-    /// leaves behind, for tests of that case. The entry stays registered after this sender
-    /// is dropped, so the consumer skips the claim only once this process is gone.
-    ///
-    /// # Errors
-    ///
-    /// [`SendError::Full`] if no slot is free, [`SendError::PeerGone`] if the receiver is.
-    #[doc(hidden)]
-    pub fn abandon_claim(&mut self) -> Result<(), SendError> {
-        self.abandon_claim_at("advance", &[])
-    }
+/// Claims a slot and never publishes it: what a producer killed in the middle of a send
+/// leaves behind, for tests of that case. The entry stays registered after `tx` is dropped,
+/// so the consumer skips the claim only once this process is gone.
+///
+/// # Errors
+///
+/// [`SendError::Full`] if no slot is free, [`SendError::PeerGone`] if the receiver is.
+pub fn abandon_claim(tx: &mut MpscSender) -> Result<(), SendError> {
+    abandon_claim_at(tx, "advance", &[])
+}
 
-    /// Like [`MpscSender::abandon_claim`], stopping the send of `msg` at `step`: `"claim"`
-    /// (the slot is claimed, `tail` not moved on), `"advance"` (`tail` moved on too),
-    /// `"mid-write"` (the length and half of `msg` written) or `"written"` (all of it
-    /// written, not published): every point at which a producer can be killed.
-    ///
-    /// # Errors
-    ///
-    /// As [`MpscSender::abandon_claim`]; [`SendError::TooLarge`]; `Io(InvalidInput)` for
-    /// another `step`.
-    #[doc(hidden)]
-    pub fn abandon_claim_at(&mut self, step: &str, msg: &[u8]) -> Result<(), SendError> {
-        const STEPS: [&str; 4] = ["claim", "advance", "mid-write", "written"];
-        let Some(n) = STEPS.iter().position(|s| *s == step) else {
-            return Err(SendError::Io(invalid(format!(
-                "no step {step:?} in a send (one of {STEPS:?})"
-            ))));
-        };
-        if msg.len() > self.max {
-            return Err(SendError::TooLarge {
-                len: msg.len(),
-                max: self.max,
-            });
-        }
-        if Self::receiver_gone(&self.q, &self.dead) {
-            return Err(SendError::PeerGone);
-        }
-        let pos = claim_slot(&self.q, self.mask, self.idx).ok_or(SendError::Full)?;
-        self.abandoned = true;
-        if n >= 1 {
-            advance(&self.q, pos);
-        }
-        if n >= 2 {
-            let slot = pos as usize & self.mask;
-            self.q.len(slot).store(msg.len() as u32, Ordering::Relaxed);
-            let part = if n == 2 { msg.len() / 2 } else { msg.len() };
-            self.q.write(slot, &msg[..part]);
-        }
-        Ok(())
+/// Like [`abandon_claim`], stopping the send of `msg` at `step`: `"claim"` (the slot is
+/// claimed, `tail` not moved on), `"advance"` (`tail` moved on too), `"mid-write"` (the
+/// length and half of `msg` written) or `"written"` (all of it written, not published):
+/// every point at which a producer can be killed.
+///
+/// # Errors
+///
+/// As [`abandon_claim`]; [`SendError::TooLarge`]; `Io(InvalidInput)` for another `step`.
+pub fn abandon_claim_at(tx: &mut MpscSender, step: &str, msg: &[u8]) -> Result<(), SendError> {
+    const STEPS: [&str; 4] = ["claim", "advance", "mid-write", "written"];
+    let Some(n) = STEPS.iter().position(|s| *s == step) else {
+        return Err(SendError::Io(invalid(format!(
+            "no step {step:?} in a send (one of {STEPS:?})"
+        ))));
+    };
+    if msg.len() > tx.max {
+        return Err(SendError::TooLarge {
+            len: msg.len(),
+            max: tx.max,
+        });
     }
+    if MpscSender::receiver_gone(&tx.q, &tx.dead) {
+        return Err(SendError::PeerGone);
+    }
+    let pos = claim_slot(&tx.q, tx.mask, tx.idx).ok_or(SendError::Full)?;
+    tx.abandoned = true;
+    if n >= 1 {
+        advance(&tx.q, pos);
+    }
+    if n >= 2 {
+        let slot = pos as usize & tx.mask;
+        tx.q.len(slot).store(msg.len() as u32, Ordering::Relaxed);
+        let part = if n == 2 { msg.len() / 2 } else { msg.len() };
+        tx.q.write(slot, &msg[..part]);
+    }
+    Ok(())
 }
 
 /// Takes a free producer entry and writes our hello in it; `None` if all are taken.

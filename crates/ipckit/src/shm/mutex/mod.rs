@@ -30,11 +30,13 @@
 //!
 //! # Files
 //!
-//! `shm_mutex.rs`: [`ShmMutex`] (making, opening and locking one) and its [`MutexGuard`];
+//! `builder.rs`: [`MutexBuilder`] (making and opening one); `shm_mutex.rs`: [`ShmMutex`]
+//! (checking and locking one) and its [`MutexGuard`];
 //! `lock.rs`: the lock word's protocol and the holder's liveness; `condvar.rs`:
 //! [`ShmCondvar`]; `layout.rs`: the segment's layout and the value's placement; `plain.rs`:
 //! [`Plain`]; `error.rs`: [`LockError`].
 
+mod builder;
 mod condvar;
 mod error;
 mod layout;
@@ -42,6 +44,7 @@ mod lock;
 mod plain;
 mod shm_mutex;
 
+pub use builder::MutexBuilder;
 pub use condvar::{ShmCondvar, WaitTimeoutResult};
 pub use error::{LockError, LockResult};
 pub use layout::MUTEX_LAYOUT;

@@ -1,4 +1,5 @@
-//! [`ShmMutex`]: making, opening and checking a robust-mutex segment, and locking it; and
+//! [`ShmMutex`]: initializing and checking a robust-mutex segment (which
+//! [`MutexBuilder`](super::MutexBuilder) makes or opens), and locking it; and
 //! [`MutexGuard`], the lock held.
 
 // Opting in to unsafe (the crate root denies it): the guard lends the value, which only the
@@ -7,17 +8,17 @@
 
 use super::error::{LockError, LockResult};
 use super::layout::{
-    placement, DataCell, MutexHeader, COND_OFF, DATA_MIN_OFF, MUTEX_LAYOUT, MUTEX_MAGIC, MUTEX_OFF,
+    placement, DataCell, MutexHeader, COND_OFF, DATA_MIN_OFF, MUTEX_MAGIC, MUTEX_OFF,
 };
 use super::lock::{Acquired, LockWords, Until};
 use super::plain::Plain;
-use crate::shm::segment::{Segment, SegmentBuilder};
+use crate::shm::segment::Segment;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::ops::{Deref, DerefMut};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -30,9 +31,9 @@ use std::time::Duration;
 /// processes keep their mapping, so nothing is left behind whoever dies first.
 ///
 /// ```
-/// use ipckit::shm::{LockError, ShmMutex};
+/// use ipckit::shm::{LockError, MutexBuilder};
 /// # fn main() -> std::io::Result<()> {
-/// let m = ShmMutex::create_memfd([0u64; 2])?; // or ShmMutex::create("/name", ..)
+/// let m = MutexBuilder::anonymous().create([0u64; 2])?; // or MutexBuilder::new("/name")
 /// let mut g = match m.lock() {
 ///     Ok(g) => g,
 ///     // The last holder died while holding it: the value is as it left it. Repair it,
@@ -54,16 +55,16 @@ use std::time::Duration;
 /// Across processes, one creates the segment and the others open it by name:
 ///
 /// ```no_run
-/// use ipckit::shm::ShmMutex;
+/// use ipckit::shm::{MutexBuilder, ShmMutex};
 /// use std::time::Duration;
 /// # fn main() -> std::io::Result<()> {
 /// // Process 1
-/// let m = ShmMutex::create("/jobs", 0u64)?; // owner-only, exclusive; unlinked on drop
+/// let m = MutexBuilder::new("/jobs").create(0u64)?; // owner-only, exclusive; unlinked on drop
 /// let ready = m.condvar();
 /// let g = ready.wait_while(m.lock()?, |jobs| *jobs == 0)?;
 ///
 /// // Process 2
-/// let m = ShmMutex::<u64>::open("/jobs")?; // checks the layout and the value's size
+/// let m = ShmMutex::<u64>::builder("/jobs").open()?; // checks the layout and the value's size
 /// *m.lock_timeout(Duration::from_secs(1))? += 1;
 /// m.condvar().notify_all();
 /// # Ok(()) }
@@ -85,9 +86,9 @@ use std::time::Duration;
 ///
 /// # Limits
 ///
-/// - Every process must use the same `T`: its size and alignment are recorded and checked at
-///   [`ShmMutex::open`]. A segment that fails a check is refused with `InvalidData`, never
-///   used.
+/// - Every process must use the same `T`: its size and alignment are recorded and checked
+///   when it is opened ([`MutexBuilder::open`](super::MutexBuilder::open)). A segment that
+///   fails a check is refused with `InvalidData`, never used.
 /// - Holders are named by thread id: every process sharing the mutex must be in one pid
 ///   namespace (a container's processes with the host's do not qualify).
 /// - A peer that can write the segment can hold the lock for ever (so can one that locks it
@@ -118,64 +119,9 @@ impl<T: Plain> fmt::Debug for ShmMutex<T> {
 }
 
 impl<T: Plain> ShmMutex<T> {
-    /// Creates the segment `name` (`/name` or `name`) holding `init`, exclusively and
-    /// owner-only (0600), recorded in the [`crate::registry`] and unlinked on drop.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a bad name (empty, a '/' after the first, over
-    /// [`crate::shm::NAME_MAX`] bytes) or a `T` aligned above a page; `AlreadyExists`; or the OS
-    /// error.
-    pub fn create(name: &str, init: T) -> io::Result<ShmMutex<T>> {
-        let (off, total) = placement::<T>()?;
-        let seg = SegmentBuilder::new(total)
-            .layout(MUTEX_LAYOUT)
-            .create(name)?;
-        ShmMutex::init(seg, off, init)
-    }
-
-    /// Creates an anonymous segment holding `init` (`memfd_create`), to be handed to another
-    /// process by descriptor ([`AsFd`]) and opened there with [`ShmMutex::from_fd`].
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a `T` aligned above a page, or the OS error.
-    pub fn create_memfd(init: T) -> io::Result<ShmMutex<T>> {
-        let (off, total) = placement::<T>()?;
-        let seg = SegmentBuilder::new(total)
-            .layout(MUTEX_LAYOUT)
-            .create_memfd()?;
-        ShmMutex::init(seg, off, init)
-    }
-
-    /// Opens the segment `name` made by [`ShmMutex::create`] with the same `T`.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a bad name; `NotFound`; `PermissionDenied` for a segment another
-    /// user can write; `InvalidData` for a segment of another layout (not a mutex), a mutex
-    /// over a value of another size or alignment.
-    pub fn open(name: &str) -> io::Result<ShmMutex<T>> {
-        let seg = SegmentBuilder::new(1)
-            .layout(MUTEX_LAYOUT)
-            .open_existing(name)?;
-        ShmMutex::adopt(seg)
-    }
-
-    /// Opens a segment from a descriptor (a memfd from [`ShmMutex::create_memfd`] or a named
-    /// segment's, received from another process), checking it as [`ShmMutex::open`] does.
-    ///
-    /// # Errors
-    ///
-    /// As [`ShmMutex::open`].
-    pub fn from_fd(fd: OwnedFd) -> io::Result<ShmMutex<T>> {
-        let seg = SegmentBuilder::new(1).layout(MUTEX_LAYOUT).from_fd(fd)?;
-        ShmMutex::adopt(seg)
-    }
-
     /// Writes the header and the value (the lock words of a new segment are zero: free),
     /// then publishes the segment to openers.
-    fn init(mut seg: Segment, off: usize, init: T) -> io::Result<ShmMutex<T>> {
+    pub(super) fn init(mut seg: Segment, off: usize, init: T) -> io::Result<ShmMutex<T>> {
         {
             let r = seg.region();
             let cell: &DataCell<T> = r.at(off);
@@ -195,7 +141,7 @@ impl<T: Plain> ShmMutex<T> {
     }
 
     /// Checks an opened segment's header against this build and this `T`.
-    fn adopt(seg: Segment) -> io::Result<ShmMutex<T>> {
+    pub(super) fn adopt(seg: Segment) -> io::Result<ShmMutex<T>> {
         let (off, total) = placement::<T>()?;
         let what = seg.name().unwrap_or("the segment").to_owned();
         let bad = |msg: String| io::Error::new(io::ErrorKind::InvalidData, format!("{what} {msg}"));
@@ -207,7 +153,7 @@ impl<T: Plain> ShmMutex<T> {
         }
         let r = seg.region();
         let h: &MutexHeader = r.at(0);
-        // `open_existing` saw the segment's magic with `Acquire`: the header is complete.
+        // Opening saw the segment's magic with `Acquire`: the header is complete.
         if h.magic.load(Ordering::Relaxed) != MUTEX_MAGIC {
             return Err(bad(
                 "has the robust-mutex layout but its mutex was never initialized (not made by \

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 fn reopen<U: Plain>(m: &ShmMutex<impl Plain>) -> io::Result<ShmMutex<U>> {
-    ShmMutex::from_fd(m.as_fd().try_clone_to_owned()?)
+    MutexBuilder::anonymous().open_fd(m.as_fd().try_clone_to_owned()?)
 }
 
 /// Whatever another process writes into the lock and condition words, every call
@@ -18,7 +18,7 @@ fn reopen<U: Plain>(m: &ShmMutex<impl Plain>) -> io::Result<ShmMutex<U>> {
 /// live thread is a dead holder taken over.
 #[test]
 fn hostile_words_never_hang_or_panic() {
-    let m = ShmMutex::create_memfd(7u64).unwrap();
+    let m = MutexBuilder::anonymous().create(7u64).unwrap();
     let (me, _) = this_thread();
     let short = Duration::from_millis(5);
     let limit = short + CHECK_EVERY * 3 + Duration::from_millis(200);
@@ -71,7 +71,7 @@ fn hostile_words_never_hang_or_panic() {
 
 #[test]
 fn another_value_type_is_refused() {
-    let m = ShmMutex::create_memfd(7u64).unwrap();
+    let m = MutexBuilder::anonymous().create(7u64).unwrap();
     for e in [
         reopen::<u32>(&m).unwrap_err(),
         reopen::<[u64; 2]>(&m).unwrap_err(),
@@ -84,7 +84,7 @@ fn another_value_type_is_refused() {
 
 #[test]
 fn relocking_from_the_holder_is_deadlock_not_a_hang() {
-    let m = ShmMutex::create_memfd(0u8).unwrap();
+    let m = MutexBuilder::anonymous().create(0u8).unwrap();
     let _g = m.lock().unwrap();
     match m.lock() {
         Err(LockError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::Deadlock),
@@ -98,7 +98,7 @@ fn relocking_from_the_holder_is_deadlock_not_a_hang() {
 
 #[test]
 fn a_thread_that_exits_holding_it_leaves_it_owner_died() {
-    let m = ShmMutex::create_memfd(1u32).unwrap();
+    let m = MutexBuilder::anonymous().create(1u32).unwrap();
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut g = m.lock().unwrap();
@@ -116,7 +116,7 @@ fn a_thread_that_exits_holding_it_leaves_it_owner_died() {
 
 #[test]
 fn not_recoverable_stays_not_recoverable_whatever_tries_it() {
-    let m = ShmMutex::create_memfd(0u8).unwrap();
+    let m = MutexBuilder::anonymous().create(0u8).unwrap();
     std::thread::scope(|s| {
         s.spawn(|| std::mem::forget(m.lock().unwrap()));
     });
@@ -136,7 +136,7 @@ fn not_recoverable_stays_not_recoverable_whatever_tries_it() {
 
 #[test]
 fn timed_waits_time_out() {
-    let m = ShmMutex::create_memfd(0u64).unwrap();
+    let m = MutexBuilder::anonymous().create(0u64).unwrap();
     let cv = m.condvar();
     let (g, r) = cv
         .wait_timeout(m.lock().unwrap(), Duration::from_millis(20))
@@ -147,7 +147,7 @@ fn timed_waits_time_out() {
         .unwrap();
     assert!(r.timed_out());
     drop(g);
-    let other = ShmMutex::create_memfd(0u64).unwrap();
+    let other = MutexBuilder::anonymous().create(0u64).unwrap();
     let g = other.lock().unwrap();
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cv.wait(g)));
     assert!(caught.is_err(), "a guard of another mutex is refused");
