@@ -9,8 +9,8 @@ use super::{Options, UDP_MAX_V4, UDP_MAX_V6};
 use crate::dgram::DgramEndpoint;
 use crate::error::invalid;
 use crate::fifo;
-use crate::mq::posix::{MqOptions, PosixMq};
-use crate::mq::sysv::{self as sysvmod, SysvMq, SysvOptions};
+use crate::mq::posix::{PosixMq, PosixMqBuilder};
+use crate::mq::sysv::{self as sysvmod, SysvMq};
 use crate::peer::{self, Hello, HELLO_LEN};
 use crate::pipe::PipePair;
 use crate::registry::{self, ObjectGuard};
@@ -134,22 +134,14 @@ impl Server {
                 (Inner::Udp(s), a)
             }
             Mechanism::MqPosix => {
-                let mo = MqOptions {
-                    msg_size: opts.max_msg_size,
-                    mode: opts.mode,
-                    wait: opts.wait,
-                    max_msgs: None,
-                };
-                (
-                    Inner::MqPosix(PosixMq::create_pair(addr, &mo)?),
-                    addr.to_owned(),
-                )
+                let mut mo = PosixMqBuilder::new(addr).mode(opts.mode).wait(opts.wait);
+                if let Some(m) = opts.max_msg_size {
+                    mo = mo.max_msg_size(m);
+                }
+                (Inner::MqPosix(mo.create_pair()?), addr.to_owned())
             }
             Mechanism::MqSysv => {
-                let (q, key) = SysvMq::create_pair(&SysvOptions {
-                    mode: opts.mode,
-                    wait: opts.wait,
-                })?;
+                let (q, key) = SysvMq::create_pair(opts.mode, opts.wait)?;
                 (Inner::MqSysv(q), sysvmod::key_name(key))
             }
             Mechanism::Shm => {

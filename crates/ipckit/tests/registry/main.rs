@@ -70,9 +70,13 @@ fn clean_removes_a_killed_creators_objects_and_nothing_else() {
         }
         assert!(!std::path::Path::new(&names[0]).exists());
         assert!(!std::path::Path::new(&names[1]).exists());
-        assert!(ipckit::mq::posix::PosixMq::open(&names[2], ipckit::Wait::Block).is_err());
+        assert!(ipckit::mq::posix::PosixMqBuilder::new(&names[2])
+            .open()
+            .is_err());
         assert!(
-            ipckit::mq::sysv::SysvMq::open(names[3].parse().unwrap(), ipckit::Wait::Block).is_err()
+            ipckit::mq::sysv::SysvMqBuilder::new(names[3].parse().unwrap())
+                .open()
+                .is_err()
         );
         // Ours, with a live owner, is still there.
         assert!(mine.exists(), "clean removed a live process's FIFO");
