@@ -12,7 +12,7 @@ use crate::fifo;
 use crate::mq::posix::{PosixMq, PosixMqBuilder};
 use crate::mq::sysv::{self as sysvmod, SysvMq};
 use crate::peer::{self, Hello, HELLO_LEN};
-use crate::pipe::PipePair;
+use crate::pipe::{PipeBuilder, PipePair};
 use crate::registry::{self, ObjectGuard};
 use crate::shm::ShmListener;
 use crate::stream::StreamEndpoint;
@@ -88,7 +88,10 @@ impl Server {
         let max = max_for(mech, opts);
         let (inner, address) = match mech {
             Mechanism::Pipe => {
-                let p = PipePair::new(opts.wait, Some(max))?;
+                let p = PipeBuilder::new()
+                    .wait(opts.wait)
+                    .max_msg_size(max)
+                    .create_pair()?;
                 if let Some(c) = opts.pipe_capacity {
                     p.set_capacity(c)?;
                 }

@@ -136,7 +136,7 @@ fn write_open_times_out_and_try_open_write_reports_enxio() {
         let mut b = [0u8; 4];
         assert_eq!(r.read(&mut b).unwrap(), 1);
         // A full pipe with a write timeout: TimedOut after a partial write, time counted.
-        w.set_write_timeout(Some(Duration::from_millis(100)));
+        w.set_write_timeout(Duration::from_millis(100));
         let max = ipckit::pipe::max_capacity().unwrap();
         assert_eq!(
             ipckit::pipe::set_capacity(&w, max + 1).unwrap_err().kind(),

@@ -8,13 +8,13 @@ mod peer;
 mod raw;
 mod spawn;
 
-use ipckit::pipe::{self, PipePair};
-use ipckit::{fifo, Transport, Wait};
+use ipckit::pipe::{self, PipeBuilder};
+use ipckit::{fifo, Transport};
 use std::time::{Duration, Instant};
 
 #[test]
 fn pipe_capacity_within_the_system_maximum() {
-    let pair = PipePair::new(Wait::Block, None).unwrap();
+    let pair = PipeBuilder::new().create_pair().unwrap();
     let max = pipe::max_capacity().unwrap();
     let set = pair.set_capacity(256 * 1024).unwrap();
     assert!(set >= 256 * 1024);
@@ -24,7 +24,7 @@ fn pipe_capacity_within_the_system_maximum() {
         e.to_string().contains(&max.to_string()),
         "the error names the limit: {e}"
     );
-    let (r, w) = pipe::pipe(Wait::Block, None).unwrap();
+    let (r, w) = pipe::pipe().unwrap();
     assert_eq!(w.pipe_capacity().unwrap(), 65536);
     assert_eq!(w.set_pipe_capacity(1 << 20).unwrap(), 1 << 20);
     assert_eq!(r.pipe_capacity().unwrap(), 1 << 20);
@@ -32,7 +32,7 @@ fn pipe_capacity_within_the_system_maximum() {
 
 #[test]
 fn in_process_pipe_try_send_keeps_whole_messages() {
-    let (mut r, mut w) = pipe::pipe(Wait::Block, Some(4096)).unwrap();
+    let (mut r, mut w) = PipeBuilder::new().max_msg_size(4096).create().unwrap();
     let mut sent = 0u64;
     // Fill the pipe with try_send: every accepted message must arrive whole.
     loop {
@@ -87,7 +87,7 @@ fn fifo_is_0600_exclusive_and_open_write_times_out() {
 
 #[test]
 fn line_framing_speaks_plain_text() {
-    let (mut r, mut w) = pipe::pipe(Wait::Block, None).unwrap();
+    let (mut r, mut w) = pipe::pipe().unwrap();
     r.set_framing(ipckit::Framing::Line);
     w.set_framing(ipckit::Framing::Line);
     assert_eq!(
@@ -119,11 +119,7 @@ fn line_framing_speaks_plain_text() {
 fn from_address_refuses_descriptors_it_does_not_own() {
     use std::io::Read;
     use std::os::fd::AsRawFd;
-    let kind = |addr: &str| {
-        pipe::from_address(addr, Wait::Block, None)
-            .unwrap_err()
-            .kind()
-    };
+    let kind = |addr: &str| PipeBuilder::new().open(addr).unwrap_err().kind();
     assert_eq!(kind("fd:5,5"), std::io::ErrorKind::InvalidInput);
     assert_eq!(kind("fd:0,1"), std::io::ErrorKind::InvalidInput);
     assert_eq!(kind("fd:100000,100001"), std::io::ErrorKind::InvalidInput);
@@ -136,7 +132,8 @@ fn from_address_refuses_descriptors_it_does_not_own() {
         std::io::ErrorKind::InvalidInput
     );
     let other = std::fs::File::open("/dev/null").unwrap();
-    let e = pipe::from_address(&format!("fd:{n},{}", other.as_raw_fd()), Wait::Block, None)
+    let e = PipeBuilder::new()
+        .open(&format!("fd:{n},{}", other.as_raw_fd()))
         .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     assert!(e.to_string().contains(&n.to_string()), "{e}");
@@ -149,7 +146,7 @@ fn from_address_refuses_descriptors_it_does_not_own() {
     assert!(f.metadata().is_ok());
 
     // The child's ends of a PipePair are still owned here (close-on-exec until the fork).
-    let pair = PipePair::new(Wait::Block, None).unwrap();
+    let pair = PipeBuilder::new().create_pair().unwrap();
     assert_eq!(kind(&pair.address()), std::io::ErrorKind::InvalidInput);
     drop(pair);
 }
@@ -203,7 +200,7 @@ fn fifo_open_refuses_links_and_other_users_modes() {
 
 #[test]
 fn a_frame_cut_by_a_deadline_resumes_whole() {
-    let (mut r, mut w) = pipe::pipe(Wait::Block, None).unwrap();
+    let (mut r, mut w) = pipe::pipe().unwrap();
     let msg = util::payload(3, 200_000);
     // The pipe holds 64 KiB: try_send writes part and keeps the rest pending.
     w.try_send(&msg).unwrap();
