@@ -118,7 +118,7 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
     Ok(match mech {
         Mechanism::Fifo => {
             let path = Path::new(addr);
-            let guard = match fifo::create(path, opts.mode) {
+            let guard = match fifo::FifoBuilder::new(path).mode(opts.mode).create() {
                 Ok(g) => Some(g),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
                 Err(e) => return Err(e),

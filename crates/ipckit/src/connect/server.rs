@@ -102,8 +102,8 @@ impl Server {
                 let base = PathBuf::from(addr);
                 let c2s = with_ext(&base, "c2s");
                 let s2c = with_ext(&base, "s2c");
-                let g1 = fifo::create(&c2s, opts.mode)?;
-                let g2 = fifo::create(&s2c, opts.mode)?;
+                let g1 = fifo::FifoBuilder::new(&c2s).mode(opts.mode).create()?;
+                let g2 = fifo::FifoBuilder::new(&s2c).mode(opts.mode).create()?;
                 let c2s_r = fifo_read(&c2s, opts)?;
                 crate::stream::fit_pipe(c2s_r.as_fd(), max);
                 (

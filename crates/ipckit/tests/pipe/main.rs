@@ -8,8 +8,9 @@ mod peer;
 mod raw;
 mod spawn;
 
+use ipckit::fifo::FifoBuilder;
 use ipckit::pipe::{self, PipeBuilder};
-use ipckit::{fifo, Transport};
+use ipckit::Transport;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -59,18 +60,25 @@ fn in_process_pipe_try_send_keeps_whole_messages() {
 fn fifo_is_0600_exclusive_and_open_write_times_out() {
     let dir = util::init();
     let path = dir.join(ipckit::registry::unique_name("fifo-open"));
-    let guard = fifo::create(&path, 0o600).unwrap();
+    let guard = FifoBuilder::new(&path).mode(0o600).create().unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600
     );
     assert_eq!(
-        fifo::create(&path, 0o600).unwrap_err().kind(),
+        FifoBuilder::new(&path)
+            .mode(0o600)
+            .create()
+            .unwrap_err()
+            .kind(),
         std::io::ErrorKind::AlreadyExists
     );
     let t = Instant::now();
-    let e = fifo::open_write(&path, Duration::from_millis(200)).unwrap_err();
+    let e = FifoBuilder::new(&path)
+        .timeout(Duration::from_millis(200))
+        .open_writer()
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
     assert!(e.to_string().contains("no reader"), "{e}");
     assert!(t.elapsed() >= Duration::from_millis(200));
@@ -79,7 +87,7 @@ fn fifo_is_0600_exclusive_and_open_write_times_out() {
     let plain = dir.join(ipckit::registry::unique_name("not-a-fifo"));
     std::fs::write(&plain, b"x").unwrap();
     assert_eq!(
-        fifo::open_read(&plain).unwrap_err().kind(),
+        FifoBuilder::new(&plain).open_reader().unwrap_err().kind(),
         std::io::ErrorKind::InvalidInput
     );
     std::fs::remove_file(&plain).unwrap();
@@ -155,17 +163,21 @@ fn from_address_refuses_descriptors_it_does_not_own() {
 fn fifo_open_refuses_links_and_other_users_modes() {
     let dir = util::init();
     let path = dir.join(ipckit::registry::unique_name("fifo-rules"));
-    let guard = fifo::create(&path, 0o600).unwrap();
+    let guard = FifoBuilder::new(&path).mode(0o600).create().unwrap();
     assert!(std::path::Path::new(guard.name()).is_absolute());
 
     // A symbolic link to our own FIFO is not followed.
     let link = dir.join(ipckit::registry::unique_name("fifo-link"));
     std::os::unix::fs::symlink(&path, &link).unwrap();
-    let e = fifo::open_read(&link).unwrap_err();
+    let e = FifoBuilder::new(&link).open_reader().unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     assert!(e.to_string().contains("symbolic link"), "{e}");
     assert_eq!(
-        fifo::open_read_any(&link).unwrap_err().kind(),
+        FifoBuilder::new(&link)
+            .allow_other_users(true)
+            .open_reader()
+            .unwrap_err()
+            .kind(),
         std::io::ErrorKind::InvalidInput
     );
     std::fs::remove_file(&link).unwrap();
@@ -173,26 +185,42 @@ fn fifo_open_refuses_links_and_other_users_modes() {
     // Open to the group: refused unless the caller opts in.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
-    let e = fifo::open_read(&path).unwrap_err();
+    let e = FifoBuilder::new(&path).open_reader().unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
     assert!(
         e.to_string().contains("660"),
         "the error names the mode: {e}"
     );
-    let r = fifo::open_read_any(&path).unwrap();
+    let r = FifoBuilder::new(&path)
+        .allow_other_users(true)
+        .open_reader()
+        .unwrap();
     assert_eq!(
-        fifo::open_write(&path, Duration::from_millis(50))
+        FifoBuilder::new(&path)
+            .timeout(Duration::from_millis(50))
+            .open_writer()
             .unwrap_err()
             .kind(),
         std::io::ErrorKind::PermissionDenied
     );
-    drop(fifo::open_write_any(&path, Duration::from_millis(50)).unwrap());
+    drop(
+        FifoBuilder::new(&path)
+            .timeout(Duration::from_millis(50))
+            .allow_other_users(true)
+            .open_writer()
+            .unwrap(),
+    );
     drop(r);
 
     // Back to 0600; a timeout too large for the clock means no deadline, not a panic.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let r = fifo::open_read(&path).unwrap();
-    drop(fifo::open_write(&path, Duration::MAX).unwrap());
+    let r = FifoBuilder::new(&path).open_reader().unwrap();
+    drop(
+        FifoBuilder::new(&path)
+            .timeout(Duration::MAX)
+            .open_writer()
+            .unwrap(),
+    );
     drop(r);
     drop(guard);
     assert!(!path.exists());
