@@ -124,7 +124,7 @@ fn line_framing_speaks_plain_text() {
 }
 
 #[test]
-fn from_address_refuses_descriptors_it_does_not_own() {
+fn open_refuses_descriptors_it_does_not_own() {
     use std::io::Read;
     use std::os::fd::AsRawFd;
     let kind = |addr: &str| PipeBuilder::new().open(addr).unwrap_err().kind();

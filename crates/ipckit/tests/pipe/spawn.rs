@@ -102,7 +102,7 @@ fn a_killed_child_is_peer_gone() {
 }
 
 #[test]
-fn channel_from_env_refuses_what_is_not_a_channel() {
+fn open_from_env_refuses_what_is_not_a_channel() {
     util::init();
     // Not spawned with a channel: this test process has no IPCKIT_CHANNEL.
     if std::env::var_os(CHANNEL_ENV).is_none() {
