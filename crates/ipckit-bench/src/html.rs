@@ -170,6 +170,7 @@ pub fn render(doc: &Value) -> Result<String, String> {
         bar_chart(&mut h, "placement", &pairs, "rtt_ns.p50", "ns");
     }
     table_section(&mut h, &rows);
+    seed_section(&mut h, doc);
     if let Some(notes) = doc.get("notes").and_then(Value::as_array) {
         if !notes.is_empty() {
             h.push_str("<h2>Notes</h2>\n<ul>\n");
@@ -190,6 +191,54 @@ pub fn render(doc: &Value) -> Result<String, String> {
 <script>{SELF_CHECK}</script>\n</body></html>\n"
     );
     Ok(h)
+}
+
+/// The seed's table (`seed_table`, [`crate::seed`]): absent from files older than it.
+fn seed_section(h: &mut String, doc: &Value) {
+    let Some(table) = doc.get("seed_table").and_then(Value::as_array) else {
+        return;
+    };
+    if table.is_empty() {
+        return;
+    }
+    h.push_str(
+        "<h2>The seed's table, measured here</h2>\n<p>ipckit rows of this run, one line per \
+family; 64 B round trip p50 and one way (half of it); the seed's figures as the seed gave \
+them (its latency is not said to be one way or a round trip).</p>\n<table id=\"seed-table\">\
+<thead><tr><th>family</th><th>best MB/s</th><th>64 B block RTT / one-way us</th>\
+<th>64 B spin RTT / one-way us</th><th>CPU us/msg</th><th>seed MB/s</th><th>seed us</th>\
+<th>for</th><th>from the rows</th></tr></thead><tbody>\n",
+    );
+    let f = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |x| format!("{x:.prec$}"));
+    let rtt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.2} / {:.2}", x / 2.0));
+    for r in table {
+        let rows: Vec<String> = [
+            ("MB/s", "best_mbps_row"),
+            ("block RTT and CPU", "rtt_64_block_row"),
+            ("spin RTT", "rtt_64_spin_row"),
+        ]
+        .iter()
+        .filter_map(|(what, k)| {
+            r.get(*k)
+                .and_then(Value::as_str)
+                .map(|row| format!("{what} from {}", esc(row)))
+        })
+        .collect();
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&text(r, "family")),
+            f(num(r, "best_mbps"), 0),
+            rtt(num(r, "rtt_64_block_us")),
+            rtt(num(r, "rtt_64_spin_us")),
+            f(num(r, "cpu_us_per_msg"), 2),
+            f(num(r, "seed_mbps"), 0),
+            esc(&text(r, "seed_latency_us")),
+            esc(&text(r, "use_for")),
+            rows.join(", ")
+        );
+    }
+    h.push_str("</tbody></table>\n");
 }
 
 fn machine_section(h: &mut String, doc: &Value, tool: &str) {
@@ -699,5 +748,32 @@ mod tests {
         assert_eq!(row_key(&r), "shm-mpsc x2 spin cross 64 ipckit");
         assert_eq!(size_label(65536), "64KiB");
         assert_eq!(size_label(1500), "1500B");
+    }
+
+    #[test]
+    fn the_seed_table_shows_the_rows_figures_and_the_seeds() {
+        let doc = serde_json::json!({"schema": 1, "machine": {}, "floor": {}, "rows": [],
+            "seed_table": [{"family": "pipe", "mechanisms": ["pipe"], "best_mbps": 2345.6,
+                "best_mbps_row": "pipe block 64KiB", "rtt_64_block_us": 45.5,
+                "rtt_64_block_row": "pipe block 64B", "rtt_64_spin_us": null,
+                "rtt_64_spin_row": null, "cpu_us_per_msg": 1.234, "use_for": "a <child>",
+                "seed_mbps": 1900.0, "seed_latency_us": 520.0}]});
+        let h = render(&doc).unwrap();
+        let at = h.find("id=\"seed-table\"").expect("the seed's table");
+        let t = &h[at..h[at..].find("</table>").unwrap() + at];
+        for want in [
+            "2346",
+            "45.50 / 22.75",
+            "1.23",
+            "1900",
+            "520",
+            "a &lt;child&gt;",
+            "pipe block 64B",
+        ] {
+            assert!(t.contains(want), "{want} missing from {t}");
+        }
+        // An older file has no seed table, and no section.
+        let old = serde_json::json!({"schema": 1, "machine": {}, "floor": {}, "rows": []});
+        assert!(!render(&old).unwrap().contains("seed-table"));
     }
 }

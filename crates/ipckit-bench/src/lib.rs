@@ -24,6 +24,7 @@ pub mod report;
 pub mod results;
 mod rows;
 pub mod scenario;
+pub mod seed;
 pub mod session;
 mod shm_channel;
 pub mod stats;
@@ -376,6 +377,12 @@ fn placement_cpus(p: Placement, cpus: [usize; 2]) -> [usize; 2] {
     }
 }
 
+/// A probe over the floor's probe outside 1/1.5..1.5: the machine changed mode between them
+/// (this VM's cache-line round trip flips between about 120 and 350-400 ns).
+fn mode_changed(probe_vs_floor: f64) -> bool {
+    !(1.0 / 1.5..=1.5).contains(&probe_vs_floor)
+}
+
 fn aggregate(
     p: &Plan,
     results: &[Result<session::Measured, String>],
@@ -434,6 +441,19 @@ fn aggregate(
         .find_map(|m| m.first_error.clone())
         .or_else(|| failures.first().map(|s| s.to_string()));
     let mbps = med(&|m| m.mbps);
+    let probe = med(&|m| m.cacheline_p50_ns);
+    let probe_vs_floor = match (probe, floor.cacheline_rtt_ns) {
+        (Some(p), Some(f)) if f.p50 > 0.0 => Some(p / f.p50),
+        _ => None,
+    };
+    let mode_changed = probe_vs_floor.is_some_and(mode_changed);
+    if mode_changed {
+        notes.push(format!(
+            "the machine changed mode: the cache line beside this row took {:.0} ns, the run's floor {:.0} ns; compare it only with rows of a like probe",
+            probe.unwrap_or(f64::NAN),
+            floor.cacheline_rtt_ns.map_or(f64::NAN, |f| f.p50)
+        ));
+    }
     Row {
         mechanism: p.name(),
         wait: p.wait.name().into(),
@@ -474,7 +494,9 @@ fn aggregate(
             (Some(r), Some(f)) if f.p50 > 0.0 => Some(r.p50 / f.p50),
             _ => None,
         },
-        cacheline_p50_ns: med(&|m| m.cacheline_p50_ns),
+        cacheline_p50_ns: probe,
+        probe_vs_floor,
+        mode_changed,
         throughput_vs_memcpy: mbps.map(|m| m / floor.memcpy_mbps),
         ratio_to_raw_rtt: None,
         ratio_to_raw_msgs: None,
@@ -484,5 +506,21 @@ fn aggregate(
         note: (!notes.is_empty()).then(|| notes.join("; ")),
         zc_completions: None,
         zc_copied: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mode_changed;
+
+    #[test]
+    fn a_probe_half_again_off_the_floor_is_another_mode() {
+        // This VM: 120 ns in one mode, 350-400 ns in the other.
+        assert!(mode_changed(380.0 / 120.0));
+        assert!(mode_changed(120.0 / 380.0));
+        assert!(!mode_changed(130.0 / 120.0));
+        assert!(!mode_changed(100.0 / 120.0));
+        assert!(!mode_changed(1.5));
+        assert!(mode_changed(1.51));
     }
 }

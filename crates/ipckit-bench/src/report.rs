@@ -3,92 +3,11 @@
 use crate::floor::Floor;
 use crate::machine::Machine;
 use crate::options::{format_size, BenchOptions, Format};
-pub use crate::rows::Skipped;
-use crate::stats::{Percentiles, NOISY_PCT};
+pub use crate::rows::{Row, Skipped};
+use crate::seed::{self, SeedRow};
+use crate::stats::NOISY_PCT;
 use serde::Serialize;
 use std::fmt::Write as _;
-
-/// One row: a (mechanism, wait, placement, size) through one implementation, over its repeats
-/// (medians; `lost`, `reordered` and `errors` are sums).
-#[derive(Debug, Clone, Serialize)]
-pub struct Row {
-    /// Mechanism name.
-    pub mechanism: String,
-    /// Wait strategy.
-    pub wait: String,
-    /// `cross` or `same`.
-    pub placement: String,
-    /// Requested message size, bytes.
-    pub size: usize,
-    /// `ipckit` or `raw` (the reference loop).
-    #[serde(rename = "impl")]
-    pub imp: String,
-    /// `shm-mpsc` rows: the number of producer processes (one consumer).
-    pub producers: Option<u32>,
-    /// Size the latency phase used (`null`: the mechanism cannot carry `size`).
-    pub latency_size: Option<usize>,
-    /// Size the throughput phase used (the mechanism's largest if it cannot carry `size`).
-    pub throughput_size: Option<usize>,
-    /// The mechanism's largest message here.
-    pub max_msg_size: Option<usize>,
-    /// Round trip, ns.
-    pub rtt_ns: Option<Percentiles>,
-    /// Batched mean round trip, ns.
-    pub rtt_batched_ns: Option<f64>,
-    /// One-way latency estimated as RTT p50 / 2, ns.
-    pub one_way_p50_ns: Option<f64>,
-    /// MB/s (10^6 B/s) of verified payload; `null` for counters.
-    pub throughput_mbps: Option<f64>,
-    /// Messages (notifications for eventfd) per second.
-    pub msgs_per_s: Option<f64>,
-    /// CPU time (user + sys, both processes) per message in the throughput phase, ns.
-    pub cpu_ns_per_msg: Option<f64>,
-    /// CPU time (both processes) per round trip in the latency phase, ns.
-    pub cpu_ns_per_rtt: Option<f64>,
-    /// max-min over median of msgs/s and RTT p50 across repeats (the larger), percent.
-    pub spread_pct: Option<f64>,
-    /// Spread over 20%.
-    pub noisy: bool,
-    /// Lost messages (UDP).
-    pub lost: u64,
-    /// Reordered messages (UDP).
-    pub reordered: u64,
-    /// Lossy rows: the share of the throughput phase's messages that never arrived, % (the
-    /// flood sends as fast as it can, so this is what overflowed the receive buffer).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub loss_pct: Option<f64>,
-    /// TCP/UDP rows: `SO_SNDBUF`/`SO_RCVBUF` as `getsockopt` reported them on the parent's
-    /// socket once set up (TCP's unset buffers autotune beyond this during the run).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub socket_buffers: Option<crate::rows::SocketBuffers>,
-    /// Verification failures and failed runs.
-    pub errors: u64,
-    /// The first error, described.
-    pub first_error: Option<String>,
-    /// RTT p50 / cache-line RTT p50: of the floor, or (shm spin rows) of a probe run just
-    /// before each session, median of the per-session ratios.
-    pub ratio_to_floor: Option<f64>,
-    /// shm spin rows: the cache-line RTT p50 probed beside the sessions (median), ns.
-    pub cacheline_p50_ns: Option<f64>,
-    /// MB/s / memcpy MB/s of the floor.
-    pub throughput_vs_memcpy: Option<f64>,
-    /// ipckit rows: RTT p50 ipckit / raw, the median of the ratios of runs made back to back.
-    pub ratio_to_raw_rtt: Option<f64>,
-    /// ipckit rows: msgs/s ipckit / raw, the median of the ratios of runs made back to back.
-    pub ratio_to_raw_msgs: Option<f64>,
-    /// Runs behind the medians.
-    pub repeats: u32,
-    /// Payload written and verified.
-    pub touch: bool,
-    /// Open-loop rate of the latency phase, if any.
-    pub open_loop_rate: Option<f64>,
-    /// What else the reader must know about this row.
-    pub note: Option<String>,
-    /// `tcp-zerocopy` rows: `MSG_ZEROCOPY` sends the kernel completed (summed over repeats).
-    pub zc_completions: Option<u64>,
-    /// `tcp-zerocopy` rows: of those, the ones it marked `SO_EE_CODE_ZEROCOPY_COPIED`.
-    pub zc_copied: Option<u64>,
-}
 
 /// The options, as recorded in the JSON.
 #[derive(Debug, Clone, Serialize)]
@@ -133,6 +52,10 @@ pub struct Report {
     pub skipped: Vec<Skipped>,
     /// Notes for the reader.
     pub notes: Vec<String>,
+    /// The seed's table: one line per family, from the rows above, beside the seed's
+    /// figures ([`crate::seed`]). Added to schema 1 without a bump: readers of older files
+    /// find no `seed_table`.
+    pub seed_table: Vec<SeedRow>,
 }
 
 impl Report {
@@ -225,6 +148,7 @@ impl Report {
                 mpsc_producers: o.mpsc_producers.clone(),
                 zero_copy: o.zero_copy.iter().map(|p| p.name().to_string()).collect(),
             },
+            seed_table: seed::summarize(&rows),
             rows,
             skipped,
             notes,
@@ -401,6 +325,11 @@ impl Report {
                 }
             }
             let _ = writeln!(s, "{}", line.trim_end());
+        }
+        let seed = seed::render(&self.seed_table);
+        if !seed.is_empty() {
+            let _ = writeln!(s);
+            s.push_str(&seed);
         }
         if !self.notes.is_empty() {
             let _ = writeln!(s);

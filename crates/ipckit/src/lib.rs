@@ -79,6 +79,7 @@ pub mod pipe;
 pub mod pipeline;
 pub mod process;
 pub mod registry;
+pub mod sched;
 pub mod shm;
 pub mod shutdown;
 pub mod signal;

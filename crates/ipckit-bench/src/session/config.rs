@@ -55,8 +55,8 @@ pub struct Measured {
     pub errors: u64,
     /// The first failure, described.
     pub first_error: Option<String>,
-    /// Shared memory, spinning: the cache-line round trip p50 measured just before this
-    /// session, ns. This VM's cross-CPU cost changes over seconds (as the host moves its
+    /// Shared memory, whatever the wait (cross-CPU): the cache-line round trip p50 measured
+    /// just before this session, ns. This VM's cross-CPU cost changes over seconds (as the host moves its
     /// virtual CPUs), so a shm row is compared with the floor of its own moment.
     pub cacheline_p50_ns: Option<f64>,
     /// TCP/UDP: the socket buffers the kernel granted the parent's socket after setup.

@@ -15,7 +15,7 @@ use crate::scenario::{
 };
 use crate::stats::Percentiles;
 use crate::sys;
-use ipckit::{Mechanism, Wait};
+use ipckit::Mechanism;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
@@ -119,11 +119,21 @@ fn run_inner(cfg: &Config, opts: &BenchOptions) -> io::Result<Measured> {
         return Ok(m);
     }
 
-    if cfg.mech == Mechanism::Shm && cfg.producers > 0 {
-        return crate::mpsc::run(cfg, opts, spec, limit);
-    }
     if cfg.mech == Mechanism::Shm {
-        return run_shm(cfg, opts, spec, limit);
+        // Every shared-memory session is probed, whatever its wait: its figures follow the
+        // machine's mode, which on some VMs changes over seconds, and a row is only
+        // comparable with the cache line measured beside it.
+        let probe = (cfg.cpus[0] != cfg.cpus[1])
+            .then(|| crate::floor::cacheline(cfg.cpus, Duration::from_millis(30), 500).ok())
+            .flatten()
+            .map(|(p, _)| p.p50);
+        let mut m = if cfg.producers > 0 {
+            crate::mpsc::run(cfg, opts, spec, limit)?
+        } else {
+            run_shm(cfg, opts, spec, limit)?
+        };
+        m.cacheline_p50_ns = probe;
+        return Ok(m);
     }
 
     // Streams carry 1 MiB by default; ask for more only when the run needs it.
@@ -191,10 +201,6 @@ fn run_shm(
     limit: Duration,
 ) -> io::Result<Measured> {
     use ipckit::shm::{PairOptions, ShmListener};
-    let probe = (cfg.wait == Wait::Spin && cfg.cpus[0] != cfg.cpus[1])
-        .then(|| crate::floor::cacheline(cfg.cpus, Duration::from_millis(30), 500).ok())
-        .flatten()
-        .map(|(p, _)| p.p50);
     let popts = PairOptions {
         wait: cfg.wait,
         max_msg_size: Some(cfg.size),
@@ -203,8 +209,7 @@ fn run_shm(
         ..Default::default()
     };
     let finish = |m: io::Result<Measured>, guard: peer::PeerGuard| -> io::Result<Measured> {
-        let mut m = m?;
-        m.cacheline_p50_ns = probe;
+        let m = m?;
         guard
             .finish(Duration::from_secs(5))
             .map_err(io::Error::other)?;

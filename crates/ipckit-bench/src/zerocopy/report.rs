@@ -282,6 +282,8 @@ fn row(
         first_error,
         ratio_to_floor: None,
         cacheline_p50_ns: None,
+        probe_vs_floor: None,
+        mode_changed: false,
         throughput_vs_memcpy: None,
         ratio_to_raw_rtt: None,
         ratio_to_raw_msgs: ratio,

@@ -22,6 +22,8 @@ mod cow;
 mod fd_pass;
 #[path = "demo_fifo.rs"]
 mod fifo;
+#[path = "demo_low_latency.rs"]
+mod low_latency;
 #[path = "demo_mq_priority.rs"]
 mod mq_priority;
 #[path = "demo_pipe.rs"]
@@ -152,6 +154,13 @@ const TOPICS: &[Topic] = &[
         about: "ipckit serve: a master and 2 workers; kill -9, reload (HUP), graceful stop (QUIT)",
         run: server::run,
         child: None,
+    },
+    Topic {
+        name: "low-latency",
+        level: "advanced",
+        about: "the low-latency recipe step by step: pinning, spinning, SCHED_FIFO, mlockall",
+        run: low_latency::run,
+        child: Some(low_latency::child),
     },
 ];
 

@@ -77,7 +77,79 @@ fn bench_quick_json_has_every_mechanism() {
         assert_eq!(r["errors"], 0, "row with errors: {r}");
         assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");
     }
+    // Every shared-memory row is probed beside its sessions, whatever its wait, and says
+    // whether the machine was in the floor's mode then (issue 18, item 6).
+    for r in rows {
+        let m = r["mechanism"].as_str().unwrap();
+        if m.starts_with("shm") && r["placement"] == "cross" {
+            assert!(r["cacheline_p50_ns"].as_f64().unwrap() > 0.0, "unprobed: {r}");
+            assert!(r["probe_vs_floor"].as_f64().unwrap() > 0.0, "{r}");
+            let changed = r["mode_changed"].as_bool().unwrap();
+            let ratio = r["probe_vs_floor"].as_f64().unwrap();
+            assert_eq!(changed, !(1.0 / 1.5..=1.5).contains(&ratio), "{r}");
+            if changed {
+                assert!(r["note"].as_str().unwrap().contains("changed mode"), "{r}");
+            }
+        } else {
+            assert_eq!(r["mode_changed"], false, "{r}");
+        }
+    }
+    seed_table_is_the_rows(&v);
     env.assert_clean();
+}
+
+/// The seed's table (issue 18): five families, each figure equal to the row it names, the
+/// seed's figures beside them.
+fn seed_table_is_the_rows(v: &serde_json::Value) {
+    let table = v["seed_table"].as_array().expect("seed_table");
+    let fams: Vec<&str> = table
+        .iter()
+        .map(|f| f["family"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fams,
+        [
+            "shared memory",
+            "pipe",
+            "Unix socket",
+            "message queue",
+            "TCP"
+        ]
+    );
+    let rows: Vec<&serde_json::Value> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["impl"] == "ipckit" && r["placement"] == "cross")
+        .collect();
+    for f in table {
+        let mechs: Vec<&str> = f["mechanisms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap())
+            .collect();
+        assert!(!mechs.is_empty(), "{f}");
+        let fam: Vec<&&serde_json::Value> = rows
+            .iter()
+            .filter(|r| mechs.contains(&r["mechanism"].as_str().unwrap()))
+            .collect();
+        let best = fam
+            .iter()
+            .filter_map(|r| r["throughput_mbps"].as_f64())
+            .fold(f64::MIN, f64::max);
+        assert_eq!(f["best_mbps"].as_f64(), Some(best), "{f}");
+        for (wait, key) in [("block", "rtt_64_block_us"), ("spin", "rtt_64_spin_us")] {
+            let low = fam
+                .iter()
+                .filter(|r| r["wait"] == wait && r["size"] == 64 && r["latency_size"] == 64)
+                .filter_map(|r| r["rtt_ns"]["p50"].as_f64())
+                .fold(f64::MAX, f64::min);
+            assert_eq!(f[key].as_f64(), Some(low / 1e3), "{key}: {f}");
+        }
+        assert!(f["seed_mbps"].as_f64().unwrap() > 0.0, "{f}");
+        assert!(f["seed_latency_us"].as_f64().unwrap() > 0.0, "{f}");
+    }
 }
 
 /// `bench --mech` takes the TCP/UDP variant rows: each is measured without errors, under its

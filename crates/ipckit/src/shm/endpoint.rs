@@ -116,7 +116,7 @@ impl ShmEndpoint {
     /// # Errors
     ///
     /// As [`Transport::send_deadline`].
-    #[inline]
+    #[inline(always)]
     pub fn loan(&mut self, len: usize, deadline: Deadline) -> Result<Loan<'_>, SendError> {
         if len > self.max {
             return Err(SendError::TooLarge { len, max: self.max });
@@ -166,12 +166,13 @@ impl ShmEndpoint {
     /// # Errors
     ///
     /// As [`Transport::recv_deadline`] (never `BufferTooSmall`).
+    #[inline]
     pub fn recv_ref(&mut self, deadline: Deadline) -> Result<Msg<'_>, RecvError> {
         let f = self.next(deadline)?;
         Ok(Msg { ep: self, f })
     }
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self, deadline: Deadline) -> Result<Found, RecvError> {
         match self.cons.peek(&self.rx) {
             Ok(Some(f)) => Ok(f),

@@ -310,9 +310,17 @@ impl Producer {
             let w = &mut self.header_like[first / 64];
             *w = (*w & !mask) | (1 << b);
         } else {
-            self.set_header_like(first);
-            self.set_payload(first + 1, first + n);
+            self.mark_record_wide(first, n);
         }
+    }
+
+    /// [`Producer::mark_record`] for a record whose lines span bitmap words: large records,
+    /// out of the small-message path.
+    #[cold]
+    #[inline(never)]
+    fn mark_record_wide(&mut self, first: usize, n: usize) {
+        self.set_header_like(first);
+        self.set_payload(first + 1, first + n);
     }
 
     /// Marks lines `from..to` as holding payload words.
@@ -343,7 +351,7 @@ impl Producer {
     ///
     /// [`Corrupt`] if the consumer's released position (peer-written) lies beyond this
     /// producer's position or went backwards.
-    #[inline]
+    #[inline(always)]
     pub fn reserve<M: RingMem>(&mut self, m: &M, len: usize) -> Result<Option<u64>, Corrupt> {
         let (start, end) = place(self.pos, record_len(len), self.cap);
         let need = end + RECORD_ALIGN as u64;
@@ -388,7 +396,7 @@ impl Producer {
 
     /// Publishes the record reserved at `start` with `len` payload bytes (already written at
     /// [`Producer::payload_offset`] for `len`), and wakes the consumer if it sleeps.
-    #[inline]
+    #[inline(always)]
     pub fn commit<M: RingMem>(&mut self, m: &M, start: u64, len: usize) {
         let rec = record_len(len);
         let end = start + rec as u64;
@@ -451,7 +459,7 @@ impl Consumer {
     /// [`Corrupt`] for a word no correct producer writes there: a stamp of another position,
     /// a length over the maximum, a record crossing the end of the data area, or a pad where
     /// a record of the maximum size would still fit.
-    #[inline]
+    #[inline(always)]
     pub fn peek<M: RingMem>(&mut self, m: &M) -> Result<Option<Found>, Corrupt> {
         loop {
             let off = offset(self.pos, self.cap);
@@ -492,7 +500,7 @@ impl Consumer {
 
     /// Releases the record [`Consumer::peek`] returned (of `len` bytes), and wakes the
     /// producer if it sleeps for space.
-    #[inline]
+    #[inline(always)]
     pub fn release<M: RingMem>(&mut self, m: &M, len: usize) {
         let rec = record_len(len) as u64;
         self.pos += rec;

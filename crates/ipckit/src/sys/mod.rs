@@ -16,6 +16,8 @@
 //!   `pre_exec` steps for a child (what it inherits, with `close_range(CLOSE_RANGE_CLOEXEC)`
 //!   sealing the rest; an empty signal mask), and the checked adoption of an inherited
 //!   descriptor.
+//! - `sched`: `sched_setaffinity`/`sched_getaffinity`, `sched_setscheduler`, `RLIMIT_RTPRIO`,
+//!   `mlockall`/`munlockall`, `move_pages` (a page's NUMA node).
 //! - `mq`: POSIX message queues (`mq_open`, `mq_send`, `mq_receive`, `mq_unlink`, ...).
 //! - `shm`: `shm_open`, `memfd_create`, `mmap` (the [`shm::Mapping`] owner), `futex`.
 //! - `zerocopy`: `vmsplice`, `splice`, `tee`, `sendfile`, `send(MSG_ZEROCOPY)`, the socket
@@ -53,6 +55,7 @@ pub(crate) mod fs;
 pub(crate) mod mq;
 pub(crate) mod pipe;
 pub(crate) mod proc;
+pub(crate) mod sched;
 pub(crate) mod scm;
 pub(crate) mod shm;
 pub(crate) mod signal;

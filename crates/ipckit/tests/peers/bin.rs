@@ -22,6 +22,8 @@ mod fifo;
 mod pipe;
 #[path = "../registry/peer.rs"]
 mod registry;
+#[path = "../sched/peer.rs"]
+mod sched;
 #[path = "../shm/peer.rs"]
 mod shm;
 #[path = "../shm_mpsc/peer.rs"]
@@ -51,6 +53,7 @@ fn main() {
         "fifo" => fifo::run(&role),
         "pipe" => pipe::run(&role),
         "registry" => registry::run(&role),
+        "sched" => sched::run(&role),
         "shm" => shm::run(&role),
         "shm_mpsc" => shm_mpsc::run(&role),
         "shm_mutex" => shm_mutex::run(&role),
