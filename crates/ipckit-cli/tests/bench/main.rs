@@ -82,7 +82,10 @@ fn bench_quick_json_has_every_mechanism() {
     for r in rows {
         let m = r["mechanism"].as_str().unwrap();
         if m.starts_with("shm") && r["placement"] == "cross" {
-            assert!(r["cacheline_p50_ns"].as_f64().unwrap() > 0.0, "unprobed: {r}");
+            assert!(
+                r["cacheline_p50_ns"].as_f64().unwrap() > 0.0,
+                "unprobed: {r}"
+            );
             assert!(r["probe_vs_floor"].as_f64().unwrap() > 0.0, "{r}");
             let changed = r["mode_changed"].as_bool().unwrap();
             let ratio = r["probe_vs_floor"].as_f64().unwrap();
