@@ -1,13 +1,14 @@
 //! A named FIFO between two processes that are not parent and child by design: Process 2
 //! finds the FIFO by its path, as any unrelated program could.
 //!
-//! Process 1 makes a private directory (0700) and the FIFO in it (`ipckit::fifo::create`,
+//! Process 1 makes a private directory (0700) and the FIFO in it (`ipckit::fifo::FifoBuilder`,
 //! 0600, exclusive), starts Process 2 with the path, and reads. Process 2 opens the write
 //! end and writes three lines, each in one `PIPE_BUF`-atomic write, then closes it: the
 //! reader sees end-of-file. Process 1 then removes the FIFO (its guard) and the directory.
 //!
 //! Run it: `cargo run -p ipckit --example fifo`
 
+use ipckit::fifo::FifoBuilder;
 use std::error::Error;
 use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
@@ -37,7 +38,7 @@ fn reader() -> Result<(), Box<dyn Error>> {
     // Process 1: a FIFO in a directory nobody else can touch.
     let dir = PrivateDir::new()?;
     let path = dir.0.join("jobs.fifo");
-    let fifo = ipckit::fifo::create(&path, 0o600)?; // removed when `fifo` drops
+    let fifo = FifoBuilder::new(&path).mode(0o600).create()?; // removed when `fifo` drops
     println!(
         "[process 1, pid {}] made FIFO {}",
         std::process::id(),
@@ -48,8 +49,8 @@ fn reader() -> Result<(), Box<dyn Error>> {
         .arg(&path)
         .spawn()?;
     // Waits for the writer's first byte, at most LIMIT.
-    let mut r = ipckit::fifo::open_read_timeout(&path, LIMIT)?;
-    r.set_read_timeout(Some(LIMIT));
+    let mut r = FifoBuilder::new(&path).timeout(LIMIT).open_reader()?;
+    r.set_read_timeout(LIMIT);
     let mut text = String::new();
     r.read_to_string(&mut text)?; // returns when the last writer closes
     for line in text.lines() {
@@ -68,7 +69,7 @@ fn reader() -> Result<(), Box<dyn Error>> {
 
 fn writer(path: &Path) -> Result<(), Box<dyn Error>> {
     // Process 2: open the write end by path (waiting at most LIMIT for a reader).
-    let mut w = ipckit::fifo::open_writer(path, LIMIT)?;
+    let mut w = FifoBuilder::new(path).timeout(LIMIT).open_writer()?;
     for i in 1..=3 {
         let line = format!("line {i} from pid {}\n", std::process::id());
         // At most PIPE_BUF bytes in one write: never split, never mixed with another writer's.

@@ -7,8 +7,8 @@
 //!
 //! Run it: `cargo run -p ipckit --example mq_priority`
 
-use ipckit::mq::posix::{MqOptions, PosixMq};
-use ipckit::{Deadline, Transport, Wait};
+use ipckit::mq::posix::PosixMqBuilder;
+use ipckit::Transport;
 use std::error::Error;
 use std::process::{Child, Command, ExitCode, ExitStatus};
 use std::time::{Duration, Instant};
@@ -43,12 +43,10 @@ fn main() -> ExitCode {
 fn receiver() -> Result<(), Box<dyn Error>> {
     // Process 1: make the queue; room for 8 messages of up to 128 bytes.
     let name = format!("/ipckit-example-mq-{}", std::process::id());
-    let opts = MqOptions {
-        max_msgs: Some(8),
-        msg_size: Some(128),
-        ..MqOptions::default()
-    };
-    let mut q = PosixMq::create(&name, opts)?;
+    let mut q = PosixMqBuilder::new(&name)
+        .max_msgs(8)
+        .max_msg_size(128)
+        .create()?;
     println!(
         "[process 1, pid {}] created queue {name}",
         std::process::id()
@@ -64,7 +62,7 @@ fn receiver() -> Result<(), Box<dyn Error>> {
     let mut buf = vec![0; q.max_msg_size()];
     let mut last = u32::MAX;
     for _ in JOBS {
-        let (n, prio) = q.recv_prio_deadline(&mut buf, Deadline::after(LIMIT))?;
+        let (n, prio) = q.recv_priority_timeout(&mut buf, LIMIT)?;
         println!(
             "[process 1] priority {prio}: {:?}",
             String::from_utf8_lossy(&buf[..n])
@@ -80,7 +78,7 @@ fn receiver() -> Result<(), Box<dyn Error>> {
 
 fn sender(name: &str) -> Result<(), Box<dyn Error>> {
     // Process 2: open the existing queue to send only.
-    let mut q = PosixMq::open_sender(name, Wait::Block)?;
+    let mut q = PosixMqBuilder::new(name).open_sender()?;
     for (text, prio) in JOBS {
         q.set_priority(prio);
         q.send_timeout(text.as_bytes(), LIMIT)?;

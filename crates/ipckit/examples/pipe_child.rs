@@ -8,7 +8,7 @@
 //! Run it: `cargo run -p ipckit --example pipe_child`
 
 use ipckit::pipe::{ChildChannel, Duplex};
-use ipckit::{RecvError, Transport, Wait};
+use ipckit::{RecvError, Transport};
 use std::error::Error;
 use std::process::{Child, Command, ExitCode, ExitStatus};
 use std::time::{Duration, Instant};
@@ -33,7 +33,9 @@ fn main() -> ExitCode {
 fn parent() -> Result<(), Box<dyn Error>> {
     // Process 1: run this program again as Process 2, with a duplex channel to it.
     let mut cmd = Command::new(std::env::current_exe()?);
-    let (mut child, mut ch) = ChildChannel::new(Duplex::Pipes).spawn(cmd.arg("child"))?;
+    let (mut child, mut ch) = ChildChannel::new()
+        .duplex(Duplex::Pipes)
+        .spawn(cmd.arg("child"))?;
     println!(
         "[process 1, pid {}] spawned process 2 (pid {})",
         std::process::id(),
@@ -58,7 +60,7 @@ fn parent() -> Result<(), Box<dyn Error>> {
 
 fn child() -> Result<(), Box<dyn Error>> {
     // Process 2: take the channel the parent set up, and answer until it closes.
-    let mut ch = ipckit::pipe::channel_from_env(Wait::Block, None)?;
+    let mut ch = ChildChannel::new().open_from_env()?;
     let mut buf = vec![0; ch.max_msg_size()];
     loop {
         let n = match ch.recv_timeout(&mut buf, LIMIT) {

@@ -56,7 +56,7 @@ fn parent() -> Result<(), Box<dyn Error>> {
     let (mut r, w) = ipckit::pipe::raw_pipe()?;
     unix::send_fd(&sock, &w)?;
     drop(w);
-    r.set_read_timeout(Some(LIMIT));
+    r.set_read_timeout(LIMIT);
     let mut text = String::new();
     r.read_to_string(&mut text)?; // end-of-file once process 2 closes the passed end
     println!("[process 1] read from the pipe: {:?}", text.trim_end());

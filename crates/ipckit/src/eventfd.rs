@@ -46,7 +46,7 @@ impl EventFd {
         })
     }
 
-    /// The address a child passes to [`EventFd::from_address`]: `fd:N`.
+    /// The address a child passes to [`EventFd::open`]: `fd:N`.
     pub fn address(&self) -> String {
         format!("fd:{}", self.fd.as_raw_fd())
     }
@@ -56,14 +56,16 @@ impl EventFd {
         proc::inherit_in_child(cmd, vec![self.fd.as_raw_fd()]);
     }
 
-    /// Adopts a counter inherited from the parent.
+    /// Opens the counter inherited from the parent at `addr` ([`EventFd::address`]), as
+    /// [`PipeBuilder::open`](crate::pipe::PipeBuilder::open) does a pipe's ends: the
+    /// descriptor is checked and adopted.
     ///
     /// # Errors
     ///
     /// `InvalidInput` for a malformed address or a descriptor that is not an eventfd this
     /// process inherited (stdio, a descriptor not open, or one something in this process
     /// already owns); nothing is closed then.
-    pub fn from_address(addr: &str, wait: Wait) -> io::Result<EventFd> {
+    pub fn open(addr: &str, wait: Wait) -> io::Result<EventFd> {
         let n: i32 = addr
             .strip_prefix("fd:")
             .and_then(|s| s.parse().ok())

@@ -1,19 +1,22 @@
 //! Named FIFOs: a pipe with a name in the file system, for processes that are not parent
-//! and child. ipckit creates them owner-only (0600) and exclusively, records them in the
-//! registry, and removes them when the creator drops its guard. Opening never hangs: a
-//! writer waits for a reader at most a timeout, then fails with a clear error, and so does
-//! a reader waiting for a writer ([`open_read_timeout`]). Opening does
-//! not follow a symbolic link and, unless the caller opts in with [`open_read_any`] /
-//! [`open_write_any`], accepts only a FIFO of our own uid that others cannot open.
+//! and child. Everything goes through a [`FifoBuilder`] on the FIFO's path: ipckit creates
+//! FIFOs ([`FifoBuilder::create`]) owner-only (0600) and exclusively, records them in the
+//! registry, and removes them when the creator drops its guard. Opening waits as the builder
+//! says: a writer waits for a reader at most its [`timeout`](FifoBuilder::timeout) (as long as
+//! it takes without one), then fails with a clear error, and a reader given a timeout waits
+//! that long for a writer's first byte. Opening does not follow a symbolic link and, unless
+//! the caller opts in with [`allow_other_users`](FifoBuilder::allow_other_users), accepts
+//! only a FIFO of our own uid that others cannot open.
 //!
 //! # Byte streams: [`FifoReader`] and [`PipeWriter`]
 //!
 //! A FIFO carries one byte stream per *session*: from the first writer's open to the last
 //! writer's close. [`FifoReader`] reads it, reports end-of-file (`Ok(0)`) when the last writer
 //! closes and not before, and [`FifoReader::wait_writer`] then waits for the next session on
-//! the same FIFO without losing a byte the next writer wrote early. [`open_writer`] gives the
-//! write end as a [`PipeWriter`], which writes with an optional timeout and counts the time
-//! it spent waiting for room.
+//! the same FIFO without losing a byte the next writer wrote early.
+//! [`FifoBuilder::open_writer`] gives the write end as a [`PipeWriter`], which writes with an
+//! optional timeout and counts the time it spent waiting for room. Either end gives up its
+//! descriptor through `OwnedFd::from`.
 //!
 //! How the kernel shows a writer to a reader, and what this module builds on it (Linux):
 //! - `read` returns 0 whenever the pipe is empty and *no writer has it open*, whether a
@@ -37,10 +40,10 @@
 //!
 //! | errno | when | returned as |
 //! |---|---|---|
-//! | `ENXIO` | non-blocking write open, no reader | `NotConnected` ([`try_open_write`]); retried until the timeout ([`open_write`]), then `TimedOut` |
+//! | `ENXIO` | non-blocking write open, no reader | `NotConnected` ([`FifoBuilder::try_open_writer`]); retried until the timeout ([`FifoBuilder::open_writer`]), then `TimedOut` |
 //! | `ELOOP` | the path is a symbolic link | `InvalidInput` ("... is a symbolic link ...") |
-//! | `ENOENT` | nothing at the path | `NotFound` (retried by [`open_write`] until the timeout) |
-//! | `EEXIST` | [`create`] over anything | `AlreadyExists` |
+//! | `ENOENT` | nothing at the path | `NotFound` (retried by [`FifoBuilder::open_writer`] until the timeout) |
+//! | `EEXIST` | [`FifoBuilder::create`] over anything | `AlreadyExists` |
 //! | `EISDIR`, `ENXIO`, — | not a FIFO (a file, directory or socket: `open` gives a socket `ENXIO` too, so the path is looked at) | `InvalidInput` ("... is not a FIFO but a socket") |
 //! | — | another uid's FIFO, or writable by others | `PermissionDenied` |
 //! | `EPIPE` | writing with no reader left | `BrokenPipe` |
@@ -58,56 +61,202 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Creates a FIFO at `path` with `mode` (use 0o600), failing if anything exists there.
-/// The returned guard removes it (and its registry record) when dropped.
+/// Builds what is done with the FIFO at one path: `FifoBuilder::new(path)`, the setters, then
+/// [`create`](FifoBuilder::create) (make it), [`open_reader`](FifoBuilder::open_reader),
+/// [`open_writer`](FifoBuilder::open_writer) or
+/// [`try_open_writer`](FifoBuilder::try_open_writer) (open an end of an existing one).
 ///
-/// The FIFO is made (`mkfifoat`) and later removed (`unlinkat`) relative to a handle on its
-/// directory opened now, and removed only while that name is still this FIFO (device, inode,
-/// type, owner): renaming a directory above it or replacing the FIFO cannot make the guard
-/// remove anything else (see [`crate::fs`]). The directory must be one nobody else can
-/// rename entries of, as for socket files: not a symbolic link, owned by us or root, and not
-/// writable by others unless sticky. The FIFO is recorded at its absolute path
-/// ([`ObjectGuard::name`]: the directory's real path and the name), so `ipckit clean` run
-/// elsewhere finds the same file.
+/// The terminal methods take `&self`, as [`std::fs::OpenOptions::open`] does.
 ///
-/// # Errors
+/// # Examples
 ///
-/// `AlreadyExists`, `PermissionDenied` for a directory that fails the check above,
-/// `InvalidInput` for a path that is not UTF-8 or holds a control character, or the OS error.
-#[doc(alias = "mkfifo")]
-#[doc(alias = "mkfifoat")]
-pub fn create(path: &Path, mode: u32) -> io::Result<ObjectGuard> {
-    let parent = crate::fs::open_parent(path, "FIFO")?;
-    let mut guard = registry::register_file(ObjectKind::Fifo, parent)?;
-    let made = (|| {
-        let (dir, entry) = guard.file().expect("a file guard has its directory");
-        let entry = std::os::unix::ffi::OsStrExt::as_bytes(entry.as_os_str()).to_vec();
-        crate::sys::fs::mkfifoat(dir.as_fd(), &entry, mode)?;
-        Ok::<_, io::Error>((dir.try_clone()?, entry))
-    })();
-    let (dir, entry) = match made {
-        Ok(v) => v,
-        Err(e) => {
-            guard.forget_object();
-            return Err(if e.kind() == io::ErrorKind::AlreadyExists {
-                io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("{} already exists", path.display()),
-                )
-            } else {
-                named(e, path)
-            });
+/// ```no_run
+/// use ipckit::fifo::FifoBuilder;
+/// use std::io::{Read, Write};
+/// use std::time::Duration;
+/// # fn main() -> std::io::Result<()> {
+/// let path = std::path::Path::new("/tmp/my.fifo");
+/// // Process 1: make the FIFO (removed when `guard` drops), then read a session.
+/// let guard = FifoBuilder::new(path).create()?;
+/// let mut r = FifoBuilder::new(path).timeout(Duration::from_secs(5)).open_reader()?;
+/// let mut all = Vec::new();
+/// r.read_to_end(&mut all)?;
+/// // Process 2: wait up to 5 s for the reader, then write.
+/// let mut w = FifoBuilder::new(path).timeout(Duration::from_secs(5)).open_writer()?;
+/// w.write_all(b"hi")?;
+/// # drop(guard);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until create() or an open_*()"]
+pub struct FifoBuilder {
+    path: PathBuf,
+    mode: u32,
+    timeout: Option<Duration>,
+    owner: Owner,
+}
+
+impl FifoBuilder {
+    /// The FIFO at `path`. Defaults: mode 0600, no timeout, only FIFOs of our uid that
+    /// others cannot write.
+    pub fn new(path: impl AsRef<Path>) -> FifoBuilder {
+        FifoBuilder {
+            path: path.as_ref().to_path_buf(),
+            mode: 0o600,
+            timeout: None,
+            owner: Owner::Us,
         }
-    };
-    if let Err(e) = guard.identify_file(libc::S_IFIFO) {
-        // Not the FIFO we made at that name: leave it, and drop our record.
-        guard.forget_object();
-        return Err(e);
     }
-    // The umask may have taken bits away: set exactly `mode` (the entry is the FIFO just
-    // identified, in a directory nobody else can rename entries of).
-    crate::sys::fs::fchmodat(dir.as_fd(), &entry, mode & 0o7777).map_err(|e| named(e, path))?;
-    Ok(guard)
+
+    /// Permission bits of a new FIFO (0600 by default), set exactly (the umask does not
+    /// apply). Used by [`create`](FifoBuilder::create) only.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How long an open waits for the other side: [`open_writer`](FifoBuilder::open_writer)
+    /// for a reader to open the FIFO, [`open_reader`](FifoBuilder::open_reader) for a
+    /// writer's first byte. Without it, `open_writer` waits as long as it takes and
+    /// `open_reader` does not wait at all (the first read does). `Duration::MAX` waits
+    /// without a deadline. Ignored by [`create`](FifoBuilder::create) and
+    /// [`try_open_writer`](FifoBuilder::try_open_writer).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Accepts a FIFO of any owner and mode when opening, for callers that share FIFOs
+    /// between users on purpose (off by default: only a FIFO owned by our effective uid and
+    /// not writable by others). Symbolic links are never followed either way. Ignored by
+    /// [`create`](FifoBuilder::create).
+    pub fn allow_other_users(mut self, allow: bool) -> Self {
+        self.owner = if allow { Owner::Anyone } else { Owner::Us };
+        self
+    }
+
+    /// Creates the FIFO with [`mode`](FifoBuilder::mode), failing if anything exists at the
+    /// path. The returned guard removes it (and its registry record) when dropped.
+    ///
+    /// The FIFO is made (`mkfifoat`) and later removed (`unlinkat`) relative to a handle on
+    /// its directory opened now, and removed only while that name is still this FIFO
+    /// (device, inode, type, owner): renaming a directory above it or replacing the FIFO
+    /// cannot make the guard remove anything else (see [`crate::fs`]). The directory must be
+    /// one nobody else can rename entries of, as for socket files: not a symbolic link, owned
+    /// by us or root, and not writable by others unless sticky. The FIFO is recorded at its
+    /// absolute path ([`ObjectGuard::name`]: the directory's real path and the name), so
+    /// `ipckit clean` run elsewhere finds the same file.
+    ///
+    /// # Errors
+    ///
+    /// `AlreadyExists`, `PermissionDenied` for a directory that fails the check above,
+    /// `InvalidInput` for a path that is not UTF-8 or holds a control character, or the OS
+    /// error.
+    #[doc(alias = "mkfifo")]
+    #[doc(alias = "mkfifoat")]
+    pub fn create(&self) -> io::Result<ObjectGuard> {
+        let (path, mode) = (self.path.as_path(), self.mode);
+        let parent = crate::fs::open_parent(path, "FIFO")?;
+        let mut guard = registry::register_file(ObjectKind::Fifo, parent)?;
+        let made = (|| {
+            let (dir, entry) = guard.file().expect("a file guard has its directory");
+            let entry = std::os::unix::ffi::OsStrExt::as_bytes(entry.as_os_str()).to_vec();
+            crate::sys::fs::mkfifoat(dir.as_fd(), &entry, mode)?;
+            Ok::<_, io::Error>((dir.try_clone()?, entry))
+        })();
+        let (dir, entry) = match made {
+            Ok(v) => v,
+            Err(e) => {
+                guard.forget_object();
+                return Err(if e.kind() == io::ErrorKind::AlreadyExists {
+                    io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("{} already exists", path.display()),
+                    )
+                } else {
+                    named(e, path)
+                });
+            }
+        };
+        if let Err(e) = guard.identify_file(libc::S_IFIFO) {
+            // Not the FIFO we made at that name: leave it, and drop our record.
+            guard.forget_object();
+            return Err(e);
+        }
+        // The umask may have taken bits away: set exactly `mode` (the entry is the FIFO just
+        // identified, in a directory nobody else can rename entries of).
+        crate::sys::fs::fchmodat(dir.as_fd(), &entry, mode & 0o7777).map_err(|e| named(e, path))?;
+        Ok(guard)
+    }
+
+    /// Opens the read end as a [`FifoReader`]. Without a [`timeout`](FifoBuilder::timeout) it
+    /// returns at once, writer or not (the first read waits for a writer's first byte); with
+    /// one it waits at most that long for a writer to write its first byte, skipping a writer
+    /// that opens and closes without writing (see the [module docs](self)), without
+    /// busy-waiting.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut` ("no writer wrote to ... within ...") when no byte comes in time, `NotFound`,
+    /// `InvalidInput` if the path is a symbolic link or not a FIFO, `PermissionDenied` if
+    /// another user owns it or others may write it (unless
+    /// [`allow_other_users`](FifoBuilder::allow_other_users)), or the OS error.
+    ///
+    /// # References
+    ///
+    /// `fifo(7)`, `poll(2)` (`POLLHUP` on a FIFO).
+    pub fn open_reader(&self) -> io::Result<FifoReader> {
+        let mut r = FifoReader::open(&self.path, self.owner)?;
+        if let Some(timeout) = self.timeout {
+            r.wait_data(Instant::now().checked_add(timeout), timeout)?;
+        }
+        Ok(r)
+    }
+
+    /// Opens the write end as a [`PipeWriter`] (a FIFO's write end is a pipe's: waits for
+    /// room with a timeout, `WouldBlock` on demand, partial and `PIPE_BUF`-atomic writes, the
+    /// time spent blocked), waiting for a reader to open the FIFO (and for the FIFO to be
+    /// made) at most the [`timeout`](FifoBuilder::timeout), or as long as it takes without
+    /// one.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut` ("no reader ... within ...") when none comes, `NotFound`, `InvalidInput` if
+    /// the path is a symbolic link or not a FIFO, `PermissionDenied` if another user owns it
+    /// or its mode lets others in (unless
+    /// [`allow_other_users`](FifoBuilder::allow_other_users)), or the OS error.
+    pub fn open_writer(&self) -> io::Result<PipeWriter> {
+        PipeWriter::try_from_fd(self.open_write_fd()?)
+    }
+
+    /// Opens the write end if a reader has the FIFO open now, never waiting (the timeout is
+    /// ignored). Same checks as [`open_writer`](FifoBuilder::open_writer).
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` ("no process has ... open for reading") for the `ENXIO` that `open(2)`
+    /// returns for a non-blocking write open with no reader, `NotFound`, `InvalidInput` if
+    /// the path is a symbolic link or not a FIFO, `PermissionDenied` if another user owns it
+    /// or others may write it, or the OS error.
+    ///
+    /// # References
+    ///
+    /// `open(2)` (`ENXIO`), `fifo(7)`.
+    pub fn try_open_writer(&self) -> io::Result<PipeWriter> {
+        PipeWriter::try_from_fd(try_open_write_as(&self.path, self.owner)?)
+    }
+
+    /// The read end as a bare descriptor (non-blocking), for endpoints built on it.
+    pub(crate) fn open_read_fd(&self) -> io::Result<OwnedFd> {
+        open_read_as(&self.path, self.owner)
+    }
+
+    /// The write end as a bare descriptor (non-blocking), waiting as
+    /// [`open_writer`](FifoBuilder::open_writer) does.
+    pub(crate) fn open_write_fd(&self) -> io::Result<OwnedFd> {
+        let timeout = self.timeout.unwrap_or(Duration::MAX);
+        open_write_as(&self.path, timeout, self.owner)
+    }
 }
 
 /// Whose FIFOs an open accepts.
@@ -195,59 +344,15 @@ fn not_a_fifo(path: &Path) -> Option<&'static str> {
     })
 }
 
-/// Opens the read end (non-blocking; returns at once even with no writer). Only a FIFO
-/// owned by our effective uid and not writable by others is accepted, and a symbolic link at
-/// `path` is not followed; see [`open_read_any`] to accept other users' FIFOs.
-///
-/// # Errors
-///
-/// `NotFound`, `InvalidInput` if `path` is a symbolic link or not a FIFO, `PermissionDenied`
-/// if another user owns it or others may write it, or the OS error.
-pub fn open_read(path: &Path) -> io::Result<OwnedFd> {
-    open_read_as(path, Owner::Us)
-}
-
-/// Like [`open_read`], but accepts a FIFO of any owner and mode, for callers that share
-/// FIFOs between users on purpose. Symbolic links are still not followed.
-///
-/// # Errors
-///
-/// `NotFound`, `InvalidInput` if `path` is a symbolic link or not a FIFO, or the OS error.
-pub fn open_read_any(path: &Path) -> io::Result<OwnedFd> {
-    open_read_as(path, Owner::Anyone)
-}
-
+/// Opens the read end (non-blocking; returns at once even with no writer) and checks it.
 fn open_read_as(path: &Path, owner: Owner) -> io::Result<OwnedFd> {
     let fd = open_fifo(path, libc::O_RDONLY).map_err(|e| named(e, path))?;
     check_fifo(&fd, path, owner)?;
     Ok(fd)
 }
 
-/// Opens the write end, waiting at most `timeout` for a reader to open the FIFO. Only a
-/// FIFO owned by our effective uid and not writable by others is accepted, and a symbolic link at
-/// `path` is not followed; see [`open_write_any`] to accept other users' FIFOs. A timeout
-/// too large to add to the clock (`Duration::MAX`) waits without a deadline.
-///
-/// # Errors
-///
-/// `TimedOut` ("no reader ... within ...") when none comes, `NotFound`, `InvalidInput` if
-/// `path` is a symbolic link or not a FIFO, `PermissionDenied` if another user owns it or its
-/// mode lets others in, or the OS error.
-pub fn open_write(path: &Path, timeout: Duration) -> io::Result<OwnedFd> {
-    open_write_as(path, timeout, Owner::Us)
-}
-
-/// Like [`open_write`], but accepts a FIFO of any owner and mode, for callers that share
-/// FIFOs between users on purpose. Symbolic links are still not followed.
-///
-/// # Errors
-///
-/// `TimedOut` when no reader comes, `NotFound`, `InvalidInput` if `path` is a symbolic link
-/// or not a FIFO, or the OS error.
-pub fn open_write_any(path: &Path, timeout: Duration) -> io::Result<OwnedFd> {
-    open_write_as(path, timeout, Owner::Anyone)
-}
-
+/// Opens the write end, waiting at most `timeout` (`Duration::MAX`: no deadline) for a reader
+/// and for the FIFO to be made, and checks it.
 fn open_write_as(path: &Path, timeout: Duration, owner: Owner) -> io::Result<OwnedFd> {
     // `None`: the timeout overflows the clock, so there is no deadline.
     let deadline = Instant::now().checked_add(timeout);
@@ -296,34 +401,7 @@ fn named(e: io::Error, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-/// Opens the write end if a reader has the FIFO open now, never waiting. Same checks as
-/// [`open_write`].
-///
-/// # Errors
-///
-/// `NotConnected` ("no process has ... open for reading") for the `ENXIO` that `open(2)`
-/// returns for a non-blocking write open with no reader, `NotFound`, `InvalidInput` if
-/// `path` is a symbolic link or not a FIFO, `PermissionDenied` if another user owns it or
-/// others may write it, or the OS error.
-///
-/// # References
-///
-/// `open(2)` (`ENXIO`), `fifo(7)`.
-pub fn try_open_write(path: &Path) -> io::Result<OwnedFd> {
-    try_open_write_as(path, Owner::Us)
-}
-
-/// Like [`try_open_write`], but accepts a FIFO of any owner and mode. Symbolic links are
-/// still not followed.
-///
-/// # Errors
-///
-/// `NotConnected` for `ENXIO` (no reader), `NotFound`, `InvalidInput` if `path` is a symbolic
-/// link or not a FIFO, or the OS error.
-pub fn try_open_write_any(path: &Path) -> io::Result<OwnedFd> {
-    try_open_write_as(path, Owner::Anyone)
-}
-
+/// Opens the write end if a reader has the FIFO open now, and checks it.
 fn try_open_write_as(path: &Path, owner: Owner) -> io::Result<OwnedFd> {
     match open_fifo(path, libc::O_WRONLY) {
         Ok(fd) => {
@@ -341,72 +419,14 @@ fn try_open_write_as(path: &Path, owner: Owner) -> io::Result<OwnedFd> {
     }
 }
 
-/// Opens a [`FifoReader`] without waiting for a writer. Same checks as [`open_read`]; the
-/// first read waits for a writer's first byte (see [`FifoReader`]).
-///
-/// # Errors
-///
-/// As [`open_read`].
-pub fn open_reader(path: &Path) -> io::Result<FifoReader> {
-    FifoReader::open(path, Owner::Us)
-}
-
-/// Like [`open_reader`], but accepts a FIFO of any owner and mode.
-///
-/// # Errors
-///
-/// As [`open_read_any`].
-pub fn open_reader_any(path: &Path) -> io::Result<FifoReader> {
-    FifoReader::open(path, Owner::Anyone)
-}
-
-/// Opens the read end and waits at most `timeout` for a writer to write its first byte.
-/// A writer that opens and closes without writing is skipped (see the [module docs](self)),
-/// without busy-waiting. `Duration::MAX` waits without a deadline.
-///
-/// # Errors
-///
-/// `TimedOut` ("no writer wrote to ... within ...") when no byte comes in time; otherwise as
-/// [`open_read`].
-///
-/// # References
-///
-/// `fifo(7)`, `poll(2)` (`POLLHUP` on a FIFO).
-pub fn open_read_timeout(path: &Path, timeout: Duration) -> io::Result<FifoReader> {
-    let mut r = open_reader(path)?;
-    r.wait_data(Instant::now().checked_add(timeout), timeout)?;
-    Ok(r)
-}
-
-/// Like [`open_read_timeout`], but accepts a FIFO of any owner and mode.
-///
-/// # Errors
-///
-/// As [`open_read_timeout`], with [`open_read_any`]'s checks.
-pub fn open_read_timeout_any(path: &Path, timeout: Duration) -> io::Result<FifoReader> {
-    let mut r = open_reader_any(path)?;
-    r.wait_data(Instant::now().checked_add(timeout), timeout)?;
-    Ok(r)
-}
-
-/// Opens the write end as a [`PipeWriter`] (a FIFO's write end is a pipe's: waits for room
-/// with a timeout, `WouldBlock` on demand, partial and `PIPE_BUF`-atomic writes, the time spent
-/// blocked), waiting at most `timeout` for a reader as [`open_write`] does.
-///
-/// # Errors
-///
-/// As [`open_write`].
-pub fn open_writer(path: &Path, timeout: Duration) -> io::Result<PipeWriter> {
-    PipeWriter::try_from_fd(open_write(path, timeout)?)
-}
-
 /// The read end of a FIFO as a byte stream: [`Read`](io::Read) plus [`AsFd`].
 ///
-/// Reads block (with an optional timeout, [`FifoReader::set_read_timeout`]) or, after
-/// [`FifoReader::set_nonblocking`], return `WouldBlock`. A read returns `Ok(0)`, the end of
-/// the session, once the session has started (a byte was read) and the last writer has
-/// closed, and keeps returning `Ok(0)` until [`FifoReader::wait_writer`] starts waiting for
-/// the next session. The descriptor underneath is always non-blocking; waiting is `poll`.
+/// Made by [`FifoBuilder::open_reader`]. Reads block (with an optional timeout,
+/// [`FifoReader::set_read_timeout`]) or, after [`FifoReader::set_nonblocking`], return
+/// `WouldBlock`. A read returns `Ok(0)`, the end of the session, once the session has started
+/// (a byte was read) and the last writer has closed, and keeps returning `Ok(0)` until
+/// [`FifoReader::wait_writer`] (or its `try_`/`_timeout` forms) starts waiting for the next
+/// session. The descriptor underneath is always non-blocking; waiting is `poll`.
 ///
 /// The read end may be reopened by the waits (see the [module docs](self)): it stays the same
 /// FIFO (device and inode are checked), but [`AsFd::as_fd`] may then be another descriptor.
@@ -414,16 +434,18 @@ pub fn open_writer(path: &Path, timeout: Duration) -> io::Result<PipeWriter> {
 /// # Examples
 ///
 /// ```no_run
+/// use ipckit::fifo::FifoBuilder;
 /// use std::io::Read;
 /// use std::time::Duration;
 /// # fn main() -> std::io::Result<()> {
 /// let path = std::path::Path::new("/tmp/my.fifo");
 /// // Process 1: one session after another.
-/// let mut r = ipckit::fifo::open_read_timeout(path, Duration::from_secs(5))?;
+/// let mut r = FifoBuilder::new(path).timeout(Duration::from_secs(5)).open_reader()?;
 /// let mut all = Vec::new();
 /// r.read_to_end(&mut all)?; // ends when the last writer closes
-/// r.wait_writer(Duration::from_secs(5))?; // the next writer's bytes, none lost
-/// // Process 2: ipckit::fifo::open_writer(path, Duration::from_secs(5))?.write_all(b"hi")?
+/// r.wait_writer_timeout(Duration::from_secs(5))?; // the next writer's bytes, none lost
+/// // Process 2: FifoBuilder::new(path).timeout(Duration::from_secs(5)).open_writer()?
+/// //     .write_all(b"hi")?
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -462,9 +484,15 @@ impl FifoReader {
         &self.path
     }
 
-    /// How long a read waits for data: `None` (the default) waits as long as it takes.
-    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
-        self.timeout = timeout;
+    /// How long a read waits for data; then it fails with `TimedOut`. By default (and after
+    /// [`FifoReader::clear_read_timeout`]) a read waits as long as it takes.
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        self.timeout = Some(timeout);
+    }
+
+    /// Makes reads wait as long as it takes again (the default).
+    pub fn clear_read_timeout(&mut self) {
+        self.timeout = None;
     }
 
     /// Makes reads return `WouldBlock` instead of waiting (the timeout is then unused).
@@ -487,17 +515,53 @@ impl FifoReader {
         sysfd::fionread(self.fd.as_fd())
     }
 
-    /// After the end of a session, waits at most `timeout` for the next writer's first
+    /// After the end of a session, waits as long as it takes for the next writer's first
     /// byte; the reads that follow return the new session. Bytes the next writer wrote
     /// before this call are not lost: the pipe's buffer belongs to the FIFO, which stays open
     /// here throughout. Called mid-session, it waits until something can be read.
     ///
     /// # Errors
     ///
-    /// `TimedOut` when no writer writes in time, `InvalidData` if the path now names another
-    /// file than the FIFO opened, or the OS error.
-    pub fn wait_writer(&mut self, timeout: Duration) -> io::Result<()> {
-        let deadline = Instant::now().checked_add(timeout);
+    /// `InvalidData` if the path now names another file than the FIFO opened, or the OS
+    /// error.
+    pub fn wait_writer(&mut self) -> io::Result<()> {
+        self.wait_writer_until(None, Duration::MAX)
+    }
+
+    /// [`FifoReader::wait_writer`] without waiting: `Ok` if a byte of the next session (or,
+    /// mid-session, something) can be read now.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when no writer has written yet; otherwise as
+    /// [`FifoReader::wait_writer`].
+    pub fn try_wait_writer(&mut self) -> io::Result<()> {
+        self.wait_writer_until(Some(Instant::now()), Duration::ZERO)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::TimedOut => io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("no writer has written to {} yet", self.path.display()),
+                ),
+                _ => e,
+            })
+    }
+
+    /// [`FifoReader::wait_writer`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut` when no writer writes in time; otherwise as [`FifoReader::wait_writer`].
+    pub fn wait_writer_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        self.wait_writer_until(Instant::now().checked_add(timeout), timeout)
+    }
+
+    /// The wait of [`FifoReader::wait_writer`] until `deadline` (`None`: none); `timeout`
+    /// is what the error message reports.
+    fn wait_writer_until(
+        &mut self,
+        deadline: Option<Instant>,
+        timeout: Duration,
+    ) -> io::Result<()> {
         if self.eof {
             // The end left `POLLHUP` set on this descriptor: poll would return at once.
             self.reopen()?;
@@ -624,6 +688,16 @@ impl io::Read for FifoReader {
 impl AsFd for FifoReader {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+impl From<FifoReader> for OwnedFd {
+    /// The descriptor (the one open now: the waits may have reopened the FIFO), back in
+    /// blocking mode, as [`PipeReader`](crate::pipe::PipeReader)'s is.
+    fn from(r: FifoReader) -> OwnedFd {
+        // Cannot fail on an open descriptor; if it did, the mode would stay as is.
+        let _ = sysfd::set_nonblocking(r.fd.as_fd(), false);
+        r.fd
     }
 }
 

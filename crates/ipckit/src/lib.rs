@@ -18,9 +18,9 @@
 //! never rewrite a page the kernel still references.
 //!
 //! ```
-//! use ipckit::{pipe, Transport, Wait};
+//! use ipckit::{pipe, Transport};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let (mut rx, mut tx) = pipe::pipe(Wait::Block, None)?;
+//! let (mut rx, mut tx) = pipe::pipe()?;
 //! tx.send(b"hello")?;
 //! tx.send(b"")?; // empty messages are messages too
 //! let mut buf = vec![0; rx.max_msg_size()];

@@ -39,12 +39,12 @@ fn run_peer(spec: &PeerSpec, ctl: &mut Control) -> io::Result<()> {
         crate::netvariants::parse_row_name(&spec.mechanism).map_err(io::Error::other)?;
     let wait = Wait::parse(&spec.wait).ok_or_else(|| io::Error::other("bad wait"))?;
     if mech == Mechanism::Eventfd {
-        let rx = ipckit::eventfd::EventFd::from_address(&spec.address, wait)?;
+        let rx = ipckit::eventfd::EventFd::open(&spec.address, wait)?;
         let tx_addr = spec
             .address2
             .as_deref()
             .ok_or_else(|| io::Error::other("eventfd needs two"))?;
-        let tx = ipckit::eventfd::EventFd::from_address(tx_addr, wait)?;
+        let tx = ipckit::eventfd::EventFd::open(tx_addr, wait)?;
         ctl.send(&FromPeer::Ready { max_msg_size: 8 })?;
         let ToPeer::Go { lat_size, .. } = ctl.recv(GO_TIMEOUT)?;
         return match spec.imp {

@@ -9,7 +9,6 @@ use crate::cli::DemoArgs;
 use ipckit::pipe::{self, ChildChannel, Duplex, PipeWriter};
 use ipckit::shm::{Segment, SegmentBuilder, HEADER_LEN};
 use ipckit::unix::{self, Passable};
-use ipckit::Wait;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -40,7 +39,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let mut file = File::open(&exe)?;
     let (mut pipe_r, pipe_w) = pipe::raw_pipe()?;
-    pipe_r.set_read_timeout(Some(STEP));
+    pipe_r.set_read_timeout(STEP);
     let seg = SegmentBuilder::anonymous().size(4096).create()?.ready();
     let seg_file = File::from(seg.as_fd().try_clone_to_owned()?);
     let greeting = format!("hello from parent {me}, written into the memfd");
@@ -56,7 +55,9 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     );
 
     let mut cmd = child_command("fd-pass", "child")?;
-    let (child, ch) = ChildChannel::new(Duplex::SocketPair).spawn(&mut cmd)?;
+    let (child, ch) = ChildChannel::new()
+        .duplex(Duplex::SocketPair)
+        .spawn(&mut cmd)?;
     let mut child = ChildGuard(child);
     let sock = unix::endpoint_socket(&ch)?;
     say!(
@@ -142,7 +143,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
 /// descriptors until told to stop.
 pub(super) fn child(_role: &str) -> anyhow::Result<()> {
     let me = std::process::id();
-    let ch = pipe::channel_from_env(Wait::Block, None)?;
+    let ch = ChildChannel::new().open_from_env()?;
     let sock = unix::endpoint_socket(&ch)?;
     let mut buf = [0u8; 64];
     let got = unix::recv_with_fds_timeout(sock, &mut buf, 3, STEP)?;

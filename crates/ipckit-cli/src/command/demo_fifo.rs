@@ -5,7 +5,7 @@
 
 use super::{interrupt, spawn_child};
 use crate::cli::DemoArgs;
-use ipckit::fifo::{self, FifoReader};
+use ipckit::fifo::{FifoBuilder, FifoReader};
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -56,7 +56,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
     let dir = PrivateDir(dir);
     let path = dir.0.join("demo.fifo");
-    let guard = fifo::create(&path, 0o600)?;
+    let guard = FifoBuilder::new(&path).mode(0o600).create()?;
     let mode = {
         use std::os::unix::fs::PermissionsExt;
         std::fs::symlink_metadata(&path)?.permissions().mode() & 0o7777
@@ -65,27 +65,33 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         "[reader   {me}] mkfifo {} (mode {mode:04o}, in a directory only we can enter)",
         path.display()
     );
-    let e = fifo::create(&path, 0o600).unwrap_err();
+    let e = FifoBuilder::new(&path).mode(0o600).create().unwrap_err();
     say!("[reader   {me}] creating it again is refused, never reused: {e}");
 
     say!("[reader   {me}] open rules, with nobody at the other end:");
-    let e = fifo::try_open_write(&path).unwrap_err();
+    let e = FifoBuilder::new(&path).try_open_writer().unwrap_err();
     say!("    write end, without waiting -> {:?}: {e}", e.kind());
-    let e = fifo::open_write(&path, Duration::from_millis(300)).unwrap_err();
+    let e = FifoBuilder::new(&path)
+        .timeout(Duration::from_millis(300))
+        .open_writer()
+        .unwrap_err();
     say!("    write end, waiting 0.3 s   -> {:?}: {e}", e.kind());
-    let e = fifo::open_read_timeout(&path, Duration::from_millis(300)).unwrap_err();
+    let e = FifoBuilder::new(&path)
+        .timeout(Duration::from_millis(300))
+        .open_reader()
+        .unwrap_err();
     say!("    read end, waiting 0.3 s    -> {:?}: {e}", e.kind());
 
     let link = dir.0.join("link-to-demo.fifo");
     std::os::unix::fs::symlink(&path, &link)?;
-    let e = fifo::open_reader(&link).unwrap_err();
+    let e = FifoBuilder::new(&link).open_reader().unwrap_err();
     say!("[reader   {me}] a symbolic link to our own FIFO is not followed: {e}");
     std::fs::remove_file(&link)?;
     stopped()?;
 
     // Two writers: B holds the FIFO open until we close its stdin; A writes and leaves.
-    let mut reader = fifo::open_reader(&path)?;
-    reader.set_read_timeout(Some(PATIENCE));
+    let mut reader = FifoBuilder::new(&path).open_reader()?;
+    reader.set_read_timeout(PATIENCE);
     let p = path.to_str().expect("a UTF-8 temporary directory");
     let mut b = spawn_child("fifo", &format!("b|{p}"), |c| {
         c.stdin(Stdio::piped());
@@ -99,14 +105,14 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     read_until(&mut reader, &mut got, "A: hello")?;
     a.wait(PATIENCE)?;
     say!("[reader   {me}] writer A has exited, B still has the FIFO open:");
-    reader.set_read_timeout(Some(Duration::from_millis(300)));
+    reader.set_read_timeout(Duration::from_millis(300));
     match reader.read(&mut [0u8; 64]) {
         Err(e) if e.kind() == ErrorKind::TimedOut => {
             say!("    a read waits (timed out after 0.3 s), it does not return end-of-file")
         }
         other => anyhow::bail!("expected a timeout while B is open, got {other:?}"),
     }
-    reader.set_read_timeout(Some(PATIENCE));
+    reader.set_read_timeout(PATIENCE);
     drop(b.0.stdin.take()); // B's cue to write its last line and exit
     read_until(&mut reader, &mut got, "B: last")?;
     let n = reader.read(&mut [0u8; 64])?;
@@ -116,7 +122,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
     // The next writer, on the same FIFO: it may start writing before we wait for it.
     let mut c = spawn_child("fifo", &format!("c|{size}|{p}"), |_| {})?;
-    reader.wait_writer(PATIENCE)?;
+    reader.wait_writer_timeout(PATIENCE)?;
     let start = Instant::now();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0usize;
@@ -166,7 +172,9 @@ pub(super) fn child(role: &str) -> anyhow::Result<()> {
         }
         _ => (0, rest),
     };
-    let mut w = fifo::open_writer(Path::new(path), PATIENCE)?;
+    let mut w = FifoBuilder::new(Path::new(path))
+        .timeout(PATIENCE)
+        .open_writer()?;
     match who {
         "a" => {
             w.write_all(b"A: hello from writer A\n")?;

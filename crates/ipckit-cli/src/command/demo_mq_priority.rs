@@ -4,8 +4,8 @@
 
 use super::{interrupt, spawn_child};
 use crate::cli::DemoArgs;
-use ipckit::mq::posix::{MqOptions, PosixMq};
-use ipckit::{Deadline, RecvError, Transport, Wait};
+use ipckit::mq::posix::{PosixMq, PosixMqBuilder};
+use ipckit::{RecvError, Transport};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const PRIORITIES: [u32; 4] = [1, 5, 9, 3];
@@ -16,13 +16,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let me = std::process::id();
     let timed = if args.short { 100 } else { 1000 };
     let name = format!("/{}", ipckit::registry::unique_name("demo"));
-    let mut q = PosixMq::create(
-        &name,
-        MqOptions {
-            msg_size: Some(64),
-            ..MqOptions::default()
-        },
-    )?;
+    let mut q = PosixMqBuilder::new(&name).max_msg_size(64).create()?;
     say!(
         "[parent {me}] mq_open(O_CREAT) made the queue {name} (messages up to 64 bytes; see /dev/mqueue{name})"
     );
@@ -79,7 +73,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
 fn recv(q: &mut PosixMq, buf: &mut [u8]) -> anyhow::Result<(usize, u32)> {
     for _ in 0..50 {
         anyhow::ensure!(!interrupt::interrupted(), "interrupted");
-        match q.recv_prio_deadline(buf, Deadline::after(SLICE)) {
+        match q.recv_priority_timeout(buf, SLICE) {
             Ok(v) => return Ok(v),
             Err(RecvError::Timeout) => {}
             Err(e) => return Err(e.into()),
@@ -102,7 +96,7 @@ pub(super) fn child(role: &str) -> anyhow::Result<()> {
     let (what, name) = role
         .split_once(':')
         .ok_or_else(|| anyhow::anyhow!("bad child role '{role}'"))?;
-    let mut q = PosixMq::open(name, Wait::Block)?;
+    let mut q = PosixMqBuilder::new(name).open()?;
     if what == "order" {
         for p in PRIORITIES {
             let msg = format!("priority {p}");

@@ -5,7 +5,7 @@
 use super::{child_command, interrupt, ChildGuard};
 use crate::cli::DemoArgs;
 use ipckit::pipe::{self, ChildChannel, Duplex};
-use ipckit::{RecvError, Transport, Wait};
+use ipckit::{RecvError, Transport};
 use std::time::{Duration, Instant};
 
 /// The parent's side.
@@ -23,7 +23,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
          then the flag is cleared on the child's two pipe ends alone"
     );
     let mut cmd = child_command("pipe", "echo")?;
-    let (child, mut ep) = ChildChannel::new(Duplex::Pipes).spawn(&mut cmd)?;
+    let (child, mut ep) = ChildChannel::new().duplex(Duplex::Pipes).spawn(&mut cmd)?;
     let mut child = ChildGuard(child);
     say!(
         "[parent {me}] child {} started; its address is in {}; our copies of its ends are \
@@ -85,7 +85,7 @@ pub(super) fn child(_role: &str) -> anyhow::Result<()> {
         })
         .collect();
     fds.sort();
-    let mut ep = pipe::channel_from_env(Wait::Block, None)?;
+    let mut ep = ChildChannel::new().open_from_env()?;
     let list: Vec<String> = fds.iter().map(|(n, t)| format!("{n} ({t})")).collect();
     ep.send(list.join(", ").as_bytes())?;
     say!(

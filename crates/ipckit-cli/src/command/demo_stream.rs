@@ -15,8 +15,8 @@
 use super::{interrupt, spawn_child, ChildGuard};
 use crate::cli::DemoArgs;
 use crate::UserError;
-use ipckit::pipe::{self, PipePair};
-use ipckit::{RecvError, Transport, Wait};
+use ipckit::pipe::{self, PipeBuilder};
+use ipckit::{RecvError, Transport};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::process::Stdio;
@@ -108,7 +108,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             "the player keeps up, so the pipe should stay nearly empty"
         }
     );
-    let control = PipePair::new(Wait::Block, None)?;
+    let control = PipeBuilder::new().create_pair()?;
     let role = format!("{consume}/{}", control.address());
     let mut child = spawn_child("stream", &role, |cmd| {
         control.configure_child(cmd);
@@ -179,9 +179,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         let want = (CHUNK - pos).min((allowed - produced) as usize);
         // Wait for room at most until the next thing to do: a report line or a Ctrl-C check.
         let next = tick.min(end).saturating_duration_since(now);
-        w.set_write_timeout(Some(
-            next.clamp(Duration::from_millis(1), Duration::from_millis(100)),
-        ));
+        w.set_write_timeout(next.clamp(Duration::from_millis(1), Duration::from_millis(100)));
         match w.write(&buf[pos..pos + want]) {
             Ok(n) => {
                 produced += n as u64;
@@ -262,7 +260,7 @@ pub(super) fn child(role: &str) -> anyhow::Result<()> {
         .split_once('/')
         .ok_or_else(|| anyhow::anyhow!("bad role '{role}'"))?;
     let bytes_per_sec: f64 = speed.parse::<f64>()? * 1e6;
-    let mut ep = pipe::from_address(addr, Wait::Block, None)?;
+    let mut ep = PipeBuilder::new().open(addr)?;
     // Read the descriptor itself: std's stdin buffers, and buffered bytes would be counted
     // as neither in the pipe nor consumed.
     let mut data = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);

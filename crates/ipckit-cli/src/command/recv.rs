@@ -23,8 +23,8 @@ use super::send::{check_address, framing_for, open_error};
 use crate::cli::RecvArgs;
 use crate::UserError;
 use ipckit::connect::{self, Listener, Options, Receiver};
-use ipckit::mq::sysv::{self, SysvMq, SysvOptions};
-use ipckit::{Mechanism, RecvError, Transport, Wait};
+use ipckit::mq::sysv::{self, SysvMq, SysvMqBuilder};
+use ipckit::{Mechanism, RecvError, Transport};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -429,10 +429,8 @@ impl Drops {
 fn open_sysv(addr: &str, msg_type: Option<i64>) -> anyhow::Result<Box<dyn Transport>> {
     let open = || -> io::Result<SysvMq> {
         let key = sysv::parse_key(addr)?;
-        match SysvMq::open(key, Wait::Block) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                SysvMq::create(key, SysvOptions::default())
-            }
+        match SysvMqBuilder::new(key).open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => SysvMqBuilder::new(key).create(),
             Ok(q) => {
                 connect::check_existing_queue(addr, q.owner()?, &Default::default())?;
                 Ok(q)

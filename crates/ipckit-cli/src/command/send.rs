@@ -17,9 +17,9 @@
 use crate::cli::{FramingArg, SendArgs};
 use crate::UserError;
 use ipckit::connect::{self, Options};
-use ipckit::mq::posix::PosixMq;
-use ipckit::mq::sysv::{self, SysvMq};
-use ipckit::{Framing, Mechanism, SendError, Transport, Wait};
+use ipckit::mq::posix::PosixMqBuilder;
+use ipckit::mq::sysv::{self, SysvMqBuilder};
+use ipckit::{Framing, Mechanism, SendError, Transport};
 use std::io::{self, BufRead};
 use std::path::Path;
 use std::time::Duration;
@@ -139,7 +139,7 @@ fn open_sender(
             return Err(UserError::new("a POSIX priority (--priority) must be below 32768").into());
         }
         // One-way senders: a send waiting on a full queue learns of the receiver's end.
-        Mechanism::MqPosix => PosixMq::open_sender(addr, Wait::Block).and_then(|mut q| {
+        Mechanism::MqPosix => PosixMqBuilder::new(addr).open_sender().and_then(|mut q| {
             connect::check_existing_queue(addr, q.owner()?, &opts)?;
             q.set_priority(priority.unwrap_or(0));
             Ok(Box::new(q) as Box<dyn Transport>)
@@ -153,7 +153,7 @@ fn open_sender(
                 .into());
             }
             sysv::parse_key(addr)
-                .and_then(|key| SysvMq::open_sender(key, Wait::Block))
+                .and_then(|key| SysvMqBuilder::new(key).open_sender())
                 .and_then(|mut q| {
                     connect::check_existing_queue(addr, q.owner()?, &opts)?;
                     q.set_send_type(mtype)?;

@@ -163,7 +163,7 @@ fn mq_posix_round_trip() {
     let env = TestEnv::new("mqp");
     let q = format!("/ipckit-cli-test-{}", env.tag);
     round_trip(&env, "mq-posix", &q, &[]);
-    assert!(ipckit::mq::posix::PosixMq::open(&q, ipckit::Wait::Block).is_err());
+    assert!(ipckit::mq::posix::PosixMqBuilder::new(&q).open().is_err());
     env.assert_clean();
 }
 
@@ -248,7 +248,7 @@ fn mq_sysv_round_trip_and_types() {
     .ok();
     assert_eq!(r.finish().ok(), "seven\n");
     let k = ipckit::mq::sysv::parse_key(&key).unwrap();
-    assert!(ipckit::mq::sysv::SysvMq::open(k, ipckit::Wait::Block).is_err());
+    assert!(ipckit::mq::sysv::SysvMqBuilder::new(k).open().is_err());
     env.assert_clean();
 }
 

@@ -118,7 +118,12 @@ impl From<crate::shm::ShmEndpoint> for Connected {
 fn connect_any(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Connected> {
     let max = max_for(mech, opts);
     Ok(match mech {
-        Mechanism::Pipe => Connected::from(pipe::from_address(address, opts.wait, Some(max))?),
+        Mechanism::Pipe => Connected::from(
+            pipe::PipeBuilder::new()
+                .wait(opts.wait)
+                .max_msg_size(max)
+                .open(address)?,
+        ),
         Mechanism::Fifo => {
             let base = Path::new(address);
             let w = fifo_write(&with_ext(base, "c2s"), opts)?;

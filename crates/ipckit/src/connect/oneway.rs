@@ -11,8 +11,8 @@ use super::{Options, UDP_MAX_V4, UDP_MAX_V6};
 use crate::dgram::DgramEndpoint;
 use crate::error::invalid;
 use crate::fifo;
-use crate::mq::posix::{MqOptions, PosixMq};
-use crate::mq::sysv::{self as sysvmod, SysvMq, SysvOptions};
+use crate::mq::posix::PosixMqBuilder;
+use crate::mq::sysv::{self as sysvmod, SysvMqBuilder};
 use crate::shm::ShmListener;
 use crate::stream::StreamEndpoint;
 use crate::sys::{fd as sysfd, socket};
@@ -121,7 +121,7 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
     Ok(match mech {
         Mechanism::Fifo => {
             let path = Path::new(addr);
-            let guard = match fifo::create(path, opts.mode) {
+            let guard = match fifo::FifoBuilder::new(path).mode(opts.mode).create() {
                 Ok(g) => Some(g),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
                 Err(e) => return Err(e),
@@ -183,38 +183,29 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
             )?))
         }
         Mechanism::MqPosix => {
-            let q = match PosixMq::open(addr, opts.wait) {
+            let mut b = PosixMqBuilder::new(addr).mode(opts.mode).wait(opts.wait);
+            if let Some(m) = opts.max_msg_size {
+                b = b.max_msg_size(m);
+            }
+            let q = match b.open() {
                 Ok(q) => {
                     check_existing_queue(addr, q.owner()?, opts)?;
                     q
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => PosixMq::create(
-                    addr,
-                    MqOptions {
-                        msg_size: opts.max_msg_size,
-                        mode: opts.mode,
-                        wait: opts.wait,
-                        max_msgs: None,
-                    },
-                )?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => b.create()?,
                 Err(e) => return Err(e),
             };
             Receiver::Endpoint(Box::new(q))
         }
         Mechanism::MqSysv => {
             let key = sysvmod::parse_key(addr)?;
-            let q = match SysvMq::open(key, opts.wait) {
+            let b = SysvMqBuilder::new(key).mode(opts.mode).wait(opts.wait);
+            let q = match b.open() {
                 Ok(q) => {
                     check_existing_queue(addr, q.owner()?, opts)?;
                     q
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => SysvMq::create(
-                    key,
-                    SysvOptions {
-                        mode: opts.mode,
-                        wait: opts.wait,
-                    },
-                )?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => b.create()?,
                 Err(e) => return Err(e),
             };
             let mut q = q;
@@ -280,12 +271,14 @@ pub fn open_sender(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Bo
             Box::new(DgramEndpoint::new(mech, s.into(), opts.wait, max)?)
         }
         Mechanism::MqPosix => {
-            let q = PosixMq::open_sender(addr, opts.wait)?;
+            let q = PosixMqBuilder::new(addr).wait(opts.wait).open_sender()?;
             check_existing_queue(addr, q.owner()?, opts)?;
             Box::new(q)
         }
         Mechanism::MqSysv => {
-            let q = SysvMq::open_sender(sysvmod::parse_key(addr)?, opts.wait)?;
+            let q = SysvMqBuilder::new(sysvmod::parse_key(addr)?)
+                .wait(opts.wait)
+                .open_sender()?;
             check_existing_queue(addr, q.owner()?, opts)?;
             Box::new(q)
         }

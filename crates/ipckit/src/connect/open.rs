@@ -62,18 +62,25 @@ pub fn check_existing_queue(name: &str, owner: (u32, u32), opts: &Options) -> io
 /// options say so.
 pub(super) fn fifo_read(path: &Path, opts: &Options) -> io::Result<OwnedFd> {
     if opts.allow_other_users || opts.mode & 0o022 != 0 {
-        fifo::open_read_any(path)
+        fifo::FifoBuilder::new(path)
+            .allow_other_users(true)
+            .open_read_fd()
     } else {
-        fifo::open_read(path)
+        fifo::FifoBuilder::new(path).open_read_fd()
     }
 }
 
 /// Opens a FIFO's write end; see [`fifo_read`].
 pub(super) fn fifo_write(path: &Path, opts: &Options) -> io::Result<OwnedFd> {
     if opts.allow_other_users || opts.mode & 0o022 != 0 {
-        fifo::open_write_any(path, opts.timeout)
+        fifo::FifoBuilder::new(path)
+            .timeout(opts.timeout)
+            .allow_other_users(true)
+            .open_write_fd()
     } else {
-        fifo::open_write(path, opts.timeout)
+        fifo::FifoBuilder::new(path)
+            .timeout(opts.timeout)
+            .open_write_fd()
     }
 }
 

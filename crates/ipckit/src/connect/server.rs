@@ -9,10 +9,10 @@ use super::{Options, UDP_MAX_V4, UDP_MAX_V6};
 use crate::dgram::DgramEndpoint;
 use crate::error::invalid;
 use crate::fifo;
-use crate::mq::posix::{MqOptions, PosixMq};
-use crate::mq::sysv::{self as sysvmod, SysvMq, SysvOptions};
+use crate::mq::posix::{PosixMq, PosixMqBuilder};
+use crate::mq::sysv::{self as sysvmod, SysvMq};
 use crate::peer::{self, Hello, HELLO_LEN};
-use crate::pipe::PipePair;
+use crate::pipe::{PipeBuilder, PipePair};
 use crate::registry::{self, ObjectGuard};
 use crate::shm::ShmListener;
 use crate::stream::StreamEndpoint;
@@ -88,7 +88,10 @@ impl Server {
         let max = max_for(mech, opts);
         let (inner, address) = match mech {
             Mechanism::Pipe => {
-                let p = PipePair::new(opts.wait, Some(max))?;
+                let p = PipeBuilder::new()
+                    .wait(opts.wait)
+                    .max_msg_size(max)
+                    .create_pair()?;
                 if let Some(c) = opts.pipe_capacity {
                     p.set_capacity(c)?;
                 }
@@ -99,8 +102,8 @@ impl Server {
                 let base = PathBuf::from(addr);
                 let c2s = with_ext(&base, "c2s");
                 let s2c = with_ext(&base, "s2c");
-                let g1 = fifo::create(&c2s, opts.mode)?;
-                let g2 = fifo::create(&s2c, opts.mode)?;
+                let g1 = fifo::FifoBuilder::new(&c2s).mode(opts.mode).create()?;
+                let g2 = fifo::FifoBuilder::new(&s2c).mode(opts.mode).create()?;
                 let c2s_r = fifo_read(&c2s, opts)?;
                 crate::stream::fit_pipe(c2s_r.as_fd(), max);
                 (
@@ -134,22 +137,14 @@ impl Server {
                 (Inner::Udp(s), a)
             }
             Mechanism::MqPosix => {
-                let mo = MqOptions {
-                    msg_size: opts.max_msg_size,
-                    mode: opts.mode,
-                    wait: opts.wait,
-                    max_msgs: None,
-                };
-                (
-                    Inner::MqPosix(PosixMq::create_pair(addr, &mo)?),
-                    addr.to_owned(),
-                )
+                let mut mo = PosixMqBuilder::new(addr).mode(opts.mode).wait(opts.wait);
+                if let Some(m) = opts.max_msg_size {
+                    mo = mo.max_msg_size(m);
+                }
+                (Inner::MqPosix(mo.create_pair()?), addr.to_owned())
             }
             Mechanism::MqSysv => {
-                let (q, key) = SysvMq::create_pair(&SysvOptions {
-                    mode: opts.mode,
-                    wait: opts.wait,
-                })?;
+                let (q, key) = SysvMq::create_pair(opts.mode, opts.wait)?;
                 (Inner::MqSysv(q), sysvmod::key_name(key))
             }
             Mechanism::Shm => {

@@ -4,8 +4,8 @@
 //! # A one-way sender and its receiver's end
 //!
 //! A queue has no connection: a sender blocked on a full queue whose receiver died, or left,
-//! would wait for ever. The one-way senders ([`posix::PosixMq::open_sender`],
-//! [`sysv::SysvMq::open_sender`]) therefore find the receiver's process and watch it with a
+//! would wait for ever. The one-way senders ([`posix::PosixMqBuilder::open_sender`],
+//! [`sysv::SysvMqBuilder::open_sender`]) therefore find the receiver's process and watch it with a
 //! pidfd while they wait:
 //! - POSIX: the process that holds the queue open for reading (`/proc/PID/fdinfo`; senders
 //!   open it write-only, so they are not mistaken for one). Waiting is one `poll` on the

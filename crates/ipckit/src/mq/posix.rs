@@ -7,10 +7,10 @@
 //! # Examples
 //!
 //! ```no_run
-//! use ipckit::mq::posix::PosixMq;
+//! use ipckit::mq::posix::PosixMqBuilder;
 //! use ipckit::Transport;
 //! # fn main() -> std::io::Result<()> {
-//! let mut q = PosixMq::create("/ipckit-doc-example", Default::default())?;
+//! let mut q = PosixMqBuilder::new("/ipckit-doc-example").create()?;
 //! q.send_priority(b"low", 1)?;
 //! q.send_priority(b"high", 9)?;
 //! let mut buf = vec![0; q.max_msg_size()];
@@ -34,27 +34,161 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
-/// Queue attributes used at creation.
-#[derive(Debug, Clone, Copy)]
-pub struct MqOptions {
-    /// Messages the queue holds (`mq_maxmsg`); `None`: `/proc/sys/fs/mqueue/msg_default`.
-    pub max_msgs: Option<usize>,
-    /// Largest message (`mq_msgsize`); `None`: `/proc/sys/fs/mqueue/msgsize_max`.
-    pub msg_size: Option<usize>,
-    /// Permission bits; 0600 by default.
-    pub mode: u32,
-    /// Wait strategy.
-    pub wait: Wait,
+/// Builds a [`PosixMq`]: `PosixMqBuilder::new(name).max_msgs(..).max_msg_size(..).wait(..)
+/// .mode(..)`, then [`create`](PosixMqBuilder::create) (a new queue, removed when the endpoint
+/// drops), [`open`](PosixMqBuilder::open) (an existing queue, read and written) or
+/// [`open_sender`](PosixMqBuilder::open_sender) (an existing queue, sent to only, watching its
+/// receiver). Also reachable as [`PosixMq::builder`].
+///
+/// The terminal methods take `&self`, as [`std::fs::OpenOptions::open`] does, so one builder
+/// can try [`open`](PosixMqBuilder::open) and then [`create`](PosixMqBuilder::create).
+///
+/// # Examples
+///
+/// ```no_run
+/// use ipckit::mq::posix::PosixMqBuilder;
+/// use ipckit::{Transport, Wait};
+/// # fn main() -> std::io::Result<()> {
+/// // Process 1: the queue, 4 messages of up to 64 bytes, removed when `rx` drops.
+/// let name = "/ipckit-doc-builder";
+/// let mut rx = PosixMqBuilder::new(name).max_msgs(4).max_msg_size(64).create()?;
+/// // Process 2: a sender that learns of the receiver's end.
+/// let mut tx = PosixMqBuilder::new(name).wait(Wait::Spin).open_sender()?;
+/// tx.send(b"hello")?;
+/// let mut buf = [0; 64];
+/// let n = rx.recv(&mut buf)?;
+/// # let _ = n;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until create(), open() or open_sender()"]
+pub struct PosixMqBuilder {
+    name: String,
+    /// `None`: `/proc/sys/fs/mqueue/msg_default`.
+    max_msgs: Option<usize>,
+    /// `None`: `/proc/sys/fs/mqueue/msgsize_max`.
+    max_msg_size: Option<usize>,
+    mode: u32,
+    wait: Wait,
 }
 
-impl Default for MqOptions {
-    fn default() -> Self {
-        MqOptions {
+impl PosixMqBuilder {
+    /// A queue named `name` (`/` then up to 255 bytes, no other `/`; checked by the terminal
+    /// methods). Defaults: the system's queue depth (`msg_default`) and largest message
+    /// (`msgsize_max`), mode 0600, [`Wait::Block`].
+    pub fn new(name: impl Into<String>) -> PosixMqBuilder {
+        PosixMqBuilder {
+            name: name.into(),
             max_msgs: None,
-            msg_size: None,
+            max_msg_size: None,
             mode: 0o600,
             wait: Wait::Block,
         }
+    }
+
+    /// Messages the queue holds (`mq_maxmsg`); by default `/proc/sys/fs/mqueue/msg_default`.
+    /// Used by [`create`](PosixMqBuilder::create) only: an existing queue keeps its own.
+    pub fn max_msgs(mut self, n: usize) -> Self {
+        self.max_msgs = Some(n);
+        self
+    }
+
+    /// Largest message (`mq_msgsize`); by default `/proc/sys/fs/mqueue/msgsize_max`. Used by
+    /// [`create`](PosixMqBuilder::create) only: an existing queue keeps its own.
+    pub fn max_msg_size(mut self, bytes: usize) -> Self {
+        self.max_msg_size = Some(bytes);
+        self
+    }
+
+    /// Permission bits of a new queue (0600 by default). Used by
+    /// [`create`](PosixMqBuilder::create) only.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The endpoint's wait strategy ([`Wait::Block`] by default).
+    pub fn wait(mut self, wait: Wait) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Creates the queue, exclusively (it must not exist), owner-only unless
+    /// [`mode`](PosixMqBuilder::mode) says otherwise, recorded in the registry. The queue is
+    /// removed when the endpoint is dropped.
+    ///
+    /// # Errors
+    ///
+    /// `AlreadyExists`, `InvalidInput` for a bad name or sizes over the system limits, or the
+    /// OS error (`EMFILE` when `RLIMIT_MSGQUEUE` is used up).
+    #[doc(alias = "mq_open")]
+    pub fn create(&self) -> io::Result<PosixMq> {
+        let (fd, guard) = create_queue(&self.name, self)?;
+        let dup = sysfd::dup(fd.as_fd())?;
+        PosixMq::from_parts(Some(fd), Some(dup), self.wait, vec![guard])
+    }
+
+    /// Opens an existing queue, created by ipckit or by any other program, to receive from
+    /// and send to it; never creates one. No handshake: a queue another program filled is
+    /// read as it is. The sizes and the mode are ignored (the queue has its own).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such queue, `InvalidInput` for a bad name,
+    /// `PermissionDenied`, or the OS error.
+    pub fn open(&self) -> io::Result<PosixMq> {
+        let name = self.name.as_str();
+        check_name(name)?;
+        let fd = mq::open(name, None).map_err(|e| not_found(e, name))?;
+        let dup = sysfd::dup(fd.as_fd())?;
+        PosixMq::from_parts(Some(fd), Some(dup), self.wait, Vec::new())
+    }
+
+    /// Opens an existing queue to send to it only, as a one-way sender that learns of its
+    /// receiver's end: the process holding the queue open for reading is watched with a
+    /// pidfd while a send waits for room, and a send fails with [`SendError::PeerGone`]
+    /// within about 100 ms once no process has the queue open for reading (the receiver
+    /// was killed, exited, or closed it). See [`crate::mq`] for how. The sizes and the mode
+    /// are ignored.
+    ///
+    /// A send that finds room never waits, so messages can be queued before a receiver
+    /// opens the queue; a send that must wait with no receiver there fails at once.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such queue, `InvalidInput` for a bad name,
+    /// `PermissionDenied`, or the OS error.
+    pub fn open_sender(&self) -> io::Result<PosixMq> {
+        let name = self.name.as_str();
+        check_name(name)?;
+        let fd = mq::open_write_only(name).map_err(|e| not_found(e, name))?;
+        let st = crate::sys::fd::fstat(fd.as_fd())?;
+        let mut me = PosixMq::from_parts(None, Some(fd), self.wait, Vec::new())?;
+        let id = (st.st_dev, st.st_ino);
+        let watch = find_reader(name, id)
+            .0
+            .and_then(|(pid, fd)| Watched::new(pid, Some(fd)));
+        me.peer = watch.as_ref().map(|w| PeerInfo {
+            pid: w.pid,
+            watched: true,
+        });
+        me.one_way = Some(OneWay {
+            name: name.to_owned(),
+            id,
+            others_may_read: st.st_mode & 0o044 != 0,
+            watch,
+        });
+        Ok(me)
+    }
+
+    /// Creates the two queues of a duplex pair (`NAME.c2s`, `NAME.s2c`) with this builder's
+    /// sizes, mode and wait; the server receives on the first and sends on the second.
+    /// [`PosixMq::accept`] completes it.
+    pub(crate) fn create_pair(&self) -> io::Result<PosixMq> {
+        let name = &self.name;
+        let (c2s, g1) = create_queue(&format!("{name}.c2s"), self)?;
+        let (s2c, g2) = create_queue(&format!("{name}.s2c"), self)?;
+        PosixMq::from_parts(Some(c2s), Some(s2c), self.wait, vec![g1, g2])
     }
 }
 
@@ -90,7 +224,7 @@ pub fn check_name(name: &str) -> io::Result<()> {
 }
 
 /// A POSIX message-queue endpoint: receives from one queue and sends to one queue (the same
-/// queue when made by [`PosixMq::create`] or [`PosixMq::open`]).
+/// queue when made by [`PosixMqBuilder::create`] or [`PosixMqBuilder::open`]).
 #[derive(Debug)]
 pub struct PosixMq {
     rq: Option<OwnedFd>,
@@ -105,7 +239,7 @@ pub struct PosixMq {
     pidfd: Option<OwnedFd>,
     gone: bool,
     blocking: bool,
-    /// A one-way sender ([`PosixMq::open_sender`]) and the receiver it watches.
+    /// A one-way sender ([`PosixMqBuilder::open_sender`]) and the receiver it watches.
     one_way: Option<OneWay>,
     _guards: Vec<ObjectGuard>,
 }
@@ -194,9 +328,9 @@ fn find_reader(name: &str, id: (u64, u64)) -> (Option<(u32, i32)>, bool) {
     (None, hidden)
 }
 
-fn create_queue(name: &str, opts: &MqOptions) -> io::Result<(OwnedFd, ObjectGuard)> {
+fn create_queue(name: &str, opts: &PosixMqBuilder) -> io::Result<(OwnedFd, ObjectGuard)> {
     check_name(name)?;
-    let msg_size = opts.msg_size.unwrap_or_else(system_max_msg_size);
+    let msg_size = opts.max_msg_size.unwrap_or_else(system_max_msg_size);
     let max_msgs = opts
         .max_msgs
         .unwrap_or_else(|| proc_limit("msg_default", 10));
@@ -266,64 +400,9 @@ impl PosixMq {
         })
     }
 
-    /// Creates a queue, exclusively (it must not exist), owner-only unless `opts.mode` says
-    /// otherwise. The queue is removed when this endpoint is dropped.
-    ///
-    /// # Errors
-    ///
-    /// `AlreadyExists`, `InvalidInput` for a bad name or sizes over the system limits, or the
-    /// OS error (`EMFILE` when `RLIMIT_MSGQUEUE` is used up).
-    pub fn create(name: &str, opts: MqOptions) -> io::Result<PosixMq> {
-        let (fd, guard) = create_queue(name, &opts)?;
-        let dup = sysfd::dup(fd.as_fd())?;
-        Self::from_parts(Some(fd), Some(dup), opts.wait, vec![guard])
-    }
-
-    /// Opens an existing queue, created by ipckit or by any other program. No handshake: a
-    /// queue another program filled is read as it is.
-    ///
-    /// # Errors
-    ///
-    /// `NotFound` if there is no such queue, `PermissionDenied`, or the OS error.
-    pub fn open(name: &str, wait: Wait) -> io::Result<PosixMq> {
-        check_name(name)?;
-        let fd = mq::open(name, None).map_err(|e| not_found(e, name))?;
-        let dup = sysfd::dup(fd.as_fd())?;
-        Self::from_parts(Some(fd), Some(dup), wait, Vec::new())
-    }
-
-    /// Opens an existing queue to send to it only, as a one-way sender that learns of its
-    /// receiver's end: the process holding the queue open for reading is watched with a
-    /// pidfd while a send waits for room, and a send fails with [`SendError::PeerGone`]
-    /// within about 100 ms once no process has the queue open for reading (the receiver
-    /// was killed, exited, or closed it). See [`crate::mq`] for how.
-    ///
-    /// A send that finds room never waits, so messages can be queued before a receiver
-    /// opens the queue; a send that must wait with no receiver there fails at once.
-    ///
-    /// # Errors
-    ///
-    /// `NotFound` if there is no such queue, `PermissionDenied`, or the OS error.
-    pub fn open_sender(name: &str, wait: Wait) -> io::Result<PosixMq> {
-        check_name(name)?;
-        let fd = mq::open_write_only(name).map_err(|e| not_found(e, name))?;
-        let st = crate::sys::fd::fstat(fd.as_fd())?;
-        let mut me = Self::from_parts(None, Some(fd), wait, Vec::new())?;
-        let id = (st.st_dev, st.st_ino);
-        let watch = find_reader(name, id)
-            .0
-            .and_then(|(pid, fd)| Watched::new(pid, Some(fd)));
-        me.peer = watch.as_ref().map(|w| PeerInfo {
-            pid: w.pid,
-            watched: true,
-        });
-        me.one_way = Some(OneWay {
-            name: name.to_owned(),
-            id,
-            others_may_read: st.st_mode & 0o044 != 0,
-            watch,
-        });
-        Ok(me)
+    /// A builder for a queue named `name`: [`PosixMqBuilder::new`].
+    pub fn builder(name: impl Into<String>) -> PosixMqBuilder {
+        PosixMqBuilder::new(name)
     }
 
     /// A one-way sender's send: try, and while the queue is full wait in `poll` on the queue
@@ -421,7 +500,8 @@ impl PosixMq {
         self.priority = prio;
     }
 
-    /// Sends with an explicit priority (higher is received first).
+    /// Sends with an explicit priority (higher is received first), waiting for room as long
+    /// as it takes.
     ///
     /// # Errors
     ///
@@ -430,7 +510,31 @@ impl PosixMq {
         self.send_prio_deadline(msg, prio, Deadline::Never)
     }
 
-    /// Receives the oldest message of the highest priority, returning (length, priority).
+    /// [`PosixMq::send_priority`] without waiting: [`SendError::Full`] when there is no room.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::try_send`].
+    pub fn try_send_priority(&mut self, msg: &[u8], prio: u32) -> Result<(), SendError> {
+        self.send_prio_deadline(msg, prio, Deadline::Now)
+    }
+
+    /// [`PosixMq::send_priority`], waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::send_timeout`].
+    pub fn send_priority_timeout(
+        &mut self,
+        msg: &[u8],
+        prio: u32,
+        timeout: Duration,
+    ) -> Result<(), SendError> {
+        self.send_prio_deadline(msg, prio, Deadline::after(timeout))
+    }
+
+    /// Receives the oldest message of the highest priority, returning (length, priority),
+    /// waiting as long as it takes.
     ///
     /// # Errors
     ///
@@ -439,12 +543,29 @@ impl PosixMq {
         self.recv_prio_deadline(buf, Deadline::Never)
     }
 
-    /// [`PosixMq::recv_priority`] with a deadline.
+    /// [`PosixMq::recv_priority`] without waiting: [`RecvError::Empty`] when nothing is there.
     ///
     /// # Errors
     ///
-    /// As [`Transport::recv_deadline`].
-    pub fn recv_prio_deadline(
+    /// As [`Transport::try_recv`].
+    pub fn try_recv_priority(&mut self, buf: &mut [u8]) -> Result<(usize, u32), RecvError> {
+        self.recv_prio_deadline(buf, Deadline::Now)
+    }
+
+    /// [`PosixMq::recv_priority`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::recv_timeout`].
+    pub fn recv_priority_timeout(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<(usize, u32), RecvError> {
+        self.recv_prio_deadline(buf, Deadline::after(timeout))
+    }
+
+    fn recv_prio_deadline(
         &mut self,
         buf: &mut [u8],
         deadline: Deadline,
@@ -542,14 +663,6 @@ impl PosixMq {
         )
     }
 
-    /// Creates the two queues of a duplex pair (`NAME.c2s`, `NAME.s2c`); the server receives
-    /// on the first and sends on the second. [`PosixMq::accept`] completes it.
-    pub(crate) fn create_pair(name: &str, opts: &MqOptions) -> io::Result<PosixMq> {
-        let (c2s, g1) = create_queue(&format!("{name}.c2s"), opts)?;
-        let (s2c, g2) = create_queue(&format!("{name}.s2c"), opts)?;
-        Self::from_parts(Some(c2s), Some(s2c), opts.wait, vec![g1, g2])
-    }
-
     /// Server side of the hello: waits for the client's, answers with ours, then watches the
     /// client with a pidfd.
     pub(crate) fn accept(mut self, deadline: Deadline) -> io::Result<PosixMq> {
@@ -558,7 +671,7 @@ impl PosixMq {
         Ok(self)
     }
 
-    /// Client side of a duplex pair made by [`PosixMq::create_pair`].
+    /// Client side of a duplex pair made by [`PosixMqBuilder::create_pair`].
     pub(crate) fn connect_pair(name: &str, wait: Wait, deadline: Deadline) -> io::Result<PosixMq> {
         check_name(name)?;
         let open = |n: String| {

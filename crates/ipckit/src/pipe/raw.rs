@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 pub const PIPE_BUF: usize = libc::PIPE_BUF;
 
 /// A new pipe: (read end, write end), close-on-exec, waiting without a limit until told
-/// otherwise ([`PipeReader::set_read_timeout`], [`PipeWriter::set_nonblocking`]).
+/// otherwise ([`PipeReader::set_read_timeout`], [`PipeWriter::set_nonblocking`]). For framed
+/// messages instead of bytes, see [`pipe`](super::pipe()).
 ///
 /// # Errors
 ///
@@ -94,15 +95,41 @@ macro_rules! common {
                 }
             }
 
-            /// Waits until this end is ready (`poll`), at most `timeout` (`None`: no
-            /// limit). True when ready, false on timeout. "Ready" includes the other side
-            /// being gone: the next call then returns end-of-file or `BrokenPipe` at once.
+            /// Waits as long as it takes until this end is ready (`poll`). "Ready" includes
+            /// the other side being gone: the next call then returns end-of-file or
+            /// `BrokenPipe` at once.
             ///
             /// # Errors
             ///
             /// The `poll` error.
             #[doc(alias = "poll")]
-            pub fn wait_ready(&self, timeout: Option<Duration>) -> io::Result<bool> {
+            pub fn wait_ready(&self) -> io::Result<()> {
+                self.poll_ready(None).map(drop)
+            }
+
+            /// Whether this end is ready now (a `poll` that does not wait); see
+            /// [`wait_ready`](Self::wait_ready).
+            ///
+            /// # Errors
+            ///
+            /// The `poll` error.
+            pub fn try_wait_ready(&self) -> io::Result<bool> {
+                self.poll_ready(Some(Duration::ZERO))
+            }
+
+            /// Waits at most `timeout` until this end is ready: true when ready, false on
+            /// timeout. See [`wait_ready`](Self::wait_ready).
+            ///
+            /// # Errors
+            ///
+            /// The `poll` error.
+            pub fn wait_ready_timeout(&self, timeout: Duration) -> io::Result<bool> {
+                self.poll_ready(Some(timeout))
+            }
+
+            /// One `poll` for readiness, at most `timeout` (`None`: no limit); false on
+            /// timeout.
+            fn poll_ready(&self, timeout: Option<Duration>) -> io::Result<bool> {
                 let r = sysfd::poll(&[(self.fd.as_fd(), $events)], timeout)?;
                 Ok(r != sysfd::Ready::TimedOut)
             }
@@ -216,10 +243,15 @@ common!(PipeReader, libc::POLLIN, Inherited::PipeRead);
 common!(PipeWriter, libc::POLLOUT, Inherited::PipeWrite);
 
 impl PipeReader {
-    /// How long one read waits for data: `None` (the default) waits as long as it takes;
-    /// otherwise the read fails with `TimedOut`.
-    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
-        self.timeout = timeout;
+    /// How long one read waits for data; then it fails with `TimedOut`. By default (and
+    /// after [`PipeReader::clear_read_timeout`]) a read waits as long as it takes.
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        self.timeout = Some(timeout);
+    }
+
+    /// Makes reads wait as long as it takes again (the default).
+    pub fn clear_read_timeout(&mut self) {
+        self.timeout = None;
     }
 }
 
@@ -230,25 +262,31 @@ impl Read for PipeReader {
 }
 
 impl PipeWriter {
-    /// How long one write waits for room: `None` (the default) waits as long as it takes;
-    /// otherwise the write fails with `TimedOut` (having written nothing: a write that made
-    /// progress returns its count first).
-    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
-        self.timeout = timeout;
+    /// How long one write waits for room; then it fails with `TimedOut` (having written
+    /// nothing: a write that made progress returns its count first). By default (and after
+    /// [`PipeWriter::clear_write_timeout`]) a write waits as long as it takes.
+    pub fn set_write_timeout(&mut self, timeout: Duration) {
+        self.timeout = Some(timeout);
     }
 
-    /// Writes as much of `buf` as fits before `timeout` (`None`: no limit), handling partial
-    /// writes and a full pipe (waiting for room with `poll`), whatever this handle's mode and
-    /// timeout. Returns the bytes written: all of `buf`, or fewer if the time ran out. The bytes
-    /// written are in the pipe; the rest is the caller's to retry, so nothing is lost or sent
-    /// twice.
+    /// Makes writes wait as long as it takes again (the default).
+    pub fn clear_write_timeout(&mut self) {
+        self.timeout = None;
+    }
+
+    /// Writes as much of `buf` as fits before `timeout`, handling partial writes and a full
+    /// pipe (waiting for room with `poll`), whatever this handle's mode and timeout. Returns
+    /// the bytes written: all of `buf`, or fewer if the time ran out. The bytes written are in
+    /// the pipe; the rest is the caller's to retry, so nothing is lost or sent twice.
+    /// `Duration::ZERO` writes what fits now; `Duration::MAX` (too large for the clock) waits
+    /// without a limit, like `write_all` on a blocking handle but returning the count.
     ///
     /// # Errors
     ///
     /// `BrokenPipe` once every reader is gone (the bytes written before that are lost with
     /// the pipe); the `write` error.
-    pub fn write_timeout(&mut self, buf: &[u8], timeout: Option<Duration>) -> io::Result<usize> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    pub fn write_timeout(&mut self, buf: &[u8], timeout: Duration) -> io::Result<usize> {
+        let deadline = Instant::now().checked_add(timeout);
         let mut done = 0;
         while done < buf.len() {
             match sysfd::write(self.fd.as_fd(), &buf[done..]) {
@@ -256,7 +294,7 @@ impl PipeWriter {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let t = Instant::now();
                     let left = deadline.map(|d| d.saturating_duration_since(t));
-                    let ready = left != Some(Duration::ZERO) && self.wait_ready(left)?;
+                    let ready = left != Some(Duration::ZERO) && self.poll_ready(left)?;
                     self.blocked += t.elapsed();
                     if !ready {
                         break;

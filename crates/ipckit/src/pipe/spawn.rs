@@ -1,6 +1,6 @@
 //! Spawning a child with a ready duplex channel, and nothing else it should not have.
 
-use super::{from_address, PipePair};
+use super::PipeBuilder;
 use crate::stream::{StreamEndpoint, DEFAULT_STREAM_MAX};
 use crate::sys::proc::{self, Inherited};
 use crate::sys::socket as syssock;
@@ -11,7 +11,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::process::{Child, Command};
 
 /// The environment variable that tells a child spawned by [`ChildChannel::spawn`] where its
-/// channel is: `fd:R,W` (two pipes) or `sock:N` (one end of a socketpair).
+/// channel is: `fd:R,W` (two pipes) or `sock:N` (one end of a socketpair). The child reads it
+/// with [`ChildChannel::open_from_env`].
 pub const CHANNEL_ENV: &str = "IPCKIT_CHANNEL";
 
 /// What carries the channel.
@@ -52,13 +53,16 @@ pub fn inherit_only(cmd: &mut Command, fds: &[BorrowedFd<'_>]) {
     proc::inherit_only_in_child(cmd, fds.iter().map(|fd| fd.as_raw_fd()).collect());
 }
 
-/// Spawns a child with a duplex channel to it, ready on both sides, in one call.
+/// Builds both ends of a duplex channel between a parent and the child it spawns:
+/// `ChildChannel::new().duplex(..).wait(..).max_msg_size(..)`, then
+/// [`spawn`](ChildChannel::spawn) in the parent (spawns the child with its end, ready on both
+/// sides, in one call) and [`open_from_env`](ChildChannel::open_from_env) in the child.
 ///
 /// The parent's end comes back as a framed [`StreamEndpoint`]; the child finds its end
-/// through [`CHANNEL_ENV`] and takes it with [`channel_from_env`]. The child inherits its
-/// end of the channel, stdio, and whatever [`ChildChannel::inherit`] names, nothing else
-/// (see [`inherit_only`]). The parent closes the child's ends right after the spawn, so each
-/// side sees the other's exit as end-of-file (`PeerGone`).
+/// through [`CHANNEL_ENV`]. The child inherits its end of the channel, stdio, and whatever
+/// [`ChildChannel::inherit`] names, nothing else (see [`inherit_only`]). The parent closes
+/// the child's ends right after the spawn, so each side sees the other's exit as end-of-file
+/// (`PeerGone`).
 ///
 /// # Examples
 ///
@@ -68,18 +72,19 @@ pub fn inherit_only(cmd: &mut Command, fds: &[BorrowedFd<'_>]) {
 /// # fn main() -> std::io::Result<()> {
 /// // Process 1 (parent)
 /// let mut cmd = std::process::Command::new("/usr/libexec/my-worker");
-/// let (mut child, mut ch) = ChildChannel::new(Duplex::SocketPair).spawn(&mut cmd)?;
+/// let (mut child, mut ch) = ChildChannel::new().duplex(Duplex::SocketPair).spawn(&mut cmd)?;
 /// ch.send(b"job 1")?;
 /// let mut buf = vec![0; ch.max_msg_size()];
 /// let n = ch.recv(&mut buf)?;
 /// drop(ch); // the worker reads end-of-file and exits
 /// child.wait()?;
 ///
-/// // Process 2 (the worker)
-/// let mut ch = ipckit::pipe::channel_from_env(ipckit::Wait::Block, None)?;
+/// // Process 2 (the worker): the kind comes with the address
+/// let mut ch = ChildChannel::new().open_from_env()?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
+#[must_use = "a builder does nothing until spawn() or open_from_env()"]
 pub struct ChildChannel<'a> {
     kind: Duplex,
     wait: Wait,
@@ -88,11 +93,18 @@ pub struct ChildChannel<'a> {
     extra: Vec<BorrowedFd<'a>>,
 }
 
+impl Default for ChildChannel<'_> {
+    fn default() -> Self {
+        ChildChannel::new()
+    }
+}
+
 impl<'a> ChildChannel<'a> {
-    /// A channel of this kind; blocking waits, the default maximum message size.
-    pub fn new(kind: Duplex) -> ChildChannel<'a> {
+    /// The defaults: two pipes ([`Duplex::Pipes`]), blocking waits, the default maximum
+    /// message size.
+    pub fn new() -> ChildChannel<'a> {
         ChildChannel {
-            kind,
+            kind: Duplex::Pipes,
             wait: Wait::Block,
             max: None,
             capacity: None,
@@ -100,26 +112,35 @@ impl<'a> ChildChannel<'a> {
         }
     }
 
-    /// The parent endpoint's wait strategy.
+    /// What carries the channel ([`Duplex::Pipes`] by default). Used by
+    /// [`spawn`](ChildChannel::spawn) only: the child's end is what the address says.
+    pub fn duplex(mut self, kind: Duplex) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// The endpoint's wait strategy ([`Wait::Block`] by default).
     pub fn wait(mut self, wait: Wait) -> Self {
         self.wait = wait;
         self
     }
 
-    /// The largest message either side may send (default [`DEFAULT_STREAM_MAX`]). Pass the
-    /// same to [`channel_from_env`].
+    /// The largest message either side may send (default [`DEFAULT_STREAM_MAX`]). The
+    /// parent and the child set the same.
     pub fn max_msg_size(mut self, max: usize) -> Self {
         self.max = Some(max);
         self
     }
 
-    /// Pipes only: each pipe's capacity in bytes (`F_SETPIPE_SZ`).
+    /// Pipes only: each pipe's capacity in bytes (`F_SETPIPE_SZ`). Used by
+    /// [`spawn`](ChildChannel::spawn) only.
     pub fn capacity(mut self, bytes: usize) -> Self {
         self.capacity = Some(bytes);
         self
     }
 
     /// Lets the child inherit `fd` too (its number is unchanged; tell the child yourself).
+    /// Used by [`spawn`](ChildChannel::spawn) only.
     pub fn inherit(mut self, fd: BorrowedFd<'a>) -> Self {
         self.extra.push(fd);
         self
@@ -136,7 +157,10 @@ impl<'a> ChildChannel<'a> {
         let extra: Vec<RawFd> = self.extra.iter().map(|fd| fd.as_raw_fd()).collect();
         match self.kind {
             Duplex::Pipes => {
-                let pair = PipePair::new(self.wait, Some(max))?;
+                let pair = PipeBuilder::new()
+                    .wait(self.wait)
+                    .max_msg_size(max)
+                    .create_pair()?;
                 if let Some(bytes) = self.capacity {
                     pair.set_capacity(bytes)?;
                 }
@@ -164,36 +188,39 @@ impl<'a> ChildChannel<'a> {
             }
         }
     }
+
+    /// The child's side of [`ChildChannel::spawn`]: adopts the channel named by
+    /// [`CHANNEL_ENV`], two pipes or a socketpair as the parent chose (the
+    /// [`duplex`](ChildChannel::duplex) set here is not used). Set the wait strategy and the
+    /// largest message the parent used.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when the variable is not set (this process was not spawned with a
+    /// channel); `InvalidInput` when it is malformed or names descriptors this process did
+    /// not inherit (a grandchild that inherited the variable but not the descriptors gets
+    /// this, not someone else's descriptor).
+    pub fn open_from_env(self) -> io::Result<StreamEndpoint> {
+        let (wait, max) = (self.wait, self.max.unwrap_or(DEFAULT_STREAM_MAX));
+        let addr = std::env::var(CHANNEL_ENV).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{CHANNEL_ENV} is not set: this process was not spawned with a channel"),
+            )
+        })?;
+        match addr.strip_prefix("sock:") {
+            Some(n) => {
+                let n: RawFd = n.parse().map_err(|_| {
+                    crate::error::invalid(format!("'{addr}' is not a channel address (sock:N)"))
+                })?;
+                let fd = proc::adopt_inherited(n, Inherited::UnixStream)?;
+                socket_endpoint(fd, wait, max)
+            }
+            None => PipeBuilder::new().wait(wait).max_msg_size(max).open(&addr),
+        }
+    }
 }
 
 fn socket_endpoint(fd: OwnedFd, wait: Wait, max: usize) -> io::Result<StreamEndpoint> {
     StreamEndpoint::new(Mechanism::Uds, Some(fd), None, true, wait, max)
-}
-
-/// The child's side of [`ChildChannel::spawn`]: adopts the channel named by [`CHANNEL_ENV`].
-/// Pass the `max` the parent used.
-///
-/// # Errors
-///
-/// `NotFound` when the variable is not set (this process was not spawned with a channel);
-/// `InvalidInput` when it is malformed or names descriptors this process did not inherit
-/// (a grandchild that inherited the variable but not the descriptors gets this, not someone
-/// else's descriptor).
-pub fn channel_from_env(wait: Wait, max: Option<usize>) -> io::Result<StreamEndpoint> {
-    let addr = std::env::var(CHANNEL_ENV).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{CHANNEL_ENV} is not set: this process was not spawned with a channel"),
-        )
-    })?;
-    match addr.strip_prefix("sock:") {
-        Some(n) => {
-            let n: RawFd = n.parse().map_err(|_| {
-                crate::error::invalid(format!("'{addr}' is not a channel address (sock:N)"))
-            })?;
-            let fd = proc::adopt_inherited(n, Inherited::UnixStream)?;
-            socket_endpoint(fd, wait, max.unwrap_or(DEFAULT_STREAM_MAX))
-        }
-        None => from_address(&addr, wait, max),
-    }
 }

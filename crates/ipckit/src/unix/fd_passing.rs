@@ -334,7 +334,8 @@ pub fn peer_credentials(sock: impl AsFd) -> io::Result<Credentials> {
 /// The socket under a stream endpoint over a Unix socket (for example the parent's end of a
 /// [`ChildChannel`](crate::pipe::ChildChannel) made with
 /// [`Duplex::SocketPair`](crate::pipe::Duplex::SocketPair), or the child's from
-/// [`channel_from_env`](crate::pipe::channel_from_env)), to pass descriptors over it.
+/// [`ChildChannel::open_from_env`](crate::pipe::ChildChannel::open_from_env)), to pass
+/// descriptors over it.
 ///
 /// Use such a socket for descriptors only, or read framed messages on it only when no
 /// descriptor can be queued: the endpoint reads ahead, and a read without room for control

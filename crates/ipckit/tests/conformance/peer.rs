@@ -6,8 +6,8 @@
 
 use crate::util::{self, init, payload, peer_command, KillOnDrop};
 use ipckit::connect::{connect, Options, Server};
-use ipckit::mq::posix::PosixMq;
-use ipckit::mq::sysv::{self, SysvMq};
+use ipckit::mq::posix::PosixMqBuilder;
+use ipckit::mq::sysv::{self, SysvMqBuilder};
 use ipckit::{Mechanism, RecvError, Transport, Wait};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -120,14 +120,18 @@ pub fn assert_gone(mech: Mechanism, address: &str) {
         Mechanism::MqPosix => {
             for ext in ["c2s", "s2c"] {
                 let n = format!("{address}.{ext}");
-                let e = PosixMq::open(&n, Wait::Block).expect_err("queue left behind");
+                let e = PosixMqBuilder::new(&n)
+                    .open()
+                    .expect_err("queue left behind");
                 assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{n}: {e}");
             }
         }
         Mechanism::MqSysv => {
             let k = sysv::parse_key(address).unwrap();
             for key in [k, k + 1] {
-                let e = SysvMq::open(key, Wait::Block).expect_err("System V queue left behind");
+                let e = SysvMqBuilder::new(key)
+                    .open()
+                    .expect_err("System V queue left behind");
                 assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
             }
         }

@@ -46,9 +46,9 @@ fn zero_and_max_increments_are_refused() {
             .kind(),
         std::io::ErrorKind::TimedOut
     );
-    assert!(EventFd::from_address("fd:notanumber", Wait::Block).is_err());
+    assert!(EventFd::open("fd:notanumber", Wait::Block).is_err());
     assert!(
-        EventFd::from_address("fd:1", Wait::Block).is_err(),
+        EventFd::open("fd:1", Wait::Block).is_err(),
         "stdio is not an inherited eventfd"
     );
 }

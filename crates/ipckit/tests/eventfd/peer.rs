@@ -6,8 +6,8 @@ use ipckit::{Notify, Wait};
 /// The notifier: five notifications of 1..=5, then it waits for the parent's answer, 15.
 pub fn run(role: &str) {
     assert_eq!(role, "notifier");
-    let ping = EventFd::from_address(&std::env::var("PING").unwrap(), Wait::Block).unwrap();
-    let pong = EventFd::from_address(&std::env::var("PONG").unwrap(), Wait::Block).unwrap();
+    let ping = EventFd::open(&std::env::var("PING").unwrap(), Wait::Block).unwrap();
+    let pong = EventFd::open(&std::env::var("PONG").unwrap(), Wait::Block).unwrap();
     // Five notifications of 1..=5, then wait for the parent's answer.
     for n in 1..=5 {
         ping.notify(n).unwrap();

@@ -11,7 +11,7 @@ mod peer;
 use ipckit::pipe::{self, ChildChannel, Duplex, PipeReader};
 use ipckit::shm::{SegmentBuilder, HEADER_LEN};
 use ipckit::unix::{self, ancillary::MAX_FDS};
-use ipckit::{Transport, Wait};
+use ipckit::Transport;
 use peer::{is_cloexec, seg_read, seg_write, MARKER, SEG_LEN};
 use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
@@ -23,7 +23,8 @@ use util::{init, peer_command, watchdog, KillOnDrop};
 
 fn spawn(role: &str) -> (KillOnDrop, ipckit::StreamEndpoint) {
     let mut cmd = peer_command(role, &[]);
-    let (child, ch) = ChildChannel::new(Duplex::SocketPair)
+    let (child, ch) = ChildChannel::new()
+        .duplex(Duplex::SocketPair)
         .spawn(&mut cmd)
         .unwrap();
     (KillOnDrop(child), ch)
@@ -242,7 +243,7 @@ fn refusals_timeouts_and_edges() {
         );
 
         // Only Unix socket endpoints carry descriptors.
-        let (rx, _tx) = pipe::pipe(Wait::Block, None).unwrap();
+        let (rx, _tx) = pipe::pipe().unwrap();
         let e = unix::endpoint_socket(&rx).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         // SO_PEERCRED in-process: ourselves.

@@ -5,10 +5,10 @@
 #![allow(dead_code)]
 
 use crate::util;
-use ipckit::pipe::{self, PipeWriter};
+use ipckit::pipe::{ChildChannel, PipeWriter};
 use ipckit::shm::Segment;
 use ipckit::unix::{self, Passable};
-use ipckit::{count_open_fds, Transport, Wait};
+use ipckit::{count_open_fds, Transport};
 use std::io::{ErrorKind, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
@@ -56,7 +56,7 @@ pub fn is_cloexec(fd: BorrowedFd<'_>) -> bool {
 
 /// The child of `a_child_uses_a_pipe_end_and_a_memfd_it_was_passed`.
 fn use_fds_peer() {
-    let ch = pipe::channel_from_env(Wait::Block, None).unwrap();
+    let ch = ChildChannel::new().open_from_env().unwrap();
     let sock = unix::endpoint_socket(&ch).unwrap();
     let mut buf = [0u8; 64];
     let got = unix::recv_with_fds(sock, &mut buf, 4).unwrap();
@@ -91,7 +91,7 @@ fn use_fds_peer() {
 /// The child of `too_many_or_wrong_descriptors_are_refused_and_nothing_leaks`: it runs
 /// nothing else, so its descriptor count is exact.
 fn refuse_peer() {
-    let ch = pipe::channel_from_env(Wait::Block, None).unwrap();
+    let ch = ChildChannel::new().open_from_env().unwrap();
     let sock = unix::endpoint_socket(&ch).unwrap();
     let before = count_open_fds().unwrap();
     let mut buf = [0u8; 64];
@@ -160,7 +160,7 @@ fn refuse_peer() {
 
 /// The child of `datagrams_carry_the_senders_credentials`.
 fn creds_peer() {
-    let ch = pipe::channel_from_env(Wait::Block, None).unwrap();
+    let ch = ChildChannel::new().open_from_env().unwrap();
     let sock = unix::endpoint_socket(&ch).unwrap();
     // SO_PEERCRED of a socketpair names its creator (the parent), on both ends.
     let peer = unix::peer_credentials(sock).unwrap();
@@ -174,7 +174,7 @@ fn creds_peer() {
 /// server whose first datagram is garbage with descriptors attached.
 fn dgram_server_peer() {
     use ipckit::connect::{Options, Server};
-    let ch = pipe::channel_from_env(Wait::Block, None).unwrap();
+    let ch = ChildChannel::new().open_from_env().unwrap();
     let sock = unix::endpoint_socket(&ch).unwrap();
     let server = Server::create(ipckit::Mechanism::UdsDgram, &Options::default()).unwrap();
     unix::send_with_fds(sock, server.address().as_bytes(), &[]).unwrap();

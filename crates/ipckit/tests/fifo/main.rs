@@ -6,7 +6,7 @@
 #[path = "../util/mod.rs"]
 mod util;
 
-use ipckit::fifo::{self, FifoReader};
+use ipckit::fifo::{FifoBuilder, FifoReader};
 use ipckit::registry::unique_name;
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use util::{init, peer_command, watchdog, KillOnDrop};
 
 fn new_fifo(tag: &str) -> (PathBuf, ipckit::registry::ObjectGuard) {
     let path = init().join(unique_name(tag));
-    let guard = fifo::create(&path, 0o600).unwrap();
+    let guard = FifoBuilder::new(&path).mode(0o600).create().unwrap();
     (path, guard)
 }
 
@@ -48,7 +48,7 @@ fn thread_cpu() -> Duration {
 fn silent_writer(path: &Path, times: u32) {
     for _ in 0..times {
         loop {
-            match fifo::try_open_write(path) {
+            match FifoBuilder::new(path).try_open_writer() {
                 Ok(fd) => {
                     drop(fd);
                     break;
@@ -69,7 +69,10 @@ fn read_open_times_out_and_a_silent_writer_neither_ends_nor_spins_the_wait() {
         let (path, _guard) = new_fifo("fifo-rtimeout");
         // No writer at all.
         let t = Instant::now();
-        let e = fifo::open_read_timeout(&path, Duration::from_millis(300)).unwrap_err();
+        let e = FifoBuilder::new(&path)
+            .timeout(Duration::from_millis(300))
+            .open_reader()
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
         assert!(e.to_string().contains("no writer"), "{e}");
         assert!(t.elapsed() >= Duration::from_millis(300));
@@ -79,7 +82,10 @@ fn read_open_times_out_and_a_silent_writer_neither_ends_nor_spins_the_wait() {
         let p = path.clone();
         let waiter = std::thread::spawn(move || {
             let (t, cpu) = (Instant::now(), thread_cpu());
-            let e = fifo::open_read_timeout(&p, Duration::from_millis(800)).unwrap_err();
+            let e = FifoBuilder::new(&p)
+                .timeout(Duration::from_millis(800))
+                .open_reader()
+                .unwrap_err();
             (e, t.elapsed(), thread_cpu() - cpu)
         });
         silent_writer(&path, 3);
@@ -92,8 +98,8 @@ fn read_open_times_out_and_a_silent_writer_neither_ends_nor_spins_the_wait() {
         );
 
         // The same for a read on a reader opened without waiting: no false end-of-file.
-        let mut r = fifo::open_reader(&path).unwrap();
-        r.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut r = FifoBuilder::new(&path).open_reader().unwrap();
+        r.set_read_timeout(Duration::from_millis(500));
         let p = path.clone();
         let silent = std::thread::spawn(move || silent_writer(&p, 2));
         let e = r.read(&mut [0u8; 16]).unwrap_err();
@@ -113,30 +119,33 @@ fn read_open_times_out_and_a_silent_writer_neither_ends_nor_spins_the_wait() {
 fn write_open_times_out_and_try_open_write_reports_enxio() {
     watchdog(30, || {
         let (path, _guard) = new_fifo("fifo-wtimeout");
-        let e = fifo::try_open_write(&path).unwrap_err();
+        let e = FifoBuilder::new(&path).try_open_writer().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotConnected, "{e}");
         assert!(e.to_string().contains("open for reading"), "{e}");
         assert!(e.to_string().contains(path.to_str().unwrap()), "{e}");
         let t = Instant::now();
-        let e = fifo::open_writer(&path, Duration::from_millis(250)).unwrap_err();
+        let e = FifoBuilder::new(&path)
+            .timeout(Duration::from_millis(250))
+            .open_writer()
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
         assert!(t.elapsed() >= Duration::from_millis(250));
         assert_eq!(
-            fifo::try_open_write(&init().join(unique_name("fifo-none")))
+            FifoBuilder::new(init().join(unique_name("fifo-none")))
+                .try_open_writer()
                 .unwrap_err()
                 .kind(),
             ErrorKind::NotFound
         );
         // With a reader, it opens at once; the byte arrives.
-        let mut r = fifo::open_reader(&path).unwrap();
-        let mut w =
-            ipckit::pipe::PipeWriter::try_from_fd(fifo::try_open_write(&path).unwrap()).unwrap();
+        let mut r = FifoBuilder::new(&path).open_reader().unwrap();
+        let mut w = FifoBuilder::new(&path).try_open_writer().unwrap();
         w.write_all(b"x").unwrap();
         assert_eq!(w.queued().unwrap(), 1);
         let mut b = [0u8; 4];
         assert_eq!(r.read(&mut b).unwrap(), 1);
         // A full pipe with a write timeout: TimedOut after a partial write, time counted.
-        w.set_write_timeout(Some(Duration::from_millis(100)));
+        w.set_write_timeout(Duration::from_millis(100));
         let max = ipckit::pipe::max_capacity().unwrap();
         assert_eq!(
             ipckit::pipe::set_capacity(&w, max + 1).unwrap_err().kind(),
@@ -178,8 +187,8 @@ fn read_until(r: &mut FifoReader, got: &mut Vec<u8>, want: &[u8]) {
 fn eof_only_after_the_last_of_two_writer_processes_then_the_next_writer_in_full() {
     watchdog(60, || {
         let (path, _guard) = new_fifo("fifo-eof");
-        let mut r = fifo::open_reader(&path).unwrap();
-        r.set_read_timeout(Some(Duration::from_secs(20)));
+        let mut r = FifoBuilder::new(&path).open_reader().unwrap();
+        r.set_read_timeout(Duration::from_secs(20));
         let mut a = writer("hold", &path, &[("MSG", "A1\n"), ("MSG2", "A2\n")]);
         let mut b = writer("hold", &path, &[("MSG", "B1\n"), ("MSG2", "B2\n")]);
         let mut got = Vec::new();
@@ -189,7 +198,7 @@ fn eof_only_after_the_last_of_two_writer_processes_then_the_next_writer_in_full(
         // A writes its last bytes and exits; B still holds the FIFO: no end-of-file.
         finish(&mut a.0);
         read_until(&mut r, &mut got, b"A2\n");
-        r.set_read_timeout(Some(Duration::from_millis(300)));
+        r.set_read_timeout(Duration::from_millis(300));
         let e = r.read(&mut [0u8; 16]).unwrap_err();
         assert_eq!(
             e.kind(),
@@ -199,7 +208,7 @@ fn eof_only_after_the_last_of_two_writer_processes_then_the_next_writer_in_full(
         assert!(!r.is_eof());
 
         // B, the last writer, closes: its bytes, then end-of-file, which stays.
-        r.set_read_timeout(Some(Duration::from_secs(20)));
+        r.set_read_timeout(Duration::from_secs(20));
         finish(&mut b.0);
         let mut rest = Vec::new();
         r.read_to_end(&mut rest).unwrap();
@@ -218,7 +227,7 @@ fn eof_only_after_the_last_of_two_writer_processes_then_the_next_writer_in_full(
         let len = 1 << 20;
         let mut c = writer("stream", &path, &[("LEN", &len.to_string())]);
         std::thread::sleep(Duration::from_millis(100));
-        r.wait_writer(Duration::from_secs(20)).unwrap();
+        r.wait_writer_timeout(Duration::from_secs(20)).unwrap();
         let mut all = Vec::new();
         r.read_to_end(&mut all).unwrap();
         assert_eq!(all.len(), len);
@@ -231,13 +240,15 @@ fn eof_only_after_the_last_of_two_writer_processes_then_the_next_writer_in_full(
         // A writer that wrote everything and exited before the wait: not lost either.
         let mut d = writer("stream", &path, &[("LEN", "100")]);
         finish(&mut d.0);
-        r.wait_writer(Duration::from_secs(20)).unwrap();
+        r.wait_writer_timeout(Duration::from_secs(20)).unwrap();
         let mut all = Vec::new();
         r.read_to_end(&mut all).unwrap();
         assert_eq!(all, util::payload(7, 100));
 
         // And no writer at all: the wait times out.
-        let e = r.wait_writer(Duration::from_millis(200)).unwrap_err();
+        let e = r
+            .wait_writer_timeout(Duration::from_millis(200))
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
     });
 }
@@ -249,19 +260,51 @@ fn a_symbolic_link_is_never_followed_even_to_our_own_fifo() {
         let link = init().join(unique_name("fifo-link"));
         std::os::unix::fs::symlink(&path, &link).unwrap();
         // The target is a valid FIFO of ours with a reader, so only the link can be refused.
-        let _reader = fifo::open_reader(&path).unwrap();
+        let _reader = FifoBuilder::new(&path).open_reader().unwrap();
         let refused = |e: std::io::Error| {
             assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
             assert!(e.to_string().contains("symbolic link"), "{e}");
         };
-        refused(fifo::open_reader(&link).unwrap_err());
-        refused(fifo::open_reader_any(&link).unwrap_err());
-        refused(fifo::open_read_timeout(&link, Duration::from_millis(50)).unwrap_err());
-        refused(fifo::open_read_timeout_any(&link, Duration::from_millis(50)).unwrap_err());
-        refused(fifo::try_open_write(&link).unwrap_err());
-        refused(fifo::try_open_write_any(&link).unwrap_err());
-        refused(fifo::open_writer(&link, Duration::from_millis(50)).unwrap_err());
-        refused(fifo::open_write_any(&link, Duration::from_millis(50)).unwrap_err());
+        refused(FifoBuilder::new(&link).open_reader().unwrap_err());
+        refused(
+            FifoBuilder::new(&link)
+                .allow_other_users(true)
+                .open_reader()
+                .unwrap_err(),
+        );
+        refused(
+            FifoBuilder::new(&link)
+                .timeout(Duration::from_millis(50))
+                .open_reader()
+                .unwrap_err(),
+        );
+        refused(
+            FifoBuilder::new(&link)
+                .timeout(Duration::from_millis(50))
+                .allow_other_users(true)
+                .open_reader()
+                .unwrap_err(),
+        );
+        refused(FifoBuilder::new(&link).try_open_writer().unwrap_err());
+        refused(
+            FifoBuilder::new(&link)
+                .allow_other_users(true)
+                .try_open_writer()
+                .unwrap_err(),
+        );
+        refused(
+            FifoBuilder::new(&link)
+                .timeout(Duration::from_millis(50))
+                .open_writer()
+                .unwrap_err(),
+        );
+        refused(
+            FifoBuilder::new(&link)
+                .timeout(Duration::from_millis(50))
+                .allow_other_users(true)
+                .open_writer()
+                .unwrap_err(),
+        );
         std::fs::remove_file(&link).unwrap();
     });
 }
@@ -288,11 +331,21 @@ fn a_file_directory_or_socket_at_the_path_is_a_clear_error() {
                     "{e}"
                 );
             };
-            clear(fifo::open_reader(p).unwrap_err());
-            clear(fifo::open_read_timeout(p, Duration::from_millis(50)).unwrap_err());
-            clear(fifo::try_open_write(p).unwrap_err());
+            clear(FifoBuilder::new(p).open_reader().unwrap_err());
+            clear(
+                FifoBuilder::new(p)
+                    .timeout(Duration::from_millis(50))
+                    .open_reader()
+                    .unwrap_err(),
+            );
+            clear(FifoBuilder::new(p).try_open_writer().unwrap_err());
             // Not "no reader" after the timeout: refused at once.
-            clear(fifo::open_writer(p, Duration::from_secs(30)).unwrap_err());
+            clear(
+                FifoBuilder::new(p)
+                    .timeout(Duration::from_secs(30))
+                    .open_writer()
+                    .unwrap_err(),
+            );
         }
         assert_eq!(std::fs::read(&file).unwrap(), b"keep");
         std::fs::remove_file(&file).unwrap();
@@ -340,7 +393,7 @@ fn create_is_exclusive_and_exactly_0600_whatever_the_umask() {
             .unwrap();
         assert!(made.success());
         for p in [&fifo_path, &foreign, &file, &to_file, &dangling] {
-            let e = fifo::create(p, 0o600).unwrap_err();
+            let e = FifoBuilder::new(p).mode(0o600).create().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{}: {e}", p.display());
         }
         // The links' targets are untouched: no FIFO made through them.

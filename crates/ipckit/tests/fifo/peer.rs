@@ -2,7 +2,7 @@
 //! processes.
 
 use crate::util;
-use ipckit::fifo;
+use ipckit::fifo::FifoBuilder;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +10,10 @@ use std::time::Duration;
 /// Runs writer `role` on the FIFO at `$FIFO`.
 pub fn run(role: &str) {
     let path = PathBuf::from(std::env::var("FIFO").unwrap());
-    let mut w = fifo::open_writer(&path, Duration::from_secs(10)).unwrap();
+    let mut w = FifoBuilder::new(&path)
+        .timeout(Duration::from_secs(10))
+        .open_writer()
+        .unwrap();
     match role {
         // Writes MSG, holds the FIFO open until its stdin closes, writes MSG2, exits.
         "hold" => {

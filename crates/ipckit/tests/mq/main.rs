@@ -4,9 +4,9 @@
 #[path = "../util/mod.rs"]
 mod util;
 
-use ipckit::mq::posix::{MqOptions, PosixMq};
-use ipckit::mq::sysv::{self, SysvMq, SysvOptions};
-use ipckit::{Deadline, RecvError, SendError, Transport, Wait};
+use ipckit::mq::posix::PosixMqBuilder;
+use ipckit::mq::sysv::{self, SysvMq, SysvMqBuilder};
+use ipckit::{RecvError, SendError, Transport};
 use util::{init, scarce};
 
 fn qname(tag: &str) -> String {
@@ -18,7 +18,7 @@ fn qname(tag: &str) -> String {
 fn posix_highest_priority_first_fifo_within_priority() {
     let _s = scarce();
     let name = qname("prio");
-    let mut q = PosixMq::create(&name, MqOptions::default()).unwrap();
+    let mut q = PosixMqBuilder::new(&name).create().unwrap();
     for (m, p) in [("a1", 1), ("c5", 5), ("b9", 9), ("d5", 5), ("e3", 3)] {
         q.send_priority(m.as_bytes(), p).unwrap();
     }
@@ -35,7 +35,7 @@ fn posix_highest_priority_first_fifo_within_priority() {
     assert_eq!(got, want);
     drop(q);
     assert_eq!(
-        PosixMq::open(&name, Wait::Block).unwrap_err().kind(),
+        PosixMqBuilder::new(&name).open().unwrap_err().kind(),
         std::io::ErrorKind::NotFound
     );
 }
@@ -44,7 +44,7 @@ fn posix_highest_priority_first_fifo_within_priority() {
 fn posix_small_buffer_keeps_the_message() {
     let _s = scarce();
     let name = qname("small");
-    let mut q = PosixMq::create(&name, MqOptions::default()).unwrap();
+    let mut q = PosixMqBuilder::new(&name).create().unwrap();
     q.send(b"0123456789").unwrap();
     let mut small = [0u8; 4];
     assert!(matches!(
@@ -60,15 +60,11 @@ fn posix_small_buffer_keeps_the_message() {
 fn posix_full_queue_try_send_and_timeout() {
     let _s = scarce();
     let name = qname("full");
-    let mut q = PosixMq::create(
-        &name,
-        MqOptions {
-            max_msgs: Some(2),
-            msg_size: Some(64),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut q = PosixMqBuilder::new(&name)
+        .max_msgs(2)
+        .max_msg_size(64)
+        .create()
+        .unwrap();
     q.send(b"1").unwrap();
     q.send(b"2").unwrap();
     assert!(matches!(q.try_send(b"3"), Err(SendError::Full)));
@@ -87,16 +83,12 @@ fn posix_bad_names_and_sizes_are_clear_errors() {
     let _s = scarce();
     init();
     for bad in ["noslash", "/", "/a/b"] {
-        let e = PosixMq::create(bad, MqOptions::default()).unwrap_err();
+        let e = PosixMqBuilder::new(bad).create().unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{bad}: {e}");
     }
-    let e = PosixMq::create(
-        &qname("huge"),
-        MqOptions {
-            msg_size: Some(1 << 30),
-            ..Default::default()
-        },
-    );
+    let e = PosixMqBuilder::new(qname("huge"))
+        .max_msg_size(1 << 30)
+        .create();
     // Root may exceed msgsize_max up to the hard limit; others get a clear error.
     if let Err(e) = e {
         assert!(
@@ -112,9 +104,9 @@ fn posix_queue_made_elsewhere_is_read_as_is() {
     // "Another program": a second, independent creator that fills the queue and goes away
     // without unlinking (simulated by disarming nothing: we just open it separately).
     let name = qname("foreign");
-    let mut owner = PosixMq::create(&name, MqOptions::default()).unwrap();
+    let mut owner = PosixMqBuilder::new(&name).create().unwrap();
     owner.send_priority(b"raw bytes, no hello", 4).unwrap();
-    let mut reader = PosixMq::open(&name, Wait::Block).unwrap();
+    let mut reader = PosixMqBuilder::new(&name).open().unwrap();
     let mut buf = vec![0u8; reader.max_msg_size()];
     let (n, p) = reader.recv_priority(&mut buf).unwrap();
     assert_eq!((&buf[..n], p), (&b"raw bytes, no hello"[..], 4));
@@ -133,13 +125,13 @@ fn sysv_key() -> i32 {
 fn sysv_receive_by_type_follows_msgrcv() {
     init();
     let key = sysv_key();
-    let mut q = SysvMq::create(key, SysvOptions::default()).unwrap();
+    let mut q = SysvMqBuilder::new(key).create().unwrap();
     for (m, t) in [("t3a", 3), ("t1", 1), ("t3b", 3), ("t2", 2), ("t5", 5)] {
-        q.send_type(m.as_bytes(), t, Deadline::Never).unwrap();
+        q.send_type(m.as_bytes(), t).unwrap();
     }
     let take = |q: &mut SysvMq, t: i64| {
         let mut buf = vec![0u8; q.max_msg_size()];
-        let (n, ty) = q.recv_type(&mut buf, t, Deadline::Now).unwrap();
+        let (n, ty) = q.try_recv_type(&mut buf, t).unwrap();
         (String::from_utf8(buf[..n].to_vec()).unwrap(), ty)
     };
     let mut buf = vec![0u8; q.max_msg_size()];
@@ -151,18 +143,18 @@ fn sysv_receive_by_type_follows_msgrcv() {
     // Zero: the first message in the queue, whatever its type.
     assert_eq!(take(&mut q, 0), ("t3b".into(), 3));
     assert!(matches!(
-        q.recv_type(&mut buf, 4, Deadline::Now),
+        q.try_recv_type(&mut buf, 4),
         Err(RecvError::Empty)
     ));
     assert_eq!(take(&mut q, 0), ("t5".into(), 5));
     assert!(
-        q.send_type(b"x", 0, Deadline::Now).is_err(),
+        q.try_send_type(b"x", 0).is_err(),
         "type 0 is invalid for msgsnd"
     );
     assert_eq!(q.last_sender().unwrap(), Some(std::process::id()));
     drop(q);
     assert_eq!(
-        SysvMq::open(key, Wait::Block).unwrap_err().kind(),
+        SysvMqBuilder::new(key).open().unwrap_err().kind(),
         std::io::ErrorKind::NotFound
     );
 }
@@ -171,7 +163,7 @@ fn sysv_receive_by_type_follows_msgrcv() {
 fn sysv_limits_and_timeouts() {
     init();
     let key = sysv_key() ^ 0x8;
-    let mut q = SysvMq::create(key, SysvOptions::default()).unwrap();
+    let mut q = SysvMqBuilder::new(key).create().unwrap();
     let max = q.max_msg_size();
     assert_eq!(max, sysv::system_max_msg_size().min(max));
     assert!(matches!(

@@ -8,13 +8,14 @@ mod peer;
 mod raw;
 mod spawn;
 
-use ipckit::pipe::{self, PipePair};
-use ipckit::{fifo, Transport, Wait};
+use ipckit::fifo::FifoBuilder;
+use ipckit::pipe::{self, PipeBuilder};
+use ipckit::Transport;
 use std::time::{Duration, Instant};
 
 #[test]
 fn pipe_capacity_within_the_system_maximum() {
-    let pair = PipePair::new(Wait::Block, None).unwrap();
+    let pair = PipeBuilder::new().create_pair().unwrap();
     let max = pipe::max_capacity().unwrap();
     let set = pair.set_capacity(256 * 1024).unwrap();
     assert!(set >= 256 * 1024);
@@ -24,7 +25,7 @@ fn pipe_capacity_within_the_system_maximum() {
         e.to_string().contains(&max.to_string()),
         "the error names the limit: {e}"
     );
-    let (r, w) = pipe::pipe(Wait::Block, None).unwrap();
+    let (r, w) = pipe::pipe().unwrap();
     assert_eq!(w.pipe_capacity().unwrap(), 65536);
     assert_eq!(w.set_pipe_capacity(1 << 20).unwrap(), 1 << 20);
     assert_eq!(r.pipe_capacity().unwrap(), 1 << 20);
@@ -32,7 +33,7 @@ fn pipe_capacity_within_the_system_maximum() {
 
 #[test]
 fn in_process_pipe_try_send_keeps_whole_messages() {
-    let (mut r, mut w) = pipe::pipe(Wait::Block, Some(4096)).unwrap();
+    let (mut r, mut w) = PipeBuilder::new().max_msg_size(4096).create().unwrap();
     let mut sent = 0u64;
     // Fill the pipe with try_send: every accepted message must arrive whole.
     loop {
@@ -59,18 +60,25 @@ fn in_process_pipe_try_send_keeps_whole_messages() {
 fn fifo_is_0600_exclusive_and_open_write_times_out() {
     let dir = util::init();
     let path = dir.join(ipckit::registry::unique_name("fifo-open"));
-    let guard = fifo::create(&path, 0o600).unwrap();
+    let guard = FifoBuilder::new(&path).mode(0o600).create().unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600
     );
     assert_eq!(
-        fifo::create(&path, 0o600).unwrap_err().kind(),
+        FifoBuilder::new(&path)
+            .mode(0o600)
+            .create()
+            .unwrap_err()
+            .kind(),
         std::io::ErrorKind::AlreadyExists
     );
     let t = Instant::now();
-    let e = fifo::open_write(&path, Duration::from_millis(200)).unwrap_err();
+    let e = FifoBuilder::new(&path)
+        .timeout(Duration::from_millis(200))
+        .open_writer()
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
     assert!(e.to_string().contains("no reader"), "{e}");
     assert!(t.elapsed() >= Duration::from_millis(200));
@@ -79,7 +87,7 @@ fn fifo_is_0600_exclusive_and_open_write_times_out() {
     let plain = dir.join(ipckit::registry::unique_name("not-a-fifo"));
     std::fs::write(&plain, b"x").unwrap();
     assert_eq!(
-        fifo::open_read(&plain).unwrap_err().kind(),
+        FifoBuilder::new(&plain).open_reader().unwrap_err().kind(),
         std::io::ErrorKind::InvalidInput
     );
     std::fs::remove_file(&plain).unwrap();
@@ -87,7 +95,7 @@ fn fifo_is_0600_exclusive_and_open_write_times_out() {
 
 #[test]
 fn line_framing_speaks_plain_text() {
-    let (mut r, mut w) = pipe::pipe(Wait::Block, None).unwrap();
+    let (mut r, mut w) = pipe::pipe().unwrap();
     r.set_framing(ipckit::Framing::Line);
     w.set_framing(ipckit::Framing::Line);
     assert_eq!(
@@ -116,14 +124,10 @@ fn line_framing_speaks_plain_text() {
 }
 
 #[test]
-fn from_address_refuses_descriptors_it_does_not_own() {
+fn open_refuses_descriptors_it_does_not_own() {
     use std::io::Read;
     use std::os::fd::AsRawFd;
-    let kind = |addr: &str| {
-        pipe::from_address(addr, Wait::Block, None)
-            .unwrap_err()
-            .kind()
-    };
+    let kind = |addr: &str| PipeBuilder::new().open(addr).unwrap_err().kind();
     assert_eq!(kind("fd:5,5"), std::io::ErrorKind::InvalidInput);
     assert_eq!(kind("fd:0,1"), std::io::ErrorKind::InvalidInput);
     assert_eq!(kind("fd:100000,100001"), std::io::ErrorKind::InvalidInput);
@@ -136,7 +140,8 @@ fn from_address_refuses_descriptors_it_does_not_own() {
         std::io::ErrorKind::InvalidInput
     );
     let other = std::fs::File::open("/dev/null").unwrap();
-    let e = pipe::from_address(&format!("fd:{n},{}", other.as_raw_fd()), Wait::Block, None)
+    let e = PipeBuilder::new()
+        .open(&format!("fd:{n},{}", other.as_raw_fd()))
         .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     assert!(e.to_string().contains(&n.to_string()), "{e}");
@@ -149,7 +154,7 @@ fn from_address_refuses_descriptors_it_does_not_own() {
     assert!(f.metadata().is_ok());
 
     // The child's ends of a PipePair are still owned here (close-on-exec until the fork).
-    let pair = PipePair::new(Wait::Block, None).unwrap();
+    let pair = PipeBuilder::new().create_pair().unwrap();
     assert_eq!(kind(&pair.address()), std::io::ErrorKind::InvalidInput);
     drop(pair);
 }
@@ -158,17 +163,21 @@ fn from_address_refuses_descriptors_it_does_not_own() {
 fn fifo_open_refuses_links_and_other_users_modes() {
     let dir = util::init();
     let path = dir.join(ipckit::registry::unique_name("fifo-rules"));
-    let guard = fifo::create(&path, 0o600).unwrap();
+    let guard = FifoBuilder::new(&path).mode(0o600).create().unwrap();
     assert!(std::path::Path::new(guard.name()).is_absolute());
 
     // A symbolic link to our own FIFO is not followed.
     let link = dir.join(ipckit::registry::unique_name("fifo-link"));
     std::os::unix::fs::symlink(&path, &link).unwrap();
-    let e = fifo::open_read(&link).unwrap_err();
+    let e = FifoBuilder::new(&link).open_reader().unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     assert!(e.to_string().contains("symbolic link"), "{e}");
     assert_eq!(
-        fifo::open_read_any(&link).unwrap_err().kind(),
+        FifoBuilder::new(&link)
+            .allow_other_users(true)
+            .open_reader()
+            .unwrap_err()
+            .kind(),
         std::io::ErrorKind::InvalidInput
     );
     std::fs::remove_file(&link).unwrap();
@@ -176,26 +185,42 @@ fn fifo_open_refuses_links_and_other_users_modes() {
     // Open to the group: refused unless the caller opts in.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
-    let e = fifo::open_read(&path).unwrap_err();
+    let e = FifoBuilder::new(&path).open_reader().unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
     assert!(
         e.to_string().contains("660"),
         "the error names the mode: {e}"
     );
-    let r = fifo::open_read_any(&path).unwrap();
+    let r = FifoBuilder::new(&path)
+        .allow_other_users(true)
+        .open_reader()
+        .unwrap();
     assert_eq!(
-        fifo::open_write(&path, Duration::from_millis(50))
+        FifoBuilder::new(&path)
+            .timeout(Duration::from_millis(50))
+            .open_writer()
             .unwrap_err()
             .kind(),
         std::io::ErrorKind::PermissionDenied
     );
-    drop(fifo::open_write_any(&path, Duration::from_millis(50)).unwrap());
+    drop(
+        FifoBuilder::new(&path)
+            .timeout(Duration::from_millis(50))
+            .allow_other_users(true)
+            .open_writer()
+            .unwrap(),
+    );
     drop(r);
 
     // Back to 0600; a timeout too large for the clock means no deadline, not a panic.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let r = fifo::open_read(&path).unwrap();
-    drop(fifo::open_write(&path, Duration::MAX).unwrap());
+    let r = FifoBuilder::new(&path).open_reader().unwrap();
+    drop(
+        FifoBuilder::new(&path)
+            .timeout(Duration::MAX)
+            .open_writer()
+            .unwrap(),
+    );
     drop(r);
     drop(guard);
     assert!(!path.exists());
@@ -203,7 +228,7 @@ fn fifo_open_refuses_links_and_other_users_modes() {
 
 #[test]
 fn a_frame_cut_by_a_deadline_resumes_whole() {
-    let (mut r, mut w) = pipe::pipe(Wait::Block, None).unwrap();
+    let (mut r, mut w) = pipe::pipe().unwrap();
     let msg = util::payload(3, 200_000);
     // The pipe holds 64 KiB: try_send writes part and keeps the rest pending.
     w.try_send(&msg).unwrap();

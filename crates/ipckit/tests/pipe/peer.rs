@@ -4,8 +4,8 @@
 // Half of this module is the test's, half the peer binary's; each build uses its own half.
 #![allow(dead_code)]
 
-use ipckit::pipe::{self, PipeWriter, PIPE_BUF};
-use ipckit::{RecvError, Transport, Wait};
+use ipckit::pipe::{ChildChannel, PipeWriter, PIPE_BUF};
+use ipckit::{RecvError, Transport};
 
 /// Runs peer `role`.
 pub fn run(role: &str) {
@@ -55,7 +55,7 @@ fn channel_peer() {
         // The directory handle of this very listing is an entry too.
         .filter(|l| !(l.contains("=/proc/") && l.ends_with("/fd")))
         .collect();
-    let mut ch = pipe::channel_from_env(Wait::Block, None).unwrap();
+    let mut ch = ChildChannel::new().open_from_env().unwrap();
     ch.send(fds.join("\n").as_bytes()).unwrap();
     let mut buf = vec![0u8; ch.max_msg_size()];
     loop {

@@ -4,7 +4,7 @@
 
 use super::util;
 use ipckit::pipe::{self, ChildChannel, Duplex, CHANNEL_ENV};
-use ipckit::{RecvError, Transport, Wait};
+use ipckit::{RecvError, Transport};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
@@ -38,7 +38,8 @@ fn child_inherits_only_its_channel(kind: Duplex) {
     let stray = stray_fd();
     let given = std::fs::File::open("/dev/zero").unwrap();
     let mut cmd = util::peer_command("channel", &[]);
-    let (child, mut ch) = ChildChannel::new(kind)
+    let (child, mut ch) = ChildChannel::new()
+        .duplex(kind)
         .inherit(given.as_fd())
         .spawn(&mut cmd)
         .unwrap();
@@ -90,7 +91,7 @@ fn a_killed_child_is_peer_gone() {
     util::init();
     for kind in [Duplex::Pipes, Duplex::SocketPair] {
         let mut cmd = util::peer_command("channel", &[]);
-        let (child, mut ch) = ChildChannel::new(kind).spawn(&mut cmd).unwrap();
+        let (child, mut ch) = ChildChannel::new().duplex(kind).spawn(&mut cmd).unwrap();
         let mut child = util::KillOnDrop(child);
         let mut buf = vec![0u8; ch.max_msg_size()];
         ch.recv_timeout(&mut buf, Duration::from_secs(20)).unwrap(); // the listing
@@ -101,24 +102,26 @@ fn a_killed_child_is_peer_gone() {
 }
 
 #[test]
-fn channel_from_env_refuses_what_is_not_a_channel() {
+fn open_from_env_refuses_what_is_not_a_channel() {
     util::init();
     // Not spawned with a channel: this test process has no IPCKIT_CHANNEL.
     if std::env::var_os(CHANNEL_ENV).is_none() {
-        let e = pipe::channel_from_env(Wait::Block, None).unwrap_err();
+        let e = ChildChannel::new().open_from_env().unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
         assert!(e.to_string().contains(CHANNEL_ENV), "{e}");
     }
     // A spawn with a capacity for a socketpair is refused before anything starts.
     let mut cmd = std::process::Command::new("/bin/true");
-    let e = ChildChannel::new(Duplex::SocketPair)
+    let e = ChildChannel::new()
+        .duplex(Duplex::SocketPair)
         .capacity(1 << 20)
         .spawn(&mut cmd)
         .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     // A missing program: the spawn error (the channel's descriptors are closed with it).
     let mut cmd = std::process::Command::new("/nonexistent/ipckit-no-such-program");
-    let e = ChildChannel::new(Duplex::Pipes)
+    let e = ChildChannel::new()
+        .duplex(Duplex::Pipes)
         .spawn(&mut cmd)
         .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
@@ -131,7 +134,7 @@ fn channel_from_env_refuses_what_is_not_a_channel() {
 fn control_without_the_seal_a_stray_descriptor_leaks() {
     util::init();
     let stray = stray_fd();
-    let pair = pipe::PipePair::new(Wait::Block, None).unwrap();
+    let pair = pipe::PipeBuilder::new().create_pair().unwrap();
     let mut cmd = util::peer_command("channel", &[(CHANNEL_ENV, pair.address())]);
     pair.configure_child(&mut cmd);
     let child = util::KillOnDrop(cmd.spawn().unwrap());

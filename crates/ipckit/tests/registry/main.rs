@@ -70,9 +70,13 @@ fn clean_removes_a_killed_creators_objects_and_nothing_else() {
         }
         assert!(!std::path::Path::new(&names[0]).exists());
         assert!(!std::path::Path::new(&names[1]).exists());
-        assert!(ipckit::mq::posix::PosixMq::open(&names[2], ipckit::Wait::Block).is_err());
+        assert!(ipckit::mq::posix::PosixMqBuilder::new(&names[2])
+            .open()
+            .is_err());
         assert!(
-            ipckit::mq::sysv::SysvMq::open(names[3].parse().unwrap(), ipckit::Wait::Block).is_err()
+            ipckit::mq::sysv::SysvMqBuilder::new(names[3].parse().unwrap())
+                .open()
+                .is_err()
         );
         // Ours, with a live owner, is still there.
         assert!(mine.exists(), "clean removed a live process's FIFO");
@@ -118,7 +122,10 @@ fn relative_paths_are_recorded_absolute() {
         dir.join(&file).to_str().unwrap().trim_start_matches('/')
     );
     assert!(std::path::Path::new(&rel).is_relative());
-    let guard = ipckit::fifo::create(std::path::Path::new(&rel), 0o600).unwrap();
+    let guard = ipckit::fifo::FifoBuilder::new(std::path::Path::new(&rel))
+        .mode(0o600)
+        .create()
+        .unwrap();
     let abs = std::fs::canonicalize(dir).unwrap().join(&file);
     assert_eq!(guard.name(), abs.to_str().unwrap());
     assert!(abs.exists());
@@ -137,7 +144,10 @@ fn names_with_control_characters_are_refused() {
     let dir = util::init();
     for bad in ["a\nb", "a\rb", "a\u{1}b"] {
         let p = dir.join(format!("{}{bad}", registry::unique_name("ctl")));
-        let e = ipckit::fifo::create(&p, 0o600).unwrap_err();
+        let e = ipckit::fifo::FifoBuilder::new(&p)
+            .mode(0o600)
+            .create()
+            .unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{bad:?}: {e}");
         assert!(!p.exists());
     }
@@ -148,7 +158,10 @@ fn records_are_replaced_only_when_stale() {
     let _s = util::scarce();
     let dir = util::init();
     let path = dir.join(registry::unique_name("stale-fifo"));
-    let mut guard = ipckit::fifo::create(&path, 0o600).unwrap();
+    let mut guard = ipckit::fifo::FifoBuilder::new(&path)
+        .mode(0o600)
+        .create()
+        .unwrap();
     let name = guard.name().to_owned();
     let rec = record_of(&name);
     // Leave the record behind as if we had crashed, but take the FIFO away.
@@ -158,7 +171,10 @@ fn records_are_replaced_only_when_stale() {
 
     // An unparsable record is someone's: left alone, and the name stays taken.
     std::fs::write(&rec, "not a record").unwrap();
-    let e = ipckit::fifo::create(&path, 0o600).unwrap_err();
+    let e = ipckit::fifo::FifoBuilder::new(&path)
+        .mode(0o600)
+        .create()
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
     assert_eq!(std::fs::read_to_string(&rec).unwrap(), "not a record");
     assert!(!path.exists());
@@ -172,12 +188,19 @@ fn records_are_replaced_only_when_stale() {
         ),
     )
     .unwrap();
-    let guard = ipckit::fifo::create(&path, 0o600).unwrap();
+    let guard = ipckit::fifo::FifoBuilder::new(&path)
+        .mode(0o600)
+        .create()
+        .unwrap();
     let text = std::fs::read_to_string(&rec).unwrap();
     assert!(!text.contains("start=1\n"), "replaced: {text}");
     // A live owner's record is not.
     assert_eq!(
-        ipckit::fifo::create(&path, 0o600).unwrap_err().kind(),
+        ipckit::fifo::FifoBuilder::new(&path)
+            .mode(0o600)
+            .create()
+            .unwrap_err()
+            .kind(),
         std::io::ErrorKind::AlreadyExists
     );
     assert_eq!(std::fs::read_to_string(&rec).unwrap(), text);

@@ -13,13 +13,17 @@
 //! only the dead peer read, so a sender blocked on it wakes too. It repeats both every 5 ms
 //! while a call is still blocked. One case is beyond it: a receive blocked on a type that is
 //! absent from a queue that is full of other types cannot be sent a wake-up. The waiting and
-//! the watcher are in `wait.rs`; this file holds the endpoint.
+//! the watcher are in `wait.rs`, the keys in `key.rs`; this file holds the endpoint and its
+//! builder.
 //!
 //! # References
 //!
 //! `sysvipc(7)`, `msgget(2)`, `msgsnd(2)`, `msgrcv(2)`, `msgctl(2)`.
 
+mod key;
 mod wait;
+
+pub use self::key::{key_name, parse_key};
 
 use self::wait::{run_wait, Blocked, Watcher};
 use super::Watched;
@@ -34,66 +38,118 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// Options for creating a queue.
-#[derive(Debug, Clone, Copy)]
-pub struct SysvOptions {
-    /// Permission bits; 0600 by default.
-    pub mode: u32,
-    /// Wait strategy.
-    pub wait: Wait,
+/// Builds a [`SysvMq`]: `SysvMqBuilder::new(key).wait(..).mode(..)`, then
+/// [`create`](SysvMqBuilder::create) (a new queue, removed when the endpoint drops),
+/// [`open`](SysvMqBuilder::open) (an existing queue) or
+/// [`open_sender`](SysvMqBuilder::open_sender) (an existing queue, sent to only, watching its
+/// last reader). Also reachable as [`SysvMq::builder`].
+///
+/// The terminal methods take `&self`, as [`std::fs::OpenOptions::open`] does, so one builder
+/// can try [`open`](SysvMqBuilder::open) and then [`create`](SysvMqBuilder::create).
+///
+/// # Examples
+///
+/// ```no_run
+/// use ipckit::mq::sysv::{parse_key, SysvMqBuilder};
+/// # fn main() -> std::io::Result<()> {
+/// let key = parse_key("0x1c0ffee0")?;
+/// // Process 1: the queue, removed when `rx` drops.
+/// let mut rx = SysvMqBuilder::new(key).create()?;
+/// // Process 2: a sender of type-5 messages.
+/// let mut tx = SysvMqBuilder::new(key).open_sender()?;
+/// tx.send_type(b"job", 5)?;
+/// let mut buf = [0; 64];
+/// let (n, mtype) = rx.recv_type(&mut buf, 5)?;
+/// assert_eq!((&buf[..n], mtype), (&b"job"[..], 5));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until create(), open() or open_sender()"]
+pub struct SysvMqBuilder {
+    key: i32,
+    mode: u32,
+    wait: Wait,
 }
 
-impl Default for SysvOptions {
-    fn default() -> Self {
-        SysvOptions {
+impl SysvMqBuilder {
+    /// A queue with `key` (see [`parse_key`]). Defaults: mode 0600, [`Wait::Block`].
+    pub fn new(key: i32) -> SysvMqBuilder {
+        SysvMqBuilder {
+            key,
             mode: 0o600,
             wait: Wait::Block,
         }
+    }
+
+    /// Permission bits of a new queue (0600 by default). Used by
+    /// [`create`](SysvMqBuilder::create) only.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The endpoint's wait strategy ([`Wait::Block`] by default).
+    pub fn wait(mut self, wait: Wait) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Creates the queue, exclusively, owner-only unless [`mode`](SysvMqBuilder::mode) says
+    /// otherwise, recorded in the registry; removed when the endpoint is dropped. Sends use
+    /// type 1 and receives take any type until changed.
+    ///
+    /// # Errors
+    ///
+    /// `AlreadyExists`, or the OS error.
+    #[doc(alias = "msgget")]
+    pub fn create(&self) -> io::Result<SysvMq> {
+        let (id, guard) = create_queue(self.key, self.mode)?;
+        SysvMq::from_parts(id, id, self.wait, vec![guard])
+    }
+
+    /// Opens an existing queue (made by anyone; no handshake); never creates one. The mode
+    /// is ignored.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`, `PermissionDenied`, or the OS error.
+    pub fn open(&self) -> io::Result<SysvMq> {
+        let key = self.key;
+        let id = sysv::get(key, None).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no System V queue with key {}", key_name(key)),
+                )
+            } else {
+                e
+            }
+        })?;
+        SysvMq::from_parts(id, id, self.wait, Vec::new())
+    }
+
+    /// Opens an existing queue to send to it, as a one-way sender that learns of its
+    /// receiver's end: the queue's last reader (`msg_lrpid`, set by
+    /// [`SysvMq::announce_receiver`] as a receiver opens it) is watched with a pidfd while a
+    /// send waits for room, and the send fails with [`SendError::PeerGone`] as soon as that
+    /// process has exited (or the queue was removed). See [`crate::mq`]. The mode is ignored.
+    ///
+    /// A send that finds room never waits, so messages can be queued before a receiver
+    /// comes; a send that must wait with no live reader known fails at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`SysvMqBuilder::open`].
+    pub fn open_sender(&self) -> io::Result<SysvMq> {
+        let mut me = self.open()?;
+        me.one_way = Some(me.live_reader(None).ok().flatten());
+        Ok(me)
     }
 }
 
 /// The system's largest System V message (`/proc/sys/kernel/msgmax`).
 pub fn system_max_msg_size() -> usize {
     sysv::msgmax()
-}
-
-/// The key's display form, used as its name in the registry: `0x` and 8 hex digits.
-pub fn key_name(key: i32) -> String {
-    format!("0x{:08x}", key as u32)
-}
-
-/// Parses a key strictly: `0x` and hex digits up to `0xffffffff`, or decimal digits up to 4294967295
-/// (a key is any 32-bit pattern). Nothing else: no sign (`+5`, `0x-1`), no spaces (` 12`),
-/// no value that does not fit.
-///
-/// # Errors
-///
-/// `InvalidInput` if it is neither, or `IPC_PRIVATE` (0).
-pub fn parse_key(s: &str) -> io::Result<i32> {
-    let (digits, radix) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => (h, 16),
-        None => (s, 10),
-    };
-    let ok = !digits.is_empty()
-        && digits
-            .bytes()
-            .all(|b| b.is_ascii_digit() || radix == 16 && b.is_ascii_hexdigit());
-    // (`from_str_radix` alone would take a leading `+`, and `i64` a `-`.)
-    let k = ok
-        .then(|| u32::from_str_radix(digits, radix).ok())
-        .flatten()
-        .ok_or_else(|| {
-            invalid(format!(
-                "'{s}' is not a System V key (0x and hex digits, or decimal digits, up to 0x{:x})",
-                u32::MAX
-            ))
-        })?;
-    let k = k as i32;
-    debug_assert_eq!(registry::parse_key(&key_name(k)).ok(), Some(k));
-    if k == libc::IPC_PRIVATE {
-        return Err(invalid("key 0 is IPC_PRIVATE, not a shared queue"));
-    }
-    Ok(k)
 }
 
 /// A System V message-queue endpoint.
@@ -112,7 +168,7 @@ pub struct SysvMq {
     watcher: Option<Watcher>,
     peer: Option<PeerInfo>,
     gone: bool,
-    /// A one-way sender ([`SysvMq::open_sender`]): the receiver it watches, if known.
+    /// A one-way sender ([`SysvMqBuilder::open_sender`]): the receiver it watches, if known.
     one_way: Option<Option<Watched>>,
     _guards: Vec<ObjectGuard>,
 }
@@ -194,57 +250,13 @@ impl SysvMq {
         })
     }
 
-    /// Creates a queue with `key`, exclusively, owner-only unless `opts.mode` says otherwise;
-    /// removed when this endpoint is dropped. Sends use type 1 and receives take any type
-    /// until changed.
-    ///
-    /// # Errors
-    ///
-    /// `AlreadyExists`, or the OS error.
-    pub fn create(key: i32, opts: SysvOptions) -> io::Result<SysvMq> {
-        let (id, guard) = create_queue(key, opts.mode)?;
-        Self::from_parts(id, id, opts.wait, vec![guard])
-    }
-
-    /// Opens an existing queue (made by anyone; no handshake).
-    ///
-    /// # Errors
-    ///
-    /// `NotFound`, `PermissionDenied`, or the OS error.
-    pub fn open(key: i32, wait: Wait) -> io::Result<SysvMq> {
-        let id = sysv::get(key, None).map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENOENT) {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("no System V queue with key {}", key_name(key)),
-                )
-            } else {
-                e
-            }
-        })?;
-        Self::from_parts(id, id, wait, Vec::new())
-    }
-
-    /// Opens an existing queue to send to it, as a one-way sender that learns of its
-    /// receiver's end: the queue's last reader (`msg_lrpid`, set by
-    /// [`SysvMq::announce_receiver`] as a receiver opens it) is watched with a pidfd while a
-    /// send waits for room, and the send fails with [`SendError::PeerGone`] as soon as that
-    /// process has exited (or the queue was removed). See [`crate::mq`].
-    ///
-    /// A send that finds room never waits, so messages can be queued before a receiver
-    /// comes; a send that must wait with no live reader known fails at once.
-    ///
-    /// # Errors
-    ///
-    /// As [`SysvMq::open`].
-    pub fn open_sender(key: i32, wait: Wait) -> io::Result<SysvMq> {
-        let mut me = Self::open(key, wait)?;
-        me.one_way = Some(me.live_reader(None).ok().flatten());
-        Ok(me)
+    /// A builder for the queue with `key`: [`SysvMqBuilder::new`].
+    pub fn builder(key: i32) -> SysvMqBuilder {
+        SysvMqBuilder::new(key)
     }
 
     /// Makes this process the queue's last reader (`msg_lrpid`) now, before any message
-    /// comes, so a one-way sender ([`SysvMq::open_sender`]) knows whom to watch: one small
+    /// comes, so a one-way sender ([`SysvMqBuilder::open_sender`]) knows whom to watch: one small
     /// message of a type no sender uses, sent and taken back at once. Skipped when the queue
     /// is full (the first real receive sets `msg_lrpid` anyway).
     ///
@@ -376,12 +388,39 @@ impl SysvMq {
         Ok((ds.msg_lspid > 0).then_some(ds.msg_lspid as u32))
     }
 
-    /// Sends a message of type `mtype`.
+    /// Sends a message of type `mtype`, waiting for room as long as it takes.
     ///
     /// # Errors
     ///
     /// As [`Transport::send`], and `InvalidInput` for a type below 1.
-    pub fn send_type(
+    pub fn send_type(&mut self, msg: &[u8], mtype: i64) -> Result<(), SendError> {
+        self.send_type_deadline(msg, mtype, Deadline::Never)
+    }
+
+    /// [`SysvMq::send_type`] without waiting: [`SendError::Full`] when there is no room.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::try_send`], and `InvalidInput` for a type below 1.
+    pub fn try_send_type(&mut self, msg: &[u8], mtype: i64) -> Result<(), SendError> {
+        self.send_type_deadline(msg, mtype, Deadline::Now)
+    }
+
+    /// [`SysvMq::send_type`], waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::send_timeout`], and `InvalidInput` for a type below 1.
+    pub fn send_type_timeout(
+        &mut self,
+        msg: &[u8],
+        mtype: i64,
+        timeout: Duration,
+    ) -> Result<(), SendError> {
+        self.send_type_deadline(msg, mtype, Deadline::after(timeout))
+    }
+
+    fn send_type_deadline(
         &mut self,
         msg: &[u8],
         mtype: i64,
@@ -423,12 +462,45 @@ impl SysvMq {
         r
     }
 
-    /// Receives following `msgrcv`'s rules for `msgtyp`; returns (length, type).
+    /// Receives following `msgrcv`'s rules for `msgtyp`; returns (length, type). Waits as
+    /// long as it takes.
     ///
     /// # Errors
     ///
     /// As [`Transport::recv`].
-    pub fn recv_type(
+    pub fn recv_type(&mut self, buf: &mut [u8], msgtyp: i64) -> Result<(usize, i64), RecvError> {
+        self.recv_type_deadline(buf, msgtyp, Deadline::Never)
+    }
+
+    /// [`SysvMq::recv_type`] without waiting: [`RecvError::Empty`] when no message of that
+    /// type is there.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::try_recv`].
+    pub fn try_recv_type(
+        &mut self,
+        buf: &mut [u8],
+        msgtyp: i64,
+    ) -> Result<(usize, i64), RecvError> {
+        self.recv_type_deadline(buf, msgtyp, Deadline::Now)
+    }
+
+    /// [`SysvMq::recv_type`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::recv_timeout`].
+    pub fn recv_type_timeout(
+        &mut self,
+        buf: &mut [u8],
+        msgtyp: i64,
+        timeout: Duration,
+    ) -> Result<(usize, i64), RecvError> {
+        self.recv_type_deadline(buf, msgtyp, Deadline::after(timeout))
+    }
+
+    fn recv_type_deadline(
         &mut self,
         buf: &mut [u8],
         msgtyp: i64,
@@ -515,14 +587,15 @@ impl SysvMq {
         Ok((n, t))
     }
 
-    /// Creates the two queues of a duplex pair with keys `k` (client to server) and `k + 1`.
-    pub(crate) fn create_pair(opts: &SysvOptions) -> io::Result<(SysvMq, i32)> {
+    /// Creates the two queues of a duplex pair with keys `k` (client to server) and `k + 1`,
+    /// with permission bits `mode`; the key is chosen here, so there is no builder for it.
+    pub(crate) fn create_pair(mode: u32, wait: Wait) -> io::Result<(SysvMq, i32)> {
         let mut last = None;
         for attempt in 0..64u32 {
             let h = random_nonce();
             let base = 0x1c00_0000 | (i32::from_le_bytes([h[0], h[1], h[2], 0]) & 0x00ff_fffe);
             let _ = attempt;
-            let (c2s, g1) = match create_queue(base, opts.mode) {
+            let (c2s, g1) = match create_queue(base, mode) {
                 Ok(v) => v,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     last = Some(e);
@@ -530,7 +603,7 @@ impl SysvMq {
                 }
                 Err(e) => return Err(e),
             };
-            let (s2c, g2) = match create_queue(base + 1, opts.mode) {
+            let (s2c, g2) = match create_queue(base + 1, mode) {
                 Ok(v) => v,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     drop(g1);
@@ -539,7 +612,7 @@ impl SysvMq {
                 }
                 Err(e) => return Err(e),
             };
-            let mut me = Self::from_parts(c2s, s2c, opts.wait, vec![g1, g2])?;
+            let mut me = Self::from_parts(c2s, s2c, wait, vec![g1, g2])?;
             me.recv_type = 1;
             return Ok((me, base));
         }
@@ -620,11 +693,11 @@ impl Transport for SysvMq {
     crate::transport::endpoint_accessors!(fixed Mechanism::MqSysv);
 
     fn send_deadline(&mut self, msg: &[u8], deadline: Deadline) -> Result<(), SendError> {
-        self.send_type(msg, self.send_type, deadline)
+        self.send_type_deadline(msg, self.send_type, deadline)
     }
 
     fn recv_deadline(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, RecvError> {
-        self.recv_type(buf, self.recv_type, deadline)
+        self.recv_type_deadline(buf, self.recv_type, deadline)
             .map(|(n, _)| n)
     }
 
@@ -644,39 +717,6 @@ impl Transport for SysvMq {
             recv_type: self.recv_type,
             send_id: self.send_id,
             send_type: self.send_type,
-        }
-    }
-}
-
-#[cfg(test)]
-mod key_tests {
-    use super::parse_key;
-
-    #[test]
-    fn keys_are_parsed_strictly() {
-        assert_eq!(parse_key("0x1c000001").unwrap(), 0x1c00_0001);
-        assert_eq!(parse_key("0XFFFFFFFF").unwrap(), -1);
-        assert_eq!(parse_key("4294967295").unwrap(), -1);
-        assert_eq!(parse_key("42").unwrap(), 42);
-        for bad in [
-            "0x-1",
-            " 12",
-            "12 ",
-            "+5",
-            "-5",
-            "0x+5",
-            "0x",
-            "",
-            "0x100000000",
-            "4294967296",
-            "18446744073709551616",
-            "1e3",
-            "0",
-            "0x0",
-            "nope",
-            "0b1",
-        ] {
-            assert!(parse_key(bad).is_err(), "{bad:?} accepted");
         }
     }
 }
