@@ -144,11 +144,11 @@ macro_rules! endpoint_accessors {
             self.max
         }
 
-        fn wait(&self) -> $crate::Wait {
+        fn wait_strategy(&self) -> $crate::Wait {
             self.wait
         }
 
-        fn set_wait(&mut self, wait: $crate::Wait) {
+        fn set_wait_strategy(&mut self, wait: $crate::Wait) {
             self.wait = wait;
         }
     };
@@ -205,10 +205,10 @@ pub trait Transport: Send + fmt::Debug {
     fn max_msg_size(&self) -> usize;
 
     /// The current wait strategy.
-    fn wait(&self) -> Wait;
+    fn wait_strategy(&self) -> Wait;
 
     /// Changes the wait strategy.
-    fn set_wait(&mut self, wait: Wait);
+    fn set_wait_strategy(&mut self, wait: Wait);
 
     /// Sends one message, waiting under the wait strategy until `deadline`.
     ///
@@ -388,11 +388,11 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     fn max_msg_size(&self) -> usize {
         (**self).max_msg_size()
     }
-    fn wait(&self) -> Wait {
-        (**self).wait()
+    fn wait_strategy(&self) -> Wait {
+        (**self).wait_strategy()
     }
-    fn set_wait(&mut self, wait: Wait) {
-        (**self).set_wait(wait)
+    fn set_wait_strategy(&mut self, wait: Wait) {
+        (**self).set_wait_strategy(wait)
     }
     fn send_deadline(&mut self, msg: &[u8], deadline: Deadline) -> Result<(), SendError> {
         (**self).send_deadline(msg, deadline)

@@ -144,7 +144,7 @@ pub(super) fn session(
             // the target comes from rotates about 2 MiB too).
             let min = zc::vmsplice_ring_pages(PIPE_SIZE, size);
             let mut v = VmspliceSender::with_ring_pages(w, size, 2 * min)?;
-            v.set_wait(wait);
+            v.set_wait_strategy(wait);
             (r, Sender::Vmsplice(v))
         }
         Path::UdsReadWrite | Path::UdsSplice | Path::UdsSendfile => {
