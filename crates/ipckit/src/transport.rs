@@ -1,26 +1,16 @@
 //! The two traits every mechanism implements: [`Transport`] for mechanisms that carry
 //! messages, [`Notify`] for eventfd, which carries a count; and the words they speak in
-//! ([`Mechanism`], [`Framing`], [`PeerInfo`], [`RawHandle`]).
+//! ([`Mechanism`], [`PeerInfo`], [`RawHandle`]; a byte stream's [`Framing`] is in
+//! [`crate::framing`]).
 
 use crate::error::{RecvError, SendError};
+use crate::framing::Framing;
 use crate::wait::{Deadline, Wait};
 use std::fmt;
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::str::FromStr;
 use std::time::Duration;
-
-/// How messages are delimited on a byte stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Framing {
-    /// A 16-byte header holding the length, then the payload (any bytes); see
-    /// [`crate::framing`].
-    #[default]
-    Length,
-    /// Each message ends with `\n` and must not contain one: what `cat`, `nc` and `socat`
-    /// read and write. A line is at most [`crate::framing::LINE_MAX`] (65,535) bytes.
-    Line,
-}
 
 /// Every mechanism ipckit measures, named as the CLI and the bench name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

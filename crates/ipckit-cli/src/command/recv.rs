@@ -135,7 +135,7 @@ fn receive(
     args: &RecvArgs,
     mech: Mechanism,
     addr: &str,
-    framing: ipckit::Framing,
+    framing: ipckit::framing::Framing,
 ) -> anyhow::Result<()> {
     let opts = Options::default();
     // A FIFO receiver goes on from one writer to the next by itself, and drops (and counts)
@@ -238,7 +238,7 @@ const MAX_PEERS: usize = 256;
 /// The peers of a pollable listener, served side by side: a peer that is silent, or stops
 /// half-way through a message, delays nobody else.
 struct Peers<'a, W: Write> {
-    framing: ipckit::Framing,
+    framing: ipckit::framing::Framing,
     want: u64,
     got: u64,
     /// Peers dropped for breaking the framing.

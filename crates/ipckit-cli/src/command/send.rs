@@ -17,9 +17,10 @@
 use crate::cli::{FramingArg, SendArgs};
 use crate::UserError;
 use ipckit::connect::{self, Options};
+use ipckit::framing::Framing;
 use ipckit::mq::posix::PosixMq;
 use ipckit::mq::sysv::{self, SysvMq};
-use ipckit::{Framing, Mechanism, SendError, Transport, Wait};
+use ipckit::{Mechanism, SendError, Transport, Wait};
 use std::io::{self, BufRead};
 use std::path::Path;
 use std::time::Duration;
@@ -230,14 +231,14 @@ pub(crate) fn check_address(mech: Mechanism, addr: &str) -> anyhow::Result<Strin
             }
         }
         Mechanism::MqPosix => {
-            ipckit::mq::posix::check_name(addr).map_err(|e| UserError::new(e.to_string()))?;
+            ipckit::name::check_posix_mq(addr).map_err(|e| UserError::new(e.to_string()))?;
             Ok(addr.to_owned())
         }
         Mechanism::MqSysv => {
             sysv::parse_key(addr).map_err(|e| bad(&e.to_string()))?;
             Ok(addr.to_owned())
         }
-        Mechanism::Shm => ipckit::shm::check_name(addr).map_err(|e| bad(&e.to_string())),
+        Mechanism::Shm => ipckit::name::check_shm(addr).map_err(|e| bad(&e.to_string())),
     }
 }
 

@@ -88,6 +88,5 @@ pub use mutex::{
     MUTEX_LAYOUT,
 };
 pub use pair::{PairOptions, DEFAULT_CAPACITY, PAIR_LAYOUT};
-pub use segment::{
-    check_name, HugePages, HugeStatus, Layout, Segment, SegmentBuilder, HEADER_LEN, NAME_MAX,
-};
+pub(crate) use segment::check_name;
+pub use segment::{HugePages, HugeStatus, Layout, Segment, SegmentBuilder, HEADER_LEN, NAME_MAX};

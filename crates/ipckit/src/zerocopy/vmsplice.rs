@@ -270,7 +270,7 @@ impl VmspliceSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zerocopy::page_size;
+    use crate::process::page_size;
 
     #[test]
     fn ring_sizes() {

@@ -26,7 +26,7 @@ pub fn run(role: &str) {
     };
     let code = match role {
         "echo" => {
-            let before = ipckit::count_open_fds().unwrap();
+            let before = ipckit::process::count_open_fds().unwrap();
             {
                 let mut ep = connect(mech, &addr, &opts).expect("peer connect");
                 let mut buf = vec![0u8; ep.max_msg_size()];
@@ -42,7 +42,7 @@ pub fn run(role: &str) {
                     }
                 }
             }
-            let after = ipckit::count_open_fds().unwrap();
+            let after = ipckit::process::count_open_fds().unwrap();
             // A pipe peer adopts two inherited descriptors, which its endpoint closes.
             let inherited = if mech == Mechanism::Pipe { 2 } else { 0 };
             if after + inherited != before {
@@ -178,7 +178,7 @@ pub fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<i32
 /// descriptors meanwhile.
 fn fdcheck() -> ! {
     let mech: Mechanism = std::env::var("MECH").unwrap().parse().unwrap();
-    let before = ipckit::count_open_fds().unwrap();
+    let before = ipckit::process::count_open_fds().unwrap();
     for _ in 0..3 {
         let mut pair = start(mech, "echo", Wait::Block);
         let mut buf = vec![0u8; pair.ep.max_msg_size()];
@@ -186,7 +186,7 @@ fn fdcheck() -> ! {
         pair.ep.recv(&mut buf).unwrap();
         finish(pair, mech);
     }
-    let after = ipckit::count_open_fds().unwrap();
+    let after = ipckit::process::count_open_fds().unwrap();
     if before != after {
         eprintln!("fd leak: {before} open before, {after} after three pairs");
         std::process::exit(3);

@@ -6,9 +6,10 @@
 
 use crate::util;
 use ipckit::pipe::{self, PipeWriter};
+use ipckit::process::count_open_fds;
 use ipckit::shm::Segment;
 use ipckit::unix::{self, Passable};
-use ipckit::{count_open_fds, Transport, Wait};
+use ipckit::{Transport, Wait};
 use std::io::{ErrorKind, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;

@@ -88,8 +88,8 @@ fn fifo_is_0600_exclusive_and_open_write_times_out() {
 #[test]
 fn line_framing_speaks_plain_text() {
     let (mut r, mut w) = pipe::pipe(Wait::Block, None).unwrap();
-    r.set_framing(ipckit::Framing::Line);
-    w.set_framing(ipckit::Framing::Line);
+    r.set_framing(ipckit::framing::Framing::Line);
+    w.set_framing(ipckit::framing::Framing::Line);
     assert_eq!(
         w.max_msg_size(),
         64 * 1024 - 1,

@@ -58,7 +58,7 @@ fn vmsplice_rotation_is_read_intact_by_another_process() {
 fn vmsplice_negative_control_a_rewritten_page_is_read_as_rewritten() {
     util::init();
     let (mut r, w) = pipe::raw_pipe().unwrap();
-    let page = zerocopy::page_size();
+    let page = ipckit::process::page_size();
     // A page-aligned buffer: a Vec of one page, aligned by over-allocating.
     let mut v = vec![0u8; 2 * page];
     let off = v.as_ptr().align_offset(page);
