@@ -208,7 +208,7 @@ pub(super) fn session(
     let (sent, first_send_ns, cpu_ns) = stream(&mut sender, size, opts)?;
     let zc = match &mut sender {
         Sender::TcpZc(z) => {
-            z.flush(Some(Duration::from_secs(10)))?;
+            z.flush_timeout(Duration::from_secs(10))?;
             Some(z.stats())
         }
         _ => None,

@@ -212,8 +212,7 @@ fn stdout_closed() -> bool {
         return false;
     }
     let mut events = Events::with_capacity(1);
-    matches!(ep.wait(&mut events, Some(Duration::ZERO)), Ok(n) if n > 0)
-        && events.iter().any(|e| e.is_error())
+    matches!(ep.try_wait(&mut events), Ok(n) if n > 0) && events.iter().any(|e| e.is_error())
 }
 
 fn list_topics() -> anyhow::Result<()> {

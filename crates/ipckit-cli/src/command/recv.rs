@@ -274,7 +274,7 @@ impl<W: Write> Peers<'_, W> {
                 }
                 listening = wanted;
             }
-            if ep.wait(&mut events, Some(slice))? == 0 {
+            if ep.wait_timeout(&mut events, slice)? == 0 {
                 if terminated() {
                     // A quiet slice after SIGTERM: everything sent is received.
                     break;

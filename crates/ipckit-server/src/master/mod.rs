@@ -276,7 +276,7 @@ impl Master {
                 }
             }
             let timeout = self.next_timeout();
-            self.epoll.wait(&mut events, Some(timeout))?;
+            self.epoll.wait_timeout(&mut events, timeout)?;
             let tokens: Vec<u64> = events.iter().map(|e| e.token()).collect();
             for t in tokens {
                 if t == SIGNALS_TOKEN {

@@ -217,7 +217,7 @@ impl Worker<'_, '_> {
             } else {
                 Duration::ZERO
             };
-            self.epoll.wait(events, Some(timeout))?;
+            self.epoll.wait_timeout(events, timeout)?;
             self.tick();
             for ev in events.iter() {
                 let token = ev.token();
