@@ -60,7 +60,10 @@ impl Listener {
             return Ok(Box::new(l.accept_next(timeout)?));
         }
         if let Some(l) = &self.unix {
-            return l.accept(timeout);
+            return match timeout {
+                None => l.accept(),
+                Some(t) => l.accept_timeout(t),
+            };
         }
         let Some(fd) = &self.fd else {
             return Err(invalid("listener without a socket"));

@@ -99,7 +99,7 @@ pub fn ip_addr(addr: &str) -> io::Result<SocketAddr> {
 }
 
 /// Binds a Unix socket of type `ty` at `addr`, owner-only, recorded in the registry: the
-/// same code as [`crate::unix::ListenerBuilder::bind`] (safe directory, exact mode, stale
+/// same code as [`crate::unix::ListenerBuilder::create`] (safe directory, exact mode, stale
 /// files reclaimed), with a taken address reported as `AlreadyExists` as it always was here.
 pub(super) fn bind_unix(
     ty: i32,
@@ -107,7 +107,7 @@ pub(super) fn bind_unix(
     mode: u32,
 ) -> io::Result<(OwnedFd, Option<ObjectGuard>)> {
     let ua = unix_addr(addr)?;
-    crate::unix::listener::bind_socket(ty, &ua, addr, mode).map_err(|e| {
+    crate::unix::bind_socket(ty, &ua, addr, mode).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
             io::Error::new(io::ErrorKind::AlreadyExists, e.to_string())
         } else {
@@ -160,7 +160,7 @@ pub(super) fn unix_listener(
     if let Some(m) = opts.max_msg_size {
         b = b.max_msg_size(m);
     }
-    b.bind().map_err(|e| {
+    b.create().map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
             io::Error::new(io::ErrorKind::AlreadyExists, e.to_string())
         } else {

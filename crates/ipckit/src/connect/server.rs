@@ -228,7 +228,7 @@ impl Server {
             }
             Inner::UnixListener(l) => {
                 let (c, cred) = l
-                    .accept_raw(Some(opts.timeout))
+                    .accept_raw_timeout(opts.timeout)
                     .map_err(|e| match e.kind() {
                         io::ErrorKind::TimedOut => timed_out("no peer connected", &opts),
                         _ => e,

@@ -227,7 +227,7 @@ fn async_accept_applies_the_policy() {
                     ListenerBuilder::new(&addr)
                         .seqpacket(seq)
                         .policy(Policy::uids([u32::MAX - 1]))
-                        .bind()
+                        .create()
                         .unwrap(),
                 )
                 .unwrap();
@@ -241,7 +241,7 @@ fn async_accept_applies_the_policy() {
 
                 // Our own uid: accepted and answered.
                 let l = AsyncUnixListener::new(
-                    ListenerBuilder::new(&addr).seqpacket(seq).bind().unwrap(),
+                    ListenerBuilder::new(&addr).seqpacket(seq).create().unwrap(),
                 )
                 .unwrap();
                 let (mut child, mut out) = spawn_client();
@@ -272,7 +272,7 @@ fn outside_a_runtime_is_an_error_not_a_panic() {
     let path = dir.join(ipckit::registry::unique_name("no-rt"));
     let listener = ListenerBuilder::new(path.to_str().unwrap())
         .policy(Policy::same_uid())
-        .bind()
+        .create()
         .unwrap();
     let e = AsyncUnixListener::new(listener).unwrap_err();
     assert!(e.to_string().contains("tokio runtime"), "{e}");

@@ -49,7 +49,7 @@ pub fn run(role: &str) {
         }
         // Binds a listener at ADDR, says so, and waits to be killed.
         "hold" => {
-            let _l = ListenerBuilder::new(addr).bind().expect("hold bind");
+            let _l = ListenerBuilder::new(addr).create().expect("hold bind");
             out("ready".into());
             std::thread::sleep(Duration::from_secs(60));
         }
@@ -59,7 +59,7 @@ pub fn run(role: &str) {
             let mode = u32::from_str_radix(&std::env::var("MODE").unwrap(), 8).unwrap();
             // SAFETY: umask has no preconditions; this process is single-threaded here.
             unsafe { libc::umask(umask as libc::mode_t) };
-            let _l = ListenerBuilder::new(&addr).mode(mode).bind().unwrap();
+            let _l = ListenerBuilder::new(&addr).mode(mode).create().unwrap();
             let m = std::fs::symlink_metadata(&addr).unwrap().mode() & 0o7777;
             out(format!("{m:o}"));
         }
