@@ -31,23 +31,23 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Across processes, [`connect`] makes a connected pair of any mechanism from a string
-//! address:
+//! Across processes, a [`connect::ChannelBuilder`] makes a connected pair of any mechanism
+//! from a string address:
 //!
 //! ```no_run
-//! use ipckit::connect::{connect, Options, Server};
+//! use ipckit::connect::ChannelBuilder;
 //! use ipckit::{Mechanism, Transport, Wait};
 //! # fn main() -> std::io::Result<()> {
+//! let chan = ChannelBuilder::new(Mechanism::MqPosix).wait(Wait::ADAPTIVE);
 //! // Process 1
-//! let opts = Options { wait: Wait::ADAPTIVE, ..Options::default() };
-//! let server = Server::create(Mechanism::MqPosix, &opts)?; // owner-only, exclusive
-//! let address = server.address(); // "/ipckit-<run>-mq-<pid>-0": give it to process 2
-//! let mut ep = server.accept()?; // waits for process 2's hello
+//! let mut listener = chan.create()?; // owner-only, exclusive
+//! let address = listener.address(); // "/ipckit-<run>-mq-<pid>-0": give it to process 2
+//! let mut ep = listener.accept()?; // waits for process 2's hello
 //! let mut buf = vec![0; ep.max_msg_size()];
 //! let n = ep.recv(&mut buf)?; // PeerGone, never a hang, if process 2 dies
 //!
 //! // Process 2
-//! let mut ep = connect(Mechanism::MqPosix, &address, &opts)?;
+//! let mut ep = chan.open(&address)?;
 //! ep.send(b"ping")?;
 //! # Ok(()) }
 //! ```

@@ -370,7 +370,7 @@ pub trait Notify: Send + fmt::Debug {
 }
 
 /// A boxed transport is a transport, so generic code (`fn run<T: Transport>`) takes what
-/// [`crate::connect::connect`] returns.
+/// [`ChannelBuilder::open`](crate::connect::ChannelBuilder::open) returns.
 impl<T: Transport + ?Sized> Transport for Box<T> {
     fn mechanism(&self) -> Mechanism {
         (**self).mechanism()

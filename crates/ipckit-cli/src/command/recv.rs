@@ -22,7 +22,7 @@ use super::demo::interrupt;
 use super::send::{check_address, framing_for, open_error};
 use crate::cli::RecvArgs;
 use crate::UserError;
-use ipckit::connect::{self, Listener, Options, Receiver};
+use ipckit::connect::{self, ChannelBuilder, Listener, Receiver};
 use ipckit::mq::sysv::{self, SysvMq, SysvOptions};
 use ipckit::{Mechanism, RecvError, Transport, Wait};
 use std::io::{self, Write};
@@ -137,12 +137,12 @@ fn receive(
     addr: &str,
     framing: ipckit::framing::Framing,
 ) -> anyhow::Result<()> {
-    let opts = Options::default();
+    let chan = ChannelBuilder::new(mech);
     // A FIFO receiver goes on from one writer to the next by itself, and drops (and counts)
     // a message a writer left unfinished: the end of a writer's session is how it tells.
     let mut source = match mech {
         Mechanism::MqSysv => Source::One(open_sysv(addr, args.msg_type)?),
-        _ => match connect::open_receiver(mech, addr, &opts) {
+        _ => match chan.create_receiver(addr) {
             Ok(Receiver::Endpoint(ep)) => Source::One(ep),
             Ok(Receiver::Listener(l)) => Source::Listener(l),
             Err(e) => return Err(open_error(e, mech, addr, "receive at")),
@@ -286,14 +286,14 @@ impl<W: Write> Peers<'_, W> {
                 if token == LISTENER {
                     // Every peer waiting, in the order they connected.
                     while listening && peers.len() < MAX_PEERS {
-                        match l.accept(Some(Duration::ZERO)) {
+                        match l.try_accept() {
                             Ok(mut p) => {
                                 p.set_framing(self.framing);
                                 ep.add(read_fd(p.as_ref())?, next_token, Interest::INPUT)?;
                                 peers.insert(next_token, p);
                                 next_token += 1;
                             }
-                            Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                                 eprintln!("ipckit: {e}")
                             }
@@ -434,7 +434,7 @@ fn open_sysv(addr: &str, msg_type: Option<i64>) -> anyhow::Result<Box<dyn Transp
                 SysvMq::create(key, SysvOptions::default())
             }
             Ok(q) => {
-                connect::check_existing_queue(addr, q.owner()?, &Default::default())?;
+                connect::check_existing_queue(addr, q.owner()?, false)?;
                 Ok(q)
             }
             r => r,
@@ -457,7 +457,7 @@ fn accept(l: &Listener, clock: &Clock) -> anyhow::Result<Option<Box<dyn Transpor
             // Draining receives from the peer at hand; no new one is taken.
             return Ok(None);
         }
-        match l.accept(Some(slice)) {
+        match l.accept_timeout(slice) {
             Ok(ep) => return Ok(Some(ep)),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => eprintln!("ipckit: {e}"),

@@ -16,7 +16,7 @@
 
 use crate::cli::{FramingArg, SendArgs};
 use crate::UserError;
-use ipckit::connect::{self, Options};
+use ipckit::connect::{self, ChannelBuilder};
 use ipckit::framing::Framing;
 use ipckit::mq::posix::PosixMq;
 use ipckit::mq::sysv::{self, SysvMq};
@@ -129,10 +129,7 @@ fn open_sender(
     addr: &str,
     priority: Option<u32>,
 ) -> anyhow::Result<Box<dyn Transport>> {
-    let opts = Options {
-        timeout: OPEN_TIMEOUT,
-        ..Options::default()
-    };
+    let chan = ChannelBuilder::new(mech).timeout(OPEN_TIMEOUT);
     let r: io::Result<Box<dyn Transport>> = match mech {
         // Opened directly: the priority and the message type are not on the trait.
         // Linux accepts priorities below MQ_PRIO_MAX (32768).
@@ -141,7 +138,7 @@ fn open_sender(
         }
         // One-way senders: a send waiting on a full queue learns of the receiver's end.
         Mechanism::MqPosix => PosixMq::open_sender(addr, Wait::Block).and_then(|mut q| {
-            connect::check_existing_queue(addr, q.owner()?, &opts)?;
+            connect::check_existing_queue(addr, q.owner()?, false)?;
             q.set_priority(priority.unwrap_or(0));
             Ok(Box::new(q) as Box<dyn Transport>)
         }),
@@ -156,12 +153,12 @@ fn open_sender(
             sysv::parse_key(addr)
                 .and_then(|key| SysvMq::open_sender(key, Wait::Block))
                 .and_then(|mut q| {
-                    connect::check_existing_queue(addr, q.owner()?, &opts)?;
+                    connect::check_existing_queue(addr, q.owner()?, false)?;
                     q.set_send_type(mtype)?;
                     Ok(Box::new(q) as Box<dyn Transport>)
                 })
         }
-        _ => connect::open_sender(mech, addr, &opts),
+        _ => chan.open_sender(addr),
     };
     r.map_err(|e| open_error(e, mech, addr, "send to"))
 }

@@ -37,14 +37,13 @@ pub(super) fn unix_addr(addr: &str) -> io::Result<socket::UnixAddr<'_>> {
 }
 
 /// Refuses a queue that was already there unless it is ours and closed to writers of other
-/// users (they could inject messages, or read ours), or the options allow other users.
-/// `owner` comes from [`PosixMq::owner`](crate::mq::posix::PosixMq::owner) or
-/// [`SysvMq::owner`](crate::mq::sysv::SysvMq::owner).
-///
-/// # Errors
-///
-/// `PermissionDenied`, naming the owner and mode.
-pub fn check_existing_queue(name: &str, owner: (u32, u32), opts: &Options) -> io::Result<()> {
+/// users (they could inject messages, or read ours), or the options allow other users; see
+/// [`super::check_existing_queue`].
+pub(super) fn check_existing_queue(
+    name: &str,
+    owner: (u32, u32),
+    opts: &Options,
+) -> io::Result<()> {
     let (uid, mode) = owner;
     if opts.allow_other_users || (uid == registry::euid() && mode & 0o022 == 0) {
         return Ok(());
@@ -53,7 +52,7 @@ pub fn check_existing_queue(name: &str, owner: (u32, u32), opts: &Options) -> io
         io::ErrorKind::PermissionDenied,
         format!(
             "queue {name} belongs to uid {uid} with mode {mode:03o}; refusing a queue other users \
-             own or may write (the library's `Options::allow_other_users` lifts this)"
+             own or may write (the library's `allow_other_users` option lifts this)"
         ),
     ))
 }
@@ -211,7 +210,7 @@ pub(super) fn timed_out(what: &str, opts: &Options) -> io::Error {
 }
 
 /// Waits for `fd` to become readable, at most the options' timeout.
-pub(super) fn wait_readable(fd: &OwnedFd, opts: &Options, what: &str) -> io::Result<()> {
+pub(super) fn wait_readable(fd: impl AsFd, opts: &Options, what: &str) -> io::Result<()> {
     match sysfd::poll(&[(fd.as_fd(), libc::POLLIN)], Some(opts.timeout))? {
         sysfd::Ready::Fd(_) => Ok(()),
         sysfd::Ready::TimedOut => Err(timed_out(what, opts)),

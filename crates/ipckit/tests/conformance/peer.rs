@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use crate::util::{self, init, payload, peer_command, KillOnDrop};
-use ipckit::connect::{connect, Options, Server};
+use ipckit::connect::ChannelBuilder;
 use ipckit::mq::posix::PosixMq;
 use ipckit::mq::sysv::{self, SysvMq};
 use ipckit::{Mechanism, RecvError, Transport, Wait};
@@ -20,15 +20,12 @@ pub fn run(role: &str) {
     let mech: Mechanism = std::env::var("MECH").unwrap().parse().unwrap();
     let addr = std::env::var("ADDR").unwrap();
     let wait = Wait::parse(&std::env::var("WAIT").unwrap_or_else(|_| "block".into())).unwrap();
-    let opts = Options {
-        wait,
-        ..Options::default()
-    };
+    let opts = ChannelBuilder::new(mech).wait(wait);
     let code = match role {
         "echo" => {
             let before = ipckit::process::count_open_fds().unwrap();
             {
-                let mut ep = connect(mech, &addr, &opts).expect("peer connect");
+                let mut ep = opts.open(&addr).expect("peer connect");
                 let mut buf = vec![0u8; ep.max_msg_size()];
                 loop {
                     match ep.recv(&mut buf) {
@@ -53,7 +50,7 @@ pub fn run(role: &str) {
             }
         }
         "stream" => {
-            let mut ep = connect(mech, &addr, &opts).expect("peer connect");
+            let mut ep = opts.open(&addr).expect("peer connect");
             let mut i = 0u64;
             loop {
                 let m = payload(i, 64);
@@ -65,7 +62,7 @@ pub fn run(role: &str) {
             0
         }
         "sleeper" => {
-            let _ep = connect(mech, &addr, &opts).expect("peer connect");
+            let _ep = opts.open(&addr).expect("peer connect");
             std::thread::sleep(Duration::from_secs(60));
             0
         }
@@ -82,11 +79,10 @@ pub struct Pair {
 
 pub fn start(mech: Mechanism, role: &str, wait: Wait) -> Pair {
     init();
-    let opts = Options {
-        wait,
-        ..Options::default()
-    };
-    let server = Server::create(mech, &opts).expect("server create");
+    let mut server = ChannelBuilder::new(mech)
+        .wait(wait)
+        .create()
+        .expect("server create");
     let address = server.address();
     let mut cmd: Command = peer_command(
         role,

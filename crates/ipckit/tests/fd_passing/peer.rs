@@ -174,10 +174,12 @@ fn creds_peer() {
 /// The child of `a_datagram_server_closes_descriptors_attached_to_a_hello`: a Unix datagram
 /// server whose first datagram is garbage with descriptors attached.
 fn dgram_server_peer() {
-    use ipckit::connect::{Options, Server};
+    use ipckit::connect::ChannelBuilder;
     let ch = pipe::channel_from_env(Wait::Block, None).unwrap();
     let sock = unix::endpoint_socket(&ch).unwrap();
-    let server = Server::create(ipckit::Mechanism::UdsDgram, &Options::default()).unwrap();
+    let mut server = ChannelBuilder::new(ipckit::Mechanism::UdsDgram)
+        .create()
+        .unwrap();
     unix::send_with_fds(sock, server.address().as_bytes(), &[]).unwrap();
     let before = count_open_fds().unwrap();
     let e = server.accept().unwrap_err();

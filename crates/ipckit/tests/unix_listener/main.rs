@@ -9,7 +9,7 @@ mod util;
 
 mod peer;
 
-use ipckit::connect::{connect, Options};
+use ipckit::connect::ChannelBuilder;
 use ipckit::framing::HEADER_LEN;
 use ipckit::registry::unique_name;
 use ipckit::unix::{ListenerBuilder, Policy, UnixListener};
@@ -277,7 +277,7 @@ fn sock_path(tag: &str) -> PathBuf {
 fn exchange(l: &UnixListener) {
     let addr = l.address().to_owned();
     let t = std::thread::spawn(move || {
-        let mut c = connect(Mechanism::Uds, &addr, &Options::default()).unwrap();
+        let mut c = ChannelBuilder::new(Mechanism::Uds).open(&addr).unwrap();
         c.send(b"ping").unwrap();
         let mut b = vec![0u8; 16];
         let n = c.recv(&mut b).unwrap();
@@ -477,7 +477,9 @@ fn impossible_addresses_are_clear_errors() {
     check("@", "cannot be empty");
     check("", "cannot be empty");
     // The connect side says the same.
-    let e = connect(Mechanism::Uds, "@bad\0name", &Options::default()).unwrap_err();
+    let e = ChannelBuilder::new(Mechanism::Uds)
+        .open("@bad\0name")
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
 }
 
@@ -485,7 +487,6 @@ fn impossible_addresses_are_clear_errors() {
 /// is reported readable when a message (or a connection) arrives, with its own token.
 #[test]
 fn every_socket_type_is_usable_from_epoll() {
-    use ipckit::connect::{connect_dgram, connect_stream, Server};
     use ipckit::epoll::{Epoll, Events, Interest};
     use ipckit::Transport as _;
     init();
@@ -501,7 +502,7 @@ fn every_socket_type_is_usable_from_epoll() {
         ];
         for (i, mech) in mechs.into_iter().enumerate() {
             let token = 100 + i as u64;
-            let server = Server::create(mech, &Options::default()).unwrap();
+            let mut server = ChannelBuilder::new(mech).create().unwrap();
             let addr = server.address();
             let (tx, rx) = std::sync::mpsc::channel::<()>();
             let t = std::thread::spawn(move || {
@@ -513,7 +514,7 @@ fn every_socket_type_is_usable_from_epoll() {
             });
             let mut buf = vec![0u8; 64 * 1024];
             let got = if mech.is_stream() {
-                let mut c = connect_stream(mech, &addr, &Options::default()).unwrap();
+                let mut c = ChannelBuilder::new(mech).open_stream(&addr).unwrap();
                 ep.add(&c, token, Interest::READABLE).unwrap();
                 assert_eq!(ep.try_wait(&mut events).unwrap(), 0);
                 tx.send(()).unwrap();
@@ -528,7 +529,7 @@ fn every_socket_type_is_usable_from_epoll() {
                 ep.delete(&c).unwrap();
                 buf[..n].to_vec()
             } else {
-                let mut c = connect_dgram(mech, &addr, &Options::default()).unwrap();
+                let mut c = ChannelBuilder::new(mech).open_dgram(&addr).unwrap();
                 ep.add(&c, token, Interest::READABLE).unwrap();
                 assert_eq!(ep.try_wait(&mut events).unwrap(), 0);
                 tx.send(()).unwrap();
@@ -553,7 +554,9 @@ fn every_socket_type_is_usable_from_epoll() {
             .unwrap();
         ep.add(&l, 7, Interest::READABLE).unwrap();
         assert_eq!(ep.try_wait(&mut events).unwrap(), 0);
-        let _c = connect(Mechanism::Uds, l.address(), &Options::default()).unwrap();
+        let _c = ChannelBuilder::new(Mechanism::Uds)
+            .open(l.address())
+            .unwrap();
         assert_eq!(
             ep.wait_timeout(&mut events, Duration::from_secs(10))
                 .unwrap(),

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use crate::util;
-use ipckit::connect::{connect, Options};
+use ipckit::connect::ChannelBuilder;
 use ipckit::unix::ListenerBuilder;
 use ipckit::{Mechanism, RecvError};
 use std::io::Write;
@@ -29,11 +29,8 @@ pub fn run(role: &str) {
         // a line on stdin, then reports what a receive gives: a reply, or how it was closed.
         "client" => {
             let mech: Mechanism = std::env::var("MECH").unwrap().parse().unwrap();
-            let opts = Options {
-                allow_other_users: true,
-                ..Options::default()
-            };
-            let mut ep = connect(mech, &addr, &opts).expect("client connect");
+            let opts = ChannelBuilder::new(mech).allow_other_users(true);
+            let mut ep = opts.open(&addr).expect("client connect");
             ep.send(&util::payload(1, PAYLOAD)).unwrap();
             // SAFETY: geteuid has no preconditions.
             let uid = unsafe { libc::geteuid() };
