@@ -50,12 +50,11 @@ fn terminated() -> bool {
 
 /// SIGTERM sets [`TERMINATED`] instead of the common interrupt flag.
 fn install_term() {
-    use ipckit::signal::{Action, Handler, HandlerOptions, Signal};
-    if let Ok(h) = Handler::install(
-        Signal::SIGTERM,
-        Action::Flag(&TERMINATED),
-        HandlerOptions::default(),
-    ) {
+    use ipckit::signal::{HandlerBuilder, Signal};
+    if let Ok(h) = HandlerBuilder::new(Signal::SIGTERM)
+        .flag(&TERMINATED)
+        .install()
+    {
         // The handler lasts for the rest of the process.
         std::mem::forget(h);
     }
