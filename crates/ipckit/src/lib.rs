@@ -61,7 +61,31 @@
 //!   the mechanisms without a connection (datagrams, queues), whose endpoints exchange a
 //!   hello with their pids.
 //! - Raw syscalls live in a private `sys` layer; the crate root denies `unsafe_code`.
+//!
+//! ## Conventions
+//!
+//! Every mechanism follows the same rules, so what you learn on one carries to the others.
+//!
+//! - **Making and attaching.** A named object (a path, a name or a key another process can
+//!   find) is made through a builder, `XBuilder::new(name)`, whose setters take and return it
+//!   by value (`.wait(..)`, `.max_msg_size(..)`, `.capacity(..)`, `.mode(..)`,
+//!   `.timeout(..)`) and which ends in `.create()` (exclusive, owner-only unless `.mode(..)`,
+//!   recorded, removed when its creator drops it) or `.open()` (attaches, never creates); a
+//!   role that attaches differently has its own verb on the same builder (`.open_sender()`).
+//!   An unnamed object (pipe, socketpair, eventfd, epoll) has `X::new()`, and a builder only
+//!   where it has options. The generic entry point is [`connect::ChannelBuilder`].
+//! - **Listeners.** Every type that accepts peers is a `...Listener` with `accept()`,
+//!   `try_accept()` and `accept_timeout(Duration)`.
+//! - **Time limits.** A blocking operation comes as `op()` (waits as long as it takes, under
+//!   the object's [`Wait`]), `try_op()` (never waits: `WouldBlock`, `Empty`, `Full`) and
+//!   `op_timeout(Duration)`; no method takes an `Option<Duration>`. The trait methods that
+//!   compose waits take a [`Deadline`].
+//! - **One name per concept.** The wait strategy is [`Wait`]: `.wait(..)` on a builder,
+//!   `wait_strategy()` / `set_wait_strategy(..)` on a live endpoint; `max_msg_size` is the
+//!   largest message, `capacity` a buffer's size in bytes, `mode` permission bits,
+//!   `allow_other_users` the credential policy.
 #![deny(unsafe_code, missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod connect;
 mod dgram;
@@ -86,6 +110,7 @@ pub mod signal;
 mod stream;
 mod sys;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
 mod transport;
 pub mod unix;
