@@ -130,13 +130,13 @@ fn run_inner(t: &Target, size: usize, cpus: [usize; 2], p: &Params) -> io::Resul
     };
     match t.lib {
         Lib::Ipckit(mech) => {
-            let opts = ipckit::connect::Options {
-                wait: t.wait,
-                timeout: Duration::from_secs(10),
-                max_msg_size: max_msg_for(size),
-                ..Default::default()
-            };
-            let server = ipckit::connect::Server::create(mech, &opts)?;
+            let mut chan = ipckit::connect::ChannelBuilder::new(mech)
+                .wait(t.wait)
+                .timeout(Duration::from_secs(10));
+            if let Some(m) = max_msg_for(size) {
+                chan = chan.max_msg_size(m);
+            }
+            let mut server = chan.create()?;
             spec.address = server.address();
             let (guard, mut ctl) =
                 peer::spawn(&mut spec, |cmd| server.configure_child(cmd), &[], limit)?;
@@ -282,13 +282,13 @@ pub fn serve_peer(spec: &PeerSpec, ctl: &mut Control) -> io::Result<()> {
         .ok_or_else(|| io::Error::other("peer spec without a message size"))?;
     match t.lib {
         Lib::Ipckit(mech) => {
-            let opts = ipckit::connect::Options {
-                wait: t.wait,
-                timeout: Duration::from_secs(10),
-                max_msg_size: max_msg_for(size),
-                ..Default::default()
-            };
-            let tr = ipckit::connect::connect(mech, &spec.address, &opts)?;
+            let mut chan = ipckit::connect::ChannelBuilder::new(mech)
+                .wait(t.wait)
+                .timeout(Duration::from_secs(10));
+            if let Some(m) = max_msg_for(size) {
+                chan = chan.max_msg_size(m);
+            }
+            let tr = chan.open(&spec.address)?;
             let cap = tr.max_msg_size();
             let mut ch = IpcChannel(tr);
             peer_phases(&mut ch, None::<&mut IpcChannel>, cap, spec, ctl)

@@ -5,7 +5,7 @@ use ipckit::{Mechanism, Wait};
 /// The library under a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lib {
-    /// ipckit, through `ipckit::connect::{Server, connect}` with this mechanism.
+    /// ipckit, through `ipckit::connect::ChannelBuilder` with this mechanism.
     Ipckit(Mechanism),
     /// iceoryx2's IPC publish-subscribe (shared memory).
     Iceoryx2,

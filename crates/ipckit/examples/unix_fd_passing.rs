@@ -8,7 +8,7 @@
 //!
 //! Run it: `cargo run -p ipckit --example unix_fd_passing`
 
-use ipckit::connect::{connect_stream, Options};
+use ipckit::connect::ChannelBuilder;
 use ipckit::pipe::PipeWriter;
 use ipckit::unix::{self, ListenerBuilder};
 use ipckit::Mechanism;
@@ -41,10 +41,10 @@ fn parent() -> Result<(), Box<dyn Error>> {
     // Process 1: a listener (socket file 0600, removed on drop) in a private directory.
     let dir = PrivateDir::new()?;
     let path = dir.0.join("fd.sock").display().to_string();
-    let listener = ListenerBuilder::new(path.as_str()).bind()?;
+    let listener = ListenerBuilder::new(path.as_str()).create()?;
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe).args(["child", &path]).spawn()?;
-    let (sock, peer) = listener.accept_raw(Some(LIMIT))?;
+    let (sock, peer) = listener.accept_raw_timeout(LIMIT)?;
     let (me, pid, uid) = (std::process::id(), peer.pid, peer.uid);
     println!("[process 1, pid {me}] connection from pid {pid}, uid {uid} (SO_PEERCRED)");
     if pid != child.id() as i32 {
@@ -74,7 +74,7 @@ fn parent() -> Result<(), Box<dyn Error>> {
 
 fn child(path: &str) -> Result<(), Box<dyn Error>> {
     // Process 2: connect, then receive a descriptor of a known kind (checked: a pipe).
-    let ep = connect_stream(Mechanism::Uds, path, &Options::default())?;
+    let ep = ChannelBuilder::new(Mechanism::Uds).open_stream(path)?;
     let sock = unix::endpoint_socket(&ep)?;
     let mut w: PipeWriter = unix::recv_fd(sock)?;
     let me = std::process::id();

@@ -4,23 +4,24 @@
 //! # Unix datagram receivers check every sender
 //!
 //! A datagram socket has no connection whose peer could be checked once, and Linux gives
-//! `SO_PEERCRED` on datagram sockets only for socketpairs; and an abstract address has no
-//! file mode to keep other users out. So a one-way Unix datagram receiver
-//! ([`crate::connect::open_receiver`]) sets `SO_PASSCRED`, reads every datagram's
-//! `SCM_CREDENTIALS` (the kernel's word: an unprivileged sender cannot claim another uid),
-//! and drops and counts ([`Transport::dropped`]) those its [`Policy`] refuses (another uid,
-//! by default) unread. Path-bound receivers do the same, whatever the file's mode.
+//! `SO_PEERCRED` on datagram sockets only for socketpairs; and an abstract address has no file mode
+//! to keep other users out. So a one-way Unix datagram receiver
+//! ([`ChannelBuilder::create_receiver`](crate::connect::ChannelBuilder::create_receiver)) sets
+//! `SO_PASSCRED`, reads every datagram's `SCM_CREDENTIALS` (the kernel's word: an unprivileged
+//! sender cannot claim another uid), and drops and counts ([`Transport::dropped`]) those its
+//! [`Policy`] refuses (another uid, by default) unread. Path-bound receivers do the same, whatever
+//! the file's mode.
 //!
 //! A sender checks its receiver the other way round with a hello before its first message
-//! ([`crate::connect::open_sender`]): it sets `SO_PASSCRED` on its own socket, which is
-//! autobound and connected to the receiver, sends a probe (a fixed text and a random
-//! nonce), and waits for the receiver's answer carrying the same nonce. The answer's
-//! `SCM_CREDENTIALS` are checked against the sender's policy. It cannot be forged: a
-//! connected datagram socket accepts datagrams only from the address it is connected to (the
-//! kernel refuses anyone else's with `EPERM`), and the credentials are the kernel's. A
-//! receiver that is not ipckit gets the probe (a readable line, `ipckit-dgram-hello`) and
-//! never answers, so the sender fails with a clear error after its timeout instead of
-//! sending into a socket it cannot vouch for.
+//! ([`ChannelBuilder::open_sender`](crate::connect::ChannelBuilder::open_sender)): it sets
+//! `SO_PASSCRED` on its own socket, which is autobound and connected to the receiver, sends a probe
+//! (a fixed text and a random nonce), and waits for the receiver's answer carrying the same nonce.
+//! The answer's `SCM_CREDENTIALS` are checked against the sender's policy. It cannot be forged: a
+//! connected datagram socket accepts datagrams only from the address it is connected to (the kernel
+//! refuses anyone else's with `EPERM`), and the credentials are the kernel's. A receiver that is
+//! not ipckit gets the probe (a readable line, `ipckit-dgram-hello`) and never answers, so the
+//! sender fails with a clear error after its timeout instead of sending into a socket it cannot
+//! vouch for.
 
 use crate::error::{RecvError, SendError};
 use crate::peer::{self, Hello, HELLO_LEN};
@@ -36,14 +37,16 @@ use std::time::Duration;
 
 /// A message-socket endpoint.
 ///
-/// A one-way Unix datagram receiver ([`crate::connect::open_receiver`]) checks every
-/// datagram's `SCM_CREDENTIALS` against its [`Policy`] (our own uid by default) and drops and
-/// counts ([`Transport::dropped`]) the refused ones unread: Linux gives `SO_PEERCRED` on
-/// datagram sockets only for socketpairs, and an abstract address has no file mode. A sender
-/// ([`crate::connect::open_sender`]) first sends a probe with a random nonce and waits for
-/// the receiver's answer, whose kernel-vouched credentials it checks in turn; only the
-/// receiver can send to the sender's connected socket, so the answer cannot be forged, and a
-/// socket that is not an ipckit receiver never answers (the sender fails after its timeout).
+/// A one-way Unix datagram receiver
+/// ([`ChannelBuilder::create_receiver`](crate::connect::ChannelBuilder::create_receiver)) checks
+/// every datagram's `SCM_CREDENTIALS` against its [`Policy`] (our own uid by default) and drops and
+/// counts ([`Transport::dropped`]) the refused ones unread: Linux gives `SO_PEERCRED` on datagram
+/// sockets only for socketpairs, and an abstract address has no file mode. A sender
+/// ([`ChannelBuilder::open_sender`](crate::connect::ChannelBuilder::open_sender)) first sends a
+/// probe with a random nonce and waits for the receiver's answer, whose kernel-vouched credentials
+/// it checks in turn; only the receiver can send to the sender's connected socket, so the answer
+/// cannot be forged, and a socket that is not an ipckit receiver never answers (the sender fails
+/// after its timeout).
 #[derive(Debug)]
 pub struct DgramEndpoint {
     mech: Mechanism,

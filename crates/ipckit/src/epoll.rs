@@ -16,15 +16,14 @@
 //! use ipckit::epoll::{Epoll, Events, Interest};
 //! use ipckit::pipe;
 //! use std::io::Write;
-//! use std::time::Duration;
 //! # fn main() -> std::io::Result<()> {
 //! let (r, mut w) = pipe::raw_pipe()?;
 //! let ep = Epoll::new()?;
 //! ep.add(&r, 7, Interest::READABLE)?;
 //! let mut events = Events::with_capacity(16);
-//! assert_eq!(ep.wait(&mut events, Some(Duration::ZERO))?, 0); // nothing to read yet
+//! assert_eq!(ep.try_wait(&mut events)?, 0); // nothing to read yet
 //! w.write_all(b"x")?;
-//! ep.wait(&mut events, None)?;
+//! ep.wait(&mut events)?;
 //! let ev = events.iter().next().unwrap();
 //! assert!(ev.token() == 7 && ev.is_readable());
 //! # Ok(()) }
@@ -209,17 +208,41 @@ impl Epoll {
         sys::ctl(self.fd.as_fd(), libc::EPOLL_CTL_DEL, fd.as_fd(), 0, 0)
     }
 
-    /// Waits until at least one registered descriptor is ready or `timeout` passes (`None`:
-    /// no limit; `Some(Duration::ZERO)`: just look). Fills `events` and returns how many.
-    /// A signal that interrupts the wait is absorbed and the wait goes on with the time
-    /// left; to react to signals, register a [`Signals`](crate::signal::Signals).
+    /// Waits until at least one registered descriptor is ready, as long as it takes. Fills
+    /// `events` and returns how many. A signal that interrupts the wait is absorbed and the
+    /// wait goes on; to react to signals, register a [`Signals`](crate::signal::Signals).
     ///
     /// # Errors
     ///
     /// The `epoll_wait` error.
     #[doc(alias = "epoll_wait")]
-    pub fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    pub fn wait(&self, events: &mut Events) -> io::Result<usize> {
+        self.wait_until(events, None)
+    }
+
+    /// Fills `events` with the descriptors ready now and returns how many (0 if none),
+    /// without waiting.
+    ///
+    /// # Errors
+    ///
+    /// The `epoll_wait` error.
+    pub fn try_wait(&self, events: &mut Events) -> io::Result<usize> {
+        self.wait_timeout(events, Duration::ZERO)
+    }
+
+    /// Waits until at least one registered descriptor is ready or `timeout` passes; returns
+    /// how many are ready (0 when the time is up). An interrupting signal is absorbed and the
+    /// wait goes on with the time left, as in [`Epoll::wait`].
+    ///
+    /// # Errors
+    ///
+    /// The `epoll_wait` error.
+    pub fn wait_timeout(&self, events: &mut Events, timeout: Duration) -> io::Result<usize> {
+        self.wait_until(events, Instant::now().checked_add(timeout))
+    }
+
+    /// `deadline`: `None` for no limit.
+    fn wait_until(&self, events: &mut Events, deadline: Option<Instant>) -> io::Result<usize> {
         loop {
             let ms = match deadline {
                 None => -1,

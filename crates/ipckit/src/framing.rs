@@ -8,7 +8,7 @@
 //! took 14.8 µs with the payload aligned, 40 µs behind a 4-byte header, 14.7 µs behind a
 //! 16-byte one). The zero bytes also catch a peer that is not speaking this framing.
 //!
-//! Line framing ([`crate::Framing::Line`], what `cat` and `nc` speak) has no length ahead of
+//! Line framing ([`Framing::Line`], what `cat` and `nc` speak) has no length ahead of
 //! a message, so the receiver must hold a line whole before it knows where it ends: a line
 //! is at most [`LINE_MAX`] bytes (65,535, the newline excluded), which keeps a connection's
 //! buffer at 64 KiB whatever a peer sends. Length framing has no such limit below the
@@ -21,6 +21,18 @@
 //! maximum is rejected as soon as its four bytes arrive.
 
 use std::io;
+
+/// How messages are delimited on a byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framing {
+    /// A 16-byte header holding the length, then the payload (any bytes); see the
+    /// [module docs](self).
+    #[default]
+    Length,
+    /// Each message ends with `\n` and must not contain one: what `cat`, `nc` and `socat`
+    /// read and write. A line is at most [`LINE_MAX`] (65,535) bytes.
+    Line,
+}
 
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 16;

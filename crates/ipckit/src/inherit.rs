@@ -1,5 +1,6 @@
-//! Adopting descriptors a parent passed across `exec` (with
-//! [`inherit_only`](crate::pipe::inherit_only)) by number, with checks.
+//! For servers: adopting descriptors a parent passed across `exec` (with
+//! [`inherit_only`](crate::pipe::inherit_only)) by number, with checks; `ipckit serve`'s
+//! workers adopt their listening sockets and status board this way.
 //!
 //! A number from an environment variable is only a claim. Each function here checks that the
 //! descriptor is open, not stdio, was inherited (its `FD_CLOEXEC` is clear, which nothing
@@ -23,7 +24,8 @@ pub fn tcp_listener(fd: RawFd) -> io::Result<TcpListener> {
 }
 
 /// Adopts an inherited regular file: a memfd or a POSIX shared memory object (for
-/// [`SegmentBuilder::open_fd`](crate::shm::SegmentBuilder::open_fd)).
+/// [`SegmentBuilder::open_fd`](crate::shm::SegmentBuilder::open_fd), hence an `OwnedFd`
+/// rather than a `File`).
 ///
 /// # Errors
 ///

@@ -31,23 +31,23 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Across processes, [`connect`] makes a connected pair of any mechanism from a string
-//! address:
+//! Across processes, a [`connect::ChannelBuilder`] makes a connected pair of any mechanism
+//! from a string address:
 //!
 //! ```no_run
-//! use ipckit::connect::{connect, Options, Server};
+//! use ipckit::connect::ChannelBuilder;
 //! use ipckit::{Mechanism, Transport, Wait};
 //! # fn main() -> std::io::Result<()> {
+//! let chan = ChannelBuilder::new(Mechanism::MqPosix).wait(Wait::ADAPTIVE);
 //! // Process 1
-//! let opts = Options { wait: Wait::ADAPTIVE, ..Options::default() };
-//! let server = Server::create(Mechanism::MqPosix, &opts)?; // owner-only, exclusive
-//! let address = server.address(); // "/ipckit-<run>-mq-<pid>-0": give it to process 2
-//! let mut ep = server.accept()?; // waits for process 2's hello
+//! let mut listener = chan.create()?; // owner-only, exclusive
+//! let address = listener.address(); // "/ipckit-<run>-mq-<pid>-0": give it to process 2
+//! let mut ep = listener.accept()?; // waits for process 2's hello
 //! let mut buf = vec![0; ep.max_msg_size()];
 //! let n = ep.recv(&mut buf)?; // PeerGone, never a hang, if process 2 dies
 //!
 //! // Process 2
-//! let mut ep = connect(Mechanism::MqPosix, &address, &opts)?;
+//! let mut ep = chan.open(&address)?;
 //! ep.send(b"ping")?;
 //! # Ok(()) }
 //! ```
@@ -61,7 +61,31 @@
 //!   the mechanisms without a connection (datagrams, queues), whose endpoints exchange a
 //!   hello with their pids.
 //! - Raw syscalls live in a private `sys` layer; the crate root denies `unsafe_code`.
+//!
+//! ## Conventions
+//!
+//! Every mechanism follows the same rules, so what you learn on one carries to the others.
+//!
+//! - **Making and attaching.** A named object (a path, a name or a key another process can
+//!   find) is made through a builder, `XBuilder::new(name)`, whose setters take and return it
+//!   by value (`.wait(..)`, `.max_msg_size(..)`, `.capacity(..)`, `.mode(..)`,
+//!   `.timeout(..)`) and which ends in `.create()` (exclusive, owner-only unless `.mode(..)`,
+//!   recorded, removed when its creator drops it) or `.open()` (attaches, never creates); a
+//!   role that attaches differently has its own verb on the same builder (`.open_sender()`).
+//!   An unnamed object (pipe, socketpair, eventfd, epoll) has `X::new()`, and a builder only
+//!   where it has options. The generic entry point is [`connect::ChannelBuilder`].
+//! - **Listeners.** Every type that accepts peers is a `...Listener` with `accept()`,
+//!   `try_accept()` and `accept_timeout(Duration)`.
+//! - **Time limits.** A blocking operation comes as `op()` (waits as long as it takes, under
+//!   the object's [`Wait`]), `try_op()` (never waits: `WouldBlock`, `Empty`, `Full`) and
+//!   `op_timeout(Duration)`; no method takes an `Option<Duration>`. The trait methods that
+//!   compose waits take a [`Deadline`].
+//! - **One name per concept.** The wait strategy is [`Wait`]: `.wait(..)` on a builder,
+//!   `wait_strategy()` / `set_wait_strategy(..)` on a live endpoint; `max_msg_size` is the
+//!   largest message, `capacity` a buffer's size in bytes, `mode` permission bits,
+//!   `allow_other_users` the credential policy.
 #![deny(unsafe_code, missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod connect;
 mod dgram;
@@ -73,6 +97,7 @@ pub mod framing;
 pub mod fs;
 pub mod inherit;
 pub mod mq;
+pub mod name;
 pub mod net;
 mod peer;
 pub mod pipe;
@@ -86,6 +111,7 @@ pub mod signal;
 mod stream;
 mod sys;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
 mod transport;
 pub mod unix;
@@ -95,7 +121,5 @@ pub mod zerocopy;
 pub use dgram::DgramEndpoint;
 pub use error::{RecvError, SendError};
 pub use stream::{StreamEndpoint, DEFAULT_STREAM_MAX, STREAM_MAX_LIMIT};
-pub use sys::fd::count_open_fds;
-pub use sys::proc::{is_alive, start_time};
-pub use transport::{Framing, Mechanism, Notify, PeerInfo, RawHandle, Transport};
+pub use transport::{Mechanism, Notify, PeerInfo, RawHandle, Transport};
 pub use wait::{Deadline, Wait};

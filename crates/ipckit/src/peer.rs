@@ -91,8 +91,8 @@ pub(crate) fn exchange_hello(
     deadline: crate::Deadline,
 ) -> std::io::Result<Hello> {
     use std::io::{Error, ErrorKind};
-    let wait = ep.wait();
-    ep.set_wait(crate::Wait::Block);
+    let wait = ep.wait_strategy();
+    ep.set_wait_strategy(crate::Wait::Block);
     let mine = Hello::mine().encode();
     if client {
         ep.send_deadline(&mine, deadline)?;
@@ -115,7 +115,7 @@ pub(crate) fn exchange_hello(
     if !client {
         ep.send_deadline(&mine, deadline)?;
     }
-    ep.set_wait(wait);
+    ep.set_wait_strategy(wait);
     Ok(hello)
 }
 

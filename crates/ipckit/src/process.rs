@@ -1,12 +1,41 @@
-//! Watching processes by descriptor.
+//! Processes: watching them by descriptor, telling a live one from a reused pid, and facts
+//! about this one.
 //!
 //! A pidfd names one process for its whole life (a reused pid is another process) and becomes
 //! readable when it exits, so a parent can wait for its children in the same `epoll` as its
-//! sockets and signals, with no `SIGCHLD` handler.
+//! sockets and signals, with no `SIGCHLD` handler. Where a process is known only by a pid
+//! written down earlier (a registry record, a state file), [`start_time`] and [`is_alive`]
+//! tell it from a later process that reused the pid.
 
 use crate::sys::proc;
 use std::io;
 use std::os::fd::OwnedFd;
+
+pub use crate::sys::proc::{is_alive, start_time};
+
+/// The number of descriptors this process has open (the entries of `/proc/self/fd`).
+///
+/// For tests (ipckit's own check that nothing leaks a descriptor); not part of the API.
+///
+/// # Errors
+///
+/// The error of reading `/proc/self/fd`.
+#[doc(hidden)]
+pub fn count_open_fds() -> io::Result<usize> {
+    crate::sys::fd::count_open_fds()
+}
+
+/// The memory page size, in bytes (`sysconf(_SC_PAGESIZE)`): the unit the kernel maps,
+/// copies on write and moves with `vmsplice`.
+///
+/// # References
+///
+/// sysconf(3).
+#[doc(alias = "sysconf")]
+#[doc(alias = "_SC_PAGESIZE")]
+pub fn page_size() -> usize {
+    crate::sys::fork::page_size()
+}
 
 /// A pidfd for `pid` (`pidfd_open(pid, 0)`): readable once the process has exited. It does
 /// not reap: a child still has to be waited for.
@@ -70,9 +99,12 @@ mod tests {
         let ep = Epoll::new().unwrap();
         ep.add(&fd, 1, Interest::READABLE).unwrap();
         let mut ev = Events::with_capacity(1);
-        assert_eq!(ep.wait(&mut ev, Some(Duration::ZERO)).unwrap(), 0);
+        assert_eq!(ep.try_wait(&mut ev).unwrap(), 0);
         child.kill().unwrap();
-        assert_eq!(ep.wait(&mut ev, Some(Duration::from_secs(20))).unwrap(), 1);
+        assert_eq!(
+            ep.wait_timeout(&mut ev, Duration::from_secs(20)).unwrap(),
+            1
+        );
         child.wait().unwrap();
         let e = pidfd(u32::MAX >> 2).unwrap_err();
         assert!(e.to_string().contains("pidfd_open"), "{e}");

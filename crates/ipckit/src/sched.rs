@@ -351,7 +351,7 @@ pub fn cpu_node(cpu: usize) -> io::Result<Option<usize>> {
 ///
 /// The OS error of `move_pages`.
 pub fn segment_nodes(seg: &Segment) -> io::Result<BTreeMap<Option<usize>, usize>> {
-    let page = crate::zerocopy::page_size();
+    let page = crate::process::page_size();
     let base = seg.as_ptr() as usize;
     let mut out = BTreeMap::new();
     // In chunks: one status word per page, without a vector the size of a huge segment.

@@ -19,7 +19,7 @@
 //!   keeps running.
 //! - **A second terminating signal** (graceful or fast) while stopping forces exit: adopted
 //!   children are killed (`SIGKILL`) and reaped, and the process exits with `128 + signo` from
-//!   the watcher thread, without running destructors ([`Options::force_exit`] turns this off,
+//!   the watcher thread, without running destructors ([`CoordinatorBuilder::force_exit`] turns this off,
 //!   leaving [`Outcome::Forced`] for `wait_drained` to return).
 //!
 //! # Exit status convention
@@ -168,7 +168,7 @@ pub enum Outcome {
     Drained(Signal),
     /// A fast stop (work abandoned).
     Fast(Signal),
-    /// A second terminating signal forced the stop (only with [`Options::force_exit`] off).
+    /// A second terminating signal forced the stop (only with [`CoordinatorBuilder::force_exit`] off).
     Forced(Signal),
     /// The deadline passed with this much work still in flight.
     DeadlineExpired {
@@ -191,16 +191,13 @@ impl Outcome {
     }
 }
 
-/// How a [`Coordinator`] behaves.
+/// How a [`Coordinator`] behaves: what a [`CoordinatorBuilder`] holds.
 #[derive(Debug, Clone)]
-pub struct Options {
-    /// On a second terminating signal while stopping, kill and reap the children and exit the
-    /// process with `128 + signo` from the watcher thread. On by default.
-    pub force_exit: bool,
-    /// How long children get to exit after being signalled before they are sent `SIGKILL`,
-    /// when the coordinator is dropped or forced. [`Coordinator::wait_drained`] uses what is
-    /// left of its own deadline instead.
-    pub child_grace: Duration,
+struct Options {
+    /// See [`CoordinatorBuilder::force_exit`].
+    force_exit: bool,
+    /// See [`CoordinatorBuilder::child_grace`].
+    child_grace: Duration,
 }
 
 impl Default for Options {
@@ -209,6 +206,67 @@ impl Default for Options {
             force_exit: true,
             child_grace: Duration::from_secs(5),
         }
+    }
+}
+
+/// Makes a [`Coordinator`] that behaves otherwise than [`Coordinator::new`]'s:
+/// `CoordinatorBuilder::new(map).force_exit(false).child_grace(d).create()`.
+///
+/// # Examples
+///
+/// ```no_run
+/// use ipckit::shutdown::{Coordinator, CoordinatorBuilder, SignalMap};
+/// use std::time::Duration;
+/// # fn main() -> std::io::Result<()> {
+/// let map = SignalMap::default();
+/// Coordinator::block(&map)?; // first thing in main
+/// let c = CoordinatorBuilder::new(map)
+///     .force_exit(false) // a second signal is reported as Outcome::Forced
+///     .child_grace(Duration::from_secs(2))
+///     .create()?;
+/// # drop(c);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until create()"]
+pub struct CoordinatorBuilder {
+    map: SignalMap,
+    opts: Options,
+}
+
+impl CoordinatorBuilder {
+    /// A coordinator for `map`, with the defaults: forced exit on, 5 s of grace for children.
+    pub fn new(map: SignalMap) -> CoordinatorBuilder {
+        CoordinatorBuilder {
+            map,
+            opts: Options::default(),
+        }
+    }
+
+    /// On a second terminating signal while stopping, kill and reap the children and exit the
+    /// process with `128 + signo` from the watcher thread. On by default; off, the stop is
+    /// reported as [`Outcome::Forced`] instead.
+    pub fn force_exit(mut self, on: bool) -> Self {
+        self.opts.force_exit = on;
+        self
+    }
+
+    /// How long children get to exit after being signalled before they are sent `SIGKILL`,
+    /// when the coordinator is dropped or forced (5 s by default).
+    /// [`Coordinator::wait_drained`] uses what is left of its own deadline instead.
+    pub fn child_grace(mut self, grace: Duration) -> Self {
+        self.opts.child_grace = grace;
+        self
+    }
+
+    /// Starts the coordinator's watcher thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`Signals::new`]: `InvalidInput` for an empty map or a signal not blocked (call
+    /// [`Coordinator::block`] first); the thread-spawn error.
+    pub fn create(self) -> io::Result<Coordinator> {
+        Coordinator::with_options(self.map, self.opts)
     }
 }
 
@@ -282,22 +340,17 @@ impl Coordinator {
         signal::block_for_process(&map.signals())
     }
 
-    /// A coordinator for `map` with default [`Options`], its watcher thread started.
+    /// A coordinator for `map` with the defaults, its watcher thread started; see
+    /// [`CoordinatorBuilder`] for the others.
     ///
     /// # Errors
     ///
-    /// As [`Coordinator::with_options`].
+    /// As [`CoordinatorBuilder::create`].
     pub fn new(map: SignalMap) -> io::Result<Coordinator> {
-        Coordinator::with_options(map, Options::default())
+        CoordinatorBuilder::new(map).create()
     }
 
-    /// A coordinator for `map`, its watcher thread started.
-    ///
-    /// # Errors
-    ///
-    /// As [`Signals::new`]: `InvalidInput` for an empty map or a signal not blocked (call
-    /// [`Coordinator::block`] first); the thread-spawn error.
-    pub fn with_options(map: SignalMap, opts: Options) -> io::Result<Coordinator> {
+    fn with_options(map: SignalMap, opts: Options) -> io::Result<Coordinator> {
         let signals = Signals::new(&map.signals())?;
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
@@ -357,7 +410,7 @@ impl Coordinator {
 
     /// Hands a child process to the coordinator: it is sent the terminating signal when the
     /// stop begins (`SIGKILL` if forced) and reaped by [`Coordinator::wait_drained`] or on
-    /// drop (a child still running then is sent `SIGTERM`, given [`Options::child_grace`],
+    /// drop (a child still running then is sent `SIGTERM`, given [`CoordinatorBuilder::child_grace`],
     /// then `SIGKILL`), so it never lingers as a zombie. A child adopted after the stop began
     /// is signalled at once.
     pub fn adopt(&self, child: Child) {

@@ -6,10 +6,10 @@
 //! end of a message wait in a bounded [`FrameDecoder`].
 
 use crate::error::{RecvError, SendError};
-use crate::framing::{self, FrameDecoder, HEADER_LEN};
+use crate::framing::{self, FrameDecoder, Framing, HEADER_LEN};
 use crate::registry::ObjectGuard;
 use crate::sys::{fd as sysfd, socket};
-use crate::transport::{Framing, Mechanism, PeerInfo, RawHandle, Transport};
+use crate::transport::{Mechanism, PeerInfo, RawHandle, Transport};
 use crate::wait::{drive, Deadline, Wait};
 use std::fmt;
 use std::io;

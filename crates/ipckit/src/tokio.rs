@@ -2,8 +2,8 @@
 //!
 //! [`AsyncEndpoint`] wraps a socket endpoint, a [`StreamEndpoint`] (Unix stream, TCP) or a
 //! [`DgramEndpoint`] (Unix datagram and seqpacket, UDP), as made by
-//! [`connect_stream`](crate::connect::connect_stream),
-//! [`connect_dgram`](crate::connect::connect_dgram) or a
+//! [`ChannelBuilder::open_stream`](crate::connect::ChannelBuilder::open_stream),
+//! [`ChannelBuilder::open_dgram`](crate::connect::ChannelBuilder::open_dgram) or a
 //! [`UnixListener`]; [`AsyncUnixListener`] accepts into them. Each operation is the endpoint's
 //! own non-blocking `try_send`/`try_recv`, retried when tokio reports the socket ready, so
 //! the framing, the size limits and the peer checks are exactly those of the blocking API.
@@ -25,11 +25,11 @@
 //! # Examples
 //!
 //! ```no_run
-//! use ipckit::connect::{connect_stream, Options};
+//! use ipckit::connect::ChannelBuilder;
 //! use ipckit::tokio::AsyncEndpoint;
 //! use ipckit::Mechanism;
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let ep = connect_stream(Mechanism::Uds, "/run/user/1000/app.sock", &Options::default())?;
+//! let ep = ChannelBuilder::new(Mechanism::Uds).open_stream("/run/user/1000/app.sock")?;
 //! let ep = AsyncEndpoint::new(ep)?; // inside a tokio runtime
 //! ep.send(b"ping").await?;
 //! let mut buf = vec![0; ep.max_msg_size()];

@@ -1,26 +1,16 @@
 //! The two traits every mechanism implements: [`Transport`] for mechanisms that carry
 //! messages, [`Notify`] for eventfd, which carries a count; and the words they speak in
-//! ([`Mechanism`], [`Framing`], [`PeerInfo`], [`RawHandle`]).
+//! ([`Mechanism`], [`PeerInfo`], [`RawHandle`]; a byte stream's [`Framing`] is in
+//! [`crate::framing`]).
 
 use crate::error::{RecvError, SendError};
+use crate::framing::Framing;
 use crate::wait::{Deadline, Wait};
 use std::fmt;
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::str::FromStr;
 use std::time::Duration;
-
-/// How messages are delimited on a byte stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Framing {
-    /// A 16-byte header holding the length, then the payload (any bytes); see
-    /// [`crate::framing`].
-    #[default]
-    Length,
-    /// Each message ends with `\n` and must not contain one: what `cat`, `nc` and `socat`
-    /// read and write. A line is at most [`crate::framing::LINE_MAX`] (65,535) bytes.
-    Line,
-}
 
 /// Every mechanism ipckit measures, named as the CLI and the bench name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -144,11 +134,11 @@ macro_rules! endpoint_accessors {
             self.max
         }
 
-        fn wait(&self) -> $crate::Wait {
+        fn wait_strategy(&self) -> $crate::Wait {
             self.wait
         }
 
-        fn set_wait(&mut self, wait: $crate::Wait) {
+        fn set_wait_strategy(&mut self, wait: $crate::Wait) {
             self.wait = wait;
         }
     };
@@ -205,10 +195,10 @@ pub trait Transport: Send + fmt::Debug {
     fn max_msg_size(&self) -> usize;
 
     /// The current wait strategy.
-    fn wait(&self) -> Wait;
+    fn wait_strategy(&self) -> Wait;
 
     /// Changes the wait strategy.
-    fn set_wait(&mut self, wait: Wait);
+    fn set_wait_strategy(&mut self, wait: Wait);
 
     /// Sends one message, waiting under the wait strategy until `deadline`.
     ///
@@ -380,7 +370,7 @@ pub trait Notify: Send + fmt::Debug {
 }
 
 /// A boxed transport is a transport, so generic code (`fn run<T: Transport>`) takes what
-/// [`crate::connect::connect`] returns.
+/// [`ChannelBuilder::open`](crate::connect::ChannelBuilder::open) returns.
 impl<T: Transport + ?Sized> Transport for Box<T> {
     fn mechanism(&self) -> Mechanism {
         (**self).mechanism()
@@ -388,11 +378,11 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     fn max_msg_size(&self) -> usize {
         (**self).max_msg_size()
     }
-    fn wait(&self) -> Wait {
-        (**self).wait()
+    fn wait_strategy(&self) -> Wait {
+        (**self).wait_strategy()
     }
-    fn set_wait(&mut self, wait: Wait) {
-        (**self).set_wait(wait)
+    fn set_wait_strategy(&mut self, wait: Wait) {
+        (**self).set_wait_strategy(wait)
     }
     fn send_deadline(&mut self, msg: &[u8], deadline: Deadline) -> Result<(), SendError> {
         (**self).send_deadline(msg, deadline)

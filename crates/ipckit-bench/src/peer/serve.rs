@@ -66,13 +66,13 @@ fn run_peer(spec: &PeerSpec, ctl: &mut Control) -> io::Result<()> {
     if mech == Mechanism::Shm {
         return serve_shm(spec, wait, ctl);
     }
-    let opts = ipckit::connect::Options {
-        wait,
-        timeout: Duration::from_secs(10),
-        max_msg_size: spec.max_msg_size,
-        ..Default::default()
-    };
-    let t = ipckit::connect::connect(mech, &spec.address, &opts)?;
+    let mut chan = ipckit::connect::ChannelBuilder::new(mech)
+        .wait(wait)
+        .timeout(Duration::from_secs(10));
+    if let Some(m) = spec.max_msg_size {
+        chan = chan.max_msg_size(m);
+    }
+    let t = chan.open(&spec.address)?;
     crate::netvariants::setup(&*t, net)?;
     let cap = t.max_msg_size();
     ctl.send(&FromPeer::Ready { max_msg_size: cap })?;

@@ -139,13 +139,13 @@ fn run_inner(cfg: &Config, opts: &BenchOptions) -> io::Result<Measured> {
     // Streams carry 1 MiB by default; ask for more only when the run needs it.
     let want_max = (cfg.mech.is_stream() && cfg.size > (1 << 20)).then_some(cfg.size);
     spec.max_msg_size = want_max;
-    let iopts = ipckit::connect::Options {
-        wait: cfg.wait,
-        timeout: Duration::from_secs(10),
-        max_msg_size: want_max,
-        ..Default::default()
-    };
-    let server = ipckit::connect::Server::create(cfg.mech, &iopts)?;
+    let mut chan = ipckit::connect::ChannelBuilder::new(cfg.mech)
+        .wait(cfg.wait)
+        .timeout(Duration::from_secs(10));
+    if let Some(m) = want_max {
+        chan = chan.max_msg_size(m);
+    }
+    let mut server = chan.create()?;
     spec.address = server.address();
     let (guard, mut ctl) = peer::spawn(&mut spec, |cmd| server.configure_child(cmd), &[], limit)?;
     let t = server.accept()?;

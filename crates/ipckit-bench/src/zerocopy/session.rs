@@ -144,7 +144,7 @@ pub(super) fn session(
             // the target comes from rotates about 2 MiB too).
             let min = zc::vmsplice_ring_pages(PIPE_SIZE, size);
             let mut v = VmspliceSender::with_ring_pages(w, size, 2 * min)?;
-            v.set_wait(wait);
+            v.set_wait_strategy(wait);
             (r, Sender::Vmsplice(v))
         }
         Path::UdsReadWrite | Path::UdsSplice | Path::UdsSendfile => {
@@ -208,7 +208,7 @@ pub(super) fn session(
     let (sent, first_send_ns, cpu_ns) = stream(&mut sender, size, opts)?;
     let zc = match &mut sender {
         Sender::TcpZc(z) => {
-            z.flush(Some(Duration::from_secs(10)))?;
+            z.flush_timeout(Duration::from_secs(10))?;
             Some(z.stats())
         }
         _ => None,

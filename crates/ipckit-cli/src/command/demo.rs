@@ -221,8 +221,7 @@ fn stdout_closed() -> bool {
         return false;
     }
     let mut events = Events::with_capacity(1);
-    matches!(ep.wait(&mut events, Some(Duration::ZERO)), Ok(n) if n > 0)
-        && events.iter().any(|e| e.is_error())
+    matches!(ep.try_wait(&mut events), Ok(n) if n > 0) && events.iter().any(|e| e.is_error())
 }
 
 fn list_topics() -> anyhow::Result<()> {
@@ -314,14 +313,14 @@ pub(crate) mod interrupt {
     /// action. A signal that already has a handler (recv's SIGTERM) keeps it. The handlers
     /// last for the rest of the process.
     pub(crate) fn install() {
-        use ipckit::signal::{Action, Handler, HandlerOptions, Signal};
+        use ipckit::signal::{HandlerBuilder, Signal};
         for (sig, flag) in [
             (Signal::SIGINT, &INTERRUPTED),
             (Signal::SIGTERM, &INTERRUPTED),
             (Signal::SIGHUP, &HUNG_UP),
             (Signal::SIGQUIT, &QUIT),
         ] {
-            if let Ok(h) = Handler::install(sig, Action::Flag(flag), HandlerOptions::default()) {
+            if let Ok(h) = HandlerBuilder::new(sig).flag(flag).install() {
                 std::mem::forget(h);
             }
         }

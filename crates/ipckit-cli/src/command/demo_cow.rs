@@ -40,7 +40,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let me = std::process::id();
     let mb = args.size.unwrap_or(DEFAULT_MB);
     let words = (mb << 20) as usize / 8;
-    let page = cow::page_size();
+    let page = ipckit::process::page_size();
     check_memory(mb, words)?;
     let before_for = if args.short {
         Duration::from_millis(300)

@@ -4,7 +4,7 @@
 
 use super::spawn_child;
 use crate::cli::DemoArgs;
-use ipckit::signal::{self, Action, Handler, HandlerOptions, Signal, Signals};
+use ipckit::signal::{self, HandlerBuilder, Signal, Signals};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
@@ -15,7 +15,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let n = if args.short { 5 } else { 20 };
     say!("[parent {me}] way 1, sigaction(2): a handler runs between any two instructions,");
     say!("[parent {me}]   so it may only call async-signal-safe functions; ipckit's adds 1 to an eventfd");
-    let h = Handler::install(Signal::SIGUSR2, Action::Notify, HandlerOptions::default())?;
+    let h = HandlerBuilder::new(Signal::SIGUSR2).notify().install()?;
     for _ in 0..3 {
         signal::send(me, Signal::SIGUSR2)?;
     }

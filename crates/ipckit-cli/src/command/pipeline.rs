@@ -12,7 +12,7 @@
 use crate::cli::PipelineArgs;
 use crate::UserError;
 use ipckit::pipeline::{Outcome, Pipeline, StageStatus};
-use ipckit::signal::{Action, Disposition, Handler, HandlerOptions, Signal};
+use ipckit::signal::{Disposition, Handler, HandlerBuilder, Signal};
 use std::io::ErrorKind;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,7 +81,7 @@ fn install_handlers() -> anyhow::Result<Vec<Handler>> {
         (Signal::SIGTERM, &TERMINATED),
         (Signal::SIGHUP, &HUNG_UP),
     ] {
-        let h = Handler::install(sig, Action::Flag(flag), HandlerOptions::default())?;
+        let h = HandlerBuilder::new(sig).flag(flag).install()?;
         if h.previous() != Disposition::Ignore {
             handlers.push(h);
         }

@@ -22,7 +22,7 @@ use super::demo::interrupt;
 use super::send::{check_address, framing_for, open_error};
 use crate::cli::RecvArgs;
 use crate::UserError;
-use ipckit::connect::{self, Listener, Options, Receiver};
+use ipckit::connect::{self, ChannelBuilder, Listener, Receiver};
 use ipckit::mq::sysv::{self, SysvMq, SysvMqBuilder};
 use ipckit::{Mechanism, RecvError, Transport};
 use std::io::{self, Write};
@@ -50,12 +50,11 @@ fn terminated() -> bool {
 
 /// SIGTERM sets [`TERMINATED`] instead of the common interrupt flag.
 fn install_term() {
-    use ipckit::signal::{Action, Handler, HandlerOptions, Signal};
-    if let Ok(h) = Handler::install(
-        Signal::SIGTERM,
-        Action::Flag(&TERMINATED),
-        HandlerOptions::default(),
-    ) {
+    use ipckit::signal::{HandlerBuilder, Signal};
+    if let Ok(h) = HandlerBuilder::new(Signal::SIGTERM)
+        .flag(&TERMINATED)
+        .install()
+    {
         // The handler lasts for the rest of the process.
         std::mem::forget(h);
     }
@@ -135,14 +134,14 @@ fn receive(
     args: &RecvArgs,
     mech: Mechanism,
     addr: &str,
-    framing: ipckit::Framing,
+    framing: ipckit::framing::Framing,
 ) -> anyhow::Result<()> {
-    let opts = Options::default();
+    let chan = ChannelBuilder::new(mech);
     // A FIFO receiver goes on from one writer to the next by itself, and drops (and counts)
     // a message a writer left unfinished: the end of a writer's session is how it tells.
     let mut source = match mech {
         Mechanism::MqSysv => Source::One(open_sysv(addr, args.msg_type)?),
-        _ => match connect::open_receiver(mech, addr, &opts) {
+        _ => match chan.create_receiver(addr) {
             Ok(Receiver::Endpoint(ep)) => Source::One(ep),
             Ok(Receiver::Listener(l)) => Source::Listener(l),
             Err(e) => return Err(open_error(e, mech, addr, "receive at")),
@@ -238,7 +237,7 @@ const MAX_PEERS: usize = 256;
 /// The peers of a pollable listener, served side by side: a peer that is silent, or stops
 /// half-way through a message, delays nobody else.
 struct Peers<'a, W: Write> {
-    framing: ipckit::Framing,
+    framing: ipckit::framing::Framing,
     want: u64,
     got: u64,
     /// Peers dropped for breaking the framing.
@@ -274,7 +273,7 @@ impl<W: Write> Peers<'_, W> {
                 }
                 listening = wanted;
             }
-            if ep.wait(&mut events, Some(slice))? == 0 {
+            if ep.wait_timeout(&mut events, slice)? == 0 {
                 if terminated() {
                     // A quiet slice after SIGTERM: everything sent is received.
                     break;
@@ -286,14 +285,14 @@ impl<W: Write> Peers<'_, W> {
                 if token == LISTENER {
                     // Every peer waiting, in the order they connected.
                     while listening && peers.len() < MAX_PEERS {
-                        match l.accept(Some(Duration::ZERO)) {
+                        match l.try_accept() {
                             Ok(mut p) => {
                                 p.set_framing(self.framing);
                                 ep.add(read_fd(p.as_ref())?, next_token, Interest::INPUT)?;
                                 peers.insert(next_token, p);
                                 next_token += 1;
                             }
-                            Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                                 eprintln!("ipckit: {e}")
                             }
@@ -432,7 +431,7 @@ fn open_sysv(addr: &str, msg_type: Option<i64>) -> anyhow::Result<Box<dyn Transp
         match SysvMqBuilder::new(key).open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => SysvMqBuilder::new(key).create(),
             Ok(q) => {
-                connect::check_existing_queue(addr, q.owner()?, &Default::default())?;
+                connect::check_existing_queue(addr, q.owner()?, false)?;
                 Ok(q)
             }
             r => r,
@@ -455,7 +454,7 @@ fn accept(l: &Listener, clock: &Clock) -> anyhow::Result<Option<Box<dyn Transpor
             // Draining receives from the peer at hand; no new one is taken.
             return Ok(None);
         }
-        match l.accept(Some(slice)) {
+        match l.accept_timeout(slice) {
             Ok(ep) => return Ok(Some(ep)),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => eprintln!("ipckit: {e}"),

@@ -16,10 +16,11 @@
 
 use crate::cli::{FramingArg, SendArgs};
 use crate::UserError;
-use ipckit::connect::{self, Options};
+use ipckit::connect::{self, ChannelBuilder};
+use ipckit::framing::Framing;
 use ipckit::mq::posix::PosixMqBuilder;
 use ipckit::mq::sysv::{self, SysvMqBuilder};
-use ipckit::{Framing, Mechanism, SendError, Transport};
+use ipckit::{Mechanism, SendError, Transport};
 use std::io::{self, BufRead};
 use std::path::Path;
 use std::time::Duration;
@@ -128,10 +129,7 @@ fn open_sender(
     addr: &str,
     priority: Option<u32>,
 ) -> anyhow::Result<Box<dyn Transport>> {
-    let opts = Options {
-        timeout: OPEN_TIMEOUT,
-        ..Options::default()
-    };
+    let chan = ChannelBuilder::new(mech).timeout(OPEN_TIMEOUT);
     let r: io::Result<Box<dyn Transport>> = match mech {
         // Opened directly: the priority and the message type are not on the trait.
         // Linux accepts priorities below MQ_PRIO_MAX (32768).
@@ -140,7 +138,7 @@ fn open_sender(
         }
         // One-way senders: a send waiting on a full queue learns of the receiver's end.
         Mechanism::MqPosix => PosixMqBuilder::new(addr).open_sender().and_then(|mut q| {
-            connect::check_existing_queue(addr, q.owner()?, &opts)?;
+            connect::check_existing_queue(addr, q.owner()?, false)?;
             q.set_priority(priority.unwrap_or(0));
             Ok(Box::new(q) as Box<dyn Transport>)
         }),
@@ -155,12 +153,12 @@ fn open_sender(
             sysv::parse_key(addr)
                 .and_then(|key| SysvMqBuilder::new(key).open_sender())
                 .and_then(|mut q| {
-                    connect::check_existing_queue(addr, q.owner()?, &opts)?;
+                    connect::check_existing_queue(addr, q.owner()?, false)?;
                     q.set_send_type(mtype)?;
                     Ok(Box::new(q) as Box<dyn Transport>)
                 })
         }
-        _ => connect::open_sender(mech, addr, &opts),
+        _ => chan.open_sender(addr),
     };
     r.map_err(|e| open_error(e, mech, addr, "send to"))
 }
@@ -230,14 +228,14 @@ pub(crate) fn check_address(mech: Mechanism, addr: &str) -> anyhow::Result<Strin
             }
         }
         Mechanism::MqPosix => {
-            ipckit::mq::posix::check_name(addr).map_err(|e| UserError::new(e.to_string()))?;
+            ipckit::name::check_posix_mq(addr).map_err(|e| UserError::new(e.to_string()))?;
             Ok(addr.to_owned())
         }
         Mechanism::MqSysv => {
             sysv::parse_key(addr).map_err(|e| bad(&e.to_string()))?;
             Ok(addr.to_owned())
         }
-        Mechanism::Shm => ipckit::shm::check_name(addr).map_err(|e| bad(&e.to_string())),
+        Mechanism::Shm => ipckit::name::check_shm(addr).map_err(|e| bad(&e.to_string())),
     }
 }
 

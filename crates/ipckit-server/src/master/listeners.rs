@@ -42,7 +42,7 @@ impl Listeners {
             for i in 0..per_addr {
                 fds.push(match kept.get(i) {
                     Some(fd) => fd.try_clone()?,
-                    None => ipckit::net::tcp_listener(a, reuseport, backlog())?,
+                    None => ipckit::net::tcp_listener(a, reuseport, backlog())?.into(),
                 });
             }
             by_addr.push((a, fds));

@@ -276,7 +276,7 @@ impl Master {
                 }
             }
             let timeout = self.next_timeout();
-            self.epoll.wait(&mut events, Some(timeout))?;
+            self.epoll.wait_timeout(&mut events, timeout)?;
             let tokens: Vec<u64> = events.iter().map(|e| e.token()).collect();
             for t in tokens {
                 if t == SIGNALS_TOKEN {
@@ -578,7 +578,7 @@ impl Master {
         workers.sort_by_key(|w| w.slot);
         State {
             master_pid: std::process::id(),
-            master_start: ipckit::start_time(std::process::id()).unwrap_or(0),
+            master_start: ipckit::process::start_time(std::process::id()).unwrap_or(0),
             status: self.board_name.clone(),
             listen: self.listeners.local_addrs(),
             accept: self.config.accept,

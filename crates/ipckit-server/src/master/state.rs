@@ -346,7 +346,7 @@ fn state_files() -> io::Result<Vec<PathBuf>> {
 }
 
 fn master_alive(s: &State) -> bool {
-    ipckit::is_alive(s.master_pid, s.master_start)
+    ipckit::process::is_alive(s.master_pid, s.master_start)
 }
 
 /// The state of every running master (optionally only the one whose first port is `port`).

@@ -217,7 +217,7 @@ impl Worker<'_, '_> {
             } else {
                 Duration::ZERO
             };
-            self.epoll.wait(events, Some(timeout))?;
+            self.epoll.wait_timeout(events, timeout)?;
             self.tick();
             for ev in events.iter() {
                 let token = ev.token();
@@ -317,7 +317,7 @@ impl Worker<'_, '_> {
                 return;
             };
             match ipckit::net::accept(l) {
-                Ok(fd) => self.adopt(TcpStream::from(fd)),
+                Ok(stream) => self.adopt(stream),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}

@@ -1,5 +1,6 @@
-//! [`connect`]: the peer's side of a pair, opening what a [`Server`](super::Server) created
-//! from its address, as a boxed [`Transport`], a [`StreamEndpoint`] or a [`DgramEndpoint`].
+//! The peer's side of a pair ([`ChannelBuilder::open`](super::ChannelBuilder::open) and its
+//! typed variants): opening what a [`PairListener`](super::PairListener) created from its
+//! address, as a boxed [`Transport`], a [`StreamEndpoint`] or a [`DgramEndpoint`].
 
 use super::open::{
     check_peer_uid, connect_unix, deadline, fifo_read, fifo_write, grow_ip_buffers, ip_addr,
@@ -21,13 +22,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
-/// Connects to a [`Server`](super::Server)'s address as its peer.
-///
-/// # Errors
-///
-/// `NotFound`/`ConnectionRefused` when nothing is there, `TimedOut` when the peer does not
-/// answer, `InvalidInput` for an address of the wrong form, or the OS error.
-pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box<dyn Transport>> {
+/// Connects to a [`PairListener`](super::PairListener)'s address as its peer.
+pub(super) fn connect(
+    mech: Mechanism,
+    address: &str,
+    opts: &Options,
+) -> io::Result<Box<dyn Transport>> {
     Ok(match connect_any(mech, address, opts)? {
         Connected::Stream(s) => Box::new(s),
         Connected::Dgram(d) => Box::new(d),
@@ -35,20 +35,15 @@ pub fn connect(mech: Mechanism, address: &str, opts: &Options) -> io::Result<Box
     })
 }
 
-/// [`connect`] for the byte-stream mechanisms (Unix stream sockets, TCP, FIFOs, pipes), with
-/// the endpoint's own type: it implements `AsFd`, for epoll or an async runtime.
-///
-/// # Errors
-///
-/// `InvalidInput` for a mechanism that is not a byte stream; as [`connect`].
-pub fn connect_stream(
+/// [`connect`] for the byte-stream mechanisms, with the endpoint's own type.
+pub(super) fn connect_stream(
     mech: Mechanism,
     address: &str,
     opts: &Options,
 ) -> io::Result<StreamEndpoint> {
     if !mech.is_stream() {
         return Err(invalid(format!(
-            "{mech} is not a byte stream: use connect_dgram or connect"
+            "{mech} is not a byte stream: use open_dgram or open"
         )));
     }
     match connect_any(mech, address, opts)? {
@@ -57,19 +52,18 @@ pub fn connect_stream(
     }
 }
 
-/// [`connect`] for the message-socket mechanisms (Unix datagram and seqpacket sockets, UDP),
-/// with the endpoint's own type: it implements `AsFd`, for epoll or an async runtime.
-///
-/// # Errors
-///
-/// `InvalidInput` for another mechanism; as [`connect`].
-pub fn connect_dgram(mech: Mechanism, address: &str, opts: &Options) -> io::Result<DgramEndpoint> {
+/// [`connect`] for the message-socket mechanisms, with the endpoint's own type.
+pub(super) fn connect_dgram(
+    mech: Mechanism,
+    address: &str,
+    opts: &Options,
+) -> io::Result<DgramEndpoint> {
     if !matches!(
         mech,
         Mechanism::UdsDgram | Mechanism::UdsSeqpacket | Mechanism::Udp
     ) {
         return Err(invalid(format!(
-            "{mech} is not a message socket: use connect_stream or connect"
+            "{mech} is not a message socket: use open_stream or open"
         )));
     }
     match connect_any(mech, address, opts)? {

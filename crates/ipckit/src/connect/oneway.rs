@@ -1,6 +1,8 @@
-//! One-way channels, as `ipckit recv` and `ipckit send` use them: [`open_receiver`] makes or
-//! opens the receiving object (an endpoint, or a [`Listener`] that accepts senders one after
-//! another) and [`open_sender`] the sending side; no hello, any program may send.
+//! One-way channels, as `ipckit recv` and `ipckit send` use them:
+//! [`ChannelBuilder::create_receiver`](super::ChannelBuilder::create_receiver) makes or opens
+//! the receiving object (an endpoint, or a [`Listener`] that accepts senders one after
+//! another) and [`ChannelBuilder::open_sender`](super::ChannelBuilder::open_sender) the
+//! sending side; no hello, any program may send.
 
 use super::client::connect;
 use super::open::{
@@ -49,12 +51,41 @@ impl Listener {
         self.fd.as_ref().map(AsFd::as_fd)
     }
 
-    /// Accepts the next peer, waiting at most `timeout` (`None`: forever).
+    /// Accepts the next peer, waiting as long as it takes.
     ///
     /// # Errors
     ///
-    /// `TimedOut`, `PermissionDenied` for a Unix peer of another uid, or the OS error.
-    pub fn accept(&self, timeout: Option<Duration>) -> io::Result<Box<dyn Transport>> {
+    /// `PermissionDenied` for a Unix peer of another uid, or the OS error.
+    pub fn accept(&self) -> io::Result<Box<dyn Transport>> {
+        self.accept_within(None)
+    }
+
+    /// Accepts a peer already waiting, without waiting for one.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when no peer is waiting; as [`Listener::accept`].
+    pub fn try_accept(&self) -> io::Result<Box<dyn Transport>> {
+        self.accept_within(Some(Duration::ZERO)).map_err(|e| {
+            if e.kind() == io::ErrorKind::TimedOut {
+                io::Error::new(io::ErrorKind::WouldBlock, "no peer is waiting")
+            } else {
+                e
+            }
+        })
+    }
+
+    /// Accepts the next peer, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut`; as [`Listener::accept`].
+    pub fn accept_timeout(&self, timeout: Duration) -> io::Result<Box<dyn Transport>> {
+        self.accept_within(Some(timeout))
+    }
+
+    /// `timeout`: `None` for no limit.
+    fn accept_within(&self, timeout: Option<Duration>) -> io::Result<Box<dyn Transport>> {
         if let Some(l) = &self.shm {
             let mut l = l.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             return Ok(Box::new(match timeout {
@@ -63,7 +94,10 @@ impl Listener {
             }));
         }
         if let Some(l) = &self.unix {
-            return l.accept(timeout);
+            return match timeout {
+                None => l.accept(),
+                Some(t) => l.accept_timeout(t),
+            };
         }
         let Some(fd) = &self.fd else {
             return Err(invalid("listener without a socket"));
@@ -88,7 +122,7 @@ impl Listener {
     }
 }
 
-/// What [`open_receiver`] made.
+/// What [`ChannelBuilder::create_receiver`](super::ChannelBuilder::create_receiver) made.
 #[derive(Debug)]
 pub enum Receiver {
     /// Messages arrive on this endpoint directly (FIFO, datagram sockets, queues).
@@ -97,26 +131,9 @@ pub enum Receiver {
     Listener(Listener),
 }
 
-/// Opens the receiving side of a one-way channel at `addr`, creating the object (owner-only,
-/// recorded, removed on drop) when it does not exist and using it when it does (FIFOs and
-/// queues). No hello is expected: any program may send.
-///
-/// A FIFO receiver outlives its writers: when the last one closes it waits for the next,
-/// and a message left unfinished when the last writer closed is dropped and counted
-/// ([`Transport::dropped`]), never joined to the next writer's bytes. Writers that overlap
-/// share one byte stream: a fragment one of them leaves while another is connected cannot
-/// be told apart (ipckit's own senders write each message whole, in one `write` of at most
-/// [`crate::fifo::ATOMIC_WRITE`] bytes).
-///
-/// TCP and UDP bind `addr` as given (`0.0.0.0:PORT` or `[::]:PORT` for every interface). An IP
-/// peer has no credentials to check, so [`Options::allow_other_users`] does not apply: any
-/// host that can reach the address may send.
-///
-/// # Errors
-///
-/// `InvalidInput` for an address of the wrong form, `AlreadyExists` for a socket address in
-/// use, or the OS error.
-pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Receiver> {
+/// The receiving side of a one-way channel at `addr`; see
+/// [`ChannelBuilder::create_receiver`](super::ChannelBuilder::create_receiver).
+pub(super) fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Receiver> {
     let max = max_for(mech, opts);
     Ok(match mech {
         Mechanism::Fifo => {
@@ -219,20 +236,13 @@ pub fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<
     })
 }
 
-/// Opens the sending side of a one-way channel to an existing receiver at `addr`.
-///
-/// A Unix datagram sender first has the receiver answer a hello whose credentials are
-/// checked against the options' policy ([`DgramEndpoint`]): the receiver must be receiving
-/// meanwhile. Queue senders are one-way senders that learn of their receiver's end while
-/// they wait for room ([`crate::mq`]).
-///
-/// # Errors
-///
-/// `NotFound`/`ConnectionRefused`/`TimedOut` when no receiver is there (for a Unix datagram
-/// socket, also one that does not answer the hello: not an ipckit receiver),
-/// `PermissionDenied` for a datagram receiver of a refused uid, `InvalidInput` for an
-/// address of the wrong form, or the OS error.
-pub fn open_sender(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Box<dyn Transport>> {
+/// The sending side of a one-way channel to an existing receiver at `addr`; see
+/// [`ChannelBuilder::open_sender`](super::ChannelBuilder::open_sender).
+pub(super) fn open_sender(
+    mech: Mechanism,
+    addr: &str,
+    opts: &Options,
+) -> io::Result<Box<dyn Transport>> {
     let max = max_for(mech, opts);
     Ok(match mech {
         Mechanism::Fifo => {

@@ -37,14 +37,13 @@ pub(super) fn unix_addr(addr: &str) -> io::Result<socket::UnixAddr<'_>> {
 }
 
 /// Refuses a queue that was already there unless it is ours and closed to writers of other
-/// users (they could inject messages, or read ours), or the options allow other users.
-/// `owner` comes from [`PosixMq::owner`](crate::mq::posix::PosixMq::owner) or
-/// [`SysvMq::owner`](crate::mq::sysv::SysvMq::owner).
-///
-/// # Errors
-///
-/// `PermissionDenied`, naming the owner and mode.
-pub fn check_existing_queue(name: &str, owner: (u32, u32), opts: &Options) -> io::Result<()> {
+/// users (they could inject messages, or read ours), or the options allow other users; see
+/// [`super::check_existing_queue`].
+pub(super) fn check_existing_queue(
+    name: &str,
+    owner: (u32, u32),
+    opts: &Options,
+) -> io::Result<()> {
     let (uid, mode) = owner;
     if opts.allow_other_users || (uid == registry::euid() && mode & 0o022 == 0) {
         return Ok(());
@@ -53,7 +52,7 @@ pub fn check_existing_queue(name: &str, owner: (u32, u32), opts: &Options) -> io
         io::ErrorKind::PermissionDenied,
         format!(
             "queue {name} belongs to uid {uid} with mode {mode:03o}; refusing a queue other users \
-             own or may write (the library's `Options::allow_other_users` lifts this)"
+             own or may write (the library's `allow_other_users` option lifts this)"
         ),
     ))
 }
@@ -106,7 +105,7 @@ pub fn ip_addr(addr: &str) -> io::Result<SocketAddr> {
 }
 
 /// Binds a Unix socket of type `ty` at `addr`, owner-only, recorded in the registry: the
-/// same code as [`crate::unix::ListenerBuilder::bind`] (safe directory, exact mode, stale
+/// same code as [`crate::unix::ListenerBuilder::create`] (safe directory, exact mode, stale
 /// files reclaimed), with a taken address reported as `AlreadyExists` as it always was here.
 pub(super) fn bind_unix(
     ty: i32,
@@ -114,7 +113,7 @@ pub(super) fn bind_unix(
     mode: u32,
 ) -> io::Result<(OwnedFd, Option<ObjectGuard>)> {
     let ua = unix_addr(addr)?;
-    crate::unix::listener::bind_socket(ty, &ua, addr, mode).map_err(|e| {
+    crate::unix::bind_socket(ty, &ua, addr, mode).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
             io::Error::new(io::ErrorKind::AlreadyExists, e.to_string())
         } else {
@@ -167,7 +166,7 @@ pub(super) fn unix_listener(
     if let Some(m) = opts.max_msg_size {
         b = b.max_msg_size(m);
     }
-    b.bind().map_err(|e| {
+    b.create().map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
             io::Error::new(io::ErrorKind::AlreadyExists, e.to_string())
         } else {
@@ -218,7 +217,7 @@ pub(super) fn timed_out(what: &str, opts: &Options) -> io::Error {
 }
 
 /// Waits for `fd` to become readable, at most the options' timeout.
-pub(super) fn wait_readable(fd: &OwnedFd, opts: &Options, what: &str) -> io::Result<()> {
+pub(super) fn wait_readable(fd: impl AsFd, opts: &Options, what: &str) -> io::Result<()> {
     match sysfd::poll(&[(fd.as_fd(), libc::POLLIN)], Some(opts.timeout))? {
         sysfd::Ready::Fd(_) => Ok(()),
         sysfd::Ready::TimedOut => Err(timed_out(what, opts)),

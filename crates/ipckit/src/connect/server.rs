@@ -1,9 +1,9 @@
-//! [`Server`]: the side of a pair that creates the kernel objects for a mechanism, names them
-//! in an address for the peer, and accepts the peer (checking its uid and hello).
+//! [`PairListener`]: the side of a pair that creates the kernel objects for a mechanism, names
+//! them in an address for the peer, and accepts the peer (checking its uid and hello).
 
 use super::open::{
-    bind_unix, deadline, default_path, fifo_read, fifo_write, grow_ip_buffers, ip_addr, max_for,
-    timed_out, unix_listener, wait_readable, with_ext,
+    bind_unix, deadline, fifo_read, fifo_write, grow_ip_buffers, ip_addr, max_for, timed_out,
+    unix_listener, wait_readable, with_ext,
 };
 use super::{Options, UDP_MAX_V4, UDP_MAX_V6};
 use crate::dgram::DgramEndpoint;
@@ -23,14 +23,22 @@ use std::io;
 use std::net::{TcpListener, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::time::Duration;
 
-/// The server side of a pair, between creating the objects and the peer's arrival.
+/// The server side of a pair, between creating the objects
+/// ([`ChannelBuilder::create`](super::ChannelBuilder::create)) and the peer's arrival: it
+/// accepts one peer, then is dropped.
+///
+/// An accept that times out (or, for [`try_accept`](PairListener::try_accept), finds no
+/// peer yet) leaves the listener ready for another try, except for queues and shared memory,
+/// whose objects pass to the endpoint as the accept begins: there any accept, successful or
+/// not, spends the listener, and later calls fail with `InvalidInput`.
 #[derive(Debug)]
-pub struct Server {
+pub struct PairListener {
     mech: Mechanism,
     address: String,
     opts: Options,
-    inner: Inner,
+    inner: Option<Inner>,
 }
 
 #[derive(Debug)]
@@ -53,38 +61,15 @@ enum Inner {
     Shm(ShmListener),
 }
 
-impl Server {
-    /// Creates the server side at a fresh address of the mechanism (a new `ipckit-` name in
-    /// the temp dir or queue namespace; loopback with a kernel-chosen port for TCP and UDP).
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for eventfd (not a message transport), or the OS error.
-    pub fn create(mech: Mechanism, opts: &Options) -> io::Result<Server> {
-        let addr = match mech {
-            Mechanism::Pipe => String::new(),
-            Mechanism::Fifo | Mechanism::Uds | Mechanism::UdsDgram | Mechanism::UdsSeqpacket => {
-                default_path(mech).to_string_lossy().into_owned()
-            }
-            Mechanism::Tcp | Mechanism::Udp => "127.0.0.1:0".to_owned(),
-            Mechanism::MqPosix => format!("/{}", registry::unique_name("mq")),
-            Mechanism::MqSysv => String::new(),
-            Mechanism::Shm => format!("/{}", registry::unique_name("shm")),
-            Mechanism::Eventfd => {
-                return Err(invalid("eventfd carries no messages: use ipckit::eventfd"))
-            }
-        };
-        Self::create_at(mech, &addr, opts)
-    }
-
+impl PairListener {
     /// Creates the server side at a given address (ignored for pipes and System V pairs,
-    /// which choose their own).
-    ///
-    /// # Errors
-    ///
-    /// `AlreadyExists` if the address is taken, `InvalidInput` for an address of the wrong
-    /// form, or the OS error.
-    pub fn create_at(mech: Mechanism, addr: &str, opts: &Options) -> io::Result<Server> {
+    /// which choose their own); see
+    /// [`ChannelBuilder::create_at`](super::ChannelBuilder::create_at).
+    pub(super) fn create_at(
+        mech: Mechanism,
+        addr: &str,
+        opts: &Options,
+    ) -> io::Result<PairListener> {
         let max = max_for(mech, opts);
         let (inner, address) = match mech {
             Mechanism::Pipe => {
@@ -156,11 +141,11 @@ impl Server {
                 return Err(invalid("eventfd carries no messages: use ipckit::eventfd"))
             }
         };
-        Ok(Server {
+        Ok(PairListener {
             mech,
             address,
             opts: *opts,
-            inner,
+            inner: Some(inner),
         })
     }
 
@@ -177,37 +162,102 @@ impl Server {
     /// Prepares `cmd` to be the peer: for pipes, its child inherits the child's ends.
     /// Harmless for other mechanisms.
     pub fn configure_child(&self, cmd: &mut std::process::Command) {
-        if let Inner::Pipe(p) = &self.inner {
+        if let Some(Inner::Pipe(p)) = &self.inner {
             p.configure_child(cmd);
         }
     }
 
-    /// Waits (at most the options' timeout) for the peer and returns the connected endpoint.
+    /// Waits for the peer, at most the builder's
+    /// [`timeout`](super::ChannelBuilder::timeout), and returns the connected endpoint.
     ///
     /// # Errors
     ///
-    /// `TimedOut` when no peer came, `PermissionDenied` for a peer of another uid, or the OS
-    /// error.
-    pub fn accept(self) -> io::Result<Box<dyn Transport>> {
-        let Server {
-            mech, opts, inner, ..
-        } = self;
+    /// `TimedOut` when no peer came, `PermissionDenied` for a peer of another uid,
+    /// `InvalidInput` once the listener is spent (see the type's docs), or the OS error.
+    pub fn accept(&mut self) -> io::Result<Box<dyn Transport>> {
+        self.accept_within(self.opts.timeout)
+    }
+
+    /// Takes the peer if it has arrived, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when no peer has arrived yet; as [`PairListener::accept`].
+    pub fn try_accept(&mut self) -> io::Result<Box<dyn Transport>> {
+        self.accept_within(Duration::ZERO).map_err(|e| {
+            if e.kind() == io::ErrorKind::TimedOut {
+                io::Error::new(io::ErrorKind::WouldBlock, "no peer has arrived yet")
+            } else {
+                e
+            }
+        })
+    }
+
+    /// Waits for the peer at most `timeout` (instead of the builder's).
+    ///
+    /// # Errors
+    ///
+    /// As [`PairListener::accept`].
+    pub fn accept_timeout(&mut self, timeout: Duration) -> io::Result<Box<dyn Transport>> {
+        self.accept_within(timeout)
+    }
+
+    fn accept_within(&mut self, timeout: Duration) -> io::Result<Box<dyn Transport>> {
+        let mech = self.mech;
+        let opts = Options {
+            timeout,
+            ..self.opts
+        };
         let max = max_for(mech, &opts);
-        Ok(match inner {
-            Inner::Pipe(p) => Box::new(p.into_parent()?),
-            Inner::Fifo {
-                base,
-                guards,
-                c2s_r,
-            } => {
+        // First wait for the peer without giving anything up, so that one that has not come
+        // yet leaves the listener as it was. Pipes never wait; queues and shared memory wait
+        // inside their own accept, which takes the object.
+        let arrived = match &self.inner {
+            None => {
+                return Err(invalid(
+                    "this pair listener has already accepted (or failed to accept) its peer",
+                ))
+            }
+            Some(Inner::Fifo { base, .. }) => {
                 // The client opens c2s for writing first, then s2c for reading; once our
                 // write open of s2c succeeds, both directions are connected.
-                let w = fifo_write(&with_ext(&base, "s2c"), &opts).map_err(|_| {
+                let w = fifo_write(&with_ext(base, "s2c"), &opts).map_err(|_| {
                     timed_out(
                         &format!("no peer opened the FIFO pair {}", base.display()),
                         &opts,
                     )
                 })?;
+                Arrived::Writer(w)
+            }
+            Some(Inner::UnixListener(l)) => Arrived::Conn(
+                l.accept_raw_timeout(opts.timeout)
+                    .map_err(|e| match e.kind() {
+                        io::ErrorKind::TimedOut => timed_out("no peer connected", &opts),
+                        _ => e,
+                    })?,
+            ),
+            Some(Inner::UnixDgram { fd, .. }) => {
+                let max = socket::grow_dgram_buffers(fd.as_fd(), max)?;
+                wait_readable(fd, &opts, "no peer said hello")?;
+                Arrived::Max(max)
+            }
+            Some(Inner::Tcp(l)) => {
+                wait_readable(l, &opts, "no peer connected")?;
+                Arrived::Now
+            }
+            Some(Inner::Udp(s)) => {
+                grow_ip_buffers(s);
+                wait_readable(s, &opts, "no peer said hello")?;
+                Arrived::Now
+            }
+            Some(_) => Arrived::Now,
+        };
+        let Some(inner) = self.inner.take() else {
+            unreachable!("checked above")
+        };
+        Ok(match (inner, arrived) {
+            (Inner::Pipe(p), _) => Box::new(p.into_parent()?),
+            (Inner::Fifo { guards, c2s_r, .. }, Arrived::Writer(w)) => {
                 crate::stream::fit_pipe(w.as_fd(), max);
                 Box::new(
                     StreamEndpoint::new(
@@ -221,13 +271,7 @@ impl Server {
                     .with_guards(guards),
                 )
             }
-            Inner::UnixListener(l) => {
-                let (c, cred) = l
-                    .accept_raw(Some(opts.timeout))
-                    .map_err(|e| match e.kind() {
-                        io::ErrorKind::TimedOut => timed_out("no peer connected", &opts),
-                        _ => e,
-                    })?;
+            (Inner::UnixListener(l), Arrived::Conn((c, cred))) => {
                 // The socket file lives as long as the endpoint, as a FIFO pair's files do.
                 if mech == Mechanism::Uds {
                     let ep = l.stream_endpoint(c, cred)?;
@@ -237,9 +281,7 @@ impl Server {
                     Box::new(ep.with_guards(l.into_guard().into_iter().collect()))
                 }
             }
-            Inner::UnixDgram { fd, guard } => {
-                let max = socket::grow_dgram_buffers(fd.as_fd(), max)?;
-                wait_readable(&fd, &opts, "no peer said hello")?;
+            (Inner::UnixDgram { fd, guard }, Arrived::Max(max)) => {
                 let mut b = [0u8; HELLO_LEN + 1];
                 let (n, from, cred) = socket::recv_from_unix_cred(fd.as_fd(), &mut b)?;
                 let hello = Hello::decode(&b[..n]).ok_or_else(|| {
@@ -281,10 +323,7 @@ impl Server {
                         .with_guards(guard.into_iter().collect()),
                 )
             }
-            Inner::Tcp(l) => {
-                let fd: OwnedFd = l.into();
-                wait_readable(&fd, &opts, "no peer connected")?;
-                let l: TcpListener = fd.into();
+            (Inner::Tcp(l), _) => {
                 let (s, _) = l.accept()?;
                 s.set_nodelay(true)?;
                 Box::new(StreamEndpoint::new(
@@ -296,11 +335,7 @@ impl Server {
                     max,
                 )?)
             }
-            Inner::Udp(s) => {
-                grow_ip_buffers(&s);
-                let fd: OwnedFd = s.into();
-                wait_readable(&fd, &opts, "no peer said hello")?;
-                let s: UdpSocket = fd.into();
+            (Inner::Udp(s), _) => {
                 let mut b = [0u8; HELLO_LEN + 1];
                 let (n, from) = s.recv_from(&mut b)?;
                 let hello = Hello::decode(&b[..n]).ok_or_else(|| {
@@ -323,9 +358,22 @@ impl Server {
                         .filter_hello(true),
                 )
             }
-            Inner::MqPosix(q) => Box::new(q.accept(deadline(&opts))?),
-            Inner::MqSysv(q) => Box::new(q.accept(deadline(&opts))?),
-            Inner::Shm(mut l) => Box::new(l.accept_timeout(opts.timeout)?),
+            (Inner::MqPosix(q), _) => Box::new(q.accept(deadline(&opts))?),
+            (Inner::MqSysv(q), _) => Box::new(q.accept(deadline(&opts))?),
+            (Inner::Shm(mut l), _) => Box::new(l.accept_timeout(opts.timeout)?),
+            (_, _) => unreachable!("each kind of listener arrives its own way"),
         })
     }
+}
+
+/// What waiting for the peer gave, before the listener's objects are taken.
+enum Arrived {
+    /// Nothing to carry over (or nothing waited for).
+    Now,
+    /// A FIFO pair's write end, open: the peer is there.
+    Writer(OwnedFd),
+    /// A Unix listener's accepted connection.
+    Conn((OwnedFd, crate::unix::Credentials)),
+    /// A Unix datagram socket's message size, its buffers grown.
+    Max(usize),
 }

@@ -11,9 +11,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// Opens `path` (relative to `dir`; a leading `/` is refused by the kernel, so strip it)
-/// with `flags` (`O_RDONLY`, ...; `O_CLOEXEC` is always added) such that resolution never
-/// leaves `dir`.
+/// For servers (a static file server's requests): opens `path` (relative to `dir`; a leading
+/// `/` is refused by the kernel, so strip it) with `flags` (`O_RDONLY`, ...; `O_CLOEXEC` is
+/// always added) such that resolution never leaves `dir`.
 ///
 /// # Errors
 ///
@@ -33,8 +33,9 @@ pub fn open_beneath(dir: impl AsFd, path: &[u8], flags: i32) -> io::Result<Owned
     )
 }
 
-/// As [`open_beneath`] for reading, but only a regular file: `Ok(None)` if `path` names
-/// anything else (a directory, FIFO, socket or device), which is never opened for reading.
+/// For servers: as [`open_beneath`] for reading, but only a regular file: `Ok(None)` if
+/// `path` names anything else (a directory, FIFO, socket or device), which is never opened
+/// for reading.
 ///
 /// # Errors
 ///

@@ -205,7 +205,7 @@ pub fn system_max_msg_size() -> usize {
 }
 
 /// Validates a queue name: `/` then 1..=255 bytes with no further `/`, not `/.` or `/..`.
-pub fn check_name(name: &str) -> io::Result<()> {
+pub(crate) fn check_name(name: &str) -> io::Result<()> {
     let ok = name.len() >= 2
         && name.len() <= 255
         && name.starts_with('/')

@@ -407,11 +407,6 @@ pub fn usage(of: UsageOf) -> io::Result<Usage> {
     fork::getrusage(who).map(Usage::from)
 }
 
-/// The memory page size, in bytes: the unit the kernel copies on write.
-pub fn page_size() -> usize {
-    fork::page_size()
-}
-
 /// A process's memory totals from `/proc/PID/smaps_rollup`, in bytes.
 ///
 /// After a fork, a page the parent has not written since is shared (`shared_*`) in both

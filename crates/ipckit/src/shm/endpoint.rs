@@ -82,7 +82,7 @@ impl ShmEndpoint {
             watcher,
             seg,
         };
-        ep.set_wait(wait);
+        ep.set_wait_strategy(wait);
         Ok(ep)
     }
 
@@ -364,11 +364,11 @@ impl Transport for ShmEndpoint {
         self.max
     }
 
-    fn wait(&self) -> Wait {
+    fn wait_strategy(&self) -> Wait {
         self.wait
     }
 
-    fn set_wait(&mut self, wait: Wait) {
+    fn set_wait_strategy(&mut self, wait: Wait) {
         self.apply_wait(wait);
     }
 

@@ -207,7 +207,7 @@ impl PairBuilder {
     };
         let server = get_hello(&v.hdr.server_hello)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "server hello is corrupt"))?;
-        if !crate::is_alive(server.pid, server.start) {
+        if !crate::process::is_alive(server.pid, server.start) {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionRefused,
                 format!("{name}: its creator (pid {}) is gone", server.pid),

@@ -88,9 +88,8 @@ pub use mutex::{
     WaitTimeoutResult, CHECK_EVERY, MUTEX_LAYOUT,
 };
 pub use pair::{DEFAULT_CAPACITY, PAIR_LAYOUT};
-pub use segment::{
-    check_name, HugePages, HugeStatus, Layout, Segment, SegmentBuilder, HEADER_LEN, NAME_MAX,
-};
+pub(crate) use segment::check_name;
+pub use segment::{HugePages, HugeStatus, Layout, Segment, SegmentBuilder, HEADER_LEN, NAME_MAX};
 
 /// For `fuzz/` and the integration tests only; not API: no stability, no semver, no docs.
 ///

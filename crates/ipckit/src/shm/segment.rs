@@ -735,7 +735,7 @@ fn header(map: &Mapping) -> &Header {
 /// # Errors
 ///
 /// `InvalidInput`, saying what is wrong.
-pub fn check_name(name: &str) -> io::Result<String> {
+pub(crate) fn check_name(name: &str) -> io::Result<String> {
     let bare = name.strip_prefix('/').unwrap_or(name);
     if bare.is_empty() {
         return Err(invalid("a shared memory name cannot be empty"));

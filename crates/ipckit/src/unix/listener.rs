@@ -1,48 +1,5 @@
-//! A Unix stream or seqpacket listener that decides who may talk to it before reading a byte.
-//!
-//! - **Peer credentials.** Every accepted connection's `SO_PEERCRED` (pid, uid, gid, as they
-//!   were when the peer called `connect`) is checked against the listener's [`Policy`]; by
-//!   default only our own effective uid is let in. A peer outside the policy is closed at
-//!   once, unread, and counted ([`UnixListener::rejected`]); accept reports it as
-//!   `PermissionDenied`.
-//! - **Safe socket files.** A socket file is only made in a directory we trust: not a
-//!   symbolic link, owned by us or root, and not writable by others unless sticky (like
-//!   `/tmp`). The file gets exactly the builder's mode (0600 by default), whatever the umask:
-//!   the socket is `fchmod`ed before `bind`, so the file is never wider than the mode, and
-//!   `chmod`ed after, so a narrowing umask is undone; both happen before `listen`, so no peer
-//!   can connect in between.
-//! - **Stale files.** A socket file left by a dead listener is reclaimed; a live listener's is
-//!   never touched (see [`ListenerBuilder::bind`]). Anything else at the path is refused and
-//!   left alone.
-//! - **Abstract names** (`@name`) have no file, so no mode and no directory: anyone in the
-//!   network namespace can connect, and the policy is the only gate.
-//!
-//! # Examples
-//!
-//! ```no_run
-//! use ipckit::unix::{ListenerBuilder, Policy};
-//! use ipckit::Transport;
-//! use std::time::Duration;
-//! # fn main() -> std::io::Result<()> {
-//! // Process 1
-//! let listener = ListenerBuilder::new("/run/user/1000/app.sock")
-//!     .policy(Policy::same_uid())
-//!     .bind()?;
-//! loop {
-//!     match listener.accept(Some(Duration::from_secs(10))) {
-//!         Ok(mut ep) => {
-//!             let mut buf = vec![0; ep.max_msg_size()];
-//!             let n = ep.recv(&mut buf).map_err(std::io::Error::from)?;
-//!             ep.send(&buf[..n]).map_err(std::io::Error::from)?;
-//!         }
-//!         // A peer of another uid: closed unread, counted; go on serving.
-//!         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => eprintln!("{e}"),
-//!         Err(e) => return Err(e),
-//!     }
-//! }
-//! // Process 2: ipckit::connect::connect(Mechanism::Uds, "/run/user/1000/app.sock", ..)
-//! # }
-//! ```
+//! [`UnixListener`] and its [`ListenerBuilder`]; the socket file's making and reclaiming
+//! (`bind_socket`), which the generic `connect` shares.
 
 pub use super::policy::Policy;
 
@@ -71,7 +28,7 @@ pub struct Rejection {
     pub unread: usize,
 }
 
-/// Builds a [`UnixListener`]: `ListenerBuilder::new(addr).mode(..).policy(..).bind()`.
+/// Builds a [`UnixListener`]: `ListenerBuilder::new(addr).mode(..).policy(..).create()`.
 #[derive(Debug, Clone)]
 pub struct ListenerBuilder {
     addr: String,
@@ -137,7 +94,9 @@ impl ListenerBuilder {
         self
     }
 
-    /// Creates the socket, binds it, sets the mode and listens.
+    /// Creates the socket, binds it, sets the mode and listens: the listener is made
+    /// exclusively (a live one at the address is `AddrInUse`) and its socket file is removed
+    /// when it drops.
     ///
     /// If a socket file is already at the path, it is probed with a datagram `connect`,
     /// which queues nothing and sends nothing, so a live listener is not disturbed:
@@ -157,7 +116,8 @@ impl ListenerBuilder {
     /// - `AddrInUse`: a live listener is at the path, or the abstract name is taken;
     /// - `AlreadyExists`: something that is not a socket is at the path (it is left alone);
     /// - the OS error of `socket`, `bind`, `chmod` or `listen`.
-    pub fn bind(self) -> io::Result<UnixListener> {
+    #[doc(alias = "bind")]
+    pub fn create(self) -> io::Result<UnixListener> {
         let ty = if self.seqpacket {
             libc::SOCK_SEQPACKET
         } else {
@@ -181,8 +141,52 @@ impl ListenerBuilder {
     }
 }
 
-/// A listening Unix stream or seqpacket socket with a peer policy; see the [module
-/// docs](self). Shareable between threads: `accept` takes `&self`.
+/// A listening Unix stream or seqpacket socket that decides who may talk to it before
+/// reading a byte. Shareable between threads: the accepts take `&self`.
+///
+/// - **Peer credentials.** Every accepted connection's `SO_PEERCRED` (pid, uid, gid, as they
+///   were when the peer called `connect`) is checked against the listener's [`Policy`]; by
+///   default only our own effective uid is let in. A peer outside the policy is closed at
+///   once, unread, and counted ([`UnixListener::rejected`]); accept reports it as
+///   `PermissionDenied`.
+/// - **Safe socket files.** A socket file is only made in a directory we trust: not a
+///   symbolic link, owned by us or root, and not writable by others unless sticky (like
+///   `/tmp`). The file gets exactly the builder's mode (0600 by default), whatever the umask:
+///   the socket is `fchmod`ed before `bind`, so the file is never wider than the mode, and
+///   `chmod`ed after, so a narrowing umask is undone; both happen before `listen`, so no peer
+///   can connect in between.
+/// - **Stale files.** A socket file left by a dead listener is reclaimed; a live listener's is
+///   never touched (see [`ListenerBuilder::create`]). Anything else at the path is refused and
+///   left alone.
+/// - **Abstract names** (`@name`) have no file, so no mode and no directory: anyone in the
+///   network namespace can connect, and the policy is the only gate.
+///
+/// # Examples
+///
+/// ```no_run
+/// use ipckit::unix::{ListenerBuilder, Policy};
+/// use ipckit::Transport;
+/// use std::time::Duration;
+/// # fn main() -> std::io::Result<()> {
+/// // Process 1
+/// let listener = ListenerBuilder::new("/run/user/1000/app.sock")
+///     .policy(Policy::same_uid())
+///     .create()?;
+/// loop {
+///     match listener.accept_timeout(Duration::from_secs(10)) {
+///         Ok(mut ep) => {
+///             let mut buf = vec![0; ep.max_msg_size()];
+///             let n = ep.recv(&mut buf).map_err(std::io::Error::from)?;
+///             ep.send(&buf[..n]).map_err(std::io::Error::from)?;
+///         }
+///         // A peer of another uid: closed unread, counted; go on serving.
+///         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => eprintln!("{e}"),
+///         Err(e) => return Err(e),
+///     }
+/// }
+/// // Process 2: ChannelBuilder::new(Mechanism::Uds).open("/run/user/1000/app.sock")
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct UnixListener {
     fd: OwnedFd,
@@ -229,6 +233,17 @@ impl UnixListener {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Accepts the next connection the policy lets in, waiting as long as it takes: the
+    /// connected socket (non-blocking, close-on-exec) and its peer.
+    ///
+    /// # Errors
+    ///
+    /// `PermissionDenied` when the policy turned a peer away (closed unread and counted; call
+    /// again to go on); the OS error.
+    pub fn accept_raw(&self) -> io::Result<(OwnedFd, Credentials)> {
+        self.accept_raw_within(None)
+    }
+
     /// Accepts the next connection without waiting, and applies the policy.
     ///
     /// # Errors
@@ -240,14 +255,17 @@ impl UnixListener {
         self.admit(c)
     }
 
-    /// Accepts the next connection the policy lets in, waiting at most `timeout` (`None`:
-    /// forever): the connected socket (non-blocking, close-on-exec) and its peer.
+    /// Like [`UnixListener::accept_raw`], waiting at most `timeout`.
     ///
     /// # Errors
     ///
-    /// `TimedOut`; `PermissionDenied` when the policy turned a peer away (closed unread and
-    /// counted; call again to go on); the OS error.
-    pub fn accept_raw(&self, timeout: Option<Duration>) -> io::Result<(OwnedFd, Credentials)> {
+    /// `TimedOut`; as [`UnixListener::accept_raw`].
+    pub fn accept_raw_timeout(&self, timeout: Duration) -> io::Result<(OwnedFd, Credentials)> {
+        self.accept_raw_within(Some(timeout))
+    }
+
+    /// `timeout`: `None` for no limit.
+    fn accept_raw_within(&self, timeout: Option<Duration>) -> io::Result<(OwnedFd, Credentials)> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -271,14 +289,35 @@ impl UnixListener {
         }
     }
 
-    /// Accepts the next peer the policy lets in as a framed endpoint: a
-    /// [`StreamEndpoint`] for a stream listener, a [`DgramEndpoint`] for a seqpacket one.
+    /// Accepts the next peer the policy lets in as a framed endpoint, waiting as long as it
+    /// takes: a [`StreamEndpoint`] for a stream listener, a [`DgramEndpoint`] for a
+    /// seqpacket one.
     ///
     /// # Errors
     ///
     /// As [`UnixListener::accept_raw`].
-    pub fn accept(&self, timeout: Option<Duration>) -> io::Result<Box<dyn Transport>> {
-        let (fd, cred) = self.accept_raw(timeout)?;
+    pub fn accept(&self) -> io::Result<Box<dyn Transport>> {
+        let (fd, cred) = self.accept_raw()?;
+        self.endpoint(fd, cred)
+    }
+
+    /// Like [`UnixListener::accept`], without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`UnixListener::try_accept_raw`].
+    pub fn try_accept(&self) -> io::Result<Box<dyn Transport>> {
+        let (fd, cred) = self.try_accept_raw()?;
+        self.endpoint(fd, cred)
+    }
+
+    /// Like [`UnixListener::accept`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`UnixListener::accept_raw_timeout`].
+    pub fn accept_timeout(&self, timeout: Duration) -> io::Result<Box<dyn Transport>> {
+        let (fd, cred) = self.accept_raw_timeout(timeout)?;
         self.endpoint(fd, cred)
     }
 
@@ -287,14 +326,31 @@ impl UnixListener {
     /// # Errors
     ///
     /// `InvalidInput` on a seqpacket listener; as [`UnixListener::accept_raw`].
-    pub fn accept_stream(&self, timeout: Option<Duration>) -> io::Result<StreamEndpoint> {
-        if self.seqpacket {
-            return Err(invalid(format!(
-                "{} is a seqpacket listener: use accept_seqpacket",
-                self.addr
-            )));
-        }
-        let (fd, cred) = self.accept_raw(timeout)?;
+    pub fn accept_stream(&self) -> io::Result<StreamEndpoint> {
+        self.check_stream()?;
+        let (fd, cred) = self.accept_raw()?;
+        self.stream_endpoint(fd, cred)
+    }
+
+    /// Like [`UnixListener::accept_stream`], without waiting.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` on a seqpacket listener; as [`UnixListener::try_accept_raw`].
+    pub fn try_accept_stream(&self) -> io::Result<StreamEndpoint> {
+        self.check_stream()?;
+        let (fd, cred) = self.try_accept_raw()?;
+        self.stream_endpoint(fd, cred)
+    }
+
+    /// Like [`UnixListener::accept_stream`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` on a seqpacket listener; as [`UnixListener::accept_raw_timeout`].
+    pub fn accept_stream_timeout(&self, timeout: Duration) -> io::Result<StreamEndpoint> {
+        self.check_stream()?;
+        let (fd, cred) = self.accept_raw_timeout(timeout)?;
         self.stream_endpoint(fd, cred)
     }
 
@@ -303,15 +359,52 @@ impl UnixListener {
     /// # Errors
     ///
     /// `InvalidInput` on a stream listener; as [`UnixListener::accept_raw`].
-    pub fn accept_seqpacket(&self, timeout: Option<Duration>) -> io::Result<DgramEndpoint> {
+    pub fn accept_seqpacket(&self) -> io::Result<DgramEndpoint> {
+        self.check_seqpacket()?;
+        let (fd, cred) = self.accept_raw()?;
+        self.seqpacket_endpoint(fd, cred)
+    }
+
+    /// Like [`UnixListener::accept_seqpacket`], without waiting.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` on a stream listener; as [`UnixListener::try_accept_raw`].
+    pub fn try_accept_seqpacket(&self) -> io::Result<DgramEndpoint> {
+        self.check_seqpacket()?;
+        let (fd, cred) = self.try_accept_raw()?;
+        self.seqpacket_endpoint(fd, cred)
+    }
+
+    /// Like [`UnixListener::accept_seqpacket`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` on a stream listener; as [`UnixListener::accept_raw_timeout`].
+    pub fn accept_seqpacket_timeout(&self, timeout: Duration) -> io::Result<DgramEndpoint> {
+        self.check_seqpacket()?;
+        let (fd, cred) = self.accept_raw_timeout(timeout)?;
+        self.seqpacket_endpoint(fd, cred)
+    }
+
+    fn check_stream(&self) -> io::Result<()> {
+        if self.seqpacket {
+            return Err(invalid(format!(
+                "{} is a seqpacket listener: use accept_seqpacket",
+                self.addr
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_seqpacket(&self) -> io::Result<()> {
         if !self.seqpacket {
             return Err(invalid(format!(
                 "{} is a stream listener: use accept_stream",
                 self.addr
             )));
         }
-        let (fd, cred) = self.accept_raw(timeout)?;
-        self.seqpacket_endpoint(fd, cred)
+        Ok(())
     }
 
     /// Wraps an accepted socket in the endpoint of the listener's type.

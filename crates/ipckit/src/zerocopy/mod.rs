@@ -16,7 +16,8 @@
 //!   the data to the receiving socket, and says so.
 //!
 //! The module splits by mechanism: `vmsplice.rs`, `splice.rs` (with `tee`), `sendfile.rs`,
-//! `msg_zerocopy.rs`; this file holds what they share ([`SpliceFlags`], [`page_size`]).
+//! `msg_zerocopy.rs`; this file holds what they share ([`SpliceFlags`]; the page size is
+//! [`crate::process::page_size`]).
 //!
 //! # Examples
 //!
@@ -48,7 +49,6 @@ pub use sendfile::{sendfile, sendfile_exact};
 pub use splice::{splice, splice_exact, tee};
 pub use vmsplice::{vmsplice, vmsplice_ring_pages, VmspliceSender, VmspliceStats};
 
-use crate::sys::zerocopy as sys;
 use std::io;
 
 /// Flags of [`splice`], [`tee`] and [`vmsplice`] (`SPLICE_F_*`). Combine with `|`.
@@ -77,11 +77,6 @@ impl std::ops::BitOr for SpliceFlags {
     fn bitor(self, rhs: SpliceFlags) -> SpliceFlags {
         SpliceFlags(self.0 | rhs.0)
     }
-}
-
-/// The page size, in bytes.
-pub fn page_size() -> usize {
-    sys::page_size()
 }
 
 fn to_off(o: u64) -> io::Result<i64> {

@@ -187,7 +187,7 @@ impl Ledger {
 /// for i in 0..100u8 {
 ///     tx.send_with(256 * 1024, |buf| buf.fill(i))?; // waits for a buffer the kernel released
 /// }
-/// tx.flush(None)?;
+/// tx.flush()?;
 /// let s = tx.stats();
 /// println!("{} sends, {} completed, {} of them copied", s.sends, s.completions, s.copied);
 /// # Ok(()) }
@@ -432,13 +432,43 @@ impl ZeroCopySender {
         self.send_with(data.len(), |b| b.copy_from_slice(data))
     }
 
-    /// Waits until every send has completed, at most `timeout` (`None`: no limit).
+    /// Waits until every send has completed, as long as it takes.
     ///
     /// # Errors
     ///
-    /// `TimedOut`, or the `recvmsg`/`poll` error.
-    pub fn flush(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    /// The `recvmsg`/`poll` error; `BrokenPipe` if the connection is gone with sends the
+    /// kernel never completes.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.flush_until(None)
+    }
+
+    /// Waits until every send has completed, at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut`, or as [`ZeroCopySender::flush`].
+    pub fn flush_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        self.flush_until(Instant::now().checked_add(timeout))
+    }
+
+    /// Reaps the completions already reported and succeeds only if no send is still in
+    /// flight; never waits.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` while a send is in flight, or as [`ZeroCopySender::flush`].
+    pub fn try_flush(&mut self) -> io::Result<()> {
+        self.reap()?;
+        if self.ledger.pending.iter().any(|&p| p != 0) {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "zero-copy sends are still in flight",
+            ));
+        }
+        Ok(())
+    }
+
+    fn flush_until(&mut self, deadline: Option<Instant>) -> io::Result<()> {
         for slot in 0..self.slots {
             self.wait_free(slot, deadline)?;
         }

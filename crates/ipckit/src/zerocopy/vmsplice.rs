@@ -175,11 +175,16 @@ impl VmspliceSender {
         self.pipe.as_fd()
     }
 
+    /// The wait strategy: how it waits while the pipe is full.
+    pub fn wait_strategy(&self) -> Wait {
+        self.wait
+    }
+
     /// How it waits while the pipe is full: [`Wait::Block`] (the default) sleeps in the
     /// kernel (in `vmsplice` on a blocking pipe, in `poll` on a non-blocking one);
     /// [`Wait::Spin`] retries `vmsplice(SPLICE_F_NONBLOCK)` at once, never sleeping, so the
     /// reader never has to wake it; [`Wait::Adaptive`] spins for its time, then sleeps.
-    pub fn set_wait(&mut self, wait: Wait) {
+    pub fn set_wait_strategy(&mut self, wait: Wait) {
         self.wait = wait;
     }
 
@@ -265,7 +270,7 @@ impl VmspliceSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zerocopy::page_size;
+    use crate::process::page_size;
 
     #[test]
     fn ring_sizes() {

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use crate::util::{self, init, payload, peer_command, KillOnDrop};
-use ipckit::connect::{connect, Options, Server};
+use ipckit::connect::ChannelBuilder;
 use ipckit::mq::posix::PosixMqBuilder;
 use ipckit::mq::sysv::{self, SysvMqBuilder};
 use ipckit::{Mechanism, RecvError, Transport, Wait};
@@ -20,15 +20,12 @@ pub fn run(role: &str) {
     let mech: Mechanism = std::env::var("MECH").unwrap().parse().unwrap();
     let addr = std::env::var("ADDR").unwrap();
     let wait = Wait::parse(&std::env::var("WAIT").unwrap_or_else(|_| "block".into())).unwrap();
-    let opts = Options {
-        wait,
-        ..Options::default()
-    };
+    let opts = ChannelBuilder::new(mech).wait(wait);
     let code = match role {
         "echo" => {
-            let before = ipckit::count_open_fds().unwrap();
+            let before = ipckit::process::count_open_fds().unwrap();
             {
-                let mut ep = connect(mech, &addr, &opts).expect("peer connect");
+                let mut ep = opts.open(&addr).expect("peer connect");
                 let mut buf = vec![0u8; ep.max_msg_size()];
                 loop {
                     match ep.recv(&mut buf) {
@@ -42,7 +39,7 @@ pub fn run(role: &str) {
                     }
                 }
             }
-            let after = ipckit::count_open_fds().unwrap();
+            let after = ipckit::process::count_open_fds().unwrap();
             // A pipe peer adopts two inherited descriptors, which its endpoint closes.
             let inherited = if mech == Mechanism::Pipe { 2 } else { 0 };
             if after + inherited != before {
@@ -53,7 +50,7 @@ pub fn run(role: &str) {
             }
         }
         "stream" => {
-            let mut ep = connect(mech, &addr, &opts).expect("peer connect");
+            let mut ep = opts.open(&addr).expect("peer connect");
             let mut i = 0u64;
             loop {
                 let m = payload(i, 64);
@@ -65,7 +62,7 @@ pub fn run(role: &str) {
             0
         }
         "sleeper" => {
-            let _ep = connect(mech, &addr, &opts).expect("peer connect");
+            let _ep = opts.open(&addr).expect("peer connect");
             std::thread::sleep(Duration::from_secs(60));
             0
         }
@@ -82,11 +79,10 @@ pub struct Pair {
 
 pub fn start(mech: Mechanism, role: &str, wait: Wait) -> Pair {
     init();
-    let opts = Options {
-        wait,
-        ..Options::default()
-    };
-    let server = Server::create(mech, &opts).expect("server create");
+    let mut server = ChannelBuilder::new(mech)
+        .wait(wait)
+        .create()
+        .expect("server create");
     let address = server.address();
     let mut cmd: Command = peer_command(
         role,
@@ -182,7 +178,7 @@ pub fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<i32
 /// descriptors meanwhile.
 fn fdcheck() -> ! {
     let mech: Mechanism = std::env::var("MECH").unwrap().parse().unwrap();
-    let before = ipckit::count_open_fds().unwrap();
+    let before = ipckit::process::count_open_fds().unwrap();
     for _ in 0..3 {
         let mut pair = start(mech, "echo", Wait::Block);
         let mut buf = vec![0u8; pair.ep.max_msg_size()];
@@ -190,7 +186,7 @@ fn fdcheck() -> ! {
         pair.ep.recv(&mut buf).unwrap();
         finish(pair, mech);
     }
-    let after = ipckit::count_open_fds().unwrap();
+    let after = ipckit::process::count_open_fds().unwrap();
     if before != after {
         eprintln!("fd leak: {before} open before, {after} after three pairs");
         std::process::exit(3);

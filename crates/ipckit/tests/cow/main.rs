@@ -87,7 +87,7 @@ fn parent_writes_are_copies_the_child_does_not_see() {
     init();
     watchdog(120, || {
         let s = Scratch::new();
-        let page = cow::page_size();
+        let page = ipckit::process::page_size();
         let n = (16 << 20) / 8; // 16 MiB
         let mut table: Vec<u64> = (0..n).map(pattern).collect();
         let mut child = cow::snapshot_to(&s.file, &table).unwrap();
@@ -232,7 +232,7 @@ fn usage_and_rollup_of_this_process() {
     let u = cow::usage(UsageOf::Process).unwrap();
     assert!(u.minor_faults > 0 && u.max_rss_bytes > 0, "{u:?}");
     cow::usage(UsageOf::Children).unwrap();
-    assert!(cow::page_size() >= 4096);
+    assert!(ipckit::process::page_size() >= 4096);
     let e = MemoryRollup::of(u32::MAX).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::NotFound);
 }

@@ -167,7 +167,7 @@ fn fsize_role() -> Result<(), String> {
 fn leftovers_role() -> Result<(), String> {
     let err = |e: io::Error| e.to_string();
     let data: Vec<u64> = (0..(2 << 20)).map(pattern).collect(); // 16 MiB
-    let before = ipckit::count_open_fds().map_err(err)?;
+    let before = ipckit::process::count_open_fds().map_err(err)?;
     let mut pids = Vec::new();
     {
         // Waited for.
@@ -201,7 +201,7 @@ fn leftovers_role() -> Result<(), String> {
             return Err("a read-only file was accepted".into());
         }
     }
-    let after = ipckit::count_open_fds().map_err(err)?;
+    let after = ipckit::process::count_open_fds().map_err(err)?;
     if before != after {
         return Err(format!("{before} descriptors open before, {after} after"));
     }

@@ -4,7 +4,7 @@
 //! accepts it. The other user is this test binary run again as an unused uid (root gives it
 //! with `setresuid`, through std's `Command::uid`), in the role `RECEIVER`.
 
-use ipckit::connect::{open_receiver, open_sender, Options, Receiver};
+use ipckit::connect::{ChannelBuilder, Receiver};
 use ipckit::Mechanism;
 use std::io::ErrorKind;
 use std::os::unix::process::CommandExt;
@@ -21,12 +21,8 @@ fn zz_receiver_role() {
     let Ok(addr) = std::env::var(RECEIVER) else {
         return; // not the child
     };
-    let opts = Options {
-        allow_other_users: true,
-        ..Options::default()
-    };
-    let Receiver::Endpoint(mut rx) = open_receiver(Mechanism::UdsDgram, &addr, &opts).unwrap()
-    else {
+    let opts = ChannelBuilder::new(Mechanism::UdsDgram).allow_other_users(true);
+    let Receiver::Endpoint(mut rx) = opts.create_receiver(&addr).unwrap() else {
         panic!("datagram receivers are endpoints")
     };
     println!("ready");
@@ -91,15 +87,14 @@ fn sender_checks_the_receivers_credentials() {
         assert!(start.elapsed() < Duration::from_secs(20), "watchdog");
     }
     // By default another uid's receiver is refused from its answer's credentials.
-    let e = open_sender(Mechanism::UdsDgram, &addr, &Options::default()).unwrap_err();
+    let e = ChannelBuilder::new(Mechanism::UdsDgram)
+        .open_sender(&addr)
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
     assert!(e.to_string().contains(&format!("uid {uid}")), "{e}");
     // Allowed explicitly, it is accepted and the message arrives.
-    let opts = Options {
-        allow_other_users: true,
-        ..Options::default()
-    };
-    let mut tx = open_sender(Mechanism::UdsDgram, &addr, &opts).unwrap();
+    let opts = ChannelBuilder::new(Mechanism::UdsDgram).allow_other_users(true);
+    let mut tx = opts.open_sender(&addr).unwrap();
     tx.send(b"yes").unwrap();
     let st = child.wait().unwrap();
     eprintln!(

@@ -6,9 +6,10 @@
 
 use crate::util;
 use ipckit::pipe::{ChildChannel, PipeWriter};
+use ipckit::process::count_open_fds;
 use ipckit::shm::Segment;
 use ipckit::unix::{self, Passable};
-use ipckit::{count_open_fds, Transport};
+use ipckit::Transport;
 use std::io::{ErrorKind, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
@@ -173,10 +174,12 @@ fn creds_peer() {
 /// The child of `a_datagram_server_closes_descriptors_attached_to_a_hello`: a Unix datagram
 /// server whose first datagram is garbage with descriptors attached.
 fn dgram_server_peer() {
-    use ipckit::connect::{Options, Server};
+    use ipckit::connect::ChannelBuilder;
     let ch = ChildChannel::new().open_from_env().unwrap();
     let sock = unix::endpoint_socket(&ch).unwrap();
-    let server = Server::create(ipckit::Mechanism::UdsDgram, &Options::default()).unwrap();
+    let mut server = ChannelBuilder::new(ipckit::Mechanism::UdsDgram)
+        .create()
+        .unwrap();
     unix::send_with_fds(sock, server.address().as_bytes(), &[]).unwrap();
     let before = count_open_fds().unwrap();
     let e = server.accept().unwrap_err();

@@ -96,8 +96,8 @@ fn fifo_is_0600_exclusive_and_open_write_times_out() {
 #[test]
 fn line_framing_speaks_plain_text() {
     let (mut r, mut w) = pipe::pipe().unwrap();
-    r.set_framing(ipckit::Framing::Line);
-    w.set_framing(ipckit::Framing::Line);
+    r.set_framing(ipckit::framing::Framing::Line);
+    w.set_framing(ipckit::framing::Framing::Line);
     assert_eq!(
         w.max_msg_size(),
         64 * 1024 - 1,
@@ -260,14 +260,18 @@ fn receiving_while_a_send_is_pending_cannot_deadlock() {
     // Both ends of one duplex stream have a large message half-sent (try_send keeps the rest
     // pending) and then both wait to receive: each receive must keep flushing its own rest
     // while it waits, or each would wait for the other forever.
-    use ipckit::connect::{connect, Options, Server};
+    use ipckit::connect::ChannelBuilder;
     util::init();
-    let server = Server::create(ipckit::Mechanism::Uds, &Options::default()).unwrap();
+    let mut server = ChannelBuilder::new(ipckit::Mechanism::Uds)
+        .create()
+        .unwrap();
     let addr = server.address();
     let msg = util::payload(9, 900_000);
     let m2 = msg.clone();
     let t = std::thread::spawn(move || {
-        let mut b = connect(ipckit::Mechanism::Uds, &addr, &Options::default()).unwrap();
+        let mut b = ChannelBuilder::new(ipckit::Mechanism::Uds)
+            .open(&addr)
+            .unwrap();
         b.try_send(&m2).unwrap();
         let mut buf = vec![0u8; b.max_msg_size()];
         let n = b.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap();
@@ -285,15 +289,14 @@ fn receiving_while_a_send_is_pending_cannot_deadlock() {
 
 #[test]
 fn fifo_client_sees_a_server_that_died_before_accepting() {
-    use ipckit::connect::{connect, Options, Server};
+    use ipckit::connect::ChannelBuilder;
     util::init();
-    let server = Server::create(ipckit::Mechanism::Fifo, &Options::default()).unwrap();
-    let mut client = connect(
-        ipckit::Mechanism::Fifo,
-        &server.address(),
-        &Options::default(),
-    )
-    .unwrap();
+    let server = ChannelBuilder::new(ipckit::Mechanism::Fifo)
+        .create()
+        .unwrap();
+    let mut client = ChannelBuilder::new(ipckit::Mechanism::Fifo)
+        .open(&server.address())
+        .unwrap();
     drop(server); // never accepted: its read end of the client's FIFO closes
     let mut buf = vec![0u8; client.max_msg_size()];
     let t = Instant::now();

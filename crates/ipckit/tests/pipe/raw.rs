@@ -144,7 +144,7 @@ fn readiness_through_poll_and_epoll() {
     ep.add(&r, 1, Interest::READABLE | Interest::EDGE).unwrap();
     ep.add(&w, 2, Interest::WRITABLE).unwrap();
     let mut ev = Events::with_capacity(8);
-    assert_eq!(ep.wait(&mut ev, Some(Duration::ZERO)).unwrap(), 1);
+    assert_eq!(ep.try_wait(&mut ev).unwrap(), 1);
     assert_eq!(
         ev.iter().next().unwrap().token(),
         2,
@@ -153,19 +153,19 @@ fn readiness_through_poll_and_epoll() {
     ep.delete(&w).unwrap();
 
     w.write_all(b"hello world").unwrap();
-    assert_eq!(ep.wait(&mut ev, Some(Duration::from_secs(5))).unwrap(), 1);
+    assert_eq!(ep.wait_timeout(&mut ev, Duration::from_secs(5)).unwrap(), 1);
     let e = ev.iter().next().unwrap();
     assert!(e.token() == 1 && e.is_readable() && !e.is_hangup());
     // Edge-triggered: a partial read does not re-arm it; new data does.
     assert_eq!(r.read(&mut buf[..5]).unwrap(), 5);
-    assert_eq!(ep.wait(&mut ev, Some(Duration::ZERO)).unwrap(), 0);
+    assert_eq!(ep.try_wait(&mut ev).unwrap(), 0);
     w.write_all(b"!").unwrap();
-    assert_eq!(ep.wait(&mut ev, Some(Duration::from_secs(5))).unwrap(), 1);
+    assert_eq!(ep.wait_timeout(&mut ev, Duration::from_secs(5)).unwrap(), 1);
     assert_eq!(r.read(&mut buf).unwrap(), 7);
     assert_eq!(&buf[..7], b" world!");
     // The last writer closing is a hangup; the reader then sees end-of-file.
     drop(w);
-    assert_eq!(ep.wait(&mut ev, Some(Duration::from_secs(5))).unwrap(), 1);
+    assert_eq!(ep.wait_timeout(&mut ev, Duration::from_secs(5)).unwrap(), 1);
     assert!(ev.iter().next().unwrap().is_hangup());
     assert_eq!(r.read(&mut buf).unwrap(), 0);
     // Registering twice is a clear error; a regular file cannot be watched.

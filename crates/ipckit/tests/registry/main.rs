@@ -4,7 +4,7 @@
 #[path = "../util/mod.rs"]
 mod util;
 
-use ipckit::connect::{open_receiver, Options};
+use ipckit::connect::ChannelBuilder;
 use ipckit::registry::{self, CleanAction};
 use ipckit::Mechanism;
 use std::io::BufRead;
@@ -18,8 +18,9 @@ fn clean_removes_a_killed_creators_objects_and_nothing_else() {
         let dir = &std::fs::canonicalize(util::init()).unwrap();
         // A live object of ours, which clean must keep.
         let mine = dir.join(registry::unique_name("live-fifo"));
-        let _live =
-            open_receiver(Mechanism::Fifo, mine.to_str().unwrap(), &Options::default()).unwrap();
+        let _live = ChannelBuilder::new(Mechanism::Fifo)
+            .create_receiver(mine.to_str().unwrap())
+            .unwrap();
 
         let mut cmd = peer_command("creator", &[("DIR", dir.to_string_lossy().into_owned())]);
         cmd.stdout(std::process::Stdio::piped());

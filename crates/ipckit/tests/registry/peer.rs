@@ -1,6 +1,6 @@
 //! The registry test's peer (run by `tests/peers/bin.rs`).
 
-use ipckit::connect::{open_receiver, Options};
+use ipckit::connect::ChannelBuilder;
 use ipckit::registry;
 use ipckit::Mechanism;
 
@@ -12,10 +12,18 @@ pub fn run(role: &str) {
     let sock = format!("{dir}/{}", registry::unique_name("orphan-sock"));
     let mq = format!("/{}", registry::unique_name("orphan-mq"));
     let key = format!("{}", 0x1c90_0000 | (std::process::id() & 0xffff) as i32);
-    let _a = open_receiver(Mechanism::Fifo, &fifo, &Options::default()).unwrap();
-    let _b = open_receiver(Mechanism::UdsDgram, &sock, &Options::default()).unwrap();
-    let _c = open_receiver(Mechanism::MqPosix, &mq, &Options::default()).unwrap();
-    let _d = open_receiver(Mechanism::MqSysv, &key, &Options::default()).unwrap();
+    let _a = ChannelBuilder::new(Mechanism::Fifo)
+        .create_receiver(&fifo)
+        .unwrap();
+    let _b = ChannelBuilder::new(Mechanism::UdsDgram)
+        .create_receiver(&sock)
+        .unwrap();
+    let _c = ChannelBuilder::new(Mechanism::MqPosix)
+        .create_receiver(&mq)
+        .unwrap();
+    let _d = ChannelBuilder::new(Mechanism::MqSysv)
+        .create_receiver(&key)
+        .unwrap();
     println!("{fifo}\n{sock}\n{mq}\n{key}\nready");
     std::thread::sleep(std::time::Duration::from_secs(60));
 }

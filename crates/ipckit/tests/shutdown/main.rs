@@ -7,7 +7,7 @@
 #[path = "../util/mod.rs"]
 mod util;
 
-use ipckit::shutdown::{Action, Coordinator, Options, Outcome, Phase, SignalMap};
+use ipckit::shutdown::{Action, Coordinator, CoordinatorBuilder, Outcome, Phase, SignalMap};
 use ipckit::signal::{self, Signal};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
@@ -198,11 +198,10 @@ fn the_deadline_kills_a_child_that_ignores_the_signal() {
     watchdog(60, || {
         signal::block_for_process(&[Signal::SIGUSR2]).unwrap();
         let map = SignalMap::empty().set(Signal::SIGUSR2, Action::Graceful);
-        let opts = Options {
-            force_exit: false,
-            ..Options::default()
-        };
-        let c = Coordinator::with_options(map, opts).unwrap();
+        let c = CoordinatorBuilder::new(map)
+            .force_exit(false)
+            .create()
+            .unwrap();
         let mut child = Command::new("sh")
             .args(["-c", "trap '' USR2; echo ready; exec sleep 30"])
             .stdout(Stdio::piped())

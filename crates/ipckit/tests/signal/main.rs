@@ -10,7 +10,7 @@
 #[path = "../util/mod.rs"]
 mod util;
 
-use ipckit::signal::{self, Action, Disposition, Handler, HandlerOptions, Signal, Signals};
+use ipckit::signal::{self, Disposition, HandlerBuilder, Signal, Signals};
 use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +20,7 @@ use util::{peer_command, watchdog, KillOnDrop};
 #[test]
 fn bad_input_is_refused() {
     for sig in [Signal::SIGKILL, Signal::SIGSTOP] {
-        let e = Handler::install(sig, Action::Notify, HandlerOptions::default()).unwrap_err();
+        let e = HandlerBuilder::new(sig).notify().install().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(e.to_string().contains("cannot be caught"), "{e}");
         let e = signal::block_for_process(&[sig]).unwrap_err();
@@ -30,7 +30,10 @@ fn bad_input_is_refused() {
     // 32 and 33 are glibc's own (thread cancellation, setxid): a signal, but not for us.
     let reserved = Signal::new(32).unwrap();
     assert!(reserved.is_reserved());
-    let e = Handler::install(reserved, Action::Notify, HandlerOptions::default()).unwrap_err();
+    let e = HandlerBuilder::new(reserved)
+        .notify()
+        .install()
+        .unwrap_err();
     assert!(e.to_string().contains("reserved by the C library"), "{e}");
     assert!(signal::block_for_process(&[reserved]).is_err());
     for n in [0, -1, 65, 1000] {
@@ -230,24 +233,21 @@ fn handlers_notify_set_flags_and_restore_the_previous_disposition() {
         let _serial = util::scarce();
         let me = std::process::id();
         // SIGURG's default is to ignore it, so a stray delivery after the restore is harmless.
-        let h = Handler::install(
-            Signal::new(libc::SIGURG).unwrap(),
-            Action::Notify,
-            HandlerOptions {
-                restart: true,
-                mask: vec![Signal::SIGUSR1],
-            },
-        )
-        .unwrap();
+        let h = HandlerBuilder::new(Signal::new(libc::SIGURG).unwrap())
+            .notify()
+            .restart(true)
+            .mask(&[Signal::SIGUSR1])
+            .install()
+            .unwrap();
         assert_eq!(h.previous(), Disposition::Default);
-        let again = Handler::install(h.signal(), Action::Notify, HandlerOptions::default());
+        let again = HandlerBuilder::new(h.signal()).notify().install();
         assert_eq!(again.unwrap_err().kind(), ErrorKind::AlreadyExists);
         signal::send(me, h.signal()).unwrap();
         assert!(h.wait_timeout(Duration::from_secs(10)).unwrap() >= 1);
         let sig = h.signal();
         drop(h);
         // Dropped: the slot is free and the disposition is the default again.
-        let h = Handler::install(sig, Action::Flag(&FLAG), HandlerOptions::default()).unwrap();
+        let h = HandlerBuilder::new(sig).flag(&FLAG).install().unwrap();
         assert_eq!(h.previous(), Disposition::Default);
         signal::queue(me, sig, 5).unwrap();
         let until = std::time::Instant::now() + Duration::from_secs(10);
@@ -265,15 +265,11 @@ fn handlers_notify_set_flags_and_restore_the_previous_disposition() {
 /// once `feed_after` has passed and a byte is written.
 fn interrupt_a_read(restart: bool, feed_after: Duration) -> (Result<isize, i32>, u64) {
     let sig = Signal::new(libc::SIGURG).unwrap();
-    let h = Handler::install(
-        sig,
-        Action::Notify,
-        HandlerOptions {
-            restart,
-            mask: Vec::new(),
-        },
-    )
-    .unwrap();
+    let h = HandlerBuilder::new(sig)
+        .notify()
+        .restart(restart)
+        .install()
+        .unwrap();
     let mut fds = [0; 2];
     // SAFETY: `fds` is a live array of two ints for pipe(2) to fill.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);

@@ -4,17 +4,16 @@
 #[path = "../util/mod.rs"]
 mod util;
 
-use ipckit::connect::{open_receiver, open_sender, Options, Receiver, Server};
+use ipckit::connect::{ChannelBuilder, Receiver};
 use ipckit::Mechanism;
 use std::time::Duration;
 
 fn in_thread_pair(mech: Mechanism, addr: &str) {
     util::init();
-    let opts = Options::default();
-    let server = Server::create_at(mech, addr, &opts).unwrap();
+    let mut server = ChannelBuilder::new(mech).create_at(addr).unwrap();
     let a = server.address();
     let t = std::thread::spawn(move || {
-        let mut c = ipckit::connect::connect(mech, &a, &Options::default()).unwrap();
+        let mut c = ChannelBuilder::new(mech).open(&a).unwrap();
         c.send(b"hello").unwrap();
         let mut b = vec![0u8; c.max_msg_size()];
         let n = c.recv(&mut b).unwrap();
@@ -51,13 +50,15 @@ fn socket_files_are_owner_only_and_removed() {
     let dir = util::init();
     let path = dir.join(ipckit::registry::unique_name("uds-perm"));
     let p = path.to_str().unwrap().to_owned();
-    let server = Server::create_at(Mechanism::Uds, &p, &Options::default()).unwrap();
+    let server = ChannelBuilder::new(Mechanism::Uds).create_at(&p).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let e = Server::create_at(Mechanism::Uds, &p, &Options::default()).unwrap_err();
+    let e = ChannelBuilder::new(Mechanism::Uds)
+        .create_at(&p)
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
     drop(server);
     assert!(!path.exists());
@@ -66,10 +67,7 @@ fn socket_files_are_owner_only_and_removed() {
 #[test]
 fn wrong_addresses_and_missing_peers_are_clear_errors() {
     util::init();
-    let o = Options {
-        timeout: Duration::from_millis(200),
-        ..Options::default()
-    };
+    let o = Duration::from_millis(200);
     for (m, a) in [
         (Mechanism::Tcp, "no-port"),
         (Mechanism::Udp, "nohost"),
@@ -77,13 +75,22 @@ fn wrong_addresses_and_missing_peers_are_clear_errors() {
         (Mechanism::MqSysv, "not-a-key"),
         (Mechanism::MqPosix, "no-slash"),
     ] {
-        let e = open_sender(m, a, &o).unwrap_err();
+        let e = ChannelBuilder::new(m)
+            .timeout(o)
+            .open_sender(a)
+            .unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{m} {a}: {e}");
     }
     let missing = format!("/tmp/ipckit-{}-missing.sock", std::process::id());
-    let e = open_sender(Mechanism::Uds, &missing, &o).unwrap_err();
+    let e = ChannelBuilder::new(Mechanism::Uds)
+        .timeout(o)
+        .open_sender(&missing)
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
-    let e = open_sender(Mechanism::Fifo, &missing, &o).unwrap_err();
+    let e = ChannelBuilder::new(Mechanism::Fifo)
+        .timeout(o)
+        .open_sender(&missing)
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
 }
 
@@ -92,8 +99,9 @@ fn one_way_datagram_receiver_takes_any_sender() {
     let dir = util::init();
     let path = dir.join(ipckit::registry::unique_name("dgram-rx"));
     let p = path.to_str().unwrap().to_owned();
-    let Receiver::Endpoint(mut rx) =
-        open_receiver(Mechanism::UdsDgram, &p, &Options::default()).unwrap()
+    let Receiver::Endpoint(mut rx) = ChannelBuilder::new(Mechanism::UdsDgram)
+        .create_receiver(&p)
+        .unwrap()
     else {
         panic!("datagram receivers are endpoints")
     };
@@ -108,7 +116,9 @@ fn one_way_datagram_receiver_takes_any_sender() {
         assert_eq!(rx.dropped(), 0);
     });
     for i in 0..3u8 {
-        let mut tx = open_sender(Mechanism::UdsDgram, &p, &Options::default()).unwrap();
+        let mut tx = ChannelBuilder::new(Mechanism::UdsDgram)
+            .open_sender(&p)
+            .unwrap();
         tx.send(&[i; 10]).unwrap();
     }
     receiver.join().unwrap();

@@ -8,7 +8,7 @@ mod util;
 
 mod peer;
 
-use ipckit::connect::{connect_dgram, connect_stream, Options};
+use ipckit::connect::ChannelBuilder;
 use ipckit::tokio::{AsyncEndpoint, AsyncSocket, AsyncUnixListener};
 use ipckit::unix::{ListenerBuilder, Policy};
 use ipckit::{Mechanism, RecvError, SendError};
@@ -88,10 +88,10 @@ fn echo_across_processes_for_every_socket_type() {
             let (mut child, addr) = echo_peer(mech);
             runtime().block_on(async {
                 if mech.is_stream() {
-                    let c = connect_stream(mech, &addr, &Options::default()).unwrap();
+                    let c = ChannelBuilder::new(mech).open_stream(&addr).unwrap();
                     echo_rounds(&AsyncEndpoint::new(c).unwrap(), mech).await;
                 } else {
-                    let c = connect_dgram(mech, &addr, &Options::default()).unwrap();
+                    let c = ChannelBuilder::new(mech).open_dgram(&addr).unwrap();
                     echo_rounds(&AsyncEndpoint::new(c).unwrap(), mech).await;
                 }
             });
@@ -132,10 +132,10 @@ fn concurrent_send_and_recv_on_one_runtime() {
             let local = tokio::task::LocalSet::new();
             local.block_on(&runtime(), async {
                 if mech.is_stream() {
-                    let c = connect_stream(mech, &addr, &Options::default()).unwrap();
+                    let c = ChannelBuilder::new(mech).open_stream(&addr).unwrap();
                     send_while_receiving(AsyncEndpoint::new(c).unwrap(), mech).await;
                 } else {
-                    let c = connect_dgram(mech, &addr, &Options::default()).unwrap();
+                    let c = ChannelBuilder::new(mech).open_dgram(&addr).unwrap();
                     send_while_receiving(AsyncEndpoint::new(c).unwrap(), mech).await;
                 }
             });
@@ -185,10 +185,10 @@ fn a_killed_peer_is_peer_gone_not_a_hang() {
             let pid = child.0.id();
             runtime().block_on(async {
                 if mech.is_stream() {
-                    let c = connect_stream(mech, &addr, &Options::default()).unwrap();
+                    let c = ChannelBuilder::new(mech).open_stream(&addr).unwrap();
                     outlive(AsyncEndpoint::new(c).unwrap(), mech, pid).await;
                 } else {
-                    let c = connect_dgram(mech, &addr, &Options::default()).unwrap();
+                    let c = ChannelBuilder::new(mech).open_dgram(&addr).unwrap();
                     outlive(AsyncEndpoint::new(c).unwrap(), mech, pid).await;
                 }
             });
@@ -227,7 +227,7 @@ fn async_accept_applies_the_policy() {
                     ListenerBuilder::new(&addr)
                         .seqpacket(seq)
                         .policy(Policy::uids([u32::MAX - 1]))
-                        .bind()
+                        .create()
                         .unwrap(),
                 )
                 .unwrap();
@@ -241,7 +241,7 @@ fn async_accept_applies_the_policy() {
 
                 // Our own uid: accepted and answered.
                 let l = AsyncUnixListener::new(
-                    ListenerBuilder::new(&addr).seqpacket(seq).bind().unwrap(),
+                    ListenerBuilder::new(&addr).seqpacket(seq).create().unwrap(),
                 )
                 .unwrap();
                 let (mut child, mut out) = spawn_client();
@@ -272,7 +272,7 @@ fn outside_a_runtime_is_an_error_not_a_panic() {
     let path = dir.join(ipckit::registry::unique_name("no-rt"));
     let listener = ListenerBuilder::new(path.to_str().unwrap())
         .policy(Policy::same_uid())
-        .bind()
+        .create()
         .unwrap();
     let e = AsyncUnixListener::new(listener).unwrap_err();
     assert!(e.to_string().contains("tokio runtime"), "{e}");

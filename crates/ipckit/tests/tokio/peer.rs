@@ -3,7 +3,7 @@
 // Half of this module is the test's, half the peer binary's; each build uses its own half.
 #![allow(dead_code)]
 
-use ipckit::connect::{connect, Options, Server};
+use ipckit::connect::ChannelBuilder;
 use ipckit::{Mechanism, RecvError};
 use std::io::Write;
 
@@ -20,7 +20,7 @@ pub fn run(role: &str) {
     match role {
         // Creates a server, prints its address, echoes every message until the peer goes.
         "echo" => {
-            let server = Server::create(mech, &Options::default()).unwrap();
+            let mut server = ChannelBuilder::new(mech).create().unwrap();
             say(&server.address());
             let mut ep = server.accept().unwrap();
             let mut buf = vec![0u8; ep.max_msg_size()];
@@ -39,7 +39,7 @@ pub fn run(role: &str) {
         // Connects to ADDR, sends "hello", prints the reply.
         "client" => {
             let addr = std::env::var("ADDR").unwrap();
-            let mut ep = connect(mech, &addr, &Options::default()).unwrap();
+            let mut ep = ChannelBuilder::new(mech).open(&addr).unwrap();
             let mut buf = vec![0u8; ep.max_msg_size()];
             // A refused client may already be closed when it sends.
             match ep.send(b"hello") {

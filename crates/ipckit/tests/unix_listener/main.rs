@@ -9,7 +9,7 @@ mod util;
 
 mod peer;
 
-use ipckit::connect::{connect, Options};
+use ipckit::connect::ChannelBuilder;
 use ipckit::framing::HEADER_LEN;
 use ipckit::registry::unique_name;
 use ipckit::unix::{ListenerBuilder, Policy, UnixListener};
@@ -154,7 +154,7 @@ impl Client {
 
 /// Accepts the client's connection and echoes its message back as a reply.
 fn serve_one(l: &UnixListener, mut c: Client) {
-    let mut ep = l.accept(Some(Duration::from_secs(10))).expect("accept");
+    let mut ep = l.accept_timeout(Duration::from_secs(10)).expect("accept");
     let mut buf = vec![0u8; ep.max_msg_size()];
     let n = ep.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], &util::payload(1, PAYLOAD)[..]);
@@ -167,7 +167,7 @@ fn serve_one(l: &UnixListener, mut c: Client) {
 /// with everything it sent still unread; the client then sees the connection end.
 fn refuse_one(l: &UnixListener, mut c: Client, uid: u32) {
     let before = l.rejected();
-    let e = l.accept(Some(Duration::from_secs(10))).unwrap_err();
+    let e = l.accept_timeout(Duration::from_secs(10)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
     assert!(e.to_string().contains(&format!("uid {uid}")), "{e}");
     assert_eq!(l.rejected(), before + 1);
@@ -198,7 +198,7 @@ fn another_uid_is_refused_unread_on_an_abstract_socket() {
             let l = ListenerBuilder::new(&addr)
                 .policy(Policy::same_uid())
                 .seqpacket(mech == Mechanism::UdsSeqpacket)
-                .bind()
+                .create()
                 .unwrap();
             let mut c = Client::spawn(mech, &addr, Some((NOBODY, NOBODY, vec![])), &exe);
             // The client has connected and written before we accept.
@@ -225,13 +225,13 @@ fn gid_rules_see_supplementary_groups() {
         let addr = format!("@{}", unique_name("gid"));
         let l = ListenerBuilder::new(&addr)
             .policy(Policy::gids([GROUP]))
-            .bind()
+            .create()
             .unwrap();
         // Primary gid in the rule.
         let l2addr = format!("@{}", unique_name("gid2"));
         let l2 = ListenerBuilder::new(&l2addr)
             .policy(Policy::gids([NOBODY]))
-            .bind()
+            .create()
             .unwrap();
         let mut c = Client::spawn(
             Mechanism::Uds,
@@ -261,7 +261,7 @@ fn gid_rules_see_supplementary_groups() {
         let l3addr = format!("@{}", unique_name("gid3"));
         let l3 = ListenerBuilder::new(&l3addr)
             .policy(Policy::gids([GROUP]).or(Policy::same_uid()))
-            .bind()
+            .create()
             .unwrap();
         let mut c = Client::spawn(Mechanism::Uds, &l3addr, None, &exe);
         c.line();
@@ -277,13 +277,13 @@ fn sock_path(tag: &str) -> PathBuf {
 fn exchange(l: &UnixListener) {
     let addr = l.address().to_owned();
     let t = std::thread::spawn(move || {
-        let mut c = connect(Mechanism::Uds, &addr, &Options::default()).unwrap();
+        let mut c = ChannelBuilder::new(Mechanism::Uds).open(&addr).unwrap();
         c.send(b"ping").unwrap();
         let mut b = vec![0u8; 16];
         let n = c.recv(&mut b).unwrap();
         assert_eq!(&b[..n], b"pong");
     });
-    let mut ep = l.accept(Some(Duration::from_secs(10))).unwrap();
+    let mut ep = l.accept_timeout(Duration::from_secs(10)).unwrap();
     let mut b = vec![0u8; ep.max_msg_size()];
     let n = ep.recv(&mut b).unwrap();
     assert_eq!(&b[..n], b"ping");
@@ -312,18 +312,21 @@ fn stale_socket_is_reclaimed_live_one_is_not() {
 
         // Reclaimed, and working.
         let l = ListenerBuilder::new(&p)
-            .bind()
+            .create()
             .expect("reclaim a stale socket");
         exchange(&l);
 
         // Live: refused, for a listener of either type, and the live one is undisturbed (the
         // probe queued no connection: the next accept sees only the real client).
         for seq in [false, true] {
-            let e = ListenerBuilder::new(&p).seqpacket(seq).bind().unwrap_err();
+            let e = ListenerBuilder::new(&p)
+                .seqpacket(seq)
+                .create()
+                .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::AddrInUse, "{e}");
             assert!(e.to_string().contains("a live listener is at"), "{e}");
         }
-        let e = l.accept(Some(Duration::from_millis(100))).unwrap_err();
+        let e = l.accept_timeout(Duration::from_millis(100)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
         exchange(&l);
         drop(l);
@@ -334,7 +337,7 @@ fn stale_socket_is_reclaimed_live_one_is_not() {
 
         // Not a socket: refused and left alone.
         std::fs::write(&path, "keep me").unwrap();
-        let e = ListenerBuilder::new(&p).bind().unwrap_err();
+        let e = ListenerBuilder::new(&p).create().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
         assert!(e.to_string().contains("not a socket"), "{e}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
@@ -344,10 +347,10 @@ fn stale_socket_is_reclaimed_live_one_is_not() {
         let target = sock_path("stale-target");
         {
             let _l = ListenerBuilder::new(target.to_str().unwrap())
-                .bind()
+                .create()
                 .unwrap();
             std::os::unix::fs::symlink(&target, &path).unwrap();
-            let e = ListenerBuilder::new(&p).bind().unwrap_err();
+            let e = ListenerBuilder::new(&p).create().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
             assert!(e.to_string().contains("symbolic link"), "{e}");
         }
@@ -374,7 +377,7 @@ fn unsafe_directories_are_refused() {
     let s = sock.to_str().unwrap().to_owned();
 
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let e = ListenerBuilder::new(&s).bind().unwrap_err();
+    let e = ListenerBuilder::new(&s).create().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
     assert!(
         e.to_string().contains("0777") && e.to_string().contains("sticky"),
@@ -385,20 +388,20 @@ fn unsafe_directories_are_refused() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
     drop(
         ListenerBuilder::new(&s)
-            .bind()
+            .create()
             .expect("a sticky directory is safe"),
     );
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     drop(
         ListenerBuilder::new(&s)
-            .bind()
+            .create()
             .expect("a private directory is safe"),
     );
 
     let link = sock_path("dirlink");
     std::os::unix::fs::symlink(&dir, &link).unwrap();
     let e = ListenerBuilder::new(link.join("s").to_str().unwrap())
-        .bind()
+        .create()
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
     assert!(e.to_string().contains("symbolic link"), "{e}");
@@ -407,7 +410,7 @@ fn unsafe_directories_are_refused() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
-        let e = ListenerBuilder::new(&s).bind().unwrap_err();
+        let e = ListenerBuilder::new(&s).create().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
         assert!(e.to_string().contains("belongs to uid 65534"), "{e}");
     } else {
@@ -454,7 +457,7 @@ fn socket_files_get_exactly_their_mode_under_any_umask() {
 fn impossible_addresses_are_clear_errors() {
     let dir = init();
     let check = |addr: &str, needle: &str| {
-        let e = ListenerBuilder::new(addr).bind().unwrap_err();
+        let e = ListenerBuilder::new(addr).create().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{addr:?}: {e}");
         assert!(e.to_string().contains(needle), "{addr:?}: {e}");
     };
@@ -462,19 +465,21 @@ fn impossible_addresses_are_clear_errors() {
     let base = format!("{}/{}", dir.display(), unique_name("len"));
     let fit = format!("{base}{}", "x".repeat(107 - base.len()));
     assert_eq!(fit.len(), 107);
-    drop(ListenerBuilder::new(&fit).bind().expect("107 bytes fit"));
+    drop(ListenerBuilder::new(&fit).create().expect("107 bytes fit"));
     check(&format!("{fit}y"), "at most 107 bytes");
     check(&format!("@{}", "n".repeat(108)), "at most 107 bytes");
     drop(
         ListenerBuilder::new(format!("@{}", "n".repeat(107)))
-            .bind()
+            .create()
             .expect("a 107-byte abstract name fits"),
     );
     check("@bad\0name", "NUL");
     check("@", "cannot be empty");
     check("", "cannot be empty");
     // The connect side says the same.
-    let e = connect(Mechanism::Uds, "@bad\0name", &Options::default()).unwrap_err();
+    let e = ChannelBuilder::new(Mechanism::Uds)
+        .open("@bad\0name")
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
 }
 
@@ -482,7 +487,6 @@ fn impossible_addresses_are_clear_errors() {
 /// is reported readable when a message (or a connection) arrives, with its own token.
 #[test]
 fn every_socket_type_is_usable_from_epoll() {
-    use ipckit::connect::{connect_dgram, connect_stream, Server};
     use ipckit::epoll::{Epoll, Events, Interest};
     use ipckit::Transport as _;
     init();
@@ -498,7 +502,7 @@ fn every_socket_type_is_usable_from_epoll() {
         ];
         for (i, mech) in mechs.into_iter().enumerate() {
             let token = 100 + i as u64;
-            let server = Server::create(mech, &Options::default()).unwrap();
+            let mut server = ChannelBuilder::new(mech).create().unwrap();
             let addr = server.address();
             let (tx, rx) = std::sync::mpsc::channel::<()>();
             let t = std::thread::spawn(move || {
@@ -510,12 +514,13 @@ fn every_socket_type_is_usable_from_epoll() {
             });
             let mut buf = vec![0u8; 64 * 1024];
             let got = if mech.is_stream() {
-                let mut c = connect_stream(mech, &addr, &Options::default()).unwrap();
+                let mut c = ChannelBuilder::new(mech).open_stream(&addr).unwrap();
                 ep.add(&c, token, Interest::READABLE).unwrap();
-                assert_eq!(ep.wait(&mut events, Some(Duration::ZERO)).unwrap(), 0);
+                assert_eq!(ep.try_wait(&mut events).unwrap(), 0);
                 tx.send(()).unwrap();
                 assert_eq!(
-                    ep.wait(&mut events, Some(Duration::from_secs(10))).unwrap(),
+                    ep.wait_timeout(&mut events, Duration::from_secs(10))
+                        .unwrap(),
                     1
                 );
                 let e = events.iter().next().unwrap();
@@ -524,12 +529,13 @@ fn every_socket_type_is_usable_from_epoll() {
                 ep.delete(&c).unwrap();
                 buf[..n].to_vec()
             } else {
-                let mut c = connect_dgram(mech, &addr, &Options::default()).unwrap();
+                let mut c = ChannelBuilder::new(mech).open_dgram(&addr).unwrap();
                 ep.add(&c, token, Interest::READABLE).unwrap();
-                assert_eq!(ep.wait(&mut events, Some(Duration::ZERO)).unwrap(), 0);
+                assert_eq!(ep.try_wait(&mut events).unwrap(), 0);
                 tx.send(()).unwrap();
                 assert_eq!(
-                    ep.wait(&mut events, Some(Duration::from_secs(10))).unwrap(),
+                    ep.wait_timeout(&mut events, Duration::from_secs(10))
+                        .unwrap(),
                     1
                 );
                 let e = events.iter().next().unwrap();
@@ -544,13 +550,16 @@ fn every_socket_type_is_usable_from_epoll() {
         }
         // The listener: readable when a peer is waiting to be accepted.
         let l = ListenerBuilder::new(format!("@{}", unique_name("epoll")))
-            .bind()
+            .create()
             .unwrap();
         ep.add(&l, 7, Interest::READABLE).unwrap();
-        assert_eq!(ep.wait(&mut events, Some(Duration::ZERO)).unwrap(), 0);
-        let _c = connect(Mechanism::Uds, l.address(), &Options::default()).unwrap();
+        assert_eq!(ep.try_wait(&mut events).unwrap(), 0);
+        let _c = ChannelBuilder::new(Mechanism::Uds)
+            .open(l.address())
+            .unwrap();
         assert_eq!(
-            ep.wait(&mut events, Some(Duration::from_secs(10))).unwrap(),
+            ep.wait_timeout(&mut events, Duration::from_secs(10))
+                .unwrap(),
             1
         );
         assert_eq!(events.iter().next().unwrap().token(), 7);

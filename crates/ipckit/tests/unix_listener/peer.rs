@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use crate::util;
-use ipckit::connect::{connect, Options};
+use ipckit::connect::ChannelBuilder;
 use ipckit::unix::ListenerBuilder;
 use ipckit::{Mechanism, RecvError};
 use std::io::Write;
@@ -29,11 +29,8 @@ pub fn run(role: &str) {
         // a line on stdin, then reports what a receive gives: a reply, or how it was closed.
         "client" => {
             let mech: Mechanism = std::env::var("MECH").unwrap().parse().unwrap();
-            let opts = Options {
-                allow_other_users: true,
-                ..Options::default()
-            };
-            let mut ep = connect(mech, &addr, &opts).expect("client connect");
+            let opts = ChannelBuilder::new(mech).allow_other_users(true);
+            let mut ep = opts.open(&addr).expect("client connect");
             ep.send(&util::payload(1, PAYLOAD)).unwrap();
             // SAFETY: geteuid has no preconditions.
             let uid = unsafe { libc::geteuid() };
@@ -49,7 +46,7 @@ pub fn run(role: &str) {
         }
         // Binds a listener at ADDR, says so, and waits to be killed.
         "hold" => {
-            let _l = ListenerBuilder::new(addr).bind().expect("hold bind");
+            let _l = ListenerBuilder::new(addr).create().expect("hold bind");
             out("ready".into());
             std::thread::sleep(Duration::from_secs(60));
         }
@@ -59,7 +56,7 @@ pub fn run(role: &str) {
             let mode = u32::from_str_radix(&std::env::var("MODE").unwrap(), 8).unwrap();
             // SAFETY: umask has no preconditions; this process is single-threaded here.
             unsafe { libc::umask(umask as libc::mode_t) };
-            let _l = ListenerBuilder::new(&addr).mode(mode).bind().unwrap();
+            let _l = ListenerBuilder::new(&addr).mode(mode).create().unwrap();
             let m = std::fs::symlink_metadata(&addr).unwrap().mode() & 0o7777;
             out(format!("{m:o}"));
         }

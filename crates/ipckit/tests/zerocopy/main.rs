@@ -58,7 +58,7 @@ fn vmsplice_rotation_is_read_intact_by_another_process() {
 fn vmsplice_negative_control_a_rewritten_page_is_read_as_rewritten() {
     util::init();
     let (mut r, w) = pipe::raw_pipe().unwrap();
-    let page = zerocopy::page_size();
+    let page = ipckit::process::page_size();
     // A page-aligned buffer: a Vec of one page, aligned by over-allocating.
     let mut v = vec![0u8; 2 * page];
     let off = v.as_ptr().align_offset(page);
@@ -258,7 +258,7 @@ fn msg_zerocopy_completions_are_counted_and_buffers_reused_only_after_them() {
             tx.send_with(len, |b| b.copy_from_slice(&util::payload(i, len)))
                 .unwrap();
         }
-        tx.flush(Some(Duration::from_secs(60))).unwrap();
+        tx.flush_timeout(Duration::from_secs(60)).unwrap();
         let r = (tx.stats(), tx.take_events(), tx.in_flight());
         drop(tx.into_socket()); // end-of-file for the reader
         r
@@ -305,7 +305,7 @@ fn msg_zerocopy_sender_fails_cleanly_when_the_reader_dies() {
             }
         }
         // Whatever was in flight is completed (the reset freed it) or reported, never hung on.
-        let _ = tx.flush(Some(Duration::from_secs(20)));
+        let _ = tx.flush_timeout(Duration::from_secs(20));
         (err, tx.stats())
     });
     let e = err.expect("sending to a dead reader fails");

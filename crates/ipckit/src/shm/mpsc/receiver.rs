@@ -128,7 +128,7 @@ impl MpscReceiver {
             lost: 0,
             seg,
         };
-        rx.set_wait(wait);
+        rx.set_wait_strategy(wait);
         Ok(rx)
     }
 
@@ -153,12 +153,12 @@ impl MpscReceiver {
     }
 
     /// The wait strategy.
-    pub fn wait(&self) -> Wait {
+    pub fn wait_strategy(&self) -> Wait {
         self.wait
     }
 
     /// Changes the wait strategy; publishes whether the receiver may now sleep.
-    pub fn set_wait(&mut self, wait: Wait) {
+    pub fn set_wait_strategy(&mut self, wait: Wait) {
         let sleeps = u32::from(wait != Wait::Spin);
         if self.q.ctl.rx.may_sleep.swap(sleeps, Ordering::SeqCst) == 0 && sleeps == 1 {
             self.woke_up_at = Some(Instant::now());

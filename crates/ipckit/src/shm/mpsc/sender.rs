@@ -163,7 +163,7 @@ impl MpscSender {
                 futex_wake(seq);
             })?);
         }
-        tx.set_wait(wait);
+        tx.set_wait_strategy(wait);
         Ok(tx)
     }
 
@@ -173,12 +173,12 @@ impl MpscSender {
     }
 
     /// The wait strategy.
-    pub fn wait(&self) -> Wait {
+    pub fn wait_strategy(&self) -> Wait {
         self.wait
     }
 
     /// Changes the wait strategy; publishes whether this producer may now sleep.
-    pub fn set_wait(&mut self, wait: Wait) {
+    pub fn set_wait_strategy(&mut self, wait: Wait) {
         let bit = 1u64 << self.idx;
         let line = &self.q.ctl.tx.may_sleep;
         if wait == Wait::Spin {

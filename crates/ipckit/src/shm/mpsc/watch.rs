@@ -40,7 +40,7 @@ impl Watched {
     fn alive(&self) -> bool {
         match (&self.fd, self.local) {
             (Some(fd), _) => !matches!(sysfd::revents(fd.as_fd(), libc::POLLIN), Ok(r) if r != 0),
-            (None, Some((pid, start))) => crate::is_alive(pid, start),
+            (None, Some((pid, start))) => crate::process::is_alive(pid, start),
             (None, None) => true,
         }
     }

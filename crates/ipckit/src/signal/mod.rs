@@ -11,7 +11,7 @@
 //!   [`queue`] payload.
 //! - **[`Handler`]**: a `sigaction` handler, for a signal that must interrupt the process
 //!   even where it is not reading a descriptor. You choose what the handler does from a fixed
-//!   set of [`Action`]s, each async-signal-safe; your code then runs in normal context.
+//!   set ([`OnSignal`]), each async-signal-safe; your code then runs in normal context.
 //!
 //! # What a signal handler may call
 //!
@@ -57,15 +57,16 @@
 //! `signal(7)`, `signal-safety(7)`, `sigaction(2)`, `signalfd(2)`, `sigqueue(3)`,
 //! `pthread_sigmask(3)`, `getrlimit(2)` (`RLIMIT_SIGPENDING`).
 
+mod handler;
+
+pub use handler::{Disposition, Handler, HandlerBuilder, OnSignal};
+
 use crate::error::invalid;
-use crate::eventfd::EventFd;
 use crate::sys::{fd as sysfd, signal as sys};
-use crate::{Notify, Wait};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::str::FromStr;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// A signal number, checked to be one Linux has (1 to 64).
@@ -507,166 +508,6 @@ impl Signals {
 impl AsFd for Signals {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
-    }
-}
-
-/// What an installed [`Handler`] does when its signal arrives. Each action is
-/// async-signal-safe; there is deliberately no closure (see the module docs, "What a signal
-/// handler may call").
-#[derive(Debug, Clone, Copy)]
-pub enum Action {
-    /// Add 1 to an eventfd the handler owns: wait with [`Handler::wait`] and friends, or poll
-    /// [`Handler`]'s descriptor. Arrivals between two waits add up.
-    Notify,
-    /// Set this flag to `true`; your code checks (and clears) it.
-    Flag(&'static AtomicBool),
-}
-
-/// How a [`Handler`] is installed.
-#[derive(Debug, Clone, Default)]
-pub struct HandlerOptions {
-    /// `SA_RESTART`: restart system calls the signal interrupts instead of failing them with
-    /// `EINTR`. Off by default, so a blocking call returns and your code sees the signal.
-    pub restart: bool,
-    /// Signals blocked while the handler runs (`sa_mask`), besides the signal itself.
-    pub mask: Vec<Signal>,
-}
-
-/// What a signal did before a [`Handler`] replaced it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// `SIG_DFL`: the default action.
-    Default,
-    /// `SIG_IGN`: ignored.
-    Ignore,
-    /// Another handler, at this address.
-    Handler(usize),
-}
-
-/// A `sigaction` handler, installed with `SA_SIGINFO`, that performs one async-signal-safe
-/// [`Action`]. Dropping it restores the previous disposition.
-///
-/// One `Handler` per signal at a time in a process.
-///
-/// # Examples
-///
-/// ```
-/// use ipckit::signal::{self, Action, Handler, HandlerOptions, Signal};
-/// # fn main() -> std::io::Result<()> {
-/// let h = Handler::install(Signal::SIGUSR2, Action::Notify, HandlerOptions::default())?;
-/// signal::send(std::process::id(), Signal::SIGUSR2)?;
-/// assert!(h.wait_timeout(std::time::Duration::from_secs(5))? >= 1);
-/// drop(h); // SIGUSR2 is back to its previous disposition
-/// # Ok(()) }
-/// ```
-#[derive(Debug)]
-pub struct Handler {
-    signal: Signal,
-    old: sys::OldAction,
-    // Declared after `old` but dropped explicitly after the restore, see `Drop`.
-    counter: Option<EventFd>,
-}
-
-impl Handler {
-    /// Installs the handler for `sig`.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for `SIGKILL` or `SIGSTOP` (never a silent no-op) or a number the C
-    /// library reserves ([`Signal::is_reserved`]); `AlreadyExists` if a
-    /// `Handler` for `sig` is already installed; the `eventfd` or `sigaction` error.
-    #[doc(alias = "sigaction")]
-    pub fn install(sig: Signal, action: Action, opts: HandlerOptions) -> io::Result<Handler> {
-        sig.check_catchable("caught")?;
-        for m in &opts.mask {
-            m.check_catchable("masked")?;
-        }
-        let (counter, target) = match action {
-            Action::Notify => {
-                let ev = EventFd::new(Wait::Block)?;
-                let raw = std::os::fd::AsRawFd::as_raw_fd(&ev.as_fd());
-                sysfd::set_nonblocking(ev.as_fd(), true)?;
-                (Some(ev), sys::Target::EventFd(raw))
-            }
-            Action::Flag(f) => (None, sys::Target::Flag(f)),
-        };
-        let mask: Vec<i32> = opts.mask.iter().map(|s| s.0).collect();
-        let old = sys::install(sig.0, target, opts.restart, &mask)?;
-        Ok(Handler {
-            signal: sig,
-            old,
-            counter,
-        })
-    }
-
-    /// The signal this handler catches.
-    pub fn signal(&self) -> Signal {
-        self.signal
-    }
-
-    /// What the signal did before; restored on drop.
-    pub fn previous(&self) -> Disposition {
-        match self.old.handler() {
-            libc::SIG_DFL => Disposition::Default,
-            libc::SIG_IGN => Disposition::Ignore,
-            h => Disposition::Handler(h),
-        }
-    }
-
-    fn counter(&self) -> io::Result<&EventFd> {
-        self.counter
-            .as_ref()
-            .ok_or_else(|| invalid("this handler sets a flag; it has no counter to wait on"))
-    }
-
-    /// Waits for the signal; returns how many arrivals were counted since the last wait.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for an [`Action::Flag`] handler; the `poll`/`read` error.
-    pub fn wait(&self) -> io::Result<u64> {
-        self.counter()?.wait()
-    }
-
-    /// Like [`Handler::wait`], for at most `timeout` (`TimedOut` then).
-    ///
-    /// # Errors
-    ///
-    /// As [`Handler::wait`], and `TimedOut`.
-    pub fn wait_timeout(&self, timeout: Duration) -> io::Result<u64> {
-        self.counter()?.wait_timeout(timeout)
-    }
-
-    /// The arrivals counted since the last wait, without waiting (`WouldBlock` if none).
-    ///
-    /// # Errors
-    ///
-    /// As [`Handler::wait`], and `WouldBlock`.
-    pub fn try_wait(&self) -> io::Result<u64> {
-        self.counter()?.try_wait()
-    }
-}
-
-/// The counter's eventfd ([`Action::Notify`]): readable once the signal has arrived, for
-/// epoll, mio or tokio; then call [`Handler::try_wait`].
-///
-/// # Panics
-///
-/// For an [`Action::Flag`] handler.
-impl AsFd for Handler {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.counter
-            .as_ref()
-            .expect("an Action::Flag handler has no descriptor")
-            .as_fd()
-    }
-}
-
-impl Drop for Handler {
-    fn drop(&mut self) {
-        // Restore first, then close the counter the handler wrote to.
-        let _ = sys::restore(self.signal.0, &self.old);
-        drop(self.counter.take());
     }
 }
 
