@@ -140,7 +140,7 @@ fn run_inner(t: &Target, size: usize, cpus: [usize; 2], p: &Params) -> io::Resul
             spec.address = server.address();
             let (guard, mut ctl) =
                 peer::spawn(&mut spec, |cmd| server.configure_child(cmd), &[], limit)?;
-            let tr = server.accept()?;
+            let tr = server.accept_timeout(std::time::Duration::from_secs(10))?;
             expect_ready(&mut ctl)?;
             let cap = tr.max_msg_size();
             if size > cap {

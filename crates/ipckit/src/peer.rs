@@ -90,9 +90,21 @@ pub(crate) fn exchange_hello(
     client: bool,
     deadline: crate::Deadline,
 ) -> std::io::Result<Hello> {
-    use std::io::{Error, ErrorKind};
     let wait = ep.wait_strategy();
     ep.set_wait_strategy(crate::Wait::Block);
+    // The strategy comes back on every path: a server whose accept timed out keeps its
+    // endpoint for the next try.
+    let r = exchange_hello_blocking(ep, client, deadline);
+    ep.set_wait_strategy(wait);
+    r
+}
+
+fn exchange_hello_blocking(
+    ep: &mut dyn crate::Transport,
+    client: bool,
+    deadline: crate::Deadline,
+) -> std::io::Result<Hello> {
+    use std::io::{Error, ErrorKind};
     let mine = Hello::mine().encode();
     if client {
         ep.send_deadline(&mine, deadline)?;
@@ -115,7 +127,6 @@ pub(crate) fn exchange_hello(
     if !client {
         ep.send_deadline(&mine, deadline)?;
     }
-    ep.set_wait_strategy(wait);
     Ok(hello)
 }
 

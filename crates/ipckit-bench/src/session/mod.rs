@@ -148,7 +148,7 @@ fn run_inner(cfg: &Config, opts: &BenchOptions) -> io::Result<Measured> {
     let mut server = chan.create()?;
     spec.address = server.address();
     let (guard, mut ctl) = peer::spawn(&mut spec, |cmd| server.configure_child(cmd), &[], limit)?;
-    let t = server.accept()?;
+    let t = server.accept_timeout(Duration::from_secs(10))?;
     let socket_buffers = crate::netvariants::setup(&*t, cfg.net)?;
     let peer_max = expect_ready(&mut ctl)?;
     sys::pin_current_thread(cfg.cpus[0])?;

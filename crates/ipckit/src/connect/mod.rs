@@ -59,7 +59,7 @@ struct Options {
     /// Largest message; `None` takes the mechanism's default (1 MiB for streams and Unix
     /// datagrams, the system limit for queues and UDP).
     pub max_msg_size: Option<usize>,
-    /// How long opening, connecting and accepting may wait for the peer.
+    /// How long opening and connecting may wait for the peer.
     pub timeout: Duration,
     /// Permission bits of created objects (0600).
     pub mode: u32,
@@ -163,8 +163,8 @@ impl ChannelBuilder {
         self
     }
 
-    /// How long opening, connecting and accepting may wait for the peer (5 s by default);
-    /// [`PairListener::accept`] waits this long.
+    /// How long opening and connecting may wait for the peer (5 s by default), and the
+    /// one-way receivers' hello; a [`PairListener`] waits as its accept call says.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.opts.timeout = timeout;
         self

@@ -30,9 +30,7 @@ use std::time::Duration;
 /// accepts one peer, then is dropped.
 ///
 /// An accept that times out (or, for [`try_accept`](PairListener::try_accept), finds no
-/// peer yet) leaves the listener ready for another try, except for queues and shared memory,
-/// whose objects pass to the endpoint as the accept begins: there any accept, successful or
-/// not, spends the listener, and later calls fail with `InvalidInput`.
+/// peer yet) leaves the listener ready for another try, whatever the mechanism.
 #[derive(Debug)]
 pub struct PairListener {
     mech: Mechanism,
@@ -167,15 +165,16 @@ impl PairListener {
         }
     }
 
-    /// Waits for the peer, at most the builder's
-    /// [`timeout`](super::ChannelBuilder::timeout), and returns the connected endpoint.
+    /// Waits for the peer as long as it takes, and returns the connected endpoint. Use
+    /// [`accept_timeout`](PairListener::accept_timeout) when the peer may never come (a
+    /// child that failed to start).
     ///
     /// # Errors
     ///
-    /// `TimedOut` when no peer came, `PermissionDenied` for a peer of another uid,
-    /// `InvalidInput` once the listener is spent (see the type's docs), or the OS error.
+    /// `PermissionDenied` for a peer of another uid, `InvalidInput` once the listener has
+    /// accepted its peer, or the OS error.
     pub fn accept(&mut self) -> io::Result<Box<dyn Transport>> {
-        self.accept_within(self.opts.timeout)
+        self.accept_within(Duration::MAX)
     }
 
     /// Takes the peer if it has arrived, without waiting.
@@ -193,11 +192,12 @@ impl PairListener {
         })
     }
 
-    /// Waits for the peer at most `timeout` (instead of the builder's).
+    /// Waits for the peer at most `timeout`. A peer that has not come leaves the listener
+    /// as it was, for another try.
     ///
     /// # Errors
     ///
-    /// As [`PairListener::accept`].
+    /// `TimedOut` when no peer came; as [`PairListener::accept`].
     pub fn accept_timeout(&mut self, timeout: Duration) -> io::Result<Box<dyn Transport>> {
         self.accept_within(timeout)
     }
@@ -212,7 +212,7 @@ impl PairListener {
         // First wait for the peer without giving anything up, so that one that has not come
         // yet leaves the listener as it was. Pipes never wait; queues and shared memory wait
         // inside their own accept, which takes the object.
-        let arrived = match &self.inner {
+        let arrived = match &mut self.inner {
             None => {
                 return Err(invalid(
                     "this pair listener has already accepted (or failed to accept) its peer",
@@ -250,6 +250,15 @@ impl PairListener {
                 wait_readable(s, &opts, "no peer said hello")?;
                 Arrived::Now
             }
+            Some(Inner::MqPosix(q)) => {
+                q.accept(deadline(&opts))?;
+                Arrived::Now
+            }
+            Some(Inner::MqSysv(q)) => {
+                q.accept(deadline(&opts))?;
+                Arrived::Now
+            }
+            Some(Inner::Shm(l)) => Arrived::Shm(l.accept_timeout(opts.timeout)?),
             Some(_) => Arrived::Now,
         };
         let Some(inner) = self.inner.take() else {
@@ -358,9 +367,9 @@ impl PairListener {
                         .filter_hello(true),
                 )
             }
-            (Inner::MqPosix(q), _) => Box::new(q.accept(deadline(&opts))?),
-            (Inner::MqSysv(q), _) => Box::new(q.accept(deadline(&opts))?),
-            (Inner::Shm(mut l), _) => Box::new(l.accept_timeout(opts.timeout)?),
+            (Inner::MqPosix(q), _) => Box::new(q),
+            (Inner::MqSysv(q), _) => Box::new(q),
+            (Inner::Shm(_), Arrived::Shm(ep)) => Box::new(ep),
             (_, _) => unreachable!("each kind of listener arrives its own way"),
         })
     }
@@ -368,6 +377,8 @@ impl PairListener {
 
 /// What waiting for the peer gave, before the listener's objects are taken.
 enum Arrived {
+    /// The shared-memory pair's endpoint, attached.
+    Shm(crate::shm::ShmEndpoint),
     /// Nothing to carry over (or nothing waited for).
     Now,
     /// A FIFO pair's write end, open: the peer is there.

@@ -14,7 +14,8 @@
 //!   is noticed too. When the watched receiver is gone another reader is looked for before
 //!   the sender gives up.
 //! - System V has no descriptor: the receiver is the queue's last reader (`msg_lrpid`,
-//!   which ipckit's receivers set as soon as they open the queue). Waiting retries
+//!   which a receiver sets with [`sysv::SysvMq::announce_receiver`]; the receivers of
+//!   `connect` and `ipckit recv` do so as soon as they open the queue). Waiting retries
 //!   `IPC_NOWAIT` between `poll`s of the pidfd that double as the naps (at most 2 ms), so an
 //!   exit is seen at once and room within 2 ms. A queue removed by its creator (`EIDRM`) is
 //!   a receiver that left.

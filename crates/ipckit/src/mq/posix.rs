@@ -664,11 +664,11 @@ impl PosixMq {
     }
 
     /// Server side of the hello: waits for the client's, answers with ours, then watches the
-    /// client with a pidfd.
-    pub(crate) fn accept(mut self, deadline: Deadline) -> io::Result<PosixMq> {
-        let hello = peer::exchange_hello(&mut self, false, deadline)?;
+    /// client with a pidfd. A timeout leaves the queue pair as it was, for another try.
+    pub(crate) fn accept(&mut self, deadline: Deadline) -> io::Result<()> {
+        let hello = peer::exchange_hello(self, false, deadline)?;
         (self.peer, self.pidfd) = peer::watch(&hello);
-        Ok(self)
+        Ok(())
     }
 
     /// Client side of a duplex pair made by [`PosixMqBuilder::create_pair`].

@@ -106,8 +106,8 @@ pub enum HugeStatus {
 /// # fn main() -> std::io::Result<()> {
 /// let seg = SegmentBuilder::anonymous().size(1 << 20).populate(true).create()?;
 /// assert_eq!(seg.len(), 1 << 20);
-/// // Named: `SegmentBuilder::new("/counters").size(4096).create()?` in one process,
-/// // `SegmentBuilder::new("/counters").open()?` (the whole object) in the others.
+/// // Named: `SegmentBuilder::new("/counters").size(4096).create()?`, filled, then
+/// // `.ready()` in one process; `SegmentBuilder::new("/counters").open()?` in the others.
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -225,6 +225,7 @@ impl SegmentBuilder {
     /// [`kept`](SegmentBuilder::keep)); or, for an [anonymous](SegmentBuilder::anonymous)
     /// builder, a memfd (see below).
     ///
+    /// Openers wait (500 ms, then `InvalidData`) until [`Segment::ready`] publishes it.
     /// A memfd disappears with its last descriptor and mapping. Once sized, it is sealed
     /// (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`): no process holding its descriptor can
     /// change its size, so none can make another's mapping fault with `SIGBUS` (see
@@ -653,7 +654,8 @@ impl Segment {
             .slice_of::<std::sync::atomic::AtomicU64>(0, self.len() / 8)
     }
 
-    /// Opens the segment for use: publishes a fresh one with plain data.
+    /// Publishes a segment this process created, once its contents are written: from now on
+    /// [`SegmentBuilder::open`] elsewhere succeeds. A published or opened one is unchanged.
     pub fn ready(mut self) -> Segment {
         if !self.published {
             self.publish();

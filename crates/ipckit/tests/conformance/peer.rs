@@ -94,7 +94,9 @@ pub fn start(mech: Mechanism, role: &str, wait: Wait) -> Pair {
     );
     server.configure_child(&mut cmd);
     let child = KillOnDrop(cmd.spawn().expect("spawn peer"));
-    let ep = server.accept().expect("accept");
+    let ep = server
+        .accept_timeout(Duration::from_secs(10))
+        .expect("accept");
     Pair { ep, child, address }
 }
 

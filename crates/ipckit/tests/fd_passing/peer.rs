@@ -182,7 +182,9 @@ fn dgram_server_peer() {
         .unwrap();
     unix::send_with_fds(sock, server.address().as_bytes(), &[]).unwrap();
     let before = count_open_fds().unwrap();
-    let e = server.accept().unwrap_err();
+    let e = server
+        .accept_timeout(std::time::Duration::from_secs(10))
+        .unwrap_err();
     assert!(e.to_string().contains("not an ipckit hello"), "{e}");
     // The server's own socket is gone, and with it the handle on its socket file's directory
     // (which the file is removed through); nothing the sender attached stayed.

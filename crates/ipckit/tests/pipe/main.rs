@@ -277,7 +277,7 @@ fn receiving_while_a_send_is_pending_cannot_deadlock() {
         let n = b.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap();
         assert!(buf[..n] == m2[..]);
     });
-    let mut a = server.accept().unwrap();
+    let mut a = server.accept_timeout(Duration::from_secs(10)).unwrap();
     a.try_send(&msg).unwrap();
     let mut buf = vec![0u8; a.max_msg_size()];
     let n = a.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap();

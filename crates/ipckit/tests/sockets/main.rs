@@ -19,7 +19,7 @@ fn in_thread_pair(mech: Mechanism, addr: &str) {
         let n = c.recv(&mut b).unwrap();
         assert_eq!(&b[..n], b"world");
     });
-    let mut s = server.accept().unwrap();
+    let mut s = server.accept_timeout(Duration::from_secs(10)).unwrap();
     let mut b = vec![0u8; s.max_msg_size()];
     let n = s.recv(&mut b).unwrap();
     assert_eq!(&b[..n], b"hello");
@@ -123,4 +123,46 @@ fn one_way_datagram_receiver_takes_any_sender() {
     }
     receiver.join().unwrap();
     assert!(!path.exists());
+}
+
+/// A pair listener that finds no peer yet (`try_accept`, an `accept_timeout` that runs out)
+/// stays ready for the next try, whatever the mechanism: queues and shared memory included,
+/// whose objects pass to the endpoint only once the peer is there.
+#[test]
+fn a_missed_accept_leaves_the_pair_listener_ready() {
+    util::init();
+    let _q = util::scarce();
+    for mech in [
+        Mechanism::MqPosix,
+        Mechanism::MqSysv,
+        Mechanism::Shm,
+        Mechanism::Uds,
+        Mechanism::Fifo,
+        Mechanism::Tcp,
+    ] {
+        let mut server = ChannelBuilder::new(mech).create().unwrap();
+        let e = server.try_accept().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{mech}: {e}");
+        let e = server
+            .accept_timeout(Duration::from_millis(30))
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{mech}: {e}");
+        let a = server.address();
+        let t = std::thread::spawn(move || {
+            let mut c = ChannelBuilder::new(mech).open(&a).unwrap();
+            c.send(b"late").unwrap();
+            let mut b = vec![0u8; c.max_msg_size()];
+            let n = c.recv(&mut b).unwrap();
+            assert_eq!(&b[..n], b"on time", "{mech}");
+        });
+        let mut s = server.accept_timeout(Duration::from_secs(10)).unwrap();
+        let mut b = vec![0u8; s.max_msg_size()];
+        let n = s.recv(&mut b).unwrap();
+        assert_eq!(&b[..n], b"late", "{mech}");
+        s.send(b"on time").unwrap();
+        t.join().unwrap();
+        // Accepted: the listener is spent now.
+        let e = server.try_accept().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{mech}: {e}");
+    }
 }

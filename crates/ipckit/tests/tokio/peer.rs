@@ -22,7 +22,9 @@ pub fn run(role: &str) {
         "echo" => {
             let mut server = ChannelBuilder::new(mech).create().unwrap();
             say(&server.address());
-            let mut ep = server.accept().unwrap();
+            let mut ep = server
+                .accept_timeout(std::time::Duration::from_secs(10))
+                .unwrap();
             let mut buf = vec![0u8; ep.max_msg_size()];
             loop {
                 match ep.recv(&mut buf) {

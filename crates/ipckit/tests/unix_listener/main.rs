@@ -506,7 +506,7 @@ fn every_socket_type_is_usable_from_epoll() {
             let addr = server.address();
             let (tx, rx) = std::sync::mpsc::channel::<()>();
             let t = std::thread::spawn(move || {
-                let mut s = server.accept().unwrap();
+                let mut s = server.accept_timeout(Duration::from_secs(10)).unwrap();
                 rx.recv().unwrap();
                 s.send(b"ready").unwrap();
                 // Hold the endpoint until the client has read.

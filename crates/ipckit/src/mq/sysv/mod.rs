@@ -619,11 +619,11 @@ impl SysvMq {
         Err(last.unwrap_or_else(|| io::Error::other("no free System V key")))
     }
 
-    /// Server side of the hello.
-    pub(crate) fn accept(mut self, deadline: Deadline) -> io::Result<SysvMq> {
-        let hello = peer::exchange_hello(&mut self, false, deadline)?;
+    /// Server side of the hello. A timeout leaves the queue pair as it was, for another try.
+    pub(crate) fn accept(&mut self, deadline: Deadline) -> io::Result<()> {
+        let hello = peer::exchange_hello(self, false, deadline)?;
         self.watch(&hello);
-        Ok(self)
+        Ok(())
     }
 
     /// Client side of a pair made by [`SysvMq::create_pair`].
