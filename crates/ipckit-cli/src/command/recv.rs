@@ -22,7 +22,7 @@ use super::demo::interrupt;
 use super::send::{check_address, framing_for, open_error};
 use crate::cli::RecvArgs;
 use crate::UserError;
-use ipckit::connect::{self, ChannelBuilder, Listener, Receiver};
+use ipckit::connect::{ChannelBuilder, Listener, Receiver};
 use ipckit::mq::sysv::{self, SysvMq, SysvMqBuilder};
 use ipckit::{Mechanism, RecvError, Transport};
 use std::io::{self, Write};
@@ -430,10 +430,6 @@ fn open_sysv(addr: &str, msg_type: Option<i64>) -> anyhow::Result<Box<dyn Transp
         let key = sysv::parse_key(addr)?;
         match SysvMqBuilder::new(key).open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => SysvMqBuilder::new(key).create(),
-            Ok(q) => {
-                connect::check_existing_queue(addr, q.owner()?, false)?;
-                Ok(q)
-            }
             r => r,
         }
     };

@@ -16,7 +16,7 @@
 
 use crate::cli::{FramingArg, SendArgs};
 use crate::UserError;
-use ipckit::connect::{self, ChannelBuilder};
+use ipckit::connect::ChannelBuilder;
 use ipckit::framing::Framing;
 use ipckit::mq::posix::PosixMqBuilder;
 use ipckit::mq::sysv::{self, SysvMqBuilder};
@@ -137,10 +137,9 @@ fn open_sender(
             return Err(UserError::new("a POSIX priority (--priority) must be below 32768").into());
         }
         // One-way senders: a send waiting on a full queue learns of the receiver's end.
-        Mechanism::MqPosix => PosixMqBuilder::new(addr).open_sender().and_then(|mut q| {
-            connect::check_existing_queue(addr, q.owner()?, false)?;
+        Mechanism::MqPosix => PosixMqBuilder::new(addr).open_sender().map(|mut q| {
             q.set_priority(priority.unwrap_or(0));
-            Ok(Box::new(q) as Box<dyn Transport>)
+            Box::new(q) as Box<dyn Transport>
         }),
         Mechanism::MqSysv => {
             let mtype = i64::from(priority.unwrap_or(1));
@@ -153,7 +152,6 @@ fn open_sender(
             sysv::parse_key(addr)
                 .and_then(|key| SysvMqBuilder::new(key).open_sender())
                 .and_then(|mut q| {
-                    connect::check_existing_queue(addr, q.owner()?, false)?;
                     q.set_send_type(mtype)?;
                     Ok(Box::new(q) as Box<dyn Transport>)
                 })

@@ -310,30 +310,6 @@ impl ChannelBuilder {
     }
 }
 
-/// Refuses a queue that was already there unless it is ours and closed to writers of other
-/// users (they could inject messages, or read ours), or `allow_other_users` is set.
-/// `owner` comes from [`PosixMq::owner`](crate::mq::posix::PosixMq::owner) or
-/// [`SysvMq::owner`](crate::mq::sysv::SysvMq::owner). The one-way ends of a
-/// [`ChannelBuilder`] apply it themselves; this is for a program that opens a queue directly.
-///
-/// # Errors
-///
-/// `PermissionDenied`, naming the owner and mode.
-pub fn check_existing_queue(
-    name: &str,
-    owner: (u32, u32),
-    allow_other_users: bool,
-) -> io::Result<()> {
-    open::check_existing_queue(
-        name,
-        owner,
-        &Options {
-            allow_other_users,
-            ..Options::default()
-        },
-    )
-}
-
 /// The largest UDP payload over IPv4 (65,535 - 8 - 20).
 pub const UDP_MAX_V4: usize = 65_507;
 /// The largest UDP payload over IPv6 (65,535 - 8).

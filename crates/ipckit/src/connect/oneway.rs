@@ -6,8 +6,8 @@
 
 use super::client::connect;
 use super::open::{
-    bind_unix, check_existing_queue, connect_unix, fifo_read, fifo_write, grow_ip_buffers, ip_addr,
-    max_for, policy, udp_connected, unix_listener,
+    bind_unix, connect_unix, fifo_read, fifo_write, grow_ip_buffers, ip_addr, max_for, policy,
+    udp_connected, unix_listener,
 };
 use super::{Options, UDP_MAX_V4, UDP_MAX_V6};
 use crate::dgram::DgramEndpoint;
@@ -200,15 +200,15 @@ pub(super) fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::
             )?))
         }
         Mechanism::MqPosix => {
-            let mut b = PosixMqBuilder::new(addr).mode(opts.mode).wait(opts.wait);
+            let mut b = PosixMqBuilder::new(addr)
+                .mode(opts.mode)
+                .wait(opts.wait)
+                .allow_other_users(opts.allow_other_users);
             if let Some(m) = opts.max_msg_size {
                 b = b.max_msg_size(m);
             }
             let q = match b.open() {
-                Ok(q) => {
-                    check_existing_queue(addr, q.owner()?, opts)?;
-                    q
-                }
+                Ok(q) => q,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => b.create()?,
                 Err(e) => return Err(e),
             };
@@ -216,12 +216,12 @@ pub(super) fn open_receiver(mech: Mechanism, addr: &str, opts: &Options) -> io::
         }
         Mechanism::MqSysv => {
             let key = sysvmod::parse_key(addr)?;
-            let b = SysvMqBuilder::new(key).mode(opts.mode).wait(opts.wait);
+            let b = SysvMqBuilder::new(key)
+                .mode(opts.mode)
+                .wait(opts.wait)
+                .allow_other_users(opts.allow_other_users);
             let q = match b.open() {
-                Ok(q) => {
-                    check_existing_queue(addr, q.owner()?, opts)?;
-                    q
-                }
+                Ok(q) => q,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => b.create()?,
                 Err(e) => return Err(e),
             };
@@ -281,15 +281,17 @@ pub(super) fn open_sender(
             Box::new(DgramEndpoint::new(mech, s.into(), opts.wait, max)?)
         }
         Mechanism::MqPosix => {
-            let q = PosixMqBuilder::new(addr).wait(opts.wait).open_sender()?;
-            check_existing_queue(addr, q.owner()?, opts)?;
+            let q = PosixMqBuilder::new(addr)
+                .wait(opts.wait)
+                .allow_other_users(opts.allow_other_users)
+                .open_sender()?;
             Box::new(q)
         }
         Mechanism::MqSysv => {
             let q = SysvMqBuilder::new(sysvmod::parse_key(addr)?)
                 .wait(opts.wait)
+                .allow_other_users(opts.allow_other_users)
                 .open_sender()?;
-            check_existing_queue(addr, q.owner()?, opts)?;
             Box::new(q)
         }
         Mechanism::Pipe | Mechanism::Eventfd => {

@@ -36,27 +36,6 @@ pub(super) fn unix_addr(addr: &str) -> io::Result<socket::UnixAddr<'_>> {
     }
 }
 
-/// Refuses a queue that was already there unless it is ours and closed to writers of other
-/// users (they could inject messages, or read ours), or the options allow other users; see
-/// [`super::check_existing_queue`].
-pub(super) fn check_existing_queue(
-    name: &str,
-    owner: (u32, u32),
-    opts: &Options,
-) -> io::Result<()> {
-    let (uid, mode) = owner;
-    if opts.allow_other_users || (uid == registry::euid() && mode & 0o022 == 0) {
-        return Ok(());
-    }
-    Err(io::Error::new(
-        io::ErrorKind::PermissionDenied,
-        format!(
-            "queue {name} belongs to uid {uid} with mode {mode:03o}; refusing a queue other users \
-             own or may write (the library's `allow_other_users` option lifts this)"
-        ),
-    ))
-}
-
 /// Opens a FIFO's read end, accepting FIFOs of other users (or open to them) only when the
 /// options say so.
 pub(super) fn fifo_read(path: &Path, opts: &Options) -> io::Result<OwnedFd> {

@@ -258,7 +258,7 @@ impl PairListener {
                 q.accept(deadline(&opts))?;
                 Arrived::Now
             }
-            Some(Inner::Shm(l)) => Arrived::Shm(l.accept_timeout(opts.timeout)?),
+            Some(Inner::Shm(l)) => Arrived::Shm(Box::new(l.accept_timeout(opts.timeout)?)),
             Some(_) => Arrived::Now,
         };
         let Some(inner) = self.inner.take() else {
@@ -369,7 +369,7 @@ impl PairListener {
             }
             (Inner::MqPosix(q), _) => Box::new(q),
             (Inner::MqSysv(q), _) => Box::new(q),
-            (Inner::Shm(_), Arrived::Shm(ep)) => Box::new(ep),
+            (Inner::Shm(_), Arrived::Shm(ep)) => ep,
             (_, _) => unreachable!("each kind of listener arrives its own way"),
         })
     }
@@ -378,7 +378,7 @@ impl PairListener {
 /// What waiting for the peer gave, before the listener's objects are taken.
 enum Arrived {
     /// The shared-memory pair's endpoint, attached.
-    Shm(crate::shm::ShmEndpoint),
+    Shm(Box<crate::shm::ShmEndpoint>),
     /// Nothing to carry over (or nothing waited for).
     Now,
     /// A FIFO pair's write end, open: the peer is there.

@@ -60,3 +60,25 @@ impl Watched {
         )
     }
 }
+
+/// Refuses a queue that was already there unless it is ours and closed to writers of other
+/// users (they could inject messages, or read ours), or `allow_other_users` is set. `owner`
+/// is `(uid, mode)` of the queue just opened (by descriptor or id: the queue itself, not a
+/// name that could have changed since).
+pub(crate) fn check_owner(
+    name: &str,
+    owner: (u32, u32),
+    allow_other_users: bool,
+) -> std::io::Result<()> {
+    let (uid, mode) = owner;
+    if allow_other_users || (uid == crate::sys::proc::euid() && mode & 0o022 == 0) {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        format!(
+            "queue {name} belongs to uid {uid} with mode {mode:03o}; refusing a queue other users \
+             own or may write (the builder's `allow_other_users(true)` lifts this)"
+        ),
+    ))
+}

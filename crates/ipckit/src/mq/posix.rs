@@ -70,6 +70,7 @@ pub struct PosixMqBuilder {
     max_msg_size: Option<usize>,
     mode: u32,
     wait: Wait,
+    allow_other_users: bool,
 }
 
 impl PosixMqBuilder {
@@ -83,6 +84,7 @@ impl PosixMqBuilder {
             max_msg_size: None,
             mode: 0o600,
             wait: Wait::Block,
+            allow_other_users: false,
         }
     }
 
@@ -113,6 +115,15 @@ impl PosixMqBuilder {
         self
     }
 
+    /// Whether [`open`](PosixMqBuilder::open) and
+    /// [`open_sender`](PosixMqBuilder::open_sender) accept a queue another user owns, or
+    /// one other users may write (`false` by default: such a queue is `PermissionDenied`,
+    /// as its owner could read what we send or inject what we receive).
+    pub fn allow_other_users(mut self, on: bool) -> Self {
+        self.allow_other_users = on;
+        self
+    }
+
     /// Creates the queue, exclusively (it must not exist), owner-only unless
     /// [`mode`](PosixMqBuilder::mode) says otherwise, recorded in the registry. The queue is
     /// removed when the endpoint is dropped.
@@ -135,13 +146,16 @@ impl PosixMqBuilder {
     /// # Errors
     ///
     /// `NotFound` if there is no such queue, `InvalidInput` for a bad name,
-    /// `PermissionDenied`, or the OS error.
+    /// `PermissionDenied` (also for another user's queue, see
+    /// [`allow_other_users`](PosixMqBuilder::allow_other_users)), or the OS error.
     pub fn open(&self) -> io::Result<PosixMq> {
         let name = self.name.as_str();
         check_name(name)?;
         let fd = mq::open(name, None).map_err(|e| not_found(e, name))?;
         let dup = sysfd::dup(fd.as_fd())?;
-        PosixMq::from_parts(Some(fd), Some(dup), self.wait, Vec::new())
+        let q = PosixMq::from_parts(Some(fd), Some(dup), self.wait, Vec::new())?;
+        super::check_owner(name, q.owner()?, self.allow_other_users)?;
+        Ok(q)
     }
 
     /// Opens an existing queue to send to it only, as a one-way sender that learns of its
@@ -157,12 +171,18 @@ impl PosixMqBuilder {
     /// # Errors
     ///
     /// `NotFound` if there is no such queue, `InvalidInput` for a bad name,
-    /// `PermissionDenied`, or the OS error.
+    /// `PermissionDenied` (also for another user's queue, see
+    /// [`allow_other_users`](PosixMqBuilder::allow_other_users)), or the OS error.
     pub fn open_sender(&self) -> io::Result<PosixMq> {
         let name = self.name.as_str();
         check_name(name)?;
         let fd = mq::open_write_only(name).map_err(|e| not_found(e, name))?;
         let st = crate::sys::fd::fstat(fd.as_fd())?;
+        super::check_owner(
+            name,
+            (st.st_uid, st.st_mode & 0o777),
+            self.allow_other_users,
+        )?;
         let mut me = PosixMq::from_parts(None, Some(fd), self.wait, Vec::new())?;
         let id = (st.st_dev, st.st_ino);
         let watch = find_reader(name, id)

@@ -180,3 +180,50 @@ fn sysv_limits_and_timeouts() {
     assert!(sysv::parse_key("0").is_err());
     assert!(sysv::parse_key("zz").is_err());
 }
+
+/// Opening an existing queue others may write (or another user's) is refused by default, as
+/// a FIFO or a segment is: its owner could read what we send or inject what we receive.
+/// `allow_other_users(true)` lifts it. (A queue of another uid takes a second user: the
+/// CLI's `peers_attack` tests do that; here the mode stands for it.)
+#[test]
+fn queues_others_may_write_are_refused_unless_allowed() {
+    let _s = scarce();
+    // POSIX: mq_open applies the umask, so the mode is set on the queue's file afterwards.
+    let name = qname("open-to-all");
+    let _owner = PosixMqBuilder::new(&name).create().unwrap();
+    let file = format!("/dev/mqueue{name}");
+    if std::path::Path::new(&file).exists() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o622)).unwrap();
+        for e in [
+            PosixMqBuilder::new(&name).open().unwrap_err(),
+            PosixMqBuilder::new(&name).open_sender().unwrap_err(),
+        ] {
+            assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+            assert!(e.to_string().contains("allow_other_users(true)"), "{e}");
+        }
+        PosixMqBuilder::new(&name)
+            .allow_other_users(true)
+            .open()
+            .unwrap();
+    } else {
+        eprintln!("*** /dev/mqueue is not mounted: the POSIX half of this test did not run ***");
+    }
+    // System V: the mode is the queue's own.
+    let key = sysv_key();
+    let _owner = SysvMqBuilder::new(key).mode(0o666).create().unwrap();
+    for e in [
+        SysvMqBuilder::new(key).open().unwrap_err(),
+        SysvMqBuilder::new(key).open_sender().unwrap_err(),
+    ] {
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+    }
+    SysvMqBuilder::new(key)
+        .allow_other_users(true)
+        .open_sender()
+        .unwrap();
+    // Our own, owner-only queue opens as before.
+    let key = sysv_key();
+    let _mine = SysvMqBuilder::new(key).create().unwrap();
+    SysvMqBuilder::new(key).open().unwrap();
+}

@@ -69,6 +69,7 @@ pub struct SysvMqBuilder {
     key: i32,
     mode: u32,
     wait: Wait,
+    allow_other_users: bool,
 }
 
 impl SysvMqBuilder {
@@ -78,6 +79,7 @@ impl SysvMqBuilder {
             key,
             mode: 0o600,
             wait: Wait::Block,
+            allow_other_users: false,
         }
     }
 
@@ -91,6 +93,14 @@ impl SysvMqBuilder {
     /// The endpoint's wait strategy ([`Wait::Block`] by default).
     pub fn wait(mut self, wait: Wait) -> Self {
         self.wait = wait;
+        self
+    }
+
+    /// Whether [`open`](SysvMqBuilder::open) and
+    /// [`open_sender`](SysvMqBuilder::open_sender) accept a queue another user owns, or
+    /// one other users may write (`false` by default: such a queue is `PermissionDenied`).
+    pub fn allow_other_users(mut self, on: bool) -> Self {
+        self.allow_other_users = on;
         self
     }
 
@@ -125,7 +135,9 @@ impl SysvMqBuilder {
                 e
             }
         })?;
-        SysvMq::from_parts(id, id, self.wait, Vec::new())
+        let q = SysvMq::from_parts(id, id, self.wait, Vec::new())?;
+        super::check_owner(&key_name(key), q.owner()?, self.allow_other_users)?;
+        Ok(q)
     }
 
     /// Opens an existing queue to send to it, as a one-way sender that learns of its
