@@ -115,7 +115,7 @@ fn check_cpus(cpus: &[usize]) -> io::Result<()> {
 
 /// A scheduling policy, with its priority for the real-time ones (1 to 99, higher first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
+pub enum SchedPolicy {
     /// `SCHED_OTHER`: the default time-sharing policy.
     Normal,
     /// `SCHED_FIFO`: runs until it blocks or a higher priority comes.
@@ -124,12 +124,12 @@ pub enum Policy {
     RoundRobin(u8),
 }
 
-impl fmt::Display for Policy {
+impl fmt::Display for SchedPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Policy::Normal => f.write_str("SCHED_OTHER"),
-            Policy::Fifo(p) => write!(f, "SCHED_FIFO priority {p}"),
-            Policy::RoundRobin(p) => write!(f, "SCHED_RR priority {p}"),
+            SchedPolicy::Normal => f.write_str("SCHED_OTHER"),
+            SchedPolicy::Fifo(p) => write!(f, "SCHED_FIFO priority {p}"),
+            SchedPolicy::RoundRobin(p) => write!(f, "SCHED_RR priority {p}"),
         }
     }
 }
@@ -146,7 +146,7 @@ pub enum SchedError {
     /// process lacks `CAP_SYS_NICE`.
     NotPermitted {
         /// The policy asked for.
-        wanted: Policy,
+        wanted: SchedPolicy,
         /// The soft `RLIMIT_RTPRIO` (`u64::MAX`: unlimited).
         rtprio_limit: u64,
     },
@@ -236,13 +236,13 @@ pub fn rt_throttling() -> io::Result<Option<(u64, u64)>> {
 /// [`SchedError::InvalidPriority`], [`SchedError::ThrottlingOff`] (real-time policies only),
 /// [`SchedError::NotPermitted`], or [`SchedError::Os`].
 #[doc(alias = "sched_setscheduler")]
-pub fn set_policy(policy: Policy) -> Result<(), SchedError> {
+pub fn set_policy(policy: SchedPolicy) -> Result<(), SchedError> {
     let (raw, prio) = match policy {
-        Policy::Normal => (libc::SCHED_OTHER, 0),
-        Policy::Fifo(p) => (libc::SCHED_FIFO, p),
-        Policy::RoundRobin(p) => (libc::SCHED_RR, p),
+        SchedPolicy::Normal => (libc::SCHED_OTHER, 0),
+        SchedPolicy::Fifo(p) => (libc::SCHED_FIFO, p),
+        SchedPolicy::RoundRobin(p) => (libc::SCHED_RR, p),
     };
-    if policy != Policy::Normal {
+    if policy != SchedPolicy::Normal {
         if !(1..=99).contains(&prio) {
             return Err(SchedError::InvalidPriority(prio));
         }
@@ -261,19 +261,19 @@ pub fn set_policy(policy: Policy) -> Result<(), SchedError> {
 }
 
 /// The calling thread's scheduling policy (`SCHED_BATCH` and `SCHED_IDLE` read as
-/// [`Policy::Normal`], the time-sharing class they belong to).
+/// [`SchedPolicy::Normal`], the time-sharing class they belong to).
 ///
 /// # Errors
 ///
 /// The OS error.
 #[doc(alias = "sched_getscheduler")]
-pub fn policy() -> io::Result<Policy> {
+pub fn policy() -> io::Result<SchedPolicy> {
     let (raw, prio) = sys::scheduler(0)?;
     let prio = u8::try_from(prio).unwrap_or(0);
     Ok(match raw {
-        libc::SCHED_FIFO => Policy::Fifo(prio),
-        libc::SCHED_RR => Policy::RoundRobin(prio),
-        _ => Policy::Normal,
+        libc::SCHED_FIFO => SchedPolicy::Fifo(prio),
+        libc::SCHED_RR => SchedPolicy::RoundRobin(prio),
+        _ => SchedPolicy::Normal,
     })
 }
 
@@ -402,11 +402,11 @@ mod tests {
     #[test]
     fn an_invalid_priority_is_refused_before_the_kernel() {
         assert!(matches!(
-            set_policy(Policy::Fifo(0)),
+            set_policy(SchedPolicy::Fifo(0)),
             Err(SchedError::InvalidPriority(0))
         ));
         assert!(matches!(
-            set_policy(Policy::RoundRobin(100)),
+            set_policy(SchedPolicy::RoundRobin(100)),
             Err(SchedError::InvalidPriority(100))
         ));
     }

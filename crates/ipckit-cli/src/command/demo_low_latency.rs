@@ -12,7 +12,7 @@
 use super::{child_command, interrupt, ChildGuard};
 use crate::cli::DemoArgs;
 use hdrhistogram::Histogram;
-use ipckit::sched::{self, Policy};
+use ipckit::sched::{self, SchedPolicy};
 use ipckit::shm::{PairBuilder, ShmEndpoint};
 use ipckit::{RecvError, Transport, Wait};
 use std::time::{Duration, Instant};
@@ -267,7 +267,7 @@ fn echo(parts: &[&str]) -> anyhow::Result<()> {
         }
     }
     if parts[5] == "1" {
-        if let Err(e) = sched::set_policy(Policy::Fifo(1)) {
+        if let Err(e) = sched::set_policy(SchedPolicy::Fifo(1)) {
             ep.send(format!("skip: {e}").as_bytes())?;
             return wait_for_close(&mut ep);
         }
@@ -287,7 +287,7 @@ fn echo(parts: &[&str]) -> anyhow::Result<()> {
         ep.send(&buf[..n])?;
     }
     // Back to the normal policy before anything else runs here.
-    sched::set_policy(Policy::Normal)?;
+    sched::set_policy(SchedPolicy::Normal)?;
     Ok(())
 }
 

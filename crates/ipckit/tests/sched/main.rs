@@ -5,7 +5,7 @@
 #[path = "../util/mod.rs"]
 mod util;
 
-use ipckit::sched::{self, Policy};
+use ipckit::sched::{self, SchedPolicy};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use util::KillOnDrop;
@@ -144,7 +144,7 @@ fn sched_fifo_is_granted_to_root_while_throttling_is_on() {
         None => assert!(line.starts_with("err throttling-off "), "{line}"),
     }
     // This process was never changed.
-    assert_eq!(sched::policy().unwrap(), Policy::Normal);
+    assert_eq!(sched::policy().unwrap(), SchedPolicy::Normal);
 }
 
 #[test]
