@@ -17,7 +17,7 @@
 //!
 //! # Examples
 //!
-//! ```
+//! ```standalone_crate
 //! use ipckit::pipe::PipeBuilder;
 //! use ipckit::{Transport, Wait};
 //! use std::time::Duration;

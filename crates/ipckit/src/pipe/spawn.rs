@@ -75,7 +75,7 @@ pub fn inherit_only(cmd: &mut Command, fds: &[BorrowedFd<'_>]) {
 ///
 /// # Examples
 ///
-/// ```
+/// ```standalone_crate
 /// use ipckit::pipe::{ChildChannel, Duplex};
 /// use ipckit::Transport;
 /// use std::time::Duration;
