@@ -70,21 +70,35 @@ use std::time::{Duration, Instant};
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use ipckit::fifo::FifoBuilder;
 /// use std::io::{Read, Write};
 /// use std::time::Duration;
 /// # fn main() -> std::io::Result<()> {
-/// let path = std::path::Path::new("/tmp/my.fifo");
-/// // Process 1: make the FIFO (removed when `guard` drops), then read a session.
-/// let guard = FifoBuilder::new(path).create()?;
-/// let mut r = FifoBuilder::new(path).timeout(Duration::from_secs(5)).open_reader()?;
+/// # // A private directory of this example's own, so that examples running at once never meet.
+/// # use std::os::unix::fs::DirBuilderExt;
+/// # let dir = std::env::temp_dir().join(format!("doc-fifo-{}", std::process::id()));
+/// # std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+/// let path = dir.join("my.fifo"); // e.g. /tmp/my.fifo
+/// // Process 1: make the FIFO (removed when `guard` drops).
+/// let guard = FifoBuilder::new(&path).create()?;
+///
+/// // Process 2 (another process in real use; a thread here, so that the example runs):
+/// // wait up to 5 s for the reader, then write.
+/// let p = path.clone();
+/// let process_2 = std::thread::spawn(move || -> std::io::Result<()> {
+///     let mut w = FifoBuilder::new(&p).timeout(Duration::from_secs(5)).open_writer()?;
+///     w.write_all(b"hi")
+/// });
+///
+/// // Process 1: read a session.
+/// let mut r = FifoBuilder::new(&path).timeout(Duration::from_secs(5)).open_reader()?;
 /// let mut all = Vec::new();
-/// r.read_to_end(&mut all)?;
-/// // Process 2: wait up to 5 s for the reader, then write.
-/// let mut w = FifoBuilder::new(path).timeout(Duration::from_secs(5)).open_writer()?;
-/// w.write_all(b"hi")?;
+/// r.read_to_end(&mut all)?; // ends when process 2 closes its end
+/// assert_eq!(all, b"hi");
+/// # process_2.join().unwrap()?;
 /// # drop(guard);
+/// # std::fs::remove_dir(&dir)?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -433,19 +447,36 @@ fn try_open_write_as(path: &Path, owner: Owner) -> io::Result<OwnedFd> {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use ipckit::fifo::FifoBuilder;
-/// use std::io::Read;
+/// use std::io::{Read, Write};
 /// use std::time::Duration;
 /// # fn main() -> std::io::Result<()> {
-/// let path = std::path::Path::new("/tmp/my.fifo");
+/// # // A private directory of this example's own, so that examples running at once never meet.
+/// # use std::os::unix::fs::DirBuilderExt;
+/// # let dir = std::env::temp_dir().join(format!("doc-fifo-reader-{}", std::process::id()));
+/// # std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+/// # let path = dir.join("my.fifo"); // e.g. /tmp/my.fifo
+/// # let guard = FifoBuilder::new(&path).create()?;
+/// # let p = path.clone();
+/// // Process 2 (another process in real use; a thread here, so that the example runs).
+/// let process_2 = std::thread::spawn(move || -> std::io::Result<()> {
+///     let w = FifoBuilder::new(&p).timeout(Duration::from_secs(5));
+///     w.open_writer()?.write_all(b"hi") // a session: open, write, close
+/// });
+///
 /// // Process 1: one session after another.
-/// let mut r = FifoBuilder::new(path).timeout(Duration::from_secs(5)).open_reader()?;
+/// let mut r = FifoBuilder::new(&path).timeout(Duration::from_secs(5)).open_reader()?;
 /// let mut all = Vec::new();
 /// r.read_to_end(&mut all)?; // ends when the last writer closes
+/// # process_2.join().unwrap()?;
+/// # // Process 2's next session, written before process 1 waits for it.
+/// # FifoBuilder::new(&path).open_writer()?.write_all(b" again")?;
 /// r.wait_writer_timeout(Duration::from_secs(5))?; // the next writer's bytes, none lost
-/// // Process 2: FifoBuilder::new(path).timeout(Duration::from_secs(5)).open_writer()?
-/// //     .write_all(b"hi")?
+/// r.read_to_end(&mut all)?;
+/// assert_eq!(all, b"hi again");
+/// # drop(guard);
+/// # std::fs::remove_dir(&dir)?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]

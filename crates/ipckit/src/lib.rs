@@ -34,21 +34,29 @@
 //! Across processes, a [`connect::ChannelBuilder`] makes a connected pair of any mechanism
 //! from a string address:
 //!
-//! ```no_run
+//! ```
 //! use ipckit::connect::ChannelBuilder;
 //! use ipckit::{Mechanism, Transport, Wait};
+//! use std::time::Duration;
 //! # fn main() -> std::io::Result<()> {
 //! let chan = ChannelBuilder::new(Mechanism::MqPosix).wait(Wait::ADAPTIVE);
 //! // Process 1
 //! let mut listener = chan.create()?; // owner-only, exclusive
 //! let address = listener.address(); // "/ipckit-<run>-mq-<pid>-0": give it to process 2
-//! let mut ep = listener.accept()?; // waits for process 2's hello
-//! let mut buf = vec![0; ep.max_msg_size()];
-//! let n = ep.recv(&mut buf)?; // PeerGone, never a hang, if process 2 dies
 //!
-//! // Process 2
-//! let mut ep = chan.open(&address)?;
-//! ep.send(b"ping")?;
+//! // Process 2 (another process in real use; a thread here, so that the example runs)
+//! let process_2 = std::thread::spawn(move || -> std::io::Result<()> {
+//!     let mut ep = chan.open(&address)?;
+//!     ep.send(b"ping")?;
+//!     Ok(())
+//! });
+//!
+//! // Process 1
+//! let mut ep = listener.accept_timeout(Duration::from_secs(10))?; // process 2's hello
+//! let mut buf = vec![0; ep.max_msg_size()];
+//! let n = ep.recv_timeout(&mut buf, Duration::from_secs(10))?; // PeerGone if process 2 dies
+//! assert_eq!(&buf[..n], b"ping");
+//! # process_2.join().unwrap()?;
 //! # Ok(()) }
 //! ```
 //!

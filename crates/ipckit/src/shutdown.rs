@@ -36,19 +36,26 @@
 //!
 //! # Examples
 //!
-//! ```no_run
+//! ```
 //! use ipckit::shutdown::{Coordinator, SignalMap};
 //! use std::time::Duration;
 //! # fn main() -> std::io::Result<()> {
 //! let map = SignalMap::default();
 //! Coordinator::block(&map)?; // first thing in main
 //! let c = Coordinator::new(map)?;
+//! // A child inherits the blocked mask: `sleep` never sees the SIGTERM passed on at the stop
+//! // and is killed at the drain deadline. A child that is to stop gracefully unblocks them.
 //! c.adopt(std::process::Command::new("sleep").arg("1000").spawn()?);
 //! while let Some(_work) = c.begin() {
 //!     // ... serve one request; dropping `_work` marks it finished ...
-//! #   break;
+//! #   // What `kill -TERM <pid>` would do from outside; a doctest is a process of its own,
+//! #   // so its signals are its own. next_event returns once the stop has begun.
+//! #   ipckit::signal::send(std::process::id(), ipckit::signal::Signal::SIGTERM)?;
+//! #   assert_eq!(c.next_event(Duration::from_secs(10)), None);
 //! }
+//! // SIGTERM came: no work is in flight; `sleep` is reaped here.
 //! let outcome = c.wait_drained(Duration::from_secs(10));
+//! # assert_eq!(outcome.exit_status(), 0, "{outcome:?}");
 //! std::process::exit(outcome.exit_status());
 //! # }
 //! ```
@@ -214,7 +221,7 @@ impl Default for Options {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use ipckit::shutdown::{Coordinator, CoordinatorBuilder, SignalMap};
 /// use std::time::Duration;
 /// # fn main() -> std::io::Result<()> {

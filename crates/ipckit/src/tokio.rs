@@ -24,16 +24,38 @@
 //!
 //! # Examples
 //!
-//! ```no_run
+//! ```
 //! use ipckit::connect::ChannelBuilder;
 //! use ipckit::tokio::AsyncEndpoint;
 //! use ipckit::Mechanism;
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let ep = ChannelBuilder::new(Mechanism::Uds).open_stream("/run/user/1000/app.sock")?;
+//! # use ipckit::Transport;
+//! # use std::time::Duration;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // A server to talk to, on a thread: an echo at a socket in a private directory of this
+//! # // example's own, so that examples running at once never meet.
+//! # use std::os::unix::fs::DirBuilderExt;
+//! # let dir = std::env::temp_dir().join(format!("doc-tokio-{}", std::process::id()));
+//! # std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+//! # let path = dir.join("app.sock").to_str().unwrap().to_owned();
+//! # let listener = ipckit::unix::ListenerBuilder::new(&path).create()?;
+//! # let server = std::thread::spawn(move || -> std::io::Result<()> {
+//! #     let mut ep = listener.accept_timeout(Duration::from_secs(10))?;
+//! #     let mut buf = vec![0; ep.max_msg_size()];
+//! #     let n = ep.recv_timeout(&mut buf, Duration::from_secs(10))?;
+//! #     Ok(ep.send(&buf[..n])?)
+//! # }); // the listener drops with the thread, removing the socket file
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+//! # rt.block_on(run(&path))?;
+//! # server.join().unwrap()?;
+//! # std::fs::remove_dir(&dir)?;
+//! # Ok(()) }
+//! # async fn run(path: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! let ep = ChannelBuilder::new(Mechanism::Uds).open_stream(path)?; // e.g. /run/user/1000/app.sock
 //! let ep = AsyncEndpoint::new(ep)?; // inside a tokio runtime
 //! ep.send(b"ping").await?;
 //! let mut buf = vec![0; ep.max_msg_size()];
 //! let n = ep.recv(&mut buf).await?;
+//! # assert_eq!(&buf[..n], b"ping");
 //! # Ok(()) }
 //! ```
 

@@ -16,20 +16,27 @@
 //!
 //! # Examples
 //!
-//! ```no_run
+//! ```
 //! use ipckit::connect::ChannelBuilder;
 //! use ipckit::{Mechanism, Transport};
+//! use std::time::Duration;
 //! # fn main() -> std::io::Result<()> {
 //! // Process 1
 //! let mut listener = ChannelBuilder::new(Mechanism::Uds).create()?;
 //! let addr = listener.address(); // pass to process 2
-//! let mut ep = listener.accept()?;
+//! // Process 2 (another process in real use; a thread here, so that the example runs)
+//! let process_2 = std::thread::spawn(move || -> std::io::Result<()> {
+//!     let mut ep2 = ChannelBuilder::new(Mechanism::Uds).open(&addr)?;
+//!     ep2.send(b"hello")?;
+//!     Ok(())
+//! });
+//! // Process 1
+//! let mut ep = listener.accept_timeout(Duration::from_secs(10))?;
 //! drop(listener); // one peer per pair
 //! let mut buf = vec![0; ep.max_msg_size()];
-//! let n = ep.recv(&mut buf)?;
-//! // Process 2
-//! let mut ep2 = ChannelBuilder::new(Mechanism::Uds).open(&addr)?;
-//! ep2.send(b"hello")?;
+//! let n = ep.recv_timeout(&mut buf, Duration::from_secs(10))?;
+//! assert_eq!(&buf[..n], b"hello");
+//! # process_2.join().unwrap()?;
 //! # Ok(()) }
 //! ```
 
@@ -117,7 +124,7 @@ impl Options {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use ipckit::connect::ChannelBuilder;
 /// use ipckit::{Mechanism, Transport, Wait};
 /// use std::time::Duration;
@@ -128,10 +135,17 @@ impl Options {
 /// // Process 1
 /// let mut listener = chan.create()?; // owner-only, exclusive
 /// let address = listener.address(); // give it to process 2
-/// let mut ep = listener.accept()?;
-/// // Process 2
-/// let mut ep = chan.open(&address)?;
-/// ep.send(b"ping")?;
+/// // Process 2 (another process in real use; a thread here, so that the example runs)
+/// let process_2 = std::thread::spawn(move || -> std::io::Result<()> {
+///     let mut ep = chan.open(&address)?;
+///     ep.send(b"ping")?;
+///     Ok(())
+/// });
+/// // Process 1
+/// let mut ep = listener.accept_timeout(Duration::from_secs(10))?;
+/// # let mut buf = vec![0; ep.max_msg_size()];
+/// # assert_eq!(ep.recv_timeout(&mut buf, Duration::from_secs(10))?, 4);
+/// # process_2.join().unwrap()?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy)]

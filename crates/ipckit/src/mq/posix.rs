@@ -6,11 +6,12 @@
 //!
 //! # Examples
 //!
-//! ```no_run
+//! ```
 //! use ipckit::mq::posix::PosixMqBuilder;
 //! use ipckit::Transport;
 //! # fn main() -> std::io::Result<()> {
-//! let mut q = PosixMqBuilder::new("/ipckit-doc-example").create()?;
+//! let name = format!("/doc-mq-{}", std::process::id()); // removed when `q` drops
+//! let mut q = PosixMqBuilder::new(name).create()?;
 //! q.send_priority(b"low", 1)?;
 //! q.send_priority(b"high", 9)?;
 //! let mut buf = vec![0; q.max_msg_size()];
@@ -45,19 +46,20 @@ use std::time::Duration;
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use ipckit::mq::posix::PosixMqBuilder;
 /// use ipckit::{Transport, Wait};
+/// use std::time::Duration;
 /// # fn main() -> std::io::Result<()> {
 /// // Process 1: the queue, 4 messages of up to 64 bytes, removed when `rx` drops.
-/// let name = "/ipckit-doc-builder";
-/// let mut rx = PosixMqBuilder::new(name).max_msgs(4).max_msg_size(64).create()?;
-/// // Process 2: a sender that learns of the receiver's end.
-/// let mut tx = PosixMqBuilder::new(name).wait(Wait::Spin).open_sender()?;
-/// tx.send(b"hello")?;
+/// let name = format!("/doc-mq-builder-{}", std::process::id());
+/// let mut rx = PosixMqBuilder::new(&name).max_msgs(4).max_msg_size(64).create()?;
+/// // Process 2 (here the same process): a sender that learns of the receiver's end.
+/// let mut tx = PosixMqBuilder::new(&name).wait(Wait::Spin).open_sender()?;
+/// tx.send_timeout(b"hello", Duration::from_secs(10))?;
 /// let mut buf = [0; 64];
-/// let n = rx.recv(&mut buf)?;
-/// # let _ = n;
+/// let n = rx.recv_timeout(&mut buf, Duration::from_secs(10))?;
+/// assert_eq!(&buf[..n], b"hello");
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]

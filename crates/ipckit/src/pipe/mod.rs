@@ -17,20 +17,37 @@
 //!
 //! # Examples
 //!
-//! ```no_run
+//! ```standalone_crate
 //! use ipckit::pipe::PipeBuilder;
 //! use ipckit::{Transport, Wait};
+//! use std::time::Duration;
 //! # fn main() -> std::io::Result<()> {
+//! # // This program is both processes: given an address, it is the child.
+//! # if let Some(arg) = std::env::args().nth(1) {
+//! #     return child(&arg);
+//! # }
 //! // Process 1 (parent)
 //! let pair = PipeBuilder::new().wait(Wait::ADAPTIVE).create_pair()?;
 //! let mut cmd = std::process::Command::new("/proc/self/exe");
 //! cmd.arg(pair.address()); // e.g. "fd:5,8"
 //! pair.configure_child(&mut cmd);
-//! let _child = cmd.spawn()?;
+//! let mut child = cmd.spawn()?;
 //! let mut ep = pair.into_parent()?; // closes the child's ends here
 //! ep.send(b"ping")?;
-//! // Process 2 (child): PipeBuilder::new().wait(Wait::ADAPTIVE).open(&arg)?
+//! let mut buf = [0; 64];
+//! let n = ep.recv_timeout(&mut buf, Duration::from_secs(10))?;
+//! assert_eq!(&buf[..n], b"pong");
+//! child.wait()?;
 //! # Ok(()) }
+//!
+//! // Process 2 (child)
+//! fn child(arg: &str) -> std::io::Result<()> {
+//!     let mut ep = PipeBuilder::new().wait(Wait::ADAPTIVE).open(arg)?;
+//!     let mut buf = [0; 64];
+//!     let n = ep.recv_timeout(&mut buf, Duration::from_secs(10))?;
+//!     assert_eq!(&buf[..n], b"ping");
+//!     Ok(ep.send(b"pong")?)
+//! }
 //! ```
 //!
 //! # References

@@ -38,15 +38,24 @@ pub enum Duplex {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
+/// use std::io::Read;
 /// use std::os::fd::{AsFd, AsRawFd};
+/// use std::time::Duration;
 /// # fn main() -> std::io::Result<()> {
-/// let (r, w) = ipckit::pipe::raw_pipe()?;
-/// let mut cmd = std::process::Command::new("my-worker");
+/// let (mut r, w) = ipckit::pipe::raw_pipe()?;
+/// // The worker, here a shell that writes one line to the descriptor it is told of.
+/// let mut cmd = std::process::Command::new("sh"); // e.g. "my-worker"
+/// cmd.args(["-c", r#"echo done >"/dev/fd/$RESULTS_FD""#]);
 /// cmd.env("RESULTS_FD", w.as_raw_fd().to_string());
 /// ipckit::pipe::inherit_only(&mut cmd, &[w.as_fd()]);
-/// let child = cmd.spawn()?;
+/// let mut child = cmd.spawn()?;
 /// drop(w); // our copy: the reader sees end-of-file when the child's closes
+/// let mut results = String::new();
+/// r.set_read_timeout(Duration::from_secs(10));
+/// r.read_to_string(&mut results)?;
+/// assert_eq!(results, "done\n");
+/// child.wait()?;
 /// # Ok(()) }
 /// ```
 pub fn inherit_only(cmd: &mut Command, fds: &[BorrowedFd<'_>]) {
@@ -66,22 +75,37 @@ pub fn inherit_only(cmd: &mut Command, fds: &[BorrowedFd<'_>]) {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```standalone_crate
 /// use ipckit::pipe::{ChildChannel, Duplex};
 /// use ipckit::Transport;
+/// use std::time::Duration;
 /// # fn main() -> std::io::Result<()> {
-/// // Process 1 (parent)
-/// let mut cmd = std::process::Command::new("/usr/libexec/my-worker");
+/// # // This program is both processes: spawned with a channel, it is the worker.
+/// # if std::env::var_os(ipckit::pipe::CHANNEL_ENV).is_some() {
+/// #     return worker();
+/// # }
+/// // Process 1 (parent); the worker here is this same program.
+/// let mut cmd = std::process::Command::new(std::env::current_exe()?); // e.g. my-worker
 /// let (mut child, mut ch) = ChildChannel::new().duplex(Duplex::SocketPair).spawn(&mut cmd)?;
 /// ch.send(b"job 1")?;
 /// let mut buf = vec![0; ch.max_msg_size()];
-/// let n = ch.recv(&mut buf)?;
+/// let n = ch.recv_timeout(&mut buf, Duration::from_secs(10))?;
+/// assert_eq!(&buf[..n], b"done: job 1");
 /// drop(ch); // the worker reads end-of-file and exits
 /// child.wait()?;
+/// # Ok(()) }
 ///
 /// // Process 2 (the worker): the kind comes with the address
-/// let mut ch = ChildChannel::new().open_from_env()?;
-/// # Ok(()) }
+/// fn worker() -> std::io::Result<()> {
+///     let mut ch = ChildChannel::new().open_from_env()?;
+///     let mut buf = vec![0; ch.max_msg_size()];
+///     // Until end-of-file (PeerGone), or 10 s without a job.
+///     while let Ok(n) = ch.recv_timeout(&mut buf, Duration::from_secs(10)) {
+///         let reply = [&b"done: "[..], &buf[..n]].concat();
+///         ch.send(&reply)?;
+///     }
+///     Ok(())
+/// }
 /// ```
 #[derive(Debug)]
 #[must_use = "a builder does nothing until spawn() or open_from_env()"]

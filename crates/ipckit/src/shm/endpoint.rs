@@ -104,12 +104,24 @@ impl ShmEndpoint {
     /// Loans `len` bytes of the outgoing ring to write a message in place; publish it with
     /// [`Loan::commit`]. Waits for room under the wait strategy until `deadline`.
     ///
-    /// ```no_run
-    /// # fn f(ep: &mut ipckit::shm::ShmEndpoint) -> Result<(), ipckit::SendError> {
+    /// ```
+    /// # use ipckit::{shm::PairBuilder, Transport};
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # // A connected pair: `ep` the client, `peer` the server (a thread opens the client
+    /// # // while the server accepts), on a name no other example uses.
+    /// # let name = format!("/doc-loan-{}", std::process::id());
+    /// # let mut l = PairBuilder::new(&name).create()?;
+    /// # let client = std::thread::spawn(move || PairBuilder::new(&name).open());
+    /// # let mut peer = l.accept_timeout(Duration::from_secs(10))?;
+    /// # let ep = &mut client.join().unwrap()?;
     /// use ipckit::Deadline;
     /// let mut loan = ep.loan(5, Deadline::Never)?;
     /// loan.copy_from_slice(b"hello"); // written straight into shared memory
     /// loan.commit();
+    /// # let mut buf = [0; 5];
+    /// # assert_eq!(peer.recv_timeout(&mut buf, Duration::from_secs(10))?, 5);
+    /// # assert_eq!(&buf, b"hello");
     /// # Ok(()) }
     /// ```
     ///

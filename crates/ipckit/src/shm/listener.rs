@@ -25,19 +25,29 @@ use std::time::{Duration, Instant};
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use ipckit::shm::PairBuilder;
 /// use ipckit::{Transport, Wait};
+/// use std::time::Duration;
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let jobs = format!("/doc-jobs-{}", std::process::id()); // unique: examples run at once
+/// # let name = jobs.clone();
 /// // Process 1: the server.
-/// let mut l = PairBuilder::new("/jobs").wait(Wait::ADAPTIVE).create()?;
-/// let mut ep = l.accept()?; // the name is unlinked once the client is in
-/// let mut buf = vec![0; ep.max_msg_size()];
-/// let n = ep.recv(&mut buf)?;
+/// let mut l = PairBuilder::new(&jobs).wait(Wait::ADAPTIVE).create()?; // e.g. "/jobs"
 ///
-/// // Process 2: the client.
-/// let mut ep = PairBuilder::new("/jobs").wait(Wait::ADAPTIVE).open()?;
-/// ep.send(b"hi")?;
+/// // Process 2: the client (another process in real use; a thread here, so that the
+/// // example runs).
+/// let process_2 = std::thread::spawn(move || -> Result<(), ipckit::SendError> {
+///     let mut ep = PairBuilder::new(&name).wait(Wait::ADAPTIVE).open()?;
+///     ep.send(b"hi")
+/// });
+///
+/// // Process 1
+/// let mut ep = l.accept_timeout(Duration::from_secs(10))?; // the name is unlinked now
+/// let mut buf = vec![0; ep.max_msg_size()];
+/// let n = ep.recv_timeout(&mut buf, Duration::from_secs(10))?;
+/// assert_eq!(&buf[..n], b"hi");
+/// # process_2.join().unwrap()?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]

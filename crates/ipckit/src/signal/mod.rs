@@ -36,19 +36,24 @@
 //!
 //! # Examples
 //!
-//! ```no_run
+//! ```
 //! use ipckit::signal::{self, Signal, Signals};
+//! use std::time::Duration;
 //! # fn main() -> std::io::Result<()> {
-//! // Process 1, first thing in main:
+//! // Process 1, first thing in main (a doctest is a process of its own, so blocking
+//! // signals here touches nothing else):
 //! let rt3: Signal = "SIGRTMIN+3".parse()?;
 //! signal::block_for_process(&[rt3, Signal::SIGTERM])?;
 //! let signals = Signals::new(&[rt3, Signal::SIGTERM])?;
-//! let info = signals.read()?;
-//! println!("{} from pid {} value {:?}", info.signal, info.pid, info.value);
 //!
-//! // Process 2:
-//! # let pid = 1;
+//! // Process 2 (another process in real use; here process 1 signals itself):
+//! let pid = std::process::id(); // process 1's pid
 //! signal::queue(pid, rt3, 42)?; // carries 42; queued, never coalesced
+//!
+//! // Process 1
+//! let info = signals.read_timeout(Duration::from_secs(10))?;
+//! println!("{} from pid {} value {:?}", info.signal, info.pid, info.value);
+//! assert_eq!((info.signal, info.value), (rt3, Some(42)));
 //! # Ok(()) }
 //! ```
 //!

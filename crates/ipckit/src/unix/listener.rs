@@ -163,28 +163,51 @@ impl ListenerBuilder {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
+/// use ipckit::connect::ChannelBuilder;
 /// use ipckit::unix::{ListenerBuilder, Policy};
-/// use ipckit::Transport;
+/// use ipckit::{Mechanism, Transport};
 /// use std::time::Duration;
 /// # fn main() -> std::io::Result<()> {
+/// # // A private directory of this example's own, so that examples running at once never meet.
+/// # use std::os::unix::fs::DirBuilderExt;
+/// # let dir = std::env::temp_dir().join(format!("doc-listener-{}", std::process::id()));
+/// # std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+/// # let path = dir.join("app.sock").to_str().unwrap().to_owned();
 /// // Process 1
-/// let listener = ListenerBuilder::new("/run/user/1000/app.sock")
+/// let listener = ListenerBuilder::new(&path) // e.g. "/run/user/1000/app.sock"
 ///     .policy(Policy::same_uid())
 ///     .create()?;
+///
+/// // Process 2 (another process in real use; a thread here, so that the example runs)
+/// let addr = path.clone();
+/// let process_2 = std::thread::spawn(move || -> std::io::Result<()> {
+///     let mut ep = ChannelBuilder::new(Mechanism::Uds).open(&addr)?;
+///     ep.send(b"echo me")?;
+///     let mut buf = [0; 64];
+///     let n = ep.recv_timeout(&mut buf, Duration::from_secs(10))?;
+///     assert_eq!(&buf[..n], b"echo me");
+///     Ok(())
+/// });
+///
+/// // Process 1: serve.
 /// loop {
 ///     match listener.accept_timeout(Duration::from_secs(10)) {
 ///         Ok(mut ep) => {
 ///             let mut buf = vec![0; ep.max_msg_size()];
-///             let n = ep.recv(&mut buf).map_err(std::io::Error::from)?;
-///             ep.send(&buf[..n]).map_err(std::io::Error::from)?;
+///             let n = ep.recv_timeout(&mut buf, Duration::from_secs(10))?;
+///             ep.send(&buf[..n])?;
+/// #           break; // one peer is enough for the example
 ///         }
 ///         // A peer of another uid: closed unread, counted; go on serving.
 ///         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => eprintln!("{e}"),
 ///         Err(e) => return Err(e),
 ///     }
 /// }
-/// // Process 2: ChannelBuilder::new(Mechanism::Uds).open("/run/user/1000/app.sock")
+/// # process_2.join().unwrap()?;
+/// # drop(listener); // removes the socket file
+/// # std::fs::remove_dir(&dir)?;
+/// # Ok(())
 /// # }
 /// ```
 #[derive(Debug)]

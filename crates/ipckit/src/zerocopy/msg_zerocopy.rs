@@ -179,17 +179,27 @@ impl Ledger {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use ipckit::zerocopy::ZeroCopySender;
+/// use std::time::Duration;
 /// # fn main() -> std::io::Result<()> {
-/// let sock = std::net::TcpStream::connect("192.0.2.1:9000")?;
+/// # // A peer to send to: a loopback listener whose thread reads everything and counts it.
+/// # let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let addr = server.local_addr()?;
+/// # let sink = std::thread::spawn(move || -> std::io::Result<u64> {
+/// #     let (mut peer, _) = server.accept()?;
+/// #     std::io::copy(&mut peer, &mut std::io::sink())
+/// # });
+/// let sock = std::net::TcpStream::connect(addr)?; // e.g. "192.0.2.1:9000"
 /// let mut tx = ZeroCopySender::new(sock, 8, 256 * 1024)?; // 8 buffers of 256 KiB
 /// for i in 0..100u8 {
 ///     tx.send_with(256 * 1024, |buf| buf.fill(i))?; // waits for a buffer the kernel released
 /// }
-/// tx.flush()?;
+/// tx.flush_timeout(Duration::from_secs(10))?;
 /// let s = tx.stats();
 /// println!("{} sends, {} completed, {} of them copied", s.sends, s.completions, s.copied);
+/// # drop(tx); // closes the connection: the sink sees end-of-file
+/// # assert_eq!(sink.join().unwrap()?, 100 * 256 * 1024);
 /// # Ok(()) }
 /// ```
 ///

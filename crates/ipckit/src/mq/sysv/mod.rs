@@ -49,13 +49,15 @@ use std::time::{Duration, Instant};
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use ipckit::mq::sysv::{parse_key, SysvMqBuilder};
 /// # fn main() -> std::io::Result<()> {
-/// let key = parse_key("0x1c0ffee0")?;
+/// # // A key of our own, so that examples running at once never meet (pids are < 2^22).
+/// # let key = format!("{:#x}", 0x1c00_0000 + std::process::id());
+/// let key = parse_key(&key)?; // e.g. "0x1c0ffee0"
 /// // Process 1: the queue, removed when `rx` drops.
 /// let mut rx = SysvMqBuilder::new(key).create()?;
-/// // Process 2: a sender of type-5 messages.
+/// // Process 2 (here the same process): a sender of type-5 messages.
 /// let mut tx = SysvMqBuilder::new(key).open_sender()?;
 /// tx.send_type(b"job", 5)?;
 /// let mut buf = [0; 64];

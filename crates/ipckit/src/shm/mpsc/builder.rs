@@ -17,10 +17,11 @@ pub const DEFAULT_SLOT_SIZE: usize = 240;
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use ipckit::shm::MpscBuilder;
 /// # fn main() -> std::io::Result<()> {
-/// let rx = MpscBuilder::new("/jobs").slots(64).slot_size(1024).create()?;
+/// # let jobs = format!("/doc-jobs-{}", std::process::id()); // unique: examples run at once
+/// let rx = MpscBuilder::new(&jobs).slots(64).slot_size(1024).create()?; // e.g. "/jobs"
 /// assert_eq!(rx.max_msg_size(), 1024);
 /// # Ok(()) }
 /// ```

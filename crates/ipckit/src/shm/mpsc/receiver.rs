@@ -17,21 +17,33 @@ use std::time::{Duration, Instant};
 
 /// The consumer of an MPSC queue: creates the segment and receives from every producer.
 ///
-/// ```no_run
+/// ```
 /// use ipckit::shm::MpscBuilder;
 /// use ipckit::Wait;
+/// use std::time::Duration;
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let jobs = format!("/doc-jobs-{}", std::process::id()); // unique: examples run at once
+/// # let name = jobs.clone();
 /// // Process 1: the one consumer.
-/// let mut rx = MpscBuilder::new("/jobs") // owner-only, exclusive
+/// let mut rx = MpscBuilder::new(&jobs) // e.g. "/jobs"; owner-only, exclusive
 ///     .slots(1024)
 ///     .slot_size(240)
 ///     .create()?;
-/// let mut buf = vec![0; rx.max_msg_size()];
-/// let n = rx.recv(&mut buf)?; // PeerGone once every producer is gone and all is read
 ///
-/// // Processes 2, 3, ...: any number of producers.
-/// let mut tx = MpscBuilder::new("/jobs").wait(Wait::Block).open()?;
-/// tx.send(b"job 1")?; // PeerGone, never a hang, if the consumer dies
+/// // Processes 2, 3, ...: any number of producers (other processes in real use; a thread
+/// // here, so that the example runs).
+/// let process_2 = std::thread::spawn(move || -> std::io::Result<()> {
+///     let mut tx = MpscBuilder::new(&name).wait(Wait::Block).open()?;
+///     tx.send_timeout(b"job 1", Duration::from_secs(10))?; // PeerGone if the consumer dies
+///     Ok(())
+/// });
+///
+/// // Process 1
+/// let mut buf = vec![0; rx.max_msg_size()];
+/// // PeerGone once every producer is gone and all is read.
+/// let n = rx.recv_timeout(&mut buf, Duration::from_secs(10))?;
+/// assert_eq!(&buf[..n], b"job 1");
+/// # process_2.join().unwrap()?;
 /// # Ok(()) }
 /// ```
 ///

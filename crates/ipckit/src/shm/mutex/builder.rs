@@ -17,14 +17,16 @@ use std::os::fd::OwnedFd;
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use ipckit::shm::{MutexBuilder, ShmMutex};
 /// # fn main() -> std::io::Result<()> {
+/// # let jobs = format!("/doc-jobs-{}", std::process::id()); // unique: examples run at once
 /// // Process 1: owner-only unless `mode` says otherwise, exclusive; unlinked on drop.
-/// let m = MutexBuilder::new("/jobs").mode(0o600).create(0u64)?;
+/// let m = MutexBuilder::new(&jobs).mode(0o600).create(0u64)?; // e.g. "/jobs"
 ///
-/// // Process 2: the same `T`, checked.
-/// let m: ShmMutex<u64> = MutexBuilder::new("/jobs").open()?;
+/// // Process 2 (here the same process): the same `T`, checked.
+/// let m2: ShmMutex<u64> = MutexBuilder::new(&jobs).open()?;
+/// # drop((m2, m));
 /// # Ok(()) }
 /// ```
 pub struct MutexBuilder<T: Plain> {

@@ -54,19 +54,29 @@ use std::time::Duration;
 ///
 /// Across processes, one creates the segment and the others open it by name:
 ///
-/// ```no_run
+/// ```
 /// use ipckit::shm::{MutexBuilder, ShmMutex};
 /// use std::time::Duration;
 /// # fn main() -> std::io::Result<()> {
+/// # let jobs = format!("/doc-jobs-{}", std::process::id()); // unique: examples run at once
+/// # let name = jobs.clone();
 /// // Process 1
-/// let m = MutexBuilder::new("/jobs").create(0u64)?; // owner-only, exclusive; unlinked on drop
-/// let ready = m.condvar();
-/// let g = ready.wait_while(m.lock()?, |jobs| *jobs == 0)?;
+/// let m = MutexBuilder::new(&jobs).create(0u64)?; // owner-only, exclusive; unlinked on drop
 ///
-/// // Process 2
-/// let m = ShmMutex::<u64>::builder("/jobs").open()?; // checks the layout and the value's size
-/// *m.lock_timeout(Duration::from_secs(1))? += 1;
-/// m.condvar().notify_all();
+/// // Process 2 (another process in real use; a thread here, so that the example runs)
+/// let process_2 = std::thread::spawn(move || -> std::io::Result<()> {
+///     let m = ShmMutex::<u64>::builder(&name).open()?; // checks the layout and value's size
+///     *m.lock_timeout(Duration::from_secs(1))? += 1;
+///     m.condvar().notify_all();
+///     Ok(())
+/// });
+///
+/// // Process 1
+/// let ready = m.condvar();
+/// let (g, _) = ready.wait_timeout_while(m.lock()?, Duration::from_secs(10), |jobs| *jobs == 0)?;
+/// assert_eq!(*g, 1);
+/// # drop(g);
+/// # process_2.join().unwrap()?;
 /// # Ok(()) }
 /// ```
 ///
