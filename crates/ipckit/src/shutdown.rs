@@ -43,9 +43,11 @@
 //! let map = SignalMap::default();
 //! Coordinator::block(&map)?; // first thing in main
 //! let c = Coordinator::new(map)?;
-//! // A child inherits the blocked mask: `sleep` never sees the SIGTERM passed on at the stop
-//! // and is killed at the drain deadline. A child that is to stop gracefully unblocks them.
-//! c.adopt(std::process::Command::new("sleep").arg("1000").spawn()?);
+//! // A child inherits the blocked mask; `configure_child` starts it with nothing blocked,
+//! // so `sleep` dies of the SIGTERM passed on at the stop instead of lasting to the deadline.
+//! let mut cmd = std::process::Command::new("sleep");
+//! c.configure_child(cmd.arg("1000"));
+//! c.adopt(cmd.spawn()?);
 //! while let Some(_work) = c.begin() {
 //!     // ... serve one request; dropping `_work` marks it finished ...
 //! #   // What `kill -TERM <pid>` would do from outside; a doctest is a process of its own,
@@ -415,8 +417,19 @@ impl Coordinator {
         })
     }
 
-    /// Hands a child process to the coordinator: it is sent the terminating signal when the
-    /// stop begins (`SIGKILL` if forced) and reaped by [`Coordinator::wait_drained`] or on
+    /// Prepares `cmd` so that its child starts with no signal blocked. A program that
+    /// blocked its stop signals first thing (as [`Coordinator::new`] does, and
+    /// `signal::block_for_process`) has them blocked in every thread, and a child inherits
+    /// that mask across `exec`: spawned as it is, it would not die of the signal a stop sends
+    /// it, and would be killed only at the drain deadline. Call this on the command of every
+    /// child you [`adopt`](Coordinator::adopt) that does not read signals itself.
+    pub fn configure_child(&self, cmd: &mut std::process::Command) {
+        crate::sys::proc::empty_signal_mask_in_child(cmd);
+    }
+
+    /// Hands a child process to the coordinator (spawn it with
+    /// [`configure_child`](Coordinator::configure_child)): it is sent the terminating signal
+    /// when the stop begins (`SIGKILL` if forced) and reaped by [`Coordinator::wait_drained`] or on
     /// drop (a child still running then is sent `SIGTERM`, given [`CoordinatorBuilder::child_grace`],
     /// then `SIGKILL`), so it never lingers as a zombie. A child adopted after the stop began
     /// is signalled at once.

@@ -311,3 +311,43 @@ fn a_second_sigint_during_the_drain_forces_exit_130() {
         assert!(took < Duration::from_secs(5), "took {took:?}");
     });
 }
+
+/// A child spawned after the stop signals were blocked inherits the blocked mask: spawned
+/// as it is, the signal a graceful stop sends it stays pending and it dies only at the
+/// deadline (SIGKILL). Spawned through `configure_child`, it starts with nothing blocked
+/// and dies of the stop's signal at once.
+#[test]
+fn configure_child_lets_an_adopted_child_die_of_the_stop_signal() {
+    watchdog(60, || {
+        signal::block_for_process(&[Signal::SIGUSR2]).unwrap();
+        let run = |configure: bool| {
+            let map = SignalMap::empty().set(Signal::SIGUSR2, Action::Graceful);
+            let c = CoordinatorBuilder::new(map)
+                .force_exit(false)
+                .create()
+                .unwrap();
+            let mut cmd = Command::new("sleep");
+            cmd.arg("30");
+            if configure {
+                c.configure_child(&mut cmd);
+            }
+            let child = cmd.spawn().unwrap();
+            c.adopt(child);
+            c.trigger(Signal::SIGUSR2, Action::Graceful);
+            let _ = c.wait_drained(Duration::from_secs(2));
+            let reaped = c.reaped();
+            assert_eq!(reaped.len(), 1);
+            reaped[0].1.signal()
+        };
+        assert_eq!(
+            run(true),
+            Some(libc::SIGUSR2),
+            "configured: the stop's signal"
+        );
+        assert_eq!(
+            run(false),
+            Some(libc::SIGKILL),
+            "inherited mask: only the deadline"
+        );
+    });
+}
