@@ -4,7 +4,7 @@
 //! of the decoded descriptors and credentials gives them back.
 #![no_main]
 
-use ipckit::unix::ancillary::{decode, encode, raw_messages, Cmsg, HEADER_LEN};
+use ipckit::unix::ancillary::{decode, encode, raw_messages, Cmsg, CMSG_HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let buf = &bytes[..data.len()];
     for m in raw_messages(buf).flatten() {
         let start = m.data.as_ptr() as usize - buf.as_ptr() as usize;
-        assert!(start >= m.offset + HEADER_LEN && start + m.data.len() <= buf.len());
+        assert!(start >= m.offset + CMSG_HEADER_LEN && start + m.data.len() <= buf.len());
     }
     let d = decode(buf);
     let fds: Vec<i32> = d.fds().collect();

@@ -4,7 +4,7 @@
 //! buffer never grows past its capacity.
 #![no_main]
 
-use ipckit::framing::{FrameDecoder, FrameError, DECODER_CAP, HEADER_LEN};
+use ipckit::framing::{FrameDecoder, FrameError, DECODER_CAP, FRAME_HEADER_LEN};
 use ipckit_fuzz::Input;
 use libfuzzer_sys::fuzz_target;
 
@@ -13,19 +13,19 @@ use libfuzzer_sys::fuzz_target;
 fn model(stream: &[u8], max: usize) -> (Vec<&[u8]>, Option<FrameError>) {
     let mut frames = Vec::new();
     let mut rest = stream;
-    while rest.len() >= HEADER_LEN {
-        if rest[4..HEADER_LEN].iter().any(|&b| b != 0) {
+    while rest.len() >= FRAME_HEADER_LEN {
+        if rest[4..FRAME_HEADER_LEN].iter().any(|&b| b != 0) {
             return (frames, Some(FrameError::BadHeader));
         }
         let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         if len > max {
             return (frames, Some(FrameError::TooLarge { len, max }));
         }
-        if rest.len() < HEADER_LEN + len {
+        if rest.len() < FRAME_HEADER_LEN + len {
             break;
         }
-        frames.push(&rest[HEADER_LEN..HEADER_LEN + len]);
-        rest = &rest[HEADER_LEN + len..];
+        frames.push(&rest[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len]);
+        rest = &rest[FRAME_HEADER_LEN + len..];
     }
     (frames, None)
 }
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     let mut inp = Input(data);
     // Maxima whose frames fit the decoder's buffer whole (the stream endpoint reads larger
     // ones straight into the caller's buffer, past the decoder).
-    let max = [0, 1, 15, 16, 100, 4096, DECODER_CAP - HEADER_LEN][usize::from(inp.byte()) % 7];
+    let max = [0, 1, 15, 16, 100, 4096, DECODER_CAP - FRAME_HEADER_LEN][usize::from(inp.byte()) % 7];
     let read = 1 + usize::from(inp.byte());
     let stream = inp.0;
     let (want, want_err) = model(stream, max);

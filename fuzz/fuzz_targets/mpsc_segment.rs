@@ -5,14 +5,14 @@
 //! Errors are fine; a panic, an out-of-bounds access or a hang is not.
 #![no_main]
 
-use ipckit::shm::{MpscBuilder, MpscSender, HEADER_LEN};
+use ipckit::shm::{MpscBuilder, MpscSender, SEGMENT_HEADER_LEN};
 use ipckit::Wait;
 use ipckit_fuzz::{unique_name, Input, SegmentFile};
 use libfuzzer_sys::fuzz_target;
 
 /// The queue's layout in the segment file (`shm/mpsc/layout.rs`): header, control lines, the
 /// producer table, then the slots.
-const H: u64 = HEADER_LEN as u64;
+const H: u64 = SEGMENT_HEADER_LEN as u64;
 const CTL_OFF: u64 = 512;
 const TABLE_OFF: u64 = 1024;
 const SLOTS_OFF: u64 = 8192;
@@ -75,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             _ => {
-                let _ = rx.lost();
+                let _ = rx.dropped();
                 let _ = rx.producers();
             }
         }

@@ -13,14 +13,14 @@
 //! alone. Now every byte of the segment is in scope.
 #![no_main]
 
-use ipckit::shm::{LockError, MutexBuilder, ShmMutex, CHECK_EVERY, HEADER_LEN};
+use ipckit::shm::{LockError, MutexBuilder, ShmMutex, CHECK_EVERY, SEGMENT_HEADER_LEN};
 use ipckit_fuzz::{unique_name, Input, SegmentFile};
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, Instant};
 
 /// The mutex's layout in the segment file (`shm/mutex/layout.rs`): ipckit's header, the lock words
 /// at 64, the condition variable's sequence at 128, the value at 192.
-const H: u64 = HEADER_LEN as u64;
+const H: u64 = SEGMENT_HEADER_LEN as u64;
 
 /// Fails the run if a call took much longer than its timeout.
 fn bounded(started: Instant, timeout: Duration, what: &str) {

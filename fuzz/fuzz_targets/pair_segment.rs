@@ -5,7 +5,7 @@
 //! peer would make them. Errors are fine; a panic, an out-of-bounds access or a hang is not.
 #![no_main]
 
-use ipckit::shm::{PairBuilder, ShmEndpoint, HEADER_LEN};
+use ipckit::shm::{PairBuilder, ShmEndpoint, SEGMENT_HEADER_LEN};
 use ipckit::{Deadline, Transport, Wait};
 use ipckit_fuzz::{unique_name, Input, SegmentFile};
 use libfuzzer_sys::fuzz_target;
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// The pair's layout in the segment file (`shm/pair.rs`): the pair header, the control
 /// blocks of ring A (server to client) and ring B, then the two data areas.
-const H: u64 = HEADER_LEN as u64;
+const H: u64 = SEGMENT_HEADER_LEN as u64;
 const CTL_LEN: u64 = 4096;
 
 fn exercise(ep: &mut ShmEndpoint, inp: &mut Input<'_>, buf: &mut [u8]) {

@@ -4,7 +4,7 @@
 //! pids, times) and the worker list; opening and printing must not panic.
 #![no_main]
 
-use ipckit::shm::HEADER_LEN;
+use ipckit::shm::SEGMENT_HEADER_LEN;
 use ipckit_fuzz::{unique_name, Input, SegmentFile};
 use ipckit_server::config::AcceptMode;
 use ipckit_server::master::{print_status, State, StateWorker};
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         board.slot(i).claim(1000 + i as u32, 1, 1 << 40);
     }
     let file = SegmentFile::open(&name);
-    let h = HEADER_LEN as u64;
+    let h = SEGMENT_HEADER_LEN as u64;
     let focus = [h..h + 8, h + 128..file.len()];
     for _ in 0..inp.byte() % 16 {
         file.patch(&mut inp, &focus);

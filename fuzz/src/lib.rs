@@ -98,7 +98,7 @@ pub struct SegmentFile {
     len: u64,
 }
 
-/// Bytes of ipckit's segment header (`ipckit::shm::HEADER_LEN`); its first word is the magic.
+/// Bytes of ipckit's segment header (`ipckit::shm::SEGMENT_HEADER_LEN`); its first word is the magic.
 const MAGIC_LEN: u64 = 8;
 
 impl SegmentFile {

@@ -141,10 +141,10 @@ pub(crate) fn run(
             .finish(Duration::from_secs(5))
             .map_err(io::Error::other)?;
     }
-    if rx.lost() > 0 {
+    if rx.dropped() > 0 {
         note(
             &mut errors,
-            format!("{} claimed slots were lost", rx.lost()),
+            format!("{} claimed slots were lost", rx.dropped()),
         );
     }
     let elapsed = last_ns.saturating_sub(start_ns).max(1) as f64;

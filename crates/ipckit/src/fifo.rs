@@ -542,7 +542,7 @@ impl FifoReader {
     ///
     /// The `ioctl` error.
     #[doc(alias = "FIONREAD")]
-    pub fn available(&self) -> io::Result<usize> {
+    pub fn queued(&self) -> io::Result<usize> {
         sysfd::fionread(self.fd.as_fd())
     }
 

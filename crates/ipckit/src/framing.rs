@@ -35,7 +35,7 @@ pub enum Framing {
 }
 
 /// Bytes in a frame header.
-pub const HEADER_LEN: usize = 16;
+pub const FRAME_HEADER_LEN: usize = 16;
 
 /// Upper bound on the decoder's own buffer (bytes beyond this are left in the kernel).
 pub const DECODER_CAP: usize = 64 * 1024;
@@ -45,9 +45,9 @@ pub const DECODER_CAP: usize = 64 * 1024;
 pub const LINE_MAX: usize = DECODER_CAP - 1;
 
 /// Encodes a frame header for a payload of `len` bytes.
-pub fn encode_header(len: usize) -> [u8; HEADER_LEN] {
+pub fn encode_header(len: usize) -> [u8; FRAME_HEADER_LEN] {
     debug_assert!(len <= u32::MAX as usize);
-    let mut h = [0u8; HEADER_LEN];
+    let mut h = [0u8; FRAME_HEADER_LEN];
     h[..4].copy_from_slice(&(len as u32).to_le_bytes());
     h
 }
@@ -103,7 +103,9 @@ impl FrameDecoder {
 
     /// Most bytes this decoder ever buffers.
     pub fn capacity(&self) -> usize {
-        DECODER_CAP.min(self.max + HEADER_LEN).max(HEADER_LEN)
+        DECODER_CAP
+            .min(self.max + FRAME_HEADER_LEN)
+            .max(FRAME_HEADER_LEN)
     }
 
     /// Bytes buffered and not yet consumed.
@@ -178,12 +180,12 @@ impl FrameDecoder {
         let Some(len) = self.header()? else {
             return Ok(None);
         };
-        if self.len() < HEADER_LEN + len || out.len() < len {
+        if self.len() < FRAME_HEADER_LEN + len || out.len() < len {
             return Ok(None);
         }
-        let s = self.start + HEADER_LEN;
+        let s = self.start + FRAME_HEADER_LEN;
         out[..len].copy_from_slice(&self.buf[s..s + len]);
-        self.consume(HEADER_LEN + len);
+        self.consume(FRAME_HEADER_LEN + len);
         Ok(Some(len))
     }
 
@@ -194,12 +196,12 @@ impl FrameDecoder {
     ///
     /// If `out` is shorter than `len`.
     pub fn take_frame(&mut self, len: usize, out: &mut [u8]) -> bool {
-        if self.len() < HEADER_LEN + len {
+        if self.len() < FRAME_HEADER_LEN + len {
             return false;
         }
-        let s = self.start + HEADER_LEN;
+        let s = self.start + FRAME_HEADER_LEN;
         out[..len].copy_from_slice(&self.buf[s..s + len]);
-        self.consume(HEADER_LEN + len);
+        self.consume(FRAME_HEADER_LEN + len);
         true
     }
 
@@ -215,10 +217,10 @@ impl FrameDecoder {
 ///
 /// [`FrameError::TooLarge`] if the length exceeds `max`.
 pub fn parse_header(bytes: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
-    if bytes.len() < HEADER_LEN {
+    if bytes.len() < FRAME_HEADER_LEN {
         return Ok(None);
     }
-    if bytes[4..HEADER_LEN].iter().any(|&b| b != 0) {
+    if bytes[4..FRAME_HEADER_LEN].iter().any(|&b| b != 0) {
         return Err(FrameError::BadHeader);
     }
     let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;

@@ -126,7 +126,7 @@ impl Pipeline {
     /// Sets every pipe's capacity in bytes (`F_SETPIPE_SZ`; the kernel rounds it up to a
     /// power-of-two number of pages). Default: the system's (64 KiB on Linux).
     #[doc(alias = "F_SETPIPE_SZ")]
-    pub fn pipe_size(mut self, bytes: usize) -> Pipeline {
+    pub fn pipe_capacity(mut self, bytes: usize) -> Pipeline {
         self.pipe_size = Some(bytes);
         self
     }

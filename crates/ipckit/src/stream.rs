@@ -6,7 +6,7 @@
 //! end of a message wait in a bounded [`FrameDecoder`].
 
 use crate::error::{RecvError, SendError};
-use crate::framing::{self, FrameDecoder, Framing, HEADER_LEN};
+use crate::framing::{self, FrameDecoder, Framing, FRAME_HEADER_LEN};
 use crate::registry::ObjectGuard;
 use crate::sys::{fd as sysfd, socket};
 use crate::transport::{Mechanism, PeerInfo, RawHandle, Transport};
@@ -275,7 +275,7 @@ impl StreamEndpoint {
             // are worth batching.
             let spare = self.dec.spare();
             let spare_len = if len >= 4096 {
-                HEADER_LEN.min(spare.len())
+                FRAME_HEADER_LEN.min(spare.len())
             } else {
                 spare.len()
             };
@@ -347,9 +347,9 @@ impl StreamEndpoint {
                         return Ok(len);
                     }
                     // Part of the message is buffered: move it out, read the rest directly.
-                    let have = self.dec.len() - HEADER_LEN;
-                    buf[..have].copy_from_slice(&self.dec.buffered()[HEADER_LEN..]);
-                    self.dec.consume(HEADER_LEN + have);
+                    let have = self.dec.len() - FRAME_HEADER_LEN;
+                    buf[..have].copy_from_slice(&self.dec.buffered()[FRAME_HEADER_LEN..]);
+                    self.dec.consume(FRAME_HEADER_LEN + have);
                     self.read_rest(buf, have, len, deadline)?;
                     return Ok(len);
                 }
@@ -367,7 +367,7 @@ impl StreamEndpoint {
                 && self.last_len >= SMALL_FRAME
             {
                 // Fast path: header into a local, payload straight into the caller's buffer.
-                let mut hdr = [0u8; HEADER_LEN];
+                let mut hdr = [0u8; FRAME_HEADER_LEN];
                 // Bytes read past this message must fit the (empty) decoder.
                 let cap = buf.len().min(self.dec.capacity());
                 let dst = &mut buf[..cap];
@@ -384,7 +384,7 @@ impl StreamEndpoint {
                         Err(e) => Err(e.into()),
                     },
                 )?;
-                if n < HEADER_LEN {
+                if n < FRAME_HEADER_LEN {
                     self.dec.push(&hdr[..n]);
                     continue;
                 }
@@ -396,7 +396,7 @@ impl StreamEndpoint {
                         return Err(RecvError::Io(e.into()));
                     }
                 };
-                let got = n - HEADER_LEN;
+                let got = n - FRAME_HEADER_LEN;
                 if got >= len {
                     // Bytes past this message belong to the next ones.
                     let pushed = self.dec.push(&buf[len..got]);
@@ -545,9 +545,9 @@ impl StreamEndpoint {
     /// importing an iovec: ~250 ns a message, measured).
     fn send_small(&mut self, msg: &[u8], deadline: Deadline) -> Result<(), SendError> {
         self.mode_for(deadline)?;
-        let n = HEADER_LEN + msg.len();
-        self.sframe[..HEADER_LEN].copy_from_slice(&framing::encode_header(msg.len()));
-        self.sframe[HEADER_LEN..n].copy_from_slice(msg);
+        let n = FRAME_HEADER_LEN + msg.len();
+        self.sframe[..FRAME_HEADER_LEN].copy_from_slice(&framing::encode_header(msg.len()));
+        self.sframe[FRAME_HEADER_LEN..n].copy_from_slice(msg);
         let fd = self.wfd()?;
         let (wait, socket) = (self.wait, self.socket);
         let frame = &self.sframe[..n];
@@ -629,7 +629,7 @@ fn remaining<'a>(bufs: &[&'a [u8]; 3], mut off: usize) -> [&'a [u8]; 3] {
 /// 64 KiB pipe, and splitting it costs two extra wake-ups per message. Best effort: a user
 /// over `pipe-user-pages-soft` keeps the default.
 pub(crate) fn fit_pipe(fd: BorrowedFd<'_>, max: usize) {
-    let want = (max.min(64 * 1024) + HEADER_LEN).next_power_of_two();
+    let want = (max.min(64 * 1024) + FRAME_HEADER_LEN).next_power_of_two();
     if crate::sys::pipe::pipe_size(fd).is_ok_and(|cur| cur < want) {
         let _ = crate::sys::pipe::set_pipe_size(fd, want);
     }
@@ -665,7 +665,7 @@ impl Transport for StreamEndpoint {
         }
         if self.framing == Framing::Length
             && self.wpos >= self.wpend.len()
-            && HEADER_LEN + msg.len() <= SMALL_FRAME
+            && FRAME_HEADER_LEN + msg.len() <= SMALL_FRAME
         {
             return self.send_small(msg, deadline);
         }

@@ -7,7 +7,7 @@
 use super::{child_command, interrupt, ChildGuard};
 use crate::cli::DemoArgs;
 use ipckit::pipe::{self, ChildChannel, Duplex, PipeWriter};
-use ipckit::shm::{Segment, SegmentBuilder, HEADER_LEN};
+use ipckit::shm::{Segment, SegmentBuilder, SEGMENT_HEADER_LEN};
 use ipckit::unix::{self, Passable};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 /// Bytes the child reads from the file, moving the offset both processes share.
 const FILE_READ: usize = 64;
 /// Where in the memfd the greeting and the answer go (past ipckit's segment header).
-const GREETING_AT: u64 = HEADER_LEN as u64;
-const ANSWER_AT: u64 = HEADER_LEN as u64 + 256;
+const GREETING_AT: u64 = SEGMENT_HEADER_LEN as u64;
+const ANSWER_AT: u64 = SEGMENT_HEADER_LEN as u64 + 256;
 /// Messages sent before waiting for the child's acknowledgement: bounds the descriptors in
 /// flight (the kernel caps them per user at RLIMIT_NOFILE).
 const BATCH: usize = 128;

@@ -132,7 +132,7 @@ fn throughput(mib: usize, pipe_size: Option<usize>) -> anyhow::Result<(f64, usiz
         .stage(["cat"])
         .stdout(Stdio::piped());
     if let Some(size) = pipe_size {
-        p = p.pipe_size(size);
+        p = p.pipe_capacity(size);
     }
     let start = Instant::now();
     let mut running = p.spawn()?;

@@ -32,7 +32,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| UserError::new(format!("stage {} {stage:?}: {e}", i + 1)))?;
     }
     if let Some(size) = args.pipe_size {
-        p = p.pipe_size(size);
+        p = p.pipe_capacity(size);
     }
     // Before spawning, so no signal finds ipckit without them; the stages' `exec` resets
     // caught signals to their default action.

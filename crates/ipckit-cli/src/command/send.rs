@@ -88,7 +88,7 @@ impl Sender<'_> {
             // sender; so each message goes out whole in one such write.
             let overhead = match self.framing {
                 Framing::Line => 1,
-                Framing::Length => ipckit::framing::HEADER_LEN,
+                Framing::Length => ipckit::framing::FRAME_HEADER_LEN,
             };
             let limit = ipckit::fifo::ATOMIC_WRITE - overhead;
             if msg.len() > limit {

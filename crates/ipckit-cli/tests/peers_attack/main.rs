@@ -274,10 +274,10 @@ fn grouped(n: usize) -> String {
 fn docs_state_the_real_header_and_line_limit() {
     let env = TestEnv::new("docs");
     let help = env.run(&["send", "--help"], b"").ok().to_owned();
-    let header = format!("{}-byte header", ipckit::framing::HEADER_LEN);
+    let header = format!("{}-byte header", ipckit::framing::FRAME_HEADER_LEN);
     let line = grouped(ipckit::framing::LINE_MAX);
     let fifo_line = grouped(ipckit::fifo::ATOMIC_WRITE - 1);
-    let fifo_len = grouped(ipckit::fifo::ATOMIC_WRITE - ipckit::framing::HEADER_LEN);
+    let fifo_len = grouped(ipckit::fifo::ATOMIC_WRITE - ipckit::framing::FRAME_HEADER_LEN);
     for needle in [&header, &line, &fifo_line, &fifo_len] {
         assert!(
             help.contains(needle.as_str()),

@@ -46,7 +46,6 @@ mod open;
 mod server;
 
 pub use oneway::{Listener, Receiver};
-pub use open::ip_addr;
 pub use server::PairListener;
 
 use crate::dgram::DgramEndpoint;

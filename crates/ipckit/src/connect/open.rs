@@ -76,7 +76,7 @@ pub(super) fn udp_connected(address: &str) -> io::Result<(UdpSocket, SocketAddr)
 }
 
 /// Resolves `host:port`.
-pub fn ip_addr(addr: &str) -> io::Result<SocketAddr> {
+pub(crate) fn ip_addr(addr: &str) -> io::Result<SocketAddr> {
     addr.to_socket_addrs()
         .map_err(|_| invalid(format!("'{addr}' is not a host:port address")))?
         .next()

@@ -46,7 +46,6 @@ pub use made::FileId;
 pub(crate) use made::{dir_id, entry_id, open_parent, remove_if_same, Parent, Removal};
 pub use private::{
     create_output, not_private, private_dir, private_dir_candidates, private_dirs_existing,
-    state_base,
 };
 
 /// A fresh, empty scratch directory for one unit test.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// Where [`private_dir`] looks by default: `$IPCKIT_STATE_BASE` if set (tests plant state
 /// directories there instead of in the shared `/tmp`), else `/tmp`.
-pub fn state_base() -> PathBuf {
+pub(crate) fn state_base() -> PathBuf {
     match std::env::var_os("IPCKIT_STATE_BASE") {
         Some(b) if !b.is_empty() => PathBuf::from(b),
         _ => PathBuf::from("/tmp"),
@@ -23,7 +23,7 @@ pub fn state_base() -> PathBuf {
 const ALTERNATIVES: u32 = 8;
 
 /// The candidates [`private_dir`] tries, in order: `<base>/<stem>-<uid>`, then
-/// `<base>/<stem>-<uid>.1` to `.8`, where `<base>` is [`state_base`]; and last, should
+/// `<base>/<stem>-<uid>.1` to `.8`, where `<base>` is `$IPCKIT_STATE_BASE` if set, else `/tmp`; and last, should
 /// another user have taken all nine names in the shared base, `<cache>/ipckit/<stem>-<uid>`
 /// in the user's own cache directory (`$XDG_CACHE_HOME`, else `$HOME/.cache`, if either is
 /// set to an absolute path), where no other user can plant anything.

@@ -16,7 +16,7 @@ pub fn prefix() -> String {
 
 /// This process's run id: `$IPCKIT_RUN_ID` if set (tests use it to find what they left),
 /// else derived from the pid and the time.
-pub fn run_id() -> &'static str {
+pub(crate) fn run_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| match std::env::var("IPCKIT_RUN_ID") {
         Ok(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => s,

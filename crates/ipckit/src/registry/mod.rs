@@ -51,5 +51,5 @@ pub(crate) use crate::sys::proc::euid;
 pub use clean::{clean, list, CleanAction, Entry};
 pub use guard::ObjectGuard;
 pub(crate) use guard::{register, register_file};
-pub use location::{dir, prefix, run_id, unique_name};
+pub use location::{dir, prefix, unique_name};
 pub use record::{encode_record, parse_key, parse_record, Identity, ObjectKind, Record};

@@ -89,7 +89,9 @@ pub use mutex::{
 };
 pub use pair::{DEFAULT_CAPACITY, PAIR_LAYOUT};
 pub(crate) use segment::check_name;
-pub use segment::{HugePages, HugeStatus, Layout, Segment, SegmentBuilder, HEADER_LEN, NAME_MAX};
+pub use segment::{
+    HugePages, HugeStatus, Layout, Segment, SegmentBuilder, NAME_MAX, SEGMENT_HEADER_LEN,
+};
 
 /// For `fuzz/` and the integration tests only; not API: no stability, no semver, no docs.
 ///

@@ -1,6 +1,6 @@
 //! Shared memory segments: POSIX `shm_open` objects (by name) and `memfd`s (by descriptor).
 //!
-//! A segment is one object mapped whole. Its first [`HEADER_LEN`] bytes are ipckit's header:
+//! A segment is one object mapped whole. Its first [`SEGMENT_HEADER_LEN`] bytes are ipckit's header:
 //! a magic number, the segment format version, the layout the data holds (a [`Layout`]: a
 //! kind and its version), the total size, and the creator's pid and start time. The creator
 //! writes the magic last, so an opener sees a complete header or none. Opening a segment of
@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Bytes of ipckit's header before the data: one page, so the data is page-aligned.
-pub const HEADER_LEN: usize = 4096;
+pub const SEGMENT_HEADER_LEN: usize = 4096;
 /// `"IPCKITSG"`, little-endian.
 const MAGIC: u64 = u64::from_le_bytes(*b"IPCKITSG");
 /// Version of the header format itself.
@@ -214,7 +214,7 @@ impl SegmentBuilder {
             ));
         }
         self.size
-            .checked_add(HEADER_LEN)
+            .checked_add(SEGMENT_HEADER_LEN)
             .filter(|t| *t <= isize::MAX as usize / 2)
             .ok_or_else(|| invalid(format!("a segment of {} bytes is too large", self.size)))
     }
@@ -348,7 +348,7 @@ impl SegmentBuilder {
         // no opener reads these fields yet.
         h.write_fields(Fields {
             version: SEGMENT_VERSION,
-            header_len: HEADER_LEN as u32,
+            header_len: SEGMENT_HEADER_LEN as u32,
             kind: self.layout.kind,
             kind_version: self.layout.version,
             total: total as u64,
@@ -444,11 +444,11 @@ impl SegmentBuilder {
                 ),
             ));
         }
-        if size < HEADER_LEN as u64 {
+        if size < SEGMENT_HEADER_LEN as u64 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "{what} is {size} bytes, too small for ipckit's {HEADER_LEN}-byte header \
+                    "{what} is {size} bytes, too small for ipckit's {SEGMENT_HEADER_LEN}-byte header \
                      (not an ipckit segment)"
                 ),
             ));
@@ -479,12 +479,12 @@ impl SegmentBuilder {
             }
         }
         let f = h.read_fields();
-        if f.version != SEGMENT_VERSION || f.header_len != HEADER_LEN as u32 {
+        if f.version != SEGMENT_VERSION || f.header_len != SEGMENT_HEADER_LEN as u32 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
                     "{what} has segment format version {} (header {} B); this ipckit reads \
-                     version {SEGMENT_VERSION} ({HEADER_LEN} B)",
+                     version {SEGMENT_VERSION} ({SEGMENT_HEADER_LEN} B)",
                     f.version, f.header_len
                 ),
             ));
@@ -560,7 +560,7 @@ impl Segment {
 
     /// Bytes of data (after the header).
     pub fn len(&self) -> usize {
-        self.map.len() - HEADER_LEN
+        self.map.len() - SEGMENT_HEADER_LEN
     }
 
     /// True if the segment has no data bytes (never: a size of 0 is refused).
@@ -572,7 +572,7 @@ impl Segment {
     /// write it only through atomics or a protocol that gives one side the bytes.
     pub fn as_ptr(&self) -> *mut u8 {
         // The mapping is longer than the header (checked at creation and opening).
-        self.map.ptr().wrapping_add(HEADER_LEN)
+        self.map.ptr().wrapping_add(SEGMENT_HEADER_LEN)
     }
 
     /// True if nobody can change the segment's size any more: it is a memfd from
@@ -643,7 +643,7 @@ impl Segment {
 
     /// The data as a region (for the rings and queues built on it).
     pub(crate) fn region(&self) -> Region<'_> {
-        Region::of_mapping(&self.map).sub(HEADER_LEN, self.len())
+        Region::of_mapping(&self.map).sub(SEGMENT_HEADER_LEN, self.len())
     }
 
     /// The data as an array of `AtomicU64` (its length rounded down to 8 bytes): a safe way to
@@ -727,7 +727,7 @@ impl Header {
 }
 
 fn header(map: &Mapping) -> &Header {
-    const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_LEN);
+    const _: () = assert!(std::mem::size_of::<Header>() <= SEGMENT_HEADER_LEN);
     Region::of_mapping(map).at(0)
 }
 

@@ -11,7 +11,7 @@ use std::fmt;
 use std::os::fd::RawFd;
 
 /// Bytes of a `cmsghdr`: `size_t` length, `int` level, `int` type.
-pub const HEADER_LEN: usize = align(WORD + 4 + 4);
+pub const CMSG_HEADER_LEN: usize = align(WORD + 4 + 4);
 
 /// `size_t`: the width of `cmsg_len` and the alignment of every message.
 const WORD: usize = std::mem::size_of::<usize>();
@@ -49,12 +49,12 @@ pub const fn align(len: usize) -> usize {
 
 /// `CMSG_LEN`: the `cmsg_len` of a message with `data_len` bytes of data.
 pub const fn cmsg_len(data_len: usize) -> usize {
-    HEADER_LEN.saturating_add(data_len)
+    CMSG_HEADER_LEN.saturating_add(data_len)
 }
 
 /// `CMSG_SPACE`: the bytes a message with `data_len` bytes of data occupies, padding included.
 pub const fn cmsg_space(data_len: usize) -> usize {
-    HEADER_LEN.saturating_add(align(data_len))
+    CMSG_HEADER_LEN.saturating_add(align(data_len))
 }
 
 /// The control-buffer bytes an `SCM_RIGHTS` message of `n` descriptors occupies.
@@ -147,7 +147,7 @@ impl fmt::Display for DecodeError {
             DecodeError::LengthTooSmall { offset, cmsg_len } => write!(
                 f,
                 "control message at byte {offset}: cmsg_len {cmsg_len} is smaller than its \
-                 {HEADER_LEN}-byte header"
+                 {CMSG_HEADER_LEN}-byte header"
             ),
             DecodeError::LengthTooLarge {
                 offset,
@@ -188,13 +188,13 @@ pub struct RawCmsg<'a> {
     pub level: i32,
     /// `cmsg_type`.
     pub ty: i32,
-    /// Its data: `cmsg_len - HEADER_LEN` bytes, a sub-slice of the buffer.
+    /// Its data: `cmsg_len - CMSG_HEADER_LEN` bytes, a sub-slice of the buffer.
     pub data: &'a [u8],
 }
 
 /// Walks the messages of a control buffer (`CMSG_FIRSTHDR`/`CMSG_NXTHDR`): yields each one
 /// whose header and data lie wholly in the buffer, and stops after the first error. Fewer
-/// than [`HEADER_LEN`] bytes left over at the end are padding and ignored, as glibc's
+/// than [`CMSG_HEADER_LEN`] bytes left over at the end are padding and ignored, as glibc's
 /// `CMSG_NXTHDR` does.
 #[derive(Debug, Clone)]
 pub struct RawIter<'a> {
@@ -232,14 +232,14 @@ impl<'a> Iterator for RawIter<'a> {
         let offset = self.pos;
         // `pos <= buf.len()` always holds: it only advances to a checked, in-bounds value.
         let rest = &self.buf[offset..];
-        if rest.len() < HEADER_LEN {
+        if rest.len() < CMSG_HEADER_LEN {
             self.done = true;
             return None;
         }
         let len = read_usize(rest);
         let level = read_i32(&rest[WORD..]);
         let ty = read_i32(&rest[WORD + 4..]);
-        if len < HEADER_LEN {
+        if len < CMSG_HEADER_LEN {
             self.done = true;
             return Some(Err(DecodeError::LengthTooSmall {
                 offset,
@@ -254,7 +254,7 @@ impl<'a> Iterator for RawIter<'a> {
                 available: rest.len(),
             }));
         }
-        let data = &rest[HEADER_LEN..len];
+        let data = &rest[CMSG_HEADER_LEN..len];
         // The next header starts at the aligned end; if that is past the buffer, this was
         // the last message (`len <= rest.len()`, so `align(len)` cannot overflow usefully).
         match offset.checked_add(align(len)) {
@@ -389,7 +389,7 @@ fn push(out: &mut Vec<u8>, level: i32, ty: i32, data: &[u8]) {
     out.extend_from_slice(&cmsg_len(data.len()).to_ne_bytes());
     out.extend_from_slice(&level.to_ne_bytes());
     out.extend_from_slice(&ty.to_ne_bytes());
-    out.resize(start + HEADER_LEN, 0);
+    out.resize(start + CMSG_HEADER_LEN, 0);
     out.extend_from_slice(data);
     out.resize(start + cmsg_space(data.len()), 0);
 }
@@ -430,17 +430,17 @@ mod tests {
     #[test]
     fn sizes_on_this_target() {
         // x86_64 and aarch64: a 16-byte header, 8-byte alignment.
-        assert_eq!(HEADER_LEN, std::mem::size_of::<libc::cmsghdr>());
-        assert_eq!(cmsg_len(4), HEADER_LEN + 4);
-        assert_eq!(cmsg_space(4), HEADER_LEN + align(4));
-        assert_eq!(rights_space(0), HEADER_LEN);
+        assert_eq!(CMSG_HEADER_LEN, std::mem::size_of::<libc::cmsghdr>());
+        assert_eq!(cmsg_len(4), CMSG_HEADER_LEN + 4);
+        assert_eq!(cmsg_space(4), CMSG_HEADER_LEN + align(4));
+        assert_eq!(rights_space(0), CMSG_HEADER_LEN);
         assert_eq!(align(usize::MAX) % WORD, 0);
         assert_eq!(cmsg_space(usize::MAX), usize::MAX);
     }
 
     #[test]
     fn empty_and_tiny_buffers_decode_to_nothing() {
-        for n in 0..HEADER_LEN {
+        for n in 0..CMSG_HEADER_LEN {
             let d = decode(&vec![0xffu8; n]);
             assert_eq!(d, Decoded::default(), "{n} bytes");
         }
@@ -463,7 +463,7 @@ mod tests {
                 cmsg_len: 3
             })
         ));
-        for len in [HEADER_LEN + 1, usize::MAX, usize::MAX - 3] {
+        for len in [CMSG_HEADER_LEN + 1, usize::MAX, usize::MAX - 3] {
             let big = header(len, libc::SOL_SOCKET, libc::SCM_RIGHTS);
             assert!(matches!(
                 decode(&big).error,
@@ -471,10 +471,10 @@ mod tests {
             ));
         }
         // A zero-length SCM_RIGHTS message is an empty list.
-        let zero = header(HEADER_LEN, libc::SOL_SOCKET, libc::SCM_RIGHTS);
+        let zero = header(CMSG_HEADER_LEN, libc::SOL_SOCKET, libc::SCM_RIGHTS);
         assert_eq!(decode(&zero).messages, vec![Cmsg::Rights(vec![])]);
         // Ragged rights keep the whole descriptors.
-        let mut ragged = header(HEADER_LEN + 6, libc::SOL_SOCKET, libc::SCM_RIGHTS);
+        let mut ragged = header(CMSG_HEADER_LEN + 6, libc::SOL_SOCKET, libc::SCM_RIGHTS);
         ragged.extend_from_slice(&[7, 0, 0, 0, 1, 2]);
         let d = decode(&ragged);
         assert_eq!(d.messages, vec![Cmsg::Rights(vec![7])]);
@@ -483,7 +483,7 @@ mod tests {
             Some(DecodeError::RaggedRights { len: 6, .. })
         ));
         // Short credentials.
-        let mut short = header(HEADER_LEN + 8, libc::SOL_SOCKET, libc::SCM_CREDENTIALS);
+        let mut short = header(CMSG_HEADER_LEN + 8, libc::SOL_SOCKET, libc::SCM_CREDENTIALS);
         short.extend_from_slice(&[0; 8]);
         assert!(matches!(
             decode(&short).error,
@@ -493,7 +493,7 @@ mod tests {
 
     #[test]
     fn unknown_messages_are_skipped_and_the_walk_goes_on() {
-        let mut buf = header(HEADER_LEN + 3, 1234, 5);
+        let mut buf = header(CMSG_HEADER_LEN + 3, 1234, 5);
         buf.extend_from_slice(&[1, 2, 3]);
         buf.resize(cmsg_space(3), 0xaa);
         buf.extend(encode(&[9, 10], None));
@@ -545,8 +545,8 @@ mod tests {
                     pidfds.push(read_i32(m.data));
                 }
                 let a = m.data.as_ptr() as usize;
-                prop_assert!(a >= lo + HEADER_LEN && a + m.data.len() <= hi);
-                prop_assert!(m.offset + HEADER_LEN + m.data.len() <= buf.len());
+                prop_assert!(a >= lo + CMSG_HEADER_LEN && a + m.data.len() <= hi);
+                prop_assert!(m.offset + CMSG_HEADER_LEN + m.data.len() <= buf.len());
                 if (m.level, m.ty) == (libc::SOL_SOCKET, libc::SCM_RIGHTS) {
                     fds_raw.extend(m.data.chunks_exact(4).map(read_i32));
                 }

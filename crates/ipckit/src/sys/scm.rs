@@ -169,7 +169,9 @@ pub(crate) fn own_credentials() -> Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::cmsg::{cmsg_len, cmsg_space, credentials_space, rights_space, HEADER_LEN};
+    use crate::sys::cmsg::{
+        cmsg_len, cmsg_space, credentials_space, rights_space, CMSG_HEADER_LEN,
+    };
 
     /// The codec's arithmetic agrees with libc's macros, for every length a message can have.
     #[test]
@@ -190,7 +192,7 @@ mod tests {
         };
         assert_eq!(rights_space(3), r as usize);
         assert_eq!(credentials_space(), c as usize);
-        assert_eq!(HEADER_LEN, h as usize);
+        assert_eq!(CMSG_HEADER_LEN, h as usize);
     }
 
     /// What the codec encodes, libc's CMSG_FIRSTHDR/CMSG_NXTHDR/CMSG_DATA read back.

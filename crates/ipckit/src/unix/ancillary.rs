@@ -37,6 +37,6 @@
 
 pub use crate::sys::cmsg::{
     align, cmsg_len, cmsg_space, credentials_space, decode, encode, pidfd_space, raw_messages,
-    rights_space, Cmsg, Credentials, DecodeError, Decoded, RawCmsg, RawIter, HEADER_LEN, MAX_FDS,
-    SCM_PIDFD, SO_PASSPIDFD, UCRED_LEN,
+    rights_space, Cmsg, Credentials, DecodeError, Decoded, RawCmsg, RawIter, CMSG_HEADER_LEN,
+    MAX_FDS, SCM_PIDFD, SO_PASSPIDFD, UCRED_LEN,
 };

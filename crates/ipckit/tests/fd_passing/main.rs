@@ -9,7 +9,7 @@ mod util;
 mod peer;
 
 use ipckit::pipe::{self, ChildChannel, Duplex, PipeReader};
-use ipckit::shm::{SegmentBuilder, HEADER_LEN};
+use ipckit::shm::{SegmentBuilder, SEGMENT_HEADER_LEN};
 use ipckit::unix::{self, ancillary::MAX_FDS};
 use ipckit::Transport;
 use peer::{is_cloexec, seg_read, seg_write, MARKER, SEG_LEN};
@@ -176,7 +176,7 @@ fn received_descriptors_are_cloexec_and_share_the_file_description() {
         assert_ne!(f.as_raw_fd(), g.as_raw_fd());
         assert!(is_cloexec(g.as_fd()));
         // Past the segment's header, which must stay intact.
-        let at = HEADER_LEN as u64;
+        let at = SEGMENT_HEADER_LEN as u64;
         g.seek(SeekFrom::Start(at)).unwrap();
         g.write_all(b"moved the offset").unwrap();
         assert_eq!(f.stream_position().unwrap(), at + 16, "one offset for both");

@@ -1,7 +1,7 @@
 //! Property tests of the stream framing decoder: on arbitrary bytes it never panics and
 //! never holds more than its bound, and whatever it decodes round-trips.
 
-use ipckit::framing::{encode_header, FrameDecoder, FrameError, HEADER_LEN};
+use ipckit::framing::{encode_header, FrameDecoder, FrameError, FRAME_HEADER_LEN};
 use proptest::prelude::*;
 
 proptest! {
@@ -15,7 +15,7 @@ proptest! {
         let mut d = FrameDecoder::new(max);
         let mut out = vec![0u8; max.min(1 << 16)];
         let bound = d.capacity();
-        prop_assert!(bound <= max + HEADER_LEN || bound <= 64 * 1024);
+        prop_assert!(bound <= max + FRAME_HEADER_LEN || bound <= 64 * 1024);
         'feed: for c in &chunks {
             let mut rest = &c[..];
             while !rest.is_empty() {

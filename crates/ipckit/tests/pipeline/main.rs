@@ -396,7 +396,7 @@ fn bad_pipelines_are_refused_before_anything_starts() {
         let err = Pipeline::new()
             .stage(marker)
             .stage(["cat"])
-            .pipe_size(max + 1)
+            .pipe_capacity(max + 1)
             .spawn()
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
@@ -405,7 +405,7 @@ fn bad_pipelines_are_refused_before_anything_starts() {
         // One stage has no pipe, but the size is still checked.
         let err = Pipeline::new()
             .stage(["true"])
-            .pipe_size(max + 1)
+            .pipe_capacity(max + 1)
             .spawn()
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
@@ -420,7 +420,7 @@ fn pipe_size_sets_every_pipe() {
             .stage(["seq", "1", "50000"])
             .stage(["cat"])
             .stage(["wc", "-l"])
-            .pipe_size(size)
+            .pipe_capacity(size)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();

@@ -24,7 +24,8 @@ mod util;
 use ipckit::registry;
 use ipckit::shm::__fuzz as ring;
 use ipckit::shm::{
-    self, PairBuilder, Segment, SegmentBuilder, ShmEndpoint, ShmListener, HEADER_LEN, PAIR_LAYOUT,
+    self, PairBuilder, Segment, SegmentBuilder, ShmEndpoint, ShmListener, PAIR_LAYOUT,
+    SEGMENT_HEADER_LEN,
 };
 use ipckit::{Deadline, RecvError, SendError, Transport, Wait};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
@@ -908,13 +909,19 @@ fn a_memfd_segment_is_sealed_against_ftruncate() {
             .unwrap()
             .ready();
         assert!(seg.size_sealed(), "{huge:?}: {:?}", seg.huge_pages());
-        let total = (seg.len() + HEADER_LEN) as u64;
+        let total = (seg.len() + SEGMENT_HEADER_LEN) as u64;
         let fd = seg.as_fd().as_raw_fd();
         let mut peer = Peer::spawn_with("a_memfd_segment_is_sealed_against_ftruncate", |cmd| {
             ipckit::pipe::inherit_only(cmd, &[seg.as_fd()]);
         });
         assert_eq!(peer.ok(&format!("adopt {fd}")), "sealed=true");
-        for len in [0, HEADER_LEN as u64, total - 1, total + 1, 2 * total] {
+        for len in [
+            0,
+            SEGMENT_HEADER_LEN as u64,
+            total - 1,
+            total + 1,
+            2 * total,
+        ] {
             let r = peer.ask(&format!("truncate {len}")).unwrap();
             assert!(
                 r.starts_with(&format!("err errno={}", libc::EPERM)),
@@ -966,7 +973,7 @@ fn a_peers_ftruncate_of_a_live_pair_is_sigbus() {
         client.ok(&format!("connect {name}"));
         server.ok("accept");
         let total = file.metadata().unwrap().len();
-        assert_eq!(total, (HEADER_LEN + CTL_LEN + 2 * RING) as u64);
+        assert_eq!(total, (SEGMENT_HEADER_LEN + CTL_LEN + 2 * RING) as u64);
         // Live; and growing the object leaves the pair as it was.
         server.ok("send 100");
         assert_eq!(client.ok("recv"), "100");
@@ -974,7 +981,7 @@ fn a_peers_ftruncate_of_a_live_pair_is_sigbus() {
         server.ok("send 200");
         assert_eq!(client.ok("recv"), "200");
         // Shrink to the headers: the rings' data is gone under both mappings.
-        file.set_len((HEADER_LEN + CTL_LEN) as u64).unwrap();
+        file.set_len((SEGMENT_HEADER_LEN + CTL_LEN) as u64).unwrap();
         let victim = if hurt == "receiver" {
             // Its next look at the ring reads the header word at its position.
             assert_eq!(client.ask("recv"), None, "the receiver survived");

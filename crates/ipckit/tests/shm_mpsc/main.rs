@@ -130,7 +130,7 @@ fn integrity(wait: Wait) {
         t.elapsed()
     );
     assert_eq!(next, vec![PER_PRODUCER; PRODUCERS as usize]);
-    assert_eq!(rx.lost(), 0);
+    assert_eq!(rx.dropped(), 0);
     for p in &mut peers {
         assert_eq!(p.exit_code(), Some(0), "a producer failed");
     }
@@ -272,11 +272,11 @@ fn producer_killed_mid_stream() {
         }
         assert!(killed);
         assert_eq!(&next[1..], &[PER_PRODUCER; 2]);
-        assert!(rx.lost() <= 1, "lost {}", rx.lost());
+        assert!(rx.dropped() <= 1, "lost {}", rx.dropped());
         eprintln!(
             "victim: {} messages received after its death was decided, {} lost",
             next[0] - 5_000,
-            rx.lost()
+            rx.dropped()
         );
         for p in &mut others {
             assert_eq!(p.exit_code(), Some(0));
@@ -328,9 +328,9 @@ fn last_producer_killed_under_a_waiting_receiver() {
                 "{}: receiver saw PeerGone {:?} after the last producer was killed ({} lost)",
                 wait.name(),
                 killed.elapsed(),
-                rx.lost()
+                rx.dropped()
             );
-            assert!(rx.lost() <= 1);
+            assert!(rx.dropped() <= 1);
             drop(rx);
             assert_gone(&name);
         }
@@ -376,7 +376,7 @@ fn claim_of_a_killed_producer_is_skipped() {
                 );
             }
         }
-        assert_eq!(rx.lost(), 1);
+        assert_eq!(rx.dropped(), 1);
         // The queue goes on working (and the dead producer's entry is retired).
         for _ in 0..100 {
             tx.send(b"more").unwrap();
@@ -460,7 +460,7 @@ fn a_producer_killed_at_any_step_is_skipped() {
                     drop(tx);
                     assert!(matches!(rx.recv(&mut buf), Err(RecvError::PeerGone)));
                 }
-                assert_eq!(rx.lost(), 1, "{step}: the dead claim is counted lost");
+                assert_eq!(rx.dropped(), 1, "{step}: the dead claim is counted lost");
                 let _ = victim.child.0.wait();
                 drop(rx);
                 assert_gone(&name);

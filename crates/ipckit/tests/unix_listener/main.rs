@@ -10,7 +10,7 @@ mod util;
 mod peer;
 
 use ipckit::connect::ChannelBuilder;
-use ipckit::framing::HEADER_LEN;
+use ipckit::framing::FRAME_HEADER_LEN;
 use ipckit::registry::unique_name;
 use ipckit::unix::{ListenerBuilder, Policy, UnixListener};
 use ipckit::Mechanism;
@@ -177,7 +177,7 @@ fn refuse_one(l: &UnixListener, mut c: Client, uid: u32) {
     // Every byte the client wrote was still queued when the socket was closed: the listener
     // read none of them. (A stream carries the 16-byte frame header too.)
     let sent = match l.mechanism() {
-        Mechanism::Uds => HEADER_LEN + PAYLOAD,
+        Mechanism::Uds => FRAME_HEADER_LEN + PAYLOAD,
         _ => PAYLOAD,
     };
     assert_eq!(r.unread, sent, "bytes left unread at the close");

@@ -27,7 +27,7 @@
 //!   copies the message out, and stores `FREE(pos + slots)` (`Release`).
 //!
 //! Because the claim names the claimer in the same word, a slot claimed by a producer that
-//! then died is recognised: the consumer skips it and counts it in [`MpscReceiver::lost`].
+//! then died is recognised: the consumer skips it and counts it in [`MpscReceiver::dropped`].
 //!
 //! # Who is there
 //!

@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 /// A producer killed between claiming a slot and publishing it (at any step: claimed, half
 /// written, written but not published) leaves the slot claimed. While the claimer lives, the
 /// receiver waits for it (it is a send in progress); once it is dead, the receiver skips the
-/// slot and counts it in [`MpscReceiver::lost`] (measured: 0.4-0.5 ms after the kill).
+/// slot and counts it in [`MpscReceiver::dropped`] (measured: 0.4-0.5 ms after the kill).
 /// Everything it published before is delivered.
 ///
 /// # Limits
@@ -180,7 +180,7 @@ impl MpscReceiver {
 
     /// Messages lost: slots claimed by a producer that died before publishing them (and
     /// slots whose contents were corrupt), skipped.
-    pub fn lost(&self) -> u64 {
+    pub fn dropped(&self) -> u64 {
         self.lost
     }
 
@@ -197,7 +197,7 @@ impl MpscReceiver {
     /// (each was dropped, exited or was killed) and every message published has been read;
     /// before any producer opens it, `recv` waits. [`RecvError::BufferTooSmall`] (the message
     /// is left in place); `Io(InvalidData)` for a slot no correct producer wrote (skipped
-    /// and counted in [`MpscReceiver::lost`]).
+    /// and counted in [`MpscReceiver::dropped`]).
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         self.recv_deadline(buf, Deadline::Never)
     }

@@ -190,7 +190,7 @@ impl MpscSender {
     }
 
     /// The receiver's pid, as far as it can be known here.
-    pub fn receiver(&self) -> Option<PeerInfo> {
+    pub fn peer(&self) -> Option<PeerInfo> {
         self.receiver
     }
 

@@ -9,7 +9,7 @@ use super::lock::LockWords;
 use super::plain::Plain;
 use crate::error::invalid;
 use crate::shm::region::Shared;
-use crate::shm::segment::{Layout, HEADER_LEN};
+use crate::shm::segment::{Layout, SEGMENT_HEADER_LEN};
 use std::cell::UnsafeCell;
 use std::io;
 use std::mem::{align_of, size_of};
@@ -65,11 +65,11 @@ unsafe impl<T: Plain> Shared for DataCell<T> {}
 /// Where a `T` goes in the segment's data: its offset, and the data size the segment needs.
 pub(super) fn placement<T>() -> io::Result<(usize, usize)> {
     let align = align_of::<T>();
-    if align > HEADER_LEN {
+    if align > SEGMENT_HEADER_LEN {
         // The data starts page-aligned: an alignment above a page cannot be honoured.
         return Err(invalid(format!(
             "a value aligned to {align} bytes cannot live in shared memory (at most \
-             {HEADER_LEN})"
+             {SEGMENT_HEADER_LEN})"
         )));
     }
     let off = DATA_MIN_OFF.next_multiple_of(align);
