@@ -34,7 +34,8 @@ fuzz_target!(|data: &[u8]| {
     let mut inp = Input(data);
     // Maxima whose frames fit the decoder's buffer whole (the stream endpoint reads larger
     // ones straight into the caller's buffer, past the decoder).
-    let max = [0, 1, 15, 16, 100, 4096, DECODER_CAP - FRAME_HEADER_LEN][usize::from(inp.byte()) % 7];
+    let max =
+        [0, 1, 15, 16, 100, 4096, DECODER_CAP - FRAME_HEADER_LEN][usize::from(inp.byte()) % 7];
     let read = 1 + usize::from(inp.byte());
     let stream = inp.0;
     let (want, want_err) = model(stream, max);
