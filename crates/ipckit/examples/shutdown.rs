@@ -98,7 +98,7 @@ fn service(job: Duration) -> Result<(), Box<dyn Error>> {
         drop(work); // ...until it is done
     });
     println!("[process 2, pid {me}] ready, one job of {job:?} in flight");
-    let _ = c.next_event(LIMIT); // returns when a stop begins (or after LIMIT)
+    let _ = c.next_event_timeout(LIMIT); // returns when a stop begins (or after LIMIT)
     if c.accepting() {
         return Err("no SIGTERM came: is the supervisor gone?".into());
     }

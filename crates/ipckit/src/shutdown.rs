@@ -53,7 +53,7 @@
 //! #   // What `kill -TERM <pid>` would do from outside; a doctest is a process of its own,
 //! #   // so its signals are its own. next_event returns once the stop has begun.
 //! #   ipckit::signal::send(std::process::id(), ipckit::signal::Signal::SIGTERM)?;
-//! #   assert_eq!(c.next_event(Duration::from_secs(10)), None);
+//! #   assert_eq!(c.next_event_timeout(Duration::from_secs(10)), None);
 //! }
 //! // SIGTERM came: no work is in flight; `sleep` is reaped here.
 //! let outcome = c.wait_drained(Duration::from_secs(10));
@@ -471,25 +471,50 @@ impl Coordinator {
         apply(&self.inner, action, info);
     }
 
+    /// Waits for a reload or custom event, as long as it takes. `None` once a stop has begun
+    /// and no event is left.
+    pub fn next_event(&self) -> Option<Event> {
+        self.next_event_until(None)
+    }
+
+    /// A reload or custom event if one is waiting, without waiting. `None` if none is.
+    pub fn try_next_event(&self) -> Option<Event> {
+        self.next_event_timeout(Duration::ZERO)
+    }
+
     /// Waits at most `timeout` for a reload or custom event. `None` if none came, or once a
     /// stop has begun and no event is left.
-    pub fn next_event(&self, timeout: Duration) -> Option<Event> {
-        let until = Instant::now() + timeout;
+    pub fn next_event_timeout(&self, timeout: Duration) -> Option<Event> {
+        self.next_event_until(Instant::now().checked_add(timeout))
+    }
+
+    fn next_event_until(&self, until: Option<Instant>) -> Option<Event> {
         let mut st = self.inner.lock();
         loop {
             if let Some(e) = st.events.pop_front() {
                 return Some(e);
             }
-            let left = until.saturating_duration_since(Instant::now());
-            if st.phase != Phase::Running || left.is_zero() {
+            if st.phase != Phase::Running {
                 return None;
             }
-            st = self
-                .inner
-                .changed
-                .wait_timeout(st, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = match until {
+                None => self
+                    .inner
+                    .changed
+                    .wait(st)
+                    .unwrap_or_else(|e| e.into_inner()),
+                Some(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.inner
+                        .changed
+                        .wait_timeout(st, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
         }
     }
 
@@ -505,6 +530,33 @@ impl Coordinator {
                 .unwrap_or_else(|e| e.into_inner());
         }
         st.phase
+    }
+
+    /// The phase, if a stop has begun; `None` while running. Never waits.
+    pub fn try_wait_stop(&self) -> Option<Phase> {
+        self.wait_stop_timeout(Duration::ZERO)
+    }
+
+    /// Waits at most `timeout` for a stop to begin; the phase it began, or `None` if none did.
+    pub fn wait_stop_timeout(&self, timeout: Duration) -> Option<Phase> {
+        let until = Instant::now().checked_add(timeout);
+        let mut st = self.inner.lock();
+        while st.phase == Phase::Running {
+            let left = match until {
+                Some(u) => u.saturating_duration_since(Instant::now()),
+                None => Duration::MAX,
+            };
+            if left.is_zero() {
+                return None;
+            }
+            st = self
+                .inner
+                .changed
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Some(st.phase)
     }
 
     /// Waits for the stop to begin, then, within `deadline` from the call: for a graceful stop,

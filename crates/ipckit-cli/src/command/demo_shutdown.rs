@@ -28,7 +28,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let guards: Vec<_> = (0..2).filter_map(|_| c.begin()).collect();
     say!("[service {me}] 2 requests in flight (each takes {work} ms more once we drain)");
     signal::send(me, Signal::SIGHUP)?;
-    if let Some(Event::Reload(i)) = c.next_event(Duration::from_secs(5)) {
+    if let Some(Event::Reload(i)) = c.next_event_timeout(Duration::from_secs(5)) {
         say!(
             "[service {me}] {} from pid {}: reload; still accepting = {}",
             i.signal,

@@ -351,3 +351,36 @@ fn configure_child_lets_an_adopted_child_die_of_the_stop_signal() {
         );
     });
 }
+
+/// The waits for an event and for the stop come as op / try_op / op_timeout: the `try_` and
+/// `_timeout` forms return `None` while nothing happened, and `next_event` returns `None` at
+/// once when a stop has begun.
+#[test]
+fn event_and_stop_waits_try_and_time_out() {
+    watchdog(30, || {
+        signal::block_for_process(&[Signal::SIGUSR1, Signal::SIGUSR2]).unwrap();
+        let map = SignalMap::empty()
+            .set(Signal::SIGUSR1, Action::Reload)
+            .set(Signal::SIGUSR2, Action::Graceful);
+        let c = CoordinatorBuilder::new(map)
+            .force_exit(false)
+            .create()
+            .unwrap();
+        assert_eq!(c.try_wait_stop(), None);
+        assert_eq!(c.wait_stop_timeout(Duration::from_millis(20)), None);
+        assert!(c.try_next_event().is_none());
+        assert!(c.next_event_timeout(Duration::from_millis(20)).is_none());
+        c.trigger(Signal::SIGUSR1, Action::Reload);
+        assert!(matches!(
+            c.try_next_event(),
+            Some(ipckit::shutdown::Event::Reload(_))
+        ));
+        c.trigger(Signal::SIGUSR2, Action::Graceful);
+        assert_eq!(c.try_wait_stop(), Some(Phase::Draining(Signal::SIGUSR2)));
+        assert_eq!(
+            c.wait_stop_timeout(Duration::from_secs(5)),
+            Some(Phase::Draining(Signal::SIGUSR2))
+        );
+        assert!(c.next_event().is_none());
+    });
+}

@@ -134,7 +134,7 @@ fn service() -> ! {
         println!("READY");
         let mut reloads = 0;
         while c.accepting() {
-            if let Some(Event::Reload(info)) = c.next_event(Duration::from_millis(20)) {
+            if let Some(Event::Reload(info)) = c.next_event_timeout(Duration::from_millis(20)) {
                 reloads += 1;
                 println!(
                     "RELOAD {reloads} {} accepting={}",
