@@ -248,10 +248,6 @@ pub struct Producer {
     stamp: u32,
     head: u64,
     cap: usize,
-    /// The end of the record [`Producer::reserve`] last placed, and whether the line there
-    /// held payload then (so `commit` need not look at the bitmap again).
-    reserved_end: u64,
-    reserved_end_payload: bool,
     /// One bit per line of the data area: set while the line's first word is one no later
     /// position's stamp can match (zero, a header or a pad this producer wrote), clear while
     /// it is a payload word. Private memory, so the common case (the next record starts
@@ -268,8 +264,6 @@ impl Producer {
             stamp: stamp(0),
             head: 0,
             cap,
-            reserved_end: u64::MAX,
-            reserved_end_payload: false,
             // A fresh ring is zeroes: every line is header-like.
             header_like: vec![u64::MAX; lines.div_ceil(64)],
         }
@@ -281,12 +275,8 @@ impl Producer {
     #[inline]
     fn needs_clear<M: RingMem>(&self, m: &M, end: u64, end_stamp: u32) -> bool {
         let off = offset(end, self.cap);
-        let payload = if end == self.reserved_end {
-            self.reserved_end_payload
-        } else {
-            !self.is_header_like(off / RECORD_ALIGN)
-        };
-        payload && m.word(off).load(Ordering::Relaxed) as u32 == end_stamp
+        !self.is_header_like(off / RECORD_ALIGN)
+            && m.word(off).load(Ordering::Relaxed) as u32 == end_stamp
     }
 
     #[inline]
@@ -362,12 +352,9 @@ impl Producer {
         // copy (a load here would stall the copy until it came: a zero-copy 64 KiB message
         // lost 5-20% of its throughput to that).
         let off = offset(end, self.cap);
-        let payload = !self.is_header_like(off / RECORD_ALIGN);
-        if payload {
+        if !self.is_header_like(off / RECORD_ALIGN) {
             prefetch_write(m.word(off));
         }
-        self.reserved_end = end;
-        self.reserved_end_payload = payload;
         Ok(Some(start))
     }
 
