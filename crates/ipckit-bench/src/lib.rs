@@ -7,6 +7,7 @@
 //! in `METHOD.md`.
 #![deny(unsafe_code)]
 
+mod columns;
 pub mod compare;
 pub mod floor;
 pub mod html;

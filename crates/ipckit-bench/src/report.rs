@@ -302,30 +302,9 @@ impl Report {
                 flags.join("; "),
             ]);
         }
+        // Names and the flags column left, figures right.
         let ncol = header.len();
-        let widths: Vec<usize> = (0..ncol)
-            .map(|c| {
-                table
-                    .iter()
-                    .map(|row| row[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for row in &table {
-            let mut line = String::new();
-            for (c, cell) in row.iter().enumerate() {
-                let w = widths[c];
-                if c == ncol - 1 {
-                    line.push_str(cell);
-                } else if c < 5 {
-                    let _ = write!(line, "{cell:<w$}  ");
-                } else {
-                    let _ = write!(line, "{cell:>w$}  ");
-                }
-            }
-            let _ = writeln!(s, "{}", line.trim_end());
-        }
+        s.push_str(&crate::columns::render(&table, |c| c < 5 || c == ncol - 1));
         let seed = seed::render(&self.seed_table);
         if !seed.is_empty() {
             let _ = writeln!(s);

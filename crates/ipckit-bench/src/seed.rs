@@ -180,27 +180,8 @@ pub fn render(table: &[SeedRow]) -> String {
             r.use_for.to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| {
-            lines
-                .iter()
-                .map(|l| l[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for l in &lines {
-        let mut line = String::new();
-        for (c, cell) in l.iter().enumerate() {
-            let w = widths[c];
-            if c == 0 || c == header.len() - 1 {
-                let _ = write!(line, "{cell:<w$}  ");
-            } else {
-                let _ = write!(line, "{cell:>w$}  ");
-            }
-        }
-        let _ = writeln!(s, "{}", line.trim_end());
-    }
+    let ncol = header.len();
+    s.push_str(&crate::columns::render(&lines, |c| c == 0 || c == ncol - 1));
     for r in table {
         let rows = sources(r);
         if !rows.is_empty() {
